@@ -1,0 +1,472 @@
+/*
+ * bsp.h: the public surface of every file in src/, one block per file.
+ *
+ * Self-contained modules (crypto.h, jose.h, sigv4.h, eventstream.h,
+ * http-client.h) keep their own small headers; everything else that crosses
+ * a file boundary is declared here.
+ */
+
+#ifndef BSP_H
+#define BSP_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#define BSP_NAME	"bedrock-sso-proxy"
+
+#ifndef __dead
+#define __dead noreturn
+#endif
+#define printflike(a, b) __attribute__((format(printf, a, b)))
+#define nitems(a) (sizeof (a) / sizeof ((a)[0]))
+
+struct event_base;
+struct evdns_base;
+struct evhttp_request;
+struct evhttp_connection;
+struct evbuffer;
+struct sqlite3;
+struct sqlite3_stmt;
+
+extern struct event_base	*bsp_base;
+extern struct evdns_base	*bsp_dns;
+
+/* xmalloc.c */
+void		*xmalloc(size_t);
+void		*xcalloc(size_t, size_t);
+void		*xreallocarray(void *, size_t, size_t);
+char		*xstrdup(const char *);
+char		*xstrndup(const char *, size_t);
+char		*xmemdup0(const void *, size_t);
+int		 xasprintf(char **, const char *, ...) printflike(2, 3);
+int		 xvasprintf(char **, const char *, va_list) printflike(2, 0);
+void		 freezero(void *, size_t);
+void		 freezero_str(char *);
+size_t		 bsp_strlcpy(char *, const char *, size_t);
+size_t		 bsp_strlcat(char *, const char *, size_t);
+
+/* log.c */
+enum log_level {
+	LOG_LVL_ERROR = 0,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+};
+enum log_format {
+	LOG_FMT_TEXT = 0,
+	LOG_FMT_JSON,
+};
+#define TRACE_HTTP	0x01
+#define TRACE_OAUTH	0x02
+#define TRACE_UPSTREAM	0x04
+#define TRACE_DB	0x08
+#define TRACE_AUTH	0x10
+#define TRACE_CONFIG	0x20
+enum log_field_kind {
+	LF_STR,
+	LF_INT,
+	LF_DBL,
+};
+struct log_field {
+	const char		*key;
+	enum log_field_kind	 kind;
+	const char		*str;
+	long long		 num;
+	double			 dbl;
+};
+#define LFS(k, v)	{ (k), LF_STR, (v), 0, 0 }
+#define LFI(k, v)	{ (k), LF_INT, NULL, (v), 0 }
+#define LFD(k, v)	{ (k), LF_DBL, NULL, 0, (v) }
+void		 log_init(const char *);
+void		 log_configure(int, int, int);
+int		 log_get_level(void);
+int		 log_parse_trace(const char *, int *, char **);
+void		 log_set_trace(int);
+int		 log_trace_on(int);
+void		 log_warn(const char *, ...) printflike(1, 2);
+void		 log_warnx(const char *, ...) printflike(1, 2);
+void		 log_info(const char *, ...) printflike(1, 2);
+void		 log_debug(const char *, ...) printflike(1, 2);
+void		 log_trace(int, const char *, ...) printflike(2, 3);
+void		 log_errorx(const char *, ...) printflike(1, 2);
+__dead void	 fatal(const char *, ...) printflike(1, 2);
+__dead void	 fatalx(const char *, ...) printflike(1, 2);
+void		 log_fields(int, const char *, const struct log_field *, size_t);
+const char	*log_mask(const char *, char *, size_t);
+size_t		 log_escape(const char *, size_t, char *, size_t);
+void		 log_libevent_init(void);
+
+/* util.c */
+struct strlist {
+	char	**v;
+	size_t	  n;
+};
+struct cidr {
+	int	 family;
+	uint8_t	 addr[16];
+	int	 bits;
+};
+struct cidrlist {
+	struct cidr	*v;
+	size_t		 n;
+};
+void		 strlist_add(struct strlist *, const char *);
+void		 strlist_free(struct strlist *);
+void		 strlist_copy(struct strlist *, const struct strlist *);
+int		 strlist_contains(const struct strlist *, const char *);
+int		 strlist_contains_nocase(const struct strlist *, const char *);
+char		*strlist_join(const struct strlist *, const char *);
+int		 cidr_parse(const char *, struct cidr *);
+int		 cidr_match(const struct cidr *, const struct sockaddr *);
+int		 cidrlist_parse(const struct strlist *, struct cidrlist *,
+		     char **);
+int		 cidrlist_match(const struct cidrlist *, const struct sockaddr *);
+int		 cidrlist_match_str(const struct cidrlist *, const char *);
+void		 cidrlist_free(struct cidrlist *);
+int		 addr_parse(const char *, struct sockaddr_storage *);
+int		 sockaddr_str(const struct sockaddr *, char *, size_t);
+int		 hostport_split(const char *, char **, char **);
+int		 url_is_loopback_host(const char *);
+int		 url_check_outbound(const char *, char **);
+double		 now_mono(void);
+time_t		 now_wall(void);
+void		 time_iso8601(time_t, char *, size_t);
+int		 glob_match(const char *, const char *);
+int		 parse_duration(const char *, long long *);
+int		 str_is_printable(const char *, size_t);
+void		 random_id(char *, size_t);
+char		*html_escape(const char *);
+
+/* config.c */
+enum config_type {
+	CT_BOOL,
+	CT_INT,
+	CT_DURATION,
+	CT_STRING,
+	CT_ENUM,
+	CT_LIST,
+	CT_SECRET,
+	CT_PATH,
+	CT_OBJECT,
+};
+#define CK_RESTART	0x01	/* change needs a restart, not a reload */
+#define CK_SECRET_PERMS	0x02	/* file must not be group/world readable */
+#define CK_HIDDEN	0x04	/* internal; not documented */
+enum config_scope {
+	CS_ROOT,
+	CS_PROVIDER,
+	CS_ISSUER,
+	CS_RULE,
+};
+struct config_key {
+	const char		*name;
+	enum config_type	 type;
+	enum config_scope	 scope;
+	size_t			 off;
+	const char		*def;
+	long long		 min;
+	long long		 max;
+	const char *const	*choices;
+	int			 flags;
+	const char		*help;
+};
+extern const struct config_key	config_keys[];
+extern const size_t		config_nkeys;
+
+/* Keys holding a collection of objects, each checked against a scope. */
+struct config_collection {
+	const char		*name;		/* oauth.providers */
+	const char		*pattern;	/* oauth.providers.* */
+	enum config_scope	 scope;
+	int			 is_map;	/* map of names, or a list */
+	size_t			 elem_size;
+	size_t			 off_array;
+	size_t			 off_count;
+	size_t			 off_name;
+	size_t			 off_where;
+};
+extern const struct config_collection	config_collections[];
+extern const size_t			config_ncollections;
+struct config_origin {
+	char	*name;
+	char	*where;
+};
+
+struct listen_addr {
+	char	*host;
+	char	*port;
+};
+struct config_error {
+	char	*where;
+	char	*msg;
+};
+struct config_errors {
+	struct config_error	*v;
+	size_t			 n;
+};
+struct config {
+	int		 refcnt;
+	char		*path;
+	int		 file_mode;
+	struct config_origin *origins;
+	size_t		 norigins;
+
+	/* server */
+	char		*server_host;
+	long long	 server_port;
+	struct strlist	 server_listen;
+	char		*server_public_url;
+	char		*server_tls_cert_file;
+	char		*server_tls_key_file;
+	struct strlist	 server_trusted_proxies;
+	long long	 server_max_body_bytes;
+	long long	 server_max_header_bytes;
+	long long	 server_max_connections;
+	long long	 to_header;
+	long long	 to_body;
+	long long	 to_idle;
+	long long	 to_upstream_connect;
+	long long	 to_upstream_first_byte;
+	long long	 to_stream_idle;
+	long long	 server_shutdown_timeout;
+
+	/* logging */
+	int		 log_level;
+	int		 log_format;
+	int		 log_output;
+	int		 log_access;
+
+	/* metrics */
+	int		 metrics_enabled;
+	char		*metrics_path;
+	struct strlist	 metrics_allow;
+
+	/* database */
+	char		*database_url;
+	long long	 database_busy_timeout;
+	long long	 usage_retention_days;
+	long long	 audit_retention_days;
+
+	/* derived by config_finish() */
+	char		*db_path;
+	struct listen_addr *listen;
+	size_t		 nlisten;
+	struct cidrlist	 trusted_proxies;
+	struct cidrlist	 metrics_acl;
+	int		 public_https;
+};
+extern struct config	*cfg;
+#define LOG_OUT_STDERR	0
+#define LOG_OUT_SYSLOG	1
+
+struct config_define {
+	char	*key;
+	char	*value;
+};
+struct config_source {
+	const char		*path;		/* -f, or NULL for default */
+	int			 path_explicit;
+	struct config_define	*defines;	/* -D */
+	size_t			 ndefines;
+	char			**environ;
+};
+struct config	*config_load(const struct config_source *,
+		     struct config_errors *);
+struct config	*config_ref(struct config *);
+void		 config_unref(struct config *);
+void		 config_print(const struct config *, FILE *);
+void		 config_errors_print(const struct config_errors *, FILE *);
+void		 config_errors_free(struct config_errors *);
+const struct config_key *config_key_find(const char *, enum config_scope);
+int		 config_read_secret_file(const char *, char **, char **);
+const char	*config_where(const struct config *, const char *);
+void		 config_add_error(struct config_errors *,
+		     const struct config *, const char *, const char *, ...)
+		     printflike(4, 5);
+
+/* config-table.c */
+void		 config_check_modules(struct config *, struct config_errors *);
+void		 config_free_modules(struct config *);
+
+/* db.c */
+#define DB_SCHEMA_VERSION	1
+struct db_stmt {
+	const char		*sql;
+	struct sqlite3_stmt	*stmt;
+	struct db_stmt		*next;
+};
+extern struct sqlite3	*bsp_db;
+int		 db_open(const char *, long long, char **);
+void		 db_close(void);
+struct sqlite3_stmt *db_prepare(struct db_stmt *);
+int		 db_exec(const char *);
+int		 db_begin(void);
+int		 db_commit(void);
+void		 db_rollback(void);
+long long	 db_data_version(void);
+const char	*db_errmsg(void);
+int		 db_ok(void);
+int		 db_path_from_url(const char *, char **, char **);
+int		 db_schema_version(void);
+
+/* metrics.c */
+struct metric;
+enum metric_type {
+	METRIC_COUNTER,
+	METRIC_GAUGE,
+	METRIC_HISTOGRAM,
+};
+struct metric	*metric_new(const char *, enum metric_type, const char *);
+void		 metric_add(struct metric *, const char *, double);
+void		 metric_set(struct metric *, const char *, double);
+void		 metric_observe(struct metric *, const char *, double);
+void		 metric_label(char *, size_t, const char *, ...);
+void		 metrics_init(void);
+void		 metrics_render(struct evbuffer *);
+long long	 process_rss_bytes(void);
+extern struct metric	*m_requests, *m_request_seconds;
+
+/* server.c */
+struct request;
+struct server_conn;
+#define RF_BEDROCK	0x0001	/* also served under /bedrock; Bedrock error shape */
+#define RF_AUTH		0x0002	/* needs a credential */
+#define RF_JWT_ONLY	0x0004	/* API keys are refused */
+#define RF_NO_STORE	0x0008	/* Cache-Control: no-store */
+#define RF_HTML		0x0010	/* HTML page: CSP and friends */
+#define RF_METRICS	0x0020	/* metrics allow-list applies */
+#define RF_BODY		0x0040	/* reads a request body */
+struct route {
+	const char	*name;
+	int		 methods;
+	const char	*pattern;
+	void		(*handler)(struct request *);
+	int		 flags;
+};
+struct route_param {
+	const char	*p;
+	size_t		 len;
+};
+#define REQUEST_MAX_PARAMS 4
+struct request {
+	struct evhttp_request	*http;
+	struct config		*cfg;
+	const struct route	*route;
+	struct server_conn	*conn;
+	int			 refcnt;
+	int			 replied;	/* final reply handed over */
+	int			 logged;
+	int			 client_gone;
+	int			 http_owned;	/* evhttp disowned it */
+	int			 streaming;
+
+	char			 id[65];
+	char			*path;		/* raw, without the query */
+	char			*query;		/* raw, or NULL */
+	const char		*method;
+	struct route_param	 params[REQUEST_MAX_PARAMS];
+	size_t			 nparams;
+	char			 peer[64];	/* socket peer */
+	char			 client[64];	/* after trusted proxies */
+	struct sockaddr_storage	 client_sa;
+	int			 https;		/* as the client sees it */
+
+	double			 t_start;
+	int			 status;
+	size_t			 bytes_out;
+
+	/* filled by handlers for the access log */
+	char			*log_user;
+	char			*log_model;
+	int			 upstream_status;
+	long long		 tokens_in;
+	long long		 tokens_out;
+	const char		*log_error;
+
+	/* route state, freed with the request */
+	void			*state;
+	void			(*state_free)(void *);
+	/* called once if the client goes away before the reply ends */
+	void			(*on_abort)(struct request *);
+	/* called when streamed output has been written out */
+	void			(*on_drained)(struct request *);
+
+	TAILQ_ENTRY(request)	 entry;
+};
+extern const struct route	routes[];
+extern const size_t		nroutes;
+int		 server_init(struct config *, char **);
+int		 server_reload(struct config *, char **);
+void		 server_shutdown(void (*)(void));
+void		 server_free(void);
+size_t		 server_inflight(void);
+int		 server_bound_port(int);
+const char	*server_header(struct request *, const char *);
+void		 server_set_header(struct request *, const char *, const char *);
+int		 server_body(struct request *, const uint8_t **, size_t *);
+const char	*server_query(struct request *, const char *, char *, size_t);
+void		 server_reply(struct request *, int, const char *,
+		     struct evbuffer *);
+void		 server_reply_json(struct request *, int, json_t *);
+void		 server_reply_text(struct request *, int, const char *,
+		     const char *);
+void		 server_error_oauth(struct request *, int, const char *,
+		     const char *);
+void		 server_error_bedrock(struct request *, int, const char *,
+		     const char *, ...) printflike(4, 5);
+void		 server_error(struct request *, int, const char *,
+		     const char *);
+void		 server_stream_start(struct request *, int);
+void		 server_stream_write(struct request *, struct evbuffer *,
+		     void (*)(struct request *));
+size_t		 server_stream_pending(struct request *);
+void		 server_stream_end(struct request *);
+void		 request_ref(struct request *);
+void		 request_unref(struct request *);
+void		 request_set_user(struct request *, const char *);
+void		 request_set_model(struct request *, const char *, size_t);
+
+/* route-health.c */
+void		 route_health(struct request *);
+void		 route_health_ready(struct request *);
+void		 route_metrics(struct request *);
+void		 route_not_found(struct request *);
+void		 route_bidi_stream(struct request *);
+void		 route_inference_profiles(struct request *);
+void		 health_init(void);
+void		 health_register(const char *, int (*)(const char **));
+
+/* modules.c */
+int		 modules_init(struct config *, char **);
+int		 modules_reload(struct config *, char **);
+int		 modules_check(struct config *, char **);
+void		 modules_free(void);
+
+/* cmd.c */
+struct command {
+	const char	*name;
+	const char	*sub;
+	const char	*args;
+	int		(*fn)(int, char **);
+	const char	*help;
+};
+extern const struct command	commands[];
+extern const size_t		ncommands;
+int		 command_run(int, char **);
+
+/* main.c */
+extern int	 bsp_debug;
+extern int	 bsp_verbose;
+extern time_t	 bsp_start_time;
+void		 bsp_exit_soon(int);
+
+#endif /* BSP_H */

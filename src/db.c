@@ -1,0 +1,436 @@
+/*
+ * db.c: the SQLite database.
+ *
+ * One connection per process, WAL mode so admin commands can write while the
+ * daemon reads, a busy timeout for the moments they collide. The schema is
+ * versioned with PRAGMA user_version and migrated forward on open; a file
+ * that is not a database, or is newer than this binary, is refused.
+ * Statements are prepared once (struct db_stmt lives with the code that uses
+ * it) and reset on each use.
+ */
+
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "bsp.h"
+
+struct sqlite3		*bsp_db;
+static struct db_stmt	*db_stmts;
+
+/*
+ * Migrations: element N brings a database from version N to N + 1. Never
+ * edit one that has been released; add a new one.
+ */
+static const char *const db_migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE users ("
+	"  id TEXT PRIMARY KEY,"		/* provider:subject */
+	"  provider TEXT NOT NULL,"
+	"  subject TEXT NOT NULL,"
+	"  email TEXT,"
+	"  email_verified INTEGER NOT NULL DEFAULT 0,"
+	"  name TEXT,"
+	"  groups TEXT NOT NULL DEFAULT '[]',"
+	"  disabled INTEGER NOT NULL DEFAULT 0,"
+	"  revoked_before INTEGER NOT NULL DEFAULT 0,"
+	"  first_login INTEGER NOT NULL,"
+	"  last_login INTEGER NOT NULL"
+	");"
+	"CREATE INDEX users_email ON users(email);"
+	"CREATE TABLE token_families ("
+	"  id TEXT PRIMARY KEY,"		/* the sid claim */
+	"  user_id TEXT NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL,"
+	"  revoked INTEGER NOT NULL DEFAULT 0,"
+	"  revoked_at INTEGER,"
+	"  revoked_reason TEXT"
+	");"
+	"CREATE INDEX token_families_user ON token_families(user_id);"
+	"CREATE TABLE refresh_tokens ("
+	"  hash BLOB PRIMARY KEY,"
+	"  family_id TEXT NOT NULL REFERENCES token_families(id)"
+	"    ON DELETE CASCADE,"
+	"  created INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL,"
+	"  used_at INTEGER,"
+	"  successor BLOB,"
+	"  successor_sealed BLOB"
+	");"
+	"CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);"
+	"CREATE TABLE oauth_states ("
+	"  hash BLOB PRIMARY KEY,"
+	"  provider TEXT NOT NULL,"
+	"  flow TEXT NOT NULL,"
+	"  nonce TEXT,"
+	"  verifier_sealed BLOB,"
+	"  redirect_uri TEXT NOT NULL,"
+	"  binding BLOB,"
+	"  client_addr TEXT,"
+	"  created INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL"
+	");"
+	"CREATE INDEX oauth_states_expires ON oauth_states(expires);"
+	"CREATE TABLE api_keys ("
+	"  id TEXT PRIMARY KEY,"
+	"  hash BLOB NOT NULL UNIQUE,"
+	"  hint TEXT NOT NULL,"
+	"  user_id TEXT NOT NULL,"
+	"  name TEXT,"
+	"  models TEXT NOT NULL DEFAULT '[]',"
+	"  created INTEGER NOT NULL,"
+	"  expires INTEGER,"
+	"  last_used_at INTEGER,"
+	"  revoked INTEGER NOT NULL DEFAULT 0,"
+	"  revoked_at INTEGER"
+	");"
+	"CREATE INDEX api_keys_user ON api_keys(user_id);"
+	"CREATE TABLE usage ("
+	"  id INTEGER PRIMARY KEY,"
+	"  ts INTEGER NOT NULL,"
+	"  user_id TEXT,"
+	"  api_key_id TEXT,"
+	"  model TEXT,"
+	"  route TEXT NOT NULL,"
+	"  status INTEGER NOT NULL,"
+	"  input_tokens INTEGER NOT NULL DEFAULT 0,"
+	"  output_tokens INTEGER NOT NULL DEFAULT 0,"
+	"  cache_read_tokens INTEGER NOT NULL DEFAULT 0,"
+	"  cache_write_tokens INTEGER NOT NULL DEFAULT 0,"
+	"  latency_ms INTEGER,"
+	"  first_byte_ms INTEGER,"
+	"  request_id TEXT,"
+	"  session_id TEXT,"
+	"  outcome TEXT"
+	");"
+	"CREATE INDEX usage_ts ON usage(ts);"
+	"CREATE INDEX usage_user_ts ON usage(user_id, ts);"
+	"CREATE TABLE audit_log ("
+	"  id INTEGER PRIMARY KEY,"
+	"  ts INTEGER NOT NULL,"
+	"  event TEXT NOT NULL,"
+	"  user_id TEXT,"
+	"  actor TEXT,"
+	"  client_addr TEXT,"
+	"  detail TEXT"
+	");"
+	"CREATE INDEX audit_log_ts ON audit_log(ts);"
+	"CREATE TABLE signing_keys ("
+	"  kid TEXT PRIMARY KEY,"
+	"  alg TEXT NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  retired INTEGER,"
+	"  verify_until INTEGER,"
+	"  public_jwk TEXT,"
+	"  private_sealed BLOB"
+	");",
+};
+
+/* sqlite://path (relative or absolute, as the seed design wrote it). */
+int
+db_path_from_url(const char *url, char **path, char **cause)
+{
+	const char	*p;
+
+	*path = NULL;
+	if (strncmp(url, "sqlite://", 9) != 0) {
+		xasprintf(cause, "\"%s\" is not a sqlite://PATH URL", url);
+		return (-1);
+	}
+	p = url + 9;
+	if (*p == '\0' || strcmp(p, ":memory:") == 0 ||
+	    strchr(p, '?') != NULL) {
+		xasprintf(cause, "\"%s\" does not name a database file", url);
+		return (-1);
+	}
+	if (strlen(p) >= PATH_MAX) {
+		xasprintf(cause, "path too long");
+		return (-1);
+	}
+	*path = xstrdup(p);
+	return (0);
+}
+
+/* mkdir -p, each created directory 0700. */
+static int
+db_mkdirs(const char *dir, char **cause)
+{
+	char		*copy, *p;
+	struct stat	 st;
+
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			xasprintf(cause, "%s is not a directory", dir);
+			return (-1);
+		}
+		return (0);
+	}
+	copy = xstrdup(dir);
+	for (p = copy + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, 0700) == -1 && errno != EEXIST) {
+			xasprintf(cause, "cannot create %s: %s", copy,
+			    strerror(errno));
+			free(copy);
+			return (-1);
+		}
+		*p = '/';
+	}
+	if (mkdir(copy, 0700) == -1 && errno != EEXIST) {
+		xasprintf(cause, "cannot create %s: %s", copy, strerror(errno));
+		free(copy);
+		return (-1);
+	}
+	free(copy);
+	return (0);
+}
+
+int
+db_exec(const char *sql)
+{
+	char	*err = NULL;
+
+	if (sqlite3_exec(bsp_db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		log_warnx("database: %s", err != NULL ? err :
+		    sqlite3_errmsg(bsp_db));
+		sqlite3_free(err);
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+db_pragma_int(const char *sql, long long *out)
+{
+	sqlite3_stmt	*st;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(bsp_db, sql, -1, &st, NULL) != SQLITE_OK)
+		return (-1);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return (rc == SQLITE_ROW ? 0 : -1);
+}
+
+int
+db_schema_version(void)
+{
+	long long	v;
+
+	if (db_pragma_int("PRAGMA user_version", &v) == -1)
+		return (-1);
+	return ((int)v);
+}
+
+static int
+db_migrate(char **cause)
+{
+	long long	v;
+	size_t		i;
+	char		sql[64];
+
+	if (db_pragma_int("PRAGMA user_version", &v) == -1) {
+		xasprintf(cause, "%s", sqlite3_errmsg(bsp_db));
+		return (-1);
+	}
+	if (v > (long long)nitems(db_migrations)) {
+		xasprintf(cause, "the database has schema version %lld, newer "
+		    "than this binary understands (%zu); use a newer "
+		    BSP_NAME, v, nitems(db_migrations));
+		return (-1);
+	}
+	if (v == (long long)nitems(db_migrations))
+		return (0);
+	if (db_exec("BEGIN IMMEDIATE") == -1) {
+		xasprintf(cause, "cannot lock the database for migration: %s",
+		    sqlite3_errmsg(bsp_db));
+		return (-1);
+	}
+	/* Someone else may have migrated while we waited for the lock. */
+	if (db_pragma_int("PRAGMA user_version", &v) == -1)
+		goto fail;
+	for (i = (size_t)v; i < nitems(db_migrations); i++) {
+		log_info("database: migrating schema %zu -> %zu", i, i + 1);
+		if (db_exec(db_migrations[i]) == -1)
+			goto fail;
+	}
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %zu",
+	    nitems(db_migrations));
+	if (db_exec(sql) == -1 || db_exec("COMMIT") == -1)
+		goto fail;
+	return (0);
+fail:
+	xasprintf(cause, "schema migration failed: %s", sqlite3_errmsg(bsp_db));
+	db_exec("ROLLBACK");
+	return (-1);
+}
+
+static void
+db_trace_cb(void *arg, int code, const char *msg)
+{
+	log_trace(TRACE_DB, "sqlite %d: %s", code, msg);
+}
+
+/*
+ * Open (creating if needed) the database at path. On failure returns -1 with
+ * a cause; the caller exits 2.
+ */
+int
+db_open(const char *path, long long busy_ms, char **cause)
+{
+	char		*dir, *slash;
+	mode_t		 old;
+	int		 rc;
+	long long	 v;
+	char		 sql[64];
+
+	if (bsp_db != NULL)
+		return (0);
+	dir = xstrdup(path);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (db_mkdirs(dir, cause) == -1) {
+			free(dir);
+			return (-1);
+		}
+	}
+	free(dir);
+
+	sqlite3_config(SQLITE_CONFIG_LOG, db_trace_cb, NULL);
+	old = umask(077);
+	rc = sqlite3_open_v2(path, &bsp_db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	umask(old);
+	if (rc != SQLITE_OK) {
+		xasprintf(cause, "cannot open database %s: %s", path,
+		    bsp_db != NULL ? sqlite3_errmsg(bsp_db) :
+		    sqlite3_errstr(rc));
+		db_close();
+		return (-1);
+	}
+	sqlite3_extended_result_codes(bsp_db, 1);
+	sqlite3_busy_timeout(bsp_db, (int)busy_ms);
+	/* The first real read tells whether this is a database at all. */
+	if (db_pragma_int("PRAGMA user_version", &v) == -1) {
+		xasprintf(cause, "%s: %s", path, sqlite3_errmsg(bsp_db));
+		db_close();
+		return (-1);
+	}
+	if (db_exec("PRAGMA journal_mode = WAL") == -1 ||
+	    db_exec("PRAGMA synchronous = FULL") == -1 ||
+	    db_exec("PRAGMA foreign_keys = ON") == -1 ||
+	    db_exec("PRAGMA trusted_schema = OFF") == -1) {
+		xasprintf(cause, "%s: %s", path, sqlite3_errmsg(bsp_db));
+		db_close();
+		return (-1);
+	}
+	snprintf(sql, sizeof sql, "PRAGMA busy_timeout = %lld", busy_ms);
+	db_exec(sql);
+	if (db_migrate(cause) == -1) {
+		db_close();
+		return (-1);
+	}
+	log_debug("database: %s open, schema version %d", path,
+	    db_schema_version());
+	return (0);
+}
+
+void
+db_close(void)
+{
+	struct db_stmt	*s;
+
+	for (s = db_stmts; s != NULL; s = s->next) {
+		sqlite3_finalize(s->stmt);
+		s->stmt = NULL;
+	}
+	db_stmts = NULL;
+	if (bsp_db != NULL) {
+		sqlite3_close_v2(bsp_db);
+		bsp_db = NULL;
+	}
+}
+
+/*
+ * Prepare a statement once and hand it back reset for each use. The caller
+ * binds, steps and is done; the next db_prepare() resets it.
+ */
+struct sqlite3_stmt *
+db_prepare(struct db_stmt *s)
+{
+	if (s->stmt == NULL) {
+		if (sqlite3_prepare_v3(bsp_db, s->sql, -1,
+		    SQLITE_PREPARE_PERSISTENT, &s->stmt, NULL) != SQLITE_OK)
+			fatalx("database: cannot prepare \"%s\": %s", s->sql,
+			    sqlite3_errmsg(bsp_db));
+		s->next = db_stmts;
+		db_stmts = s;
+	}
+	sqlite3_reset(s->stmt);
+	sqlite3_clear_bindings(s->stmt);
+	if (log_trace_on(TRACE_DB))
+		log_trace(TRACE_DB, "sql: %s", s->sql);
+	return (s->stmt);
+}
+
+int
+db_begin(void)
+{
+	return (db_exec("BEGIN IMMEDIATE"));
+}
+
+int
+db_commit(void)
+{
+	if (db_exec("COMMIT") == -1) {
+		db_rollback();
+		return (-1);
+	}
+	return (0);
+}
+
+void
+db_rollback(void)
+{
+	if (bsp_db != NULL && !sqlite3_get_autocommit(bsp_db))
+		db_exec("ROLLBACK");
+}
+
+/* Changes when another connection (an admin command) commits. */
+long long
+db_data_version(void)
+{
+	long long	v = 0;
+
+	db_pragma_int("PRAGMA data_version", &v);
+	return (v);
+}
+
+const char *
+db_errmsg(void)
+{
+	return (bsp_db != NULL ? sqlite3_errmsg(bsp_db) : "not open");
+}
+
+/* Is the database usable right now? For /health/ready. */
+int
+db_ok(void)
+{
+	long long	v;
+
+	return (bsp_db != NULL && db_pragma_int("PRAGMA user_version", &v) == 0
+	    && v == (long long)nitems(db_migrations));
+}

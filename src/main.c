@@ -1,0 +1,377 @@
+/*
+ * main.c: command line, start-up, signals and the event loop.
+ *
+ * Without a command the program runs the daemon in the foreground (it never
+ * forks; systemd or another supervisor runs it). With a command it performs
+ * one administrative action on the configured database and exits.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <yaml.h>
+
+#include "bsp.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define BSP_CONFIG_FILE	SYSCONFDIR "/bedrock-sso-proxy.yaml"
+
+struct event_base	*bsp_base;
+struct evdns_base	*bsp_dns;
+int			 bsp_debug;
+int			 bsp_verbose;
+time_t			 bsp_start_time;
+
+static struct config_source	 bsp_source;
+static struct event		 ev_sigterm, ev_sigint, ev_sighup, ev_sigusr1;
+static int			 bsp_exit_code;
+
+static __dead void	usage(void);
+
+static __dead void
+usage(void)
+{
+	fprintf(stderr, "usage: %s [-dnv] [-f file] [-T trace] "
+	    "[-D key=value] [command [args]]\n", BSP_NAME);
+	exit(1);
+}
+
+/* Apply logging settings from the configuration and the flags. */
+static void
+main_log_configure(const struct config *c)
+{
+	int	level = c->log_level;
+
+	if (bsp_debug && level < LOG_LVL_INFO)
+		level = LOG_LVL_INFO;
+	level += bsp_verbose;
+	log_configure(level, c->log_format,
+	    !bsp_debug && c->log_output == LOG_OUT_SYSLOG);
+}
+
+/* Tell systemd (Type=notify) how we are doing; no libsystemd needed. */
+static void
+sd_notify_send(const char *msg)
+{
+	const char		*path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un	 sun;
+	socklen_t		 len;
+	int			 fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof sun.sun_path)
+		return;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+	    strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL,
+	    (struct sockaddr *)&sun, len) == -1)
+		log_warn("cannot notify the service manager");
+	close(fd);
+}
+
+static void
+main_drained(void)
+{
+	event_base_loopexit(bsp_base, NULL);
+}
+
+static void
+main_sigterm(int sig, short ev, void *arg)
+{
+	log_info("received %s; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	sd_notify_send("STOPPING=1");
+	server_shutdown(main_drained);
+}
+
+/* Keys that only take effect after a restart: warn when they change. */
+static void
+main_reload_warn(const struct config *old, const struct config *new)
+{
+	size_t			 i;
+	const struct config_key	*k;
+	const char		*a, *b;
+
+	for (i = 0; i < config_nkeys; i++) {
+		k = &config_keys[i];
+		if (k->scope != CS_ROOT || !(k->flags & CK_RESTART))
+			continue;
+		if (k->type == CT_STRING || k->type == CT_PATH) {
+			a = *(char *const *)((const char *)old + k->off);
+			b = *(char *const *)((const char *)new + k->off);
+			if ((a == NULL) != (b == NULL) ||
+			    (a != NULL && strcmp(a, b) != 0))
+				log_warnx("%s changed; it takes effect only "
+				    "after a restart", k->name);
+		} else if (k->type == CT_INT || k->type == CT_DURATION) {
+			if (*(const long long *)((const char *)old + k->off) !=
+			    *(const long long *)((const char *)new + k->off))
+				log_warnx("%s changed; it takes effect only "
+				    "after a restart", k->name);
+		}
+	}
+}
+
+/* SIGHUP: build a fresh configuration, check it, swap it in. */
+static void
+main_sighup(int sig, short ev, void *arg)
+{
+	struct config		*c, *old;
+	struct config_errors	 errs;
+	char			*cause = NULL;
+	size_t			 i;
+
+	log_info("received SIGHUP; reloading the configuration");
+	if ((c = config_load(&bsp_source, &errs)) == NULL) {
+		for (i = 0; i < errs.n; i++) {
+			struct log_field f[] = {
+				LFS("where", errs.v[i].where),
+			};
+			log_fields(LOG_LVL_ERROR, errs.v[i].msg, f, 1);
+		}
+		log_warnx("configuration reload failed (%zu errors); keeping "
+		    "the running configuration", errs.n);
+		config_errors_free(&errs);
+		return;
+	}
+	if (modules_reload(c, &cause) == -1 ||
+	    server_reload(c, &cause) == -1) {
+		log_warnx("configuration reload failed: %s; keeping the running "
+		    "configuration", cause);
+		free(cause);
+		config_unref(c);
+		return;
+	}
+	main_reload_warn(cfg, c);
+	old = cfg;
+	cfg = c;
+	config_unref(old);
+	main_log_configure(cfg);
+	log_info("configuration reloaded");
+	sd_notify_send("READY=1");
+}
+
+static void
+main_sigusr1(int sig, short ev, void *arg)
+{
+	log_info("received SIGUSR1; logs go to %s, nothing to reopen",
+	    cfg->log_output == LOG_OUT_SYSLOG && !bsp_debug ? "syslog" :
+	    "stderr");
+}
+
+static void
+main_log_versions(void)
+{
+	struct log_field	f[] = {
+		LFS("version", PACKAGE_VERSION),
+		LFS("libevent", event_get_version()),
+		LFS("openssl", OpenSSL_version(OPENSSL_VERSION)),
+		LFS("sqlite", sqlite3_libversion()),
+		LFS("libsodium", sodium_version_string()),
+		LFS("jansson", jansson_version_str()),
+		LFS("libyaml", yaml_get_version_string()),
+		LFS("config", cfg->path != NULL ? cfg->path :
+		    "built-in defaults"),
+	};
+
+	log_fields(LOG_LVL_INFO, "starting " BSP_NAME, f, nitems(f));
+}
+
+static int
+main_daemon(void)
+{
+	struct event_config	*ec;
+	char			*cause = NULL;
+
+	signal(SIGPIPE, SIG_IGN);
+	bsp_start_time = time(NULL);
+	if ((ec = event_config_new()) == NULL)
+		fatalx("event_config_new");
+	event_config_require_features(ec, EV_FEATURE_EARLY_CLOSE);
+	if ((bsp_base = event_base_new_with_config(ec)) == NULL &&
+	    (bsp_base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	event_config_free(ec);
+	main_log_versions();
+
+	if ((bsp_dns = evdns_base_new(bsp_base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL) {
+		log_warnx("no DNS resolver configured (/etc/resolv.conf); "
+		    "outbound names will not resolve");
+		if ((bsp_dns = evdns_base_new(bsp_base, 0)) == NULL)
+			fatalx("evdns_base_new");
+	}
+	if (db_open(cfg->db_path, cfg->database_busy_timeout, &cause) == -1) {
+		log_errorx("%s", cause);
+		free(cause);
+		return (2);
+	}
+	metrics_init();
+	health_init();
+	if (modules_init(cfg, &cause) == -1 ||
+	    server_init(cfg, &cause) == -1) {
+		log_errorx("%s", cause);
+		free(cause);
+		modules_free();
+		server_free();
+		db_close();
+		return (2);
+	}
+
+	evsignal_assign(&ev_sigterm, bsp_base, SIGTERM, main_sigterm, NULL);
+	evsignal_assign(&ev_sigint, bsp_base, SIGINT, main_sigterm, NULL);
+	evsignal_assign(&ev_sighup, bsp_base, SIGHUP, main_sighup, NULL);
+	evsignal_assign(&ev_sigusr1, bsp_base, SIGUSR1, main_sigusr1, NULL);
+	evsignal_add(&ev_sigterm, NULL);
+	evsignal_add(&ev_sigint, NULL);
+	evsignal_add(&ev_sighup, NULL);
+	evsignal_add(&ev_sigusr1, NULL);
+
+	sd_notify_send("READY=1");
+	log_info("ready; public URL %s", cfg->server_public_url);
+	event_base_dispatch(bsp_base);
+
+	evsignal_del(&ev_sigterm);
+	evsignal_del(&ev_sigint);
+	evsignal_del(&ev_sighup);
+	evsignal_del(&ev_sigusr1);
+	server_free();
+	modules_free();
+	db_close();
+	evdns_base_free(bsp_dns, 0);
+	event_base_free(bsp_base);
+	bsp_base = NULL;
+	log_info("stopped");
+	return (bsp_exit_code);
+}
+
+/* For fatal conditions found on the loop: stop with this exit status. */
+void
+bsp_exit_soon(int code)
+{
+	bsp_exit_code = code;
+	if (bsp_base != NULL)
+		event_base_loopexit(bsp_base, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config_errors	 errs;
+	const char		*file = NULL;
+	char			*cause, *eq;
+	int			 ch, check = 0, trace = 0, rc;
+
+	log_init(BSP_NAME);
+	if (sodium_init() == -1) {
+		fprintf(stderr, "%s: cannot initialise libsodium\n", BSP_NAME);
+		return (2);
+	}
+	log_libevent_init();
+
+	while ((ch = getopt(argc, argv, "+dnvf:T:D:")) != -1) {
+		switch (ch) {
+		case 'd':
+			bsp_debug = 1;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'v':
+			bsp_verbose++;
+			break;
+		case 'f':
+			file = optarg;
+			break;
+		case 'T':
+			if (log_parse_trace(optarg, &trace, &cause) == -1) {
+				fprintf(stderr, "%s: -T: %s\n", BSP_NAME,
+				    cause);
+				free(cause);
+				usage();
+			}
+			break;
+		case 'D':
+			if ((eq = strchr(optarg, '=')) == NULL ||
+			    eq == optarg) {
+				fprintf(stderr, "%s: -D needs key=value\n",
+				    BSP_NAME);
+				usage();
+			}
+			bsp_source.defines = xreallocarray(bsp_source.defines,
+			    bsp_source.ndefines + 1,
+			    sizeof *bsp_source.defines);
+			bsp_source.defines[bsp_source.ndefines].key =
+			    xstrndup(optarg, (size_t)(eq - optarg));
+			bsp_source.defines[bsp_source.ndefines].value =
+			    xstrdup(eq + 1);
+			bsp_source.ndefines++;
+			break;
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+
+	bsp_source.path = file != NULL ? file : BSP_CONFIG_FILE;
+	bsp_source.path_explicit = file != NULL;
+	bsp_source.environ = environ;
+	if ((cfg = config_load(&bsp_source, &errs)) == NULL) {
+		config_errors_print(&errs, stderr);
+		config_errors_free(&errs);
+		return (1);
+	}
+	if (check) {
+		if (modules_check(cfg, &cause) == -1) {
+			fprintf(stderr, "%s\n", cause);
+			free(cause);
+			config_unref(cfg);
+			return (1);
+		}
+		if (bsp_verbose > 0)
+			config_print(cfg, stdout);
+		printf("configuration OK\n");
+		config_unref(cfg);
+		return (0);
+	}
+	main_log_configure(cfg);
+	log_set_trace(trace);
+
+	if (argc > 0)
+		rc = command_run(argc, argv);
+	else
+		rc = main_daemon();
+	config_unref(cfg);
+	cfg = NULL;
+	for (ch = 0; (size_t)ch < bsp_source.ndefines; ch++) {
+		free(bsp_source.defines[ch].key);
+		freezero_str(bsp_source.defines[ch].value);
+	}
+	free(bsp_source.defines);
+	libevent_global_shutdown();
+	return (rc);
+}

@@ -1,0 +1,1419 @@
+/*
+ * server.c: the inbound HTTP(S) server: listeners, connection tracking,
+ * the route table, request lifetime, reply helpers and graceful shutdown.
+ *
+ * evhttp does the HTTP parsing. What it lacks in libevent 2.1 is added here:
+ * connections are tracked from accept (bevcb) so a client that dribbles its
+ * request head is dropped after server.timeouts.header, a client that
+ * dribbles a body after server.timeouts.body, the connection count is
+ * capped, and a client that hangs up while we wait on an upstream is noticed
+ * (EV_CLOSED) so the upstream call can be cancelled.
+ *
+ * Lifetime of a request: struct request is created when evhttp hands us a
+ * complete request and holds one reference for evhttp. That reference is
+ * dropped when the reply has been written (on_complete) or the client went
+ * away; handlers waiting on callbacks hold references of their own. The
+ * struct is freed on a later loop pass once the count reaches zero.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <uthash.h>
+
+#include "bsp.h"
+
+#define SERVER_MAX_LISTENERS	16
+
+enum conn_state {
+	CONN_NEW,	/* accepted, no request yet */
+	CONN_WAITING,	/* keep-alive, between requests */
+	CONN_BODY,	/* request head read, body arriving */
+	CONN_ACTIVE,	/* a request is being handled */
+};
+
+struct server_conn {
+	struct bufferevent		*bev;
+	struct evhttp_connection	*evcon;
+	struct request			*req;
+	enum conn_state			 state;
+	int				 tls;
+	int				 killed;
+	double				 t_wait;	/* state entered */
+	double				 t_first;	/* first byte of head */
+	double				 t_head;	/* head complete */
+	int				 nl;		/* head scanner */
+	struct event			 adopt_ev;
+	struct event			 closed_ev;
+	int				 closed_ev_on;
+	UT_hash_handle			 hh;
+	TAILQ_ENTRY(server_conn)	 entry;
+};
+
+struct server_listener {
+	struct evhttp_bound_socket	*bound;
+	char				 addr[128];
+	int				 port;
+};
+
+static struct {
+	struct evhttp			*http;
+	struct server_listener		 listeners[SERVER_MAX_LISTENERS];
+	size_t				 nlisteners;
+	SSL_CTX				*tls_ctx;
+	struct event			 sweep_ev;
+	struct server_conn		*conn_hash;
+	TAILQ_HEAD(, server_conn)	 conns;
+	size_t				 nconns;
+	TAILQ_HEAD(, request)		 requests;
+	size_t				 nrequests;
+	TAILQ_HEAD(, request)		 dead;
+	struct event			 reap_ev;
+	int				 draining;
+	struct event			 drain_ev;
+	void				(*drained)(void);
+} srv;
+
+static void	server_gencb(struct evhttp_request *, void *);
+static void	request_finish(struct request *);
+static void	request_drop_http(struct request *);
+static void	conn_release(struct server_conn *);
+static void	conn_kill(struct server_conn *, const char *);
+static void	server_check_drained(void);
+
+/*
+ * The route table. "{}" matches one non-empty path segment; RF_BEDROCK
+ * routes are also served under /bedrock. The metrics route has no pattern:
+ * its path comes from metrics.path.
+ */
+#define GET	(EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
+#define POST	EVHTTP_REQ_POST
+#define DELETE	EVHTTP_REQ_DELETE
+const struct route routes[] = {
+	{ "health", GET, "/health", route_health, 0 },
+	{ "health_ready", GET, "/health/ready", route_health_ready, 0 },
+	{ "metrics", GET, NULL, route_metrics, RF_METRICS },
+	{ "bidi_stream", POST, "/model/{}/invoke-with-bidirectional-stream",
+	  route_bidi_stream, RF_BEDROCK },
+	{ "inference_profiles", GET, "/inference-profiles",
+	  route_inference_profiles, RF_BEDROCK },
+	{ "inference_profile", GET, "/inference-profiles/{}",
+	  route_inference_profiles, RF_BEDROCK },
+};
+const size_t nroutes = nitems(routes);
+#undef GET
+#undef POST
+#undef DELETE
+
+/* Match a raw path against a pattern, capturing "{}" segments. */
+static int
+route_match(const char *pattern, const char *path, struct request *r)
+{
+	const char	*p = pattern, *s = path, *e;
+	size_t		 n = 0;
+
+	while (*p != '\0') {
+		if (p[0] == '{' && p[1] == '}') {
+			e = s + strcspn(s, "/");
+			if (e == s || n >= REQUEST_MAX_PARAMS)
+				return (0);
+			if (r != NULL) {
+				r->params[n].p = s;
+				r->params[n].len = (size_t)(e - s);
+			}
+			n++;
+			s = e;
+			p += 2;
+			continue;
+		}
+		if (*p != *s)
+			return (0);
+		p++;
+		s++;
+	}
+	if (*s != '\0')
+		return (0);
+	if (r != NULL)
+		r->nparams = n;
+	return (1);
+}
+
+/* Find the route for a path; *allowed gets the methods any match takes. */
+static const struct route *
+route_find(struct request *r, int method, int *allowed)
+{
+	const struct route	*rt;
+	const char		*path = r->path;
+	size_t			 i;
+	int			 pass;
+
+	*allowed = 0;
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			if (strncmp(r->path, "/bedrock/", 9) != 0)
+				break;
+			path = r->path + 8;
+		}
+		for (i = 0; i < nroutes; i++) {
+			rt = &routes[i];
+			if (pass == 1 && !(rt->flags & RF_BEDROCK))
+				continue;
+			if (rt->pattern == NULL) {
+				if (!r->cfg->metrics_enabled ||
+				    strcmp(path, r->cfg->metrics_path) != 0)
+					continue;
+			} else if (!route_match(rt->pattern, path, NULL))
+				continue;
+			*allowed |= rt->methods;
+			if ((rt->methods & method) == 0)
+				continue;
+			if (rt->pattern != NULL)
+				route_match(rt->pattern, path, r);
+			return (rt);
+		}
+		if (*allowed != 0)
+			return (NULL);
+	}
+	return (NULL);
+}
+
+/* TLS. */
+static int
+server_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char	h1[] = "http/1.1";
+	unsigned int			i;
+
+	for (i = 0; i + 1 <= inlen && i + 1 + in[i] <= inlen; i += 1 + in[i]) {
+		if (in[i] == 8 && memcmp(in + i + 1, h1, 8) == 0) {
+			*out = in + i + 1;
+			*outlen = 8;
+			return (SSL_TLSEXT_ERR_OK);
+		}
+	}
+	return (SSL_TLSEXT_ERR_NOACK);
+}
+
+static SSL_CTX *
+server_tls_ctx(const struct config *c, char **cause)
+{
+	SSL_CTX		*ctx;
+	unsigned long	 e;
+	char		 buf[256];
+
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+		fatalx("SSL_CTX_new");
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+	    SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_alpn_select_cb(ctx, server_alpn_cb, NULL);
+	if (SSL_CTX_use_certificate_chain_file(ctx,
+	    c->server_tls_cert_file) != 1) {
+		e = ERR_get_error();
+		ERR_error_string_n(e, buf, sizeof buf);
+		xasprintf(cause, "cannot load certificate %s: %s",
+		    c->server_tls_cert_file, buf);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, c->server_tls_key_file,
+	    SSL_FILETYPE_PEM) != 1) {
+		e = ERR_get_error();
+		ERR_error_string_n(e, buf, sizeof buf);
+		xasprintf(cause, "cannot load private key %s: %s",
+		    c->server_tls_key_file, buf);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		xasprintf(cause, "%s does not match %s", c->server_tls_key_file,
+		    c->server_tls_cert_file);
+		goto fail;
+	}
+	ERR_clear_error();
+	return (ctx);
+fail:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return (NULL);
+}
+
+/* Connection tracking. */
+static void
+conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct server_conn	*conn = arg;
+	struct evbuffer_ptr	 ptr;
+	struct evbuffer_iovec	 v[4];
+	size_t			 len, start, i, j;
+	int			 n;
+	const unsigned char	*p;
+
+	if (info->n_added == 0 || conn->state == CONN_ACTIVE ||
+	    conn->state == CONN_BODY)
+		return;
+	if (conn->t_first == 0)
+		conn->t_first = now_mono();
+	/* Scan the new bytes for the blank line that ends the head. */
+	len = evbuffer_get_length(buf);
+	if (info->n_added > len)
+		return;
+	start = len - info->n_added;
+	if (evbuffer_ptr_set(buf, &ptr, start, EVBUFFER_PTR_SET) == -1)
+		return;
+	n = evbuffer_peek(buf, (ev_ssize_t)info->n_added, &ptr, v, 4);
+	for (i = 0; i < (size_t)n && i < 4; i++) {
+		p = v[i].iov_base;
+		for (j = 0; j < v[i].iov_len; j++) {
+			if (p[j] == '\n') {
+				if (conn->nl) {
+					conn->state = CONN_BODY;
+					conn->t_head = now_mono();
+					return;
+				}
+				conn->nl = 1;
+			} else if (p[j] != '\r')
+				conn->nl = 0;
+		}
+	}
+}
+
+static void
+conn_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct server_conn	*conn = arg;
+	struct request		*r = conn->req;
+
+	conn->evcon = NULL;
+	if (r != NULL) {
+		conn->req = NULL;
+		r->conn = NULL;
+		if (!r->replied) {
+			/*
+			 * evhttp has let go of the request; it stays ours
+			 * until we free it.
+			 */
+			r->client_gone = 1;
+			r->http_owned = 1;
+			if (r->on_abort != NULL) {
+				void (*fn)(struct request *) = r->on_abort;
+
+				r->on_abort = NULL;
+				fn(r);
+			}
+			request_finish(r);
+		} else {
+			/* evhttp frees the request with the connection. */
+			r->http = NULL;
+			if (!r->logged)
+				request_finish(r);
+		}
+		request_unref(r);	/* evhttp's reference */
+	}
+	conn_release(conn);
+}
+
+/* Learn the evhttp_connection behind our bufferevent, once evhttp made it. */
+static void
+conn_adopt_cb(int fd, short ev, void *arg)
+{
+	struct server_conn	*conn = arg;
+	bufferevent_event_cb	 ecb;
+	void			*cbarg;
+
+	bufferevent_getcb(conn->bev, NULL, NULL, &ecb, &cbarg);
+	if (ecb == NULL) {
+		conn_release(conn);
+		return;
+	}
+	if (conn->evcon == NULL) {
+		conn->evcon = cbarg;
+		evhttp_connection_set_closecb(conn->evcon, conn_closed_cb, conn);
+	}
+	if ((long long)srv.nconns > cfg->server_max_connections) {
+		log_warnx("connection limit (%lld) reached; closing a new "
+		    "connection", cfg->server_max_connections);
+		conn_kill(conn, "connection limit");
+	} else if (srv.draining)
+		conn_kill(conn, "shutting down");
+}
+
+static struct bufferevent *
+server_bevcb(struct event_base *base, void *arg)
+{
+	struct server_conn	*conn;
+	struct bufferevent	*bev;
+	SSL			*ssl;
+
+	conn = xcalloc(1, sizeof *conn);
+	if (srv.tls_ctx != NULL) {
+		if ((ssl = SSL_new(srv.tls_ctx)) == NULL)
+			fatalx("SSL_new");
+		bev = bufferevent_openssl_socket_new(base, -1, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		if (bev != NULL)
+			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+		conn->tls = 1;
+	} else
+		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		fatalx("cannot create a bufferevent");
+	conn->bev = bev;
+	bufferevent_incref(bev);
+	conn->state = CONN_NEW;
+	conn->t_wait = now_mono();
+	evbuffer_add_cb(bufferevent_get_input(bev), conn_input_cb, conn);
+	HASH_ADD_PTR(srv.conn_hash, bev, conn);
+	TAILQ_INSERT_TAIL(&srv.conns, conn, entry);
+	srv.nconns++;
+	evtimer_assign(&conn->adopt_ev, base, conn_adopt_cb, conn);
+	event_active(&conn->adopt_ev, EV_TIMEOUT, 1);
+	return (bev);
+}
+
+static void
+conn_closed_ev_del(struct server_conn *conn)
+{
+	if (conn->closed_ev_on) {
+		event_del(&conn->closed_ev);
+		conn->closed_ev_on = 0;
+	}
+}
+
+static void
+conn_release(struct server_conn *conn)
+{
+	if (conn->evcon != NULL) {
+		evhttp_connection_set_closecb(conn->evcon, NULL, NULL);
+		conn->evcon = NULL;
+	}
+	if (conn->req != NULL) {
+		conn->req->conn = NULL;
+		conn->req = NULL;
+	}
+	event_del(&conn->adopt_ev);
+	conn_closed_ev_del(conn);
+	evbuffer_remove_cb(bufferevent_get_input(conn->bev), conn_input_cb,
+	    conn);
+	HASH_DEL(srv.conn_hash, conn);
+	TAILQ_REMOVE(&srv.conns, conn, entry);
+	srv.nconns--;
+	bufferevent_decref(conn->bev);
+	free(conn);
+	server_check_drained();
+}
+
+/*
+ * Make evhttp drop a connection: it sees an EOF, fails the connection and
+ * calls our close callback. Deferred, so it never runs inside our loops.
+ */
+static void
+conn_kill(struct server_conn *conn, const char *why)
+{
+	if (conn->killed)
+		return;
+	conn->killed = 1;
+	log_trace(TRACE_HTTP, "closing connection: %s", why);
+	bufferevent_trigger_event(conn->bev, BEV_EVENT_EOF | BEV_EVENT_READING,
+	    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The client hung up while its request was being handled. */
+static void
+conn_hup_cb(int fd, short ev, void *arg)
+{
+	struct server_conn	*conn = arg;
+
+	conn_closed_ev_del(conn);
+	log_trace(TRACE_HTTP, "client closed the connection early");
+	conn_kill(conn, "client hung up");
+}
+
+static void
+server_sweep_cb(int fd, short ev, void *arg)
+{
+	struct server_conn	*conn, *next;
+	bufferevent_event_cb	 ecb;
+	double			 now = now_mono();
+	const struct config	*c = cfg;
+
+	for (conn = TAILQ_FIRST(&srv.conns); conn != NULL; conn = next) {
+		next = TAILQ_NEXT(conn, entry);
+		bufferevent_getcb(conn->bev, NULL, NULL, &ecb, NULL);
+		if (ecb == NULL) {
+			conn_release(conn);
+			continue;
+		}
+		switch (conn->state) {
+		case CONN_NEW:
+			if (now - conn->t_wait > (double)c->to_header)
+				conn_kill(conn, "no request head in time");
+			break;
+		case CONN_WAITING:
+			if (conn->t_first != 0 &&
+			    now - conn->t_first > (double)c->to_header)
+				conn_kill(conn, "request head too slow");
+			else if (srv.draining && conn->t_first == 0)
+				conn_kill(conn, "shutting down");
+			break;
+		case CONN_BODY:
+			if (now - conn->t_head > (double)c->to_body)
+				conn_kill(conn, "request body too slow");
+			break;
+		case CONN_ACTIVE:
+			break;
+		}
+	}
+}
+
+/* Request helpers. */
+static int
+request_id_ok(const char *s)
+{
+	size_t	len = strlen(s), i;
+
+	if (len == 0 || len > 64)
+		return (0);
+	for (i = 0; i < len; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' &&
+		    s[i] != '_' && s[i] != '.' && s[i] != ':')
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * The client address: the socket peer, or, when the peer is a trusted
+ * proxy, the rightmost X-Forwarded-For entry that is not itself trusted.
+ */
+static void
+request_client(struct request *r, const struct sockaddr *peer)
+{
+	const char		*xff, *proto;
+	char			*copy, *item, *p, *parts[32];
+	struct sockaddr_storage	 ss;
+	size_t			 n = 0, len;
+
+	if (peer != NULL) {
+		memcpy(&r->client_sa, peer, peer->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+		sockaddr_str(peer, r->peer, sizeof r->peer);
+	} else
+		bsp_strlcpy(r->peer, "unknown", sizeof r->peer);
+	bsp_strlcpy(r->client, r->peer, sizeof r->client);
+	r->https = r->conn != NULL && r->conn->tls;
+	if (peer == NULL || r->cfg->trusted_proxies.n == 0 ||
+	    !cidrlist_match(&r->cfg->trusted_proxies, peer))
+		return;
+	if ((proto = server_header(r, "X-Forwarded-Proto")) != NULL)
+		r->https = strcasecmp(proto, "https") == 0;
+	if ((xff = server_header(r, "X-Forwarded-For")) == NULL)
+		return;
+	copy = p = xstrdup(xff);
+	while ((item = strsep(&p, ",")) != NULL && n < nitems(parts))
+		parts[n++] = item;
+	/* From the right: the first hop our trusted proxies did not add. */
+	while (n > 0) {
+		item = parts[--n];
+		while (*item == ' ' || *item == '\t')
+			item++;
+		len = strlen(item);
+		while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+			item[--len] = '\0';
+		if (addr_parse(item, &ss) == -1)
+			break;
+		bsp_strlcpy(r->client, item, sizeof r->client);
+		memcpy(&r->client_sa, &ss, sizeof ss);
+		if (!cidrlist_match(&r->cfg->trusted_proxies,
+		    (struct sockaddr *)&ss))
+			break;
+	}
+	free(copy);
+}
+
+static const char *
+method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return ("GET");
+	case EVHTTP_REQ_POST:
+		return ("POST");
+	case EVHTTP_REQ_HEAD:
+		return ("HEAD");
+	case EVHTTP_REQ_PUT:
+		return ("PUT");
+	case EVHTTP_REQ_DELETE:
+		return ("DELETE");
+	case EVHTTP_REQ_OPTIONS:
+		return ("OPTIONS");
+	case EVHTTP_REQ_PATCH:
+		return ("PATCH");
+	default:
+		return ("OTHER");
+	}
+}
+
+/* Headers every response carries. */
+static void
+request_common_headers(struct request *r)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(r->http);
+	int			 flags = r->route != NULL ? r->route->flags : 0;
+
+	evhttp_add_header(h, "X-Request-Id", r->id);
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	if (flags & RF_HTML) {
+		evhttp_add_header(h, "Content-Security-Policy",
+		    "default-src 'none'; script-src 'self'; style-src 'self'; "
+		    "img-src 'self'; form-action 'self'; base-uri 'none'; "
+		    "frame-ancestors 'none'");
+		evhttp_add_header(h, "X-Frame-Options", "DENY");
+		evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+	}
+	if (flags & RF_NO_STORE) {
+		evhttp_add_header(h, "Cache-Control", "no-store");
+		evhttp_add_header(h, "Pragma", "no-cache");
+	}
+	if (r->https)
+		evhttp_add_header(h, "Strict-Transport-Security",
+		    "max-age=31536000");
+	if (srv.draining)
+		evhttp_add_header(h, "Connection", "close");
+}
+
+static void
+server_gencb(struct evhttp_request *req, void *arg)
+{
+	struct request		*r;
+	struct evhttp_connection *evcon;
+	struct bufferevent	*bev;
+	struct server_conn	*conn = NULL;
+	const char		*uri, *q, *xid;
+	int			 method, allowed;
+	char			 buf[256];
+
+	evcon = evhttp_request_get_connection(req);
+	bev = evhttp_connection_get_bufferevent(evcon);
+	HASH_FIND_PTR(srv.conn_hash, &bev, conn);
+
+	r = xcalloc(1, sizeof *r);
+	r->refcnt = 1;
+	r->http = req;
+	r->cfg = config_ref(cfg);
+	r->t_start = now_mono();
+	method = evhttp_request_get_command(req);
+	r->method = method_name(method);
+	TAILQ_INSERT_TAIL(&srv.requests, r, entry);
+	srv.nrequests++;
+	if (conn != NULL) {
+		if (conn->evcon == NULL) {
+			conn->evcon = evcon;
+			evhttp_connection_set_closecb(evcon, conn_closed_cb,
+			    conn);
+		}
+		conn->state = CONN_ACTIVE;
+		conn->req = r;
+		r->conn = conn;
+		/* Notice a hang-up while we wait on something else. */
+		if (bufferevent_getfd(bev) != -1) {
+			event_assign(&conn->closed_ev, bsp_base,
+			    bufferevent_getfd(bev), EV_CLOSED, conn_hup_cb,
+			    conn);
+			if (event_add(&conn->closed_ev, NULL) == 0)
+				conn->closed_ev_on = 1;
+		}
+	}
+	evhttp_request_set_on_complete_cb(req, NULL, NULL);
+
+	xid = server_header(r, "X-Request-Id");
+	if (xid != NULL && request_id_ok(xid))
+		bsp_strlcpy(r->id, xid, sizeof r->id);
+	else
+		random_id(r->id, 33);
+	request_client(r, evhttp_connection_get_addr(evcon));
+
+	uri = evhttp_request_get_uri(req);
+	if (uri == NULL || uri[0] != '/') {
+		r->path = xstrdup("-");
+		server_error_oauth(r, 400, "invalid_request",
+		    "request target must be an absolute path");
+		return;
+	}
+	if ((q = strchr(uri, '?')) != NULL) {
+		r->path = xstrndup(uri, (size_t)(q - uri));
+		r->query = xstrdup(q + 1);
+	} else
+		r->path = xstrdup(uri);
+	if (strchr(r->path, '#') != NULL ||
+	    !str_is_printable(r->path, strlen(r->path))) {
+		server_error_oauth(r, 400, "invalid_request",
+		    "malformed request path");
+		return;
+	}
+
+	r->route = route_find(r, method, &allowed);
+	if (r->route == NULL) {
+		if (allowed != 0) {
+			buf[0] = '\0';
+			if (allowed & EVHTTP_REQ_GET)
+				bsp_strlcat(buf, ", GET, HEAD", sizeof buf);
+			if (allowed & EVHTTP_REQ_POST)
+				bsp_strlcat(buf, ", POST", sizeof buf);
+			if (allowed & EVHTTP_REQ_DELETE)
+				bsp_strlcat(buf, ", DELETE", sizeof buf);
+			server_set_header(r, "Allow", buf + 2);
+			server_error(r, 405, "invalid_request",
+			    "method not allowed");
+			return;
+		}
+		route_not_found(r);
+		return;
+	}
+	if ((r->route->flags & RF_METRICS) &&
+	    !cidrlist_match(&r->cfg->metrics_acl,
+	    (struct sockaddr *)&r->client_sa)) {
+		server_error_oauth(r, 403, "access_denied",
+		    "metrics are not available to this address");
+		return;
+	}
+	log_trace(TRACE_HTTP, "%s %s -> %s", r->method, r->path,
+	    r->route->name);
+	r->route->handler(r);
+}
+
+/* Called by evhttp once the whole reply has been written. */
+static void
+server_complete_cb(struct evhttp_request *req, void *arg)
+{
+	struct request		*r = arg;
+	struct server_conn	*conn = r->conn;
+
+	r->http = NULL;		/* evhttp frees it after this returns */
+	if (conn != NULL) {
+		conn->req = NULL;
+		conn->state = CONN_WAITING;
+		conn->t_wait = now_mono();
+		conn->t_first = 0;
+		conn->nl = 0;
+		conn_closed_ev_del(conn);
+		r->conn = NULL;
+		if (srv.draining)
+			conn_kill(conn, "shutting down");
+	}
+	request_unref(r);
+}
+
+/* Access log line and metrics, once per request. */
+static void
+request_finish(struct request *r)
+{
+	char			 labels[256], code[8];
+	double			 dur = now_mono() - r->t_start;
+	int			 status = r->client_gone && !r->replied ? 499 :
+				    r->status;
+	const char		*rname = r->route != NULL ? r->route->name :
+				    "none";
+	struct log_field	 f[] = {
+		LFS("id", r->id),
+		LFS("method", r->method),
+		LFS("path", r->path),
+		LFS("route", rname),
+		LFI("status", status),
+		LFI("bytes", (long long)r->bytes_out),
+		LFD("duration", dur),
+		LFS("client", r->client),
+		LFS("user", r->log_user),
+		LFS("model", r->log_model),
+		LFI("upstream_status", r->upstream_status),
+		LFI("tokens_in", r->tokens_in),
+		LFI("tokens_out", r->tokens_out),
+		LFS("error", r->log_error),
+	};
+	size_t			 n = nitems(f);
+
+	if (r->logged)
+		return;
+	r->logged = 1;
+	if (r->upstream_status == 0)
+		f[10].key = NULL;
+	if (r->tokens_in == 0 && r->tokens_out == 0)
+		f[11].key = f[12].key = NULL;
+	if (r->cfg->log_access)
+		log_fields(LOG_LVL_INFO, "request", f, n);
+	snprintf(code, sizeof code, "%d", status);
+	metric_label(labels, sizeof labels, "route", rname, "code", code, NULL);
+	metric_add(m_requests, labels, 1);
+	metric_observe(m_request_seconds, labels, dur);
+}
+
+static void
+request_drop_http(struct request *r)
+{
+	/* A request evhttp disowned when its client left: ours to free. */
+	if (r->http != NULL && r->http_owned)
+		evhttp_request_free(r->http);
+	r->http = NULL;
+}
+
+static void
+server_reap_cb(int fd, short ev, void *arg)
+{
+	struct request	*r;
+
+	while ((r = TAILQ_FIRST(&srv.dead)) != NULL) {
+		TAILQ_REMOVE(&srv.dead, r, entry);
+		if (r->state_free != NULL)
+			r->state_free(r->state);
+		request_drop_http(r);
+		config_unref(r->cfg);
+		free(r->path);
+		free(r->query);
+		free(r->log_user);
+		free(r->log_model);
+		free(r);
+	}
+	server_check_drained();
+}
+
+void
+request_ref(struct request *r)
+{
+	r->refcnt++;
+}
+
+void
+request_unref(struct request *r)
+{
+	if (--r->refcnt > 0)
+		return;
+	if (r->conn != NULL) {
+		r->conn->req = NULL;
+		r->conn = NULL;
+	}
+	TAILQ_REMOVE(&srv.requests, r, entry);
+	srv.nrequests--;
+	TAILQ_INSERT_TAIL(&srv.dead, r, entry);
+	event_active(&srv.reap_ev, EV_TIMEOUT, 1);
+}
+
+void
+request_set_user(struct request *r, const char *user)
+{
+	free(r->log_user);
+	r->log_user = user != NULL ? xstrdup(user) : NULL;
+}
+
+void
+request_set_model(struct request *r, const char *model, size_t len)
+{
+	free(r->log_model);
+	r->log_model = model != NULL ? xmemdup0(model, len) : NULL;
+}
+
+const char *
+server_header(struct request *r, const char *name)
+{
+	if (r->http == NULL)
+		return (NULL);
+	return (evhttp_find_header(evhttp_request_get_input_headers(r->http),
+	    name));
+}
+
+void
+server_set_header(struct request *r, const char *name, const char *value)
+{
+	if (r->http == NULL)
+		return;
+	evhttp_remove_header(evhttp_request_get_output_headers(r->http), name);
+	evhttp_add_header(evhttp_request_get_output_headers(r->http), name,
+	    value);
+}
+
+/* The request body as one contiguous buffer. */
+int
+server_body(struct request *r, const uint8_t **p, size_t *len)
+{
+	struct evbuffer	*in;
+
+	*p = NULL;
+	*len = 0;
+	if (r->http == NULL)
+		return (-1);
+	in = evhttp_request_get_input_buffer(r->http);
+	*len = evbuffer_get_length(in);
+	if (*len == 0) {
+		*p = (const uint8_t *)"";
+		return (0);
+	}
+	if ((*p = evbuffer_pullup(in, -1)) == NULL)
+		return (-1);
+	return (0);
+}
+
+/*
+ * One query parameter, decoded, into buf. NULL if it is missing, repeated
+ * (parameter pollution), or does not fit.
+ */
+const char *
+server_query(struct request *r, const char *name, char *buf, size_t len)
+{
+	struct evkeyvalq	 q;
+	struct evkeyval		*kv;
+	const char		*found = NULL;
+	int			 n = 0;
+
+	if (r->query == NULL)
+		return (NULL);
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(r->query, &q) == -1) {
+		evhttp_clear_headers(&q);
+		return (NULL);
+	}
+	TAILQ_FOREACH(kv, &q, next) {
+		if (strcmp(kv->key, name) == 0) {
+			found = kv->value;
+			n++;
+		}
+	}
+	if (n != 1 || strlen(found) >= len)
+		found = NULL;
+	else {
+		bsp_strlcpy(buf, found, len);
+		found = buf;
+	}
+	evhttp_clear_headers(&q);
+	return (found);
+}
+
+static const char *
+reason_phrase(int code)
+{
+	switch (code) {
+	case 200:
+		return ("OK");
+	case 201:
+		return ("Created");
+	case 204:
+		return ("No Content");
+	case 302:
+		return ("Found");
+	case 400:
+		return ("Bad Request");
+	case 401:
+		return ("Unauthorized");
+	case 403:
+		return ("Forbidden");
+	case 404:
+		return ("Not Found");
+	case 405:
+		return ("Method Not Allowed");
+	case 408:
+		return ("Request Timeout");
+	case 413:
+		return ("Payload Too Large");
+	case 424:
+		return ("Failed Dependency");
+	case 429:
+		return ("Too Many Requests");
+	case 500:
+		return ("Internal Server Error");
+	case 501:
+		return ("Not Implemented");
+	case 502:
+		return ("Bad Gateway");
+	case 503:
+		return ("Service Unavailable");
+	case 504:
+		return ("Gateway Timeout");
+	default:
+		return (NULL);
+	}
+}
+
+/* Send a complete reply. The body buffer is drained (may be NULL). */
+void
+server_reply(struct request *r, int code, const char *ctype,
+    struct evbuffer *body)
+{
+	if (r->replied)
+		fatalx("%s: request %s replied twice", __func__, r->id);
+	r->status = code;
+	if (body != NULL)
+		r->bytes_out = evbuffer_get_length(body);
+	if (r->client_gone || r->http == NULL) {
+		r->replied = 1;
+		request_finish(r);
+		if (body != NULL)
+			evbuffer_drain(body, evbuffer_get_length(body));
+		return;
+	}
+	request_common_headers(r);
+	if (ctype != NULL)
+		server_set_header(r, "Content-Type", ctype);
+	r->replied = 1;
+	request_finish(r);
+	evhttp_request_set_on_complete_cb(r->http, server_complete_cb, r);
+	evhttp_send_reply(r->http, code, reason_phrase(code), body);
+}
+
+void
+server_reply_json(struct request *r, int code, json_t *j)
+{
+	struct evbuffer	*b = evbuffer_new();
+	char		*s;
+
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (s == NULL)
+		fatalx("json_dumps");
+	evbuffer_add(b, s, strlen(s));
+	evbuffer_add(b, "\n", 1);
+	free(s);
+	server_reply(r, code, "application/json", b);
+	evbuffer_free(b);
+}
+
+void
+server_reply_text(struct request *r, int code, const char *ctype,
+    const char *text)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	evbuffer_add(b, text, strlen(text));
+	server_reply(r, code, ctype, b);
+	evbuffer_free(b);
+}
+
+/* RFC 6749 error shape, for the auth routes and all that is not Bedrock. */
+void
+server_error_oauth(struct request *r, int code, const char *error,
+    const char *desc)
+{
+	json_t	*j;
+
+	r->log_error = error;
+	j = json_pack("{s:s}", "error", error);
+	if (desc != NULL)
+		json_object_set_new(j, "error_description", json_string(desc));
+	server_reply_json(r, code, j);
+}
+
+/* Bedrock's own error shape, so SDKs raise the right exception. */
+void
+server_error_bedrock(struct request *r, int code, const char *type,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+
+	va_start(ap, fmt);
+	xvasprintf(&msg, fmt, ap);
+	va_end(ap);
+	r->log_error = type;
+	server_set_header(r, "x-amzn-ErrorType", type);
+	server_reply_json(r, code, json_pack("{s:s}", "message", msg));
+	free(msg);
+}
+
+/* An error in whichever shape the route speaks. */
+void
+server_error(struct request *r, int code, const char *error,
+    const char *desc)
+{
+	const char	*type;
+
+	if (r->route == NULL || !(r->route->flags & RF_BEDROCK)) {
+		server_error_oauth(r, code, error, desc);
+		return;
+	}
+	switch (code) {
+	case 400:
+	case 405:
+	case 413:
+		type = "ValidationException";
+		break;
+	case 401:
+		type = "UnrecognizedClientException";
+		break;
+	case 403:
+		type = "AccessDeniedException";
+		break;
+	case 404:
+		type = "ResourceNotFoundException";
+		break;
+	case 429:
+		type = "ThrottlingException";
+		break;
+	case 503:
+		type = "ServiceUnavailableException";
+		break;
+	default:
+		type = "InternalServerException";
+		break;
+	}
+	server_error_bedrock(r, code, type, "%s", desc);
+}
+
+/* Streaming replies. */
+void
+server_stream_start(struct request *r, int code)
+{
+	r->status = code;
+	r->streaming = 1;
+	if (r->client_gone || r->http == NULL)
+		return;
+	request_common_headers(r);
+	evhttp_send_reply_start(r->http, code, reason_phrase(code));
+}
+
+static void
+server_stream_drained(struct evhttp_connection *evcon, void *arg)
+{
+	struct request	*r = arg;
+
+	if (r->on_drained != NULL && !r->client_gone)
+		r->on_drained(r);
+}
+
+/*
+ * Send a chunk. When the connection's output has been written out the
+ * drained callback (if any) runs: the caller's cue to read more upstream.
+ */
+void
+server_stream_write(struct request *r, struct evbuffer *buf,
+    void (*drained)(struct request *))
+{
+	size_t	len = evbuffer_get_length(buf);
+
+	r->bytes_out += len;
+	r->on_drained = drained;
+	if (r->client_gone || r->http == NULL || len == 0) {
+		evbuffer_drain(buf, len);
+		return;
+	}
+	evhttp_send_reply_chunk_with_cb(r->http, buf,
+	    drained != NULL ? server_stream_drained : NULL, r);
+}
+
+/* Bytes queued to the client but not yet written. */
+size_t
+server_stream_pending(struct request *r)
+{
+	struct evhttp_connection	*evcon;
+	struct bufferevent		*bev;
+
+	if (r->client_gone || r->http == NULL ||
+	    (evcon = evhttp_request_get_connection(r->http)) == NULL)
+		return (0);
+	bev = evhttp_connection_get_bufferevent(evcon);
+	return (evbuffer_get_length(bufferevent_get_output(bev)));
+}
+
+void
+server_stream_end(struct request *r)
+{
+	if (r->replied)
+		fatalx("%s: request %s ended twice", __func__, r->id);
+	r->replied = 1;
+	r->on_drained = NULL;
+	request_finish(r);
+	if (r->client_gone || r->http == NULL)
+		return;
+	evhttp_request_set_on_complete_cb(r->http, server_complete_cb, r);
+	evhttp_send_reply_end(r->http);
+}
+
+/* Listeners and lifecycle. */
+static int
+server_bind(struct config *c, char **cause)
+{
+	struct evhttp_bound_socket	*b;
+	struct sockaddr_storage		 ss;
+	socklen_t			 slen = sizeof ss;
+	size_t				 i;
+	char				 host[INET6_ADDRSTRLEN];
+	int				 port;
+	struct evconnlistener		*l;
+	const char			*h;
+
+	for (i = 0; i < c->nlisten; i++) {
+		if (srv.nlisteners == SERVER_MAX_LISTENERS) {
+			xasprintf(cause, "too many listeners");
+			return (-1);
+		}
+		h = c->listen[i].host;
+		b = evhttp_bind_socket_with_handle(srv.http, h,
+		    (ev_uint16_t)strtol(c->listen[i].port, NULL, 10));
+		if (b == NULL) {
+			xasprintf(cause, "cannot listen on %s%s%s:%s: %s",
+			    strchr(h, ':') ? "[" : "", h,
+			    strchr(h, ':') ? "]" : "", c->listen[i].port,
+			    strerror(errno));
+			return (-1);
+		}
+		l = evhttp_bound_socket_get_listener(b);
+		if (getsockname(evconnlistener_get_fd(l),
+		    (struct sockaddr *)&ss, &slen) == -1)
+			fatal("getsockname");
+		sockaddr_str((struct sockaddr *)&ss, host, sizeof host);
+		port = ntohs(ss.ss_family == AF_INET6 ?
+		    ((struct sockaddr_in6 *)&ss)->sin6_port :
+		    ((struct sockaddr_in *)&ss)->sin_port);
+		srv.listeners[srv.nlisteners].bound = b;
+		srv.listeners[srv.nlisteners].port = port;
+		snprintf(srv.listeners[srv.nlisteners].addr,
+		    sizeof srv.listeners[0].addr, "%s%s%s:%d",
+		    ss.ss_family == AF_INET6 ? "[" : "", host,
+		    ss.ss_family == AF_INET6 ? "]" : "", port);
+		srv.nlisteners++;
+	}
+	return (0);
+}
+
+static void
+server_apply_limits(struct config *c)
+{
+	evhttp_set_timeout(srv.http, (int)c->to_idle);
+	evhttp_set_max_body_size(srv.http, (ev_ssize_t)c->server_max_body_bytes);
+	evhttp_set_max_headers_size(srv.http,
+	    (ev_ssize_t)c->server_max_header_bytes);
+}
+
+/* Start listening. Returns -1 with a cause if a listener cannot bind. */
+int
+server_init(struct config *c, char **cause)
+{
+	struct timeval	 tv = { 1, 0 };
+	size_t		 i;
+	char		*url;
+
+	TAILQ_INIT(&srv.conns);
+	TAILQ_INIT(&srv.requests);
+	TAILQ_INIT(&srv.dead);
+	if (c->server_tls_cert_file != NULL &&
+	    (srv.tls_ctx = server_tls_ctx(c, cause)) == NULL)
+		return (-1);
+	if ((srv.http = evhttp_new(bsp_base)) == NULL)
+		fatalx("evhttp_new");
+	evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_default_content_type(srv.http, "application/json");
+	evhttp_set_flags(srv.http, EVHTTP_SERVER_LINGERING_CLOSE);
+	server_apply_limits(c);
+	evhttp_set_bevcb(srv.http, server_bevcb, NULL);
+	evhttp_set_gencb(srv.http, server_gencb, NULL);
+	if (server_bind(c, cause) == -1)
+		return (-1);
+
+	/* Port 0 picked a port: the default public URL follows it. */
+	if (config_where(c, "server.public_url") == NULL &&
+	    srv.nlisteners > 0 && strcmp(c->listen[0].port, "0") == 0) {
+		const char *h = c->listen[0].host;
+
+		if (strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0)
+			h = "127.0.0.1";
+		xasprintf(&url, "%s://%s%s%s:%d",
+		    srv.tls_ctx != NULL ? "https" : "http",
+		    strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "",
+		    srv.listeners[0].port);
+		free(c->server_public_url);
+		c->server_public_url = url;
+	}
+	for (i = 0; i < srv.nlisteners; i++) {
+		struct log_field f[] = {
+			LFS("addr", srv.listeners[i].addr),
+			LFS("tls", srv.tls_ctx != NULL ? "yes" : "no"),
+		};
+		log_fields(LOG_LVL_INFO, "listening", f, nitems(f));
+	}
+	event_assign(&srv.sweep_ev, bsp_base, -1, EV_PERSIST, server_sweep_cb,
+	    NULL);
+	event_add(&srv.sweep_ev, &tv);
+	evtimer_assign(&srv.reap_ev, bsp_base, server_reap_cb, NULL);
+	return (0);
+}
+
+int
+server_bound_port(int i)
+{
+	if (i < 0 || (size_t)i >= srv.nlisteners)
+		return (-1);
+	return (srv.listeners[i].port);
+}
+
+/*
+ * Apply a reloaded configuration: new limits and a fresh TLS context. The
+ * listeners stay as they are; a change there needs a restart.
+ */
+int
+server_reload(struct config *c, char **cause)
+{
+	SSL_CTX	*ctx = NULL;
+	size_t	 i;
+	int	 same = c->nlisten == cfg->nlisten;
+
+	if (c->server_tls_cert_file != NULL) {
+		if ((ctx = server_tls_ctx(c, cause)) == NULL)
+			return (-1);
+	}
+	for (i = 0; same && i < c->nlisten; i++) {
+		if (strcmp(c->listen[i].host, cfg->listen[i].host) != 0 ||
+		    (strcmp(c->listen[i].port, cfg->listen[i].port) != 0 &&
+		    strcmp(c->listen[i].port, "0") != 0))
+			same = 0;
+	}
+	if (!same)
+		log_warnx("the listen address changed; it takes effect only "
+		    "after a restart");
+	if ((ctx != NULL) != (srv.tls_ctx != NULL))
+		log_warnx("turning TLS on or off takes effect only after a "
+		    "restart");
+	else if (ctx != NULL) {
+		SSL_CTX_free(srv.tls_ctx);
+		srv.tls_ctx = ctx;
+		ctx = NULL;
+		log_info("TLS certificate reloaded from %s",
+		    c->server_tls_cert_file);
+	}
+	SSL_CTX_free(ctx);
+	server_apply_limits(c);
+	return (0);
+}
+
+size_t
+server_inflight(void)
+{
+	return (srv.nrequests);
+}
+
+/* Connections that still have work: a request, or one half received. */
+static size_t
+server_busy(void)
+{
+	struct server_conn	*conn;
+	size_t			 n = 0;
+
+	TAILQ_FOREACH(conn, &srv.conns, entry) {
+		if (conn->state == CONN_ACTIVE || conn->state == CONN_BODY ||
+		    conn->t_first != 0)
+			n++;
+	}
+	return (n + srv.nrequests);
+}
+
+static void
+server_check_drained(void)
+{
+	void	(*fn)(void);
+
+	if (!srv.draining || srv.drained == NULL || server_busy() != 0)
+		return;
+	fn = srv.drained;
+	srv.drained = NULL;
+	event_del(&srv.drain_ev);
+	log_info("all requests finished");
+	fn();
+}
+
+static void
+server_drain_timeout_cb(int fd, short ev, void *arg)
+{
+	void	(*fn)(void) = srv.drained;
+
+	srv.drained = NULL;
+	log_warnx("shutdown timeout: %zu requests still in flight",
+	    server_busy());
+	if (fn != NULL)
+		fn();
+}
+
+/*
+ * Stop accepting, let requests in flight finish (up to
+ * server.shutdown_timeout), then call done.
+ */
+void
+server_shutdown(void (*done)(void))
+{
+	struct timeval		 tv;
+	struct server_conn	*conn, *next;
+	size_t			 i;
+
+	if (srv.draining)
+		return;
+	srv.draining = 1;
+	srv.drained = done;
+	for (i = 0; i < srv.nlisteners; i++)
+		evhttp_del_accept_socket(srv.http, srv.listeners[i].bound);
+	srv.nlisteners = 0;
+	for (conn = TAILQ_FIRST(&srv.conns); conn != NULL; conn = next) {
+		next = TAILQ_NEXT(conn, entry);
+		if ((conn->state == CONN_NEW || conn->state == CONN_WAITING) &&
+		    conn->t_first == 0)
+			conn_kill(conn, "shutting down");
+	}
+	log_info("shutting down: %zu requests in flight", server_busy());
+	tv.tv_sec = (time_t)cfg->server_shutdown_timeout;
+	tv.tv_usec = 0;
+	evtimer_assign(&srv.drain_ev, bsp_base, server_drain_timeout_cb, NULL);
+	evtimer_add(&srv.drain_ev, &tv);
+	server_check_drained();
+}
+
+/* Free everything; in-flight requests are abandoned. */
+void
+server_free(void)
+{
+	struct request		*r;
+	struct server_conn	*conn;
+
+	event_del(&srv.sweep_ev);
+	event_del(&srv.drain_ev);
+	srv.draining = 1;
+	srv.drained = NULL;
+	/*
+	 * evhttp frees the requests still on its connections; forget ours
+	 * (those it had already disowned stay ours to free).
+	 */
+	TAILQ_FOREACH(r, &srv.requests, entry) {
+		r->on_abort = NULL;
+		r->on_drained = NULL;
+		if (!r->http_owned)
+			r->http = NULL;
+	}
+	if (srv.http != NULL)
+		evhttp_free(srv.http);	/* closes connections: conn_closed_cb */
+	srv.http = NULL;
+	while ((conn = TAILQ_FIRST(&srv.conns)) != NULL)
+		conn_release(conn);
+	while ((r = TAILQ_FIRST(&srv.requests)) != NULL) {
+		r->refcnt = 1;
+		request_unref(r);
+	}
+	server_reap_cb(-1, 0, NULL);
+	event_del(&srv.reap_ev);
+	SSL_CTX_free(srv.tls_ctx);
+	srv.tls_ctx = NULL;
+}

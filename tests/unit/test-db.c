@@ -1,0 +1,99 @@
+/* test-db.c: opening, migrating and refusing databases. */
+
+#include <sys/stat.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "bsp.h"
+#include "tap.h"
+
+int
+main(void)
+{
+	char		 dir[] = "/tmp/bsp-test-db.XXXXXX", *path, *cause = NULL;
+	char		*sub;
+	struct stat	 st;
+	FILE		*f;
+
+	if (mkdtemp(dir) == NULL)
+		fatal("mkdtemp");
+	xasprintf(&sub, "%s/a/b", dir);
+	xasprintf(&path, "%s/proxy.db", sub);
+
+	{
+		char *dbp = NULL;
+
+		ok(db_path_from_url("sqlite:///var/x.db", &dbp, &cause) == 0 &&
+		    strcmp(dbp, "/var/x.db") == 0, "absolute sqlite URL");
+		free(dbp);
+		ok(db_path_from_url("sqlite://data/x.db", &dbp, &cause) == 0 &&
+		    strcmp(dbp, "data/x.db") == 0, "relative sqlite URL");
+		free(dbp);
+		ok(db_path_from_url("postgres://x", &dbp, &cause) == -1,
+		    "other schemes refused");
+		free(cause);
+		cause = NULL;
+	}
+
+	ok(db_open(path, 1000, &cause) == 0, "open creates directories and "
+	    "the database");
+	ok(stat(sub, &st) == 0 && (st.st_mode & 0777) == 0700,
+	    "created directory is 0700");
+	ok(stat(path, &st) == 0 && (st.st_mode & 077) == 0,
+	    "database file is private");
+	is_int(db_schema_version(), DB_SCHEMA_VERSION, "schema migrated");
+	ok(db_ok(), "db_ok");
+	db_close();
+	ok(db_open(path, 1000, &cause) == 0, "reopen an existing database");
+	is_int(db_schema_version(), DB_SCHEMA_VERSION, "still current");
+	ok(db_exec("PRAGMA user_version = 99") == 0, "pretend to be newer");
+	db_close();
+	ok(db_open(path, 1000, &cause) == -1 && cause != NULL &&
+	    strstr(cause, "newer than this binary") != NULL,
+	    "a newer schema is refused");
+	free(cause);
+	cause = NULL;
+
+	free(path);
+	xasprintf(&path, "%s/garbage.db", dir);
+	f = fopen(path, "w");
+	fputs("this is not a database, just some text that is long enough to "
+	    "look like a header page........................................",
+	    f);
+	fclose(f);
+	ok(db_open(path, 1000, &cause) == -1 && cause != NULL &&
+	    strstr(cause, "not a database") != NULL,
+	    "a file that is not a database is refused");
+	free(cause);
+	cause = NULL;
+
+	free(path);
+	xasprintf(&path, "%s/file/x.db", dir);
+	{
+		char *file;
+		xasprintf(&file, "%s/file", dir);
+		f = fopen(file, "w");
+		fclose(f);
+		free(file);
+	}
+	ok(db_open(path, 1000, &cause) == -1 && cause != NULL &&
+	    strstr(cause, "not a directory") != NULL,
+	    "a file in the way of the directory is refused");
+	free(cause);
+
+	{
+		char *cmd;
+		xasprintf(&cmd, "rm -rf %s", dir);
+		if (system(cmd) != 0)
+			diag("cleanup failed");
+		free(cmd);
+	}
+	free(path);
+	free(sub);
+	return (tap_done());
+}

@@ -1,0 +1,121 @@
+/* test-util.c: string lists, CIDRs, host:port, URLs, globbing, durations. */
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bsp.h"
+#include "tap.h"
+
+static int
+match(const char *cidr, const char *addr)
+{
+	struct cidr		c;
+	struct sockaddr_storage	ss;
+
+	if (cidr_parse(cidr, &c) == -1 || addr_parse(addr, &ss) == -1)
+		return (-1);
+	return (cidr_match(&c, (struct sockaddr *)&ss));
+}
+
+int
+main(void)
+{
+	struct cidr	 c;
+	struct strlist	 l = { NULL, 0 };
+	char		*h, *p, *cause = NULL, *s;
+	long long	 d;
+
+	ok(cidr_parse("10.0.0.0/8", &c) == 0 && c.bits == 8, "parse v4 cidr");
+	ok(cidr_parse("::1/128", &c) == 0 && c.family == AF_INET6, "parse v6");
+	ok(cidr_parse("192.168.1.1", &c) == 0 && c.bits == 32, "bare v4");
+	ok(cidr_parse("10.0.0.0/33", &c) == -1, "v4 prefix too long");
+	ok(cidr_parse("10.0.0.0/", &c) == -1, "empty prefix");
+	ok(cidr_parse("10.0.0.0/-1", &c) == -1, "negative prefix");
+	ok(cidr_parse("example.com", &c) == -1, "name is not a cidr");
+	is_int(match("10.0.0.0/8", "10.1.2.3"), 1, "inside /8");
+	is_int(match("10.0.0.0/8", "11.1.2.3"), 0, "outside /8");
+	is_int(match("192.168.0.0/23", "192.168.1.255"), 1, "inside /23");
+	is_int(match("192.168.0.0/23", "192.168.2.0"), 0, "outside /23");
+	is_int(match("0.0.0.0/0", "1.2.3.4"), 1, "/0 matches all v4");
+	is_int(match("::1/128", "::1"), 1, "v6 loopback");
+	is_int(match("127.0.0.1/32", "::ffff:127.0.0.1"), 1,
+	    "v4-mapped v6 matches v4 cidr");
+	is_int(match("fd00::/8", "fd12::1"), 1, "v6 /8");
+	is_int(match("10.0.0.0/8", "::1"), 0, "v6 address never in v4 cidr");
+
+	ok(hostport_split("127.0.0.1:3000", &h, &p) == 0 &&
+	    strcmp(h, "127.0.0.1") == 0 && strcmp(p, "3000") == 0,
+	    "split v4 host:port");
+	free(h);
+	free(p);
+	ok(hostport_split("[::1]:8080", &h, &p) == 0 && strcmp(h, "::1") == 0 &&
+	    strcmp(p, "8080") == 0, "split [v6]:port");
+	free(h);
+	free(p);
+	ok(hostport_split("::1:8080", &h, &p) == -1, "bare v6 is ambiguous");
+	ok(hostport_split("host:99999", &h, &p) == -1, "port out of range");
+	ok(hostport_split("host:", &h, &p) == -1, "empty port");
+	ok(hostport_split(":80", &h, &p) == -1, "empty host");
+
+	ok(url_check_outbound("https://accounts.google.com/x", &cause) == 0,
+	    "https is fine");
+	ok(url_check_outbound("http://127.0.0.1:9000/", &cause) == 0,
+	    "http to loopback is fine");
+	ok(url_check_outbound("http://localhost/", &cause) == 0,
+	    "http to localhost is fine");
+	ok(url_check_outbound("http://[::1]:80/", &cause) == 0,
+	    "http to ::1 is fine");
+	ok(url_check_outbound("http://example.com/", &cause) == -1,
+	    "http elsewhere is refused");
+	free(cause);
+	cause = NULL;
+	ok(url_check_outbound("http://127.0.0.1.evil.com/", &cause) == -1,
+	    "loopback-looking name is refused");
+	free(cause);
+	cause = NULL;
+	ok(url_check_outbound("https://user:pw@example.com/", &cause) == -1,
+	    "userinfo is refused");
+	free(cause);
+	cause = NULL;
+	ok(url_check_outbound("ftp://example.com/", &cause) == -1,
+	    "other schemes are refused");
+	free(cause);
+	cause = NULL;
+
+	ok(glob_match("anthropic.*", "anthropic.claude-v2"), "glob prefix");
+	ok(!glob_match("anthropic.*", "us.anthropic.claude"), "glob anchored");
+	ok(glob_match("*claude*", "us.anthropic.claude-3"), "glob infix");
+	ok(glob_match("a?c", "abc") && !glob_match("a?c", "ac"), "glob ?");
+	ok(glob_match("*", ""), "star matches empty");
+	ok(!glob_match("*a*a*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+	    "pathological pattern terminates");
+
+	ok(parse_duration("30", &d) == 0 && d == 30, "plain seconds");
+	ok(parse_duration("10m", &d) == 0 && d == 600, "minutes");
+	ok(parse_duration("90d", &d) == 0 && d == 7776000, "days");
+	ok(parse_duration("1w", &d) == 0 && d == 604800, "weeks");
+	ok(parse_duration("10x", &d) == -1, "bad unit");
+	ok(parse_duration("-5", &d) == -1, "negative");
+	ok(parse_duration("", &d) == -1, "empty");
+	ok(parse_duration("99999999999999999999", &d) == -1, "overflow");
+
+	s = html_escape("<script>alert('x')&\"</script>");
+	is_str(s, "&lt;script&gt;alert(&#x27;x&#x27;)&amp;&quot;&lt;/script&gt;",
+	    "html escape");
+	free(s);
+
+	strlist_add(&l, "a");
+	strlist_add(&l, "B");
+	ok(strlist_contains(&l, "a") && !strlist_contains(&l, "b"),
+	    "strlist_contains is exact");
+	ok(strlist_contains_nocase(&l, "b"), "strlist_contains_nocase");
+	s = strlist_join(&l, ",");
+	is_str(s, "a,B", "strlist_join");
+	free(s);
+	strlist_free(&l);
+	return (tap_done());
+}
