@@ -463,10 +463,12 @@ extern const struct command	commands[];
 extern const size_t		ncommands;
 int		 command_run(int, char **);
 
-/* main.c */
+/* modules.c: process-wide state */
 extern int	 bsp_debug;
 extern int	 bsp_verbose;
 extern time_t	 bsp_start_time;
+
+/* main.c */
 void		 bsp_exit_soon(int);
 
 #endif /* BSP_H */

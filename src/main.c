@@ -33,12 +33,6 @@
 #endif
 #define BSP_CONFIG_FILE	SYSCONFDIR "/bedrock-sso-proxy.yaml"
 
-struct event_base	*bsp_base;
-struct evdns_base	*bsp_dns;
-int			 bsp_debug;
-int			 bsp_verbose;
-time_t			 bsp_start_time;
-
 static struct config_source	 bsp_source;
 static struct event		 ev_sigterm, ev_sigint, ev_sighup, ev_sigusr1;
 static int			 bsp_exit_code;

@@ -7,6 +7,13 @@
 
 #include "bsp.h"
 
+/* Process-wide state, here so every test program linking libbsp has it. */
+struct event_base	*bsp_base;
+struct evdns_base	*bsp_dns;
+int			 bsp_debug;
+int			 bsp_verbose;
+time_t			 bsp_start_time;
+
 struct module {
 	const char	*name;
 	int		(*init)(struct config *, char **);
