@@ -239,6 +239,26 @@ struct config {
 	long long	 to_stream_idle;
 	long long	 server_shutdown_timeout;
 
+	/* tokens */
+	int		 jwt_algorithm;
+	char		*jwt_key_file;
+	char		*jwt_secret;
+	char		*jwt_issuer;
+	char		*jwt_audience;
+	long long	 jwt_access_ttl;
+	long long	 jwt_refresh_ttl;
+	long long	 jwt_refresh_grace;
+	char		*jwt_legacy_secret;
+	int		 jwt_legacy_algorithm;
+	char		*jwt_legacy_issuer;
+	char		*jwt_legacy_audience;
+	int		 apikeys_enabled;
+	long long	 apikeys_default_ttl;
+	long long	 apikeys_max_per_user;
+	long long	 cache_validation_ttl;
+	long long	 cache_max_entries;
+	long long	 cache_cleanup_interval;
+
 	/* logging */
 	int		 log_level;
 	int		 log_format;
@@ -333,7 +353,8 @@ void		 metric_label(char *, size_t, const char *, ...);
 void		 metrics_init(void);
 void		 metrics_render(struct evbuffer *);
 long long	 process_rss_bytes(void);
-extern struct metric	*m_requests, *m_request_seconds;
+extern struct metric	*m_requests, *m_request_seconds, *m_refreshes;
+extern struct metric	*m_logins;
 
 /* server.c */
 struct request;
@@ -392,6 +413,8 @@ struct request {
 	long long		 tokens_out;
 	const char		*log_error;
 
+	struct principal	*principal;
+
 	/* route state, freed with the request */
 	void			*state;
 	void			(*state_free)(void *);
@@ -414,6 +437,9 @@ const char	*server_header(struct request *, const char *);
 void		 server_set_header(struct request *, const char *, const char *);
 int		 server_body(struct request *, const uint8_t **, size_t *);
 const char	*server_query(struct request *, const char *, char *, size_t);
+json_t		*server_body_json(struct request *, const char **);
+const char	*server_form(struct request *, const char *, char *, size_t);
+int		 server_content_type_is(struct request *, const char *);
 void		 server_reply(struct request *, int, const char *,
 		     struct evbuffer *);
 void		 server_reply_json(struct request *, int, json_t *);
@@ -443,7 +469,143 @@ void		 route_not_found(struct request *);
 void		 route_bidi_stream(struct request *);
 void		 route_inference_profiles(struct request *);
 void		 health_init(void);
+
+/* route-auth.c */
+void		 route_auth_refresh(struct request *);
+void		 route_auth_logout(struct request *);
+void		 route_auth_revoke(struct request *);
+void		 route_auth_validate(struct request *);
+void		 route_jwks(struct request *);
+void		 route_oauth_metadata(struct request *);
+
+/* route-keys.c */
+void		 route_api_keys(struct request *);
+void		 route_api_key_delete(struct request *);
 void		 health_register(const char *, int (*)(const char **));
+
+/* audit.c */
+void		 audit_event(const char *, const char *, const char *,
+		     const char *, json_t *);
+int		 audit_purge(time_t);
+
+/* users.c */
+struct user {
+	char		*id;		/* provider:subject */
+	char		*provider;
+	char		*subject;
+	char		*email;
+	int		 email_verified;
+	char		*name;
+	struct strlist	 groups;
+	int		 disabled;
+	time_t		 revoked_before;
+	time_t		 first_login;
+	time_t		 last_login;
+};
+void		 user_clear(struct user *);
+int		 user_find(const char *, struct user *);
+int		 user_get(const char *, struct user *);
+int		 user_upsert(const struct user *);
+int		 user_ensure_local(const char *, struct user *);
+int		 user_set_disabled(const char *, int);
+int		 user_set_revoked_before(const char *, time_t);
+int		 users_load_state(void);
+const struct user_state *user_state(const char *);
+struct user_state {
+	char		*id;
+	int		 disabled;
+	time_t		 revoked_before;
+};
+void		 users_state_free(void);
+
+/* tokens.c */
+enum jwt_alg {
+	JWT_ALG_EDDSA = 0,
+	JWT_ALG_ES256,
+	JWT_ALG_RS256,
+	JWT_ALG_HS256,
+};
+enum principal_kind {
+	PRINCIPAL_JWT,		/* our own access token */
+	PRINCIPAL_LEGACY,	/* jwt.legacy */
+	PRINCIPAL_API_KEY,
+	PRINCIPAL_EXTERNAL,	/* oauth.trusted_issuers */
+};
+struct principal {
+	int			 refcnt;
+	enum principal_kind	 kind;
+	char			*sub;		/* provider:subject */
+	char			*provider;
+	char			*email;
+	int			 email_verified;
+	char			*name;
+	struct strlist		 groups;
+	struct strlist		 scopes;
+	char			*sid;		/* token family */
+	char			*key_id;	/* API key */
+	struct strlist		 key_models;	/* API key model patterns */
+	char			*tenant;
+	time_t			 iat;
+	time_t			 exp;
+};
+#define SCOPE_INVOKE	"bedrock:invoke"
+extern const char *const jwt_alg_choices[];
+extern const char *const legacy_alg_choices[];
+struct principal *principal_new(enum principal_kind);
+struct principal *principal_ref(struct principal *);
+void		 principal_unref(struct principal *);
+int		 principal_has_scope(const struct principal *, const char *);
+const char	*principal_revoked(const struct principal *);
+void		 tokens_config_check(struct config *, struct config_errors *);
+int		 tokens_init(struct config *, char **);
+int		 tokens_reload(struct config *, char **);
+int		 tokens_check(struct config *, char **);
+void		 tokens_free(void);
+const char	*tokens_issuer(const struct config *);
+int		 tokens_verify_jwt(const char *, size_t, struct principal **,
+		     const char **);
+char		*tokens_mint(const struct user *, const char *,
+		     const struct strlist *, time_t, time_t *);
+int		 tokens_session_new(const struct user *, const char *,
+		     const char *, json_t **);
+int		 tokens_mint_session(const struct user *,
+		     const struct strlist *, long long, const char *, char **);
+int		 tokens_refresh(const char *, const char *, json_t **,
+		     const char **);
+int		 tokens_revoke_family(const char *, const char *, const char *,
+		     const char *, const char *);
+int		 tokens_revoke_refresh(const char *, const char *,
+		     const char *);
+int		 tokens_revoke_user(const char *, const char *, const char *);
+int		 tokens_signing_rotate(struct config *, char **);
+json_t		*tokens_jwks(void);
+int		 tokens_ready(const char **);
+void		 tokens_sync(void);
+char		*tokens_new_secret(const char *);
+int		 tokens_family_revoked(const char *);
+
+/* apikeys.c */
+#define APIKEY_PREFIX	"bsk_"
+int		 apikeys_load(void);
+void		 apikeys_free(void);
+int		 apikey_create(const char *, const char *, long long,
+		     const struct strlist *, const char *, const char *,
+		     char **, json_t **, const char **);
+json_t		*apikey_list(const char *);
+int		 apikey_revoke(const char *, const char *, const char *,
+		     const char *);
+int		 apikey_revoke_by_secret(const char *, const char *,
+		     const char *);
+int		 apikey_verify(const char *, struct principal **,
+		     const char **);
+void		 apikeys_flush_last_used(void);
+
+/* auth.c */
+int		 auth_request(struct request *);
+void		 auth_cache_clear(void);
+void		 auth_cache_sweep(void);
+int		 auth_bearer(struct request *, const char **);
+extern struct metric	*m_auth_failures;
 
 /* modules.c */
 int		 modules_init(struct config *, char **);

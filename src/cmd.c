@@ -1,18 +1,53 @@
 /*
  * cmd.c: the administrative commands (bedrock-sso-proxy COMMAND ...). They
- * work on the configured database and may run while the daemon does.
+ * work on the configured database and may run while the daemon does: the
+ * daemon notices their writes through PRAGMA data_version within a second.
+ * Text that came from identity providers is escaped before it reaches the
+ * terminal.
  */
 
+#include <sys/types.h>
+
+#include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "bsp.h"
 
+static int	cmd_token_mint(int, char **);
+static int	cmd_key_create(int, char **);
+static int	cmd_key_list(int, char **);
+static int	cmd_key_revoke(int, char **);
+static int	cmd_user_list(int, char **);
+static int	cmd_user_disable(int, char **);
+static int	cmd_user_enable(int, char **);
+static int	cmd_user_logout(int, char **);
+static int	cmd_signing_rotate(int, char **);
+
 const struct command commands[] = {
-	{ NULL, NULL, NULL, NULL, NULL }
+	{ "token", "mint", "--user EMAIL|SUB [--ttl SECONDS] [--scope S]",
+	  cmd_token_mint, "print an access token" },
+	{ "key", "create", "--user USER [--name N] [--ttl D] "
+	  "[--models PATTERN,...]", cmd_key_create, "make an API key" },
+	{ "key", "list", "[--user USER]", cmd_key_list, "list API keys" },
+	{ "key", "revoke", "ID", cmd_key_revoke, "revoke an API key" },
+	{ "user", "list", "", cmd_user_list, "list users" },
+	{ "user", "disable", "USER", cmd_user_disable,
+	  "disable a user and end their sessions" },
+	{ "user", "enable", "USER", cmd_user_enable, "enable a user again" },
+	{ "user", "logout", "USER", cmd_user_logout,
+	  "end every session of a user" },
+	{ "signing-key", "rotate", "", cmd_signing_rotate,
+	  "make a new active signing key" },
 };
-const size_t ncommands = 0;
+const size_t ncommands = nitems(commands);
+
+static char	cmd_actor[96];
 
 static void
 command_usage(FILE *f)
@@ -25,6 +60,509 @@ command_usage(FILE *f)
 		    commands[i].sub != NULL ? " " : "",
 		    commands[i].sub != NULL ? commands[i].sub : "",
 		    commands[i].args != NULL ? commands[i].args : "");
+}
+
+/* Open the database and the token state the commands work on. */
+static int
+cmd_open(void)
+{
+	char		*cause = NULL;
+	struct passwd	*pw;
+
+	pw = getpwuid(getuid());
+	snprintf(cmd_actor, sizeof cmd_actor, "cli:%s",
+	    pw != NULL ? pw->pw_name : "unknown");
+	if (db_open(cfg->db_path, cfg->database_busy_timeout, &cause) == -1 ||
+	    tokens_init(cfg, &cause) == -1) {
+		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
+		free(cause);
+		tokens_free();
+		db_close();
+		return (-1);
+	}
+	return (0);
+}
+
+static void
+cmd_close(void)
+{
+	tokens_free();
+	db_close();
+}
+
+/* Print text from the database or an IdP without terminal escapes. */
+static void
+cmd_print(const char *s, int width)
+{
+	char	esc[512];
+
+	if (s == NULL)
+		s = "-";
+	log_escape(s, strlen(s), esc, sizeof esc);
+	if (width > 0)
+		printf("%-*s  ", width, esc);
+	else
+		printf("%s", esc);
+}
+
+static void
+cmd_time(time_t t, char *buf, size_t len)
+{
+	if (t == 0)
+		bsp_strlcpy(buf, "-", len);
+	else
+		time_iso8601(t, buf, len);
+}
+
+/*
+ * Find a user by id or email, or with create, make a local service
+ * account. Prints the problem and returns -1 if there is none.
+ */
+static int
+cmd_user(const char *key, int create, struct user *u)
+{
+	int	rc;
+
+	memset(u, 0, sizeof *u);
+	rc = user_find(key, u);
+	if (rc == -2) {
+		fprintf(stderr, "%s: more than one user has the email %s; "
+		    "name the user by id (see \"user list\")\n", BSP_NAME, key);
+		return (-1);
+	}
+	if (rc == 0)
+		return (0);
+	if (create && user_ensure_local(key, u) == 0) {
+		fprintf(stderr, "created local account %s\n", u->id);
+		return (0);
+	}
+	fprintf(stderr, "%s: no such user: %s\n", BSP_NAME, key);
+	return (-1);
+}
+
+enum {
+	OPT_USER = 1,
+	OPT_TTL,
+	OPT_SCOPE,
+	OPT_NAME,
+	OPT_MODELS,
+};
+static const struct option cmd_options[] = {
+	{ "user", required_argument, NULL, OPT_USER },
+	{ "ttl", required_argument, NULL, OPT_TTL },
+	{ "scope", required_argument, NULL, OPT_SCOPE },
+	{ "name", required_argument, NULL, OPT_NAME },
+	{ "models", required_argument, NULL, OPT_MODELS },
+	{ NULL, 0, NULL, 0 },
+};
+struct cmd_opts {
+	const char	*user;
+	const char	*ttl;
+	const char	*scope;
+	const char	*name;
+	const char	*models;
+};
+
+/* Parse --options; allowed is a string of OPT_* values that may appear. */
+static int
+cmd_parse(int argc, char **argv, const char *allowed, struct cmd_opts *o,
+    int nargs)
+{
+	int	ch;
+
+	memset(o, 0, sizeof *o);
+	optind = 0;
+	opterr = 1;
+	while ((ch = getopt_long(argc, argv, "+", cmd_options, NULL)) != -1) {
+		if (ch == '?' || strchr(allowed, ch) == NULL) {
+			if (ch != '?')
+				fprintf(stderr, "%s %s: option not allowed "
+				    "here\n", BSP_NAME, argv[0]);
+			return (-1);
+		}
+		switch (ch) {
+		case OPT_USER:
+			o->user = optarg;
+			break;
+		case OPT_TTL:
+			o->ttl = optarg;
+			break;
+		case OPT_SCOPE:
+			o->scope = optarg;
+			break;
+		case OPT_NAME:
+			o->name = optarg;
+			break;
+		case OPT_MODELS:
+			o->models = optarg;
+			break;
+		}
+	}
+	if (argc - optind != nargs) {
+		fprintf(stderr, "%s %s: wrong number of arguments\n", BSP_NAME,
+		    argv[0]);
+		return (-1);
+	}
+	return (0);
+}
+
+/* token mint --user U [--ttl S] [--scope S]: a token in its own session. */
+static int
+cmd_token_mint(int argc, char **argv)
+{
+	static const char	 allowed[] = { OPT_USER, OPT_TTL, OPT_SCOPE, 0 };
+	struct cmd_opts		 o;
+	struct user		 u;
+	struct strlist		 scopes = { NULL, 0 };
+	long long		 ttl;
+	char			*t = NULL, *copy, *p, *s;
+	int			 rc = 2;
+
+	if (cmd_parse(argc, argv, allowed, &o, 0) == -1 || o.user == NULL) {
+		fprintf(stderr, "usage: %s token mint --user EMAIL|SUB "
+		    "[--ttl SECONDS] [--scope S]\n", BSP_NAME);
+		return (1);
+	}
+	ttl = cfg->jwt_access_ttl;
+	if (o.ttl != NULL && (parse_duration(o.ttl, &ttl) == -1 || ttl < 60 ||
+	    ttl > 31536000)) {
+		fprintf(stderr, "%s: --ttl must be 60 seconds to a year\n",
+		    BSP_NAME);
+		return (1);
+	}
+	if (o.scope != NULL) {
+		copy = p = xstrdup(o.scope);
+		while ((s = strsep(&p, ", ")) != NULL) {
+			if (*s != '\0')
+				strlist_add(&scopes, s);
+		}
+		free(copy);
+	}
+	if (cmd_open() == -1) {
+		strlist_free(&scopes);
+		return (2);
+	}
+	if (cmd_user(o.user, 1, &u) == -1) {
+		rc = 1;
+		goto out;
+	}
+	if (u.disabled) {
+		fprintf(stderr, "%s: user %s is disabled\n", BSP_NAME, u.id);
+		rc = 1;
+		goto out;
+	}
+	if (tokens_mint_session(&u, &scopes, ttl, cmd_actor, &t) == -1) {
+		fprintf(stderr, "%s: cannot mint a token: %s\n", BSP_NAME,
+		    db_errmsg());
+		goto out;
+	}
+	printf("%s\n", t);
+	rc = 0;
+out:
+	freezero_str(t);
+	user_clear(&u);
+	strlist_free(&scopes);
+	cmd_close();
+	return (rc);
+}
+
+/* key create --user U [--name N] [--ttl D] [--models P,...] */
+static int
+cmd_key_create(int argc, char **argv)
+{
+	static const char	 allowed[] = { OPT_USER, OPT_TTL, OPT_NAME,
+				    OPT_MODELS, 0 };
+	struct cmd_opts		 o;
+	struct user		 u;
+	struct strlist		 models = { NULL, 0 };
+	long long		 ttl = -1;
+	char			*key = NULL, *copy, *p, *s, *js;
+	const char		*why = NULL;
+	json_t			*info = NULL;
+	int			 rc = 2, r;
+
+	if (cmd_parse(argc, argv, allowed, &o, 0) == -1 || o.user == NULL) {
+		fprintf(stderr, "usage: %s key create --user USER [--name N] "
+		    "[--ttl D] [--models PATTERN,...]\n", BSP_NAME);
+		return (1);
+	}
+	if (o.ttl != NULL && parse_duration(o.ttl, &ttl) == -1) {
+		fprintf(stderr, "%s: --ttl must be a duration like 90d (0: no "
+		    "expiry)\n", BSP_NAME);
+		return (1);
+	}
+	if (o.models != NULL) {
+		copy = p = xstrdup(o.models);
+		while ((s = strsep(&p, ",")) != NULL) {
+			if (*s != '\0')
+				strlist_add(&models, s);
+		}
+		free(copy);
+	}
+	if (cmd_open() == -1) {
+		strlist_free(&models);
+		return (2);
+	}
+	if (cmd_user(o.user, 1, &u) == -1) {
+		rc = 1;
+		goto out;
+	}
+	r = apikey_create(u.id, o.name, ttl, &models, cmd_actor, NULL, &key,
+	    &info, &why);
+	if (r == -1) {
+		fprintf(stderr, "%s: %s\n", BSP_NAME, why);
+		rc = 1;
+		goto out;
+	}
+	if (r == -2) {
+		fprintf(stderr, "%s: cannot create the key: %s\n", BSP_NAME,
+		    db_errmsg());
+		goto out;
+	}
+	printf("%s\n", key);
+	js = json_dumps(info, JSON_COMPACT);
+	fprintf(stderr, "%s (shown once; store it now)\n", js);
+	free(js);
+	rc = 0;
+out:
+	json_decref(info);
+	freezero_str(key);
+	user_clear(&u);
+	strlist_free(&models);
+	cmd_close();
+	return (rc);
+}
+
+/* key list [--user U] */
+static int
+cmd_key_list(int argc, char **argv)
+{
+	static const char	 allowed[] = { OPT_USER, 0 };
+	struct cmd_opts		 o;
+	struct user		 u;
+	json_t			*a, *k, *m;
+	size_t			 i, j;
+	char			 c[32], e[32], l[32], *ms;
+	int			 rc = 0;
+
+	memset(&u, 0, sizeof u);
+	if (cmd_parse(argc, argv, allowed, &o, 0) == -1) {
+		fprintf(stderr, "usage: %s key list [--user USER]\n", BSP_NAME);
+		return (1);
+	}
+	if (cmd_open() == -1)
+		return (2);
+	if (o.user != NULL && cmd_user(o.user, 0, &u) == -1) {
+		cmd_close();
+		return (1);
+	}
+	a = apikey_list(o.user != NULL ? u.id : NULL);
+	printf("%-22s  %-30s  %-16s  %-14s  %-20s  %-20s  %-20s  %-20s  %s\n",
+	    "ID", "USER", "NAME", "HINT", "MODELS", "CREATED", "EXPIRES",
+	    "LAST_USED", "STATUS");
+	json_array_foreach(a, i, k) {
+		m = json_object_get(k, "models");
+		ms = NULL;
+		if (json_array_size(m) == 0)
+			ms = xstrdup("*");
+		else {
+			struct strlist sl = { NULL, 0 };
+
+			for (j = 0; j < json_array_size(m); j++)
+				strlist_add(&sl, json_string_value(
+				    json_array_get(m, j)));
+			ms = strlist_join(&sl, ",");
+			strlist_free(&sl);
+		}
+		cmd_time((time_t)json_integer_value(json_object_get(k,
+		    "created_at")), c, sizeof c);
+		cmd_time((time_t)json_integer_value(json_object_get(k,
+		    "expires_at")), e, sizeof e);
+		cmd_time((time_t)json_integer_value(json_object_get(k,
+		    "last_used_at")), l, sizeof l);
+		cmd_print(json_string_value(json_object_get(k, "id")), 22);
+		cmd_print(json_string_value(json_object_get(k, "user")), 30);
+		cmd_print(json_string_value(json_object_get(k, "name")), 16);
+		cmd_print(json_string_value(json_object_get(k, "hint")), 14);
+		cmd_print(ms, 20);
+		printf("%-20s  %-20s  %-20s  %s\n", c, e, l,
+		    json_is_true(json_object_get(k, "revoked")) ? "revoked" :
+		    (json_integer_value(json_object_get(k, "expires_at")) != 0 &&
+		    json_integer_value(json_object_get(k, "expires_at")) <=
+		    now_wall()) ? "expired" : "active");
+		free(ms);
+	}
+	json_decref(a);
+	user_clear(&u);
+	cmd_close();
+	return (rc);
+}
+
+/* key revoke ID */
+static int
+cmd_key_revoke(int argc, char **argv)
+{
+	struct cmd_opts	o;
+	int		rc;
+
+	if (cmd_parse(argc, argv, "", &o, 1) == -1) {
+		fprintf(stderr, "usage: %s key revoke ID\n", BSP_NAME);
+		return (1);
+	}
+	if (cmd_open() == -1)
+		return (2);
+	rc = apikey_revoke(argv[optind], NULL, cmd_actor, NULL);
+	cmd_close();
+	if (rc == -1) {
+		fprintf(stderr, "%s: no active key %s\n", BSP_NAME, argv[optind]);
+		return (1);
+	}
+	if (rc == -2) {
+		fprintf(stderr, "%s: cannot revoke: %s\n", BSP_NAME,
+		    db_errmsg());
+		return (2);
+	}
+	printf("revoked %s\n", argv[optind]);
+	return (0);
+}
+
+static struct db_stmt st_user_list = { "SELECT id, email, name, groups, "
+    "disabled, last_login FROM users ORDER BY id", NULL, NULL };
+
+/* user list */
+static int
+cmd_user_list(int argc, char **argv)
+{
+	struct cmd_opts	 o;
+	sqlite3_stmt	*st;
+	char		 l[32];
+
+	if (cmd_parse(argc, argv, "", &o, 0) == -1) {
+		fprintf(stderr, "usage: %s user list\n", BSP_NAME);
+		return (1);
+	}
+	if (cmd_open() == -1)
+		return (2);
+	printf("%-40s  %-32s  %-24s  %-30s  %-8s  %s\n", "ID", "EMAIL", "NAME",
+	    "GROUPS", "STATUS", "LAST_LOGIN");
+	st = db_prepare(&st_user_list);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		cmd_print((const char *)sqlite3_column_text(st, 0), 40);
+		cmd_print((const char *)sqlite3_column_text(st, 1), 32);
+		cmd_print((const char *)sqlite3_column_text(st, 2), 24);
+		cmd_print((const char *)sqlite3_column_text(st, 3), 30);
+		cmd_time((time_t)sqlite3_column_int64(st, 5), l, sizeof l);
+		printf("%-8s  %s\n", sqlite3_column_int(st, 4) ? "disabled" :
+		    "active", l);
+	}
+	sqlite3_reset(st);
+	cmd_close();
+	return (0);
+}
+
+static int
+cmd_user_change(int argc, char **argv, const char *usage, int what)
+{
+	struct cmd_opts	o;
+	struct user	u;
+	int		rc = 0, n;
+
+	if (cmd_parse(argc, argv, "", &o, 1) == -1) {
+		fprintf(stderr, "usage: %s user %s USER\n", BSP_NAME, usage);
+		return (1);
+	}
+	if (cmd_open() == -1)
+		return (2);
+	if (cmd_user(argv[optind], 0, &u) == -1) {
+		cmd_close();
+		return (1);
+	}
+	switch (what) {
+	case 'd':
+		if (db_begin() == -1 || user_set_disabled(u.id, 1) == -1) {
+			db_rollback();
+			rc = 2;
+			break;
+		}
+		audit_event("user_disabled", u.id, cmd_actor, NULL, NULL);
+		if (db_commit() == -1 ||
+		    (n = tokens_revoke_user(u.id, cmd_actor, NULL)) == -1) {
+			rc = 2;
+			break;
+		}
+		printf("disabled %s; ended %d session(s)\n", u.id, n);
+		break;
+	case 'e':
+		if (db_begin() == -1 || user_set_disabled(u.id, 0) == -1) {
+			db_rollback();
+			rc = 2;
+			break;
+		}
+		audit_event("user_enabled", u.id, cmd_actor, NULL, NULL);
+		if (db_commit() == -1) {
+			rc = 2;
+			break;
+		}
+		printf("enabled %s\n", u.id);
+		break;
+	case 'l':
+		if ((n = tokens_revoke_user(u.id, cmd_actor, NULL)) == -1) {
+			rc = 2;
+			break;
+		}
+		printf("logged out %s: ended %d session(s); tokens issued so "
+		    "far no longer work\n", u.id, n);
+		break;
+	}
+	if (rc == 2)
+		fprintf(stderr, "%s: database error: %s\n", BSP_NAME,
+		    db_errmsg());
+	user_clear(&u);
+	cmd_close();
+	return (rc);
+}
+
+static int
+cmd_user_disable(int argc, char **argv)
+{
+	return (cmd_user_change(argc, argv, "disable", 'd'));
+}
+
+static int
+cmd_user_enable(int argc, char **argv)
+{
+	return (cmd_user_change(argc, argv, "enable", 'e'));
+}
+
+static int
+cmd_user_logout(int argc, char **argv)
+{
+	return (cmd_user_change(argc, argv, "logout", 'l'));
+}
+
+/* signing-key rotate */
+static int
+cmd_signing_rotate(int argc, char **argv)
+{
+	struct cmd_opts	 o;
+	char		*cause = NULL;
+	int		 rc = 0;
+
+	if (cmd_parse(argc, argv, "", &o, 0) == -1) {
+		fprintf(stderr, "usage: %s signing-key rotate\n", BSP_NAME);
+		return (1);
+	}
+	if (cmd_open() == -1)
+		return (2);
+	if (tokens_signing_rotate(cfg, &cause) == -1) {
+		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
+		free(cause);
+		rc = 1;
+	} else
+		printf("rotated; the previous key keeps verifying until its "
+		    "last token expires\n");
+	cmd_close();
+	return (rc);
 }
 
 /* Find and run a command; returns the exit status. */
@@ -41,7 +579,8 @@ command_run(int argc, char **argv)
 		if (argc > 1 && strcmp(argv[1], commands[i].sub) == 0)
 			return (commands[i].fn(argc - 1, argv + 1));
 	}
-	fprintf(stderr, "%s: unknown command \"%s\"\n", BSP_NAME, argv[0]);
+	fprintf(stderr, "%s: unknown command \"%s%s%s\"\n", BSP_NAME, argv[0],
+	    argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
 	command_usage(stderr);
 	return (1);
 }

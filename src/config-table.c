@@ -21,6 +21,11 @@ static const char *const level_choices[] = {
 };
 static const char *const format_choices[] = { "text", "json", NULL };
 static const char *const output_choices[] = { "stderr", "syslog", NULL };
+/* Order matches enum jwt_alg in bsp.h. */
+const char *const jwt_alg_choices[] = {
+	"EdDSA", "ES256", "RS256", "HS256", NULL
+};
+const char *const legacy_alg_choices[] = { "HS256", "HS384", "HS512", NULL };
 
 const struct config_key config_keys[] = {
 	/* server */
@@ -77,6 +82,52 @@ const struct config_key config_keys[] = {
 	  OFF(server_shutdown_timeout), "30", 0, 3600, NULL, 0,
 	  "seconds in-flight requests get to finish on SIGTERM" },
 
+	/* tokens */
+	{ "jwt.algorithm", CT_ENUM, CS_ROOT, OFF(jwt_algorithm), "EdDSA", 0, 0,
+	  jwt_alg_choices, 0,
+	  "EdDSA, ES256, RS256 (key generated or from jwt.key_file) or HS256 "
+	  "(jwt.secret)" },
+	{ "jwt.key_file", CT_PATH, CS_ROOT, OFF(jwt_key_file), NULL, 0, 0,
+	  NULL, CK_SECRET_PERMS,
+	  "PKCS#8 PEM private key for jwt.algorithm; else one is generated" },
+	{ "jwt.secret", CT_SECRET, CS_ROOT, OFF(jwt_secret), NULL, 0, 0, NULL,
+	  0, "HS256 signing secret, at least 32 bytes" },
+	{ "jwt.issuer", CT_STRING, CS_ROOT, OFF(jwt_issuer), NULL, 0, 0, NULL,
+	  0, "iss of our tokens (default: server.public_url)" },
+	{ "jwt.audience", CT_STRING, CS_ROOT, OFF(jwt_audience),
+	  "bedrock-sso-proxy", 0, 0, NULL, 0, "aud of our tokens" },
+	{ "jwt.access_token_ttl", CT_DURATION, CS_ROOT, OFF(jwt_access_ttl),
+	  "2592000", 60, 31536000, NULL, 0, "access token lifetime" },
+	{ "jwt.refresh_token_ttl", CT_DURATION, CS_ROOT, OFF(jwt_refresh_ttl),
+	  "7776000", 300, 315360000, NULL, 0,
+	  "absolute lifetime of a login session (token family)" },
+	{ "jwt.refresh_reuse_grace", CT_DURATION, CS_ROOT,
+	  OFF(jwt_refresh_grace), "30", 0, 3600, NULL, 0,
+	  "a retried refresh within this window returns the same successor" },
+	{ "jwt.legacy.secret", CT_SECRET, CS_ROOT, OFF(jwt_legacy_secret), NULL,
+	  0, 0, NULL, 0, "also accept HMAC tokens signed with this secret" },
+	{ "jwt.legacy.algorithm", CT_ENUM, CS_ROOT, OFF(jwt_legacy_algorithm),
+	  "HS256", 0, 0, legacy_alg_choices, 0, "algorithm of legacy tokens" },
+	{ "jwt.legacy.issuer", CT_STRING, CS_ROOT, OFF(jwt_legacy_issuer), NULL,
+	  0, 0, NULL, 0, "iss of legacy tokens" },
+	{ "jwt.legacy.audience", CT_STRING, CS_ROOT, OFF(jwt_legacy_audience),
+	  NULL, 0, 0, NULL, 0, "aud of legacy tokens, if they carry one" },
+	{ "api_keys.enabled", CT_BOOL, CS_ROOT, OFF(apikeys_enabled), "true", 0,
+	  0, NULL, 0, "accept and issue API keys" },
+	{ "api_keys.default_ttl", CT_DURATION, CS_ROOT, OFF(apikeys_default_ttl),
+	  "7776000", 0, 315360000, NULL, 0,
+	  "lifetime of a new API key (0: no expiry)" },
+	{ "api_keys.max_per_user", CT_INT, CS_ROOT, OFF(apikeys_max_per_user),
+	  "20", 0, 10000, NULL, 0, "active API keys one user may hold" },
+	{ "cache.validation_ttl", CT_DURATION, CS_ROOT, OFF(cache_validation_ttl),
+	  "86400", 0, 31536000, NULL, 0,
+	  "longest a verified external token is cached" },
+	{ "cache.max_entries", CT_INT, CS_ROOT, OFF(cache_max_entries), "10000",
+	  0, 10000000, NULL, 0, "verified tokens kept in memory" },
+	{ "cache.cleanup_interval", CT_DURATION, CS_ROOT,
+	  OFF(cache_cleanup_interval), "3600", 1, 86400, NULL, 0,
+	  "seconds between sweeps of expired entries and old rows" },
+
 	/* logging */
 	{ "logging.level", CT_ENUM, CS_ROOT, OFF(log_level), "info", 0, 0,
 	  level_choices, 0, "error, warn, info or debug" },
@@ -119,6 +170,7 @@ const size_t config_ncollections = 0;
 void
 config_check_modules(struct config *c, struct config_errors *errs)
 {
+	tokens_config_check(c, errs);
 }
 
 void

@@ -1081,8 +1081,13 @@ config_walk_map(struct config *c, struct cnode *map, const char *shown,
 			config_take(c, k, kid, base, full, errs);
 			goto next;
 		}
-		if (kid->kind == CN_MAP && config_prefix_exists(name, scope)) {
-			config_walk_map(c, kid, full, name, scope, base, errs);
+		if (config_prefix_exists(name, scope)) {
+			if (kid->kind == CN_MAP)
+				config_walk_map(c, kid, full, name, scope, base,
+				    errs);
+			else if (!(kid->kind == CN_SCALAR && kid->null))
+				config_error(errs, kid->where, "%s: expected a "
+				    "mapping of keys", full);
 			goto next;
 		}
 		/* key_file for a secret key: read the secret from a file. */
@@ -1110,6 +1115,7 @@ config_walk_map(struct config *c, struct cnode *map, const char *shown,
 					    "%s are both set; use one", stem,
 					    full);
 				config_note_origin(c, stem, kid->where);
+				config_note_origin(c, full, kid->where);
 				free(stem);
 				config_store(k, secret, base, kid->where, full,
 				    errs);

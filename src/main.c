@@ -96,6 +96,14 @@ main_drained(void)
 static void
 main_sigterm(int sig, short ev, void *arg)
 {
+	static int	stopping;
+
+	if (stopping++) {
+		log_info("received %s again; still letting requests finish "
+		    "(at most server.shutdown_timeout)", sig == SIGINT ?
+		    "SIGINT" : "SIGTERM");
+		return;
+	}
 	log_info("received %s; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	sd_notify_send("STOPPING=1");
 	server_shutdown(main_drained);
@@ -199,6 +207,7 @@ main_daemon(void)
 {
 	struct event_config	*ec;
 	char			*cause = NULL;
+	sigset_t		 mask;
 
 	signal(SIGPIPE, SIG_IGN);
 	bsp_start_time = time(NULL);
@@ -248,10 +257,25 @@ main_daemon(void)
 	log_info("ready; public URL %s", cfg->server_public_url);
 	event_base_dispatch(bsp_base);
 
+	/*
+	 * Already stopping: further signals must not cut the cleanup short.
+	 * Block them while libevent restores the default actions, then
+	 * ignore them (which also discards any that arrived meanwhile).
+	 */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	evsignal_del(&ev_sigterm);
 	evsignal_del(&ev_sigint);
 	evsignal_del(&ev_sighup);
 	evsignal_del(&ev_sigusr1);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 	server_free();
 	modules_free();
 	db_close();

@@ -49,7 +49,7 @@ static const double	 metric_bounds[] = {
 	2.5, 5, 10, 30, 60, 120, 300
 };
 
-struct metric	*m_requests, *m_request_seconds;
+struct metric	*m_requests, *m_request_seconds, *m_refreshes, *m_logins;
 
 struct metric *
 metric_new(const char *name, enum metric_type type, const char *help)
@@ -252,6 +252,12 @@ metrics_init(void)
 	m_request_seconds = metric_new("bsp_http_request_duration_seconds",
 	    METRIC_HISTOGRAM, "HTTP request duration by route and status "
 	    "code.");
+	m_auth_failures = metric_new("bsp_auth_failures_total", METRIC_COUNTER,
+	    "Refused credentials by reason.");
+	m_logins = metric_new("bsp_logins_total", METRIC_COUNTER,
+	    "Logins by provider and result.");
+	m_refreshes = metric_new("bsp_token_refreshes_total", METRIC_COUNTER,
+	    "Refresh token exchanges by result.");
 }
 
 /* Write every metric, then the process gauges read fresh from /proc. */

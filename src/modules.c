@@ -22,9 +22,22 @@ struct module {
 	void		(*free)(void);
 };
 
+static int	tokens_module_init(struct config *, char **);
+
 static const struct module modules[] = {
+	{ "tokens", tokens_module_init, tokens_reload, tokens_check,
+	  tokens_free },
 	{ NULL, NULL, NULL, NULL, NULL }
 };
+
+static int
+tokens_module_init(struct config *c, char **cause)
+{
+	if (tokens_init(c, cause) == -1)
+		return (-1);
+	health_register("signing_key", tokens_ready);
+	return (0);
+}
 
 /* Start every module; on failure the cause says which and why. */
 int

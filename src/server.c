@@ -43,6 +43,7 @@
 #include "bsp.h"
 
 #define SERVER_MAX_LISTENERS	16
+#define SERVER_JSON_MAX		65536
 
 enum conn_state {
 	CONN_NEW,	/* accepted, no request yet */
@@ -112,6 +113,19 @@ const struct route routes[] = {
 	{ "health", GET, "/health", route_health, 0 },
 	{ "health_ready", GET, "/health/ready", route_health_ready, 0 },
 	{ "metrics", GET, NULL, route_metrics, RF_METRICS },
+	{ "auth_refresh", POST, "/auth/refresh", route_auth_refresh,
+	  RF_NO_STORE },
+	{ "auth_logout", POST, "/auth/logout", route_auth_logout, RF_NO_STORE },
+	{ "auth_revoke", POST, "/auth/revoke", route_auth_revoke, RF_NO_STORE },
+	{ "auth_validate", GET, "/auth/validate", route_auth_validate,
+	  RF_NO_STORE | RF_AUTH },
+	{ "api_keys", GET | POST, "/api/keys", route_api_keys,
+	  RF_NO_STORE | RF_AUTH | RF_JWT_ONLY },
+	{ "api_key", DELETE, "/api/keys/{}", route_api_key_delete,
+	  RF_NO_STORE | RF_AUTH | RF_JWT_ONLY },
+	{ "jwks", GET, "/.well-known/jwks.json", route_jwks, 0 },
+	{ "oauth_metadata", GET, "/.well-known/oauth-authorization-server",
+	  route_oauth_metadata, 0 },
 	{ "bidi_stream", POST, "/model/{}/invoke-with-bidirectional-stream",
 	  route_bidi_stream, RF_BEDROCK },
 	{ "inference_profiles", GET, "/inference-profiles",
@@ -700,6 +714,8 @@ server_gencb(struct evhttp_request *req, void *arg)
 	}
 	log_trace(TRACE_HTTP, "%s %s -> %s", r->method, r->path,
 	    r->route->name);
+	if ((r->route->flags & RF_AUTH) && auth_request(r) != 0)
+		return;
 	r->route->handler(r);
 }
 
@@ -786,6 +802,7 @@ server_reap_cb(int fd, short ev, void *arg)
 		TAILQ_REMOVE(&srv.dead, r, entry);
 		if (r->state_free != NULL)
 			r->state_free(r->state);
+		principal_unref(r->principal);
 		request_drop_http(r);
 		config_unref(r->cfg);
 		free(r->path);
@@ -870,6 +887,103 @@ server_body(struct request *r, const uint8_t **p, size_t *len)
 	if ((*p = evbuffer_pullup(in, -1)) == NULL)
 		return (-1);
 	return (0);
+}
+
+/*
+ * The body as a JSON object: strict (no duplicate members), bounded in size
+ * and depth. NULL with *why if it is not one.
+ */
+json_t *
+server_body_json(struct request *r, const char **why)
+{
+	const uint8_t	*p;
+	size_t		 len, i;
+	json_error_t	 err;
+	json_t		*j;
+	int		 depth = 0, maxdepth = 0, instr = 0;
+
+	*why = "request body must be a JSON object";
+	if (server_body(r, &p, &len) == -1 || len == 0)
+		return (NULL);
+	if (len > SERVER_JSON_MAX) {
+		*why = "request body is too large";
+		return (NULL);
+	}
+	/* Bound nesting before jansson recurses. */
+	for (i = 0; i < len; i++) {
+		if (instr) {
+			if (p[i] == '\\')
+				i++;
+			else if (p[i] == '"')
+				instr = 0;
+		} else if (p[i] == '"')
+			instr = 1;
+		else if (p[i] == '{' || p[i] == '[') {
+			if (++depth > maxdepth)
+				maxdepth = depth;
+		} else if (p[i] == '}' || p[i] == ']')
+			depth--;
+	}
+	if (maxdepth > 16) {
+		*why = "request body is nested too deeply";
+		return (NULL);
+	}
+	j = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &err);
+	if (j == NULL || !json_is_object(j)) {
+		json_decref(j);
+		return (NULL);
+	}
+	return (j);
+}
+
+/*
+ * One field of an application/x-www-form-urlencoded body, decoded, into
+ * buf; NULL if missing, repeated or too long.
+ */
+const char *
+server_form(struct request *r, const char *name, char *buf, size_t len)
+{
+	const uint8_t		*p;
+	size_t			 blen;
+	char			*copy;
+	struct evkeyvalq	 q;
+	struct evkeyval		*kv;
+	const char		*found = NULL;
+	int			 n = 0;
+
+	if (server_body(r, &p, &blen) == -1 || blen == 0 ||
+	    blen > SERVER_JSON_MAX)
+		return (NULL);
+	copy = xmemdup0(p, blen);
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(copy, &q) == 0) {
+		TAILQ_FOREACH(kv, &q, next) {
+			if (strcmp(kv->key, name) == 0) {
+				found = kv->value;
+				n++;
+			}
+		}
+	}
+	if (n != 1 || strlen(found) >= len)
+		found = NULL;
+	else {
+		bsp_strlcpy(buf, found, len);
+		found = buf;
+	}
+	evhttp_clear_headers(&q);
+	freezero(copy, blen);
+	return (found);
+}
+
+/* Does the request body claim to be of this media type? */
+int
+server_content_type_is(struct request *r, const char *type)
+{
+	const char	*ct = server_header(r, "Content-Type");
+	size_t		 len = strlen(type);
+
+	return (ct != NULL && strncasecmp(ct, type, len) == 0 &&
+	    (ct[len] == '\0' || ct[len] == ';' || ct[len] == ' '));
 }
 
 /*
@@ -1174,6 +1288,7 @@ server_bind(struct config *c, char **cause)
 			return (-1);
 		}
 		l = evhttp_bound_socket_get_listener(b);
+		slen = sizeof ss;
 		if (getsockname(evconnlistener_get_fd(l),
 		    (struct sockaddr *)&ss, &slen) == -1)
 			fatal("getsockname");

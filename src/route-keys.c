@@ -1,0 +1,140 @@
+/*
+ * route-keys.c: /api/keys, the caller's own API keys. Only a logged-in
+ * user's token may manage keys; an API key cannot mint more keys (the
+ * route is RF_JWT_ONLY).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bsp.h"
+
+/* "ttl" as seconds or a duration string; -1 for the default. */
+static int
+ttl_param(json_t *v, long long *ttl)
+{
+	if (v == NULL || json_is_null(v)) {
+		*ttl = -1;
+		return (0);
+	}
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*ttl = json_integer_value(v);
+		return (0);
+	}
+	if (json_is_string(v))
+		return (parse_duration(json_string_value(v), ttl));
+	return (-1);
+}
+
+static void
+keys_create(struct request *r)
+{
+	json_t		*j, *v, *info;
+	const char	*why, *name = NULL;
+	struct strlist	 models = { NULL, 0 };
+	long long	 ttl;
+	char		*key;
+	size_t		 i;
+	int		 rc;
+
+	if ((j = server_body_json(r, &why)) == NULL) {
+		/* An empty body is fine: all defaults. */
+		const uint8_t *p;
+		size_t len;
+
+		if (server_body(r, &p, &len) == -1 || len != 0) {
+			server_error_oauth(r, 400, "invalid_request", why);
+			return;
+		}
+		j = json_object();
+	}
+	v = json_object_get(j, "name");
+	if (v != NULL && !json_is_null(v) && (name = json_string_value(v)) ==
+	    NULL) {
+		json_decref(j);
+		server_error_oauth(r, 400, "invalid_request",
+		    "name must be a string");
+		return;
+	}
+	if (ttl_param(json_object_get(j, "ttl"), &ttl) == -1) {
+		json_decref(j);
+		server_error_oauth(r, 400, "invalid_request",
+		    "ttl must be seconds or a duration like 30d");
+		return;
+	}
+	v = json_object_get(j, "models");
+	if (v != NULL && !json_is_null(v)) {
+		if (!json_is_array(v)) {
+			json_decref(j);
+			server_error_oauth(r, 400, "invalid_request",
+			    "models must be a list of patterns");
+			return;
+		}
+		for (i = 0; i < json_array_size(v); i++) {
+			if (!json_is_string(json_array_get(v, i))) {
+				strlist_free(&models);
+				json_decref(j);
+				server_error_oauth(r, 400, "invalid_request",
+				    "models must be a list of patterns");
+				return;
+			}
+			strlist_add(&models,
+			    json_string_value(json_array_get(v, i)));
+		}
+	}
+	rc = apikey_create(r->principal->sub, name, ttl, &models,
+	    r->principal->sub, r->client, &key, &info, &why);
+	strlist_free(&models);
+	json_decref(j);
+	if (rc == -1) {
+		server_error_oauth(r, 400, "invalid_request", why);
+		return;
+	}
+	if (rc == -2) {
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    "cannot create a key right now");
+		return;
+	}
+	json_object_set_new(info, "key", json_string(key));
+	freezero_str(key);
+	server_reply_json(r, 201, info);
+}
+
+/* POST /api/keys makes a key; GET /api/keys lists the caller's. */
+void
+route_api_keys(struct request *r)
+{
+	if (!r->cfg->apikeys_enabled) {
+		server_error_oauth(r, 404, "not_found", "API keys are disabled");
+		return;
+	}
+	if (strcmp(r->method, "POST") == 0) {
+		keys_create(r);
+		return;
+	}
+	server_reply_json(r, 200, json_pack("{s:o}", "keys",
+	    apikey_list(r->principal->sub)));
+}
+
+/* DELETE /api/keys/{id} */
+void
+route_api_key_delete(struct request *r)
+{
+	char	*id;
+	int	 rc;
+
+	id = xmemdup0(r->params[0].p, r->params[0].len);
+	rc = apikey_revoke(id, r->principal->sub, r->principal->sub,
+	    r->client);
+	free(id);
+	if (rc == -1) {
+		server_error_oauth(r, 404, "not_found", "no such API key");
+		return;
+	}
+	if (rc == -2) {
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    "cannot revoke the key right now");
+		return;
+	}
+	server_reply(r, 204, NULL, NULL);
+}

@@ -1,0 +1,790 @@
+/*
+ * test-crypto.c: unit tests for crypto.c.
+ *
+ * Known answers: RFC 4648 base64url, RFC 7515 A.2 (RS256 signatures are
+ * deterministic, so ours must equal the RFC's byte for byte), A.3 (ES256,
+ * verify only), RFC 8037 A.4 (Ed25519, deterministic). Then every algorithm
+ * round trip, algorithm pinning, key validation, sealing and the KEK file.
+ * The PEM keys below are the RFC keys re-encoded as PKCS#8, plus a few
+ * throwaway keys of the wrong kind; none of them protects anything.
+ */
+
+#include <sys/stat.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <sodium.h>
+
+#include "bsp.h"
+#include "crypto.h"
+#include "tap.h"
+
+static const char pem_rsa_a2[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCh+BYK4uPJtGXO\n"
+    "jS1lYmM2K5J9vinh8CR3/BYlzJChNuOL2TSXxbbqY913EeZ8dCn5VrD7io8ImtxL\n"
+    "aYk8wTM/U+3QGbh3hCUv7JFP5IV3aVlL6kKA0ywPVb9ilE8TA5a8bpvfbr3SvaNn\n"
+    "juygxmj3AbONv/s4yDQs4v5tJ/reSlpIdJed1LnPmt7Ex1sFhSwsD174pcF1A5L5\n"
+    "ROjtZMEQxrZHYJqkeDrrnGya11UxMFBji4NmXG9veoKjlnAqH2QbgtPr8jkiGUkf\n"
+    "toaHLFcW9Qr4NY2ai50Xw0Byj3+H2JoY2PyrZ62EWQwuz3WTOTY8BwNNb2BvniHg\n"
+    "VFbK5emhAgMBAAECggEAEq5xpGnNCivDflJsRQBXHx1hdR1k6Ulwe2JZD50LpXyW\n"
+    "PEAeP88vLNO97IjlA7/GQ5sLKMgvfTeXZx9SE+7YwVol2NXOoAJe46sui395IW/G\n"
+    "O+pWJ1O0BkTGoVEn2bKVRUCgu+GjBVaYLU6f3l9kJfFNS3E0QbVdxzubSu3Mkqzj\n"
+    "kn439X0M/V51gfpRLI9JYanrC4D4qAdGcopV/0ZHHzQlBjudU2QvXt4ehNYTCBr6\n"
+    "XCLQUShb1juUO1ZdiYoFaFQT5Tw8bGUl/x/jTj3ccPDVZFD9pIuhLhBOneufuBiB\n"
+    "4cS98l2SR/RQyGWSeWjnczT0QU91p1DhOVRuOopznQKBgQDgHMQQ60imZV1URk0K\n"
+    "pLttoLhyt3SmqdEf/kgHePDdtzEafpAu+cS191R2JiuoF2yzWXnwFDcqGigp5BNr\n"
+    "0AHQfD8/Lk8l1Mk09jxxCfui5nYooNyac8YFjm3vItzVCVDnEd3BbVWG8qf6deqE\n"
+    "lMGAg+C2V0L4oNXnP7LZcPAZRwKBgQC5A8R+CZW2MvRTLLHzwZkUXV866cff7tx6\n"
+    "kqa0finGG0KgeqlaZPxgCZnFp7AeAcCMtiynVlJ7vMVgePsLq6XtON4tB5kP9jAP\n"
+    "rq3rbAOal78eUH5OcED6eNuCV8ixEu1eWcPNCS/l1OW1EnXUEoEHKl54Xrrz2uNw\n"
+    "kgMTP1FZ1wKBgAcCn1dwJKufzBWQxWQp1vsM5fggqPN1qGb5y0MAk3g7/Ls5bkUp\n"
+    "5u9SN0Ai3Ya6hNnvWJMb7sXQX6U/zyO2M/hTip7tUeh7CXgwo59dkpN75gJLVds2\n"
+    "9+DAncu3KXU4f2Fa+7bLNrur53k8KwPOq2bbuTG69QtV7Jr5MR0AHWKNAoGBAIf/\n"
+    "evpitUf+4JYbLpvNXWcY052Mpz22aR84mY3nh3F2LF2mjMJDpTg7FmuyPcVw6EcG\n"
+    "yoAe9fa65iNqCq+jdw6PVNGo2hxfjSiZ8IIzHdsPXI89//pMjZcQK9r+CCoRjaZj\n"
+    "OYiIDktVWZzmevJuv6WywUqd57LE3Zar3dLSIkx1AoGAIYd7DHOhrWvxkwPQsRM2\n"
+    "tOgrjbcrfvtQJipd+DlcxyVuuM9sQLdgjVk2oy26F0EmpScGLq2MowX7fhd/QJQ3\n"
+    "ydy5cY7YIBi87w93IKLEdfnbJtoOPLUW0ITrJReOgo1cq9SbsxYawBgfp/gh6A56\n"
+    "03k2+ZQwVK0JKSHuLFkuQ3U=\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char pem_rsa_a2_pub[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAofgWCuLjybRlzo0tZWJj\n"
+    "NiuSfb4p4fAkd/wWJcyQoTbji9k0l8W26mPddxHmfHQp+Vaw+4qPCJrcS2mJPMEz\n"
+    "P1Pt0Bm4d4QlL+yRT+SFd2lZS+pCgNMsD1W/YpRPEwOWvG6b32690r2jZ47soMZo\n"
+    "9wGzjb/7OMg0LOL+bSf63kpaSHSXndS5z5rexMdbBYUsLA9e+KXBdQOS+UTo7WTB\n"
+    "EMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6/I5IhlJH7aGhyxX\n"
+    "FvUK+DWNmoudF8NAco9/h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXp\n"
+    "oQIDAQAB\n"
+    "-----END PUBLIC KEY-----\n";
+
+static const char pem_ec_a3[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgjpsQnnGQmL+YBIff\n"
+    "H1136cspYG6+0iY7X1fCE9+E9LKhRANCAAR/zc4ncPbEXUGDy+5v20t7WAczNXvp\n"
+    "7xO6z248e9FURcfxRM0bvZt+hyzf7bnuufSzaV1uqQskrYpGIyiFiOWt\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char pem_ed_8037[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char pem_p384[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDDa5Yb/mm0KK3xKJik1\n"
+    "jQiCb8rikUHLxRlHn7fIHvqA9IeRt7jUj5uKcy2vU1InqoyhZANiAAQS37nx3QhD\n"
+    "Y9VNJkxILjdIXi15SMmPmLXQ1IOgKwlVnnZLt6BY/PDFrp7d0hTV3lB6fOo4/11g\n"
+    "ePlLna5E/4a1n6rIUG3DT+XXkli8PiuNuZY1qRKFifExMRP3OQZHHLs=\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char pem_k1[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGEAgEAMBAGByqGSM49AgEGBSuBBAAKBG0wawIBAQQgkZJ0NMnLZDG+y37WQnNW\n"
+    "Yr5QUNM1pWV575c/HSlnCkyhRANCAARFRUZDQOiLN0s6IrLDU4EWOilG0UqvWztk\n"
+    "xKQk7oRFuJWP9U7qhXshQoUKyMRaYvS1Ikg4y5mQprn57dU59LJb\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char pem_ed448[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MEcCAQAwBQYDK2VxBDsEOW3rwkEA+wJ6nwzrktrrTZZdBRyHbubXWRF8Xdqav55o\n"
+    "+8p67FWxI4GuK5Qw4PyOPCNUkZL0i0xMIA==\n"
+    "-----END PRIVATE KEY-----\n";
+
+static const char pem_rsa1024[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIICdgIBADANBgkqhkiG9w0BAQEFAASCAmAwggJcAgEAAoGBAKT3C0AghB5bUoCc\n"
+    "rQCxC821d5tAXGOxNNj911e8XNtkjN4jkCkfgC0d8sEHU2kDt9egD4bTaYhRMiNM\n"
+    "iTaMw8BbEHF16RkjWIr/w/YybTN2y+rSmuPMi1uRxALfYF5Z6z1kKvUBvQJ5EPo+\n"
+    "93Wlfw3SC9PL0OhFUc389drE9Zj1AgMBAAECgYBFa3y9iLFwgOewHb6j6t1XvMTP\n"
+    "fX8jqL/fjLrhPfAplx+8n2ScGZh74/1zA50zNRBZWg8OosrnRZv+xMd9QDFjhNrv\n"
+    "yinfh8FZWWqHvdtpLRTpavuJEZa7whzcckLYFk4BVXG7KCk4oyiUaTZgVQ+d3n1E\n"
+    "Hy1cLmjGvZVohCHJ4QJBANtbzUjkhrxIW48OcAlbJgowqAyGgc1WUkvjGJ5SU5Ut\n"
+    "hJq7i9qfD+MT4uSL7Qph3qaI/C0wbWxVqXDGDKD9mJkCQQDAhURhWvT8QsFHVELn\n"
+    "2cz2ZzzL/jKEIiJMwEg6bwypJyLq/ZWGF1vkOAni5so1xNp1I1bI5QI5gQTwBvFt\n"
+    "YXC9AkEAgQU++lfH0+ivSbZROX+OIUI7JZrbr/3My+vX6A8+MCkkrKoQ+VbDTmm8\n"
+    "83ZFxuyHu+YohR/NzIGZ9sXWWb6vSQJAX1JczhtcC3799dRJoERd0G7DUnmVB4lj\n"
+    "FD9sQ8pyKVqgVluiahcsv23jrz34RvEl/TO3J5cEJ/ayvCmj5jWFvQJAEYQD+F1z\n"
+    "qBRzbSEaJozuw+6e+4iVoRu80XH1isCpXkrg6uwXPzG+dDpANN7sE3SbdaXEpsTr\n"
+    "umPzyh6ddXNVJQ==\n"
+    "-----END PRIVATE KEY-----\n";
+
+/* RFC 7515 A.2 and A.3 signing input: b64(header) "." b64(claims) */
+#define RFC7515_PAYLOAD							\
+	"eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFt" \
+	"cGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+static const char a2_input[] = "eyJhbGciOiJSUzI1NiJ9." RFC7515_PAYLOAD;
+static const char a2_sig[] =
+    "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7"
+    "AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4"
+    "BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K"
+    "0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqv"
+    "hJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrB"
+    "p0igcN_IoypGlUPQGe77Rw";
+static const char a3_input[] = "eyJhbGciOiJFUzI1NiJ9." RFC7515_PAYLOAD;
+static const char a3_sig[] =
+    "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSA"
+    "pmWQxfKTUJqPP3-Kg6NU1Q";
+static const char a3_x[] = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+static const char a3_y[] = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+/* RFC 8037 A.4 */
+static const char ed_input[] =
+    "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+static const char ed_sig_hex[] =
+    "860c98d2297f3060a33f42739672d61b53cf3adefed3d3c672f320dc021b411e"
+    "9d59b8628dc351e248b88b29468e0e41855b0fb7d83bb15be902bfccb8cd0a02";
+static const char ed_x[] = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+static size_t
+b64d(const char *s, uint8_t *out, size_t max)
+{
+	size_t	n;
+
+	if (crypto_b64url_decode(s, strlen(s), out, max, &n) == -1) {
+		diag("bad base64url in a test vector: %s", s);
+		exit(1);
+	}
+	return (n);
+}
+
+static const uint8_t *
+want_a2(void)
+{
+	static uint8_t	buf[CRYPTO_SIG_MAX];
+
+	(void)b64d(a2_sig, buf, sizeof buf);
+	return (buf);
+}
+
+static int
+sign_verify(const struct crypto_key *k, const struct crypto_key *pubk)
+{
+	static const char	 msg[] = "the quick brown fox";
+	uint8_t			 sig[CRYPTO_SIG_MAX];
+	size_t			 n;
+
+	if (crypto_key_sign(k, msg, strlen(msg), sig, sizeof sig, &n,
+	    NULL) == -1)
+		return (-1);
+	if (n != crypto_key_sig_len(k))
+		return (-1);
+	if (crypto_key_verify(pubk, crypto_key_alg(k), msg, strlen(msg), sig,
+	    n, NULL) == -1)
+		return (-1);
+	sig[n / 2] ^= 0x01;
+	if (crypto_key_verify(pubk, crypto_key_alg(k), msg, strlen(msg), sig,
+	    n, NULL) == 0)
+		return (-1);
+	sig[n / 2] ^= 0x01;
+	if (crypto_key_verify(pubk, crypto_key_alg(k), msg, strlen(msg) - 1,
+	    sig, n, NULL) == 0)
+		return (-1);
+	if (crypto_key_verify(pubk, crypto_key_alg(k), msg, strlen(msg), sig,
+	    n - 1, NULL) == 0)
+		return (-1);
+	return (0);
+}
+
+static void
+test_b64url(void)
+{
+	static const struct {
+		const char	*in;
+		const char	*out;
+	} v[] = {
+		{ "", "" }, { "f", "Zg" }, { "fo", "Zm8" }, { "foo", "Zm9v" },
+		{ "foob", "Zm9vYg" }, { "fooba", "Zm9vYmE" },
+		{ "foobar", "Zm9vYmFy" }, { "\xfb\xff", "-_8" },
+	};
+	static const char *const bad[] = {
+		"Zg==", "Zg=", "Z", "Zm9vY", "Zh", "Zm9", "Zm+v", "Zm/v",
+		"Zm 9v", "Zm9v\n", "Zm9v.", "-_9",
+	};
+	char	buf[64];
+	uint8_t	out[64];
+	size_t	i, n;
+
+	for (i = 0; i < nitems(v); i++) {
+		crypto_b64url_encode(v[i].in, strlen(v[i].in), buf,
+		    sizeof buf);
+		is_str(buf, v[i].out, "b64url encode \"%s\"", v[i].out);
+		ok(crypto_b64url_decode(v[i].out, strlen(v[i].out), out,
+		    sizeof out, &n) == 0 && n == strlen(v[i].in) &&
+		    (n == 0 || crypto_memeq(out, v[i].in, n)),
+		    "b64url decode \"%s\"", v[i].out);
+	}
+	for (i = 0; i < nitems(bad); i++)
+		ok(crypto_b64url_decode(bad[i], strlen(bad[i]), out,
+		    sizeof out, &n) == -1, "b64url refuses bad input #%zu", i);
+	ok(crypto_b64url_decode("Zm9vYmFy", 8, out, 5, &n) == -1,
+	    "b64url refuses output longer than the buffer");
+	ok(crypto_b64url_decode("Zm9vYmFy", 8, out, 6, &n) == 0 && n == 6,
+	    "b64url fills the buffer exactly");
+	is_int(crypto_b64url_len(32), 43, "b64url length of 32 bytes");
+}
+
+static void
+test_hashes(void)
+{
+	uint8_t	h[CRYPTO_HASH_LEN], h2[CRYPTO_HASH_LEN], want[32];
+	uint8_t	k1[CRYPTO_KEY_LEN], k2[CRYPTO_KEY_LEN];
+	size_t	n;
+
+	crypto_hash_token("abc", h);
+	sodium_hex2bin(want, sizeof want, "bddd813c634239723171ef3fee98579b"
+	    "94964e3bb1cb3e427262c8c068d52319", 64, NULL, &n, NULL);
+	ok(crypto_memeq(h, want, 32), "hash_token is BLAKE2b-256");
+	crypto_sha256("abc", 3, h);
+	sodium_hex2bin(want, sizeof want, "ba7816bf8f01cfea414140de5dae2223"
+	    "b00361a396177a9cb410ff61f20015ad", 64, NULL, &n, NULL);
+	ok(crypto_memeq(h, want, 32), "sha256 known answer");
+
+	ok(crypto_streq("secret", "secret"), "streq equal");
+	ok(!crypto_streq("secret", "secreT"), "streq differ");
+	ok(!crypto_streq("secret", "secret2"), "streq differ in length");
+	ok(!crypto_streq("secret", NULL), "streq NULL");
+	ok(crypto_memeq("abcd", "abcd", 4) && !crypto_memeq("abcd", "abce", 4),
+	    "memeq");
+
+	crypto_derive_key("bsr_token", 9, "refresh-successor", k1);
+	crypto_derive_key("bsr_token", 9, "refresh-successor", k2);
+	ok(crypto_memeq(k1, k2, sizeof k1), "derive_key is deterministic");
+	crypto_derive_key("bsr_token", 9, "other", k2);
+	ok(!crypto_memeq(k1, k2, sizeof k1), "derive_key separates contexts");
+	crypto_derive_key("bsr_tokeN", 9, "refresh-successor", k2);
+	ok(!crypto_memeq(k1, k2, sizeof k1), "derive_key separates secrets");
+	crypto_hash_token("bsr_token", h2);
+	ok(!crypto_memeq(k1, h2, sizeof k1),
+	    "derived key is not the stored token hash");
+
+	crypto_random(k1, sizeof k1);
+	crypto_random(k2, sizeof k2);
+	ok(!crypto_memeq(k1, k2, sizeof k1), "random differs");
+}
+
+static void
+test_seal(void)
+{
+	static const char	 msg[] = "provider refresh token";
+	uint8_t			 key[32], key2[32];
+	uint8_t			*box, *pt;
+	size_t			 boxlen, ptlen, i;
+	int			 all;
+
+	crypto_random(key, sizeof key);
+	crypto_random(key2, sizeof key2);
+	ok(crypto_seal_key(key, msg, strlen(msg), &box, &boxlen) == 0 &&
+	    boxlen == strlen(msg) + CRYPTO_SEAL_OVERHEAD &&
+	    box[0] == CRYPTO_SEAL_VERSION, "seal with a key");
+	ok(crypto_unseal_key(key, box, boxlen, &pt, &ptlen) == 0 &&
+	    ptlen == strlen(msg) && strcmp((char *)pt, msg) == 0,
+	    "unseal gives the plaintext back, NUL-terminated");
+	freezero(pt, ptlen + 1);
+	ok(crypto_unseal_key(key2, box, boxlen, &pt, &ptlen) == -1 &&
+	    pt == NULL, "unseal with another key fails");
+	all = 1;
+	for (i = 0; i < boxlen; i++) {
+		box[i] ^= 0x20;
+		if (crypto_unseal_key(key, box, boxlen, &pt, &ptlen) == 0) {
+			all = 0;
+			freezero(pt, ptlen + 1);
+		}
+		box[i] ^= 0x20;
+	}
+	ok(all, "flipping any bit of a sealed blob is detected");
+	ok(crypto_unseal_key(key, box, boxlen - 1, &pt, &ptlen) == -1,
+	    "truncated blob is refused");
+	ok(crypto_unseal_key(key, box, CRYPTO_SEAL_OVERHEAD - 1, &pt,
+	    &ptlen) == -1, "blob shorter than the overhead is refused");
+	free(box);
+
+	ok(crypto_seal_key(key, "", 0, &box, &boxlen) == 0 &&
+	    crypto_unseal_key(key, box, boxlen, &pt, &ptlen) == 0 &&
+	    ptlen == 0 && pt[0] == '\0', "empty plaintext round trip");
+	free(box);
+	freezero(pt, 1);
+
+	crypto_kek_unload();
+	ok(crypto_seal(msg, strlen(msg), &box, &boxlen) == -1 && box == NULL,
+	    "seal without a KEK fails");
+}
+
+static int
+write_file(const char *path, const void *buf, size_t len, mode_t mode)
+{
+	int	fd;
+
+	unlink(path);
+	if ((fd = open(path, O_WRONLY|O_CREAT|O_EXCL, mode)) == -1)
+		return (-1);
+	if (write(fd, buf, len) != (ssize_t)len) {
+		close(fd);
+		return (-1);
+	}
+	close(fd);
+	return (chmod(path, mode));
+}
+
+static void
+test_kek(void)
+{
+	struct crypto_err	 err;
+	struct stat		 st;
+	char			 dir[] = "/tmp/test-crypto.XXXXXX";
+	char			 path[256], path2[256];
+	uint8_t			*box, *pt, zero[40];
+	size_t			 boxlen, ptlen;
+
+	if (mkdtemp(dir) == NULL) {
+		ok(0, "mkdtemp");
+		return;
+	}
+	snprintf(path, sizeof path, "%s/kek", dir);
+	ok(crypto_kek_load(path, &err) == 0 && crypto_kek_loaded(),
+	    "missing KEK file is created");
+	ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600 &&
+	    st.st_size == 32, "new KEK file is 0600 and 32 bytes");
+	ok(crypto_seal("hello", 5, &box, &boxlen) == 0, "seal under the KEK");
+	crypto_kek_unload();
+	ok(crypto_unseal(box, boxlen, &pt, &ptlen) == -1,
+	    "unseal without a KEK fails");
+	ok(crypto_kek_load(path, &err) == 0, "existing KEK file loads");
+	ok(crypto_unseal(box, boxlen, &pt, &ptlen) == 0 && ptlen == 5 &&
+	    strcmp((char *)pt, "hello") == 0,
+	    "the reloaded KEK opens what the created one sealed");
+	freezero(pt, ptlen + 1);
+	free(box);
+
+	ok(chmod(path, 0640) == 0 && crypto_kek_load(path, &err) == -1 &&
+	    strstr(err.msg, "chmod 600") != NULL,
+	    "group-readable KEK file is refused: %s", err.msg);
+	ok(chmod(path, 0604) == 0 && crypto_kek_load(path, &err) == -1,
+	    "world-readable KEK file is refused");
+	ok(chmod(path, 0620) == 0 && crypto_kek_load(path, &err) == -1,
+	    "group-writable KEK file is refused");
+	ok(chmod(path, 0400) == 0 && crypto_kek_load(path, &err) == 0,
+	    "0400 KEK file is fine");
+
+	memset(zero, 0, sizeof zero);
+	snprintf(path2, sizeof path2, "%s/short", dir);
+	ok(write_file(path2, zero, 31, 0600) == 0 &&
+	    crypto_kek_load(path2, &err) == -1 &&
+	    strstr(err.msg, "want exactly 32") != NULL,
+	    "31-byte KEK file is refused: %s", err.msg);
+	ok(write_file(path2, zero, 33, 0600) == 0 &&
+	    crypto_kek_load(path2, &err) == -1, "33-byte KEK file is refused");
+	unlink(path2);
+	ok(crypto_kek_load(dir, &err) == -1 &&
+	    strstr(err.msg, "not a regular file") != NULL,
+	    "a directory is refused");
+	snprintf(path2, sizeof path2, "%s/nodir/kek", dir);
+	ok(crypto_kek_load(path2, &err) == -1 &&
+	    strstr(err.msg, "cannot create") != NULL,
+	    "uncreatable KEK file is refused: %s", err.msg);
+
+	ok(crypto_kek_load(path, &err) == 0, "KEK loaded for key sealing");
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+test_names(void)
+{
+	enum crypto_alg	a;
+	int		all = 1;
+
+	for (a = CRYPTO_ALG_HS256; a < CRYPTO_ALG_MAX; a++) {
+		if (crypto_alg_from_name(crypto_alg_name(a)) != a)
+			all = 0;
+	}
+	ok(all, "every alg name round trips");
+	is_int(crypto_alg_from_name("none"), CRYPTO_ALG_NONE, "none is NONE");
+	is_int(crypto_alg_from_name("hs256"), CRYPTO_ALG_NONE,
+	    "alg names are case-sensitive");
+	is_int(crypto_alg_from_name("ES512"), CRYPTO_ALG_NONE, "ES512 unknown");
+	is_int(crypto_alg_from_name(NULL), CRYPTO_ALG_NONE, "NULL is NONE");
+	is_str(crypto_alg_name(CRYPTO_ALG_EDDSA), "EdDSA", "EdDSA name");
+	is_int(crypto_alg_kty(CRYPTO_ALG_PS384), CRYPTO_KTY_RSA,
+	    "PS384 is RSA");
+	is_int(crypto_alg_crv(CRYPTO_ALG_ES384), CRYPTO_CRV_P384,
+	    "ES384 is P-384");
+	is_int(crypto_crv_from_name("Ed25519"), CRYPTO_CRV_ED25519,
+	    "Ed25519 curve");
+	is_int(crypto_crv_from_name("X25519"), CRYPTO_CRV_NONE,
+	    "X25519 is not a signing curve");
+}
+
+/* Every algorithm: sign, verify, public-only copy, seal and unseal. */
+static void
+test_roundtrips(void)
+{
+	static const struct {
+		enum crypto_alg	 alg;
+		const char	*pem;
+	} v[] = {
+		{ CRYPTO_ALG_HS256, NULL }, { CRYPTO_ALG_HS384, NULL },
+		{ CRYPTO_ALG_HS512, NULL }, { CRYPTO_ALG_RS256, NULL },
+		{ CRYPTO_ALG_RS384, pem_rsa_a2 },
+		{ CRYPTO_ALG_RS512, pem_rsa_a2 },
+		{ CRYPTO_ALG_PS256, pem_rsa_a2 },
+		{ CRYPTO_ALG_PS384, pem_rsa_a2 },
+		{ CRYPTO_ALG_PS512, pem_rsa_a2 }, { CRYPTO_ALG_ES256, NULL },
+		{ CRYPTO_ALG_ES384, NULL }, { CRYPTO_ALG_ES384, pem_p384 },
+		{ CRYPTO_ALG_EDDSA, NULL }, { CRYPTO_ALG_EDDSA, pem_ed_8037 },
+	};
+	struct crypto_err	 err;
+	struct crypto_key	*k, *pubk, *k2, *pk2;
+	struct crypto_pub	 pub;
+	enum crypto_alg		 other;
+	const char		*name;
+	uint8_t			*blob, sig[CRYPTO_SIG_MAX];
+	size_t			 i, bloblen, n;
+	char			*pem;
+
+	for (i = 0; i < nitems(v); i++) {
+		name = crypto_alg_name(v[i].alg);
+		if (v[i].pem == NULL)
+			k = crypto_key_generate(v[i].alg, 0, &err);
+		else
+			k = crypto_key_from_pem(v[i].alg, v[i].pem,
+			    strlen(v[i].pem), &err);
+		if (k == NULL) {
+			ok(0, "%s key: %s", name, err.msg);
+			continue;
+		}
+		ok(crypto_key_alg(k) == v[i].alg && crypto_key_has_private(k),
+		    "%s key (%s)", name, v[i].pem ? "PEM" : "generated");
+		ok(sign_verify(k, k) == 0, "%s sign and verify", name);
+
+		other = v[i].alg == CRYPTO_ALG_HS256 ? CRYPTO_ALG_HS384 :
+		    CRYPTO_ALG_HS256;
+		ok(crypto_key_sign(k, "x", 1, sig, sizeof sig, &n, NULL) == 0 &&
+		    crypto_key_verify(k, other, "x", 1, sig, n, &err) == -1 &&
+		    strstr(err.msg, "does not match") != NULL,
+		    "%s key refuses to verify as %s", name,
+		    crypto_alg_name(other));
+
+		if (crypto_key_kty(k) == CRYPTO_KTY_OCT) {
+			ok(crypto_key_public(k, &pub) == -1 &&
+			    crypto_key_public_pem(k) == NULL,
+			    "%s secret has no public form", name);
+		} else {
+			pubk = NULL;
+			if (crypto_key_public(k, &pub) == 0)
+				pubk = crypto_key_from_pub(v[i].alg, &pub,
+				    &err);
+			ok(pubk != NULL && !crypto_key_has_private(pubk) &&
+			    sign_verify(k, pubk) == 0,
+			    "%s public parameters verify", name);
+			ok(pubk != NULL && crypto_key_sign(pubk, "x", 1, sig,
+			    sizeof sig, &n, &err) == -1,
+			    "%s public key cannot sign", name);
+			crypto_key_free(pubk);
+
+			pem = crypto_key_public_pem(k);
+			pk2 = pem == NULL ? NULL : crypto_key_from_pem(v[i].alg,
+			    pem, strlen(pem), &err);
+			ok(pk2 != NULL && !crypto_key_has_private(pk2) &&
+			    sign_verify(k, pk2) == 0,
+			    "%s public PEM round trip", name);
+			crypto_key_free(pk2);
+			free(pem);
+		}
+
+		ok(crypto_key_set_kid(k, "kid-1") == 0 &&
+		    crypto_key_seal(k, &blob, &bloblen, &err) == 0,
+		    "%s key seals", name);
+		k2 = crypto_key_unseal(blob, bloblen, &err);
+		ok(k2 != NULL && crypto_key_alg(k2) == v[i].alg &&
+		    crypto_key_kid(k2) != NULL &&
+		    strcmp(crypto_key_kid(k2), "kid-1") == 0 &&
+		    sign_verify(k2, k) == 0 && sign_verify(k, k2) == 0,
+		    "%s key unseals to the same key and kid", name);
+		crypto_key_free(k2);
+		blob[bloblen - 1] ^= 1;
+		ok(crypto_key_unseal(blob, bloblen, &err) == NULL,
+		    "%s damaged sealed key is refused", name);
+		free(blob);
+		crypto_key_free(k);
+	}
+}
+
+static void
+test_known_answers(void)
+{
+	struct crypto_err	 err;
+	struct crypto_key	*k, *pk;
+	struct crypto_pub	 pub;
+	uint8_t			 want[1024], sig[1024];
+	size_t			 wantlen, n;
+	BIGNUM			*order, *s;
+
+	/* RFC 7515 A.2: RS256 is deterministic. */
+	wantlen = b64d(a2_sig, want, sizeof want);
+	k = crypto_key_from_pem(CRYPTO_ALG_RS256, pem_rsa_a2,
+	    strlen(pem_rsa_a2), &err);
+	ok(k != NULL && crypto_key_sign(k, a2_input, strlen(a2_input), sig,
+	    sizeof sig, &n, &err) == 0 && n == wantlen &&
+	    crypto_memeq(sig, want, n), "RFC 7515 A.2 RS256 signature");
+	ok(k != NULL && crypto_key_verify(k, CRYPTO_ALG_RS256, a2_input,
+	    strlen(a2_input), want, wantlen, &err) == 0,
+	    "RFC 7515 A.2 verifies with the private key");
+	crypto_key_free(k);
+	k = crypto_key_from_pem(CRYPTO_ALG_RS256, pem_rsa_a2_pub,
+	    strlen(pem_rsa_a2_pub), &err);
+	ok(k != NULL && !crypto_key_has_private(k) &&
+	    crypto_key_verify(k, CRYPTO_ALG_RS256, a2_input, strlen(a2_input),
+	    want, wantlen, &err) == 0,
+	    "RFC 7515 A.2 verifies with the public PEM");
+	ok(k != NULL && crypto_key_verify(k, CRYPTO_ALG_RS256, a3_input,
+	    strlen(a3_input), want, wantlen, &err) == -1,
+	    "RFC 7515 A.2 signature does not fit other input");
+	crypto_key_free(k);
+
+	/* RFC 7515 A.3: verify only, ECDSA signatures are random. */
+	memset(&pub, 0, sizeof pub);
+	pub.kty = CRYPTO_KTY_EC;
+	pub.crv = CRYPTO_CRV_P256;
+	pub.xlen = b64d(a3_x, pub.x, sizeof pub.x);
+	pub.ylen = b64d(a3_y, pub.y, sizeof pub.y);
+	wantlen = b64d(a3_sig, want, sizeof want);
+	k = crypto_key_from_pub(CRYPTO_ALG_ES256, &pub, &err);
+	ok(k != NULL && crypto_key_verify(k, CRYPTO_ALG_ES256, a3_input,
+	    strlen(a3_input), want, wantlen, &err) == 0,
+	    "RFC 7515 A.3 ES256 verifies");
+	ok(k != NULL && crypto_key_verify(k, CRYPTO_ALG_ES256, a3_input,
+	    strlen(a3_input), want, wantlen - 1, &err) == -1 &&
+	    crypto_key_verify(k, CRYPTO_ALG_ES256, a3_input, strlen(a3_input),
+	    want, sizeof want, &err) == -1,
+	    "ES256 signatures of the wrong length are refused");
+
+	/* High S (s' = n - s) is the same signature; it is accepted. */
+	order = NULL;
+	BN_hex2bn(&order, "FFFFFFFF00000000FFFFFFFFFFFFFFFF"
+	    "BCE6FAADA7179E84F3B9CAC2FC632551");
+	s = BN_bin2bn(want + 32, 32, NULL);
+	BN_sub(s, order, s);
+	memcpy(sig, want, 32);
+	BN_bn2binpad(s, sig + 32, 32);
+	ok(k != NULL && crypto_key_verify(k, CRYPTO_ALG_ES256, a3_input,
+	    strlen(a3_input), sig, 64, &err) == 0, "ES256 high-S accepted");
+	BN_free(s);
+	BN_free(order);
+	memset(sig, 0, 64);
+	ok(k != NULL && crypto_key_verify(k, CRYPTO_ALG_ES256, a3_input,
+	    strlen(a3_input), sig, 64, &err) == -1, "ES256 r=s=0 refused");
+	crypto_key_free(k);
+
+	pk = crypto_key_from_pem(CRYPTO_ALG_ES256, pem_ec_a3,
+	    strlen(pem_ec_a3), &err);
+	ok(pk != NULL && crypto_key_verify(pk, CRYPTO_ALG_ES256, a3_input,
+	    strlen(a3_input), want, wantlen, &err) == 0,
+	    "RFC 7515 A.3 verifies with the PEM private key");
+	crypto_key_free(pk);
+
+	/* RFC 8037 A.4: Ed25519 is deterministic. */
+	sodium_hex2bin(want, sizeof want, ed_sig_hex, strlen(ed_sig_hex), NULL,
+	    &wantlen, NULL);
+	k = crypto_key_from_pem(CRYPTO_ALG_EDDSA, pem_ed_8037,
+	    strlen(pem_ed_8037), &err);
+	ok(k != NULL && crypto_key_sign(k, ed_input, strlen(ed_input), sig,
+	    sizeof sig, &n, &err) == 0 && n == 64 && wantlen == 64 &&
+	    crypto_memeq(sig, want, 64), "RFC 8037 A.4 Ed25519 signature");
+	ok(k != NULL && crypto_key_public(k, &pub) == 0 && pub.xlen == 32 &&
+	    b64d(ed_x, want + 64, 32) == 32 && crypto_memeq(pub.x, want + 64,
+	    32), "RFC 8037 public key from the PEM seed");
+	crypto_key_free(k);
+	memset(&pub, 0, sizeof pub);
+	pub.kty = CRYPTO_KTY_OKP;
+	pub.crv = CRYPTO_CRV_ED25519;
+	pub.xlen = b64d(ed_x, pub.x, sizeof pub.x);
+	k = crypto_key_from_pub(CRYPTO_ALG_EDDSA, &pub, &err);
+	ok(k != NULL && crypto_key_verify(k, CRYPTO_ALG_EDDSA, ed_input,
+	    strlen(ed_input), want, 64, &err) == 0,
+	    "RFC 8037 A.5 Ed25519 verifies");
+	crypto_key_free(k);
+}
+
+static void
+test_refusals(void)
+{
+	static const struct {
+		enum crypto_alg	 alg;
+		const char	*pem;
+		const char	*what;
+	} pems[] = {
+		{ CRYPTO_ALG_ES256, pem_rsa_a2, "RSA key as ES256" },
+		{ CRYPTO_ALG_RS256, pem_ec_a3, "EC key as RS256" },
+		{ CRYPTO_ALG_ES384, pem_ec_a3, "P-256 key as ES384" },
+		{ CRYPTO_ALG_ES256, pem_p384, "P-384 key as ES256" },
+		{ CRYPTO_ALG_ES256, pem_k1, "secp256k1 key as ES256" },
+		{ CRYPTO_ALG_EDDSA, pem_ed448, "Ed448 key as EdDSA" },
+		{ CRYPTO_ALG_EDDSA, pem_rsa_a2, "RSA key as EdDSA" },
+		{ CRYPTO_ALG_RS256, pem_rsa1024, "1024-bit RSA key" },
+		{ CRYPTO_ALG_HS256, pem_rsa_a2, "PEM key as HS256" },
+		{ CRYPTO_ALG_NONE, pem_rsa_a2, "PEM key for alg none" },
+		{ CRYPTO_ALG_RS256, "-----BEGIN PRIVATE KEY-----\nAAAA\n"
+		    "-----END PRIVATE KEY-----\n", "garbage PEM" },
+		{ CRYPTO_ALG_RS256, "", "empty PEM" },
+	};
+	struct crypto_err	 err;
+	struct crypto_key	*k, *rsa, *hs;
+	struct crypto_pub	 pub, good;
+	uint8_t			 secret[64], sig[CRYPTO_SIG_MAX];
+	size_t			 i, n;
+
+	for (i = 0; i < nitems(pems); i++) {
+		err.msg[0] = '\0';
+		k = crypto_key_from_pem(pems[i].alg, pems[i].pem,
+		    strlen(pems[i].pem), &err);
+		ok(k == NULL && err.msg[0] != '\0', "refused: %s: %s",
+		    pems[i].what, err.msg);
+		crypto_key_free(k);
+	}
+
+	memset(secret, 'x', sizeof secret);
+	ok(crypto_key_from_secret(CRYPTO_ALG_HS256, secret, 31, &err) ==
+	    NULL, "HS256 secret of 31 bytes refused: %s", err.msg);
+	ok(crypto_key_from_secret(CRYPTO_ALG_HS384, secret, 47, &err) == NULL,
+	    "HS384 secret of 47 bytes refused");
+	ok(crypto_key_from_secret(CRYPTO_ALG_HS512, secret, 63, &err) == NULL,
+	    "HS512 secret of 63 bytes refused");
+	ok(crypto_key_from_secret(CRYPTO_ALG_RS256, secret, 64, &err) == NULL,
+	    "RS256 does not take a secret");
+	ok(crypto_key_from_secret_b64url(CRYPTO_ALG_HS256, "Zm9v+A", 6,
+	    &err) == NULL, "bad base64url secret refused");
+	ok(crypto_key_generate(CRYPTO_ALG_RS256, 1024, &err) == NULL,
+	    "1024-bit RSA generation refused");
+	ok(crypto_key_generate(CRYPTO_ALG_ES256, 256, &err) == NULL,
+	    "EC generation takes no size");
+	ok(crypto_key_generate(CRYPTO_ALG_NONE, 0, &err) == NULL,
+	    "alg none cannot be generated");
+
+	/* Algorithm confusion: the RSA public PEM as an HMAC secret. */
+	rsa = crypto_key_from_pem(CRYPTO_ALG_RS256, pem_rsa_a2_pub,
+	    strlen(pem_rsa_a2_pub), &err);
+	hs = crypto_key_from_secret(CRYPTO_ALG_HS256, pem_rsa_a2_pub,
+	    strlen(pem_rsa_a2_pub), &err);
+	ok(rsa != NULL && hs != NULL && crypto_key_sign(hs, a2_input,
+	    strlen(a2_input), sig, sizeof sig, &n, &err) == 0 &&
+	    crypto_key_verify(rsa, CRYPTO_ALG_HS256, a2_input,
+	    strlen(a2_input), sig, n, &err) == -1,
+	    "RSA key refuses an HS256 MAC keyed with its own public PEM");
+	crypto_key_free(hs);
+
+	/* Public parameters are validated. */
+	memset(&good, 0, sizeof good);
+	ok(rsa != NULL && crypto_key_public(rsa, &good) == 0 &&
+	    good.nlen == 256 && good.elen == 3, "RSA public parameters");
+	pub = good;
+	pub.nlen = 128;
+	ok(crypto_key_from_pub(CRYPTO_ALG_RS256, &pub, &err) == NULL,
+	    "1024-bit RSA modulus refused: %s", err.msg);
+	pub = good;
+	pub.n[pub.nlen - 1] &= 0xfe;
+	ok(crypto_key_from_pub(CRYPTO_ALG_RS256, &pub, &err) == NULL,
+	    "even RSA modulus refused");
+	pub = good;
+	pub.e[0] = 1;
+	pub.elen = 1;
+	ok(crypto_key_from_pub(CRYPTO_ALG_RS256, &pub, &err) == NULL,
+	    "RSA exponent 1 refused");
+	pub = good;
+	pub.e[pub.elen - 1] = 2;
+	ok(crypto_key_from_pub(CRYPTO_ALG_RS256, &pub, &err) == NULL,
+	    "even RSA exponent refused");
+	pub = good;
+	pub.elen = 5;
+	memset(pub.e, 0xff, 5);
+	ok(crypto_key_from_pub(CRYPTO_ALG_RS256, &pub, &err) == NULL,
+	    "40-bit RSA exponent refused");
+	pub = good;
+	memmove(pub.n + 1, pub.n, pub.nlen);
+	pub.n[0] = 0;
+	pub.nlen++;
+	k = crypto_key_from_pub(CRYPTO_ALG_RS256, &pub, &err);
+	ok(k != NULL && crypto_key_verify(k, CRYPTO_ALG_RS256, a2_input,
+	    strlen(a2_input), want_a2(), 256, &err) == 0,
+	    "RSA modulus with a leading zero byte is accepted");
+	crypto_key_free(k);
+	ok(crypto_key_from_pub(CRYPTO_ALG_HS256, &good, &err) == NULL,
+	    "RSA parameters as HS256 refused");
+	ok(crypto_key_from_pub(CRYPTO_ALG_ES256, &good, &err) == NULL,
+	    "RSA parameters as ES256 refused");
+	crypto_key_free(rsa);
+
+	memset(&good, 0, sizeof good);
+	good.kty = CRYPTO_KTY_EC;
+	good.crv = CRYPTO_CRV_P256;
+	good.xlen = b64d(a3_x, good.x, sizeof good.x);
+	good.ylen = b64d(a3_y, good.y, sizeof good.y);
+	pub = good;
+	pub.y[31] ^= 1;
+	ok(crypto_key_from_pub(CRYPTO_ALG_ES256, &pub, &err) == NULL,
+	    "EC point off the curve refused: %s", err.msg);
+	pub = good;
+	pub.ylen = 31;
+	ok(crypto_key_from_pub(CRYPTO_ALG_ES256, &pub, &err) == NULL,
+	    "short EC coordinate refused");
+	pub = good;
+	pub.crv = CRYPTO_CRV_P384;
+	ok(crypto_key_from_pub(CRYPTO_ALG_ES256, &pub, &err) == NULL,
+	    "P-384 parameters as ES256 refused");
+	ok(crypto_key_from_pub(CRYPTO_ALG_ES384, &good, &err) == NULL,
+	    "P-256 parameters as ES384 refused");
+	pub = good;
+	memset(pub.x, 0, 32);
+	memset(pub.y, 0, 32);
+	ok(crypto_key_from_pub(CRYPTO_ALG_ES256, &pub, &err) == NULL,
+	    "EC point (0,0) refused");
+
+	memset(&good, 0, sizeof good);
+	good.kty = CRYPTO_KTY_OKP;
+	good.crv = CRYPTO_CRV_ED25519;
+	good.xlen = b64d(ed_x, good.x, sizeof good.x);
+	pub = good;
+	pub.xlen = 31;
+	ok(crypto_key_from_pub(CRYPTO_ALG_EDDSA, &pub, &err) == NULL,
+	    "31-byte Ed25519 key refused");
+	pub = good;
+	memset(pub.x, 0, 32);
+	pub.x[0] = 1;
+	ok(crypto_key_from_pub(CRYPTO_ALG_EDDSA, &pub, &err) == NULL,
+	    "Ed25519 identity point refused: %s", err.msg);
+	ok(crypto_key_from_pub(CRYPTO_ALG_ES256, &good, &err) == NULL,
+	    "Ed25519 parameters as ES256 refused");
+
+	k = crypto_key_generate(CRYPTO_ALG_HS256, 0, NULL);
+	ok(k != NULL && crypto_key_sign(k, "x", 1, sig, 31, &n, &err) == -1,
+	    "signing into a short buffer fails");
+	ok(k != NULL && crypto_key_set_kid(k, NULL) == 0 &&
+	    crypto_key_kid(k) == NULL, "kid can be removed");
+	crypto_key_free(k);
+}
+
+int
+main(void)
+{
+	if (crypto_init() == -1) {
+		printf("Bail out! crypto_init\n");
+		return (1);
+	}
+	test_b64url();
+	test_hashes();
+	test_seal();
+	test_kek();
+	test_names();
+	test_known_answers();
+	test_roundtrips();
+	test_refusals();
+	crypto_kek_unload();
+	return (tap_done());
+}
