@@ -38,6 +38,7 @@ struct apikey {
 };
 
 static struct apikey	*apikeys;
+static long long	 apikeys_dv;	/* data_version when loaded */
 
 static struct db_stmt st_load = { "SELECT k.id, k.hash, k.user_id, k.name, "
     "k.models, k.expires, u.email, u.provider, u.email_verified, u.groups "
@@ -117,6 +118,7 @@ apikeys_load(void)
 	int		 rc;
 
 	apikeys = NULL;
+	apikeys_dv = db_data_version();
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (sqlite3_column_bytes(st, 1) != CRYPTO_HASH_LEN)
@@ -183,6 +185,14 @@ apikey_verify(const char *key, struct principal **out, const char **reason)
 	}
 	crypto_hash_token(key, h);
 	HASH_FIND(hh, apikeys, h, CRYPTO_HASH_LEN, k);
+	if (k == NULL && db_data_version() != apikeys_dv) {
+		/*
+		 * Another process (key create) wrote since we loaded: catch
+		 * up now rather than refuse a key made a moment ago.
+		 */
+		tokens_sync();
+		HASH_FIND(hh, apikeys, h, CRYPTO_HASH_LEN, k);
+	}
 	if (k == NULL) {
 		*reason = "unknown or revoked API key";
 		return (-1);

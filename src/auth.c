@@ -212,13 +212,18 @@ auth_request(struct request *r)
 		return (-1);
 	}
 	if (strncmp(t, APIKEY_PREFIX, 4) == 0) {
-		if (r->route != NULL && (r->route->flags & RF_JWT_ONLY)) {
-			auth_fail(r, 403, "api_key", "API keys cannot be used "
-			    "here; log in for a token");
-			return (-1);
-		}
+		/*
+		 * A bad key is a 401 everywhere (RFC 6750 invalid_token);
+		 * only a good one learns that it cannot be used here.
+		 */
 		if (apikey_verify(t, &p, &why) == -1) {
 			auth_fail(r, 401, "api_key", why);
+			return (-1);
+		}
+		if (r->route != NULL && (r->route->flags & RF_JWT_ONLY)) {
+			principal_unref(p);
+			auth_fail(r, 403, "api_key", "API keys cannot be used "
+			    "here; log in for a token");
 			return (-1);
 		}
 	} else if (strncmp(t, "bsr_", 4) == 0) {

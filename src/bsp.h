@@ -213,6 +213,78 @@ struct config_errors {
 	struct config_error	*v;
 	size_t			 n;
 };
+enum provider_kind {
+	PROVIDER_CUSTOM,
+	PROVIDER_GOOGLE,
+	PROVIDER_GITHUB,
+	PROVIDER_MICROSOFT,
+	PROVIDER_GITLAB,
+	PROVIDER_AUTH0,
+	PROVIDER_OKTA,
+	PROVIDER_COGNITO,
+};
+
+/* One entry of oauth.providers. */
+struct provider_config {
+	char		*name;
+	char		*where;
+	char		*client_id;
+	char		*client_secret;
+	char		*display_name;
+	char		*issuer;
+	char		*authorization_url;
+	char		*token_url;
+	char		*user_info_url;
+	char		*jwks_uri;
+	char		*emails_url;
+	char		*orgs_url;
+	struct strlist	 scopes;
+	char		*redirect_uri;
+	char		*user_id_field;
+	char		*email_field;
+	char		*email_verified_field;
+	char		*name_field;
+	char		*groups_field;
+	int		 pkce;
+	int		 trust_email;
+	int		 token_auth;	/* 0 auto, 1 basic, 2 post */
+	char		*tenant_id;
+	char		*instance_url;
+	char		*domain;
+	char		*authorization_server;
+	char		*region;
+	char		*user_pool_id;
+	struct strlist	 algorithms;
+	/* resolved by oauth_config_check() */
+	int		 kind;		/* enum provider_kind */
+	int		 oidc;
+	int		 multi_tenant;
+};
+
+/* One entry of oauth.trusted_issuers. */
+struct issuer_config {
+	char		*where;
+	char		*issuer;
+	struct strlist	 audience;
+	char		*jwks_uri;
+	struct strlist	 algorithms;
+	char		*token_use;
+	char		*subject_claim;
+	char		*email_claim;
+	char		*groups_claim;
+	char		*provider_name;
+};
+
+/* One entry of models.rules. */
+struct model_rule {
+	char		*where;
+	struct strlist	 groups;
+	struct strlist	 emails;
+	struct strlist	 domains;
+	struct strlist	 allow;
+	struct strlist	 deny;
+};
+
 struct config {
 	int		 refcnt;
 	char		*path;
@@ -258,6 +330,42 @@ struct config {
 	long long	 cache_validation_ttl;
 	long long	 cache_max_entries;
 	long long	 cache_cleanup_interval;
+
+	/* login */
+	struct provider_config *providers;
+	size_t		 nproviders;
+	struct issuer_config *issuers;
+	size_t		 nissuers;
+	long long	 oauth_jwks_refresh;
+	long long	 oauth_max_pending;
+	long long	 oauth_timeout;
+	struct strlist	 access_domains;
+	struct strlist	 access_emails;
+	struct strlist	 access_groups;
+	struct strlist	 access_github_orgs;
+	struct strlist	 access_tenants;
+	int		 access_any_user;
+	int		 access_require_verified;
+	struct strlist	 access_admins;
+
+	/* policy */
+	int		 models_default;	/* 0 allow, 1 deny */
+	struct model_rule *model_rules;
+	size_t		 nmodel_rules;
+	long long	 rl_requests_per_minute;
+	long long	 rl_tokens_per_minute;
+
+	/* aws */
+	char		*aws_region;
+	char		*aws_access_key_id;
+	char		*aws_secret_access_key;
+	char		*aws_session_token;
+	char		*aws_profile;
+	char		*aws_bearer_token;
+	char		*aws_endpoint_url;
+	char		*aws_ca_file;
+	char		*aws_region_env;	/* AWS_REGION at load time */
+	char		*aws_endpoint;		/* effective endpoint URL */
 
 	/* logging */
 	int		 log_level;
@@ -478,10 +586,83 @@ void		 route_auth_validate(struct request *);
 void		 route_jwks(struct request *);
 void		 route_oauth_metadata(struct request *);
 
+/* route-bedrock.c */
+void		 route_bedrock(struct request *);
+int		 relay_init(struct config *, char **);
+int		 relay_reload(struct config *, char **);
+void		 relay_free_all(void);
+
 /* route-keys.c */
 void		 route_api_keys(struct request *);
 void		 route_api_key_delete(struct request *);
 void		 health_register(const char *, int (*)(const char **));
+
+/* oauth-config.c */
+void		 oauth_config_check(struct config *, struct config_errors *);
+const struct provider_config *provider_find(const struct config *,
+		     const char *, size_t);
+
+/* oauth.c */
+struct identity {
+	char		*subject;
+	char		*email;
+	int		 email_verified;
+	char		*name;
+	struct strlist	 groups;
+	struct strlist	 orgs;
+	char		*tenant;
+};
+void		 identity_clear(struct identity *);
+int		 oauth_init(struct config *, char **);
+int		 oauth_reload(struct config *, char **);
+void		 oauth_free(void);
+int		 oauth_ready(const char **);
+void		 route_login_page(struct request *);
+void		 route_auth_providers(struct request *);
+void		 route_auth_login(struct request *);
+void		 route_auth_authorize(struct request *);
+void		 route_auth_callback(struct request *);
+void		 route_auth_token(struct request *);
+
+/* policy.c */
+int		 access_allowed(const struct config *,
+		     const struct provider_config *, const struct identity *,
+		     const char **);
+int		 policy_model_allowed(const struct config *,
+		     const struct principal *, const char *, const char **);
+int		 ratelimit_check(const struct config *, const struct principal *,
+		     long long *);
+void		 ratelimit_charge(const struct config *,
+		     const struct principal *, long long);
+void		 ratelimit_sweep(void);
+void		 ratelimit_free(void);
+void		 policy_config_check(struct config *, struct config_errors *);
+
+/* usage.c */
+struct usage {
+	time_t		 ts;
+	const char	*user_id;
+	const char	*api_key_id;
+	const char	*model;
+	const char	*route;
+	int		 status;
+	long long	 input_tokens;
+	long long	 output_tokens;
+	long long	 cache_read_tokens;
+	long long	 cache_write_tokens;
+	long long	 latency_ms;
+	long long	 first_byte_ms;	/* -1: none */
+	const char	*request_id;
+	const char	*session_id;
+	const char	*outcome;
+};
+void		 usage_record(const struct usage *);
+void		 usage_flush(void);
+int		 usage_init(struct config *, char **);
+void		 usage_free(void);
+size_t		 usage_queued(void);
+int		 cmd_usage(int, char **);
+extern struct metric	*m_tokens;
 
 /* audit.c */
 void		 audit_event(const char *, const char *, const char *,

@@ -42,6 +42,8 @@ const struct command commands[] = {
 	{ "user", "enable", "USER", cmd_user_enable, "enable a user again" },
 	{ "user", "logout", "USER", cmd_user_logout,
 	  "end every session of a user" },
+	{ "usage", NULL, "[--since DATE] [--user USER] [--by user|model|day]",
+	  cmd_usage, "usage totals" },
 	{ "signing-key", "rotate", "", cmd_signing_rotate,
 	  "make a new active signing key" },
 };

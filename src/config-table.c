@@ -4,8 +4,12 @@
  * (tests/guards) reads this table through tests/unit/dump-keys.
  */
 
+#include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "bsp.h"
 
@@ -14,6 +18,9 @@
 #endif
 
 #define OFF(f)	offsetof(struct config, f)
+
+static void	aws_config_check(struct config *, struct config_errors *);
+static int	aws_region_ok(const char *);
 #define LL(x)	((long long)(x))
 
 static const char *const level_choices[] = {
@@ -26,6 +33,14 @@ const char *const jwt_alg_choices[] = {
 	"EdDSA", "ES256", "RS256", "HS256", NULL
 };
 const char *const legacy_alg_choices[] = { "HS256", "HS384", "HS512", NULL };
+static const char *const model_default_choices[] = { "allow", "deny", NULL };
+
+#define RULE(f)	offsetof(struct model_rule, f)
+#define PROV(f)	offsetof(struct provider_config, f)
+#define ISS(f)	offsetof(struct issuer_config, f)
+static const char *const token_auth_choices[] = {
+	"auto", "basic", "post", NULL
+};
 
 const struct config_key config_keys[] = {
 	/* server */
@@ -128,6 +143,155 @@ const struct config_key config_keys[] = {
 	  OFF(cache_cleanup_interval), "3600", 1, 86400, NULL, 0,
 	  "seconds between sweeps of expired entries and old rows" },
 
+	/* login */
+	{ "oauth.providers.*.client_id", CT_STRING, CS_PROVIDER, PROV(client_id),
+	  NULL, 0, 0, NULL, 0, "the OAuth client id registered at the IdP" },
+	{ "oauth.providers.*.client_secret", CT_SECRET, CS_PROVIDER,
+	  PROV(client_secret), NULL, 0, 0, NULL, 0, "the OAuth client secret" },
+	{ "oauth.providers.*.display_name", CT_STRING, CS_PROVIDER,
+	  PROV(display_name), NULL, 0, 0, NULL, 0, "button text" },
+	{ "oauth.providers.*.issuer", CT_STRING, CS_PROVIDER, PROV(issuer), NULL,
+	  0, 0, NULL, 0, "OIDC issuer; endpoints come from its discovery" },
+	{ "oauth.providers.*.authorization_url", CT_STRING, CS_PROVIDER,
+	  PROV(authorization_url), NULL, 0, 0, NULL, 0, "authorization endpoint" },
+	{ "oauth.providers.*.token_url", CT_STRING, CS_PROVIDER, PROV(token_url),
+	  NULL, 0, 0, NULL, 0, "token endpoint" },
+	{ "oauth.providers.*.user_info_url", CT_STRING, CS_PROVIDER,
+	  PROV(user_info_url), NULL, 0, 0, NULL, 0, "userinfo endpoint" },
+	{ "oauth.providers.*.jwks_uri", CT_STRING, CS_PROVIDER, PROV(jwks_uri),
+	  NULL, 0, 0, NULL, 0, "keys that sign ID tokens" },
+	{ "oauth.providers.*.emails_url", CT_STRING, CS_PROVIDER,
+	  PROV(emails_url), NULL, 0, 0, NULL, 0, "GitHub: the user's emails" },
+	{ "oauth.providers.*.orgs_url", CT_STRING, CS_PROVIDER, PROV(orgs_url),
+	  NULL, 0, 0, NULL, 0, "GitHub: the user's organizations" },
+	{ "oauth.providers.*.scopes", CT_LIST, CS_PROVIDER, PROV(scopes), NULL,
+	  0, 0, NULL, 0, "scopes requested" },
+	{ "oauth.providers.*.redirect_uri", CT_STRING, CS_PROVIDER,
+	  PROV(redirect_uri), NULL, 0, 0, NULL, 0,
+	  "callback URL registered at the IdP" },
+	{ "oauth.providers.*.user_id_field", CT_STRING, CS_PROVIDER,
+	  PROV(user_id_field), NULL, 0, 0, NULL, 0, "claim holding the subject" },
+	{ "oauth.providers.*.email_field", CT_STRING, CS_PROVIDER,
+	  PROV(email_field), NULL, 0, 0, NULL, 0, "claim holding the email" },
+	{ "oauth.providers.*.email_verified_field", CT_STRING, CS_PROVIDER,
+	  PROV(email_verified_field), NULL, 0, 0, NULL, 0,
+	  "claim saying the email is verified" },
+	{ "oauth.providers.*.name_field", CT_STRING, CS_PROVIDER,
+	  PROV(name_field), NULL, 0, 0, NULL, 0, "claim holding the name" },
+	{ "oauth.providers.*.groups_field", CT_STRING, CS_PROVIDER,
+	  PROV(groups_field), NULL, 0, 0, NULL, 0, "claim holding groups" },
+	{ "oauth.providers.*.pkce", CT_BOOL, CS_PROVIDER, PROV(pkce), "true", 0,
+	  0, NULL, 0, "use PKCE S256" },
+	{ "oauth.providers.*.trust_email", CT_BOOL, CS_PROVIDER,
+	  PROV(trust_email), "false", 0, 0, NULL, 0,
+	  "treat emails as verified when the IdP does not say" },
+	{ "oauth.providers.*.token_auth", CT_ENUM, CS_PROVIDER, PROV(token_auth),
+	  "auto", 0, 0, token_auth_choices, 0,
+	  "client authentication at the token endpoint" },
+	{ "oauth.providers.*.tenant_id", CT_STRING, CS_PROVIDER,
+	  PROV(tenant_id), NULL, 0, 0, NULL, 0, "microsoft: tenant" },
+	{ "oauth.providers.*.instance_url", CT_STRING, CS_PROVIDER,
+	  PROV(instance_url), NULL, 0, 0, NULL, 0, "gitlab: instance" },
+	{ "oauth.providers.*.domain", CT_STRING, CS_PROVIDER, PROV(domain), NULL,
+	  0, 0, NULL, 0, "auth0, okta, cognito: domain" },
+	{ "oauth.providers.*.authorization_server", CT_STRING, CS_PROVIDER,
+	  PROV(authorization_server), NULL, 0, 0, NULL, 0,
+	  "okta: authorization server" },
+	{ "oauth.providers.*.region", CT_STRING, CS_PROVIDER, PROV(region), NULL,
+	  0, 0, NULL, 0, "cognito: region" },
+	{ "oauth.providers.*.user_pool_id", CT_STRING, CS_PROVIDER,
+	  PROV(user_pool_id), NULL, 0, 0, NULL, 0, "cognito: user pool" },
+	{ "oauth.providers.*.algorithms", CT_LIST, CS_PROVIDER,
+	  PROV(algorithms), "RS256", 0, 0, NULL, 0,
+	  "algorithms ID tokens may be signed with" },
+	{ "oauth.trusted_issuers[].issuer", CT_STRING, CS_ISSUER, ISS(issuer),
+	  NULL, 0, 0, NULL, 0, "iss of accepted bearer tokens" },
+	{ "oauth.trusted_issuers[].audience", CT_LIST, CS_ISSUER, ISS(audience),
+	  NULL, 0, 0, NULL, 0, "accepted aud (or client_id) values" },
+	{ "oauth.trusted_issuers[].jwks_uri", CT_STRING, CS_ISSUER,
+	  ISS(jwks_uri), NULL, 0, 0, NULL, 0, "else from OIDC discovery" },
+	{ "oauth.trusted_issuers[].algorithms", CT_LIST, CS_ISSUER,
+	  ISS(algorithms), "RS256", 0, 0, NULL, 0, "accepted algorithms" },
+	{ "oauth.trusted_issuers[].token_use", CT_STRING, CS_ISSUER,
+	  ISS(token_use), NULL, 0, 0, NULL, 0,
+	  "required token_use claim (Cognito: access)" },
+	{ "oauth.trusted_issuers[].subject_claim", CT_STRING, CS_ISSUER,
+	  ISS(subject_claim), "sub", 0, 0, NULL, 0, "claim naming the user" },
+	{ "oauth.trusted_issuers[].email_claim", CT_STRING, CS_ISSUER,
+	  ISS(email_claim), "email", 0, 0, NULL, 0, "claim holding the email" },
+	{ "oauth.trusted_issuers[].groups_claim", CT_STRING, CS_ISSUER,
+	  ISS(groups_claim), "groups", 0, 0, NULL, 0, "claim holding groups" },
+	{ "oauth.trusted_issuers[].provider_name", CT_STRING, CS_ISSUER,
+	  ISS(provider_name), "external", 0, 0, NULL, 0,
+	  "provider part of the user id" },
+	{ "oauth.jwks_refresh_interval", CT_DURATION, CS_ROOT,
+	  OFF(oauth_jwks_refresh), "3600", 60, 604800, NULL, 0,
+	  "how often discovery documents and JWKS are fetched again" },
+	{ "oauth.max_pending_logins", CT_INT, CS_ROOT, OFF(oauth_max_pending),
+	  "20", 1, 100000, NULL, 0,
+	  "unfinished logins one client address may have" },
+	{ "oauth.timeout", CT_DURATION, CS_ROOT, OFF(oauth_timeout), "10", 1,
+	  300, NULL, 0, "seconds an identity provider has to answer" },
+	{ "access.allowed_email_domains", CT_LIST, CS_ROOT,
+	  OFF(access_domains), NULL, 0, 0, NULL, 0,
+	  "users with an email in these domains may log in" },
+	{ "access.allowed_emails", CT_LIST, CS_ROOT, OFF(access_emails), NULL,
+	  0, 0, NULL, 0, "these users may log in" },
+	{ "access.allowed_groups", CT_LIST, CS_ROOT, OFF(access_groups), NULL, 0,
+	  0, NULL, 0, "members of these IdP groups may log in" },
+	{ "access.github_orgs", CT_LIST, CS_ROOT, OFF(access_github_orgs), NULL,
+	  0, 0, NULL, 0, "members of these GitHub organizations may log in" },
+	{ "access.allowed_tenants", CT_LIST, CS_ROOT, OFF(access_tenants), NULL,
+	  0, 0, NULL, 0, "Microsoft Entra tenants whose users may log in" },
+	{ "access.allow_any_user", CT_BOOL, CS_ROOT, OFF(access_any_user),
+	  "false", 0, 0, NULL, 0, "anyone the IdP knows may log in" },
+	{ "access.require_verified_email", CT_BOOL, CS_ROOT,
+	  OFF(access_require_verified), "true", 0, 0, NULL, 0,
+	  "an email that admits a user must be verified" },
+	{ "access.admins", CT_LIST, CS_ROOT, OFF(access_admins), NULL, 0, 0,
+	  NULL, 0, "emails allowed to use the admin HTTP endpoints" },
+
+	/* models and limits */
+	{ "models.default", CT_ENUM, CS_ROOT, OFF(models_default), "allow", 0,
+	  0, model_default_choices, 0,
+	  "allow or deny a model no rule decides about" },
+	{ "models.rules[].groups", CT_LIST, CS_RULE, RULE(groups), NULL, 0, 0,
+	  NULL, 0, "the rule applies to members of these groups" },
+	{ "models.rules[].emails", CT_LIST, CS_RULE, RULE(emails), NULL, 0, 0,
+	  NULL, 0, "the rule applies to these users" },
+	{ "models.rules[].domains", CT_LIST, CS_RULE, RULE(domains), NULL, 0,
+	  0, NULL, 0, "the rule applies to users of these email domains" },
+	{ "models.rules[].allow", CT_LIST, CS_RULE, RULE(allow), NULL, 0, 0,
+	  NULL, 0, "model id globs the rule allows" },
+	{ "models.rules[].deny", CT_LIST, CS_RULE, RULE(deny), NULL, 0, 0, NULL,
+	  0, "model id globs the rule denies" },
+	{ "rate_limits.requests_per_minute", CT_INT, CS_ROOT,
+	  OFF(rl_requests_per_minute), "0", 0, 1000000, NULL, 0,
+	  "per user and per API key; 0 is off" },
+	{ "rate_limits.tokens_per_minute", CT_INT, CS_ROOT,
+	  OFF(rl_tokens_per_minute), "0", 0, 1000000000, NULL, 0,
+	  "input plus output tokens, per user and per API key; 0 is off" },
+
+	/* aws */
+	{ "aws.region", CT_STRING, CS_ROOT, OFF(aws_region), NULL, 0, 0, NULL,
+	  0, "region of Bedrock (else AWS_REGION, AWS_DEFAULT_REGION, "
+	  "us-east-1)" },
+	{ "aws.access_key_id", CT_STRING, CS_ROOT, OFF(aws_access_key_id), NULL,
+	  0, 0, NULL, 0, "static credentials (else the credential chain)" },
+	{ "aws.secret_access_key", CT_SECRET, CS_ROOT,
+	  OFF(aws_secret_access_key), NULL, 0, 0, NULL, 0,
+	  "secret of aws.access_key_id" },
+	{ "aws.session_token", CT_SECRET, CS_ROOT, OFF(aws_session_token), NULL,
+	  0, 0, NULL, 0, "session token for temporary static credentials" },
+	{ "aws.profile", CT_STRING, CS_ROOT, OFF(aws_profile), NULL, 0, 0, NULL,
+	  0, "profile in the shared credentials and config files" },
+	{ "aws.bearer_token", CT_SECRET, CS_ROOT, OFF(aws_bearer_token), NULL,
+	  0, 0, NULL, 0, "a Bedrock API key sent upstream instead of SigV4" },
+	{ "aws.endpoint_url", CT_STRING, CS_ROOT, OFF(aws_endpoint_url), NULL, 0,
+	  0, NULL, 0, "Bedrock runtime endpoint (VPC endpoint, FIPS, tests)" },
+	{ "aws.ca_file", CT_PATH, CS_ROOT, OFF(aws_ca_file), NULL, 0, 0, NULL, 0,
+	  "extra CA bundle trusted for outbound TLS" },
+
 	/* logging */
 	{ "logging.level", CT_ENUM, CS_ROOT, OFF(log_level), "info", 0, 0,
 	  level_choices, 0, "error, warn, info or debug" },
@@ -162,18 +326,88 @@ const struct config_key config_keys[] = {
 const size_t config_nkeys = nitems(config_keys);
 
 const struct config_collection config_collections[] = {
-	{ NULL, NULL, CS_ROOT, 0, 0, 0, 0, 0, 0 }
+	{ "oauth.providers", "oauth.providers.*", CS_PROVIDER, 1,
+	  sizeof(struct provider_config), OFF(providers), OFF(nproviders),
+	  PROV(name), PROV(where) },
+	{ "oauth.trusted_issuers", "oauth.trusted_issuers[]", CS_ISSUER, 0,
+	  sizeof(struct issuer_config), OFF(issuers), OFF(nissuers), 0,
+	  ISS(where) },
+	{ "models.rules", "models.rules[]", CS_RULE, 0,
+	  sizeof(struct model_rule), OFF(model_rules), OFF(nmodel_rules), 0,
+	  RULE(where) },
 };
-const size_t config_ncollections = 0;
+const size_t config_ncollections = nitems(config_collections);
 
 /* Checks of the modules that own part of the configuration. */
 void
 config_check_modules(struct config *c, struct config_errors *errs)
 {
 	tokens_config_check(c, errs);
+	oauth_config_check(c, errs);
+	policy_config_check(c, errs);
+	aws_config_check(c, errs);
+}
+
+/* aws.*: the region, the endpoint, which credentials. */
+static void
+aws_config_check(struct config *c, struct config_errors *errs)
+{
+	char		*cause;
+	const char	*r;
+
+	if (c->aws_region == NULL) {
+		r = c->aws_region_env != NULL ? c->aws_region_env : "us-east-1";
+		c->aws_region = xstrdup(r);
+	}
+	if (!aws_region_ok(c->aws_region))
+		config_add_error(errs, c, "aws.region", "aws.region: \"%s\" is "
+		    "not a region name", c->aws_region);
+	if ((c->aws_access_key_id == NULL) != (c->aws_secret_access_key == NULL))
+		config_add_error(errs, c, c->aws_access_key_id != NULL ?
+		    "aws.access_key_id" : "aws.secret_access_key",
+		    "aws.access_key_id and aws.secret_access_key must be set "
+		    "together");
+	if (c->aws_session_token != NULL && c->aws_access_key_id == NULL)
+		config_add_error(errs, c, "aws.session_token", "aws.session_token "
+		    "needs aws.access_key_id and aws.secret_access_key");
+	if (c->aws_bearer_token != NULL && c->aws_access_key_id != NULL)
+		config_add_error(errs, c, "aws.bearer_token", "aws.bearer_token "
+		    "and aws.access_key_id exclude each other");
+	if (c->aws_endpoint_url != NULL) {
+		if (url_check_outbound(c->aws_endpoint_url, &cause) == -1) {
+			config_add_error(errs, c, "aws.endpoint_url",
+			    "aws.endpoint_url: %s", cause);
+			free(cause);
+		}
+		c->aws_endpoint = xstrdup(c->aws_endpoint_url);
+	} else
+		xasprintf(&c->aws_endpoint, "https://bedrock-runtime.%s.%s",
+		    c->aws_region, strncmp(c->aws_region, "cn-", 3) == 0 ?
+		    "amazonaws.com.cn" : "amazonaws.com");
+	if (c->aws_ca_file != NULL && access(c->aws_ca_file, R_OK) == -1)
+		config_add_error(errs, c, "aws.ca_file", "aws.ca_file: cannot "
+		    "read %s", c->aws_ca_file);
+}
+
+/* us-east-1, eu-central-2, us-gov-west-1, cn-north-1, ... */
+static int
+aws_region_ok(const char *r)
+{
+	size_t	i, len = strlen(r);
+
+	if (len < 4 || len > 32)
+		return (0);
+	for (i = 0; i < len; i++) {
+		if (!(islower((unsigned char)r[i]) ||
+		    isdigit((unsigned char)r[i]) || r[i] == '-'))
+			return (0);
+	}
+	return (r[0] != '-' && r[len - 1] != '-');
 }
 
 void
 config_free_modules(struct config *c)
 {
+	free(c->aws_region_env);
+	free(c->aws_endpoint);
 }

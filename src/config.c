@@ -1229,6 +1229,13 @@ config_load(const struct config_source *src, struct config_errors *errs)
 		root = cnode_new(CN_MAP, NULL, "defaults");
 
 	for (e = src->environ; e != NULL && *e != NULL; e++) {
+		/* The AWS SDKs' region variables, AWS_REGION first. */
+		if (strncmp(*e, "AWS_REGION=", 11) == 0 && (*e)[11] != '\0') {
+			free(c->aws_region_env);
+			c->aws_region_env = xstrdup(*e + 11);
+		} else if (strncmp(*e, "AWS_DEFAULT_REGION=", 19) == 0 &&
+		    (*e)[19] != '\0' && c->aws_region_env == NULL)
+			c->aws_region_env = xstrdup(*e + 19);
 		if (strncmp(*e, "BEDROCK_", 8) != 0)
 			continue;
 		if ((eq = strchr(*e, '=')) == NULL)

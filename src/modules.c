@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "bsp.h"
+#include "aws-creds.h"
 
 /* Process-wide state, here so every test program linking libbsp has it. */
 struct event_base	*bsp_base;
@@ -23,12 +24,36 @@ struct module {
 };
 
 static int	tokens_module_init(struct config *, char **);
+static int	aws_module_init(struct config *, char **);
 
+/* Started in this order, stopped in the reverse. */
 static const struct module modules[] = {
 	{ "tokens", tokens_module_init, tokens_reload, tokens_check,
 	  tokens_free },
+	{ "relay", relay_init, relay_reload, NULL, relay_free_all },
+	{ "aws", aws_module_init, aws_creds_reload, NULL, aws_creds_free },
+	{ "oauth", oauth_init, oauth_reload, NULL, oauth_free },
+	{ "usage", usage_init, NULL, NULL, usage_free },
 	{ NULL, NULL, NULL, NULL, NULL }
 };
+
+/* With aws.bearer_token there is no credential chain to run. */
+static int
+aws_ready(const char **detail)
+{
+	if (cfg->aws_bearer_token != NULL)
+		return (1);
+	return (aws_creds_ready(detail));
+}
+
+static int
+aws_module_init(struct config *c, char **cause)
+{
+	if (c->aws_bearer_token == NULL && aws_creds_init(c, cause) == -1)
+		return (-1);
+	health_register("aws_credentials", aws_ready);
+	return (0);
+}
 
 static int
 tokens_module_init(struct config *c, char **cause)

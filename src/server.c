@@ -41,6 +41,7 @@
 #include <uthash.h>
 
 #include "bsp.h"
+#include "web.h"
 
 #define SERVER_MAX_LISTENERS	16
 #define SERVER_JSON_MAX		65536
@@ -110,6 +111,16 @@ static void	server_check_drained(void);
 #define POST	EVHTTP_REQ_POST
 #define DELETE	EVHTTP_REQ_DELETE
 const struct route routes[] = {
+	{ "login_page", GET, "/", route_login_page, RF_HTML },
+	{ "static", GET, "/static/{}", route_static, 0 },
+	{ "auth_providers", GET, "/auth/providers", route_auth_providers, 0 },
+	{ "auth_login", GET, "/auth/login/{}", route_auth_login,
+	  RF_HTML | RF_NO_STORE },
+	{ "auth_authorize", GET, "/auth/authorize/{}", route_auth_authorize,
+	  RF_NO_STORE },
+	{ "auth_callback", GET, "/auth/callback/{}", route_auth_callback,
+	  RF_HTML | RF_NO_STORE },
+	{ "auth_token", POST, "/auth/token", route_auth_token, RF_NO_STORE },
 	{ "health", GET, "/health", route_health, 0 },
 	{ "health_ready", GET, "/health/ready", route_health_ready, 0 },
 	{ "metrics", GET, NULL, route_metrics, RF_METRICS },
@@ -126,6 +137,18 @@ const struct route routes[] = {
 	{ "jwks", GET, "/.well-known/jwks.json", route_jwks, 0 },
 	{ "oauth_metadata", GET, "/.well-known/oauth-authorization-server",
 	  route_oauth_metadata, 0 },
+	{ "bedrock_invoke", POST, "/model/{}/invoke", route_bedrock,
+	  RF_BEDROCK | RF_AUTH },
+	{ "bedrock_invoke_stream", POST, "/model/{}/invoke-with-response-stream",
+	  route_bedrock, RF_BEDROCK | RF_AUTH },
+	{ "bedrock_converse", POST, "/model/{}/converse", route_bedrock,
+	  RF_BEDROCK | RF_AUTH },
+	{ "bedrock_converse_stream", POST, "/model/{}/converse-stream",
+	  route_bedrock, RF_BEDROCK | RF_AUTH },
+	{ "bedrock_count_tokens", POST, "/model/{}/count-tokens", route_bedrock,
+	  RF_BEDROCK | RF_AUTH },
+	{ "bedrock_guardrail", POST, "/guardrail/{}/version/{}/apply",
+	  route_bedrock, RF_BEDROCK | RF_AUTH },
 	{ "bidi_stream", POST, "/model/{}/invoke-with-bidirectional-stream",
 	  route_bidi_stream, RF_BEDROCK },
 	{ "inference_profiles", GET, "/inference-profiles",
@@ -1033,6 +1056,8 @@ reason_phrase(int code)
 		return ("No Content");
 	case 302:
 		return ("Found");
+	case 304:
+		return ("Not Modified");
 	case 400:
 		return ("Bad Request");
 	case 401:
@@ -1513,7 +1538,6 @@ server_free(void)
 	 * (those it had already disowned stay ours to free).
 	 */
 	TAILQ_FOREACH(r, &srv.requests, entry) {
-		r->on_abort = NULL;
 		r->on_drained = NULL;
 		if (!r->http_owned)
 			r->http = NULL;

@@ -22,6 +22,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -69,6 +70,9 @@ static struct {
 static struct db_stmt st_key_active = { "SELECT kid, private_sealed FROM "
     "signing_keys WHERE retired IS NULL AND alg = ? AND private_sealed IS NOT "
     "NULL ORDER BY created DESC, kid LIMIT 1", NULL, NULL };
+static struct db_stmt st_key_sealed = { "SELECT kid FROM signing_keys "
+    "WHERE retired IS NULL AND private_sealed IS NOT NULL LIMIT 1", NULL,
+    NULL };
 static struct db_stmt st_key_insert = { "INSERT OR IGNORE INTO signing_keys "
     "(kid, alg, created, public_jwk, private_sealed) VALUES (?, ?, ?, ?, ?)",
     NULL, NULL };
@@ -82,6 +86,9 @@ static struct db_stmt st_key_purge = { "DELETE FROM signing_keys WHERE "
     "retired IS NOT NULL AND verify_until < ?", NULL, NULL };
 static struct db_stmt st_fam_insert = { "INSERT INTO token_families (id, "
     "user_id, created, expires) VALUES (?, ?, ?, ?)", NULL, NULL };
+static struct db_stmt st_fam_last = { "SELECT max(expires) FROM "
+    "token_families f WHERE revoked = 0 AND NOT EXISTS (SELECT 1 FROM "
+    "refresh_tokens r WHERE r.family_id = f.id)", NULL, NULL };
 static struct db_stmt st_fam_get = { "SELECT user_id, expires, revoked FROM "
     "token_families WHERE id = ?", NULL, NULL };
 static struct db_stmt st_fam_revoke = { "UPDATE token_families SET revoked = "
@@ -204,15 +211,14 @@ principal_revoked(const struct principal *p)
 {
 	const struct user_state	*us;
 
+	us = user_state(p->sub);
+	if (us != NULL && us->disabled)
+		return ("user is disabled");
 	if (p->sid != NULL && tokens_family_revoked(p->sid))
 		return ("session has been revoked");
-	if ((us = user_state(p->sub)) != NULL) {
-		if (us->disabled)
-			return ("user is disabled");
-		if (p->kind != PRINCIPAL_API_KEY && us->revoked_before != 0 &&
-		    p->iat <= us->revoked_before)
-			return ("token has been revoked");
-	}
+	if (us != NULL && p->kind != PRINCIPAL_API_KEY &&
+	    us->revoked_before != 0 && p->iat <= us->revoked_before)
+		return ("token has been revoked");
 	if (p->exp != 0 && p->exp + TOKEN_LEEWAY <= now_wall())
 		return ("token expired");
 	return (NULL);
@@ -339,17 +345,28 @@ keys_insert(const struct crypto_key *k, const uint8_t *sealed, size_t slen)
 	return (rc);
 }
 
-/* Retire every active key but kid; tokens they signed stay verifiable. */
+/*
+ * Retire every active key but kid; tokens they signed stay verifiable:
+ * those of login sessions for jwt.access_token_ttl, those of "token mint"
+ * (a session without refresh tokens, ending when its token does, whose
+ * --ttl may be longer) until the last of them expires.
+ */
 static int
 keys_retire_others(const struct config *c, const char *kid)
 {
-	sqlite3_stmt	*st = db_prepare(&st_key_retire);
-	time_t		 now = now_wall();
+	sqlite3_stmt	*st;
+	time_t		 now = now_wall(), until;
 	int		 rc;
 
+	until = now + (time_t)c->jwt_access_ttl;
+	st = db_prepare(&st_fam_last);
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    (time_t)sqlite3_column_int64(st, 0) > until)
+		until = (time_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	st = db_prepare(&st_key_retire);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)(now + c->jwt_access_ttl +
-	    TOKEN_LEEWAY));
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)(until + TOKEN_LEEWAY));
 	sqlite3_bind_text(st, 3, kid, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 	sqlite3_reset(st);
@@ -693,11 +710,33 @@ static int
 tokens_kek(struct config *c, char **cause)
 {
 	struct crypto_err	 err;
+	struct stat		 sb;
+	sqlite3_stmt		*st;
 	char			*path;
 
 	if (crypto_kek_loaded())
 		return (0);
 	path = tokens_kek_path(c);
+	/*
+	 * A missing KEK beside a database that holds keys sealed under one
+	 * means the database was copied or restored without it: say so,
+	 * rather than make a new KEK that cannot open them.
+	 */
+	if (stat(path, &sb) == -1 && errno == ENOENT &&
+	    c->jwt_algorithm != JWT_ALG_HS256 && c->jwt_key_file == NULL) {
+		st = db_prepare(&st_key_sealed);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			xasprintf(cause, "key-encryption key %s is missing, but "
+			    "the database holds signing key %s sealed under it: "
+			    "restore the file from where the database came from "
+			    "(a copied database alone cannot sign)", path,
+			    sqlite3_column_text(st, 0));
+			sqlite3_reset(st);
+			free(path);
+			return (-1);
+		}
+		sqlite3_reset(st);
+	}
 	if (crypto_kek_load(path, &err) == -1) {
 		xasprintf(cause, "key-encryption key %s: %s", path, err.msg);
 		free(path);
@@ -747,16 +786,23 @@ tokens_reload(struct config *c, char **cause)
 	return (0);
 }
 
-/* For -n: can the configured key file be used? */
+/* For -n: can the configured key file be used? Says where it was set. */
 int
 tokens_check(struct config *c, char **cause)
 {
 	struct crypto_key	*k;
+	const char		*where;
+	char			*why = NULL;
 
 	if (c->jwt_key_file == NULL)
 		return (0);
-	if ((k = keys_from_file(c, cause)) == NULL)
+	if ((k = keys_from_file(c, &why)) == NULL) {
+		if ((where = config_where(c, "jwt.key_file")) == NULL)
+			where = c->path != NULL ? c->path : "configuration";
+		xasprintf(cause, "%s: %s", where, why);
+		free(why);
 		return (-1);
+	}
 	crypto_key_free(k);
 	return (0);
 }
@@ -1417,6 +1463,15 @@ tokens_verify_jwt(const char *token, size_t len, struct principal **out,
 		return (-1);
 	}
 	iss = json_string_value(json_object_get(jws->claims, "iss"));
+	if (iss != NULL && strcmp(iss, our) == 0 && jws->kid != NULL &&
+	    jose_keyset_find(tok.ks.verify, jws->kid, jws->alg) == NULL &&
+	    db_data_version() != tok.data_version) {
+		/*
+		 * An unknown kid of ours after another process wrote (say
+		 * "signing-key rotate", then "token mint"): catch up first.
+		 */
+		tokens_sync();
+	}
 	if (iss != NULL && strcmp(iss, our) == 0 && jws->kid != NULL &&
 	    (key = jose_keyset_find(tok.ks.verify, jws->kid, jws->alg)) !=
 	    NULL)

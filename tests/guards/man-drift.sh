@@ -57,7 +57,7 @@ fi
 # Commands: .It Cm lines inside the COMMANDS section of the 8 page.
 "$dump" commands | sort -u > "$tmp/code-cmds"
 sed -n '/^\.Sh COMMANDS/,/^\.Sh /p' "$man8" | grep -E '^\.It Cm ' |
-    sed -e 's/^\.It Cm //' -e 's/ Op.*//' -e 's/ Fl.*//' -e 's/ Ar.*//' |
+    sed -e 's/^\.It Cm //' -e 's/ Op.*//' -e 's/ Oo.*//' -e 's/ Fl.*//' -e 's/ Ar.*//' |
     sort -u > "$tmp/man-cmds"
 comm -3 "$tmp/code-cmds" "$tmp/man-cmds" | sed \
     -e 's/^\t\(.*\)/documented but not in the code: \1/' \

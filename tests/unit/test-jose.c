@@ -4,8 +4,9 @@
  * Known answers from RFC 7515 appendix A (A.1 HS256, A.2 RS256, A.3 ES256),
  * RFC 8037 A.4/A.5 (Ed25519) and RFC 7638 (thumbprint); sign/parse/verify
  * round trips for every algorithm; algorithm confusion; every header and
- * encoding refusal; claim checks at their leeway edges; JWK sets. The PEM
- * key is the RFC 7515 A.2 key; it protects nothing.
+ * encoding refusal; claim checks at their leeway edges; JWK sets; tokens
+ * signed by another implementation (jose) for the verify-only algorithms.
+ * The PEM key is the RFC 7515 A.2 key; it protects nothing.
  */
 
 #include <stdio.h>
@@ -115,6 +116,76 @@ static const char t_n[] =
     "Zu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDK"
     "gw";
 static const char t_thumb[] = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+
+/*
+ * Tokens signed by another implementation (the jose npm library, 6.x) for
+ * the algorithms we only ever verify (IdP tokens): RS384/512 and PS256/
+ * 384/512 with the RFC 7515 A.2 key, ES384 with a P-384 key made for this
+ * test. Claims: {"iss":"https://idp.example","aud":"bsp","sub":"u1",
+ * "exp":2000000000}; kid "jose-ALG".
+ */
+static const char jose_rs384[] =
+    "eyJhbGciOiJSUzM4NCIsImtpZCI6Impvc2UtUlMzODQifQ.eyJpc3MiOiJodHRwc"
+    "zovL2lkcC5leGFtcGxlIiwiYXVkIjoiYnNwIiwic3ViIjoidTEiLCJleHAiOjIwM"
+    "DAwMDAwMDB9.bneMG05qmptLmQ2spb1Jptdy4-jVdPrfVeM_3QqYupSTdkANh6Kh"
+    "KfBL7S2kHwZ8HQ186h33j3YaVJ5s93MDDUpC9sugKHf7IiwfsZGkvv-WjsVqxh4F"
+    "1GDz4U_Seiom7snDOWv0VPTfFLMeLE0Z6LR6IDYXjnZxIbTQg4tnwtyaZRJHV0s7"
+    "A5r0Pc90Q4f_ZiE_qfRVwDGn-HLHiJijLzRRpPkzM5k6e6o01x__q324ipvObQHY"
+    "Sx6XrDaGyPf05MPdIDwBeDFIUzrBYgl8kTyZNVwcXPtot3uppjYInJDyVzn23kRs"
+    "EcQAjCxPwEhHCoHVChzREHzuwk2nGr-90w";
+
+static const char jose_rs512[] =
+    "eyJhbGciOiJSUzUxMiIsImtpZCI6Impvc2UtUlM1MTIifQ.eyJpc3MiOiJodHRwc"
+    "zovL2lkcC5leGFtcGxlIiwiYXVkIjoiYnNwIiwic3ViIjoidTEiLCJleHAiOjIwM"
+    "DAwMDAwMDB9.HjKnlTjCwXwoS0TYfOTEW79Oi-c8xlf6geCxq2DNW_sa7CR8pFPu"
+    "mb4Cgoknjrm3k6SCbQjGUIogahgb9KE0cl-bEpkPI_g245vvs4tdAhfs601XV1cB"
+    "Y-aYJMLPT-zRxwLC6RKgd4tivGj4ACZ2JYXf-kEobAu-eExf6kAuqcp35S3Fttx1"
+    "V_I6tnRp14STKo4SnuJ0fyGTkGRDQhUsvGZDG3PONnzJBrgX0St20XZq29G2bzww"
+    "gLsQlmad3-pUXOr57qXuZJAn1nJtFtYcz0OFA2iFSKkERorHCThbGNYxL0-SsyA2"
+    "iMQBNLmmfxjgZrkSpVD88MCCn5IXdUUbmw";
+
+static const char jose_ps256[] =
+    "eyJhbGciOiJQUzI1NiIsImtpZCI6Impvc2UtUFMyNTYifQ.eyJpc3MiOiJodHRwc"
+    "zovL2lkcC5leGFtcGxlIiwiYXVkIjoiYnNwIiwic3ViIjoidTEiLCJleHAiOjIwM"
+    "DAwMDAwMDB9.evUP8POeZigzkDLX3BaARXXdCq_7bN8pGCzRwwwjlAhaELGWfblc"
+    "dfqWA4MwZAjR50P2ATgaPG3mMIy84MR3-M5n-mBhZUB3RLrbr0nn2-bqedoCMyS9"
+    "QfNHPGdbMH_g54oaFPjpXXrxJ1UATMWNbEv5QJ7s2xWI2XjnV0ifIzLw06Jka0tt"
+    "Ia9hgwFBJAxZkbVP1amYassIen-5vgj1c7TMOSVpoT5XLM2MCJ22gdqDOrDR5S_p"
+    "AvCIlxAQ0gGHtlumS3Rn4zZFB_fsklhYA5KreYtWW91VX16BGUvmXroPci5aD2mF"
+    "L1aCNCVPQLVcLdJ793NXUHzp-J7T7GYAJg";
+
+static const char jose_ps384[] =
+    "eyJhbGciOiJQUzM4NCIsImtpZCI6Impvc2UtUFMzODQifQ.eyJpc3MiOiJodHRwc"
+    "zovL2lkcC5leGFtcGxlIiwiYXVkIjoiYnNwIiwic3ViIjoidTEiLCJleHAiOjIwM"
+    "DAwMDAwMDB9.Sun7hdw91I7NI031DCOuh_xTVNGAPFb0CFk4Fljg60OrG0ZSx-69"
+    "k814UdQdxo4OPX4N24GMaK6IPvtbWjJfZuQS_qXX1JVJKJ2ss0qYDWdR1-ysKxjH"
+    "asMea0Aiw3-3QvNIfMCtnGNSrV71hLxEQAiS2x1x6chY5pxfUO1HUg2OjQXKqOmK"
+    "ODCYk4io3XMyUUAW_L-ctUtCzF8-eytpilSOft67QD7L4IIAJeaokWXkHOX7_p6P"
+    "dpYLrXeK5zYXevzy9Mupv93EfxF79zMcjAA3cNYJP-alZ-BJRJJsYg2qxScFySeV"
+    "EcvgQ2LfGKZnxpYujyY0U4gm0GdwOv4bTQ";
+
+static const char jose_ps512[] =
+    "eyJhbGciOiJQUzUxMiIsImtpZCI6Impvc2UtUFM1MTIifQ.eyJpc3MiOiJodHRwc"
+    "zovL2lkcC5leGFtcGxlIiwiYXVkIjoiYnNwIiwic3ViIjoidTEiLCJleHAiOjIwM"
+    "DAwMDAwMDB9.d18ApRV0JbJkneQ4Jpm_HVqxniLoN76idW6tqfg1QStNSQRqJ-sj"
+    "39f16b-eXOWheJ9hrTD7D0gy30hdqe5sNQbbC2KgEJnMd6f-GMjnwKotjtbeSKab"
+    "pZheZS1JoghWfzNKFim0zxRWXiBgOUJH-s9rMBIxRFOxPErxmoK1lYV7uaZ5PwMx"
+    "kl4aHmdJe_vN0HXzkDLGqOreaqnQopqgLJwUU2FtgRLrSvCYoR8_WzxxeIErbQ3A"
+    "YWQGb3pZFs2CeFati9j4nkmho1Yq_dqe51BdQ7Mx8dW2twagXrn7py03h35E07D5"
+    "vMj2eZHTEXpx2izMPM9mALyNETrdpPTFag";
+
+static const char jose_es384[] =
+    "eyJhbGciOiJFUzM4NCIsImtpZCI6Impvc2UtRVMzODQifQ.eyJpc3MiOiJodHRwc"
+    "zovL2lkcC5leGFtcGxlIiwiYXVkIjoiYnNwIiwic3ViIjoidTEiLCJleHAiOjIwM"
+    "DAwMDAwMDB9.cgmEUccMJM0Gh9dohAuPbnDFTMbW5jUo7ounS-l4YAEn36a7fgzh"
+    "5hR-suiQEyBgxT18qC1c6VkrGeqrzwznQ5cBpNlXqXp7vqPnXcXcWuXap7KFTEnY"
+    "IjCC5xzIofML";
+
+static const char jose_es384_x[] =
+    "DHvdG8RO0sxGtBsiNPxd48z8jYdN7sWYQWPKf0lwkp5XHx79CQ9XHxTJHgqC03zy";
+
+static const char jose_es384_y[] =
+    "rg_3e3H_DRYxbZ7uTk6doFFGvzoJCkCCgGRr_TJPFGOL6bBVPx6UnqOWxWgXmcSt";
 
 static const enum crypto_alg all_algs[] = {
 	CRYPTO_ALG_RS256, CRYPTO_ALG_RS384, CRYPTO_ALG_RS512, CRYPTO_ALG_PS256,
@@ -954,6 +1025,89 @@ test_jwks(void)
 	free(y_bad);
 }
 
+/*
+ * The verify-only algorithms against tokens another implementation signed:
+ * each verifies with the public JWK pinned to its algorithm, and is refused
+ * with one bit of its signature changed, or by the same key pinned to a
+ * sibling algorithm.
+ */
+static void
+test_foreign_vectors(void)
+{
+	static const struct {
+		enum crypto_alg	 alg;
+		enum crypto_alg	 sibling;
+		const char	*token;
+	} v[] = {
+		{ CRYPTO_ALG_RS384, CRYPTO_ALG_PS384, jose_rs384 },
+		{ CRYPTO_ALG_RS512, CRYPTO_ALG_RS256, jose_rs512 },
+		{ CRYPTO_ALG_PS256, CRYPTO_ALG_RS256, jose_ps256 },
+		{ CRYPTO_ALG_PS384, CRYPTO_ALG_RS384, jose_ps384 },
+		{ CRYPTO_ALG_PS512, CRYPTO_ALG_PS256, jose_ps512 },
+		{ CRYPTO_ALG_ES384, CRYPTO_ALG_NONE, jose_es384 },
+	};
+	static const char *const auds[] = { "bsp", NULL };
+	struct jose_claims_rules rules;
+	struct crypto_err	 err;
+	struct crypto_key	*k, *sk;
+	struct jose_jws		*jws;
+	enum crypto_alg		 allow[2] = { CRYPTO_ALG_NONE, CRYPTO_ALG_NONE };
+	json_t			*jwk;
+	const char		*name;
+	char			*t, kid[32];
+	size_t			 i;
+
+	memset(&rules, 0, sizeof rules);
+	rules.issuer = "https://idp.example";
+	rules.audiences = auds;
+	rules.now = 1900000000;
+	rules.leeway = 60;
+	rules.require_exp = 1;
+	for (i = 0; i < nitems(v); i++) {
+		name = crypto_alg_name(v[i].alg);
+		allow[0] = v[i].alg;
+		if (v[i].alg == CRYPTO_ALG_ES384)
+			jwk = json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC",
+			    "crv", "P-384", "x", jose_es384_x, "y",
+			    jose_es384_y);
+		else
+			jwk = json_pack("{s:s, s:s, s:s}", "kty", "RSA", "n",
+			    a2_n, "e", "AQAB");
+		k = jose_jwk_parse(jwk, allow, &err);
+		snprintf(kid, sizeof kid, "jose-%s", name);
+		jws = jose_parse(v[i].token, strlen(v[i].token), &err);
+		ok(k != NULL && jws != NULL && jws->alg == v[i].alg &&
+		    jws->kid != NULL && strcmp(jws->kid, kid) == 0 &&
+		    jose_verify(jws, k, &err) == 0 &&
+		    jose_claims_check(jws->claims, &rules, &err) == 0,
+		    "%s signed by jose verifies (%s)", name,
+		    k == NULL || jws == NULL ? err.msg : "ok");
+		jose_jws_free(jws);
+
+		t = xstrdup(v[i].token);
+		t[strlen(t) - 5] = t[strlen(t) - 5] == 'A' ? 'B' : 'A';
+		jws = jose_parse(t, strlen(t), &err);
+		ok(jws != NULL && k != NULL && jose_verify(jws, k, &err) == -1,
+		    "%s signed by jose, signature changed: refused", name);
+		jose_jws_free(jws);
+		free(t);
+
+		if (v[i].sibling != CRYPTO_ALG_NONE) {
+			allow[0] = v[i].sibling;
+			sk = jose_jwk_parse(jwk, allow, &err);
+			jws = jose_parse(v[i].token, strlen(v[i].token), &err);
+			ok(sk != NULL && jws != NULL &&
+			    jose_verify(jws, sk, &err) == -1,
+			    "%s token refused by the key pinned to %s", name,
+			    crypto_alg_name(v[i].sibling));
+			jose_jws_free(jws);
+			crypto_key_free(sk);
+		}
+		json_decref(jwk);
+		crypto_key_free(k);
+	}
+}
+
 int
 main(void)
 {
@@ -970,6 +1124,7 @@ main(void)
 		return (1);
 	}
 	test_rfc_vectors();
+	test_foreign_vectors();
 	test_sign_roundtrip();
 	test_confusion();
 	test_header_refusals();

@@ -1,0 +1,1425 @@
+/*
+ * oauth.c: logging in: the OAuth 2.0 authorization code flow with PKCE and,
+ * for OIDC providers, a verified ID token.
+ *
+ * Browser flow: GET /auth/login/NAME stores a state (256 bits, single use,
+ * 10 minutes) bound to the browser by an HttpOnly SameSite=Lax cookie, and
+ * redirects to the IdP; GET /auth/callback/NAME consumes the state in one
+ * statement, checks the cookie, exchanges the code, verifies the ID token
+ * (signature through the IdP's JWKS, iss, aud, azp, exp, iat, nonce, the
+ * algorithm allow-list), reads userinfo where claims are missing, applies
+ * the access policy, records the user and answers a page with the tokens.
+ * API flow: GET /auth/authorize/NAME and POST /auth/token do the same for
+ * clients that handle the redirect themselves (redirect_uri must be the
+ * configured one or a loopback URI, RFC 8252).
+ *
+ * Each login is a state machine (login_enter() traces it):
+ * NEW -> TOKEN -> [KEYS] -> [USERINFO] -> [EMAILS] -> [ORGS] -> DONE.
+ * Provider error text reaches pages escaped and never with secrets.
+ */
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "bsp.h"
+#include "crypto.h"
+#include "http-client.h"
+#include "jose.h"
+#include "oidc.h"
+#include "web.h"
+
+#define LOGIN_STATE_TTL		600
+#define LOGIN_SECRET_BYTES	32
+#define LOGIN_DOC_MAX		(256 * 1024)
+#define LOGIN_COOKIE		"bsp_login"
+#define LOGIN_COOKIE_SECURE	"__Host-bsp_login"
+#define LOGIN_LEEWAY		60
+
+enum login_state {
+	LS_NEW,
+	LS_TOKEN,
+	LS_KEYS,
+	LS_USERINFO,
+	LS_EMAILS,
+	LS_ORGS,
+	LS_DONE,
+};
+static const char *const login_state_names[] = {
+	"NEW", "TOKEN", "KEYS", "USERINFO", "EMAILS", "ORGS", "DONE"
+};
+
+struct login {
+	struct request			*r;
+	const struct provider_config	*pc;
+	struct oidc_issuer		*iss;
+	int				 api;
+	enum login_state		 state;
+	char				*code;
+	char				*redirect_uri;
+	char				*nonce;
+	char				*verifier;
+	char				*access_token;	/* the IdP's */
+	char				*id_token;
+	json_t				*claims;
+	char				*id_sub;	/* from the ID token */
+	struct identity			 id;
+	struct hc_target		*target;
+	struct hc_req			*up;
+};
+
+static struct {
+	struct oidc_issuer	**held;
+	size_t			  nheld;
+} oa;
+
+static struct db_stmt st_pending = { "SELECT count(*) FROM oauth_states "
+    "WHERE client_addr = ? AND expires > ?", NULL, NULL };
+static struct db_stmt st_insert = { "INSERT INTO oauth_states (hash, "
+    "provider, flow, nonce, verifier_sealed, redirect_uri, binding, "
+    "client_addr, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    NULL, NULL };
+static struct db_stmt st_consume = { "DELETE FROM oauth_states WHERE hash = "
+    "? AND expires > ? RETURNING provider, flow, nonce, verifier_sealed, "
+    "redirect_uri, binding", NULL, NULL };
+
+static void	login_step(struct login *);
+static void	login_fail(struct login *, int, const char *, const char *,
+		    const char *);
+static void	login_fetch_json(struct login *, const char *, const char *,
+		    const char *, const char *);
+
+void
+identity_clear(struct identity *id)
+{
+	free(id->subject);
+	free(id->email);
+	free(id->name);
+	free(id->tenant);
+	strlist_free(&id->groups);
+	strlist_free(&id->orgs);
+	memset(id, 0, sizeof *id);
+}
+
+static void
+login_enter(struct login *l, enum login_state s)
+{
+	log_trace(TRACE_OAUTH, "login %s (%s): %s -> %s", l->r->id,
+	    l->pc->name, login_state_names[l->state], login_state_names[s]);
+	l->state = s;
+}
+
+static void
+login_free(void *arg)
+{
+	struct login	*l = arg;
+
+	if (l->up != NULL)
+		hc_cancel(l->up);
+	if (l->iss != NULL) {
+		oidc_cancel_wait(l->iss, l);
+		oidc_issuer_put(l->iss);
+	}
+	if (l->target != NULL)
+		hc_target_free(l->target);
+	free(l->code);
+	free(l->redirect_uri);
+	freezero_str(l->nonce);
+	freezero_str(l->verifier);
+	freezero_str(l->access_token);
+	freezero_str(l->id_token);
+	free(l->id_sub);
+	json_decref(l->claims);
+	identity_clear(&l->id);
+	free(l);
+}
+
+static int
+provider_wants_discovery(const struct provider_config *pc)
+{
+	return (pc->oidc && (pc->authorization_url == NULL ||
+	    pc->token_url == NULL || pc->jwks_uri == NULL));
+}
+
+/* Module: fetch every configured IdP's documents from the start. */
+int
+oauth_init(struct config *c, char **cause)
+{
+	struct oidc_issuer	**held;
+	size_t			  n = 0, i;
+
+	held = xcalloc(c->nproviders + c->nissuers + 1, sizeof *held);
+	for (i = 0; i < c->nproviders; i++) {
+		if (!c->providers[i].oidc)
+			continue;
+		held[n++] = oidc_issuer_get(c->providers[i].issuer,
+		    c->providers[i].jwks_uri, &c->providers[i].algorithms,
+		    provider_wants_discovery(&c->providers[i]));
+	}
+	for (i = 0; i < c->nissuers; i++)
+		held[n++] = oidc_issuer_get(c->issuers[i].issuer,
+		    c->issuers[i].jwks_uri, &c->issuers[i].algorithms,
+		    c->issuers[i].jwks_uri == NULL);
+	oauth_free();
+	oa.held = held;
+	oa.nheld = n;
+	return (0);
+}
+
+int
+oauth_reload(struct config *c, char **cause)
+{
+	return (oauth_init(c, cause));
+}
+
+void
+oauth_free(void)
+{
+	size_t	i;
+
+	for (i = 0; i < oa.nheld; i++)
+		oidc_issuer_put(oa.held[i]);
+	free(oa.held);
+	oa.held = NULL;
+	oa.nheld = 0;
+}
+
+/* Is every configured provider's and issuer's document in? */
+int
+oauth_ready(const char **detail)
+{
+	size_t	i;
+
+	for (i = 0; i < oa.nheld; i++) {
+		if (!oidc_ready(oa.held[i])) {
+			*detail = "an identity provider's keys are not loaded";
+			return (0);
+		}
+	}
+	return (1);
+}
+
+static char *
+random_b64(size_t n)
+{
+	uint8_t	r[64];
+	char	*s;
+
+	crypto_random(r, n);
+	s = crypto_b64url_encode_alloc(r, n);
+	sodium_memzero(r, sizeof r);
+	return (s);
+}
+
+static const char *
+provider_endpoint(const struct login *l, const char *conf, const char *name)
+{
+	if (conf != NULL)
+		return (conf);
+	return (l->iss != NULL ? oidc_endpoint(l->iss, name) : NULL);
+}
+
+/* Loopback redirect URIs for native clients (RFC 8252 section 7.3). */
+static int
+redirect_is_loopback(const char *u)
+{
+	const char	*h, *p;
+	size_t		 hl;
+	char		 host[64];
+
+	if (strncmp(u, "http://", 7) != 0)
+		return (0);
+	h = u + 7;
+	hl = strcspn(h, "/?#");
+	if (hl == 0 || hl >= sizeof host || strchr(u, '#') != NULL ||
+	    strchr(u, '@') != NULL || !str_is_printable(u, strlen(u)) ||
+	    strpbrk(u, " \"<>\\") != NULL)
+		return (0);
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	/* Strip the port, which must be numeric. */
+	if (host[0] == '[') {
+		if ((p = strchr(host, ']')) == NULL)
+			return (0);
+		if (p[1] == ':') {
+			const char *d;
+
+			for (d = p + 2; *d != '\0'; d++)
+				if (!isdigit((unsigned char)*d))
+					return (0);
+		} else if (p[1] != '\0')
+			return (0);
+		host[p - host + 1] = '\0';
+	} else if ((p = strchr(host, ':')) != NULL) {
+		const char *d;
+
+		for (d = p + 1; *d != '\0'; d++)
+			if (!isdigit((unsigned char)*d))
+				return (0);
+		host[p - host] = '\0';
+	}
+	return (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0);
+}
+
+static char *
+callback_uri(const struct request *r, const struct provider_config *pc)
+{
+	char	*u;
+
+	if (pc->redirect_uri != NULL)
+		return (xstrdup(pc->redirect_uri));
+	xasprintf(&u, "%s/auth/callback/%s", r->cfg->server_public_url,
+	    pc->name);
+	return (u);
+}
+
+static void
+query_add(struct evbuffer *b, const char *k, const char *v)
+{
+	char	*e = evhttp_uriencode(v, -1, 0);
+
+	evbuffer_add_printf(b, "%s%s=%s", evbuffer_get_length(b) ? "&" : "",
+	    k, e != NULL ? e : "");
+	free(e);
+}
+
+/*
+ * Store a login state and build the authorization URL. On success *url is
+ * the URL and *binding (browser flow) the cookie value.
+ */
+static int
+login_begin(struct request *r, const struct provider_config *pc,
+    struct oidc_issuer *iss, int api, const char *redirect_uri,
+    const char *state_in, char **state_out, char **url, char **binding,
+    const char **why)
+{
+	sqlite3_stmt	*st;
+	struct evbuffer	*q;
+	char		*state, *nonce, *verifier, *challenge = NULL, *scope;
+	uint8_t		 sh[CRYPTO_HASH_LEN], bh[CRYPTO_HASH_LEN], vh[32];
+	uint8_t		*sealed = NULL;
+	size_t		 slen = 0;
+	const char	*ep;
+	time_t		 now = now_wall();
+	long long	 pending;
+	int		 rc = -1;
+
+	*url = *binding = *state_out = NULL;
+	ep = pc->authorization_url != NULL ? pc->authorization_url :
+	    iss != NULL ? oidc_endpoint(iss, "authorization_endpoint") : NULL;
+	if (ep == NULL) {
+		*why = "the identity provider's configuration has not been "
+		    "loaded yet";
+		return (-2);
+	}
+	st = db_prepare(&st_pending);
+	sqlite3_bind_text(st, 1, r->client, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
+	pending = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) :
+	    0;
+	sqlite3_reset(st);
+	if (pending >= r->cfg->oauth_max_pending) {
+		*why = "too many unfinished logins from your address; finish "
+		    "one or wait ten minutes";
+		return (-3);
+	}
+	state = state_in != NULL ? xstrdup(state_in) :
+	    random_b64(LOGIN_SECRET_BYTES);
+	nonce = random_b64(LOGIN_SECRET_BYTES);
+	verifier = random_b64(LOGIN_SECRET_BYTES);
+	crypto_sha256(verifier, strlen(verifier), vh);
+	challenge = crypto_b64url_encode_alloc(vh, sizeof vh);
+	if (!api) {
+		*binding = random_b64(LOGIN_SECRET_BYTES);
+		crypto_hash_token(*binding, bh);
+	}
+	crypto_hash_token(state, sh);
+	if (crypto_seal(verifier, strlen(verifier), &sealed, &slen) == -1) {
+		*why = "cannot protect the login state";
+		goto out;
+	}
+	st = db_prepare(&st_insert);
+	sqlite3_bind_blob(st, 1, sh, sizeof sh, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, pc->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, api ? "api" : "browser", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, nonce, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 5, sealed, (int)slen, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, redirect_uri, -1, SQLITE_STATIC);
+	if (!api)
+		sqlite3_bind_blob(st, 7, bh, sizeof bh, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, r->client, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)now);
+	sqlite3_bind_int64(st, 10, (sqlite3_int64)(now + LOGIN_STATE_TTL));
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		sqlite3_reset(st);
+		*why = sqlite3_extended_errcode(bsp_db) ==
+		    SQLITE_CONSTRAINT_PRIMARYKEY ? "this state was already used" :
+		    "cannot store the login state";
+		goto out;
+	}
+	sqlite3_reset(st);
+
+	q = evbuffer_new();
+	query_add(q, "response_type", "code");
+	query_add(q, "client_id", pc->client_id);
+	query_add(q, "redirect_uri", redirect_uri);
+	scope = strlist_join(&pc->scopes, " ");
+	if (*scope != '\0')
+		query_add(q, "scope", scope);
+	free(scope);
+	query_add(q, "state", state);
+	if (pc->oidc)
+		query_add(q, "nonce", nonce);
+	if (pc->pkce) {
+		query_add(q, "code_challenge", challenge);
+		query_add(q, "code_challenge_method", "S256");
+	}
+	evbuffer_add(q, "", 1);
+	xasprintf(url, "%s%s%s", ep, strchr(ep, '?') != NULL ? "&" : "?",
+	    (const char *)evbuffer_pullup(q, -1));
+	evbuffer_free(q);
+	*state_out = state;
+	state = NULL;
+	rc = 0;
+out:
+	free(state);
+	freezero_str(nonce);
+	freezero_str(verifier);
+	free(challenge);
+	free(sealed);
+	if (rc == -1) {
+		freezero_str(*binding);
+		*binding = NULL;
+	}
+	return (rc);
+}
+
+/* The oidc issuer of a provider (a new reference), or NULL if not OIDC. */
+static struct oidc_issuer *
+provider_issuer(const struct provider_config *pc)
+{
+	if (!pc->oidc)
+		return (NULL);
+	return (oidc_issuer_get(pc->issuer, pc->jwks_uri, &pc->algorithms,
+	    provider_wants_discovery(pc)));
+}
+
+static const struct provider_config *
+route_provider(struct request *r)
+{
+	return (provider_find(r->cfg, r->params[0].p, r->params[0].len));
+}
+
+/* GET / */
+void
+route_login_page(struct request *r)
+{
+	struct web_provider	*wp;
+	size_t			 i;
+
+	wp = xcalloc(r->cfg->nproviders + 1, sizeof *wp);
+	for (i = 0; i < r->cfg->nproviders; i++) {
+		wp[i].name = r->cfg->providers[i].name;
+		wp[i].display_name = r->cfg->providers[i].display_name;
+	}
+	web_login_page(r, wp, r->cfg->nproviders, NULL);
+	free(wp);
+}
+
+/* GET /auth/providers */
+void
+route_auth_providers(struct request *r)
+{
+	json_t		*a = json_array(), *sc;
+	size_t		 i, j;
+	const struct provider_config *pc;
+
+	for (i = 0; i < r->cfg->nproviders; i++) {
+		pc = &r->cfg->providers[i];
+		sc = json_array();
+		for (j = 0; j < pc->scopes.n; j++)
+			json_array_append_new(sc, json_string(pc->scopes.v[j]));
+		json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "name",
+		    pc->name, "display_name", pc->display_name, "scopes", sc));
+	}
+	server_reply_json(r, 200, json_pack("{s:o}", "providers", a));
+}
+
+static void
+login_count(const struct provider_config *pc, const char *result)
+{
+	char	labels[160];
+
+	metric_label(labels, sizeof labels, "provider", pc != NULL ? pc->name :
+	    "unknown", "result", result, NULL);
+	metric_add(m_logins, labels, 1);
+}
+
+/* GET /auth/login/{provider}: browser flow, state cookie, 302. */
+void
+route_auth_login(struct request *r)
+{
+	const struct provider_config	*pc = route_provider(r);
+	struct oidc_issuer		*iss;
+	char				*uri, *url, *binding, *state, *cookie;
+	const char			*why = NULL;
+	int				 rc;
+
+	if (pc == NULL) {
+		web_error_page(r, 404, "Unknown sign-in provider", "This proxy "
+		    "has no identity provider by that name.", "Go back to the "
+		    "start page and pick one of the providers listed there.");
+		return;
+	}
+	iss = provider_issuer(pc);
+	uri = callback_uri(r, pc);
+	rc = login_begin(r, pc, iss, 0, uri, NULL, &state, &url, &binding,
+	    &why);
+	free(uri);
+	if (rc != 0) {
+		login_count(pc, "error");
+		web_error_page(r, rc == -3 ? 429 : 503, "Cannot start signing "
+		    "in", why, rc == -2 && iss != NULL ?
+		    oidc_problem_text(iss) : "Try again in a minute. If it "
+		    "keeps failing, tell the administrator of this proxy.");
+		oidc_issuer_put(iss);
+		return;
+	}
+	oidc_issuer_put(iss);
+	xasprintf(&cookie, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; "
+	    "SameSite=Lax%s", r->cfg->public_https ? LOGIN_COOKIE_SECURE :
+	    LOGIN_COOKIE, binding, r->cfg->public_https ? "/" : "/auth/callback",
+	    LOGIN_STATE_TTL, r->cfg->public_https ? "; Secure" : "");
+	server_set_header(r, "Set-Cookie", cookie);
+	server_set_header(r, "Location", url);
+	log_trace(TRACE_OAUTH, "login via %s started", pc->name);
+	server_reply_text(r, 302, "text/plain; charset=utf-8",
+	    "Redirecting to the identity provider.\n");
+	freezero_str(cookie);
+	freezero_str(binding);
+	free(state);
+	free(url);
+}
+
+/* GET /auth/authorize/{provider}?redirect_uri=&state=: API flow start. */
+void
+route_auth_authorize(struct request *r)
+{
+	const struct provider_config	*pc = route_provider(r);
+	struct oidc_issuer		*iss;
+	char				 ru[2048], st[300], *uri, *url;
+	char				*binding, *state;
+	const char			*why = NULL, *sp;
+	size_t				 i;
+	int				 rc;
+
+	if (pc == NULL) {
+		server_error_oauth(r, 404, "invalid_request",
+		    "unknown provider");
+		return;
+	}
+	if (server_query(r, "redirect_uri", ru, sizeof ru) == NULL) {
+		server_error_oauth(r, 400, "invalid_request",
+		    "redirect_uri is missing, repeated or too long");
+		return;
+	}
+	uri = callback_uri(r, pc);
+	if (strcmp(ru, uri) != 0 && !redirect_is_loopback(ru)) {
+		free(uri);
+		server_error_oauth(r, 400, "invalid_request", "redirect_uri "
+		    "must be the provider's configured redirect URI or a "
+		    "loopback URI (http://127.0.0.1:PORT/...)");
+		return;
+	}
+	free(uri);
+	sp = server_query(r, "state", st, sizeof st);
+	if (sp != NULL) {
+		for (i = 0; st[i] != '\0'; i++) {
+			if (!isalnum((unsigned char)st[i]) && st[i] != '-' &&
+			    st[i] != '_' && st[i] != '.' && st[i] != '~')
+				break;
+		}
+		if (st[i] != '\0' || i < 22 || i > 256) {
+			server_error_oauth(r, 400, "invalid_request", "state must "
+			    "be 22 to 256 URL-safe characters (128 bits or "
+			    "more of randomness)");
+			return;
+		}
+	}
+	iss = provider_issuer(pc);
+	rc = login_begin(r, pc, iss, 1, ru, sp, &state, &url, &binding, &why);
+	oidc_issuer_put(iss);
+	if (rc != 0) {
+		server_error_oauth(r, rc == -3 ? 429 : rc == -1 &&
+		    strstr(why, "already used") ? 400 : 503, rc == -1 &&
+		    strstr(why, "already used") ? "invalid_request" :
+		    "temporarily_unavailable", why);
+		return;
+	}
+	server_reply_json(r, 200, json_pack("{s:s,s:s,s:s}",
+	    "authorization_url", url, "state", state, "provider", pc->name));
+	free(state);
+	free(url);
+}
+
+/* Parse a Cookie header for one cookie's value. */
+static int
+cookie_get(const char *h, const char *name, char *buf, size_t len)
+{
+	size_t	nl = strlen(name), vl;
+	int	found = 0;
+
+	while (h != NULL && *h != '\0') {
+		while (*h == ' ' || *h == ';')
+			h++;
+		vl = strcspn(h, ";");
+		if (vl > nl && strncmp(h, name, nl) == 0 && h[nl] == '=') {
+			if (found || vl - nl - 1 >= len)
+				return (-1);	/* twice, or too long */
+			memcpy(buf, h + nl + 1, vl - nl - 1);
+			buf[vl - nl - 1] = '\0';
+			found = 1;
+		}
+		h += vl;
+	}
+	return (found ? 0 : -1);
+}
+
+/*
+ * Consume a state (one statement, so it can only ever be used once).
+ * 0 with the row's values; -1 if there is no such live state.
+ */
+static int
+state_consume(const char *state, char **provider, char **flow, char **nonce,
+    char **verifier, char **redirect_uri, uint8_t *binding, int *has_binding)
+{
+	sqlite3_stmt	*st = db_prepare(&st_consume);
+	uint8_t		 h[CRYPTO_HASH_LEN], *pt = NULL;
+	size_t		 ptlen = 0;
+	int		 rc = -1;
+
+	*provider = *flow = *nonce = *verifier = *redirect_uri = NULL;
+	*has_binding = 0;
+	crypto_hash_token(state, h);
+	sqlite3_bind_blob(st, 1, h, sizeof h, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)now_wall());
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*provider = xstrdup((const char *)sqlite3_column_text(st, 0));
+		*flow = xstrdup((const char *)sqlite3_column_text(st, 1));
+		if (sqlite3_column_text(st, 2) != NULL)
+			*nonce = xstrdup((const char *)sqlite3_column_text(st,
+			    2));
+		if (crypto_unseal(sqlite3_column_blob(st, 3),
+		    (size_t)sqlite3_column_bytes(st, 3), &pt, &ptlen) == 0) {
+			*verifier = xmemdup0(pt, ptlen);
+			freezero(pt, ptlen);
+		}
+		*redirect_uri = xstrdup((const char *)sqlite3_column_text(st,
+		    4));
+		if (sqlite3_column_bytes(st, 5) == CRYPTO_HASH_LEN) {
+			memcpy(binding, sqlite3_column_blob(st, 5),
+			    CRYPTO_HASH_LEN);
+			*has_binding = 1;
+		}
+		rc = *verifier != NULL ? 0 : -1;
+	}
+	/* Step to the end so the DELETE completes. */
+	while (sqlite3_step(st) == SQLITE_ROW)
+		;
+	sqlite3_reset(st);
+	return (rc);
+}
+
+static struct login *
+login_new(struct request *r, const struct provider_config *pc, int api)
+{
+	struct login	*l;
+
+	l = xcalloc(1, sizeof *l);
+	l->r = r;
+	l->pc = pc;
+	l->api = api;
+	l->iss = provider_issuer(pc);
+	r->state = l;
+	r->state_free = login_free;
+	return (l);
+}
+
+static void
+login_abort(struct request *r)
+{
+	struct login	*l = r->state;
+
+	if (l == NULL || l->state == LS_DONE)
+		return;
+	if (l->up != NULL) {
+		hc_cancel(l->up);
+		l->up = NULL;
+	}
+	if (l->iss != NULL)
+		oidc_cancel_wait(l->iss, l);
+	login_enter(l, LS_DONE);
+	request_unref(r);
+}
+
+/* Refuse a login: an HTML page or an RFC 6749 error, and an audit row. */
+static void
+login_fail(struct login *l, int code, const char *error, const char *title,
+    const char *detail)
+{
+	struct request	*r = l->r;
+
+	login_count(l->pc, strcmp(error, "access_denied") == 0 ? "denied" :
+	    "error");
+	audit_event(strcmp(error, "access_denied") == 0 ? "login_refused" :
+	    "login_failed", l->id.subject != NULL ? l->id.subject : NULL,
+	    NULL, r->client, json_pack("{s:s,s:s}", "provider", l->pc->name,
+	    "reason", detail));
+	if (l->api)
+		server_error_oauth(r, code, error, detail);
+	else
+		web_error_page(r, code, title, detail, strcmp(error,
+		    "access_denied") == 0 ? "If you think you should have "
+		    "access, ask the administrator of this proxy." :
+		    "Start again from the sign-in page.");
+	if (l->state != LS_NEW) {
+		login_enter(l, LS_DONE);
+		request_unref(r);
+	} else
+		login_enter(l, LS_DONE);
+}
+
+/* The callback (browser) or POST /auth/token (API) has a code: go. */
+static void
+login_go(struct login *l)
+{
+	struct request	*r = l->r;
+
+	request_ref(r);
+	r->on_abort = login_abort;
+	login_enter(l, LS_TOKEN);
+	login_step(l);
+}
+
+/* GET /auth/callback/{provider}?code=&state= */
+void
+route_auth_callback(struct request *r)
+{
+	const struct provider_config	*pc = route_provider(r);
+	struct login			*l;
+	char				 code[2048], state[300], err[128];
+	char				 desc[1024], cookie[128], *prov, *flow;
+	char				*nonce, *verifier, *ruri, *msg;
+	uint8_t				 bind[CRYPTO_HASH_LEN];
+	uint8_t				 ch[CRYPTO_HASH_LEN];
+	int				 hasbind;
+	const char			*cname;
+
+	if (pc == NULL) {
+		web_error_page(r, 404, "Unknown sign-in provider", "This proxy "
+		    "has no identity provider by that name.",
+		    "Start again from the sign-in page.");
+		return;
+	}
+	l = login_new(r, pc, 0);
+	cname = r->cfg->public_https ? LOGIN_COOKIE_SECURE : LOGIN_COOKIE;
+	xasprintf(&msg, "%s=; Path=%s; Max-Age=0; HttpOnly; SameSite=Lax%s",
+	    cname, r->cfg->public_https ? "/" : "/auth/callback",
+	    r->cfg->public_https ? "; Secure" : "");
+	server_set_header(r, "Set-Cookie", msg);
+	free(msg);
+
+	if (server_query(r, "state", state, sizeof state) == NULL) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed",
+		    "The identity provider's answer carried no state, so it "
+		    "cannot be matched to a sign-in started here.");
+		return;
+	}
+	/* Consume the state first, whatever else is wrong: single use. */
+	if (state_consume(state, &prov, &flow, &nonce, &verifier, &ruri, bind,
+	    &hasbind) == -1) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
+		    "sign-in link has expired or was already used.");
+		return;
+	}
+	l->nonce = nonce;
+	l->verifier = verifier;
+	l->redirect_uri = ruri;
+	if (strcmp(prov, pc->name) != 0 || strcmp(flow, "browser") != 0) {
+		free(prov);
+		free(flow);
+		login_fail(l, 400, "invalid_request", "Sign-in failed",
+		    "The answer does not belong to a sign-in with this "
+		    "provider.");
+		return;
+	}
+	free(prov);
+	free(flow);
+	crypto_hash_token(cookie_get(server_header(r, "Cookie"), cname, cookie,
+	    sizeof cookie) == 0 ? cookie : "", ch);
+	if (!hasbind || !crypto_memeq(ch, bind, sizeof ch)) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
+		    "sign-in was started in another browser (or its cookie was "
+		    "lost). Start again here.");
+		return;
+	}
+	if (server_query(r, "error", err, sizeof err) != NULL) {
+		if (server_query(r, "error_description", desc, sizeof desc) ==
+		    NULL)
+			bsp_strlcpy(desc, "", sizeof desc);
+		xasprintf(&msg, "The identity provider said: %s%s%s", err,
+		    *desc != '\0' ? ": " : "", desc);
+		login_fail(l, 400, "access_denied", "Sign-in was not completed",
+		    msg);
+		free(msg);
+		return;
+	}
+	if (server_query(r, "code", code, sizeof code) == NULL) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed",
+		    "The identity provider's answer carried no code.");
+		return;
+	}
+	l->code = xstrdup(code);
+	login_go(l);
+}
+
+/* POST /auth/token {"provider","authorization_code","redirect_uri","state"} */
+void
+route_auth_token(struct request *r)
+{
+	const struct provider_config	*pc;
+	struct login			*l;
+	json_t				*j;
+	const char			*why, *prov, *code, *ruri, *state;
+	char				*p2, *flow, *nonce, *verifier, *sruri;
+	uint8_t				 bind[CRYPTO_HASH_LEN];
+	int				 hasbind;
+
+	if ((j = server_body_json(r, &why)) == NULL) {
+		server_error_oauth(r, 400, "invalid_request", why);
+		return;
+	}
+	if (json_unpack(j, "{s:s,s:s,s:s,s:s}", "provider", &prov,
+	    "authorization_code", &code, "redirect_uri", &ruri, "state",
+	    &state) != 0 || strlen(state) > 256 || strlen(code) > 2048) {
+		json_decref(j);
+		server_error_oauth(r, 400, "invalid_request", "provider, "
+		    "authorization_code, redirect_uri and state are required");
+		return;
+	}
+	if ((pc = provider_find(r->cfg, prov, strlen(prov))) == NULL) {
+		json_decref(j);
+		server_error_oauth(r, 400, "invalid_request",
+		    "unknown provider");
+		return;
+	}
+	l = login_new(r, pc, 1);
+	if (state_consume(state, &p2, &flow, &nonce, &verifier, &sruri, bind,
+	    &hasbind) == -1) {
+		json_decref(j);
+		login_fail(l, 400, "invalid_grant", "", "state is unknown, "
+		    "expired or already used");
+		return;
+	}
+	l->nonce = nonce;
+	l->verifier = verifier;
+	l->redirect_uri = sruri;
+	if (strcmp(p2, pc->name) != 0 || strcmp(flow, "api") != 0 ||
+	    strcmp(sruri, ruri) != 0) {
+		free(p2);
+		free(flow);
+		json_decref(j);
+		login_fail(l, 400, "invalid_grant", "", "state does not match "
+		    "this provider, flow or redirect_uri");
+		return;
+	}
+	free(p2);
+	free(flow);
+	l->code = xstrdup(code);
+	json_decref(j);
+	login_go(l);
+}
+
+/* Identity from the merged claims, by the provider's field names. */
+static void
+identity_from_claims(struct login *l)
+{
+	const struct provider_config	*pc = l->pc;
+	json_t				*c = l->claims, *v, *e;
+	size_t				 i;
+
+	identity_clear(&l->id);
+	v = json_object_get(c, pc->user_id_field);
+	if (json_is_string(v) && json_string_length(v) > 0 &&
+	    json_string_length(v) <= 255)
+		l->id.subject = xstrdup(json_string_value(v));
+	else if (json_is_integer(v))
+		xasprintf(&l->id.subject, "%" JSON_INTEGER_FORMAT,
+		    json_integer_value(v));
+	v = json_object_get(c, pc->email_field);
+	if (json_is_string(v) && strchr(json_string_value(v), '@') != NULL &&
+	    json_string_length(v) <= 320)
+		l->id.email = xstrdup(json_string_value(v));
+	v = json_object_get(c, pc->email_verified_field);
+	l->id.email_verified = json_is_true(v) || (json_is_string(v) &&
+	    strcmp(json_string_value(v), "true") == 0) ||
+	    (pc->trust_email && l->id.email != NULL);
+	if (json_is_true(json_object_get(c, "_bsp_email_verified")))
+		l->id.email_verified = 1;
+	v = json_object_get(c, pc->name_field);
+	if (!json_is_string(v))
+		v = json_object_get(c, "login");
+	if (!json_is_string(v))
+		v = json_object_get(c, "preferred_username");
+	if (json_is_string(v) && json_string_length(v) <= 256)
+		l->id.name = xstrdup(json_string_value(v));
+	v = json_object_get(c, pc->groups_field);
+	if (json_is_string(v))
+		strlist_add(&l->id.groups, json_string_value(v));
+	else if (json_is_array(v)) {
+		json_array_foreach(v, i, e) {
+			if (json_is_string(e) && l->id.groups.n < 256)
+				strlist_add(&l->id.groups, json_string_value(e));
+		}
+	}
+	v = json_object_get(c, "tid");
+	if (json_is_string(v))
+		l->id.tenant = xstrdup(json_string_value(v));
+	v = json_object_get(c, "_bsp_orgs");
+	json_array_foreach(v, i, e) {
+		if (json_is_string(e))
+			strlist_add(&l->id.orgs, json_string_value(e));
+	}
+}
+
+/* Merge src into the claims without replacing what is there. */
+static void
+claims_merge(struct login *l, json_t *src)
+{
+	const char	*k;
+	json_t		*v;
+
+	if (l->claims == NULL)
+		l->claims = json_object();
+	json_object_foreach(src, k, v) {
+		if (json_object_get(l->claims, k) == NULL)
+			json_object_set(l->claims, k, v);
+	}
+}
+
+static json_t *
+result_json(const struct hc_result *res, int array)
+{
+	struct crypto_err	 err;
+	json_t			*j;
+	const char		*p;
+	size_t			 len;
+
+	len = evbuffer_get_length(res->body);
+	p = (const char *)evbuffer_pullup(res->body, -1);
+	if (!array)
+		return (jose_json_load(p != NULL ? p : "", len, LOGIN_DOC_MAX,
+		    "response", &err));
+	if (len > LOGIN_DOC_MAX)
+		return (NULL);
+	j = json_loadb(p != NULL ? p : "", len, JSON_REJECT_DUPLICATES, NULL);
+	if (j != NULL && !json_is_array(j)) {
+		json_decref(j);
+		return (NULL);
+	}
+	return (j);
+}
+
+/* The token endpoint answered. */
+static void
+login_token_done(struct login *l, const struct hc_result *res)
+{
+	json_t		*j;
+	const char	*at, *it, *e, *d;
+	char		*msg;
+
+	if ((j = result_json(res, 0)) == NULL) {
+		login_fail(l, 502, "server_error", "Sign-in failed", "The "
+		    "identity provider's token endpoint gave an unreadable "
+		    "answer.");
+		return;
+	}
+	if ((e = json_string_value(json_object_get(j, "error"))) != NULL ||
+	    res->status != 200) {
+		d = json_string_value(json_object_get(j, "error_description"));
+		xasprintf(&msg, "The identity provider refused the code: %s%s%s",
+		    e != NULL ? e : "error", d != NULL ? ": " : "",
+		    d != NULL ? d : "");
+		json_decref(j);
+		login_fail(l, 400, "invalid_grant", "Sign-in failed", msg);
+		free(msg);
+		return;
+	}
+	at = json_string_value(json_object_get(j, "access_token"));
+	it = json_string_value(json_object_get(j, "id_token"));
+	if (at != NULL)
+		l->access_token = xstrdup(at);
+	if (it != NULL)
+		l->id_token = xstrdup(it);
+	json_decref(j);
+	if (l->pc->oidc && l->id_token == NULL) {
+		login_fail(l, 502, "server_error", "Sign-in failed", "The "
+		    "identity provider sent no ID token.");
+		return;
+	}
+	if (!l->pc->oidc && l->access_token == NULL) {
+		login_fail(l, 502, "server_error", "Sign-in failed", "The "
+		    "identity provider sent no access token.");
+		return;
+	}
+	login_enter(l, l->pc->oidc ? LS_KEYS : LS_USERINFO);
+	login_step(l);
+}
+
+static void
+login_keys_ready(void *arg)
+{
+	struct login	*l = arg;
+
+	if (l->state == LS_KEYS)
+		login_step(l);
+}
+
+/*
+ * Verify the ID token. 0 done (claims set), 1 waiting for keys, -1 failed
+ * (already answered).
+ */
+static int
+login_verify_id_token(struct login *l)
+{
+	struct crypto_err		 err;
+	struct jose_jws			*jws;
+	struct jose_claims_rules	 rules;
+	const struct crypto_key		*key;
+	const char			*auds[2] = { l->pc->client_id, NULL };
+	static const char *const	 req[] = { "sub", NULL };
+	char				 iss[512], *msg;
+	const char			*tid, *nonce, *azp;
+	json_t				*aud;
+	int				 rc;
+
+	if ((jws = jose_parse(l->id_token, strlen(l->id_token), &err)) ==
+	    NULL) {
+		xasprintf(&msg, "The ID token is malformed: %s", err.msg);
+		login_fail(l, 502, "server_error", "Sign-in failed", msg);
+		free(msg);
+		return (-1);
+	}
+	rc = oidc_find_key(l->iss, jws->kid, jws->alg, &key, login_keys_ready,
+	    l);
+	if (rc == -1) {
+		jose_jws_free(jws);
+		return (1);
+	}
+	if (rc == 0) {
+		jose_jws_free(jws);
+		login_fail(l, 502, "server_error", "Sign-in failed", "The ID "
+		    "token is signed with a key the identity provider does not "
+		    "publish (or with an algorithm not allowed here).");
+		return (-1);
+	}
+	if (jose_verify(jws, key, &err) == -1) {
+		jose_jws_free(jws);
+		xasprintf(&msg, "The ID token's signature is not valid: %s",
+		    err.msg);
+		login_fail(l, 502, "server_error", "Sign-in failed", msg);
+		free(msg);
+		return (-1);
+	}
+	tid = json_string_value(json_object_get(jws->claims, "tid"));
+	if (oidc_expected_issuer(l->iss, tid, iss, sizeof iss) == -1) {
+		jose_jws_free(jws);
+		login_fail(l, 502, "server_error", "Sign-in failed", "The ID "
+		    "token names no tenant.");
+		return (-1);
+	}
+	memset(&rules, 0, sizeof rules);
+	rules.issuer = iss;
+	rules.audiences = auds;
+	rules.now = now_wall();
+	rules.leeway = LOGIN_LEEWAY;
+	rules.require_exp = 1;
+	rules.require_iat = 1;
+	rules.max_age = 3600;
+	rules.required = req;
+	if (jose_claims_check(jws->claims, &rules, &err) == -1) {
+		jose_jws_free(jws);
+		xasprintf(&msg, "The ID token is not valid here: %s", err.msg);
+		login_fail(l, 400, "invalid_grant", "Sign-in failed", msg);
+		free(msg);
+		return (-1);
+	}
+	aud = json_object_get(jws->claims, "aud");
+	azp = json_string_value(json_object_get(jws->claims, "azp"));
+	if ((json_is_array(aud) && json_array_size(aud) > 1 && (azp == NULL ||
+	    strcmp(azp, l->pc->client_id) != 0)) ||
+	    (azp != NULL && strcmp(azp, l->pc->client_id) != 0)) {
+		jose_jws_free(jws);
+		login_fail(l, 400, "invalid_grant", "Sign-in failed", "The ID "
+		    "token was issued to another client (azp).");
+		return (-1);
+	}
+	nonce = json_string_value(json_object_get(jws->claims, "nonce"));
+	if (nonce == NULL || l->nonce == NULL || !crypto_streq(nonce,
+	    l->nonce)) {
+		jose_jws_free(jws);
+		login_fail(l, 400, "invalid_grant", "Sign-in failed", "The ID "
+		    "token does not belong to this sign-in (nonce).");
+		return (-1);
+	}
+	json_decref(l->claims);
+	l->claims = json_deep_copy(jws->claims);
+	l->id_sub = xstrdup(json_string_value(json_object_get(jws->claims,
+	    "sub")) != NULL ? json_string_value(json_object_get(jws->claims,
+	    "sub")) : "");
+	jose_jws_free(jws);
+	return (0);
+}
+
+static void
+login_fetch_done(struct hc_req *req, const struct hc_result *res, void *arg)
+{
+	struct login	*l = arg;
+	json_t		*j, *e;
+	const char	*s;
+	char		*msg;
+	size_t		 i;
+
+	l->up = NULL;
+	if (l->target != NULL) {
+		hc_target_free(l->target);
+		l->target = NULL;
+	}
+	if (l->state == LS_DONE)
+		return;
+	if (res->error != HC_OK) {
+		xasprintf(&msg, "The identity provider could not be reached "
+		    "(%s). Try again later.", res->message);
+		login_fail(l, res->error == HC_ERR_TIMEOUT_CONNECT ||
+		    res->error == HC_ERR_TIMEOUT_FIRST_BYTE ||
+		    res->error == HC_ERR_TIMEOUT_TOTAL ? 504 : 502,
+		    "temporarily_unavailable", "Sign-in failed", msg);
+		free(msg);
+		return;
+	}
+	switch (l->state) {
+	case LS_TOKEN:
+		login_token_done(l, res);
+		return;
+	case LS_USERINFO:
+		if (res->status != 200 || (j = result_json(res, 0)) == NULL) {
+			login_fail(l, 502, "server_error", "Sign-in failed",
+			    "The identity provider's user information could "
+			    "not be read.");
+			return;
+		}
+		/* OIDC: userinfo must describe the ID token's subject. */
+		if (l->id_sub != NULL && ((s = json_string_value(
+		    json_object_get(j, "sub"))) == NULL ||
+		    strcmp(s, l->id_sub) != 0)) {
+			json_decref(j);
+			login_fail(l, 502, "server_error", "Sign-in failed",
+			    "The user information is about someone else.");
+			return;
+		}
+		claims_merge(l, j);
+		json_decref(j);
+		login_enter(l, l->pc->kind == PROVIDER_GITHUB &&
+		    l->pc->emails_url != NULL ? LS_EMAILS :
+		    l->pc->kind == PROVIDER_GITHUB ? LS_ORGS : LS_DONE);
+		login_step(l);
+		return;
+	case LS_EMAILS:
+		/* GitHub: the primary verified address. */
+		json_object_del(l->claims, "email");
+		if (res->status == 200 && (j = result_json(res, 1)) != NULL) {
+			json_array_foreach(j, i, e) {
+				if (json_is_true(json_object_get(e, "primary"))
+				    && json_is_true(json_object_get(e,
+				    "verified")) && json_is_string(
+				    json_object_get(e, "email"))) {
+					json_object_set(l->claims, "email",
+					    json_object_get(e, "email"));
+					json_object_set_new(l->claims,
+					    "_bsp_email_verified", json_true());
+				}
+			}
+			json_decref(j);
+		}
+		login_enter(l, LS_ORGS);
+		login_step(l);
+		return;
+	case LS_ORGS:
+		if (res->status == 200 && (j = result_json(res, 1)) != NULL) {
+			json_t *orgs = json_array();
+
+			json_array_foreach(j, i, e) {
+				if (json_is_string(json_object_get(e, "login")))
+					json_array_append(orgs,
+					    json_object_get(e, "login"));
+			}
+			json_object_set_new(l->claims, "_bsp_orgs", orgs);
+			json_decref(j);
+		}
+		login_enter(l, LS_DONE);
+		login_step(l);
+		return;
+	default:
+		return;
+	}
+}
+
+/* GET (with the IdP's access token) or POST a form; the answer to step. */
+static void
+login_fetch_json(struct login *l, const char *method, const char *url,
+    const char *form, const char *basic)
+{
+	struct hc_header	 h[4];
+	struct hc_request	 hr;
+	size_t			 n = 0;
+	char			*auth = NULL, *cause = NULL, *path;
+
+	if (url_check_outbound(url, &cause) == -1 ||
+	    (l->target = hc_target_new(url, &cause)) == NULL) {
+		login_fail(l, 502, "server_error", "Sign-in failed", "The "
+		    "identity provider's endpoint is not usable.");
+		log_warnx("login via %s: %s", l->pc->name, cause);
+		free(cause);
+		return;
+	}
+	h[n++] = (struct hc_header){ "Accept", l->pc->kind == PROVIDER_GITHUB &&
+	    form == NULL ? "application/vnd.github+json" : "application/json" };
+	h[n++] = (struct hc_header){ "User-Agent", BSP_NAME "/" PACKAGE_VERSION };
+	if (form != NULL) {
+		h[n++] = (struct hc_header){ "Content-Type",
+		    "application/x-www-form-urlencoded" };
+		if (basic != NULL) {
+			xasprintf(&auth, "Basic %s", basic);
+			h[n++] = (struct hc_header){ "Authorization", auth };
+		}
+	} else if (l->access_token != NULL) {
+		xasprintf(&auth, "Bearer %s", l->access_token);
+		h[n++] = (struct hc_header){ "Authorization", auth };
+	}
+	path = xstrdup(hc_target_path(l->target));
+	memset(&hr, 0, sizeof hr);
+	hr.method = method;
+	hr.path = path;
+	hr.headers = h;
+	hr.nheaders = n;
+	hr.body = form;
+	hr.body_len = form != NULL ? strlen(form) : 0;
+	hr.max_body = LOGIN_DOC_MAX;
+	hr.timeouts.connect_ms = l->r->cfg->oauth_timeout * 1000;
+	hr.timeouts.first_byte_ms = l->r->cfg->oauth_timeout * 1000;
+	hr.timeouts.total_ms = l->r->cfg->oauth_timeout * 1000;
+	hr.on_done = login_fetch_done;
+	hr.arg = l;
+	l->up = hc_start(l->target, &hr, &cause);
+	freezero_str(auth);
+	free(path);
+	if (l->up == NULL) {
+		log_warnx("login via %s: %s", l->pc->name, cause);
+		free(cause);
+		hc_target_free(l->target);
+		l->target = NULL;
+		login_fail(l, 502, "server_error", "Sign-in failed", "Cannot "
+		    "contact the identity provider.");
+	}
+}
+
+/* The code exchange request: form body and client authentication. */
+static void
+login_exchange(struct login *l)
+{
+	const struct provider_config	*pc = l->pc;
+	struct evbuffer			*f = evbuffer_new();
+	const char			*ep;
+	char				*form, *basic = NULL, *cid, *csec, *pair;
+	int				 use_basic;
+
+	ep = provider_endpoint(l, pc->token_url, "token_endpoint");
+	if (ep == NULL) {
+		evbuffer_free(f);
+		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
+		    "The identity provider's configuration has not been "
+		    "loaded.");
+		return;
+	}
+	query_add(f, "grant_type", "authorization_code");
+	query_add(f, "code", l->code);
+	query_add(f, "redirect_uri", l->redirect_uri);
+	if (pc->pkce)
+		query_add(f, "code_verifier", l->verifier);
+	use_basic = pc->token_auth == 1 || (pc->token_auth == 0 &&
+	    pc->client_secret != NULL && pc->oidc && (l->iss == NULL ||
+	    oidc_supports(l->iss, "token_endpoint_auth_methods_supported",
+	    "client_secret_basic") != 0));
+	if (use_basic && pc->client_secret != NULL) {
+		cid = evhttp_uriencode(pc->client_id, -1, 1);
+		csec = evhttp_uriencode(pc->client_secret, -1, 1);
+		xasprintf(&pair, "%s:%s", cid, csec);
+		basic = xmalloc(sodium_base64_ENCODED_LEN(strlen(pair),
+		    sodium_base64_VARIANT_ORIGINAL));
+		sodium_bin2base64(basic, sodium_base64_ENCODED_LEN(strlen(pair),
+		    sodium_base64_VARIANT_ORIGINAL), (const uint8_t *)pair,
+		    strlen(pair), sodium_base64_VARIANT_ORIGINAL);
+		free(cid);
+		freezero_str(csec);
+		freezero_str(pair);
+	} else {
+		query_add(f, "client_id", pc->client_id);
+		if (pc->client_secret != NULL)
+			query_add(f, "client_secret", pc->client_secret);
+	}
+	evbuffer_add(f, "", 1);
+	form = xstrdup((const char *)evbuffer_pullup(f, -1));
+	evbuffer_free(f);
+	login_fetch_json(l, "POST", ep, form, basic);
+	freezero_str(form);
+	freezero_str(basic);
+}
+
+/* The IdP has told us who it is: policy, user record, session, answer. */
+static void
+login_finish(struct login *l)
+{
+	struct request	*r = l->r;
+	struct user	 u, cur;
+	json_t		*resp;
+	const char	*why;
+	struct web_tokens t;
+	char		*id;
+
+	identity_from_claims(l);
+	if (l->id.subject == NULL) {
+		login_fail(l, 502, "server_error", "Sign-in failed", "The "
+		    "identity provider did not say who you are.");
+		return;
+	}
+	if (!access_allowed(r->cfg, l->pc, &l->id, &why)) {
+		login_fail(l, 403, "access_denied", "Access denied", why);
+		return;
+	}
+	xasprintf(&id, "%s:%s", l->pc->name, l->id.subject);
+	memset(&u, 0, sizeof u);
+	memset(&cur, 0, sizeof cur);
+	if (user_get(id, &cur) == 0 && cur.disabled) {
+		user_clear(&cur);
+		free(id);
+		login_fail(l, 403, "access_denied", "Access denied", "Your "
+		    "account on this proxy is disabled.");
+		return;
+	}
+	user_clear(&cur);
+	u.id = id;
+	u.provider = xstrdup(l->pc->name);
+	u.subject = xstrdup(l->id.subject);
+	if (l->id.email != NULL)
+		u.email = xstrdup(l->id.email);
+	u.email_verified = l->id.email_verified;
+	if (l->id.name != NULL)
+		u.name = xstrdup(l->id.name);
+	strlist_copy(&u.groups, &l->id.groups);
+	if (user_upsert(&u) == -1 ||
+	    tokens_session_new(&u, r->client, "login", &resp) == -1) {
+		user_clear(&u);
+		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
+		    "Your sign-in could not be recorded. Try again.");
+		return;
+	}
+	request_set_user(r, u.email != NULL ? u.email : u.id);
+	login_count(l->pc, "ok");
+	if (l->api)
+		server_reply_json(r, 200, resp);
+	else {
+		memset(&t, 0, sizeof t);
+		t.access_token = json_string_value(json_object_get(resp,
+		    "access_token"));
+		t.refresh_token = json_string_value(json_object_get(resp,
+		    "refresh_token"));
+		t.expires_in = json_integer_value(json_object_get(resp,
+		    "expires_in"));
+		t.expires_at = now_wall() + (time_t)t.expires_in;
+		t.session_expires_at = now_wall() +
+		    (time_t)r->cfg->jwt_refresh_ttl;
+		t.user = u.email != NULL ? u.email : u.id;
+		t.name = u.name;
+		t.provider = l->pc->display_name;
+		t.public_url = r->cfg->server_public_url;
+		t.region = r->cfg->aws_region;
+		t.example_model = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+		web_success_page(r, &t);
+		json_decref(resp);
+	}
+	user_clear(&u);
+	login_enter(l, LS_DONE);
+	request_unref(r);
+}
+
+/* Run the state machine one step. */
+static void
+login_step(struct login *l)
+{
+	const char	*ep;
+	int		 rc;
+
+	switch (l->state) {
+	case LS_TOKEN:
+		login_exchange(l);
+		return;
+	case LS_KEYS:
+		if ((rc = login_verify_id_token(l)) != 0)
+			return;
+		/* Userinfo only when the ID token lacks what we need. */
+		if (json_object_get(l->claims, l->pc->email_field) == NULL &&
+		    l->access_token != NULL &&
+		    provider_endpoint(l, l->pc->user_info_url,
+		    "userinfo_endpoint") != NULL)
+			login_enter(l, LS_USERINFO);
+		else
+			login_enter(l, LS_DONE);
+		login_step(l);
+		return;
+	case LS_USERINFO:
+		ep = provider_endpoint(l, l->pc->user_info_url,
+		    "userinfo_endpoint");
+		if (ep == NULL) {
+			login_fail(l, 502, "server_error", "Sign-in failed",
+			    "The identity provider has no user information "
+			    "endpoint.");
+			return;
+		}
+		login_fetch_json(l, "GET", ep, NULL, NULL);
+		return;
+	case LS_EMAILS:
+		login_fetch_json(l, "GET", l->pc->emails_url, NULL, NULL);
+		return;
+	case LS_ORGS:
+		if (l->r->cfg->access_github_orgs.n == 0 ||
+		    l->pc->orgs_url == NULL) {
+			login_enter(l, LS_DONE);
+			login_step(l);
+			return;
+		}
+		login_fetch_json(l, "GET", l->pc->orgs_url, NULL, NULL);
+		return;
+	case LS_DONE:
+		login_finish(l);
+		return;
+	default:
+		return;
+	}
+}

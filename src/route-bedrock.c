@@ -1,0 +1,979 @@
+/*
+ * route-bedrock.c: the Bedrock relay.
+ *
+ * For each runtime operation: the principal's model rules and rate limits
+ * are checked before AWS is called; the request is re-signed with SigV4
+ * (or given aws.bearer_token) and sent with the body byte for byte, the
+ * path exactly as received, and only an allow-list of headers. Answers come
+ * back unchanged: errors with their status, body and error type, streams
+ * frame by frame as they arrive. An event-stream decoder reads the stream on
+ * the side, for usage and exceptions, without touching the bytes.
+ *
+ * A stream's memory is bounded: when the client's output buffer is above
+ * RELAY_HIGH_WATER the upstream is paused, and resumed once the client has
+ * read it. A client that goes away cancels the upstream call. Timeouts map
+ * to 504 before the stream begins and to an exception frame after.
+ *
+ * Each relayed call is a small state machine (relay_enter() traces it):
+ * NEW -> SENT -> STREAMING -> DONE, with WAIT_CREDS when AWS said the
+ * credentials had expired and a refreshed set is awaited (once).
+ */
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sodium.h>
+
+#include "bsp.h"
+#include "aws-creds.h"
+#include "eventstream.h"
+#include "http-client.h"
+#include "sigv4.h"
+
+#define RELAY_HIGH_WATER	(256 * 1024)
+#define RELAY_MAX_BODY		(64 * 1024 * 1024)
+#define RELAY_ERR_BODY_MAX	(1024 * 1024)
+#define RELAY_USAGE_FRAME_MAX	(64 * 1024)
+#define RELAY_MODEL_MAX		2048
+#define RELAY_MAX_HEADERS	(SIGV4_MAX_HEADERS + 8)
+
+struct relay_op {
+	const char	*route;		/* route name in the table */
+	const char	*name;		/* Bedrock operation */
+	int		 stream;
+	int		 has_model;
+};
+
+static const struct relay_op relay_ops[] = {
+	{ "bedrock_invoke", "InvokeModel", 0, 1 },
+	{ "bedrock_invoke_stream", "InvokeModelWithResponseStream", 1, 1 },
+	{ "bedrock_converse", "Converse", 0, 1 },
+	{ "bedrock_converse_stream", "ConverseStream", 1, 1 },
+	{ "bedrock_count_tokens", "CountTokens", 0, 1 },
+	{ "bedrock_guardrail", "ApplyGuardrail", 0, 0 },
+};
+
+enum relay_state {
+	RS_NEW,
+	RS_SENT,
+	RS_WAIT_CREDS,
+	RS_STREAMING,
+	RS_DONE,
+};
+static const char *const relay_state_names[] = {
+	"NEW", "SENT", "WAIT_CREDS", "STREAMING", "DONE"
+};
+
+struct relay {
+	struct request		*r;
+	const struct relay_op	*op;
+	enum relay_state	 state;
+	char			*model;		/* decoded, for policy, usage */
+	char			*path;		/* wire path sent upstream */
+	char			*query;		/* canonical query, or NULL */
+	struct aws_creds	*creds;
+	struct hc_req		*up;
+	int			 attempts;
+	int			 paused;
+	int			 status;	/* upstream */
+	struct evbuffer		*errbody;
+	struct evkeyvalq	 errheaders;
+	int			 errheaders_set;
+	struct es_decoder	 dec;
+	int			 dec_on;
+	long long		 in, out, cache_read, cache_write;
+	int			 have_metrics;	/* invocationMetrics seen */
+	double			 t0;
+	double			 t_first;
+	const char		*outcome;
+	char			*exception;
+};
+
+static struct {
+	struct hc_target	*target;
+	char			*endpoint;
+	struct metric		*m_upstream;
+	struct metric		*m_upstream_seconds;
+	struct metric		*m_streams;
+	long			 active_streams;
+} rel;
+
+static void	relay_send(struct relay *);
+static void	relay_finish(struct relay *);
+
+static void
+relay_enter(struct relay *rl, enum relay_state s)
+{
+	log_trace(TRACE_UPSTREAM, "relay %s: %s -> %s", rl->r->id,
+	    relay_state_names[rl->state], relay_state_names[s]);
+	if (s == RS_STREAMING && rl->state != RS_STREAMING) {
+		rel.active_streams++;
+		metric_set(rel.m_streams, NULL, (double)rel.active_streams);
+	} else if (rl->state == RS_STREAMING && s != RS_STREAMING) {
+		rel.active_streams--;
+		metric_set(rel.m_streams, NULL, (double)rel.active_streams);
+	}
+	rl->state = s;
+}
+
+static void
+relay_free(void *arg)
+{
+	struct relay	*rl = arg;
+
+	if (rl->state == RS_STREAMING)
+		relay_enter(rl, RS_DONE);
+	if (rl->creds != NULL)
+		aws_creds_unref(rl->creds);
+	if (rl->dec_on)
+		es_decoder_free(&rl->dec);
+	if (rl->errbody != NULL)
+		evbuffer_free(rl->errbody);
+	if (rl->errheaders_set)
+		evhttp_clear_headers(&rl->errheaders);
+	free(rl->model);
+	free(rl->path);
+	free(rl->query);
+	free(rl->exception);
+	free(rl);
+}
+
+/* Module. */
+int
+relay_init(struct config *c, char **cause)
+{
+	if (hc_init(c->aws_ca_file, cause) == -1)
+		return (-1);
+	if ((rel.target = hc_target_new(c->aws_endpoint, cause)) == NULL)
+		return (-1);
+	rel.endpoint = xstrdup(c->aws_endpoint);
+	if (rel.m_upstream == NULL) {
+		rel.m_upstream = metric_new("bsp_upstream_requests_total",
+		    METRIC_COUNTER, "Bedrock calls by operation and status "
+		    "code (or error kind).");
+		rel.m_upstream_seconds = metric_new(
+		    "bsp_upstream_request_duration_seconds", METRIC_HISTOGRAM,
+		    "Bedrock call duration by operation.");
+		rel.m_streams = metric_new("bsp_active_streams", METRIC_GAUGE,
+		    "Streams being relayed now.");
+		metric_set(rel.m_streams, NULL, 0);
+	}
+	return (0);
+}
+
+int
+relay_reload(struct config *c, char **cause)
+{
+	struct hc_target	*t;
+
+	if (hc_reload(c->aws_ca_file, cause) == -1)
+		return (-1);
+	if (strcmp(c->aws_endpoint, rel.endpoint) != 0) {
+		if ((t = hc_target_new(c->aws_endpoint, cause)) == NULL)
+			return (-1);
+		/* Requests in flight keep the old target: leak-free swap. */
+		hc_target_free(rel.target);
+		rel.target = t;
+		free(rel.endpoint);
+		rel.endpoint = xstrdup(c->aws_endpoint);
+	}
+	return (0);
+}
+
+void
+relay_free_all(void)
+{
+	hc_shutdown();
+	if (rel.target != NULL)
+		hc_target_free(rel.target);
+	rel.target = NULL;
+	free(rel.endpoint);
+	rel.endpoint = NULL;
+}
+
+/* Percent-decode a path segment once; NULL if it decodes to junk. */
+static char *
+segment_decode(const char *p, size_t len)
+{
+	char	*out, *o;
+	size_t	 i;
+	int	 hi, lo;
+
+	if (len == 0 || len > RELAY_MODEL_MAX * 3)
+		return (NULL);
+	out = o = xmalloc(len + 1);
+	for (i = 0; i < len; i++) {
+		if (p[i] == '%') {
+			if (i + 2 >= len) {
+				free(out);
+				return (NULL);
+			}
+			hi = isxdigit((unsigned char)p[i + 1]) ?
+			    (isdigit((unsigned char)p[i + 1]) ? p[i + 1] - '0' :
+			    (tolower((unsigned char)p[i + 1]) - 'a' + 10)) : -1;
+			lo = isxdigit((unsigned char)p[i + 2]) ?
+			    (isdigit((unsigned char)p[i + 2]) ? p[i + 2] - '0' :
+			    (tolower((unsigned char)p[i + 2]) - 'a' + 10)) : -1;
+			if (hi < 0 || lo < 0) {
+				free(out);
+				return (NULL);
+			}
+			*o++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else
+			*o++ = p[i];
+	}
+	*o = '\0';
+	if ((size_t)(o - out) > RELAY_MODEL_MAX ||
+	    !str_is_printable(out, (size_t)(o - out))) {
+		free(out);
+		return (NULL);
+	}
+	return (out);
+}
+
+static int
+header_forwarded(const char *name)
+{
+	return (strcasecmp(name, "Content-Type") == 0 ||
+	    strcasecmp(name, "Accept") == 0 ||
+	    strncasecmp(name, "X-Amzn-Bedrock-", 15) == 0);
+}
+
+static int
+header_returned(const char *name)
+{
+	return (strcasecmp(name, "Content-Type") == 0 ||
+	    strncasecmp(name, "X-Amzn-Bedrock-", 15) == 0 ||
+	    strcasecmp(name, "x-amzn-RequestId") == 0 ||
+	    strcasecmp(name, "x-amzn-ErrorType") == 0 ||
+	    strcasecmp(name, "Retry-After") == 0 ||
+	    strcasecmp(name, "x-should-retry") == 0);
+}
+
+/* Copy the allow-listed upstream response headers to our reply. */
+static void
+relay_copy_headers(struct relay *rl, const struct evkeyvalq *h)
+{
+	struct evkeyval	*kv;
+
+	if (h == NULL)
+		return;
+	TAILQ_FOREACH(kv, h, next) {
+		if (header_returned(kv->key))
+			server_set_header(rl->r, kv->key, kv->value);
+	}
+}
+
+static long long
+header_num(const struct evkeyvalq *h, const char *name)
+{
+	const char	*v;
+	char		*end;
+	long long	 n;
+
+	if (h == NULL || (v = evhttp_find_header(h, name)) == NULL)
+		return (-1);
+	n = strtoll(v, &end, 10);
+	return (*v != '\0' && *end == '\0' && n >= 0 ? n : -1);
+}
+
+static long long
+json_num(json_t *o, const char *name)
+{
+	json_t	*v = json_object_get(o, name);
+
+	return (json_is_integer(v) && json_integer_value(v) >= 0 ?
+	    json_integer_value(v) : -1);
+}
+
+/* Usage from a JSON object in Anthropic or Converse spelling. */
+static void
+usage_from_json(struct relay *rl, json_t *u, int final)
+{
+	long long	v;
+
+	if (!json_is_object(u))
+		return;
+	if ((v = json_num(u, "input_tokens")) >= 0 ||
+	    (v = json_num(u, "inputTokens")) >= 0 ||
+	    (v = json_num(u, "inputTokenCount")) >= 0)
+		if (final || rl->in <= 0)
+			rl->in = v;
+	if ((v = json_num(u, "output_tokens")) >= 0 ||
+	    (v = json_num(u, "outputTokens")) >= 0 ||
+	    (v = json_num(u, "outputTokenCount")) >= 0)
+		if (final || v > rl->out)
+			rl->out = v;
+	if ((v = json_num(u, "cache_read_input_tokens")) >= 0 ||
+	    (v = json_num(u, "cacheReadInputTokens")) >= 0 ||
+	    (v = json_num(u, "cacheReadInputTokenCount")) >= 0)
+		rl->cache_read = v;
+	if ((v = json_num(u, "cache_creation_input_tokens")) >= 0 ||
+	    (v = json_num(u, "cacheWriteInputTokens")) >= 0 ||
+	    (v = json_num(u, "cacheWriteInputTokenCount")) >= 0)
+		rl->cache_write = v;
+}
+
+/* Look at one chunk's inner JSON (Anthropic SSE data objects). */
+static void
+usage_from_chunk(struct relay *rl, json_t *j)
+{
+	const char	*type = json_string_value(json_object_get(j, "type"));
+	json_t		*m;
+
+	if ((m = json_object_get(j, "amazon-bedrock-invocationMetrics")) !=
+	    NULL) {
+		usage_from_json(rl, m, 1);
+		rl->have_metrics = 1;
+		return;
+	}
+	if (rl->have_metrics || type == NULL)
+		return;
+	if (strcmp(type, "message_start") == 0)
+		usage_from_json(rl, json_object_get(json_object_get(j,
+		    "message"), "usage"), 0);
+	else if (strcmp(type, "message_delta") == 0)
+		usage_from_json(rl, json_object_get(j, "usage"), 0);
+}
+
+/* The side decoder: usage and exceptions, bytes untouched. */
+static int
+relay_frame(const struct es_message *m, void *arg)
+{
+	struct relay	*rl = arg;
+	char		 mt[32], et[64];
+	json_t		*j, *inner;
+	const char	*b64;
+	uint8_t		*raw;
+	size_t		 rawlen, b64len;
+
+	if (es_header_strcpy(m, ES_H_MESSAGE_TYPE, mt, sizeof mt) == -1)
+		return (0);
+	if (strcmp(mt, "exception") == 0 || strcmp(mt, "error") == 0) {
+		if (es_header_strcpy(m, strcmp(mt, "error") == 0 ?
+		    ES_H_ERROR_CODE : ES_H_EXCEPTION_TYPE, et, sizeof et) == 0) {
+			free(rl->exception);
+			rl->exception = xstrdup(et);
+		}
+		return (0);
+	}
+	if (m->payload_len > RELAY_USAGE_FRAME_MAX ||
+	    es_header_strcpy(m, ES_H_EVENT_TYPE, et, sizeof et) == -1)
+		return (0);
+	if (strcmp(et, "metadata") == 0) {
+		/* ConverseStream: {"usage":{...},"metrics":{...}} */
+		j = json_loadb((const char *)m->payload, m->payload_len, 0, NULL);
+		usage_from_json(rl, json_object_get(j, "usage"), 1);
+		json_decref(j);
+		return (0);
+	}
+	if (strcmp(et, "chunk") != 0 || memmem(m->payload, m->payload_len,
+	    "\"bytes\"", 7) == NULL)
+		return (0);
+	j = json_loadb((const char *)m->payload, m->payload_len, 0, NULL);
+	if ((b64 = json_string_value(json_object_get(j, "bytes"))) != NULL) {
+		b64len = strlen(b64);
+		raw = xmalloc(b64len + 1);
+		if (sodium_base642bin(raw, b64len, b64, b64len, NULL, &rawlen,
+		    NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
+		    (memmem(raw, rawlen, "usage", 5) != NULL ||
+		    memmem(raw, rawlen, "invocationMetrics", 17) != NULL) &&
+		    (inner = json_loadb((const char *)raw, rawlen, 0, NULL)) !=
+		    NULL) {
+			usage_from_chunk(rl, inner);
+			json_decref(inner);
+		}
+		free(raw);
+	}
+	json_decref(j);
+	return (0);
+}
+
+/* Write the usage row, the access log fields and the metrics. */
+static void
+relay_account(struct relay *rl, int status)
+{
+	struct usage		 u;
+	struct request		*r = rl->r;
+	struct principal	*p = r->principal;
+	char			 labels[256], code[16];
+	double			 now = now_mono();
+
+	memset(&u, 0, sizeof u);
+	u.ts = now_wall();
+	u.user_id = p->sub;
+	u.api_key_id = p->key_id;
+	u.model = rl->model;
+	u.route = rl->op->name;
+	u.status = status;
+	u.input_tokens = rl->in > 0 ? rl->in : 0;
+	u.output_tokens = rl->out > 0 ? rl->out : 0;
+	u.cache_read_tokens = rl->cache_read > 0 ? rl->cache_read : 0;
+	u.cache_write_tokens = rl->cache_write > 0 ? rl->cache_write : 0;
+	u.latency_ms = (long long)((now - rl->t0) * 1000);
+	u.first_byte_ms = rl->t_first > 0 ?
+	    (long long)((rl->t_first - rl->t0) * 1000) : -1;
+	u.request_id = r->id;
+	u.session_id = server_header(r, "X-Claude-Code-Session-Id");
+	if (u.session_id != NULL && (strlen(u.session_id) > 128 ||
+	    !str_is_printable(u.session_id, strlen(u.session_id))))
+		u.session_id = NULL;
+	u.outcome = rl->exception != NULL ? rl->exception :
+	    rl->outcome != NULL ? rl->outcome : "ok";
+	usage_record(&u);
+	if (r->cfg->rl_tokens_per_minute > 0 && p != NULL)
+		ratelimit_charge(r->cfg, p, u.input_tokens + u.output_tokens);
+	r->upstream_status = rl->status;
+	r->tokens_in = u.input_tokens;
+	r->tokens_out = u.output_tokens;
+
+	if (rl->status > 0)
+		snprintf(code, sizeof code, "%d", rl->status);
+	else
+		bsp_strlcpy(code, rl->outcome != NULL ? rl->outcome : "error",
+		    sizeof code);
+	metric_label(labels, sizeof labels, "operation", rl->op->name, "code",
+	    code, NULL);
+	metric_add(rel.m_upstream, labels, 1);
+	metric_label(labels, sizeof labels, "operation", rl->op->name, NULL);
+	metric_observe(rel.m_upstream_seconds, labels, now - rl->t0);
+}
+
+/* End the relay: account, drop our reference to the request. */
+static void
+relay_finish(struct relay *rl)
+{
+	int	status;
+
+	if (rl->state == RS_DONE)
+		return;
+	status = rl->r->client_gone && !rl->r->replied ? 499 : rl->r->status;
+	relay_enter(rl, RS_DONE);
+	relay_account(rl, status);
+	request_unref(rl->r);
+}
+
+/* The client went away: stop the upstream call. */
+static void
+relay_abort(struct request *r)
+{
+	struct relay	*rl = r->state;
+
+	if (rl == NULL || rl->state == RS_DONE)
+		return;
+	log_trace(TRACE_UPSTREAM, "relay %s: client gone; cancelling", r->id);
+	if (rl->up != NULL) {
+		hc_cancel(rl->up);
+		rl->up = NULL;
+	}
+	if (rl->state == RS_WAIT_CREDS)
+		aws_creds_cancel_wait(rl);
+	rl->outcome = "client_gone";
+	relay_finish(rl);
+}
+
+/* The client has read what we sent: read more from upstream. */
+static void
+relay_drained(struct request *r)
+{
+	struct relay	*rl = r->state;
+
+	if (rl != NULL && rl->paused && rl->up != NULL) {
+		rl->paused = 0;
+		hc_resume(rl->up);
+	}
+}
+
+static void
+relay_on_head(struct hc_req *up, int status, const struct evkeyvalq *h,
+    void *arg)
+{
+	struct relay	*rl = arg;
+
+	rl->status = status;
+	rl->t_first = now_mono();
+	if (status != 200) {
+		/* An error before the stream began: collect it whole. */
+		rl->errbody = evbuffer_new();
+		TAILQ_INIT(&rl->errheaders);
+		rl->errheaders_set = 1;
+		if (h != NULL) {
+			struct evkeyval *kv;
+
+			TAILQ_FOREACH(kv, h, next)
+				evhttp_add_header(&rl->errheaders, kv->key,
+				    kv->value);
+		}
+		return;
+	}
+	relay_copy_headers(rl, h);
+	es_decoder_init(&rl->dec, 0, relay_frame, rl);
+	rl->dec_on = 1;
+	relay_enter(rl, RS_STREAMING);
+	server_stream_start(rl->r, 200);
+}
+
+static void
+relay_on_data(struct hc_req *up, struct evbuffer *data, void *arg)
+{
+	struct relay		*rl = arg;
+	struct evbuffer_iovec	 v[16];
+	int			 n, i;
+
+	if (rl->errbody != NULL) {
+		if (evbuffer_get_length(rl->errbody) < RELAY_ERR_BODY_MAX)
+			evbuffer_add_buffer(rl->errbody, data);
+		else
+			evbuffer_drain(data, evbuffer_get_length(data));
+		return;
+	}
+	/* Read along without copying, then pass the bytes on unchanged. */
+	if (rl->dec_on && !rl->dec.failed) {
+		n = evbuffer_peek(data, -1, NULL, v, 16);
+		for (i = 0; i < n && i < 16; i++)
+			es_decoder_feed(&rl->dec, v[i].iov_base, v[i].iov_len);
+		if (n > 16) {
+			/* Rare: many small segments; feed the rest too. */
+			struct evbuffer_ptr p;
+
+			evbuffer_ptr_set(data, &p, 0, EVBUFFER_PTR_SET);
+			for (i = 0; i < 16; i++)
+				evbuffer_ptr_set(data, &p, v[i].iov_len,
+				    EVBUFFER_PTR_ADD);
+			while ((n = evbuffer_peek(data, -1, &p, v, 16)) > 0) {
+				for (i = 0; i < n && i < 16; i++) {
+					es_decoder_feed(&rl->dec, v[i].iov_base,
+					    v[i].iov_len);
+					evbuffer_ptr_set(data, &p,
+					    v[i].iov_len, EVBUFFER_PTR_ADD);
+				}
+				if (n <= 16)
+					break;
+			}
+		}
+		if (rl->dec.failed)
+			log_warnx("relay %s: cannot follow the upstream event "
+			    "stream (%s); relaying it unchanged", rl->r->id,
+			    es_decoder_error(&rl->dec));
+	}
+	server_stream_write(rl->r, data, relay_drained);
+	if (!rl->paused && server_stream_pending(rl->r) > RELAY_HIGH_WATER) {
+		rl->paused = 1;
+		hc_pause(up);
+	}
+}
+
+/* Is this upstream answer "your credentials expired"? */
+static int
+relay_expired(struct relay *rl, const struct evkeyvalq *h,
+    struct evbuffer *body)
+{
+	const char	*t;
+	size_t		 len;
+	const char	*b;
+
+	if (rl->status != 403 && rl->status != 400)
+		return (0);
+	if (h != NULL && (t = evhttp_find_header(h, "x-amzn-ErrorType")) !=
+	    NULL && (strncmp(t, "ExpiredToken", 12) == 0 ||
+	    strncmp(t, "UnrecognizedClientException", 27) == 0))
+		return (1);
+	if (body != NULL && (len = evbuffer_get_length(body)) > 0 &&
+	    len < 65536 && (b = (const char *)evbuffer_pullup(body, -1)) !=
+	    NULL && memmem(b, len, "security token included in the request "
+	    "is expired", 47) != NULL)
+		return (1);
+	return (0);
+}
+
+static void
+relay_creds_cb(void *arg, int ok)
+{
+	struct relay	*rl = arg;
+
+	if (rl->state != RS_WAIT_CREDS)
+		return;
+	if (!ok) {
+		/* No fresher credentials to be had. */
+		rl->outcome = "expired_credentials";
+		server_error_bedrock(rl->r, 403, "ExpiredTokenException",
+		    "the proxy's AWS credentials have expired and could not be "
+		    "refreshed");
+		relay_finish(rl);
+		return;
+	}
+	log_info("relay %s: retrying with refreshed AWS credentials",
+	    rl->r->id);
+	relay_send(rl);
+}
+
+/* The upstream answered (or failed) completely. */
+static void
+relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
+{
+	struct relay		*rl = arg;
+	struct request		*r = rl->r;
+	struct evbuffer		*body;
+	const struct evkeyvalq	*h;
+	uint8_t			 frame[1024];
+	size_t			 flen;
+	const char		*type, *msg;
+	int			 code;
+	json_t			*j;
+
+	rl->up = NULL;
+	if (rl->state == RS_DONE)
+		return;
+	if (res->error != HC_OK) {
+		rl->outcome = hc_error_name(res->error);
+		if (rl->state == RS_STREAMING) {
+			/* Mid-stream: end it with an exception frame. */
+			if (res->error == HC_ERR_TIMEOUT_IDLE ||
+			    res->error == HC_ERR_TIMEOUT_TOTAL) {
+				type = "modelStreamErrorException";
+				msg = "the model stream went silent; the proxy "
+				    "ended it";
+			} else {
+				type = "internalServerException";
+				msg = "the connection to Bedrock broke during "
+				    "the stream";
+			}
+			flen = es_encode_exception(type, msg, frame,
+			    sizeof frame);
+			if (flen > 0) {
+				struct evbuffer *b = evbuffer_new();
+
+				evbuffer_add(b, frame, flen);
+				server_stream_write(r, b, NULL);
+				evbuffer_free(b);
+			}
+			free(rl->exception);
+			rl->exception = xstrdup(type);
+			server_stream_end(r);
+			relay_finish(rl);
+			return;
+		}
+		switch (res->error) {
+		case HC_ERR_TIMEOUT_CONNECT:
+		case HC_ERR_TIMEOUT_FIRST_BYTE:
+		case HC_ERR_TIMEOUT_IDLE:
+		case HC_ERR_TIMEOUT_TOTAL:
+			code = 504;
+			break;
+		default:
+			code = 502;
+			break;
+		}
+		log_warnx("relay %s: %s %s: %s", r->id, rl->op->name,
+		    hc_error_name(res->error), res->message);
+		server_error_bedrock(r, code, "ServiceUnavailableException",
+		    "cannot reach Bedrock: %s", res->message);
+		relay_finish(rl);
+		return;
+	}
+
+	if (rl->state == RS_STREAMING) {
+		if (rl->dec_on && es_decoder_finish(&rl->dec) == -1 &&
+		    !rl->dec.failed)
+			log_warnx("relay %s: the upstream stream ended inside "
+			    "a frame", r->id);
+		server_stream_end(r);
+		relay_finish(rl);
+		return;
+	}
+
+	/* A complete, non-streamed answer (or a streaming op's error). */
+	h = rl->errheaders_set ? &rl->errheaders : res->headers;
+	body = rl->errbody != NULL ? rl->errbody : res->body;
+	if (rl->errbody != NULL && res->body != NULL)
+		evbuffer_add_buffer(rl->errbody, res->body);
+	if (rl->status == 0)
+		rl->status = res->status;
+	if (rl->t_first == 0)
+		rl->t_first = res->t_head > 0 ? rl->t0 + res->t_head :
+		    now_mono();
+	if (rl->creds != NULL && rl->attempts == 1 &&
+	    relay_expired(rl, h, body)) {
+		relay_enter(rl, RS_WAIT_CREDS);
+		if (rl->errbody != NULL) {
+			evbuffer_free(rl->errbody);
+			rl->errbody = NULL;
+		}
+		if (rl->errheaders_set) {
+			evhttp_clear_headers(&rl->errheaders);
+			rl->errheaders_set = 0;
+		}
+		log_info("relay %s: AWS says the credentials expired; "
+		    "refreshing once", r->id);
+		aws_creds_expired(rl->creds, relay_creds_cb, rl);
+		return;
+	}
+	if (rl->status == 200) {
+		long long v;
+
+		if ((v = header_num(h, "X-Amzn-Bedrock-Input-Token-Count")) >= 0)
+			rl->in = v;
+		if ((v = header_num(h, "X-Amzn-Bedrock-Output-Token-Count")) >=
+		    0)
+			rl->out = v;
+		if ((v = header_num(h,
+		    "X-Amzn-Bedrock-Cache-Read-Input-Token-Count")) >= 0)
+			rl->cache_read = v;
+		if ((v = header_num(h,
+		    "X-Amzn-Bedrock-Cache-Write-Input-Token-Count")) >= 0)
+			rl->cache_write = v;
+		if (strcmp(rl->op->name, "CountTokens") != 0 && body != NULL &&
+		    evbuffer_get_length(body) < RELAY_ERR_BODY_MAX &&
+		    (j = json_loadb((const char *)evbuffer_pullup(body, -1),
+		    evbuffer_get_length(body), 0, NULL)) != NULL) {
+			long long hin = rl->in, hout = rl->out;
+
+			usage_from_json(rl, json_object_get(j, "usage"), 1);
+			/* The service's own headers win over the body. */
+			if (hin >= 0 && header_num(h,
+			    "X-Amzn-Bedrock-Input-Token-Count") >= 0)
+				rl->in = hin;
+			if (hout >= 0 && header_num(h,
+			    "X-Amzn-Bedrock-Output-Token-Count") >= 0)
+				rl->out = hout;
+			json_decref(j);
+		}
+		if (strcmp(rl->op->name, "CountTokens") == 0)
+			rl->in = rl->out = 0;
+	} else if (h != NULL &&
+	    (type = evhttp_find_header(h, "x-amzn-ErrorType")) != NULL) {
+		free(rl->exception);
+		rl->exception = xstrndup(type, strcspn(type, ":"));
+	}
+	relay_copy_headers(rl, h);
+	if (rl->status >= 400)
+		r->log_error = "upstream";
+	server_reply(r, rl->status, NULL, body);
+	relay_finish(rl);
+}
+
+/* Sign (or not) and send the request upstream. */
+static void
+relay_send(struct relay *rl)
+{
+	struct request		*r = rl->r;
+	struct config		*c = r->cfg;
+	struct evkeyvalq	*in;
+	struct evkeyval		*kv;
+	struct hc_header	 hdr[RELAY_MAX_HEADERS];
+	struct sigv4_header	 sh[SIGV4_MAX_HEADERS];
+	struct sigv4_request	 sreq;
+	struct sigv4_creds	 sc;
+	struct sigv4_result	 sres;
+	struct hc_request	 hreq;
+	const uint8_t		*body;
+	size_t			 blen, nh = 0, ns = 0, i;
+	const char		*err;
+	char			*cause = NULL, *upath, bearer[4096];
+
+	if (server_body(r, &body, &blen) == -1) {
+		server_error_bedrock(r, 400, "ValidationException",
+		    "cannot read the request body");
+		relay_finish(rl);
+		return;
+	}
+	in = evhttp_request_get_input_headers(r->http);
+	TAILQ_FOREACH(kv, in, next) {
+		if (!header_forwarded(kv->key))
+			continue;
+		if (ns == SIGV4_MAX_HEADERS) {
+			server_error_bedrock(r, 400, "ValidationException",
+			    "too many X-Amzn-Bedrock headers");
+			relay_finish(rl);
+			return;
+		}
+		sh[ns].name = kv->key;
+		sh[ns].value = kv->value;
+		ns++;
+		hdr[nh].name = kv->key;
+		hdr[nh].value = kv->value;
+		nh++;
+	}
+	if (c->aws_bearer_token != NULL) {
+		snprintf(bearer, sizeof bearer, "Bearer %s", c->aws_bearer_token);
+		hdr[nh].name = "Authorization";
+		hdr[nh].value = bearer;
+		nh++;
+	} else {
+		if (rl->creds != NULL)
+			aws_creds_unref(rl->creds);
+		if ((rl->creds = aws_creds_get()) == NULL) {
+			server_error_bedrock(r, 503,
+			    "ServiceUnavailableException", "the proxy has no "
+			    "AWS credentials: %s", aws_creds_problem());
+			relay_finish(rl);
+			return;
+		}
+		memset(&sreq, 0, sizeof sreq);
+		sreq.method = "POST";
+		sreq.host = hc_target_host(rel.target);
+		sreq.path = rl->path;
+		sreq.query = rl->query;
+		sreq.headers = sh;
+		sreq.nheaders = ns;
+		sreq.payload = body;
+		sreq.payload_len = blen;
+		sreq.region = c->aws_region;
+		sreq.service = "bedrock";
+		sreq.when = now_wall();
+		sreq.flags = SIGV4_CONTENT_SHA256;
+		sc.access_key_id = rl->creds->access_key_id;
+		sc.secret_access_key = rl->creds->secret_access_key;
+		sc.session_token = rl->creds->session_token;
+		if (sigv4_sign(&sreq, &sc, &sres, &err) == -1) {
+			log_warnx("relay %s: cannot sign: %s", r->id, err);
+			server_error_bedrock(r, 400, "ValidationException",
+			    "the request cannot be signed: %s", err);
+			relay_finish(rl);
+			return;
+		}
+		for (i = 0; i < sres.nout; i++)
+			hdr[nh++] = (struct hc_header){ sres.out[i].name,
+			    sres.out[i].value };
+	}
+	hdr[nh].name = "User-Agent";
+	hdr[nh].value = BSP_NAME "/" PACKAGE_VERSION;
+	nh++;
+
+	if (rl->query != NULL)
+		xasprintf(&upath, "%s?%s", rl->path, rl->query);
+	else
+		upath = xstrdup(rl->path);
+	memset(&hreq, 0, sizeof hreq);
+	hreq.method = "POST";
+	hreq.path = upath;
+	hreq.headers = hdr;
+	hreq.nheaders = nh;
+	hreq.body = body;
+	hreq.body_len = blen;
+	hreq.max_body = rl->op->stream ? 0 : RELAY_MAX_BODY;
+	hreq.timeouts.connect_ms = c->to_upstream_connect * 1000;
+	hreq.timeouts.first_byte_ms = c->to_upstream_first_byte * 1000;
+	hreq.timeouts.idle_ms = (rl->op->stream ? c->to_stream_idle :
+	    c->to_upstream_first_byte) * 1000;
+	hreq.timeouts.total_ms = HC_TIMEOUT_NONE;
+	hreq.flags = rl->op->stream ? HC_STREAM : 0;
+	hreq.on_head = rl->op->stream ? relay_on_head : NULL;
+	hreq.on_data = rl->op->stream ? relay_on_data : NULL;
+	hreq.on_done = relay_on_done;
+	hreq.arg = rl;
+	rl->attempts++;
+	rl->status = 0;
+	rl->up = hc_start(rel.target, &hreq, &cause);
+	sodium_memzero(bearer, sizeof bearer);
+	free(upath);
+	if (rl->up == NULL) {
+		log_warnx("relay %s: %s", r->id, cause);
+		server_error_bedrock(r, 500, "InternalServerException",
+		    "cannot send the request upstream");
+		free(cause);
+		relay_finish(rl);
+		return;
+	}
+	relay_enter(rl, RS_SENT);
+}
+
+static const struct relay_op *
+relay_op_find(const struct route *rt)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(relay_ops); i++) {
+		if (strcmp(relay_ops[i].route, rt->name) == 0)
+			return (&relay_ops[i]);
+	}
+	return (NULL);
+}
+
+/* Every Bedrock runtime route: the gate, then the relay. */
+void
+route_bedrock(struct request *r)
+{
+	struct relay		*rl;
+	const struct relay_op	*op = relay_op_find(r->route);
+	const char		*why, *path, *q;
+	long long		 retry;
+	char			 buf[32];
+
+	if (op == NULL) {
+		server_error_bedrock(r, 500, "InternalServerException",
+		    "unknown operation");
+		return;
+	}
+	rl = xcalloc(1, sizeof *rl);
+	rl->r = r;
+	rl->op = op;
+	rl->t0 = now_mono();
+	rl->in = rl->out = rl->cache_read = rl->cache_write = -1;
+	r->state = rl;
+	r->state_free = relay_free;
+
+	if (op->has_model) {
+		rl->model = segment_decode(r->params[0].p, r->params[0].len);
+		if (rl->model == NULL) {
+			server_error_bedrock(r, 400, "ValidationException",
+			    "malformed model identifier");
+			return;
+		}
+	} else {
+		char *g = segment_decode(r->params[0].p, r->params[0].len);
+
+		if (g == NULL) {
+			server_error_bedrock(r, 400, "ValidationException",
+			    "malformed guardrail identifier");
+			return;
+		}
+		xasprintf(&rl->model, "guardrail:%s", g);
+		free(g);
+	}
+	request_set_model(r, rl->model, strlen(rl->model));
+	if (op->has_model && !policy_model_allowed(r->cfg, r->principal,
+	    rl->model, &why)) {
+		server_error_bedrock(r, 403, "AccessDeniedException", "%s: %s",
+		    why, rl->model);
+		return;
+	}
+	if (!ratelimit_check(r->cfg, r->principal, &retry)) {
+		snprintf(buf, sizeof buf, "%lld", retry);
+		server_set_header(r, "Retry-After", buf);
+		server_error_bedrock(r, 429, "ThrottlingException",
+		    "rate limit exceeded; retry in %lld seconds", retry);
+		return;
+	}
+
+	/* The path exactly as received, without our /bedrock prefix. */
+	path = r->path;
+	if (strncmp(path, "/bedrock/", 9) == 0)
+		path += 8;
+	q = hc_target_path(rel.target);
+	if (q != NULL && strcmp(q, "/") != 0) {
+		size_t plen = strlen(q);
+
+		while (plen > 0 && q[plen - 1] == '/')
+			plen--;
+		xasprintf(&rl->path, "%.*s%s", (int)plen, q, path);
+	} else
+		rl->path = xstrdup(path);
+	if (r->query != NULL && *r->query != '\0') {
+		rl->query = sigv4_canonical_query(r->query);
+		if (rl->query == NULL) {
+			server_error_bedrock(r, 400, "ValidationException",
+			    "malformed query string");
+			return;
+		}
+	}
+	request_ref(r);
+	r->on_abort = relay_abort;
+	relay_send(rl);
+}

@@ -1,0 +1,239 @@
+/*
+ * usage.c: usage rows for every Bedrock call, written in batches.
+ *
+ * A finished call (complete, failed upstream, or abandoned by its client)
+ * queues one row; a timer writes the queue in one transaction every second,
+ * so no request ever waits on the disk. If the database refuses (a full
+ * disk), rows stay queued and are retried; the queue is bounded and the
+ * oldest rows are dropped, counted and logged, past the bound. Rows older
+ * than usage.retention_days are purged every hour.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <sqlite3.h>
+
+#include "bsp.h"
+
+#define USAGE_QUEUE_MAX		100000
+#define USAGE_BATCH		512
+#define USAGE_PURGE_SECS	3600
+
+/* A queued row: the numbers, and copies of the strings it owns. */
+struct usage_row {
+	struct usage		 u;
+	char			*s[7];
+	TAILQ_ENTRY(usage_row)	 entry;
+};
+
+static struct {
+	TAILQ_HEAD(, usage_row)	 queue;
+	size_t			 n;
+	unsigned long long	 dropped;
+	struct event		 flush_ev;
+	struct event		 purge_ev;
+	int			 started;
+	double			 last_warn;
+} us;
+
+static struct db_stmt st_insert = { "INSERT INTO usage (ts, user_id, "
+    "api_key_id, model, route, status, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, latency_ms, first_byte_ms, "
+    "request_id, session_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?)", NULL, NULL };
+static struct db_stmt st_purge = { "DELETE FROM usage WHERE ts < ?", NULL,
+    NULL };
+
+struct metric	*m_tokens;
+
+static char *
+dup_or_null(const char *s)
+{
+	return (s != NULL ? xstrdup(s) : NULL);
+}
+
+static void
+usage_row_free(struct usage_row *row)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(row->s); i++)
+		free(row->s[i]);
+	free(row);
+}
+
+/* Queue one call's usage; counts tokens for the metrics at once. */
+void
+usage_record(const struct usage *u)
+{
+	struct usage_row	*row;
+	char			 labels[512];
+
+	if (!us.started)
+		TAILQ_INIT(&us.queue);
+	us.started = 1;
+	if (u->input_tokens > 0 || u->output_tokens > 0) {
+		metric_label(labels, sizeof labels, "direction", "input",
+		    "model", u->model, NULL);
+		metric_add(m_tokens, labels, (double)u->input_tokens);
+		metric_label(labels, sizeof labels, "direction", "output",
+		    "model", u->model, NULL);
+		metric_add(m_tokens, labels, (double)u->output_tokens);
+	}
+	if (us.n >= USAGE_QUEUE_MAX) {
+		row = TAILQ_FIRST(&us.queue);
+		TAILQ_REMOVE(&us.queue, row, entry);
+		usage_row_free(row);
+		us.n--;
+		us.dropped++;
+	}
+	row = xcalloc(1, sizeof *row);
+	row->u = *u;
+	row->u.user_id = row->s[0] = dup_or_null(u->user_id);
+	row->u.api_key_id = row->s[1] = dup_or_null(u->api_key_id);
+	row->u.model = row->s[2] = dup_or_null(u->model);
+	row->u.route = row->s[3] = dup_or_null(u->route);
+	row->u.request_id = row->s[4] = dup_or_null(u->request_id);
+	row->u.session_id = row->s[5] = dup_or_null(u->session_id);
+	row->u.outcome = row->s[6] = dup_or_null(u->outcome);
+	TAILQ_INSERT_TAIL(&us.queue, row, entry);
+	us.n++;
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s != NULL)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+/* Write what is queued, in batches of one transaction each. */
+void
+usage_flush(void)
+{
+	struct usage_row	*row;
+	sqlite3_stmt		*st;
+	size_t			 n;
+	double			 now;
+
+	if (!us.started || bsp_db == NULL)
+		return;
+	while (!TAILQ_EMPTY(&us.queue)) {
+		if (db_begin() == -1)
+			goto fail;
+		n = 0;
+		TAILQ_FOREACH(row, &us.queue, entry) {
+			if (n++ == USAGE_BATCH)
+				break;
+			st = db_prepare(&st_insert);
+			sqlite3_bind_int64(st, 1, (sqlite3_int64)row->u.ts);
+			bind_text(st, 2, row->u.user_id);
+			bind_text(st, 3, row->u.api_key_id);
+			bind_text(st, 4, row->u.model);
+			bind_text(st, 5, row->u.route);
+			sqlite3_bind_int(st, 6, row->u.status);
+			sqlite3_bind_int64(st, 7, row->u.input_tokens);
+			sqlite3_bind_int64(st, 8, row->u.output_tokens);
+			sqlite3_bind_int64(st, 9, row->u.cache_read_tokens);
+			sqlite3_bind_int64(st, 10, row->u.cache_write_tokens);
+			sqlite3_bind_int64(st, 11, row->u.latency_ms);
+			if (row->u.first_byte_ms >= 0)
+				sqlite3_bind_int64(st, 12, row->u.first_byte_ms);
+			bind_text(st, 13, row->u.request_id);
+			bind_text(st, 14, row->u.session_id);
+			bind_text(st, 15, row->u.outcome);
+			if (sqlite3_step(st) != SQLITE_DONE) {
+				sqlite3_reset(st);
+				db_rollback();
+				goto fail;
+			}
+			sqlite3_reset(st);
+		}
+		if (db_commit() == -1)
+			goto fail;
+		/* Committed: drop what was written. */
+		while (n-- > 0 && (row = TAILQ_FIRST(&us.queue)) != NULL) {
+			TAILQ_REMOVE(&us.queue, row, entry);
+			usage_row_free(row);
+			us.n--;
+		}
+	}
+	if (us.dropped > 0) {
+		log_warnx("usage: %llu rows were dropped while the database "
+		    "could not take them", us.dropped);
+		us.dropped = 0;
+	}
+	return;
+fail:
+	now = now_mono();
+	if (now - us.last_warn > 60) {
+		log_warnx("usage: cannot write %zu queued rows (%s); will retry",
+		    us.n, db_errmsg());
+		us.last_warn = now;
+	}
+}
+
+static void
+usage_flush_cb(int fd, short ev, void *arg)
+{
+	usage_flush();
+}
+
+static void
+usage_purge_cb(int fd, short ev, void *arg)
+{
+	sqlite3_stmt	*st = db_prepare(&st_purge);
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)(now_wall() -
+	    (time_t)cfg->usage_retention_days * 86400));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		log_warnx("usage: purge failed: %s", db_errmsg());
+	sqlite3_reset(st);
+	ratelimit_sweep();
+}
+
+int
+usage_init(struct config *c, char **cause)
+{
+	struct timeval	one = { 1, 0 }, hour = { USAGE_PURGE_SECS, 0 };
+
+	if (!us.started) {
+		TAILQ_INIT(&us.queue);
+		us.started = 1;
+	}
+	event_assign(&us.flush_ev, bsp_base, -1, EV_PERSIST, usage_flush_cb,
+	    NULL);
+	event_add(&us.flush_ev, &one);
+	event_assign(&us.purge_ev, bsp_base, -1, EV_PERSIST, usage_purge_cb,
+	    NULL);
+	event_add(&us.purge_ev, &hour);
+	return (0);
+}
+
+/* At exit: write what is left, then free. */
+void
+usage_free(void)
+{
+	struct usage_row	*row;
+
+	if (!us.started)
+		return;
+	event_del(&us.flush_ev);
+	event_del(&us.purge_ev);
+	usage_flush();
+	while ((row = TAILQ_FIRST(&us.queue)) != NULL) {
+		TAILQ_REMOVE(&us.queue, row, entry);
+		usage_row_free(row);
+	}
+	us.n = 0;
+	ratelimit_free();
+}
+
+size_t
+usage_queued(void)
+{
+	return (us.n);
+}

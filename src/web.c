@@ -1,0 +1,1113 @@
+/*
+ * web.c: the browser-facing HTML pages and their two static assets.
+ *
+ * Pages are plain HTML built into an evbuffer: no inline script or style
+ * (the CSP allows only /static/app.css and /static/app.js from 'self'),
+ * no third-party assets, every dynamic value HTML-escaped and bounded.
+ * They read and work without JavaScript; app.js only adds copy buttons.
+ * Snippet values pass two layers: first quoted for their language (shell,
+ * JSON via jansson, JS/Python string), then HTML-escaped.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include <jansson.h>
+
+#include "bsp.h"
+#include "web.h"
+
+#define HTML_TYPE	"text/html; charset=utf-8"
+#define PRODUCT		"Bedrock SSO Proxy"
+#define DEFAULT_MODEL	"us.anthropic.claude-sonnet-4-20250514-v1:0"
+#define DEFAULT_REGION	"us-east-1"
+#define DEFAULT_URL	"https://PROXY-HOST"
+#define ELLIPSIS	"\xe2\x80\xa6"
+#define WEB_URL_MAX	(WEB_FIELD_MAX + 32)	/* public_url + a path */
+#define WEB_MAX_SECS	(100LL * 366 * 86400)	/* times beyond are clamped */
+
+enum quote {
+	Q_SHELL,	/* 'single quoted' for sh */
+	Q_SCRIPT,	/* 'single quoted' for JavaScript and Python */
+};
+
+/* The values every section of the success page uses. */
+struct web_success {
+	const struct web_tokens	*t;
+	const char		*at;		/* access token */
+	const char		*rt;		/* refresh token or NULL */
+	const char		*region;
+	const char		*model;
+	char			*base;		/* public URL, no slash */
+	char			*bedrock;	/* base + /bedrock */
+	time_t			 now;
+};
+
+static void	web_raw(struct evbuffer *, const char *);
+static void	web_esc(struct evbuffer *, const char *, size_t);
+static void	web_text(struct evbuffer *, const char *, size_t);
+static void	web_quoted(struct evbuffer *, enum quote, const char *, size_t);
+static void	web_pathseg(struct evbuffer *, const char *, size_t, int);
+static void	web_head(struct evbuffer *, const char *);
+static void	web_foot(struct evbuffer *);
+static void	web_copy_button(struct evbuffer *, const char *);
+static void	web_block(struct evbuffer *, const char *, const char *);
+static void	web_block_end(struct evbuffer *);
+static void	web_when(struct evbuffer *, time_t, time_t);
+static int	web_settings_json(struct evbuffer *, const char *,
+		    const char *, const char *, const char *);
+static int	web_refresh_body(struct evbuffer *, const char *);
+static char	*web_base_url(const char *);
+static void	web_reply(struct request *, int, struct evbuffer *);
+static void	web_success_intro(struct evbuffer *,
+		    const struct web_success *);
+static void	web_success_tokens(struct evbuffer *,
+		    const struct web_success *);
+static int	web_success_claude(struct evbuffer *,
+		    const struct web_success *);
+static void	web_success_curl(struct evbuffer *, const struct web_success *);
+static void	web_success_sdk(struct evbuffer *, const struct web_success *);
+static int	web_refresh_cmd(struct evbuffer *, const struct web_success *,
+		    const char *);
+static int	web_success_refresh(struct evbuffer *,
+		    const struct web_success *);
+
+/* The stylesheet: system fonts, readable width, dark mode. */
+static const char web_css[] =
+":root {\n"
+"  color-scheme: light dark;\n"
+"  --bg: #ffffff; --fg: #1b1f24; --muted: #57606a; --line: #d0d7de;\n"
+"  --panel: #f6f8fa; --accent: #0b5cad; --accent-fg: #ffffff;\n"
+"  --warn-bg: #fff8c5; --warn-line: #d4a72c; --err-bg: #ffebe9;\n"
+"  --err-line: #cf222e; --ok: #1a7f37;\n"
+"}\n"
+"@media (prefers-color-scheme: dark) {\n"
+"  :root {\n"
+"    --bg: #0d1117; --fg: #e6edf3; --muted: #9da7b3; --line: #30363d;\n"
+"    --panel: #161b22; --accent: #4493f8; --accent-fg: #0d1117;\n"
+"    --warn-bg: #2e2610; --warn-line: #9e6a03; --err-bg: #2d1214;\n"
+"    --err-line: #f85149; --ok: #3fb950;\n"
+"  }\n"
+"}\n"
+"*, *::before, *::after { box-sizing: border-box; }\n"
+"[hidden] { display: none !important; }\n"
+"html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }\n"
+"body {\n"
+"  margin: 0; background: var(--bg); color: var(--fg);\n"
+"  font: 16px/1.55 system-ui, -apple-system, \"Segoe UI\", Roboto,\n"
+"    \"Helvetica Neue\", Arial, sans-serif;\n"
+"}\n"
+"header.site, main, footer.site {\n"
+"  max-width: 52rem; margin: 0 auto; padding: 0 1.25rem;\n"
+"}\n"
+"header.site { padding-top: 1.25rem; padding-bottom: .75rem;\n"
+"  border-bottom: 1px solid var(--line); }\n"
+"header.site a { color: var(--fg); font-weight: 600;\n"
+"  text-decoration: none; }\n"
+"main { padding-top: 1rem; padding-bottom: 2rem; }\n"
+"footer.site { color: var(--muted); font-size: .875rem;\n"
+"  padding-bottom: 2rem; }\n"
+"h1 { font-size: 1.75rem; line-height: 1.25; margin: 1rem 0 .75rem; }\n"
+"h2 { font-size: 1.3rem; margin: 2.25rem 0 .5rem;\n"
+"  padding-top: .75rem; border-top: 1px solid var(--line); }\n"
+"h3 { font-size: 1.05rem; margin: 1.5rem 0 .4rem; }\n"
+"a { color: var(--accent); }\n"
+"p, ul, ol, dl { margin: .6rem 0; }\n"
+"code, pre, textarea, kbd {\n"
+"  font-family: ui-monospace, SFMono-Regular, \"SF Mono\", Menlo,\n"
+"    Consolas, \"Liberation Mono\", monospace; font-size: .875rem;\n"
+"}\n"
+"code { background: var(--panel); padding: .1em .3em; border-radius: 4px;\n"
+"  overflow-wrap: anywhere; }\n"
+"pre code { background: none; padding: 0; }\n"
+"pre, textarea {\n"
+"  display: block; width: 100%; margin: 0; padding: .75rem .9rem;\n"
+"  background: var(--panel); color: var(--fg);\n"
+"  border: 1px solid var(--line); border-radius: 6px;\n"
+"  white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.45;\n"
+"}\n"
+"textarea { resize: vertical; min-height: 5.5rem; }\n"
+".block { position: relative; margin: .5rem 0 1rem; }\n"
+".block .label { display: flex; justify-content: space-between;\n"
+"  align-items: end; gap: 1rem; margin-bottom: .3rem;\n"
+"  color: var(--muted); font-size: .875rem; }\n"
+"button.copy {\n"
+"  font: inherit; font-size: .8125rem; cursor: pointer;\n"
+"  padding: .15rem .7rem; border-radius: 6px;\n"
+"  border: 1px solid var(--line); background: var(--bg); color: var(--fg);\n"
+"}\n"
+"button.copy:hover { border-color: var(--accent); }\n"
+"button.copy.copied { color: var(--ok); border-color: var(--ok); }\n"
+"a.button {\n"
+"  display: inline-block; padding: .65rem 1.2rem; border-radius: 6px;\n"
+"  background: var(--accent); color: var(--accent-fg); font-weight: 600;\n"
+"  text-decoration: none; border: 1px solid transparent;\n"
+"}\n"
+"a.button:hover, a.button:focus { filter: brightness(1.1);\n"
+"  text-decoration: underline; }\n"
+"a.button.secondary { background: var(--bg); color: var(--accent);\n"
+"  border-color: var(--line); }\n"
+"ul.providers { list-style: none; padding: 0; margin: 1.5rem 0;\n"
+"  display: grid; gap: .75rem; max-width: 24rem; }\n"
+"ul.providers a.button { display: block; text-align: center; }\n"
+".notice { padding: .75rem 1rem; border-radius: 6px;\n"
+"  border: 1px solid var(--line); background: var(--panel); }\n"
+".notice.warn { background: var(--warn-bg); border-color: var(--warn-line); }\n"
+".notice.error { background: var(--err-bg); border-color: var(--err-line); }\n"
+".notice h2 { border: 0; margin: 0 0 .4rem; padding: 0; font-size: 1.1rem; }\n"
+".lead { font-size: 1.1rem; color: var(--muted); }\n"
+".muted { color: var(--muted); }\n"
+"dl.facts { display: grid; grid-template-columns: max-content 1fr;\n"
+"  gap: .3rem 1.25rem; }\n"
+"dl.facts dt { color: var(--muted); }\n"
+"dl.facts dd { margin: 0; }\n"
+"nav.toc ul { padding-left: 1.2rem; }\n"
+"@media (max-width: 36rem) {\n"
+"  dl.facts { grid-template-columns: 1fr; }\n"
+"  dl.facts dd { margin-bottom: .5rem; }\n"
+"}\n"
+"@media print { button.copy { display: none; } }\n";
+
+/* Copy buttons; the pages are complete without this script. */
+static const char web_js[] =
+"/* app.js: copy-to-clipboard buttons. The pages work without it. */\n"
+"(function () {\n"
+"  'use strict';\n"
+"\n"
+"  function textOf(el) {\n"
+"    return el.tagName === 'TEXTAREA' ? el.value : el.textContent;\n"
+"  }\n"
+"\n"
+"  function selectAll(el) {\n"
+"    if (typeof el.select === 'function') {\n"
+"      el.focus();\n"
+"      el.select();\n"
+"      return;\n"
+"    }\n"
+"    var range = document.createRange();\n"
+"    range.selectNodeContents(el);\n"
+"    var sel = window.getSelection();\n"
+"    sel.removeAllRanges();\n"
+"    sel.addRange(range);\n"
+"  }\n"
+"\n"
+"  function fallback(el) {\n"
+"    selectAll(el);\n"
+"    try {\n"
+"      return document.execCommand('copy');\n"
+"    } catch (e) {\n"
+"      return false;\n"
+"    }\n"
+"  }\n"
+"\n"
+"  function show(btn, ok) {\n"
+"    var label = btn.getAttribute('data-label');\n"
+"    btn.textContent = ok ? 'Copied' : 'Press Ctrl+C to copy';\n"
+"    btn.classList.toggle('copied', ok);\n"
+"    clearTimeout(btn.bspTimer);\n"
+"    btn.bspTimer = setTimeout(function () {\n"
+"      btn.textContent = label;\n"
+"      btn.classList.remove('copied');\n"
+"    }, 2000);\n"
+"  }\n"
+"\n"
+"  function copy(btn) {\n"
+"    var el = document.getElementById(btn.getAttribute('data-copy'));\n"
+"    if (!el)\n"
+"      return;\n"
+"    if (navigator.clipboard && window.isSecureContext) {\n"
+"      navigator.clipboard.writeText(textOf(el)).then(function () {\n"
+"        show(btn, true);\n"
+"      }, function () {\n"
+"        show(btn, fallback(el));\n"
+"      });\n"
+"    } else\n"
+"      show(btn, fallback(el));\n"
+"  }\n"
+"\n"
+"  var buttons = document.querySelectorAll('button[data-copy]');\n"
+"  for (var i = 0; i < buttons.length; i++) {\n"
+"    var b = buttons[i];\n"
+"    b.setAttribute('data-label', b.textContent);\n"
+"    b.hidden = false;\n"
+"    b.addEventListener('click', function (ev) {\n"
+"      copy(ev.currentTarget);\n"
+"    });\n"
+"  }\n"
+"  var areas = document.querySelectorAll('textarea[readonly]');\n"
+"  for (var j = 0; j < areas.length; j++)\n"
+"    areas[j].addEventListener('focus', function (ev) {\n"
+"      ev.currentTarget.select();\n"
+"    });\n"
+"})();\n";
+
+static struct web_asset {
+	const char	*name;
+	const char	*ctype;
+	const char	*body;
+	size_t		 len;
+	char		 etag[24];
+} web_assets[] = {
+	{ "app.css", "text/css; charset=utf-8", web_css, sizeof web_css - 1,
+	  "" },
+	{ "app.js", "application/javascript; charset=utf-8", web_js,
+	  sizeof web_js - 1, "" },
+};
+
+static void
+web_raw(struct evbuffer *b, const char *s)
+{
+	evbuffer_add(b, s, strlen(s));
+}
+
+/*
+ * Append len bytes HTML-escaped, for text and attribute values alike.
+ * Control characters other than tab and newline become spaces.
+ */
+static void
+web_esc(struct evbuffer *b, const char *s, size_t len)
+{
+	const char	*rep;
+	size_t		 i, start = 0;
+	unsigned char	 c;
+
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		switch (c) {
+		case '&':
+			rep = "&amp;";
+			break;
+		case '<':
+			rep = "&lt;";
+			break;
+		case '>':
+			rep = "&gt;";
+			break;
+		case '"':
+			rep = "&quot;";
+			break;
+		case '\'':
+			rep = "&#x27;";
+			break;
+		case '\t':
+		case '\n':
+			rep = NULL;
+			break;
+		default:
+			rep = (c < 0x20 || c == 0x7f) ? " " : NULL;
+			break;
+		}
+		if (rep == NULL)
+			continue;
+		evbuffer_add(b, s + start, i - start);
+		web_raw(b, rep);
+		start = i + 1;
+	}
+	evbuffer_add(b, s + start, len - start);
+}
+
+/* Escaped text of at most max bytes, cut on a UTF-8 boundary. */
+static void
+web_text(struct evbuffer *b, const char *s, size_t max)
+{
+	size_t	len, cut;
+
+	if (s == NULL)
+		return;
+	len = strnlen(s, max + 1);
+	if (len <= max) {
+		web_esc(b, s, len);
+		return;
+	}
+	cut = max;
+	while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80)
+		cut--;
+	web_esc(b, s, cut);
+	web_raw(b, ELLIPSIS);
+}
+
+/* A string literal for sh or for JS/Python, then HTML-escaped. */
+static void
+web_quoted(struct evbuffer *b, enum quote q, const char *s, size_t max)
+{
+	size_t		 i, len = strnlen(s, max);
+	unsigned char	 c;
+
+	web_raw(b, "&#x27;");
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c < 0x20 || c == 0x7f)
+			continue;
+		if (c == '\'')
+			web_raw(b, q == Q_SHELL ? "&#x27;\\&#x27;&#x27;" :
+			    "\\&#x27;");
+		else if (c == '\\' && q == Q_SCRIPT)
+			web_raw(b, "\\\\");
+		else
+			web_esc(b, s + i, 1);
+	}
+	web_raw(b, "&#x27;");
+}
+
+/* Percent-encode a path segment: unreserved kept, and ':' if asked. */
+static void
+web_pathseg(struct evbuffer *b, const char *s, size_t max, int keep_colon)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	size_t			 i, len = strnlen(s, max);
+	unsigned char		 c;
+	char			 pct[3];
+
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+		    c == '_' || c == '~' || (c == ':' && keep_colon)) {
+			evbuffer_add(b, &s[i], 1);
+			continue;
+		}
+		pct[0] = '%';
+		pct[1] = hex[c >> 4];
+		pct[2] = hex[c & 0xf];
+		evbuffer_add(b, pct, 3);
+	}
+}
+
+/* Everything up to and including <main>. */
+static void
+web_head(struct evbuffer *b, const char *title)
+{
+	web_raw(b, "<!doctype html>\n"
+	    "<html lang=\"en\">\n"
+	    "<head>\n"
+	    "<meta charset=\"utf-8\">\n"
+	    "<meta name=\"viewport\" content=\"width=device-width, "
+	    "initial-scale=1\">\n"
+	    "<meta name=\"referrer\" content=\"no-referrer\">\n"
+	    "<meta name=\"robots\" content=\"noindex, nofollow\">\n"
+	    "<title>");
+	web_text(b, title, WEB_TITLE_MAX);
+	web_raw(b, " \xe2\x80\x94 " PRODUCT "</title>\n"
+	    "<link rel=\"stylesheet\" href=\"/static/app.css\">\n"
+	    "<script src=\"/static/app.js\" defer></script>\n"
+	    "</head>\n"
+	    "<body>\n"
+	    "<header class=\"site\"><a href=\"/\">" PRODUCT "</a></header>\n"
+	    "<main>\n");
+}
+
+static void
+web_foot(struct evbuffer *b)
+{
+	web_raw(b, "</main>\n"
+	    "<footer class=\"site\"><p>" PRODUCT ": single sign-on for "
+	    "Amazon Bedrock.</p></footer>\n"
+	    "</body>\n"
+	    "</html>\n");
+}
+
+/* A copy button for element id; hidden until app.js shows it. */
+static void
+web_copy_button(struct evbuffer *b, const char *id)
+{
+	evbuffer_add_printf(b, "<button type=\"button\" class=\"copy\" "
+	    "data-copy=\"%s\" aria-live=\"polite\" hidden>Copy</button>", id);
+}
+
+/* "2025-01-01T00:00:00Z (in 30 days)" */
+static void
+web_when(struct evbuffer *b, time_t t, time_t now)
+{
+	char	iso[32], rel[64];
+
+	if ((long long)t < 0)
+		t = 0;
+	if ((long long)t - (long long)now > WEB_MAX_SECS)
+		t = now + (time_t)WEB_MAX_SECS;
+	time_iso8601(t, iso, sizeof iso);
+	web_human_delta((long long)t - (long long)now, rel, sizeof rel);
+	evbuffer_add_printf(b, "<time datetime=\"%s\">%s</time> (%s)", iso, iso,
+	    rel);
+}
+
+/* "in 30 days", "in 5 hours", "in 12 minutes", or "expired". */
+void
+web_human_delta(long long secs, char *buf, size_t len)
+{
+	long long	 n;
+	const char	*unit;
+
+	if (secs <= 0) {
+		bsp_strlcpy(buf, "expired", len);
+		return;
+	}
+	if (secs < 60) {
+		bsp_strlcpy(buf, "in less than a minute", len);
+		return;
+	}
+	if (secs < 3600 - 30) {
+		n = (secs + 30) / 60;
+		unit = "minute";
+	} else if (secs < 2 * 86400) {
+		n = (secs + 1800) / 3600;
+		unit = "hour";
+	} else {
+		n = (secs + 43200) / 86400;
+		unit = "day";
+	}
+	snprintf(buf, len, "in %lld %s%s", n, unit, n == 1 ? "" : "s");
+}
+
+/* public_url without trailing slashes, bounded; a placeholder if unset. */
+static char *
+web_base_url(const char *u)
+{
+	size_t	len;
+
+	if (u == NULL || *u == '\0')
+		return (xstrdup(DEFAULT_URL));
+	len = strnlen(u, WEB_FIELD_MAX);
+	while (len > 0 && u[len - 1] == '/')
+		len--;
+	return (xstrndup(u, len));
+}
+
+/* The ~/.claude/settings.json block, built by jansson so it is valid JSON. */
+static int
+web_settings_json(struct evbuffer *b, const char *bedrock, const char *token,
+    const char *region, const char *model)
+{
+	json_t	*j;
+	char	*s;
+
+	j = json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:s}}", "env",
+	    "CLAUDE_CODE_USE_BEDROCK", "1",
+	    "ANTHROPIC_BEDROCK_BASE_URL", bedrock,
+	    "CLAUDE_CODE_SKIP_BEDROCK_AUTH", "1",
+	    "ANTHROPIC_AUTH_TOKEN", token,
+	    "AWS_REGION", region,
+	    "ANTHROPIC_MODEL", model);
+	if (j == NULL)
+		return (-1);
+	s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (s == NULL)
+		return (-1);
+	web_esc(b, s, strlen(s));
+	freezero_str(s);
+	return (0);
+}
+
+/* -d '{"refresh_token":"..."}' for the refresh and logout snippets. */
+static int
+web_refresh_body(struct evbuffer *b, const char *refresh)
+{
+	json_t	*j;
+	char	*s;
+
+	if ((j = json_pack("{s:s}", "refresh_token", refresh)) == NULL)
+		return (-1);
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (s == NULL)
+		return (-1);
+	web_raw(b, "  -d ");
+	web_quoted(b, Q_SHELL, s, WEB_TOKEN_MAX * 2);
+	freezero_str(s);
+	return (0);
+}
+
+/* GET /: one button per provider, or a note for the operator. */
+int
+web_render_login(struct evbuffer *out, const struct web_provider *pv,
+    size_t npv, const char *notice)
+{
+	struct evbuffer	*b = evbuffer_new();
+	size_t		 i;
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_head(b, "Sign in");
+	web_raw(b, "<h1>Sign in to " PRODUCT "</h1>\n"
+	    "<p class=\"lead\">Sign in with your company account to get a "
+	    "token for Amazon Bedrock. You can use it with Claude Code, the "
+	    "AWS SDKs and curl.</p>\n");
+	if (notice != NULL && *notice != '\0') {
+		web_raw(b, "<p class=\"notice\" role=\"status\">");
+		web_text(b, notice, WEB_NOTICE_MAX);
+		web_raw(b, "</p>\n");
+	}
+	if (npv > WEB_PROVIDERS_MAX)
+		npv = WEB_PROVIDERS_MAX;
+	if (npv == 0) {
+		web_raw(b, "<div class=\"notice warn\" role=\"alert\">\n"
+		    "<h2>No identity provider is configured</h2>\n"
+		    "<p>Nobody can sign in yet. If you run this proxy, add at "
+		    "least one provider under <code>oauth.providers</code> in "
+		    "the configuration file, check it with "
+		    "<code>bedrock-sso-proxy -n</code>, then reload the "
+		    "daemon (SIGHUP). For example:</p>\n"
+		    "<pre><code>oauth:\n"
+		    "  providers:\n"
+		    "    google:\n"
+		    "      client_id: 1234.apps.googleusercontent.com\n"
+		    "      client_secret_file: /etc/bedrock-sso-proxy/"
+		    "google.secret</code></pre>\n"
+		    "<p>Every key is described in "
+		    "<strong>bedrock-sso-proxy.yaml(5)</strong>; run "
+		    "<code>man bedrock-sso-proxy.yaml</code>.</p>\n"
+		    "<p>If you are a developer, ask the people who run this "
+		    "proxy to set up sign-in.</p>\n"
+		    "</div>\n");
+	} else {
+		web_raw(b, "<ul class=\"providers\">\n");
+		for (i = 0; i < npv; i++) {
+			if (pv[i].name == NULL || *pv[i].name == '\0')
+				continue;
+			web_raw(b, "<li><a class=\"button\" "
+			    "href=\"/auth/login/");
+			web_pathseg(b, pv[i].name, WEB_NAME_MAX, 0);
+			web_raw(b, "\">Sign in with ");
+			web_text(b, pv[i].display_name != NULL &&
+			    *pv[i].display_name != '\0' ? pv[i].display_name :
+			    pv[i].name, WEB_NAME_MAX);
+			web_raw(b, "</a></li>\n");
+		}
+		web_raw(b, "</ul>\n"
+		    "<p class=\"muted\">After you sign in, this site shows "
+		    "your token and how to set up your tools. Nothing is "
+		    "installed on your computer.</p>\n");
+	}
+	web_foot(b);
+	if (evbuffer_get_length(b) > WEB_PAGE_MAX) {
+		evbuffer_free(b);
+		return (-1);
+	}
+	evbuffer_add_buffer(out, b);
+	evbuffer_free(b);
+	return (0);
+}
+
+/* Who signed in, until when, and a table of contents. */
+static void
+web_success_intro(struct evbuffer *b, const struct web_success *ws)
+{
+	const struct web_tokens	*t = ws->t;
+	time_t			 exp;
+	long long		 in;
+
+	in = t->expires_in;
+	if (in < 0 || in > WEB_MAX_SECS)
+		in = 0;
+	exp = t->expires_at != 0 ? t->expires_at : ws->now + (time_t)in;
+	web_raw(b, "<h1>You are signed in</h1>\n<p>Signed in as ");
+	if (t->name != NULL && *t->name != '\0' &&
+	    (t->user == NULL || strcmp(t->name, t->user) != 0)) {
+		web_raw(b, "<strong>");
+		web_text(b, t->name, WEB_FIELD_MAX);
+		web_raw(b, "</strong>");
+		if (t->user != NULL && *t->user != '\0') {
+			web_raw(b, " (");
+			web_text(b, t->user, WEB_FIELD_MAX);
+			web_raw(b, ")");
+		}
+	} else {
+		web_raw(b, "<strong>");
+		web_text(b, t->user != NULL && *t->user != '\0' ? t->user :
+		    "an unnamed user", WEB_FIELD_MAX);
+		web_raw(b, "</strong>");
+	}
+	if (t->provider != NULL && *t->provider != '\0') {
+		web_raw(b, " with ");
+		web_text(b, t->provider, WEB_NAME_MAX);
+	}
+	web_raw(b, ".</p>\n<dl class=\"facts\">\n<dt>Access token expires</dt>"
+	    "<dd>");
+	web_when(b, exp, ws->now);
+	web_raw(b, "</dd>\n");
+	if (t->session_expires_at != 0) {
+		web_raw(b, "<dt>Session ends</dt><dd>");
+		web_when(b, t->session_expires_at, ws->now);
+		web_raw(b, "</dd>\n");
+	}
+	web_raw(b, "</dl>\n"
+	    "<p class=\"notice warn\"><strong>Keep these tokens secret, like a "
+	    "password.</strong> Anyone who has them can use Bedrock as you. "
+	    "This page is not cached: copy what you need now. To get a new "
+	    "token later, sign in again or use the refresh token.</p>\n"
+	    "<nav class=\"toc\"><ul>\n"
+	    "<li><a href=\"#tokens\">Your tokens</a></li>\n"
+	    "<li><a href=\"#claude-code\">Claude Code</a></li>\n"
+	    "<li><a href=\"#curl\">curl</a></li>\n"
+	    "<li><a href=\"#sdk\">AWS SDKs (JavaScript, Python)</a></li>\n"
+	    "<li><a href=\"#refresh\">Refresh and sign out</a></li>\n"
+	    "</ul></nav>\n");
+}
+
+/* A labelled block: label, copy button, then the opening of the element. */
+static void
+web_block(struct evbuffer *b, const char *label, const char *id)
+{
+	web_raw(b, "<div class=\"block\"><div class=\"label\"><span>");
+	web_raw(b, label);
+	web_raw(b, "</span>");
+	web_copy_button(b, id);
+	evbuffer_add_printf(b, "</div>\n<pre id=\"%s\"><code>", id);
+}
+
+static void
+web_block_end(struct evbuffer *b)
+{
+	web_raw(b, "</code></pre></div>\n");
+}
+
+/* The tokens, each in a read-only text area. */
+static void
+web_success_tokens(struct evbuffer *b, const struct web_success *ws)
+{
+	web_raw(b, "<h2 id=\"tokens\">Your tokens</h2>\n"
+	    "<div class=\"block\"><div class=\"label\">"
+	    "<label for=\"access-token\">Access token (send as <code>"
+	    "Authorization: Bearer</code>)</label>");
+	web_copy_button(b, "access-token");
+	web_raw(b, "</div>\n<textarea id=\"access-token\" readonly "
+	    "rows=\"5\" spellcheck=\"false\" autocomplete=\"off\" "
+	    "autocapitalize=\"off\">");
+	web_esc(b, ws->at, strlen(ws->at));
+	web_raw(b, "</textarea></div>\n");
+	if (ws->rt == NULL)
+		return;
+	web_raw(b, "<div class=\"block\"><div class=\"label\">"
+	    "<label for=\"refresh-token\">Refresh token (only for "
+	    "<code>/auth/refresh</code> and <code>/auth/logout</code>)"
+	    "</label>");
+	web_copy_button(b, "refresh-token");
+	web_raw(b, "</div>\n<textarea id=\"refresh-token\" readonly "
+	    "rows=\"3\" spellcheck=\"false\" autocomplete=\"off\" "
+	    "autocapitalize=\"off\">");
+	web_esc(b, ws->rt, strlen(ws->rt));
+	web_raw(b, "</textarea></div>\n");
+}
+
+/* Claude Code in Bedrock mode through /bedrock (BEDROCK-FACTS 5.2). */
+static int
+web_success_claude(struct evbuffer *b, const struct web_success *ws)
+{
+	web_raw(b, "<h2 id=\"claude-code\">Claude Code</h2>\n"
+	    "<p>Claude Code talks to Bedrock through this proxy: the proxy "
+	    "checks your token and signs the requests to AWS, so you need "
+	    "no AWS credentials. Paste this into your shell, then run "
+	    "<code>claude</code>:</p>\n");
+	web_block(b, "Shell", "cc-shell");
+	web_raw(b, "export CLAUDE_CODE_USE_BEDROCK=1\n"
+	    "export ANTHROPIC_BEDROCK_BASE_URL=");
+	web_quoted(b, Q_SHELL, ws->bedrock, WEB_URL_MAX);
+	web_raw(b, "\nexport CLAUDE_CODE_SKIP_BEDROCK_AUTH=1\n"
+	    "export ANTHROPIC_AUTH_TOKEN=");
+	web_quoted(b, Q_SHELL, ws->at, WEB_TOKEN_MAX);
+	web_raw(b, "\nexport AWS_REGION=");
+	web_quoted(b, Q_SHELL, ws->region, WEB_FIELD_MAX);
+	web_raw(b, "\nexport ANTHROPIC_MODEL=");
+	web_quoted(b, Q_SHELL, ws->model, WEB_FIELD_MAX);
+	web_raw(b, "\nunset AWS_BEARER_TOKEN_BEDROCK\nclaude");
+	web_block_end(b);
+	web_raw(b, "<p>Or, to keep it for every session, merge this into "
+	    "<code>~/.claude/settings.json</code> (add the keys to your "
+	    "<code>\"env\"</code> object if you already have one):</p>\n");
+	web_block(b, "~/.claude/settings.json", "cc-settings");
+	if (web_settings_json(b, ws->bedrock, ws->at, ws->region,
+	    ws->model) == -1)
+		return (-1);
+	web_block_end(b);
+	web_raw(b, "<ul>\n"
+	    "<li><code>ANTHROPIC_MODEL</code> picks the model: any Bedrock "
+	    "model ID or inference profile your administrator allows, "
+	    "for example <code>");
+	web_text(b, ws->model, WEB_FIELD_MAX);
+	web_raw(b, "</code>. Leave it out to use Claude Code's "
+	    "default.</li>\n"
+	    "<li><strong>Do not set <code>AWS_BEARER_TOKEN_BEDROCK</code> to "
+	    "anything else.</strong> When it is set, Claude Code sends it "
+	    "instead of <code>ANTHROPIC_AUTH_TOKEN</code>. Unset it (as "
+	    "above) or give it this same token.</li>\n"
+	    "<li>When the access token expires, refresh it (below) or sign "
+	    "in again, and replace <code>ANTHROPIC_AUTH_TOKEN</code>.</li>\n"
+	    "</ul>\n");
+	return (0);
+}
+
+/* InvokeModel with curl. */
+static void
+web_success_curl(struct evbuffer *b, const struct web_success *ws)
+{
+	struct evbuffer	*u;
+	char		*url;
+	size_t		 len;
+
+	if ((u = evbuffer_new()) == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_raw(u, ws->bedrock);
+	web_raw(u, "/model/");
+	web_pathseg(u, ws->model, WEB_FIELD_MAX, 1);
+	web_raw(u, "/invoke");
+	len = evbuffer_get_length(u);
+	url = xmalloc(len + 1);
+	evbuffer_remove(u, url, len);
+	url[len] = '\0';
+	evbuffer_free(u);
+
+	web_raw(b, "<h2 id=\"curl\">curl</h2>\n"
+	    "<p>Call a model directly (InvokeModel with an Anthropic "
+	    "Messages body):</p>\n");
+	web_block(b, "Shell", "curl-invoke");
+	web_raw(b, "TOKEN=");
+	web_quoted(b, Q_SHELL, ws->at, WEB_TOKEN_MAX);
+	web_raw(b, "\ncurl -sS ");
+	web_quoted(b, Q_SHELL, url, len);
+	free(url);
+	web_raw(b, " \\\n"
+	    "  -H \"Authorization: Bearer $TOKEN\" \\\n"
+	    "  -H &#x27;Content-Type: application/json&#x27; \\\n"
+	    "  -d &#x27;{\"anthropic_version\": \"bedrock-2023-05-31\", "
+	    "\"max_tokens\": 256,\n"
+	    "       \"messages\": [{\"role\": \"user\", \"content\": "
+	    "\"Say hello\"}]}&#x27;");
+	web_block_end(b);
+	web_raw(b, "<p>The other Bedrock Runtime calls work the same way under "
+	    "<code>");
+	web_text(b, ws->bedrock, WEB_URL_MAX);
+	web_raw(b, "</code>: <code>invoke-with-response-stream</code>, "
+	    "<code>converse</code>, <code>converse-stream</code> and "
+	    "<code>count-tokens</code>.</p>\n");
+}
+
+/* The JavaScript and Python SDKs, bearer token from the environment. */
+static void
+web_success_sdk(struct evbuffer *b, const struct web_success *ws)
+{
+	web_raw(b, "<h2 id=\"sdk\">AWS SDKs</h2>\n"
+	    "<p>Point the Bedrock Runtime client at the proxy and give it "
+	    "the access token as a bearer token. First put the token in "
+	    "the environment:</p>\n");
+	web_block(b, "Shell", "sdk-env");
+	web_raw(b, "export AWS_BEARER_TOKEN_BEDROCK=");
+	web_quoted(b, Q_SHELL, ws->at, WEB_TOKEN_MAX);
+	web_block_end(b);
+
+	web_raw(b, "<h3>JavaScript (<code>@aws-sdk/client-bedrock-runtime"
+	    "</code>)</h3>\n");
+	web_block(b, "invoke.mjs", "sdk-js");
+	web_raw(b, "import { BedrockRuntimeClient, InvokeModelCommand } from "
+	    "&#x27;@aws-sdk/client-bedrock-runtime&#x27;;\n\n"
+	    "const token = process.env.AWS_BEARER_TOKEN_BEDROCK;\n"
+	    "const client = new BedrockRuntimeClient({\n"
+	    "  region: ");
+	web_quoted(b, Q_SCRIPT, ws->region, WEB_FIELD_MAX);
+	web_raw(b, ",\n  endpoint: ");
+	web_quoted(b, Q_SCRIPT, ws->bedrock, WEB_URL_MAX);
+	web_raw(b, ",\n  token: { token },\n"
+	    "  authSchemePreference: [&#x27;httpBearerAuth&#x27;],\n"
+	    "});\n"
+	    "const res = await client.send(new InvokeModelCommand({\n"
+	    "  modelId: ");
+	web_quoted(b, Q_SCRIPT, ws->model, WEB_FIELD_MAX);
+	web_raw(b, ",\n"
+	    "  contentType: &#x27;application/json&#x27;,\n"
+	    "  body: JSON.stringify({\n"
+	    "    anthropic_version: &#x27;bedrock-2023-05-31&#x27;,\n"
+	    "    max_tokens: 256,\n"
+	    "    messages: [{ role: &#x27;user&#x27;, content: "
+	    "&#x27;Say hello&#x27; }],\n"
+	    "  }),\n"
+	    "}));\n"
+	    "console.log(JSON.parse(new TextDecoder().decode(res.body))"
+	    ".content[0].text);");
+	web_block_end(b);
+
+	web_raw(b, "<h3>Python (boto3)</h3>\n"
+	    "<p>Needs botocore 1.39 or later, which reads "
+	    "<code>AWS_BEARER_TOKEN_BEDROCK</code> by itself.</p>\n");
+	web_block(b, "invoke.py", "sdk-py");
+	web_raw(b, "import json\nimport boto3\n\n"
+	    "client = boto3.client(&#x27;bedrock-runtime&#x27;, "
+	    "region_name=");
+	web_quoted(b, Q_SCRIPT, ws->region, WEB_FIELD_MAX);
+	web_raw(b, ",\n                      endpoint_url=");
+	web_quoted(b, Q_SCRIPT, ws->bedrock, WEB_URL_MAX);
+	web_raw(b, ")\n"
+	    "res = client.invoke_model(\n"
+	    "    modelId=");
+	web_quoted(b, Q_SCRIPT, ws->model, WEB_FIELD_MAX);
+	web_raw(b, ",\n"
+	    "    body=json.dumps({\n"
+	    "        &#x27;anthropic_version&#x27;: "
+	    "&#x27;bedrock-2023-05-31&#x27;,\n"
+	    "        &#x27;max_tokens&#x27;: 256,\n"
+	    "        &#x27;messages&#x27;: [{&#x27;role&#x27;: "
+	    "&#x27;user&#x27;, &#x27;content&#x27;: "
+	    "&#x27;Say hello&#x27;}],\n"
+	    "    }))\n"
+	    "print(json.loads(res[&#x27;body&#x27;].read())"
+	    "[&#x27;content&#x27;][0][&#x27;text&#x27;])");
+	web_block_end(b);
+}
+
+/* POST /auth/refresh or /auth/logout with the refresh token in JSON. */
+static int
+web_refresh_cmd(struct evbuffer *b, const struct web_success *ws,
+    const char *path)
+{
+	char	*u;
+
+	web_raw(b, "curl -sS -X POST ");
+	xasprintf(&u, "%s%s", ws->base, path);
+	web_quoted(b, Q_SHELL, u, WEB_URL_MAX);
+	free(u);
+	web_raw(b, " \\\n  -H &#x27;Content-Type: application/json&#x27; "
+	    "\\\n");
+	return (web_refresh_body(b, ws->rt));
+}
+
+/* How to refresh the pair and how to sign out. */
+static int
+web_success_refresh(struct evbuffer *b, const struct web_success *ws)
+{
+	web_raw(b, "<h2 id=\"refresh\">Refresh and sign out</h2>\n");
+	if (ws->rt == NULL) {
+		web_raw(b, "<p>This login has no refresh token: sign in again "
+		    "when the access token expires.</p>\n");
+		return (0);
+	}
+	web_raw(b, "<p>Before the access token expires, trade the refresh "
+	    "token for a new pair. The answer is JSON with a new "
+	    "<code>access_token</code> and <code>refresh_token</code>; the "
+	    "old refresh token stops working, so keep the new one.</p>\n");
+	web_block(b, "Shell", "refresh-cmd");
+	if (web_refresh_cmd(b, ws, "/auth/refresh") == -1)
+		return (-1);
+	web_block_end(b);
+	web_raw(b, "<p>To sign out, which ends this session and stops both "
+	    "tokens at once (sending the access token as <code>Authorization: "
+	    "Bearer</code> works too):</p>\n");
+	web_block(b, "Shell", "logout-cmd");
+	if (web_refresh_cmd(b, ws, "/auth/logout") == -1)
+		return (-1);
+	web_block_end(b);
+	return (0);
+}
+
+/* After login: who, until when, the tokens and copy-paste setup. */
+int
+web_render_success(struct evbuffer *out, const struct web_tokens *t,
+    time_t now)
+{
+	struct web_success	 ws;
+	struct evbuffer		*b;
+	int			 rc = -1;
+
+	memset(&ws, 0, sizeof ws);
+	ws.t = t;
+	ws.now = now;
+	ws.at = t->access_token;
+	ws.rt = t->refresh_token != NULL && *t->refresh_token != '\0' ?
+	    t->refresh_token : NULL;
+	ws.region = t->region != NULL && *t->region != '\0' ? t->region :
+	    DEFAULT_REGION;
+	ws.model = t->example_model != NULL && *t->example_model != '\0' ?
+	    t->example_model : DEFAULT_MODEL;
+	if (ws.at == NULL || *ws.at == '\0' ||
+	    strnlen(ws.at, WEB_TOKEN_MAX + 1) > WEB_TOKEN_MAX ||
+	    (ws.rt != NULL &&
+	    strnlen(ws.rt, WEB_TOKEN_MAX + 1) > WEB_TOKEN_MAX))
+		return (-1);
+	/* Configuration values are not cut: a cut value would not work. */
+	if (strnlen(ws.region, WEB_FIELD_MAX + 1) > WEB_FIELD_MAX ||
+	    strnlen(ws.model, WEB_FIELD_MAX + 1) > WEB_FIELD_MAX ||
+	    (t->public_url != NULL &&
+	    strnlen(t->public_url, WEB_FIELD_MAX + 1) > WEB_FIELD_MAX))
+		return (-1);
+	ws.base = web_base_url(t->public_url);
+	xasprintf(&ws.bedrock, "%s/bedrock", ws.base);
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+
+	web_head(b, "Signed in");
+	web_success_intro(b, &ws);
+	web_success_tokens(b, &ws);
+	if (web_success_claude(b, &ws) == -1)
+		goto out;
+	web_success_curl(b, &ws);
+	web_success_sdk(b, &ws);
+	if (web_success_refresh(b, &ws) == -1)
+		goto out;
+	web_raw(b, "<p><a class=\"button secondary\" href=\"/\">Back to the "
+	    "sign-in page</a></p>\n");
+	web_foot(b);
+	if (evbuffer_get_length(b) > WEB_PAGE_MAX)
+		goto out;
+	evbuffer_add_buffer(out, b);
+	rc = 0;
+out:
+	free(ws.base);
+	free(ws.bedrock);
+	evbuffer_free(b);
+	return (rc);
+}
+
+/* A refusal or failure: what happened, what to do, a way back. */
+int
+web_render_error(struct evbuffer *out, int code, const char *title,
+    const char *what, const char *todo)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	if (title == NULL || *title == '\0')
+		title = "Something went wrong";
+	web_head(b, title);
+	web_raw(b, "<h1>");
+	web_text(b, title, WEB_TITLE_MAX);
+	web_raw(b, "</h1>\n<div class=\"notice error\" role=\"alert\">\n");
+	if (what != NULL && *what != '\0') {
+		web_raw(b, "<h2>What happened</h2>\n<p>");
+		web_text(b, what, WEB_TEXT_MAX);
+		web_raw(b, "</p>\n");
+	}
+	web_raw(b, "<h2>What to do</h2>\n<p>");
+	web_text(b, todo != NULL && *todo != '\0' ? todo :
+	    "Go back to the sign-in page and try again. If it keeps "
+	    "happening, contact the people who run this proxy.", WEB_TEXT_MAX);
+	web_raw(b, "</p>\n</div>\n");
+	if (code >= 400 && code <= 599)
+		evbuffer_add_printf(b,
+		    "<p class=\"muted\">HTTP status %d.</p>\n", code);
+	web_raw(b, "<p><a class=\"button\" href=\"/\">Back to the sign-in "
+	    "page</a></p>\n");
+	web_foot(b);
+	evbuffer_add_buffer(out, b);
+	evbuffer_free(b);
+	return (0);
+}
+
+/* A static asset by name: body, content type, length and ETag; or NULL. */
+const char *
+web_static(const char *name, size_t len, const char **ctype, size_t *blen,
+    const char **etag)
+{
+	struct web_asset	*a;
+	uint64_t		 h;
+	size_t			 i, j;
+
+	for (i = 0; i < nitems(web_assets); i++) {
+		a = &web_assets[i];
+		if (strlen(a->name) != len || memcmp(a->name, name, len) != 0)
+			continue;
+		if (a->etag[0] == '\0') {
+			h = 0xcbf29ce484222325ULL;	/* FNV-1a */
+			for (j = 0; j < a->len; j++) {
+				h ^= (unsigned char)a->body[j];
+				h *= 0x100000001b3ULL;
+			}
+			snprintf(a->etag, sizeof a->etag, "\"%016llx\"",
+			    (unsigned long long)h);
+		}
+		*ctype = a->ctype;
+		*blen = a->len;
+		*etag = a->etag;
+		return (a->body);
+	}
+	return (NULL);
+}
+
+static void
+web_reply(struct request *r, int code, struct evbuffer *b)
+{
+	server_reply(r, code, HTML_TYPE, b);
+	evbuffer_free(b);
+}
+
+void
+web_login_page(struct request *r, const struct web_provider *pv, size_t npv,
+    const char *notice)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	if (web_render_login(b, pv, npv, notice) == -1) {
+		evbuffer_free(b);
+		web_error_page(r, 500, "This page cannot be shown",
+		    "The sign-in page could not be built.", NULL);
+		return;
+	}
+	web_reply(r, 200, b);
+}
+
+void
+web_success_page(struct request *r, const struct web_tokens *t)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	if (web_render_success(b, t, now_wall()) == -1) {
+		evbuffer_free(b);
+		log_warnx("%s: request %s: cannot render the success page",
+		    __func__, r->id);
+		web_error_page(r, 500, "Your token cannot be shown",
+		    "You signed in, but the page with your token could not be "
+		    "built.", "Sign in again. If it keeps happening, contact "
+		    "the people who run this proxy.");
+		return;
+	}
+	web_reply(r, 200, b);
+}
+
+void
+web_error_page(struct request *r, int code, const char *title,
+    const char *what, const char *todo)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_render_error(b, code, title, what, todo);
+	web_reply(r, code, b);
+}
+
+/* GET /static/{name}: the two assets, cacheable for an hour, with ETag. */
+void
+route_static(struct request *r)
+{
+	struct evbuffer	*b;
+	const char	*body, *ctype, *etag, *inm;
+	size_t		 len;
+
+	body = NULL;
+	if (r->nparams == 1)
+		body = web_static(r->params[0].p, r->params[0].len, &ctype,
+		    &len, &etag);
+	if (body == NULL) {
+		server_reply_text(r, 404, "text/plain; charset=utf-8",
+		    "not found\n");
+		return;
+	}
+	server_set_header(r, "Cache-Control", "public, max-age=3600");
+	server_set_header(r, "ETag", etag);
+	inm = server_header(r, "If-None-Match");
+	if (inm != NULL &&
+	    (strcmp(inm, "*") == 0 || strstr(inm, etag) != NULL)) {
+		server_reply(r, 304, NULL, NULL);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	evbuffer_add_reference(b, body, len, NULL, NULL);
+	server_reply(r, 200, ctype, b);
+	evbuffer_free(b);
+}
