@@ -18,12 +18,20 @@
 
 #include "bsp.h"
 #include "crypto.h"
+#include "jose.h"
+#include "oidc.h"
+
+/* A request waiting while a trusted issuer's keys are fetched again. */
+struct auth_wait {
+	struct oidc_issuer	*iss;
+};
 
 #define AUTH_TOKEN_MAX	16384
 
 struct auth_cache_entry {
 	uint8_t				 hash[CRYPTO_HASH_LEN];
 	struct principal		*p;
+	time_t				 until;
 	TAILQ_ENTRY(auth_cache_entry)	 entry;
 	UT_hash_handle			 hh;
 };
@@ -76,7 +84,7 @@ auth_cache_sweep(void)
 	cache_init();
 	for (e = TAILQ_FIRST(&cache.fifo); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, entry);
-		if (e->p->exp != 0 && e->p->exp <= now)
+		if (e->until != 0 && e->until <= now)
 			cache_remove(e);
 	}
 }
@@ -90,7 +98,7 @@ cache_get(const uint8_t *h)
 	HASH_FIND(hh, cache.hash, h, CRYPTO_HASH_LEN, e);
 	if (e == NULL)
 		return (NULL);
-	if (e->p->exp != 0 && e->p->exp <= now_wall()) {
+	if (e->until != 0 && e->until <= now_wall()) {
 		cache_remove(e);
 		return (NULL);
 	}
@@ -111,6 +119,11 @@ cache_put(const uint8_t *h, struct principal *p)
 	e = xcalloc(1, sizeof *e);
 	memcpy(e->hash, h, CRYPTO_HASH_LEN);
 	e->p = principal_ref(p);
+	/* External tokens: never longer than cache.validation_ttl. */
+	e->until = p->exp;
+	if (p->kind == PRINCIPAL_EXTERNAL && (e->until == 0 ||
+	    e->until > now_wall() + (time_t)cfg->cache_validation_ttl))
+		e->until = now_wall() + (time_t)cfg->cache_validation_ttl;
 	HASH_ADD(hh, cache.hash, hash, CRYPTO_HASH_LEN, e);
 	TAILQ_INSERT_TAIL(&cache.fifo, e, entry);
 	cache.n++;
@@ -190,9 +203,90 @@ looks_like_jws(const char *t)
 	    strchr(d1 + 1, '.') != NULL);
 }
 
+/* Which trusted issuer, if any, a token claims to come from. */
+static int
+auth_issuer(struct request *r, const char *t, size_t len)
+{
+	struct crypto_err	 err;
+	struct jose_jws		*jws;
+	int			 idx;
+
+	if (r->cfg->nissuers == 0 || (jws = jose_parse(t, len, &err)) == NULL)
+		return (-1);
+	idx = oauth_issuer_index(r->cfg, json_string_value(json_object_get(
+	    jws->claims, "iss")));
+	jose_jws_free(jws);
+	return (idx);
+}
+
+void
+auth_wait_free(struct request *r)
+{
+	if (r->auth_wait == NULL)
+		return;
+	oidc_cancel_wait(r->auth_wait->iss, r);
+	oidc_issuer_put(r->auth_wait->iss);
+	free(r->auth_wait);
+	r->auth_wait = NULL;
+}
+
+/* The client left while we waited for keys. */
+static void
+auth_abort(struct request *r)
+{
+	auth_wait_free(r);
+	request_unref(r);
+}
+
+/* The issuer's keys have been fetched again: try once more. */
+static void
+auth_resume(void *arg)
+{
+	struct request	*r = arg;
+	int		 rc;
+
+	r->on_abort = NULL;
+	rc = auth_request(r);
+	if (rc == 1)
+		return;		/* still waiting (a second fetch) */
+	auth_wait_free(r);
+	if (rc == 0)
+		r->route->handler(r);
+	request_unref(r);
+}
+
+/* A trusted issuer's token; 1 while its keys are fetched again. */
+static int
+auth_external(struct request *r, int idx, const char *t, size_t len,
+    struct principal **p, const char **why, int *code)
+{
+	const struct issuer_config	*ic = &r->cfg->issuers[idx];
+	struct oidc_issuer		*iss;
+	int				 rc;
+
+	iss = r->auth_wait != NULL ? r->auth_wait->iss : oauth_issuer_ref(ic);
+	rc = oauth_verify_external(r->cfg, ic, iss, t, len, p, why, code,
+	    auth_resume, r);
+	if (rc == 1) {
+		if (r->auth_wait == NULL) {
+			r->auth_wait = xcalloc(1, sizeof *r->auth_wait);
+			r->auth_wait->iss = iss;
+			request_ref(r);
+		}
+		r->on_abort = auth_abort;
+		log_trace(TRACE_AUTH, "%s: waiting for %s's keys", r->id,
+		    ic->issuer);
+		return (1);
+	}
+	if (r->auth_wait == NULL)
+		oidc_issuer_put(iss);
+	return (rc);
+}
+
 /*
  * Authenticate a request for its route. Returns 0 with r->principal set,
- * or -1 after answering the client.
+ * -1 after answering the client, or 1 when it has to wait for a trusted
+ * issuer's keys: the route's handler is then called when they are in.
  */
 int
 auth_request(struct request *r)
@@ -233,7 +327,19 @@ auth_request(struct request *r)
 	} else if (looks_like_jws(t)) {
 		crypto_hash_token(t, h);
 		if ((p = cache_get(h)) == NULL) {
-			if (tokens_verify_jwt(t, len, &p, &why) == -1) {
+			int rc, code, idx = auth_issuer(r, t, len);
+
+			if (idx >= 0) {
+				rc = auth_external(r, idx, t, len, &p, &why,
+				    &code);
+				if (rc == 1)
+					return (1);
+				if (rc == -1) {
+					auth_fail(r, code, code == 403 ?
+					    "policy" : "invalid", why);
+					return (-1);
+				}
+			} else if (tokens_verify_jwt(t, len, &p, &why) == -1) {
 				auth_fail(r, 401, strstr(why, "expired") ?
 				    "expired" : "invalid", why);
 				return (-1);

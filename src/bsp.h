@@ -522,6 +522,7 @@ struct request {
 	const char		*log_error;
 
 	struct principal	*principal;
+	struct auth_wait	*auth_wait;	/* while keys are fetched */
 
 	/* route state, freed with the request */
 	void			*state;
@@ -623,6 +624,13 @@ void		 route_auth_login(struct request *);
 void		 route_auth_authorize(struct request *);
 void		 route_auth_callback(struct request *);
 void		 route_auth_token(struct request *);
+struct oidc_issuer;
+int		 oauth_issuer_index(const struct config *, const char *);
+struct oidc_issuer *oauth_issuer_ref(const struct issuer_config *);
+int		 oauth_verify_external(const struct config *,
+		     const struct issuer_config *, struct oidc_issuer *,
+		     const char *, size_t, struct principal **, const char **,
+		     int *, void (*)(void *), void *);
 
 /* policy.c */
 int		 access_allowed(const struct config *,
@@ -678,6 +686,8 @@ struct user {
 	int		 email_verified;
 	char		*name;
 	struct strlist	 groups;
+	char		*tenant;
+	struct strlist	 orgs;
 	int		 disabled;
 	time_t		 revoked_before;
 	time_t		 first_login;
@@ -695,6 +705,7 @@ const struct user_state *user_state(const char *);
 struct user_state {
 	char		*id;
 	int		 disabled;
+	int		 denied;	/* the access policy no longer admits */
 	time_t		 revoked_before;
 };
 void		 users_state_free(void);
@@ -782,7 +793,9 @@ int		 apikey_verify(const char *, struct principal **,
 void		 apikeys_flush_last_used(void);
 
 /* auth.c */
+struct auth_wait;
 int		 auth_request(struct request *);
+void		 auth_wait_free(struct request *);
 void		 auth_cache_clear(void);
 void		 auth_cache_sweep(void);
 int		 auth_bearer(struct request *, const char **);

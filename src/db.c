@@ -40,6 +40,8 @@ static const char *const db_migrations[] = {
 	"  email_verified INTEGER NOT NULL DEFAULT 0,"
 	"  name TEXT,"
 	"  groups TEXT NOT NULL DEFAULT '[]',"
+	"  tenant TEXT,"
+	"  orgs TEXT NOT NULL DEFAULT '[]',"
 	"  disabled INTEGER NOT NULL DEFAULT 0,"
 	"  revoked_before INTEGER NOT NULL DEFAULT 0,"
 	"  first_login INTEGER NOT NULL,"

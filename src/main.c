@@ -171,6 +171,8 @@ main_sighup(int sig, short ev, void *arg)
 	old = cfg;
 	cfg = c;
 	config_unref(old);
+	/* The access policy may have changed: who is still admitted? */
+	users_load_state();
 	main_log_configure(cfg);
 	log_info("configuration reloaded");
 	sd_notify_send("READY=1");

@@ -395,6 +395,17 @@ relay_frame(const struct es_message *m, void *arg)
 	return (0);
 }
 
+/* What the access log line says about the upstream; before each reply. */
+static void
+relay_log_fields(struct relay *rl)
+{
+	struct request	*r = rl->r;
+
+	r->upstream_status = rl->status;
+	r->tokens_in = rl->in > 0 ? rl->in : 0;
+	r->tokens_out = rl->out > 0 ? rl->out : 0;
+}
+
 /* Write the usage row, the access log fields and the metrics. */
 static void
 relay_account(struct relay *rl, int status)
@@ -429,9 +440,7 @@ relay_account(struct relay *rl, int status)
 	usage_record(&u);
 	if (r->cfg->rl_tokens_per_minute > 0 && p != NULL)
 		ratelimit_charge(r->cfg, p, u.input_tokens + u.output_tokens);
-	r->upstream_status = rl->status;
-	r->tokens_in = u.input_tokens;
-	r->tokens_out = u.output_tokens;
+	relay_log_fields(rl);
 
 	if (rl->status > 0)
 		snprintf(code, sizeof code, "%d", rl->status);
@@ -602,6 +611,7 @@ relay_creds_cb(void *arg, int ok)
 	if (!ok) {
 		/* No fresher credentials to be had. */
 		rl->outcome = "expired_credentials";
+		relay_log_fields(rl);
 		server_error_bedrock(rl->r, 403, "ExpiredTokenException",
 		    "the proxy's AWS credentials have expired and could not be "
 		    "refreshed");
@@ -655,6 +665,7 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 			}
 			free(rl->exception);
 			rl->exception = xstrdup(type);
+			relay_log_fields(rl);
 			server_stream_end(r);
 			relay_finish(rl);
 			return;
@@ -672,6 +683,7 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 		}
 		log_warnx("relay %s: %s %s: %s", r->id, rl->op->name,
 		    hc_error_name(res->error), res->message);
+		relay_log_fields(rl);
 		server_error_bedrock(r, code, "ServiceUnavailableException",
 		    "cannot reach Bedrock: %s", res->message);
 		relay_finish(rl);
@@ -683,6 +695,7 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 		    !rl->dec.failed)
 			log_warnx("relay %s: the upstream stream ended inside "
 			    "a frame", r->id);
+		relay_log_fields(rl);
 		server_stream_end(r);
 		relay_finish(rl);
 		return;
@@ -754,6 +767,7 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 	relay_copy_headers(rl, h);
 	if (rl->status >= 400)
 		r->log_error = "upstream";
+	relay_log_fields(rl);
 	server_reply(r, rl->status, NULL, body);
 	relay_finish(rl);
 }

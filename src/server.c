@@ -825,6 +825,7 @@ server_reap_cb(int fd, short ev, void *arg)
 		TAILQ_REMOVE(&srv.dead, r, entry);
 		if (r->state_free != NULL)
 			r->state_free(r->state);
+		auth_wait_free(r);
 		principal_unref(r->principal);
 		request_drop_http(r);
 		config_unref(r->cfg);

@@ -214,6 +214,8 @@ principal_revoked(const struct principal *p)
 	us = user_state(p->sub);
 	if (us != NULL && us->disabled)
 		return ("user is disabled");
+	if (us != NULL && us->denied)
+		return ("the access policy no longer admits this user");
 	if (p->sid != NULL && tokens_family_revoked(p->sid))
 		return ("session has been revoked");
 	if (us != NULL && p->kind != PRINCIPAL_API_KEY &&
@@ -1141,9 +1143,12 @@ tokens_refresh(const char *token, const char *client, json_t **resp,
 		*why = "session has expired; log in again";
 		goto invalid;
 	}
-	if ((us = user_state(user_id)) != NULL && us->disabled) {
-		*why = "user is disabled";
-		family_revoke_locked(sid, "user disabled");
+	if ((us = user_state(user_id)) != NULL && (us->disabled ||
+	    us->denied)) {
+		*why = us->disabled ? "user is disabled" :
+		    "the access policy no longer admits this user";
+		family_revoke_locked(sid, us->disabled ? "user disabled" :
+		    "access policy");
 		revoked_add(sid, fexp);
 		goto invalid_commit;
 	}

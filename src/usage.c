@@ -75,7 +75,8 @@ usage_record(const struct usage *u)
 	if (!us.started)
 		TAILQ_INIT(&us.queue);
 	us.started = 1;
-	if (u->input_tokens > 0 || u->output_tokens > 0) {
+	if (m_tokens != NULL &&
+	    (u->input_tokens > 0 || u->output_tokens > 0)) {
 		metric_label(labels, sizeof labels, "direction", "input",
 		    "model", u->model, NULL);
 		metric_add(m_tokens, labels, (double)u->input_tokens);
@@ -204,6 +205,9 @@ usage_init(struct config *c, char **cause)
 		TAILQ_INIT(&us.queue);
 		us.started = 1;
 	}
+	if (m_tokens == NULL)
+		m_tokens = metric_new("bsp_tokens_total", METRIC_COUNTER,
+		    "Bedrock tokens by direction and model.");
 	event_assign(&us.flush_ev, bsp_base, -1, EV_PERSIST, usage_flush_cb,
 	    NULL);
 	event_add(&us.flush_ev, &one);

@@ -21,23 +21,24 @@ struct user_state_entry {
 static struct user_state_entry	*user_states;
 
 #define USER_COLS "id, provider, subject, email, email_verified, name, " \
-    "groups, disabled, revoked_before, first_login, last_login"
+    "groups, disabled, revoked_before, first_login, last_login, tenant, orgs"
 static struct db_stmt	st_get = { "SELECT " USER_COLS " FROM users WHERE "
     "id = ?", NULL, NULL };
 static struct db_stmt	st_by_email = { "SELECT " USER_COLS " FROM users "
     "WHERE email = ? COLLATE NOCASE LIMIT 2", NULL, NULL };
 static struct db_stmt	st_upsert = { "INSERT INTO users (id, provider, "
-    "subject, email, email_verified, name, groups, first_login, last_login) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-    "email = excluded.email, email_verified = excluded.email_verified, "
-    "name = excluded.name, groups = excluded.groups, "
-    "last_login = excluded.last_login", NULL, NULL };
+    "subject, email, email_verified, name, groups, first_login, last_login, "
+    "tenant, orgs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) "
+    "DO UPDATE SET email = excluded.email, email_verified = "
+    "excluded.email_verified, name = excluded.name, groups = "
+    "excluded.groups, last_login = excluded.last_login, tenant = "
+    "excluded.tenant, orgs = excluded.orgs", NULL, NULL };
 static struct db_stmt	st_disable = { "UPDATE users SET disabled = ? "
     "WHERE id = ?", NULL, NULL };
 static struct db_stmt	st_revoke = { "UPDATE users SET revoked_before = ? "
     "WHERE id = ?", NULL, NULL };
-static struct db_stmt	st_state = { "SELECT id, disabled, revoked_before "
-    "FROM users WHERE disabled != 0 OR revoked_before > 0", NULL, NULL };
+static struct db_stmt	st_state = { "SELECT " USER_COLS " FROM users",
+    NULL, NULL };
 
 void
 user_clear(struct user *u)
@@ -47,7 +48,9 @@ user_clear(struct user *u)
 	free(u->subject);
 	free(u->email);
 	free(u->name);
+	free(u->tenant);
 	strlist_free(&u->groups);
+	strlist_free(&u->orgs);
 	memset(u, 0, sizeof *u);
 }
 
@@ -60,12 +63,37 @@ col_text(sqlite3_stmt *st, int i)
 }
 
 static void
+json_strlist(const char *text, struct strlist *l)
+{
+	json_t	*j, *v;
+	size_t	 i;
+
+	if (text == NULL || (j = json_loads(text, 0, NULL)) == NULL)
+		return;
+	json_array_foreach(j, i, v) {
+		if (json_is_string(v))
+			strlist_add(l, json_string_value(v));
+	}
+	json_decref(j);
+}
+
+static char *
+strlist_to_jsontext(const struct strlist *l)
+{
+	json_t	*a = json_array();
+	char	*s;
+	size_t	 i;
+
+	for (i = 0; i < l->n; i++)
+		json_array_append_new(a, json_string(l->v[i]));
+	s = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return (s);
+}
+
+static void
 user_from_row(sqlite3_stmt *st, struct user *u)
 {
-	const char	*g;
-	json_t		*j, *v;
-	size_t		 i;
-
 	memset(u, 0, sizeof *u);
 	u->id = col_text(st, 0);
 	u->provider = col_text(st, 1);
@@ -73,14 +101,9 @@ user_from_row(sqlite3_stmt *st, struct user *u)
 	u->email = col_text(st, 3);
 	u->email_verified = sqlite3_column_int(st, 4);
 	u->name = col_text(st, 5);
-	g = (const char *)sqlite3_column_text(st, 6);
-	if (g != NULL && (j = json_loads(g, 0, NULL)) != NULL) {
-		json_array_foreach(j, i, v) {
-			if (json_is_string(v))
-				strlist_add(&u->groups, json_string_value(v));
-		}
-		json_decref(j);
-	}
+	json_strlist((const char *)sqlite3_column_text(st, 6), &u->groups);
+	u->tenant = col_text(st, 11);
+	json_strlist((const char *)sqlite3_column_text(st, 12), &u->orgs);
 	u->disabled = sqlite3_column_int(st, 7);
 	u->revoked_before = (time_t)sqlite3_column_int64(st, 8);
 	u->first_login = (time_t)sqlite3_column_int64(st, 9);
@@ -134,16 +157,12 @@ int
 user_upsert(const struct user *u)
 {
 	sqlite3_stmt	*st = db_prepare(&st_upsert);
-	json_t		*g = json_array();
-	char		*gs;
-	size_t		 i;
+	char		*gs, *os;
 	time_t		 now = now_wall();
 	int		 rc;
 
-	for (i = 0; i < u->groups.n; i++)
-		json_array_append_new(g, json_string(u->groups.v[i]));
-	gs = json_dumps(g, JSON_COMPACT);
-	json_decref(g);
+	gs = strlist_to_jsontext(&u->groups);
+	os = strlist_to_jsontext(&u->orgs);
 	sqlite3_bind_text(st, 1, u->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, u->provider, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, u->subject, -1, SQLITE_STATIC);
@@ -153,11 +172,14 @@ user_upsert(const struct user *u)
 	sqlite3_bind_text(st, 7, gs, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 8, (sqlite3_int64)now);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)now);
+	sqlite3_bind_text(st, 10, u->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 11, os, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 	if (rc == -1)
 		log_warnx("users: cannot save %s: %s", u->id, db_errmsg());
 	sqlite3_reset(st);
 	free(gs);
+	free(os);
 	return (rc);
 }
 
@@ -232,24 +254,60 @@ users_state_free(void)
 }
 
 /*
- * (Re)load the users whose tokens need a second look: disabled ones and
- * those logged out everywhere. Called at start, after our own changes, and
- * when another process (an admin command) changed the database.
+ * Does the access policy (still) admit a user who logged in through a
+ * provider? Local accounts, made by an administrator, always are; a user
+ * of a provider that is no longer configured is not.
+ */
+static int
+user_admitted(const struct user *u)
+{
+	const struct provider_config	*pc;
+	struct identity			 id;
+	const char			*why;
+
+	if (u->provider == NULL || strcmp(u->provider, "local") == 0)
+		return (1);
+	if ((pc = provider_find(cfg, u->provider, strlen(u->provider))) ==
+	    NULL)
+		return (0);
+	memset(&id, 0, sizeof id);
+	id.subject = u->subject;
+	id.email = u->email;
+	id.email_verified = u->email_verified;
+	id.groups = u->groups;
+	id.orgs = u->orgs;
+	id.tenant = u->tenant;
+	return (access_allowed(cfg, pc, &id, &why));
+}
+
+/*
+ * (Re)load the users whose tokens need a second look: disabled ones, those
+ * logged out everywhere, and those the access policy no longer admits.
+ * Called at start, after our own changes, after a reload (the policy may
+ * have changed) and when another process changed the database.
  */
 int
 users_load_state(void)
 {
 	sqlite3_stmt		*st = db_prepare(&st_state);
 	struct user_state_entry	*e;
-	int			 rc;
+	struct user		 u;
+	int			 rc, denied;
 
 	users_state_free();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		e = xcalloc(1, sizeof *e);
-		e->s.id = xstrdup((const char *)sqlite3_column_text(st, 0));
-		e->s.disabled = sqlite3_column_int(st, 1);
-		e->s.revoked_before = (time_t)sqlite3_column_int64(st, 2);
-		HASH_ADD_KEYPTR(hh, user_states, e->s.id, strlen(e->s.id), e);
+		user_from_row(st, &u);
+		denied = !user_admitted(&u);
+		if (u.disabled || u.revoked_before != 0 || denied) {
+			e = xcalloc(1, sizeof *e);
+			e->s.id = xstrdup(u.id);
+			e->s.disabled = u.disabled;
+			e->s.denied = denied;
+			e->s.revoked_before = u.revoked_before;
+			HASH_ADD_KEYPTR(hh, user_states, e->s.id,
+			    strlen(e->s.id), e);
+		}
+		user_clear(&u);
 	}
 	sqlite3_reset(st);
 	return (rc == SQLITE_DONE ? 0 : -1);

@@ -136,7 +136,7 @@ export const newRefreshToken = () => `bsr_${b64url(randomBytes(32))}`;
  * Seed a login session as tokens_session_new() makes it: the user (if new),
  * a token family and its first refresh token. Returns {sid, refresh, user}.
  */
-export function seedSession(dir, { user = 'test:alice', email = 'alice@example.com', ttl = 86400 } = {}) {
+export function seedSession(dir, { user = 'local:alice', email = 'alice@example.com', ttl = 86400 } = {}) {
   const now = Math.floor(Date.now() / 1000);
   const sid = b64url(randomBytes(16));
   const refresh = newRefreshToken();
