@@ -585,6 +585,8 @@ void		 route_auth_logout(struct request *);
 void		 route_auth_revoke(struct request *);
 void		 route_auth_validate(struct request *);
 void		 route_jwks(struct request *);
+void		 route_auth_login_any(struct request *);
+void		 route_auth_token_any(struct request *);
 void		 route_oauth_metadata(struct request *);
 
 /* route-bedrock.c */

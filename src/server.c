@@ -120,7 +120,10 @@ const struct route routes[] = {
 	  RF_NO_STORE },
 	{ "auth_callback", GET, "/auth/callback/{}", route_auth_callback,
 	  RF_HTML | RF_NO_STORE },
-	{ "auth_token", POST, "/auth/token", route_auth_token, RF_NO_STORE },
+	{ "auth_login_any", GET, "/auth/login", route_auth_login_any,
+	  RF_NO_STORE },
+	{ "auth_token", POST, "/auth/token", route_auth_token_any,
+	  RF_NO_STORE },
 	{ "health", GET, "/health", route_health, 0 },
 	{ "health_ready", GET, "/health/ready", route_health_ready, 0 },
 	{ "metrics", GET, NULL, route_metrics, RF_METRICS },
@@ -1530,8 +1533,10 @@ server_free(void)
 	struct request		*r;
 	struct server_conn	*conn;
 
-	event_del(&srv.sweep_ev);
-	event_del(&srv.drain_ev);
+	if (event_initialized(&srv.sweep_ev))
+		event_del(&srv.sweep_ev);
+	if (event_initialized(&srv.drain_ev))
+		event_del(&srv.drain_ev);
 	srv.draining = 1;
 	srv.drained = NULL;
 	/*
@@ -1546,6 +1551,8 @@ server_free(void)
 	if (srv.http != NULL)
 		evhttp_free(srv.http);	/* closes connections: conn_closed_cb */
 	srv.http = NULL;
+	if (srv.conns.tqh_last == NULL)
+		return;		/* server_init() never ran */
 	while ((conn = TAILQ_FIRST(&srv.conns)) != NULL)
 		conn_release(conn);
 	while ((r = TAILQ_FIRST(&srv.requests)) != NULL) {
@@ -1553,7 +1560,8 @@ server_free(void)
 		request_unref(r);
 	}
 	server_reap_cb(-1, 0, NULL);
-	event_del(&srv.reap_ev);
+	if (event_initialized(&srv.reap_ev))
+		event_del(&srv.reap_ev);
 	SSL_CTX_free(srv.tls_ctx);
 	srv.tls_ctx = NULL;
 }

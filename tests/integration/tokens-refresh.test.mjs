@@ -360,3 +360,39 @@ test('a refresh for a disabled user or an expired session is refused', async () 
     await d.stop();
   }
 });
+
+test('the token endpoint takes grant_type=refresh_token too; /auth/login leads to the sign-in', async () => {
+  const d = await startDaemon({ config: { jwt: { issuer: ISS } } });
+  try {
+    const s = seedSession(d.dir);
+    // Form, as OAuth clients send it to the metadata's token_endpoint.
+    let r = await d.request('/auth/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `grant_type=refresh_token&refresh_token=${encodeURIComponent(s.refresh)}`,
+    });
+    assert.equal(r.status, 200, r.text());
+    const p = r.json();
+    assert.equal((await validate(d, p.access_token)).status, 200);
+    // JSON with grant_type.
+    r = await d.request('/auth/token', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: p.refresh_token }),
+    });
+    assert.equal(r.status, 200, r.text());
+    // Anything else is the authorization code exchange, which wants its fields.
+    r = await d.request('/auth/token', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}',
+    });
+    assertOauthError(r, 400, 'invalid_request', 'code exchange without fields');
+    const meta = (await d.request('/.well-known/oauth-authorization-server')).json();
+    assert.equal(new URL(meta.token_endpoint).pathname, '/auth/token');
+    assert.equal(new URL(meta.authorization_endpoint).pathname, '/auth/login');
+    // Without providers, /auth/login leads to the start page.
+    r = await d.request('/auth/login');
+    assert.equal(r.status, 302);
+    assert.equal(r.headers.location, '/');
+  } finally {
+    await d.stop();
+  }
+});
