@@ -132,7 +132,7 @@ cmd_usage(int argc, char **argv)
 	printf("%-44s %10s %14s %14s %12s %12s %8s\n", by[0] == 'u' ? "USER" :
 	    by[0] == 'm' ? "MODEL" : "DAY", "REQUESTS", "INPUT_TOKENS",
 	    "OUTPUT_TOKENS", "CACHE_READ", "CACHE_WRITE", "ERRORS");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while ((ch = sqlite3_step(st)) == SQLITE_ROW) {
 		int i;
 
 		print_cell((const char *)sqlite3_column_text(st, 0), 44);
@@ -146,6 +146,12 @@ cmd_usage(int argc, char **argv)
 		    (long long)sqlite3_column_int64(st, 5),
 		    (long long)sqlite3_column_int64(st, 6));
 		rows++;
+	}
+	if (ch != SQLITE_DONE) {
+		fprintf(stderr, "%s: reading usage failed: %s\n", BSP_NAME,
+		    db_errmsg());
+		rc = 2;
+		goto out;
 	}
 	printf("%-44s %10lld %14lld %14lld %12lld %12lld %8lld\n", "TOTAL",
 	    t[0], t[1], t[2], t[3], t[4], t[5]);

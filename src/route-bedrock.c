@@ -82,16 +82,19 @@ struct relay {
 	int			 paused;
 	int			 status;	/* upstream */
 	struct evbuffer		*errbody;
+	int			 errbody_over;	/* larger than we keep */
 	struct evkeyvalq	 errheaders;
 	int			 errheaders_set;
 	struct es_decoder	 dec;
 	int			 dec_on;
+	int			 dec_warned;
 	long long		 in, out, cache_read, cache_write;
 	int			 have_metrics;	/* invocationMetrics seen */
 	double			 t0;
 	double			 t_first;
 	const char		*outcome;
 	char			*exception;
+	char			*session;	/* X-Claude-Code-Session-Id */
 };
 
 static struct {
@@ -140,6 +143,7 @@ relay_free(void *arg)
 	free(rl->path);
 	free(rl->query);
 	free(rl->exception);
+	free(rl->session);
 	free(rl);
 }
 
@@ -413,7 +417,7 @@ relay_account(struct relay *rl, int status)
 	struct usage		 u;
 	struct request		*r = rl->r;
 	struct principal	*p = r->principal;
-	char			 labels[256], code[16];
+	char			 labels[256], code[32];
 	double			 now = now_mono();
 
 	memset(&u, 0, sizeof u);
@@ -431,10 +435,7 @@ relay_account(struct relay *rl, int status)
 	u.first_byte_ms = rl->t_first > 0 ?
 	    (long long)((rl->t_first - rl->t0) * 1000) : -1;
 	u.request_id = r->id;
-	u.session_id = server_header(r, "X-Claude-Code-Session-Id");
-	if (u.session_id != NULL && (strlen(u.session_id) > 128 ||
-	    !str_is_printable(u.session_id, strlen(u.session_id))))
-		u.session_id = NULL;
+	u.session_id = rl->session;
 	u.outcome = rl->exception != NULL ? rl->exception :
 	    rl->outcome != NULL ? rl->outcome : "ok";
 	usage_record(&u);
@@ -442,6 +443,8 @@ relay_account(struct relay *rl, int status)
 		ratelimit_charge(r->cfg, p, u.input_tokens + u.output_tokens);
 	relay_log_fields(rl);
 
+	if (rl->attempts == 0)
+		return;		/* refused here: no upstream call to count */
 	if (rl->status > 0)
 		snprintf(code, sizeof code, "%d", rl->status);
 	else
@@ -528,48 +531,63 @@ relay_on_head(struct hc_req *up, int status, const struct evkeyvalq *h,
 	server_stream_start(rl->r, 200);
 }
 
+/*
+ * Feed every byte of data to the side decoder, in buffer order, without
+ * copying. evbuffer_peek() with a negative length fills at most nitems(v)
+ * extents and does not say how many more there are, so walk the buffer by
+ * offset with an explicit length.
+ */
+static void
+relay_feed(struct relay *rl, struct evbuffer *data)
+{
+	struct evbuffer_iovec	 v[16];
+	struct evbuffer_ptr	 p;
+	size_t			 total, off = 0, start;
+	int			 n, i;
+
+	total = evbuffer_get_length(data);
+	while (off < total && !rl->dec.failed) {
+		start = off;
+		if (evbuffer_ptr_set(data, &p, off, EVBUFFER_PTR_SET) == -1)
+			break;
+		n = evbuffer_peek(data, (ev_ssize_t)(total - off), &p, v,
+		    (int)nitems(v));
+		if (n <= 0)
+			break;
+		for (i = 0; i < n && i < (int)nitems(v) && off < total; i++) {
+			if (v[i].iov_len > total - off)
+				v[i].iov_len = total - off;
+			es_decoder_feed(&rl->dec, v[i].iov_base, v[i].iov_len);
+			off += v[i].iov_len;
+		}
+		if (off == start)
+			break;
+	}
+}
+
 static void
 relay_on_data(struct hc_req *up, struct evbuffer *data, void *arg)
 {
 	struct relay		*rl = arg;
-	struct evbuffer_iovec	 v[16];
-	int			 n, i;
 
 	if (rl->errbody != NULL) {
-		if (evbuffer_get_length(rl->errbody) < RELAY_ERR_BODY_MAX)
+		if (evbuffer_get_length(rl->errbody) +
+		    evbuffer_get_length(data) <= RELAY_ERR_BODY_MAX)
 			evbuffer_add_buffer(rl->errbody, data);
-		else
+		else {
+			rl->errbody_over = 1;
 			evbuffer_drain(data, evbuffer_get_length(data));
+		}
 		return;
 	}
-	/* Read along without copying, then pass the bytes on unchanged. */
-	if (rl->dec_on && !rl->dec.failed) {
-		n = evbuffer_peek(data, -1, NULL, v, 16);
-		for (i = 0; i < n && i < 16; i++)
-			es_decoder_feed(&rl->dec, v[i].iov_base, v[i].iov_len);
-		if (n > 16) {
-			/* Rare: many small segments; feed the rest too. */
-			struct evbuffer_ptr p;
-
-			evbuffer_ptr_set(data, &p, 0, EVBUFFER_PTR_SET);
-			for (i = 0; i < 16; i++)
-				evbuffer_ptr_set(data, &p, v[i].iov_len,
-				    EVBUFFER_PTR_ADD);
-			while ((n = evbuffer_peek(data, -1, &p, v, 16)) > 0) {
-				for (i = 0; i < n && i < 16; i++) {
-					es_decoder_feed(&rl->dec, v[i].iov_base,
-					    v[i].iov_len);
-					evbuffer_ptr_set(data, &p,
-					    v[i].iov_len, EVBUFFER_PTR_ADD);
-				}
-				if (n <= 16)
-					break;
-			}
-		}
-		if (rl->dec.failed)
-			log_warnx("relay %s: cannot follow the upstream event "
-			    "stream (%s); relaying it unchanged", rl->r->id,
-			    es_decoder_error(&rl->dec));
+	/* Read along, then pass the bytes on unchanged. */
+	if (rl->dec_on && !rl->dec.failed)
+		relay_feed(rl, data);
+	if (rl->dec_on && rl->dec.failed && !rl->dec_warned) {
+		rl->dec_warned = 1;
+		log_warnx("relay %s: cannot follow the upstream event "
+		    "stream (%s); relaying it unchanged", rl->r->id,
+		    es_decoder_error(&rl->dec));
 	}
 	server_stream_write(rl->r, data, relay_drained);
 	if (!rl->paused && server_stream_pending(rl->r) > RELAY_HIGH_WATER) {
@@ -760,11 +778,24 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 		if (strcmp(rl->op->name, "CountTokens") == 0)
 			rl->in = rl->out = 0;
 	} else if (h != NULL &&
-	    (type = evhttp_find_header(h, "x-amzn-ErrorType")) != NULL) {
+	    (type = evhttp_find_header(h, "x-amzn-ErrorType")) != NULL &&
+	    strcspn(type, ":") > 0) {
 		free(rl->exception);
 		rl->exception = xstrndup(type, strcspn(type, ":"));
-	}
+	} else if (rl->status >= 400)
+		rl->outcome = "upstream_error";
 	relay_copy_headers(rl, h);
+	if (rl->errbody_over || (rl->errbody != NULL && res->body != NULL &&
+	    evbuffer_get_length(rl->errbody) > RELAY_ERR_BODY_MAX)) {
+		/* Never a truncated body that looks whole: our own words. */
+		relay_log_fields(rl);
+		server_error_bedrock(r, rl->status, rl->exception != NULL ?
+		    rl->exception : "InternalServerException", "Bedrock "
+		    "answered %d with an error body larger than %d bytes",
+		    rl->status, RELAY_ERR_BODY_MAX);
+		relay_finish(rl);
+		return;
+	}
 	if (rl->status >= 400)
 		r->log_error = "upstream";
 	relay_log_fields(rl);
@@ -789,9 +820,10 @@ relay_send(struct relay *rl)
 	const uint8_t		*body;
 	size_t			 blen, nh = 0, ns = 0, i;
 	const char		*err;
-	char			*cause = NULL, *upath, bearer[4096];
+	char			*cause = NULL, *upath, *bearer = NULL;
 
 	if (server_body(r, &body, &blen) == -1) {
+		rl->outcome = "bad_request";
 		server_error_bedrock(r, 400, "ValidationException",
 		    "cannot read the request body");
 		relay_finish(rl);
@@ -802,6 +834,7 @@ relay_send(struct relay *rl)
 		if (!header_forwarded(kv->key))
 			continue;
 		if (ns == SIGV4_MAX_HEADERS) {
+			rl->outcome = "bad_request";
 			server_error_bedrock(r, 400, "ValidationException",
 			    "too many X-Amzn-Bedrock headers");
 			relay_finish(rl);
@@ -815,7 +848,7 @@ relay_send(struct relay *rl)
 		nh++;
 	}
 	if (c->aws_bearer_token != NULL) {
-		snprintf(bearer, sizeof bearer, "Bearer %s", c->aws_bearer_token);
+		xasprintf(&bearer, "Bearer %s", c->aws_bearer_token);
 		hdr[nh].name = "Authorization";
 		hdr[nh].value = bearer;
 		nh++;
@@ -823,6 +856,7 @@ relay_send(struct relay *rl)
 		if (rl->creds != NULL)
 			aws_creds_unref(rl->creds);
 		if ((rl->creds = aws_creds_get()) == NULL) {
+			rl->outcome = "no_credentials";
 			server_error_bedrock(r, 503,
 			    "ServiceUnavailableException", "the proxy has no "
 			    "AWS credentials: %s", aws_creds_problem());
@@ -847,6 +881,7 @@ relay_send(struct relay *rl)
 		sc.session_token = rl->creds->session_token;
 		if (sigv4_sign(&sreq, &sc, &sres, &err) == -1) {
 			log_warnx("relay %s: cannot sign: %s", r->id, err);
+			rl->outcome = "bad_request";
 			server_error_bedrock(r, 400, "ValidationException",
 			    "the request cannot be signed: %s", err);
 			relay_finish(rl);
@@ -884,11 +919,13 @@ relay_send(struct relay *rl)
 	hreq.arg = rl;
 	rl->attempts++;
 	rl->status = 0;
+	rl->t_first = 0;
 	rl->up = hc_start(rel.target, &hreq, &cause);
-	sodium_memzero(bearer, sizeof bearer);
+	freezero_str(bearer);
 	free(upath);
 	if (rl->up == NULL) {
 		log_warnx("relay %s: %s", r->id, cause);
+		rl->outcome = "internal";
 		server_error_bedrock(r, 500, "InternalServerException",
 		    "cannot send the request upstream");
 		free(cause);
@@ -916,7 +953,7 @@ route_bedrock(struct request *r)
 {
 	struct relay		*rl;
 	const struct relay_op	*op = relay_op_find(r->route);
-	const char		*why, *path, *q;
+	const char		*why, *path, *q, *sid;
 	long long		 retry;
 	char			 buf[32];
 
@@ -935,6 +972,11 @@ route_bedrock(struct request *r)
 
 	if (op->has_model) {
 		rl->model = segment_decode(r->params[0].p, r->params[0].len);
+		if (rl->model != NULL && (strcmp(rl->model, ".") == 0 ||
+		    strcmp(rl->model, "..") == 0)) {
+			free(rl->model);
+			rl->model = NULL;
+		}
 		if (rl->model == NULL) {
 			server_error_bedrock(r, 400, "ValidationException",
 			    "malformed model identifier");
@@ -952,6 +994,10 @@ route_bedrock(struct request *r)
 		free(g);
 	}
 	request_set_model(r, rl->model, strlen(rl->model));
+	/* Taken now: the inbound request may be gone when the row is made. */
+	if ((sid = server_header(r, "X-Claude-Code-Session-Id")) != NULL &&
+	    strlen(sid) <= 128 && str_is_printable(sid, strlen(sid)))
+		rl->session = xstrdup(sid);
 	if (op->has_model && !policy_model_allowed(r->cfg, r->principal,
 	    rl->model, &why)) {
 		server_error_bedrock(r, 403, "AccessDeniedException", "%s: %s",

@@ -65,24 +65,34 @@ usage_row_free(struct usage_row *row)
 	free(row);
 }
 
+/* bsp_tokens_total{direction,model}; nothing for a zero count. */
+static void
+usage_count_tokens(const char *direction, const char *model, long long n)
+{
+	char	labels[512];
+
+	if (n <= 0)
+		return;
+	metric_label(labels, sizeof labels, "direction", direction, "model",
+	    model, NULL);
+	metric_add(m_tokens, labels, (double)n);
+}
+
 /* Queue one call's usage; counts tokens for the metrics at once. */
 void
 usage_record(const struct usage *u)
 {
 	struct usage_row	*row;
-	char			 labels[512];
 
 	if (!us.started)
 		TAILQ_INIT(&us.queue);
 	us.started = 1;
-	if (m_tokens != NULL &&
-	    (u->input_tokens > 0 || u->output_tokens > 0)) {
-		metric_label(labels, sizeof labels, "direction", "input",
-		    "model", u->model, NULL);
-		metric_add(m_tokens, labels, (double)u->input_tokens);
-		metric_label(labels, sizeof labels, "direction", "output",
-		    "model", u->model, NULL);
-		metric_add(m_tokens, labels, (double)u->output_tokens);
+	if (m_tokens != NULL) {
+		usage_count_tokens("input", u->model, u->input_tokens);
+		usage_count_tokens("output", u->model, u->output_tokens);
+		usage_count_tokens("cache_read", u->model, u->cache_read_tokens);
+		usage_count_tokens("cache_write", u->model,
+		    u->cache_write_tokens);
 	}
 	if (us.n >= USAGE_QUEUE_MAX) {
 		row = TAILQ_FIRST(&us.queue);
@@ -207,7 +217,8 @@ usage_init(struct config *c, char **cause)
 	}
 	if (m_tokens == NULL)
 		m_tokens = metric_new("bsp_tokens_total", METRIC_COUNTER,
-		    "Bedrock tokens by direction and model.");
+		    "Bedrock tokens by direction (input, output, cache_read, "
+		    "cache_write) and model.");
 	event_assign(&us.flush_ev, bsp_base, -1, EV_PERSIST, usage_flush_cb,
 	    NULL);
 	event_add(&us.flush_ev, &one);

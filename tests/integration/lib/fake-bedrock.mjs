@@ -7,7 +7,7 @@ import { EventStreamCodec } from '@smithy/eventstream-codec';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { fromUtf8, toUtf8 } from '@smithy/util-utf8';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -360,7 +360,7 @@ export async function startFakeBedrock(options = {}) {
       usage: null,
       response: {
         status: null, headers: null, body: Buffer.alloc(0), truncated: false, bytesWritten: 0, framesSent: 0,
-        drainWaits: 0, firstByteAt: null, closedAt: null, complete: false, aborted: false,
+        drainWaits: 0, firstByteAt: null, closedAt: null, complete: false, aborted: false, sha256: null,
       },
       /** First value of a request header (case-insensitive), or undefined. */
       header(name) { return this.headersDistinct[name.toLowerCase()]?.[0]; },
@@ -386,10 +386,12 @@ export async function startFakeBedrock(options = {}) {
 
   function instrument(res, rec) {
     const r = rec.response;
+    const hash = createHash('sha256');
     const capture = (chunk, encoding) => {
       if (chunk == null || typeof chunk === 'function') return;
       const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8');
       r.bytesWritten += buf.length;
+      hash.update(buf);
       r.firstByteAt ??= Date.now();
       if (r.body.length + buf.length <= opts.recordLimit) r.body = Buffer.concat([r.body, buf]);
       else r.truncated = true;
@@ -405,6 +407,7 @@ export async function startFakeBedrock(options = {}) {
     };
     res.on('close', () => {
       r.closedAt = Date.now();
+      r.sha256 = hash.digest('hex'); // of every body byte written, also past recordLimit
       r.complete = res.writableFinished;
       r.aborted = !res.writableFinished;
       r.status ??= res.statusCode;
