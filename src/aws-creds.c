@@ -757,8 +757,12 @@ awscred_json_load(const char *buf, size_t len, char **cause)
 	json_t		*o;
 
 	if ((o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err)) == NULL) {
+		char	clean[sizeof err.text * 4];
+
+		/* jansson quotes the input: escape it, whole characters only. */
+		awscred_clean(err.text, strlen(err.text), clean, sizeof clean);
 		xasprintf(cause, "the answer is not JSON (line %d: %s)",
-		    err.line, err.text);
+		    err.line, clean);
 		return (NULL);
 	}
 	if (!json_is_object(o)) {
@@ -1471,6 +1475,13 @@ awscred_shared_read(const char *path, int config_file, const char *name,
 		return (0);
 	if (rc == -1)
 		return (-1);
+	if (memchr(buf, '\0', len) != NULL) {
+		/* A NUL would silently cut a key or a secret short. */
+		xasprintf(cause, "%s holds a NUL byte; it is not a text file",
+		    path);
+		freezero(buf, len + 1);
+		return (-1);
+	}
 	awscred_ini_profile(buf, len, config_file, name, p);
 	freezero(buf, len + 1);
 	return (0);

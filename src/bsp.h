@@ -145,6 +145,8 @@ int		 parse_duration(const char *, long long *);
 int		 str_is_printable(const char *, size_t);
 void		 random_id(char *, size_t);
 char		*html_escape(const char *);
+size_t		 utf8_seq(const unsigned char *, size_t);
+char		*utf8_sanitize(const char *);
 
 /* config.c */
 enum config_type {

@@ -916,7 +916,11 @@ config_take(struct config *c, const struct config_key *k, struct cnode *n,
 		return;
 	}
 	if (n->null) {
-		/* Explicit null: back to "unset" for strings. */
+		/* Explicit null: the key's default, or unset if it has none. */
+		if (k->def != NULL) {
+			config_store(k, k->def, base, n->where, fullname, errs);
+			return;
+		}
 		if (k->type == CT_STRING || k->type == CT_SECRET ||
 		    k->type == CT_PATH) {
 			char **sp = (char **)((char *)base + k->off);
@@ -1220,7 +1224,6 @@ config_load(const struct config_source *src, struct config_errors *errs)
 			root = cnode_new(CN_MAP, NULL, "defaults");
 		} else if (config_parse_file(src->path, &root, errs) == 0) {
 			c->path = xstrdup(src->path);
-			c->file_mode = (int)st.st_mode;
 			if (stat(src->path, &st) == 0)
 				c->file_mode = (int)(st.st_mode & 07777);
 		}

@@ -129,39 +129,6 @@ log_trace_on(int cat)
 	return ((log_trace_mask & cat) != 0);
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0 if it is not one. */
-static size_t
-utf8_seq(const unsigned char *s, size_t left)
-{
-	size_t	n, i;
-
-	if (s[0] < 0x80)
-		return (1);
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return (0);
-	if (n > left)
-		return (0);
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return (0);
-	}
-	if (n == 3 && s[0] == 0xe0 && s[1] < 0xa0)
-		return (0);
-	if (n == 3 && s[0] == 0xed && s[1] >= 0xa0)
-		return (0);
-	if (n == 4 && s[0] == 0xf0 && s[1] < 0x90)
-		return (0);
-	if (n == 4 && s[0] == 0xf4 && s[1] >= 0x90)
-		return (0);
-	return (n);
-}
-
 /*
  * Escape len bytes of s into dst (size dsize, always terminated): quotes,
  * backslashes and control characters become escapes, invalid UTF-8 becomes
@@ -244,11 +211,28 @@ logfmt_needs_quote(const char *s)
 	return (0);
 }
 
+/*
+ * Fields stop at LOG_FIELDS_MAX so that the closing "}" and the newline
+ * always fit: a line is always one whole line.
+ */
+#define LOG_FIELDS_MAX	(LOG_LINE_MAX - 8)
+
 static void
 line_add(char *line, size_t *off, const char *s, size_t len)
 {
-	if (*off + len >= LOG_LINE_MAX - 2)
-		len = LOG_LINE_MAX - 2 - *off;
+	if (*off + len > LOG_FIELDS_MAX)
+		len = *off < LOG_FIELDS_MAX ? LOG_FIELDS_MAX - *off : 0;
+	memcpy(line + *off, s, len);
+	*off += len;
+	line[*off] = '\0';
+}
+
+/* The end of a line ("}" for JSON, the newline): never cut. */
+static void
+line_end(char *line, size_t *off, const char *s)
+{
+	size_t	len = strlen(s);
+
 	memcpy(line + *off, s, len);
 	*off += len;
 	line[*off] = '\0';
@@ -263,13 +247,16 @@ line_addf(char *line, size_t *off, const char *fmt, ...)
 	va_list	ap;
 	int	n;
 
+	if (*off >= LOG_FIELDS_MAX)
+		return;
 	va_start(ap, fmt);
-	n = vsnprintf(line + *off, LOG_LINE_MAX - 2 - *off, fmt, ap);
+	n = vsnprintf(line + *off, LOG_FIELDS_MAX + 1 - *off, fmt, ap);
 	va_end(ap);
 	if (n > 0) {
 		*off += (size_t)n;
-		if (*off > LOG_LINE_MAX - 2)
-			*off = LOG_LINE_MAX - 2;
+		if (*off > LOG_FIELDS_MAX)
+			*off = LOG_FIELDS_MAX;
+		line[*off] = '\0';
 	}
 }
 
@@ -289,7 +276,7 @@ line_kv(char *line, size_t *off, const char *key, const char *val, int num)
 	}
 	if (*off != 0)
 		line_add(line, off, " ", 1);
-	if (num || !logfmt_needs_quote(val))
+	if (num || (!logfmt_needs_quote(val) && strlen(val) < LOG_VALUE_MAX))
 		line_addf(line, off, "%s=%s", key, val);
 	else {
 		log_escape(val, strlen(val), esc, sizeof esc);
@@ -349,12 +336,12 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 		}
 	}
 	if (log_format == LOG_FMT_JSON)
-		line_add(line, &off, "}", 1);
+		line_end(line, &off, "}");
 
 	if (log_syslog)
 		syslog(log_syslog_prio[level], "%s", line);
 	else {
-		line_add(line, &off, "\n", 1);
+		line_end(line, &off, "\n");
 		/* One write per line so concurrent writers do not interleave. */
 		if (write(STDERR_FILENO, line, off) == -1) {
 			/* nowhere left to complain */

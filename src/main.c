@@ -212,6 +212,8 @@ main_daemon(void)
 	sigset_t		 mask;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* A file size limit reached is a failed write, not a reason to die. */
+	signal(SIGXFSZ, SIG_IGN);
 	bsp_start_time = time(NULL);
 	if ((ec = event_config_new()) == NULL)
 		fatalx("event_config_new");

@@ -1127,6 +1127,14 @@ server_reply_json(struct request *r, int code, json_t *j)
 	struct evbuffer	*b = evbuffer_new();
 	char		*s;
 
+	if (j == NULL) {
+		/* A value jansson refused: never the client's problem. */
+		log_warnx("request %s: a reply could not be built", r->id);
+		evbuffer_free(b);
+		server_reply_text(r, 500, "application/json",
+		    "{\"message\":\"internal error\"}\n");
+		return;
+	}
 	s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (s == NULL)
@@ -1156,10 +1164,17 @@ server_error_oauth(struct request *r, int code, const char *error,
 {
 	json_t	*j;
 
+	char	*clean;
+
 	r->log_error = error;
 	j = json_pack("{s:s}", "error", error);
-	if (desc != NULL)
-		json_object_set_new(j, "error_description", json_string(desc));
+	if (desc != NULL) {
+		/* May carry an identity provider's words: valid UTF-8 only. */
+		clean = utf8_sanitize(desc);
+		json_object_set_new(j, "error_description",
+		    json_string(clean));
+		free(clean);
+	}
 	server_reply_json(r, code, j);
 }
 
@@ -1171,12 +1186,16 @@ server_error_bedrock(struct request *r, int code, const char *type,
 	va_list	 ap;
 	char	*msg;
 
+	char	*clean;
+
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
+	clean = utf8_sanitize(msg);
 	r->log_error = type;
 	server_set_header(r, "x-amzn-ErrorType", type);
-	server_reply_json(r, code, json_pack("{s:s}", "message", msg));
+	server_reply_json(r, code, json_pack("{s:s}", "message", clean));
+	free(clean);
 	free(msg);
 }
 

@@ -269,15 +269,22 @@ sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
 int
 hostport_split(const char *s, char **host, char **port)
 {
-	const char	*colon, *end;
+	const char	*colon, *end, *d;
 	char		*p;
 	long		 n;
 
 	*host = *port = NULL;
 	if (*s == '[') {
+		struct in6_addr	a6;
+
 		if ((end = strchr(s, ']')) == NULL || end[1] != ':')
 			return (-1);
 		*host = xstrndup(s + 1, (size_t)(end - s - 1));
+		if (inet_pton(AF_INET6, *host, &a6) != 1) {
+			free(*host);
+			*host = NULL;
+			return (-1);
+		}
 		colon = end + 1;
 	} else {
 		if ((colon = strrchr(s, ':')) == NULL || colon == s)
@@ -286,10 +293,19 @@ hostport_split(const char *s, char **host, char **port)
 			return (-1);
 		*host = xstrndup(s, (size_t)(colon - s));
 	}
+	/* One to five digits, nothing else (no sign, no blanks). */
+	for (d = colon + 1; *d != '\0'; d++) {
+		if (!isdigit((unsigned char)*d))
+			break;
+	}
+	if (colon[1] == '\0' || *d != '\0' || d - colon - 1 > 5) {
+		free(*host);
+		*host = NULL;
+		return (-1);
+	}
 	errno = 0;
 	n = strtol(colon + 1, &p, 10);
-	if (colon[1] == '\0' || *p != '\0' || errno != 0 || n < 0 ||
-	    n > 65535) {
+	if (errno != 0 || n > 65535) {
 		free(*host);
 		*host = NULL;
 		return (-1);
@@ -509,6 +525,70 @@ random_id(char *buf, size_t len)
 		buf[i] = hex[(r[i / 2] >> ((i % 2) ? 0 : 4)) & 0xf];
 	buf[n] = '\0';
 	sodium_memzero(r, sizeof r);
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0 if it is not one. */
+size_t
+utf8_seq(const unsigned char *s, size_t left)
+{
+	size_t	n, i;
+
+	if (s[0] < 0x80)
+		return (1);
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return (0);
+	if (n > left)
+		return (0);
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return (0);
+	}
+	if (n == 3 && s[0] == 0xe0 && s[1] < 0xa0)
+		return (0);
+	if (n == 3 && s[0] == 0xed && s[1] >= 0xa0)
+		return (0);
+	if (n == 4 && s[0] == 0xf0 && s[1] < 0x90)
+		return (0);
+	if (n == 4 && s[0] == 0xf4 && s[1] >= 0x90)
+		return (0);
+	return (n);
+}
+
+/*
+ * A copy of text that is valid UTF-8 without control characters: invalid
+ * bytes become U+FFFD, controls a space. For text from the network that
+ * goes into JSON (jansson refuses invalid UTF-8) or onto a page.
+ */
+char *
+utf8_sanitize(const char *s)
+{
+	const unsigned char	*u = (const unsigned char *)s;
+	size_t			 len = strlen(s), i = 0, o = 0, n;
+	char			*out;
+
+	out = xmalloc(len * 3 + 1);
+	while (i < len) {
+		if ((n = utf8_seq(u + i, len - i)) == 0) {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		} else if (n == 1 && (u[i] < 0x20 || u[i] == 0x7f)) {
+			out[o++] = ' ';
+			i++;
+		} else {
+			memcpy(out + o, u + i, n);
+			o += n;
+			i += n;
+		}
+	}
+	out[o] = '\0';
+	return (out);
 }
 
 /* Escape text for HTML element content and quoted attribute values. */

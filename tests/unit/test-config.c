@@ -204,6 +204,17 @@ main(void)
 	config_unref(c);
 	free(p);
 
+	/* An explicit null means the default, never a missing value. */
+	p = write_file("null.yaml", "server:\n  host: ~\nmetrics:\n  path:\n"
+	    "database:\n  url: null\njwt:\n  audience: ~\n", 0600);
+	c = load(p, NULL, NULL, &errs);
+	ok(c != NULL && strcmp(c->server_host, "127.0.0.1") == 0 &&
+	    strcmp(c->metrics_path, "/metrics") == 0 && c->db_path != NULL &&
+	    strcmp(c->jwt_audience, "bedrock-sso-proxy") == 0,
+	    "null restores the defaults (crash-null-* fuzz seeds)");
+	config_unref(c);
+	free(p);
+
 	/* Missing files. */
 	xasprintf(&p, "%s/missing.yaml", tmpdir);
 	c = load(p, NULL, NULL, &errs);

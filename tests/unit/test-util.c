@@ -60,6 +60,12 @@ main(void)
 	ok(hostport_split("host:99999", &h, &p) == -1, "port out of range");
 	ok(hostport_split("host:", &h, &p) == -1, "empty port");
 	ok(hostport_split(":80", &h, &p) == -1, "empty host");
+	ok(hostport_split("h: 80", &h, &p) == -1, "blank before the port");
+	ok(hostport_split("h:+80", &h, &p) == -1, "signed port");
+	ok(hostport_split("h:-0", &h, &p) == -1, "negative port");
+	ok(hostport_split("[]:80", &h, &p) == -1, "empty brackets");
+	ok(hostport_split("[[1]:6", &h, &p) == -1, "not IPv6 in brackets");
+	ok(hostport_split("h:123456", &h, &p) == -1, "six digits");
 
 	ok(url_check_outbound("https://accounts.google.com/x", &cause) == 0,
 	    "https is fine");
@@ -106,6 +112,11 @@ main(void)
 	s = html_escape("<script>alert('x')&\"</script>");
 	is_str(s, "&lt;script&gt;alert(&#x27;x&#x27;)&amp;&quot;&lt;/script&gt;",
 	    "html escape");
+	free(s);
+
+	s = utf8_sanitize("ok caf\xc3\xa9 \xff\x01\xed\xa0\x80");
+	is_str(s, "ok caf\xc3\xa9 \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd"
+	    "\xef\xbf\xbd", "utf8_sanitize replaces bad bytes and controls");
 	free(s);
 
 	strlist_add(&l, "a");
