@@ -13,6 +13,9 @@
  * clients that handle the redirect themselves (redirect_uri must be the
  * configured one or a loopback URI, RFC 8252).
  *
+ * An authorization response naming its issuer (RFC 9207) must name the
+ * provider's.
+ *
  * Each login is a state machine (login_enter() traces it):
  * NEW -> TOKEN -> [KEYS] -> [USERINFO] -> [EMAILS] -> [ORGS] -> DONE.
  * Provider error text reaches pages escaped and never with secrets.
@@ -42,6 +45,7 @@
 #define LOGIN_COOKIE		"bsp_login"
 #define LOGIN_COOKIE_SECURE	"__Host-bsp_login"
 #define LOGIN_LEEWAY		60
+#define CLAIM_OURS		"_bsp_"	/* our claims, never an IdP's */
 
 enum login_state {
 	LS_NEW,
@@ -111,6 +115,8 @@ identity_clear(struct identity *id)
 static void
 login_enter(struct login *l, enum login_state s)
 {
+	if (l->state == s)
+		return;
 	log_trace(TRACE_OAUTH, "login %s (%s): %s -> %s", l->r->id,
 	    l->pc->name, login_state_names[l->state], login_state_names[s]);
 	l->state = s;
@@ -141,11 +147,18 @@ login_free(void *arg)
 	free(l);
 }
 
+/* How oidc.c treats a provider's issuer (OIDC_* flags). */
 static int
-provider_wants_discovery(const struct provider_config *pc)
+provider_oidc_flags(const struct provider_config *pc)
 {
-	return (pc->oidc && (pc->authorization_url == NULL ||
-	    pc->token_url == NULL || pc->jwks_uri == NULL));
+	int	flags = 0;
+
+	if (pc->oidc && (pc->authorization_url == NULL ||
+	    pc->token_url == NULL || pc->jwks_uri == NULL))
+		flags |= OIDC_DISCOVERY;
+	if (pc->kind == PROVIDER_MICROSOFT)
+		flags |= OIDC_TENANT_ALIAS;
+	return (flags);
 }
 
 /* Module: fetch every configured IdP's documents from the start. */
@@ -161,12 +174,12 @@ oauth_init(struct config *c, char **cause)
 			continue;
 		held[n++] = oidc_issuer_get(c->providers[i].issuer,
 		    c->providers[i].jwks_uri, &c->providers[i].algorithms,
-		    provider_wants_discovery(&c->providers[i]));
+		    provider_oidc_flags(&c->providers[i]));
 	}
 	for (i = 0; i < c->nissuers; i++)
 		held[n++] = oidc_issuer_get(c->issuers[i].issuer,
 		    c->issuers[i].jwks_uri, &c->issuers[i].algorithms,
-		    c->issuers[i].jwks_uri == NULL);
+		    c->issuers[i].jwks_uri == NULL ? OIDC_DISCOVERY : 0);
 	oauth_free();
 	oa.held = held;
 	oa.nheld = n;
@@ -408,7 +421,7 @@ provider_issuer(const struct provider_config *pc)
 	if (!pc->oidc)
 		return (NULL);
 	return (oidc_issuer_get(pc->issuer, pc->jwks_uri, &pc->algorithms,
-	    provider_wants_discovery(pc)));
+	    provider_oidc_flags(pc)));
 }
 
 static const struct provider_config *
@@ -483,6 +496,8 @@ route_auth_login(struct request *r)
 	rc = login_begin(r, pc, iss, 0, uri, NULL, &state, &url, &binding,
 	    &why);
 	free(uri);
+	if (rc == -2 && iss != NULL)
+		oidc_kick(iss);
 	if (rc != 0) {
 		login_count(pc, "error");
 		web_error_page(r, rc == -3 ? 429 : 503, "Cannot start signing "
@@ -555,6 +570,8 @@ route_auth_authorize(struct request *r)
 	}
 	iss = provider_issuer(pc);
 	rc = login_begin(r, pc, iss, 1, ru, sp, &state, &url, &binding, &why);
+	if (rc == -2 && iss != NULL)
+		oidc_kick(iss);
 	oidc_issuer_put(iss);
 	if (rc != 0) {
 		server_error_oauth(r, rc == -3 ? 429 : rc == -1 &&
@@ -675,13 +692,17 @@ login_fail(struct login *l, int code, const char *error, const char *title,
     const char *detail)
 {
 	struct request	*r = l->r;
+	char		*uid = NULL;
 
 	login_count(l->pc, strcmp(error, "access_denied") == 0 ? "denied" :
 	    "error");
+	/* The user as the users table names them: provider:subject. */
+	if (l->id.subject != NULL)
+		xasprintf(&uid, "%s:%s", l->pc->name, l->id.subject);
 	audit_event(strcmp(error, "access_denied") == 0 ? "login_refused" :
-	    "login_failed", l->id.subject != NULL ? l->id.subject : NULL,
-	    NULL, r->client, json_pack("{s:s,s:s}", "provider", l->pc->name,
-	    "reason", detail));
+	    "login_failed", uid, NULL, r->client, json_pack("{s:s,s:s}",
+	    "provider", l->pc->name, "reason", detail));
+	free(uid);
 	if (l->api)
 		server_error_oauth(r, code, error, detail);
 	else
@@ -706,6 +727,49 @@ login_go(struct login *l)
 	r->on_abort = login_abort;
 	login_enter(l, LS_TOKEN);
 	login_step(l);
+}
+
+/* How often a query parameter occurs (server_query() wants exactly one). */
+static int
+query_count(struct request *r, const char *name)
+{
+	struct evkeyvalq	 q;
+	struct evkeyval		*kv;
+	int			 n = 0;
+
+	if (r->query == NULL)
+		return (0);
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(r->query, &q) == -1)
+		n = -1;
+	TAILQ_FOREACH(kv, &q, next) {
+		if (n >= 0 && strcmp(kv->key, name) == 0)
+			n++;
+	}
+	evhttp_clear_headers(&q);
+	return (n);
+}
+
+/*
+ * RFC 9207: an authorization response that names its issuer must name
+ * this provider's (mix-up attacks); one whose provider says it always
+ * does must. A Microsoft multi-tenant template issuer is left to the ID
+ * token's iss, which is checked against the token's tenant.
+ */
+static int
+callback_iss_ok(struct login *l)
+{
+	char	got[512], want[512];
+
+	if (l->iss == NULL)
+		return (1);
+	if (server_query(l->r, "iss", got, sizeof got) == NULL)
+		return (query_count(l->r, "iss") == 0 &&
+		    oidc_flag(l->iss,
+		    "authorization_response_iss_parameter_supported") != 1);
+	if (oidc_expected_issuer(l->iss, NULL, want, sizeof want) == -1)
+		return (1);
+	return (strcmp(got, want) == 0);
 }
 
 /* GET /auth/callback/{provider}?code=&state= */
@@ -768,6 +832,12 @@ route_auth_callback(struct request *r)
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
 		    "sign-in was started in another browser (or its cookie was "
 		    "lost). Start again here.");
+		return;
+	}
+	if (!callback_iss_ok(l)) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed", "The "
+		    "answer names another identity provider as its issuer "
+		    "(iss), or none although this one always does.");
 		return;
 	}
 	if (server_query(r, "error", err, sizeof err) != NULL) {
@@ -899,7 +969,10 @@ identity_from_claims(struct login *l)
 	}
 }
 
-/* Merge src into the claims without replacing what is there. */
+/*
+ * Merge src into the claims without replacing what is there. Names with
+ * our own prefix ("_bsp_", the GitHub results) never come from an IdP.
+ */
 static void
 claims_merge(struct login *l, json_t *src)
 {
@@ -909,7 +982,8 @@ claims_merge(struct login *l, json_t *src)
 	if (l->claims == NULL)
 		l->claims = json_object();
 	json_object_foreach(src, k, v) {
-		if (json_object_get(l->claims, k) == NULL)
+		if (strncmp(k, CLAIM_OURS, sizeof CLAIM_OURS - 1) != 0 &&
+		    json_object_get(l->claims, k) == NULL)
 			json_object_set(l->claims, k, v);
 	}
 }
@@ -1025,6 +1099,15 @@ login_verify_id_token(struct login *l)
 	}
 	if (rc == 0) {
 		jose_jws_free(jws);
+		if (!oidc_has_keys(l->iss) || oidc_failing(l->iss)) {
+			xasprintf(&msg, "The identity provider's signing keys "
+			    "could not be loaded (%s). Try again later.",
+			    oidc_problem_text(l->iss));
+			login_fail(l, 502, "temporarily_unavailable",
+			    "Sign-in failed", msg);
+			free(msg);
+			return (-1);
+		}
 		login_fail(l, 502, "server_error", "Sign-in failed", "The ID "
 		    "token is signed with a key the identity provider does not "
 		    "publish (or with an algorithm not allowed here).");
@@ -1080,7 +1163,8 @@ login_verify_id_token(struct login *l)
 		return (-1);
 	}
 	json_decref(l->claims);
-	l->claims = json_deep_copy(jws->claims);
+	l->claims = NULL;
+	claims_merge(l, jws->claims);
 	l->id_sub = xstrdup(json_string_value(json_object_get(jws->claims,
 	    "sub")) != NULL ? json_string_value(json_object_get(jws->claims,
 	    "sub")) : "");
@@ -1309,6 +1393,20 @@ login_finish(struct login *l)
 		    "identity provider did not say who you are.");
 		return;
 	}
+	/*
+	 * An issuer that serves many organizations (a {tenantid} template)
+	 * under a name other than the microsoft preset: its users' emails
+	 * prove nothing about their organization, so the tenant must be one
+	 * of access.allowed_tenants, as for the preset (access_allowed()).
+	 */
+	if (!l->pc->multi_tenant && l->iss != NULL &&
+	    oidc_multi_tenant(l->iss) && !r->cfg->access_any_user &&
+	    (l->id.tenant == NULL ||
+	    !strlist_contains_nocase(&r->cfg->access_tenants, l->id.tenant))) {
+		login_fail(l, 403, "access_denied", "Access denied", "Your "
+		    "organization (tenant) is not allowed to use this proxy.");
+		return;
+	}
 	if (!access_allowed(r->cfg, l->pc, &l->id, &why)) {
 		login_fail(l, 403, "access_denied", "Access denied", why);
 		return;
@@ -1448,7 +1546,7 @@ struct oidc_issuer *
 oauth_issuer_ref(const struct issuer_config *ic)
 {
 	return (oidc_issuer_get(ic->issuer, ic->jwks_uri, &ic->algorithms,
-	    ic->jwks_uri == NULL));
+	    ic->jwks_uri == NULL ? OIDC_DISCOVERY : 0));
 }
 
 /*

@@ -8,9 +8,12 @@
  * and the JWK set also when a token names a key id we do not have, at most
  * once a minute: callers waiting for that are called back when it is done.
  * Until a document arrives, logins through that provider are refused with a
- * clear page; an older set of keys stays in use when a refresh fails.
+ * clear page (and ask for a fetch, at most once a second, instead of
+ * waiting out the backoff); an older set of keys stays in use when a
+ * refresh fails. Every fetch is bounded by oauth.timeout.
  */
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +31,7 @@
 #define OIDC_DOC_MAX		(256 * 1024)
 #define OIDC_REFETCH_MIN	60.0	/* seconds between kid-miss fetches */
 #define OIDC_RETRY_MIN		5	/* first retry after a failure */
+#define OIDC_KICK_MIN		1.0	/* seconds between fetches a login asks */
 
 struct oidc_waiter {
 	void			(*cb)(void *);
@@ -39,6 +43,7 @@ struct oidc_issuer {
 	char			*key;
 	char			*issuer;	/* configured */
 	char			*jwks_uri_conf;	/* configured, or NULL */
+	int			 flags;		/* OIDC_* */
 	int			 want_discovery;
 	json_t			*disco;
 	char			*disco_issuer;	/* as the document says */
@@ -46,6 +51,7 @@ struct oidc_issuer {
 	enum crypto_alg		 allow[CRYPTO_ALG_MAX + 1];
 	double			 keys_at;
 	double			 refetch_at;
+	double			 fetch_at;	/* last fetch started */
 	struct hc_target	*disco_target;
 	struct hc_target	*jwks_target;
 	char			*jwks_url;	/* jwks_target's URL */
@@ -62,6 +68,9 @@ struct oidc_issuer {
 static struct oidc_issuer	*issuers;
 
 static void	oidc_fetch(struct oidc_issuer *);
+static struct hc_req *oidc_get(struct hc_target *,
+		    void (*)(struct hc_req *, const struct hc_result *, void *),
+		    void *, char **);
 
 static void
 oidc_problem(struct oidc_issuer *is, const char *fmt, ...)
@@ -182,9 +191,7 @@ oidc_fetch_jwks(struct oidc_issuer *is)
 			return;
 		}
 	}
-	is->jwks_req = hc_fetch(is->jwks_target, "GET",
-	    hc_target_path(is->jwks_target), NULL, 0, NULL, 0, OIDC_DOC_MAX,
-	    oidc_jwks_done, is, &cause);
+	is->jwks_req = oidc_get(is->jwks_target, oidc_jwks_done, is, &cause);
 	if (is->jwks_req == NULL) {
 		oidc_problem(is, "cannot fetch keys: %s", cause);
 		free(cause);
@@ -194,23 +201,84 @@ oidc_fetch_jwks(struct oidc_issuer *is)
 }
 
 /*
+ * GET a document. The whole exchange gets oauth.timeout, as every other
+ * call to an identity provider: a login waiting for these keys must not
+ * wait longer than that (the client's defaults would allow minutes).
+ */
+static struct hc_req *
+oidc_get(struct hc_target *t, void (*done)(struct hc_req *,
+    const struct hc_result *, void *), void *arg, char **cause)
+{
+	static const struct hc_header	 h[] = {
+		{ "Accept", "application/json" },
+		{ "User-Agent", BSP_NAME "/" PACKAGE_VERSION },
+	};
+	struct hc_request		 r;
+	long				 ms = cfg->oauth_timeout * 1000L;
+
+	memset(&r, 0, sizeof r);
+	r.method = "GET";
+	r.path = hc_target_path(t);
+	r.headers = h;
+	r.nheaders = nitems(h);
+	r.max_body = OIDC_DOC_MAX;
+	r.timeouts.connect_ms = ms;
+	r.timeouts.first_byte_ms = ms;
+	r.timeouts.idle_ms = ms;
+	r.timeouts.total_ms = ms;
+	r.on_done = done;
+	r.arg = arg;
+	return (hc_start(t, &r, cause));
+}
+
+/* A Microsoft tenant id: 36 characters of hex digits and dashes. */
+static int
+oidc_is_tenant_id(const char *s, size_t len)
+{
+	size_t	i;
+
+	if (len != 36)
+		return (0);
+	for (i = 0; i < len; i++) {
+		if (!isxdigit((unsigned char)s[i]) && s[i] != '-')
+			return (0);
+	}
+	return (1);
+}
+
+/*
  * Does the document's issuer fit the configured one? Microsoft's
  * multi-tenant endpoints publish "https://login.microsoftonline.com/
- * {tenantid}/v2.0" for an issuer configured as ".../organizations/v2.0".
+ * {tenantid}/v2.0" for an issuer configured as ".../organizations/v2.0";
+ * with OIDC_TENANT_ALIAS, a tenant configured by one of its domain names
+ * (".../contoso.onmicrosoft.com/v2.0") publishes its tenant id there.
  */
 static int
-oidc_issuer_matches(const char *conf, const char *doc)
+oidc_issuer_matches(const char *conf, const char *doc, int flags)
 {
-	const char	*t;
-	size_t		 pre;
+	const char	*t, *cs, *ds;
+	size_t		 pre, cl, dl;
 
 	if (strcmp(conf, doc) == 0)
 		return (1);
-	if ((t = strstr(doc, "{tenantid}")) == NULL)
+	if ((t = strstr(doc, "{tenantid}")) != NULL) {
+		pre = (size_t)(t - doc);
+		return (strncmp(conf, doc, pre) == 0 &&
+		    strcmp(conf + pre + strcspn(conf + pre, "/"), t + 10) == 0);
+	}
+	if (!(flags & OIDC_TENANT_ALIAS) || (strncmp(conf, "https://", 8) !=
+	    0 && strncmp(conf, "http://", 7) != 0))
 		return (0);
-	pre = (size_t)(t - doc);
-	return (strncmp(conf, doc, pre) == 0 &&
-	    strcmp(conf + pre + strcspn(conf + pre, "/"), t + 10) == 0);
+	/* scheme://host/ alike, then one segment each, then the same rest. */
+	cs = strchr(strchr(conf, ':') + 3, '/');
+	if (cs == NULL || strncmp(conf, doc, (size_t)(cs - conf + 1)) != 0)
+		return (0);
+	ds = doc + (cs - conf) + 1;
+	cs++;
+	cl = strcspn(cs, "/");
+	dl = strcspn(ds, "/");
+	return (cl > 0 && !oidc_is_tenant_id(cs, cl) &&
+	    oidc_is_tenant_id(ds, dl) && strcmp(cs + cl, ds + dl) == 0);
 }
 
 static void
@@ -244,7 +312,7 @@ oidc_disco_done(struct hc_req *req, const struct hc_result *res, void *arg)
 		oidc_wake(is);
 		return;
 	}
-	if (!oidc_issuer_matches(is->issuer, iss)) {
+	if (!oidc_issuer_matches(is->issuer, iss, is->flags)) {
 		oidc_problem(is, "its discovery document names another issuer");
 		json_decref(doc);
 		oidc_schedule(is, 1);
@@ -264,6 +332,7 @@ oidc_fetch(struct oidc_issuer *is)
 	char	*url, *cause = NULL;
 	size_t	 len;
 
+	is->fetch_at = now_mono();
 	if (!is->want_discovery) {
 		oidc_fetch_jwks(is);
 		return;
@@ -284,9 +353,7 @@ oidc_fetch(struct oidc_issuer *is)
 			return;
 		}
 	}
-	is->disco_req = hc_fetch(is->disco_target, "GET",
-	    hc_target_path(is->disco_target), NULL, 0, NULL, 0, OIDC_DOC_MAX,
-	    oidc_disco_done, is, &cause);
+	is->disco_req = oidc_get(is->disco_target, oidc_disco_done, is, &cause);
 	if (is->disco_req == NULL) {
 		oidc_problem(is, "cannot fetch discovery: %s", cause);
 		free(cause);
@@ -301,20 +368,21 @@ oidc_timer_cb(int fd, short ev, void *arg)
 }
 
 /*
- * The shared issuer for (issuer, jwks_uri), created and fetched on first
- * use. discovery says whether endpoints must come from its document.
+ * The shared issuer for (issuer, jwks_uri, flags), created and fetched on
+ * first use. OIDC_DISCOVERY: endpoints must come from its document.
  */
 struct oidc_issuer *
 oidc_issuer_get(const char *issuer, const char *jwks_uri,
-    const struct strlist *algs, int discovery)
+    const struct strlist *algs, int flags)
 {
+	int			 discovery = (flags & OIDC_DISCOVERY) != 0;
 	struct oidc_issuer	*is;
 	char			*key;
 	size_t			 i, n = 0;
 	enum crypto_alg		 a;
 
 	xasprintf(&key, "%s|%s|%d", issuer, jwks_uri != NULL ? jwks_uri : "",
-	    discovery);
+	    flags);
 	HASH_FIND_STR(issuers, key, is);
 	if (is != NULL) {
 		free(key);
@@ -326,6 +394,7 @@ oidc_issuer_get(const char *issuer, const char *jwks_uri,
 	is->issuer = xstrdup(issuer);
 	if (jwks_uri != NULL)
 		is->jwks_uri_conf = xstrdup(jwks_uri);
+	is->flags = flags;
 	is->want_discovery = discovery || jwks_uri == NULL;
 	for (i = 0; algs != NULL && i < algs->n && n < CRYPTO_ALG_MAX; i++) {
 		if ((a = crypto_alg_from_name(algs->v[i])) != CRYPTO_ALG_NONE)
@@ -374,12 +443,58 @@ oidc_issuer_put(struct oidc_issuer *is)
 	free(is);
 }
 
+/*
+ * A login found the documents missing: try again now rather than when the
+ * backoff says (which grows to minutes while the IdP is down), so that
+ * logins work again as soon as it is back. At most once a second.
+ */
+void
+oidc_kick(struct oidc_issuer *is)
+{
+	if (oidc_ready(is) || is->disco_req != NULL || is->jwks_req != NULL ||
+	    now_mono() - is->fetch_at < OIDC_KICK_MIN)
+		return;
+	event_del(&is->timer);
+	oidc_fetch(is);
+}
+
 /* Everything a login needs has arrived (document, keys). */
 int
 oidc_ready(const struct oidc_issuer *is)
 {
 	return ((!is->want_discovery || is->disco != NULL) &&
 	    is->keys != NULL);
+}
+
+/* Has a key set ever arrived? */
+int
+oidc_has_keys(const struct oidc_issuer *is)
+{
+	return (is->keys != NULL);
+}
+
+/* Did the last fetch of its document or keys fail? */
+int
+oidc_failing(const struct oidc_issuer *is)
+{
+	return (is->problem != NULL);
+}
+
+/* Is its issuer a template ({tenantid}): one IdP for many organizations? */
+int
+oidc_multi_tenant(const struct oidc_issuer *is)
+{
+	return (is->disco_issuer != NULL &&
+	    strstr(is->disco_issuer, "{tenantid}") != NULL);
+}
+
+/* A boolean of the discovery document: 1 true, 0 false or absent, -1 none. */
+int
+oidc_flag(const struct oidc_issuer *is, const char *name)
+{
+	if (is->disco == NULL)
+		return (-1);
+	return (json_is_true(json_object_get(is->disco, name)));
 }
 
 const char *
@@ -457,7 +572,13 @@ oidc_find_key(struct oidc_issuer *is, const char *kid, enum crypto_alg alg,
 	if (cb == NULL)
 		return (0);
 	if (is->jwks_req == NULL && is->disco_req == NULL) {
-		if (now - is->refetch_at < OIDC_REFETCH_MIN && is->keys != NULL)
+		/*
+		 * At most once a minute, keys or not: when the fetch fails,
+		 * the waiters are called back and must get a final answer,
+		 * not another fetch (which would loop as long as it fails).
+		 */
+		if (is->refetch_at != 0 && now - is->refetch_at <
+		    OIDC_REFETCH_MIN)
 			return (0);
 		is->refetch_at = now;
 		log_info("identity provider %s: unknown key id; fetching its "

@@ -72,7 +72,10 @@ access_allowed(const struct config *c, const struct provider_config *pc,
 				return (1);
 		}
 	}
+	/* A tenant admits only where tenants mean Entra tenants. */
 	if (id->tenant != NULL && c->access_tenants.n != 0 &&
+	    (pc == NULL || pc->kind == PROVIDER_MICROSOFT ||
+	    pc->multi_tenant) &&
 	    strlist_contains_nocase(&c->access_tenants, id->tenant))
 		return (1);
 	if (id->email != NULL) {

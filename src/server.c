@@ -1025,8 +1025,8 @@ server_query(struct request *r, const char *name, char *buf, size_t len)
 	const char		*found = NULL;
 	int			 n = 0;
 
-	if (r->query == NULL)
-		return (NULL);
+	if (r->query == NULL || strcasestr(r->query, "%00") != NULL)
+		return (NULL);	/* a NUL would cut the value short */
 	TAILQ_INIT(&q);
 	if (evhttp_parse_query_str(r->query, &q) == -1) {
 		evhttp_clear_headers(&q);
@@ -1463,6 +1463,15 @@ server_reload(struct config *c, char **cause)
 	}
 	SSL_CTX_free(ctx);
 	server_apply_limits(c);
+	/* Port 0 picked a port at start: a default public URL keeps it. */
+	if (same && config_where(c, "server.public_url") == NULL &&
+	    srv.nlisteners > 0 && c->nlisten > 0 &&
+	    strcmp(c->listen[0].port, "0") == 0 && cfg->server_public_url !=
+	    NULL) {
+		free(c->server_public_url);
+		c->server_public_url = xstrdup(cfg->server_public_url);
+		c->public_https = cfg->public_https;
+	}
 	return (0);
 }
 

@@ -218,7 +218,12 @@ principal_revoked(const struct principal *p)
 		return ("the access policy no longer admits this user");
 	if (p->sid != NULL && tokens_family_revoked(p->sid))
 		return ("session has been revoked");
-	if (us != NULL && p->kind != PRINCIPAL_API_KEY &&
+	/*
+	 * Our tokens belong to a session, which "user logout" revokes; the
+	 * time cut-off is for tokens without one (legacy, external), so a
+	 * login in the same second as a logout is not caught by it.
+	 */
+	if (us != NULL && p->sid == NULL && p->kind != PRINCIPAL_API_KEY &&
 	    us->revoked_before != 0 && p->iat <= us->revoked_before)
 		return ("token has been revoked");
 	if (p->exp != 0 && p->exp + TOKEN_LEEWAY <= now_wall())

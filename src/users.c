@@ -20,6 +20,9 @@ struct user_state_entry {
 
 static struct user_state_entry	*user_states;
 
+static int	user_admitted(const struct user *);
+static void	user_state_set(const struct user *);
+
 #define USER_COLS "id, provider, subject, email, email_verified, name, " \
     "groups, disabled, revoked_before, first_login, last_login, tenant, orgs"
 static struct db_stmt	st_get = { "SELECT " USER_COLS " FROM users WHERE "
@@ -157,6 +160,7 @@ int
 user_upsert(const struct user *u)
 {
 	sqlite3_stmt	*st = db_prepare(&st_upsert);
+	struct user	 cur;
 	char		*gs, *os;
 	time_t		 now = now_wall();
 	int		 rc;
@@ -180,6 +184,14 @@ user_upsert(const struct user *u)
 	sqlite3_reset(st);
 	free(gs);
 	free(os);
+	/*
+	 * What the IdP said now may change what is held against the user
+	 * (a new email the policy admits): their new tokens must work.
+	 */
+	if (rc == 0 && user_get(u->id, &cur) == 0) {
+		user_state_set(&cur);
+		user_clear(&cur);
+	}
 	return (rc);
 }
 
@@ -280,6 +292,32 @@ user_admitted(const struct user *u)
 	return (access_allowed(cfg, pc, &id, &why));
 }
 
+/* Hold (or stop holding) against one user what the table says. */
+static void
+user_state_set(const struct user *u)
+{
+	struct user_state_entry	*e;
+	int			 denied = !user_admitted(u);
+
+	HASH_FIND_STR(user_states, u->id, e);
+	if (!u->disabled && u->revoked_before == 0 && !denied) {
+		if (e != NULL) {
+			HASH_DEL(user_states, e);
+			free(e->s.id);
+			free(e);
+		}
+		return;
+	}
+	if (e == NULL) {
+		e = xcalloc(1, sizeof *e);
+		e->s.id = xstrdup(u->id);
+		HASH_ADD_KEYPTR(hh, user_states, e->s.id, strlen(e->s.id), e);
+	}
+	e->s.disabled = u->disabled;
+	e->s.denied = denied;
+	e->s.revoked_before = u->revoked_before;
+}
+
 /*
  * (Re)load the users whose tokens need a second look: disabled ones, those
  * logged out everywhere, and those the access policy no longer admits.
@@ -290,23 +328,13 @@ int
 users_load_state(void)
 {
 	sqlite3_stmt		*st = db_prepare(&st_state);
-	struct user_state_entry	*e;
 	struct user		 u;
-	int			 rc, denied;
+	int			 rc;
 
 	users_state_free();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		user_from_row(st, &u);
-		denied = !user_admitted(&u);
-		if (u.disabled || u.revoked_before != 0 || denied) {
-			e = xcalloc(1, sizeof *e);
-			e->s.id = xstrdup(u.id);
-			e->s.disabled = u.disabled;
-			e->s.denied = denied;
-			e->s.revoked_before = u.revoked_before;
-			HASH_ADD_KEYPTR(hh, user_states, e->s.id,
-			    strlen(e->s.id), e);
-		}
+		user_state_set(&u);
 		user_clear(&u);
 	}
 	sqlite3_reset(st);

@@ -1,0 +1,177 @@
+// The API flow (clients that handle the redirect themselves, RFC 8252):
+// GET /auth/authorize/NAME?redirect_uri=&state= gives the authorization
+// URL; the client's user logs in at the IdP, which redirects to the
+// client's loopback URI; the client posts the code to /auth/token.
+// End to end against oidc-provider (its login and consent pages driven in
+// Chromium); refusals against fake-oidc-bad, driven with fetch().
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { CLIENT_ID, CLIENT_SECRET, startFakeIdp } from './lib/fake-idp.mjs';
+import { startFakeOidc } from './lib/fake-oidc-bad.mjs';
+import {
+  assertNoToken, invoke, launchBrowser, loginConfig, loginState, newContext, startBedrock, startLoginDaemon, validate, stopAll,
+} from './lib/login.mjs';
+import { withDb } from './lib/tokens.mjs';
+
+let browser;
+after(async () => { await browser?.close(); });
+
+const LOOPBACK = 'http://127.0.0.1:47913/oauth/callback';
+const postToken = (d, body) => d.request('/auth/token', {
+  method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+});
+
+test('API flow end to end with oidc-provider and a loopback redirect URI', async () => {
+  const idp = await startFakeIdp();
+  const bedrock = await startBedrock();
+  const d = await startLoginDaemon(loginConfig({
+    bedrock, providers: { idp: { issuer: idp.url, client_id: CLIENT_ID, client_secret: CLIENT_SECRET } },
+  }));
+  idp.setRedirectUris([`${d.url}/auth/callback/idp`, LOOPBACK]);
+  browser ??= await launchBrowser();
+  const ctx = await newContext(browser);
+  try {
+    const a = await d.request(`/auth/authorize/idp?redirect_uri=${encodeURIComponent(LOOPBACK)}`);
+    assert.equal(a.status, 200, a.text());
+    assert.equal(a.headers['cache-control'], 'no-store');
+    const { authorization_url: url, state, provider } = a.json();
+    assert.equal(provider, 'idp');
+    assert.match(state, /^[\w-]{43}$/);
+    const q = new URL(url).searchParams;
+    assert.equal(q.get('redirect_uri'), LOOPBACK);
+    assert.equal(q.get('state'), state);
+    assert.equal(q.get('code_challenge_method'), 'S256');
+    assert.ok(url.startsWith(`${idp.url}/auth?`));
+
+    // The user at the IdP; the "client" is whatever answers the loopback URI.
+    const page = await ctx.newPage();
+    const caught = new Promise((res) => {
+      page.on('request', (r) => { if (r.url().startsWith(LOOPBACK)) res(r.url()); });
+    });
+    await page.goto(url);
+    await page.fill('input[name=login]', 'alice');
+    await page.fill('input[name=password]', 'pw');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('form input[name=prompt][value=consent]', { state: 'attached' });
+    await page.click('button[type=submit]').catch(() => {});
+    const back = new URL(await caught).searchParams;
+    assert.equal(back.get('state'), state);
+    assert.equal(back.get('iss'), idp.url);
+
+    const r = await postToken(d, { provider: 'idp', authorization_code: back.get('code'), redirect_uri: LOOPBACK, state });
+    assert.equal(r.status, 200, r.text());
+    assert.equal(r.headers['cache-control'], 'no-store');
+    const tok = r.json();
+    assert.equal(tok.token_type, 'Bearer');
+    assert.ok(tok.expires_in > 0);
+    assert.match(tok.refresh_token, /^bsr_/);
+    assert.ok('scope' in tok);
+    const v = await validate(d, tok.access_token);
+    assert.equal(v.status, 200, v.text());
+    assert.equal(v.json().sub, 'idp:alice');
+    assert.equal((await invoke(d, tok.access_token)).status, 200);
+
+    // The same code and state again: refused, no second session.
+    const before = loginState(d.dir);
+    const again = await postToken(d, { provider: 'idp', authorization_code: back.get('code'), redirect_uri: LOOPBACK, state });
+    assert.equal(again.status, 400);
+    assert.equal(again.json().error, 'invalid_grant');
+    assertNoToken(d.dir, before, { event: 'login_failed', users: 1 });
+    // The refresh token works as for browser logins.
+    const rf = await d.request('/auth/refresh', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ refresh_token: tok.refresh_token }),
+    });
+    assert.equal(rf.status, 200, rf.text());
+  } finally {
+    await ctx.close().catch(() => {});
+    await stopAll(d, idp, bedrock);
+  }
+});
+
+async function setupBad(access) {
+  const op = await startFakeOidc();
+  const d = await startLoginDaemon(loginConfig({
+    providers: {
+      op: { issuer: op.issuer, client_id: op.clientId, client_secret: op.clientSecret },
+      other: { issuer: op.issuer, client_id: op.clientId, client_secret: op.clientSecret },
+    },
+    access,
+  }), { keys: 1 });
+  return { op, d, stop: () => stopAll(d, op) };
+}
+
+/** Authorize via the API, follow the fake IdP's redirect; returns {state, code}. */
+async function apiCode(d, { provider = 'op', redirectUri = LOOPBACK, state } = {}) {
+  const q = `redirect_uri=${encodeURIComponent(redirectUri)}${state ? `&state=${state}` : ''}`;
+  const a = await d.request(`/auth/authorize/${provider}?${q}`);
+  assert.equal(a.status, 200, a.text());
+  const r = await fetch(a.json().authorization_url, { redirect: 'manual' });
+  assert.equal(r.status, 302);
+  const back = new URL(r.headers.get('location'));
+  assert.ok(back.href.startsWith(redirectUri.split('?')[0]));
+  return { state: back.searchParams.get('state'), code: back.searchParams.get('code') };
+}
+
+test('API flow: client-chosen state, the configured redirect URI, and what /auth/token refuses', async () => {
+  const t = await setupBad({ allowed_email_domains: ['example.com'] });
+  try {
+    const { d, op } = t;
+    // A client-chosen state is used as given, once.
+    const mine = 'client-chosen-state_0123456789-abcdefghijkl';
+    let { state, code } = await apiCode(d, { state: mine });
+    assert.equal(state, mine);
+    const dup = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent(LOOPBACK)}&state=${mine}`);
+    assert.equal(dup.status, 400, 'a state cannot be registered twice');
+    for (const bad of ['short', 'has space in it 0123456789abcdef', 'x'.repeat(257), 'semi;colon-0123456789abcdefghijk']) {
+      const r = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent(LOOPBACK)}&state=${encodeURIComponent(bad)}`);
+      assert.equal(r.status, 400, bad);
+    }
+    let r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state });
+    assert.equal(r.status, 200, r.text());
+
+    // The configured redirect URI works on the API flow too.
+    const cfg = `${d.url}/auth/callback/op`;
+    ({ state, code } = await apiCode(d, { redirectUri: cfg }));
+    r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: cfg, state });
+    assert.equal(r.status, 200, r.text());
+
+    const before = loginState(d.dir);
+    const refusals = [];
+    // A redirect_uri other than the one the state was issued for (the state is spent).
+    ({ state, code } = await apiCode(d));
+    refusals.push([{ provider: 'op', authorization_code: code, redirect_uri: 'http://127.0.0.1:47913/other', state }, 400, 'invalid_grant']);
+    refusals.push([{ provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state }, 400, 'invalid_grant']);
+    // Another provider's name.
+    ({ state, code } = await apiCode(d));
+    refusals.push([{ provider: 'other', authorization_code: code, redirect_uri: LOOPBACK, state }, 400, 'invalid_grant']);
+    // A browser-flow state.
+    const lg = await fetch(`${d.url}/auth/login/op`, { redirect: 'manual' });
+    const bstate = new URL(lg.headers.get('location')).searchParams.get('state');
+    refusals.push([{ provider: 'op', authorization_code: 'x', redirect_uri: `${d.url}/auth/callback/op`, state: bstate }, 400, 'invalid_grant']);
+    // Malformed requests.
+    refusals.push([{ provider: 'op', authorization_code: 'x', redirect_uri: LOOPBACK }, 400, 'invalid_request']);
+    refusals.push([{ provider: 'nope', authorization_code: 'x', redirect_uri: LOOPBACK, state: 'y'.repeat(43) }, 400, 'invalid_request']);
+    refusals.push([{ provider: 'op', authorization_code: 7, redirect_uri: LOOPBACK, state: 'y'.repeat(43) }, 400, 'invalid_request']);
+    for (const [body, status, error] of refusals) {
+      r = await postToken(d, body);
+      assert.equal(r.status, status, `${JSON.stringify(body)}: ${r.text()}`);
+      assert.equal(r.json().error, error, JSON.stringify(body));
+    }
+    // The IdP refuses the code; a user the policy refuses.
+    ({ state, code } = await apiCode(d));
+    r = await postToken(d, { provider: 'op', authorization_code: 'not-the-code', redirect_uri: LOOPBACK, state });
+    assert.equal(r.status, 400);
+    assert.equal(r.json().error, 'invalid_grant');
+    assert.match(r.json().error_description, /refused the code/);
+    op.user = { ...op.user, email: 'olivia@evil.test' };
+    ({ state, code } = await apiCode(d));
+    r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state });
+    assert.equal(r.status, 403, r.text());
+    assert.equal(r.json().error, 'access_denied');
+    assert.equal(r.json().access_token, undefined);
+    assertNoToken(d.dir, before, { event: 'login_refused', users: 1 });
+    assert.equal(withDb(d.dir, (db) => db.prepare("SELECT count(*) AS n FROM audit_log WHERE event = 'login_failed'").get().n) >= 5, true);
+  } finally {
+    await t.stop();
+  }
+});
