@@ -240,6 +240,17 @@ cmd_token_mint(int argc, char **argv)
 		}
 		free(copy);
 	}
+	if (cfg->jwt_issuer == NULL && config_where(cfg,
+	    "server.public_url") == NULL && cfg->nlisten > 0 &&
+	    strcmp(cfg->listen[0].port, "0") == 0) {
+		/* The daemon's issuer would be its public URL with a port
+		 * picked at start; ours would say :0, and not match. */
+		fprintf(stderr, "%s: server.port is 0, so the token issuer "
+		    "depends on the port the daemon picks; set "
+		    "server.public_url or jwt.issuer\n", BSP_NAME);
+		strlist_free(&scopes);
+		return (1);
+	}
 	if (cmd_open() == -1) {
 		strlist_free(&scopes);
 		return (2);

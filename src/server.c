@@ -527,6 +527,44 @@ server_sweep_cb(int fd, short ev, void *arg)
 	}
 }
 
+/*
+ * A request still unanswered when its handler returns waits on something
+ * (an upstream, an identity provider): notice if its client hangs up
+ * meanwhile, so that the wait can be cancelled. Answered requests, most of
+ * them, cost no extra system call.
+ */
+static void
+request_watch_hangup(struct request *r)
+{
+	struct server_conn	*conn = r->conn;
+	evutil_socket_t		 fd;
+
+	if (r->replied || r->client_gone || conn == NULL || conn->closed_ev_on)
+		return;
+	if ((fd = bufferevent_getfd(conn->bev)) == -1)
+		return;
+	event_assign(&conn->closed_ev, bsp_base, fd, EV_CLOSED, conn_hup_cb,
+	    conn);
+	if (event_add(&conn->closed_ev, NULL) == 0)
+		conn->closed_ev_on = 1;
+}
+
+/*
+ * Request ids: a random per-process prefix and a counter. Unique and
+ * cheap; they are not secrets, so they need no system call each.
+ */
+static void
+request_id_new(char *buf, size_t len)
+{
+	static char		 prefix[17];
+	static uint64_t		 counter;
+
+	if (prefix[0] == '\0')
+		random_id(prefix, sizeof prefix);
+	snprintf(buf, len, "%s%016llx", prefix,
+	    (unsigned long long)++counter);
+}
+
 /* Request helpers. */
 static int
 request_id_ok(const char *s)
@@ -676,14 +714,6 @@ server_gencb(struct evhttp_request *req, void *arg)
 		conn->state = CONN_ACTIVE;
 		conn->req = r;
 		r->conn = conn;
-		/* Notice a hang-up while we wait on something else. */
-		if (bufferevent_getfd(bev) != -1) {
-			event_assign(&conn->closed_ev, bsp_base,
-			    bufferevent_getfd(bev), EV_CLOSED, conn_hup_cb,
-			    conn);
-			if (event_add(&conn->closed_ev, NULL) == 0)
-				conn->closed_ev_on = 1;
-		}
 	}
 	evhttp_request_set_on_complete_cb(req, NULL, NULL);
 
@@ -691,7 +721,7 @@ server_gencb(struct evhttp_request *req, void *arg)
 	if (xid != NULL && request_id_ok(xid))
 		bsp_strlcpy(r->id, xid, sizeof r->id);
 	else
-		random_id(r->id, 33);
+		request_id_new(r->id, sizeof r->id);
 	request_client(r, evhttp_connection_get_addr(evcon));
 
 	uri = evhttp_request_get_uri(req);
@@ -740,9 +770,12 @@ server_gencb(struct evhttp_request *req, void *arg)
 	}
 	log_trace(TRACE_HTTP, "%s %s -> %s", r->method, r->path,
 	    r->route->name);
-	if ((r->route->flags & RF_AUTH) && auth_request(r) != 0)
+	if ((r->route->flags & RF_AUTH) && auth_request(r) != 0) {
+		request_watch_hangup(r);
 		return;
+	}
 	r->route->handler(r);
+	request_watch_hangup(r);
 }
 
 /* Called by evhttp once the whole reply has been written. */

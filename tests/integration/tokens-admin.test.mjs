@@ -451,3 +451,13 @@ test('a rotated-out key keeps verifying until the longest token it signed expire
     await d.stop();
   }
 });
+
+test('token mint refuses a configuration whose issuer depends on a port picked at start', async () => {
+  const r = await runCommand(['token', 'mint', '--user', 'x@example.com'], { config: { server: { port: 0 } } });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /server\.port is 0.*set server\.public_url or jwt\.issuer/);
+  const ok = await runCommand(['token', 'mint', '--user', 'x@example.com'], {
+    config: { server: { port: 0 }, jwt: { issuer: 'https://proxy.test' } },
+  });
+  assert.equal(ok.code, 0, ok.stderr);
+});
