@@ -147,6 +147,8 @@ void		 random_id(char *, size_t);
 char		*html_escape(const char *);
 size_t		 utf8_seq(const unsigned char *, size_t);
 char		*utf8_sanitize(const char *);
+int		 cookie_find(const char *, const char *, char *, size_t);
+char		*pct_decode_segment(const char *, size_t, size_t);
 
 /* config.c */
 enum config_type {

@@ -586,29 +586,6 @@ route_auth_authorize(struct request *r)
 	free(url);
 }
 
-/* Parse a Cookie header for one cookie's value. */
-static int
-cookie_get(const char *h, const char *name, char *buf, size_t len)
-{
-	size_t	nl = strlen(name), vl;
-	int	found = 0;
-
-	while (h != NULL && *h != '\0') {
-		while (*h == ' ' || *h == ';')
-			h++;
-		vl = strcspn(h, ";");
-		if (vl > nl && strncmp(h, name, nl) == 0 && h[nl] == '=') {
-			if (found || vl - nl - 1 >= len)
-				return (-1);	/* twice, or too long */
-			memcpy(buf, h + nl + 1, vl - nl - 1);
-			buf[vl - nl - 1] = '\0';
-			found = 1;
-		}
-		h += vl;
-	}
-	return (found ? 0 : -1);
-}
-
 /*
  * Consume a state (one statement, so it can only ever be used once).
  * 0 with the row's values; -1 if there is no such live state.
@@ -826,7 +803,7 @@ route_auth_callback(struct request *r)
 	}
 	free(prov);
 	free(flow);
-	crypto_hash_token(cookie_get(server_header(r, "Cookie"), cname, cookie,
+	crypto_hash_token(cookie_find(server_header(r, "Cookie"), cname, cookie,
 	    sizeof cookie) == 0 ? cookie : "", ch);
 	if (!hasbind || !crypto_memeq(ch, bind, sizeof ch)) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "

@@ -200,47 +200,6 @@ relay_free_all(void)
 	rel.endpoint = NULL;
 }
 
-/* Percent-decode a path segment once; NULL if it decodes to junk. */
-static char *
-segment_decode(const char *p, size_t len)
-{
-	char	*out, *o;
-	size_t	 i;
-	int	 hi, lo;
-
-	if (len == 0 || len > RELAY_MODEL_MAX * 3)
-		return (NULL);
-	out = o = xmalloc(len + 1);
-	for (i = 0; i < len; i++) {
-		if (p[i] == '%') {
-			if (i + 2 >= len) {
-				free(out);
-				return (NULL);
-			}
-			hi = isxdigit((unsigned char)p[i + 1]) ?
-			    (isdigit((unsigned char)p[i + 1]) ? p[i + 1] - '0' :
-			    (tolower((unsigned char)p[i + 1]) - 'a' + 10)) : -1;
-			lo = isxdigit((unsigned char)p[i + 2]) ?
-			    (isdigit((unsigned char)p[i + 2]) ? p[i + 2] - '0' :
-			    (tolower((unsigned char)p[i + 2]) - 'a' + 10)) : -1;
-			if (hi < 0 || lo < 0) {
-				free(out);
-				return (NULL);
-			}
-			*o++ = (char)(hi * 16 + lo);
-			i += 2;
-		} else
-			*o++ = p[i];
-	}
-	*o = '\0';
-	if ((size_t)(o - out) > RELAY_MODEL_MAX ||
-	    !str_is_printable(out, (size_t)(o - out))) {
-		free(out);
-		return (NULL);
-	}
-	return (out);
-}
-
 static int
 header_forwarded(const char *name)
 {
@@ -971,7 +930,8 @@ route_bedrock(struct request *r)
 	r->state_free = relay_free;
 
 	if (op->has_model) {
-		rl->model = segment_decode(r->params[0].p, r->params[0].len);
+		rl->model = pct_decode_segment(r->params[0].p, r->params[0].len,
+		    RELAY_MODEL_MAX);
 		if (rl->model != NULL && (strcmp(rl->model, ".") == 0 ||
 		    strcmp(rl->model, "..") == 0)) {
 			free(rl->model);
@@ -983,7 +943,8 @@ route_bedrock(struct request *r)
 			return;
 		}
 	} else {
-		char *g = segment_decode(r->params[0].p, r->params[0].len);
+		char *g = pct_decode_segment(r->params[0].p, r->params[0].len,
+		    RELAY_MODEL_MAX);
 
 		if (g == NULL) {
 			server_error_bedrock(r, 400, "ValidationException",

@@ -591,6 +591,77 @@ utf8_sanitize(const char *s)
 	return (out);
 }
 
+/*
+ * One cookie's value from a Cookie header into buf; -1 if it is missing,
+ * present twice (which one would we believe?) or too long.
+ */
+int
+cookie_find(const char *h, const char *name, char *buf, size_t len)
+{
+	size_t	nl = strlen(name), vl;
+	int	found = 0;
+
+	while (h != NULL && *h != '\0') {
+		while (*h == ' ' || *h == ';')
+			h++;
+		vl = strcspn(h, ";");
+		if (vl > nl && strncmp(h, name, nl) == 0 && h[nl] == '=') {
+			if (found || vl - nl - 1 >= len)
+				return (-1);	/* twice, or too long */
+			memcpy(buf, h + nl + 1, vl - nl - 1);
+			buf[vl - nl - 1] = '\0';
+			found = 1;
+		}
+		h += vl;
+	}
+	return (found ? 0 : -1);
+}
+
+/*
+ * Percent-decode a path segment once into a new string; NULL if it is
+ * empty, malformed, longer than max decoded, or decodes to control
+ * characters (a %00 included).
+ */
+char *
+pct_decode_segment(const char *p, size_t len, size_t max)
+{
+	char	*out, *o;
+	size_t	 i;
+	int	 hi, lo;
+
+	if (len == 0 || len > max * 3)
+		return (NULL);
+	out = o = xmalloc(len + 1);
+	for (i = 0; i < len; i++) {
+		if (p[i] == '%') {
+			if (i + 2 >= len) {
+				free(out);
+				return (NULL);
+			}
+			hi = isxdigit((unsigned char)p[i + 1]) ?
+			    (isdigit((unsigned char)p[i + 1]) ? p[i + 1] - '0' :
+			    (tolower((unsigned char)p[i + 1]) - 'a' + 10)) : -1;
+			lo = isxdigit((unsigned char)p[i + 2]) ?
+			    (isdigit((unsigned char)p[i + 2]) ? p[i + 2] - '0' :
+			    (tolower((unsigned char)p[i + 2]) - 'a' + 10)) : -1;
+			if (hi < 0 || lo < 0) {
+				free(out);
+				return (NULL);
+			}
+			*o++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else
+			*o++ = p[i];
+	}
+	*o = '\0';
+	if ((size_t)(o - out) > max ||
+	    !str_is_printable(out, (size_t)(o - out))) {
+		free(out);
+		return (NULL);
+	}
+	return (out);
+}
+
 /* Escape text for HTML element content and quoted attribute values. */
 char *
 html_escape(const char *s)

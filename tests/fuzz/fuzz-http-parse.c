@@ -10,9 +10,9 @@
  * a pattern and a subject for glob_match; split into fields for one
  * log_fields() line (stderr is pointed at a file meanwhile); and given to
  * server_query() as a raw query and, as the body of a request made with
- * evhttp_request_new(), to server_form() and server_body_json().
- * Cookie parsing (oauth.c cookie_get) and model-id decoding
- * (route-bedrock.c segment_decode) are static and cannot be reached here.
+ * evhttp_request_new(), to server_form() and server_body_json(); and as
+ * a Cookie header to cookie_find() and a path segment to
+ * pct_decode_segment() (model ids).
  *
  * Oracles that abort: a parsed CIDR holds its own address; an address
  * prints and parses back the same; host:port splits into a valid port and
@@ -377,6 +377,30 @@ fz_request(const uint8_t *data, size_t size, char *s)
 	evhttp_request_free(r.http);
 }
 
+/* Cookie headers and percent-encoded path segments. */
+static void
+fz_cookie_segment(const uint8_t *data, size_t size, const char *s)
+{
+	char	 buf[64], *dec;
+	size_t	 i;
+
+	if (cookie_find(s, "bsp_login", buf, sizeof buf) == 0 &&
+	    strlen(buf) >= sizeof buf)
+		abort();
+	if ((dec = pct_decode_segment((const char *)data, size, 2048)) !=
+	    NULL) {
+		/* Printable, bounded, and never longer than its encoding. */
+		if (strlen(dec) > size || strlen(dec) > 2048)
+			abort();
+		for (i = 0; dec[i] != '\0'; i++) {
+			if ((unsigned char)dec[i] < 0x20 ||
+			    (unsigned char)dec[i] == 0x7f)
+				abort();
+		}
+		free(dec);
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -406,6 +430,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_glob(s);
 	fz_log(s, data[0] & 1);
 	fz_request(data + 1, size - 1, s);
+	fz_cookie_segment(data + 1, size - 1, s);
 	free(s);
 	return (0);
 }
