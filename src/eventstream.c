@@ -377,7 +377,7 @@ es_process(struct es_decoder *d, const uint8_t *frame, size_t total)
 {
 	struct es_message	 msg;
 	uint32_t		 hlen, crc, want;
-	size_t			 n;
+	size_t			 n = 0;
 
 	hlen = es_get32(frame + 4);
 	crc = es_get32(frame + total - 4);

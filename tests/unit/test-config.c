@@ -30,6 +30,13 @@ write_file(const char *name, const char *text, mode_t mode)
 	return (path);
 }
 
+/* Writable copies: --enable-debug's -Wwrite-strings makes literals const. */
+static char env_port[] = "BEDROCK_SERVER__PORT=9000";
+static char env_proxies[] = "BEDROCK_SERVER__TRUSTED_PROXIES=10.0.0.0/8, 192.168.0.0/16";
+static char env_other[] = "OTHER=1";
+static char env_bad_port[] = "BEDROCK_SERVER__PORT=x";
+static char env_nope[] = "BEDROCK_NOPE=1";
+
 static struct config *
 load(const char *path, char **env, const char *def,
     struct config_errors *errs)
@@ -113,9 +120,9 @@ main(void)
 	ok(c != NULL && c->server_port == 8080, "file sets the port");
 	ok(c != NULL && c->to_header == 120, "durations take units");
 	config_unref(c);
-	env[0] = "BEDROCK_SERVER__PORT=9000";
-	env[1] = "BEDROCK_SERVER__TRUSTED_PROXIES=10.0.0.0/8, 192.168.0.0/16";
-	env[2] = "OTHER=1";
+	env[0] = env_port;
+	env[1] = env_proxies;
+	env[2] = env_other;
 	c = load(p, env, NULL, &errs);
 	ok(c != NULL && c->server_port == 9000, "environment beats the file");
 	ok(c != NULL && c->trusted_proxies.n == 2,
@@ -235,14 +242,14 @@ main(void)
 	free(p);
 
 	/* Environment and -D errors say where they came from. */
-	env[0] = "BEDROCK_SERVER__PORT=x";
+	env[0] = env_bad_port;
 	c = load(NULL, env, "server.nope=1", &errs);
 	ok(c == NULL && has_error(&errs, "environment BEDROCK_SERVER__PORT",
 	    "not an integer"), "environment errors name the variable");
 	ok(has_error(&errs, "-D server.nope", "unknown key"),
 	    "-D errors name the flag");
 	config_errors_free(&errs);
-	env[0] = "BEDROCK_NOPE=1";
+	env[0] = env_nope;
 	c = load(NULL, env, NULL, &errs);
 	ok(c == NULL && has_error(&errs, "environment BEDROCK_NOPE",
 	    "unknown key \"nope\""), "unknown BEDROCK_ variables are errors");

@@ -40,7 +40,7 @@ recv_msg(int s, char *buf, size_t len, int ms)
 int
 main(void)
 {
-	char			 dir[] = "/tmp/bsp-notify.XXXXXX", *sockpath, *cfg;
+	char			 dir[] = "/tmp/bsp-notify.XXXXXX", *sockpath, *cfgpath;
 	char			*env, msg[256], *cmd;
 	const char		*bin = getenv("BSP_BIN");
 	struct sockaddr_un	 sun;
@@ -53,14 +53,14 @@ main(void)
 	if (mkdtemp(dir) == NULL)
 		fatal("mkdtemp");
 	xasprintf(&sockpath, "%s/notify", dir);
-	xasprintf(&cfg, "%s/config.yaml", dir);
-	if ((f = fopen(cfg, "w")) == NULL)
+	xasprintf(&cfgpath, "%s/config.yaml", dir);
+	if ((f = fopen(cfgpath, "w")) == NULL)
 		fatal("fopen");
 	fprintf(f, "server:\n  port: 0\ndatabase:\n  url: sqlite://%s/db/proxy"
 	    ".db\njwt:\n  issuer: https://notify.test\nlogging:\n  level: "
 	    "warn\n", dir);
 	fclose(f);
-	chmod(cfg, 0600);
+	chmod(cfgpath, 0600);
 
 	if ((s = socket(AF_UNIX, SOCK_DGRAM, 0)) == -1)
 		fatal("socket");
@@ -77,7 +77,7 @@ main(void)
 		putenv(env);
 		unsetenv("AWS_ACCESS_KEY_ID");
 		setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-		execl(bin, bin, "-f", cfg, (char *)NULL);
+		execl(bin, bin, "-f", cfgpath, (char *)NULL);
 		_exit(127);
 	}
 	recv_msg(s, msg, sizeof msg, 15000);
@@ -103,6 +103,6 @@ main(void)
 		diag("cleanup failed");
 	free(cmd);
 	free(sockpath);
-	free(cfg);
+	free(cfgpath);
 	return (tap_done());
 }
