@@ -330,6 +330,7 @@ struct config {
 	char		*jwt_legacy_audience;
 	int		 apikeys_enabled;
 	long long	 apikeys_default_ttl;
+	long long	 apikeys_max_ttl;
 	long long	 apikeys_max_per_user;
 	long long	 cache_validation_ttl;
 	long long	 cache_max_entries;

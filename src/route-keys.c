@@ -62,6 +62,16 @@ keys_create(struct request *r)
 		    "ttl must be seconds or a duration like 30d");
 		return;
 	}
+	if (ttl < 0)
+		ttl = r->cfg->apikeys_default_ttl;
+	if (r->cfg->apikeys_max_ttl > 0 && (ttl == 0 ||
+	    ttl > r->cfg->apikeys_max_ttl)) {
+		json_decref(j);
+		server_error_oauth(r, 400, "invalid_request", "ttl must be at "
+		    "most api_keys.max_ttl; keys without expiry are made by an "
+		    "administrator");
+		return;
+	}
 	v = json_object_get(j, "models");
 	if (v != NULL && !json_is_null(v)) {
 		if (!json_is_array(v)) {
@@ -100,6 +110,30 @@ keys_create(struct request *r)
 	server_reply_json(r, 201, info);
 }
 
+/*
+ * Only a user who logged in here holds keys: our own token, from a session,
+ * with the invoke scope. An external or legacy token's user has no record
+ * a disable or a policy change could reach, so it cannot make a key that
+ * would outlive it.
+ */
+static int
+keys_caller_ok(struct request *r)
+{
+	const struct principal	*p = r->principal;
+
+	if (p->kind != PRINCIPAL_JWT || p->sid == NULL) {
+		server_error_oauth(r, 403, "access_denied", "API keys are managed "
+		    "with a token from this proxy's sign-in");
+		return (0);
+	}
+	if (!principal_has_scope(p, SCOPE_INVOKE)) {
+		server_error_oauth(r, 403, "insufficient_scope", "this token "
+		    "lacks the " SCOPE_INVOKE " scope");
+		return (0);
+	}
+	return (1);
+}
+
 /* POST /api/keys makes a key; GET /api/keys lists the caller's. */
 void
 route_api_keys(struct request *r)
@@ -108,6 +142,8 @@ route_api_keys(struct request *r)
 		server_error_oauth(r, 404, "not_found", "API keys are disabled");
 		return;
 	}
+	if (!keys_caller_ok(r))
+		return;
 	if (strcmp(r->method, "POST") == 0) {
 		keys_create(r);
 		return;
@@ -123,6 +159,8 @@ route_api_key_delete(struct request *r)
 	char	*id;
 	int	 rc;
 
+	if (!keys_caller_ok(r))
+		return;
 	id = xmemdup0(r->params[0].p, r->params[0].len);
 	rc = apikey_revoke(id, r->principal->sub, r->principal->sub,
 	    r->client);

@@ -588,10 +588,13 @@ request_id_ok(const char *s)
 static void
 request_client(struct request *r, const struct sockaddr *peer)
 {
-	const char		*xff, *proto;
-	char			*copy, *item, *p, *parts[32];
+	struct evkeyvalq	*h;
+	struct evkeyval		*kv;
+	struct evbuffer		*all;
+	const char		*proto = NULL;
+	char			*list, *item, *comma;
 	struct sockaddr_storage	 ss;
-	size_t			 n = 0, len;
+	size_t			 len, pos, ilen;
 
 	if (peer != NULL) {
 		memcpy(&r->client_sa, peer, peer->sa_family == AF_INET6 ?
@@ -604,30 +607,54 @@ request_client(struct request *r, const struct sockaddr *peer)
 	if (peer == NULL || r->cfg->trusted_proxies.n == 0 ||
 	    !cidrlist_match(&r->cfg->trusted_proxies, peer))
 		return;
-	if ((proto = server_header(r, "X-Forwarded-Proto")) != NULL)
+
+	/*
+	 * Every X-Forwarded-For line, in order, as one list: a proxy may
+	 * append its hop on a line of its own, after the client's lines.
+	 * X-Forwarded-Proto: the last one, set by the nearest proxy.
+	 */
+	h = evhttp_request_get_input_headers(r->http);
+	all = evbuffer_new();
+	TAILQ_FOREACH(kv, h, next) {
+		if (strcasecmp(kv->key, "X-Forwarded-Proto") == 0)
+			proto = kv->value;
+		else if (strcasecmp(kv->key, "X-Forwarded-For") == 0)
+			evbuffer_add_printf(all, "%s%s",
+			    evbuffer_get_length(all) > 0 ? "," : "", kv->value);
+	}
+	if (proto != NULL)
 		r->https = strcasecmp(proto, "https") == 0;
-	if ((xff = server_header(r, "X-Forwarded-For")) == NULL)
+	if ((len = evbuffer_get_length(all)) == 0) {
+		evbuffer_free(all);
 		return;
-	copy = p = xstrdup(xff);
-	while ((item = strsep(&p, ",")) != NULL && n < nitems(parts))
-		parts[n++] = item;
+	}
+	list = xmalloc(len + 1);
+	evbuffer_remove(all, list, len);
+	list[len] = '\0';
+	evbuffer_free(all);
+
 	/* From the right: the first hop our trusted proxies did not add. */
-	while (n > 0) {
-		item = parts[--n];
+	pos = len;
+	for (;;) {
+		comma = memrchr(list, ',', pos);
+		item = comma != NULL ? comma + 1 : list;
+		list[pos] = '\0';
 		while (*item == ' ' || *item == '\t')
 			item++;
-		len = strlen(item);
-		while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
-			item[--len] = '\0';
+		ilen = strlen(item);
+		while (ilen > 0 && (item[ilen - 1] == ' ' ||
+		    item[ilen - 1] == '\t'))
+			item[--ilen] = '\0';
 		if (addr_parse(item, &ss) == -1)
 			break;
 		bsp_strlcpy(r->client, item, sizeof r->client);
 		memcpy(&r->client_sa, &ss, sizeof ss);
 		if (!cidrlist_match(&r->cfg->trusted_proxies,
-		    (struct sockaddr *)&ss))
+		    (struct sockaddr *)&ss) || comma == NULL)
 			break;
+		pos = (size_t)(comma - list);
 	}
-	free(copy);
+	free(list);
 }
 
 static const char *

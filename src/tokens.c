@@ -271,6 +271,13 @@ tokens_config_check(struct config *c, struct config_errors *errs)
 	    !str_is_printable(c->jwt_issuer, strlen(c->jwt_issuer))))
 		config_add_error(errs, c, "jwt.issuer", "jwt.issuer must be "
 		    "printable text");
+	if (c->apikeys_max_ttl > 0 && (c->apikeys_default_ttl == 0 ||
+	    c->apikeys_default_ttl > c->apikeys_max_ttl))
+		config_add_error(errs, c, config_where(c,
+		    "api_keys.default_ttl") != NULL ? "api_keys.default_ttl" :
+		    "api_keys.max_ttl", "api_keys.default_ttl (%lld) must be "
+		    "within api_keys.max_ttl (%lld)", c->apikeys_default_ttl,
+		    c->apikeys_max_ttl);
 	if (*c->jwt_audience == '\0')
 		config_add_error(errs, c, "jwt.audience", "jwt.audience must not "
 		    "be empty");

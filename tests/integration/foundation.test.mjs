@@ -378,3 +378,25 @@ test('usage and unknown commands exit 1', async () => {
   r = await runCommand(['-T', 'nonsense', '-n']);
   assert.equal(r.code, 1);
 });
+
+test('forwarding headers: a long or repeated X-Forwarded-For cannot choose the client address', async () => {
+  const d = await startDaemon({ config: { server: { trusted_proxies: ['127.0.0.1/32'] } } });
+  try {
+    // 40 entries the client wrote, then the hop our proxy appended.
+    const forged = Array.from({ length: 40 }, () => '127.0.0.1').join(', ');
+    let r = await d.request('/metrics', { headers: { 'X-Forwarded-For': `${forged}, 203.0.113.9` } });
+    assert.equal(r.status, 403, 'the rightmost untrusted hop is the client');
+    // A proxy that adds its own line after the client's.
+    r = await d.request('/metrics', {
+      headers: ['X-Forwarded-For', '127.0.0.1', 'X-Forwarded-For', '203.0.113.9'],
+    });
+    assert.equal(r.status, 403, 'every X-Forwarded-For line counts, the last one nearest');
+    await d.request('/health', { headers: ['X-Forwarded-For', '198.51.100.1', 'X-Forwarded-For', '203.0.113.77'] });
+    await d.waitForLog({ msg: 'request', client: '203.0.113.77' });
+    // The nearest X-Forwarded-Proto wins.
+    r = await d.request('/health', { headers: ['X-Forwarded-Proto', 'https', 'X-Forwarded-Proto', 'http'] });
+    assert.equal(r.headers['strict-transport-security'], undefined);
+  } finally {
+    await d.stop();
+  }
+});

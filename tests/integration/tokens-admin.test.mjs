@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  createLocalJWKSet, exportJWK, exportPKCS8, generateKeyPair, jwtVerify,
+  SignJWT, createLocalJWKSet, exportJWK, exportPKCS8, generateKeyPair, jwtVerify,
 } from 'jose';
 import { runCommand, startDaemon } from './lib/daemon.mjs';
 import { auditRows, dbPath, decodeJwt, seedSession, withDb } from './lib/tokens.mjs';
@@ -460,4 +460,42 @@ test('token mint refuses a configuration whose issuer depends on a port picked a
     config: { server: { port: 0 }, jwt: { issuer: 'https://proxy.test' } },
   });
   assert.equal(ok.code, 0, ok.stderr);
+});
+
+test('only a signed-in user with the invoke scope manages API keys, and within api_keys.max_ttl', async () => {
+  const secret = 'L'.repeat(32);
+  const d = await startDaemon({
+    config: { jwt: { issuer: ISS, legacy: { secret } }, api_keys: { max_ttl: '30d', default_ttl: '7d' } },
+  });
+  try {
+    const post = (t, body) => d.request('/api/keys', {
+      method: 'POST', headers: { ...auth(t), 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+    });
+    // A legacy token: a user the proxy has no record of cannot make a key.
+    const now = Math.floor(Date.now() / 1000);
+    const legacy = await new SignJWT({ sub: 'corp:alice', email: 'alice@example.com' })
+      .setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now).setExpirationTime(now + 600)
+      .sign(new TextEncoder().encode(secret));
+    assert.equal((await validate(d, legacy)).status, 200, 'the legacy token itself works');
+    let r = await post(legacy, { name: 'x' });
+    assert.equal(r.status, 403, r.text());
+    assert.equal((await d.request('/api/keys', { headers: auth(legacy) })).status, 403);
+    // A token without the invoke scope cannot make one that has it.
+    const scoped = await mint(d, 'bob@example.com', '--scope', 'profile');
+    r = await post(scoped, { name: 'x' });
+    assert.equal(r.status, 403, r.text());
+    assert.equal(r.json().error, 'insufficient_scope');
+    // A signed-in user: within max_ttl only, never without expiry.
+    const t = await mint(d, 'carol@example.com');
+    assert.equal((await post(t, { ttl: 0 })).status, 400);
+    assert.equal((await post(t, { ttl: '31d' })).status, 400);
+    r = await post(t, { ttl: '30d' });
+    assert.equal(r.status, 201, r.text());
+    assert.ok(r.json().expires_at <= now + 30 * 86400 + 60);
+    // The administrator still can.
+    const k = await keyCreate(d, 'carol@example.com', '--ttl', '0');
+    assert.match(k.key, /^bsk_/);
+  } finally {
+    await d.stop();
+  }
 });
