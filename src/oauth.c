@@ -65,6 +65,7 @@ struct login {
 	const struct provider_config	*pc;
 	struct oidc_issuer		*iss;
 	int				 api;
+	int				 consumed;	/* a real state was spent */
 	enum login_state		 state;
 	char				*code;
 	char				*redirect_uri;
@@ -676,9 +677,19 @@ login_fail(struct login *l, int code, const char *error, const char *title,
 	/* The user as the users table names them: provider:subject. */
 	if (l->id.subject != NULL)
 		xasprintf(&uid, "%s:%s", l->pc->name, l->id.subject);
-	audit_event(strcmp(error, "access_denied") == 0 ? "login_refused" :
-	    "login_failed", uid, NULL, r->client, json_pack("{s:s,s:s}",
-	    "provider", l->pc->name, "reason", detail));
+	/*
+	 * An audit row (a committed write) only for a sign-in that got as
+	 * far as spending a state this proxy issued; junk from anyone gets
+	 * a log line, so it cannot make us write to the disk at will.
+	 */
+	if (l->consumed)
+		audit_event(strcmp(error, "access_denied") == 0 ?
+		    "login_refused" : "login_failed", uid, NULL, r->client,
+		    json_pack("{s:s,s:s}", "provider", l->pc->name, "reason",
+		    detail));
+	else
+		log_info("login via %s refused before any state: %s",
+		    l->pc->name, detail);
 	free(uid);
 	if (l->api)
 		server_error_oauth(r, code, error, detail);
@@ -790,6 +801,7 @@ route_auth_callback(struct request *r)
 		    "sign-in link has expired or was already used.");
 		return;
 	}
+	l->consumed = 1;
 	l->nonce = nonce;
 	l->verifier = verifier;
 	l->redirect_uri = ruri;
@@ -875,6 +887,7 @@ route_auth_token(struct request *r)
 		    "expired or already used");
 		return;
 	}
+	l->consumed = 1;
 	l->nonce = nonce;
 	l->verifier = verifier;
 	l->redirect_uri = sruri;

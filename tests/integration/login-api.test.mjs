@@ -11,7 +11,6 @@ import { startFakeOidc } from './lib/fake-oidc-bad.mjs';
 import {
   assertNoToken, invoke, launchBrowser, loginConfig, loginState, newContext, startBedrock, startLoginDaemon, validate, stopAll,
 } from './lib/login.mjs';
-import { withDb } from './lib/tokens.mjs';
 
 let browser;
 after(async () => { await browser?.close(); });
@@ -76,7 +75,10 @@ test('API flow end to end with oidc-provider and a loopback redirect URI', async
     const again = await postToken(d, { provider: 'idp', authorization_code: back.get('code'), redirect_uri: LOOPBACK, state });
     assert.equal(again.status, 400);
     assert.equal(again.json().error, 'invalid_grant');
-    assertNoToken(d.dir, before, { event: 'login_failed', users: 1 });
+    // A spent state names no sign-in any more: a log line, no audit write.
+    assertNoToken(d.dir, before, { users: 1 });
+    assert.equal(loginState(d.dir).audit.length, before.audit.length, 'no audit row for a replay');
+    assert.ok(d.logs.some((l) => /refused before any state/.test(l.msg)));
     // The refresh token works as for browser logins.
     const rf = await d.request('/auth/refresh', {
       method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ refresh_token: tok.refresh_token }),
@@ -170,7 +172,11 @@ test('API flow: client-chosen state, the configured redirect URI, and what /auth
     assert.equal(r.json().error, 'access_denied');
     assert.equal(r.json().access_token, undefined);
     assertNoToken(d.dir, before, { event: 'login_refused', users: 1 });
-    assert.equal(withDb(d.dir, (db) => db.prepare("SELECT count(*) AS n FROM audit_log WHERE event = 'login_failed'").get().n) >= 5, true);
+    // Audited: the four refusals that spent a live state (wrong redirect
+    // URI, another provider, a browser state, a refused code); the
+    // replayed state and the malformed requests are log lines only.
+    const failed = loginState(d.dir).audit.slice(before.audit.length).filter((x) => x.event === 'login_failed');
+    assert.equal(failed.length, 4, JSON.stringify(failed));
   } finally {
     await t.stop();
   }
