@@ -105,8 +105,15 @@ email_domain(const char *email)
 	return (at + 1);
 }
 
+/*
+ * Does a model rule name this principal? Its email counts only when
+ * verified (access.require_verified_email): someone admitted through a
+ * group must not reach a rule for ceo@example.com by claiming that
+ * address at an IdP that never checked it.
+ */
 static int
-rule_applies(const struct model_rule *mr, const struct principal *p)
+rule_applies(const struct config *c, const struct model_rule *mr,
+    const struct principal *p)
 {
 	size_t		 i;
 	const char	*dom;
@@ -117,6 +124,8 @@ rule_applies(const struct model_rule *mr, const struct principal *p)
 		if (strlist_contains(&p->groups, mr->groups.v[i]))
 			return (1);
 	}
+	if (!p->email_verified && c->access_require_verified)
+		return (0);
 	if (p->email != NULL && strlist_contains_nocase(&mr->emails, p->email))
 		return (1);
 	if ((dom = email_domain(p->email)) != NULL &&
@@ -154,7 +163,7 @@ policy_model_allowed(const struct config *c, const struct principal *p,
 	}
 	for (i = 0; i < c->nmodel_rules; i++) {
 		mr = &c->model_rules[i];
-		if (!rule_applies(mr, p))
+		if (!rule_applies(c, mr, p))
 			continue;
 		if (globs_match(&mr->deny, model)) {
 			*why = "this model is not allowed for you";

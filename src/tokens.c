@@ -894,8 +894,11 @@ tokens_mint(const struct user *u, const char *sid, const struct strlist *scopes,
 	    u->provider != NULL ? u->provider : "local", "groups",
 	    strlist_json(&u->groups), "scopes", strlist_json(scopes));
 	free(jti);
-	if (u->email != NULL)
+	if (u->email != NULL) {
 		json_object_set_new(claims, "email", json_string(u->email));
+		json_object_set_new(claims, "email_verified",
+		    json_boolean(u->email_verified));
+	}
 	if (u->name != NULL)
 		json_object_set_new(claims, "name", json_string(u->name));
 	t = jose_sign(tok.ks.active, claims, "JWT", &err);
@@ -1549,6 +1552,9 @@ tokens_verify_jwt(const char *token, size_t len, struct principal **out,
 	p->sub = claim_str(jws->claims, "sub");
 	p->provider = claim_str(jws->claims, "provider");
 	p->email = claim_str(jws->claims, "email");
+	/* A legacy token's email is the operator's word (a shared secret). */
+	p->email_verified = legacy || json_is_true(json_object_get(jws->claims,
+	    "email_verified"));
 	p->name = claim_str(jws->claims, "name");
 	p->iat = claim_time(jws->claims, "iat");
 	p->exp = claim_time(jws->claims, "exp");

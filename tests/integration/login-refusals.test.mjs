@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startFakeOidc } from './lib/fake-oidc-bad.mjs';
 import {
-  Jar, assertNoToken, fetchLogin, loginConfig, loginState, startLoginDaemon, tokenFromHtml, validate, stopAll,
+  Jar, assertNoToken, fetchLogin, invoke, loginConfig, loginState, startBedrock, startLoginDaemon, tokenFromHtml, validate,
+  stopAll,
 } from './lib/login.mjs';
 import { nowSec, withDb } from './lib/tokens.mjs';
 
@@ -177,6 +178,41 @@ test('users outside the allowed domains, with an unverified email, or forging ou
     assert.deepEqual(loginState(d.dir).users.map((u) => u.id), ['op:u2']);
   } finally {
     await t.stop();
+  }
+});
+
+test('an unverified email admitted through a group does not reach model rules written for that email', async () => {
+  const op = await startFakeOidc();
+  const bedrock = await startBedrock();
+  let d;
+  try {
+    d = await startLoginDaemon(loginConfig({
+      providers: { op: { issuer: op.issuer, client_id: op.clientId, client_secret: op.clientSecret } },
+      bedrock,
+      access: { allowed_groups: ['bedrock-admins'] },
+      over: { models: { rules: [{ emails: ['ceo@example.com'], allow: ['*'] }], default: 'deny' } },
+    }));
+    const login = async (user) => {
+      op.user = user;
+      const r = await fetchLogin(d, 'op');
+      assert.equal(r.res.status, 200, r.text);
+      return tokenFromHtml(r.text);
+    };
+    // Someone in the group claims the CEO's address at an IdP that never checked it.
+    const forged = await login({ sub: 'u1', email: 'ceo@example.com', email_verified: false, groups: ['bedrock-admins'] });
+    const v = await validate(d, forged);
+    assert.equal(v.status, 200, v.text());
+    let r = await invoke(d, forged);
+    assert.equal(r.status, 403, r.text());
+    assert.match(r.json().message, /not allowed/);
+    assert.equal(bedrock.requests.length, 0, 'the refused call never reached AWS');
+    // The CEO, verified, is named by the rule.
+    const real = await login({ sub: 'u2', email: 'ceo@example.com', email_verified: true, groups: ['bedrock-admins'] });
+    r = await invoke(d, real);
+    assert.equal(r.status, 200, r.text());
+    assert.equal(bedrock.requests.length, 1);
+  } finally {
+    await stopAll(d, op, bedrock);
   }
 });
 
