@@ -422,6 +422,7 @@ void		 config_errors_free(struct config_errors *);
 const struct config_key *config_key_find(const char *, enum config_scope);
 int		 config_read_secret_file(const char *, char **, char **);
 const char	*config_where(const struct config *, const char *);
+int		 config_name_ok(const char *);
 void		 config_add_error(struct config_errors *,
 		     const struct config *, const char *, const char *, ...)
 		     printflike(4, 5);

@@ -979,7 +979,7 @@ config_suggest(const char *name, enum config_scope scope)
 	return (best <= 3 ? bestname : NULL);
 }
 
-static int
+int
 config_name_ok(const char *s)
 {
 	size_t	len = strlen(s);
@@ -1586,13 +1586,26 @@ void
 config_add_error(struct config_errors *errs, const struct config *c,
     const char *key, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*msg;
+	va_list		 ap;
+	char		*msg;
+	const char	*where;
+	size_t		 i, len = strlen(key);
 
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
-	config_error(errs, config_where(c, key) != NULL ? config_where(c, key) :
-	    (c->path != NULL ? c->path : "configuration"), "%s", msg);
+	/* A key, else the first key set inside it (a provider's block). */
+	if ((where = config_where(c, key)) == NULL) {
+		for (i = 0; i < c->norigins; i++) {
+			if (strncmp(c->origins[i].name, key, len) == 0 &&
+			    c->origins[i].name[len] == '.') {
+				where = c->origins[i].where;
+				break;
+			}
+		}
+	}
+	if (where == NULL)
+		where = c->path != NULL ? c->path : "configuration";
+	config_error(errs, where, "%s", msg);
 	free(msg);
 }

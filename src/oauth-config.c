@@ -208,12 +208,20 @@ check_url(struct config *c, struct config_errors *errs, const char *key,
 	}
 }
 
+/* Names our own users carry as their provider. */
+static int
+name_reserved(const char *name)
+{
+	return (strcmp(name, "local") == 0 || strcmp(name, "legacy") == 0);
+}
+
 /* Check and complete oauth.providers, oauth.trusted_issuers, access.*. */
 void
 oauth_config_check(struct config *c, struct config_errors *errs)
 {
 	struct provider_config	*p;
 	struct issuer_config	*is;
+	const struct provider_config *lp;
 	const char		*missing;
 	char			*key;
 	size_t			 i, j;
@@ -230,6 +238,13 @@ oauth_config_check(struct config *c, struct config_errors *errs)
 
 	for (i = 0; i < c->nproviders; i++) {
 		p = &c->providers[i];
+		if (name_reserved(p->name)) {
+			xasprintf(&key, "oauth.providers.%s", p->name);
+			config_add_error(errs, c, key, "oauth.providers: the name "
+			    "\"%s\" is reserved (it names users made on the "
+			    "host or by legacy tokens)", p->name);
+			free(key);
+		}
 		if ((missing = provider_preset(c, p)) != NULL) {
 			xasprintf(&key, "oauth.providers.%s", p->name);
 			config_add_error(errs, c, key, "oauth.providers.%s needs "
@@ -304,6 +319,36 @@ oauth_config_check(struct config *c, struct config_errors *errs)
 			    "aud or client_id values to accept)", key);
 		check_url(c, errs, key, is->issuer);
 		check_url(c, errs, key, is->jwks_uri);
+		/*
+		 * Its users are provider_name:subject; a name shared with a
+		 * login provider on another issuer, another trusted issuer or
+		 * our own users would let one identity provider speak for
+		 * another's users. The login provider on the same issuer (a
+		 * Cognito pool's hosted UI and its access tokens) is fine.
+		 */
+		if (is->provider_name == NULL)
+			is->provider_name = xstrdup("");
+		if (!config_name_ok(is->provider_name) ||
+		    name_reserved(is->provider_name))
+			config_add_error(errs, c, key, "%s.provider_name: \"%s\" "
+			    "must match [a-z0-9_-]{1,32} and not be local or "
+			    "legacy", key, is->provider_name);
+		else if ((lp = provider_find(c, is->provider_name,
+		    strlen(is->provider_name))) != NULL && (lp->issuer == NULL ||
+		    is->issuer == NULL || strcmp(lp->issuer, is->issuer) != 0))
+			config_add_error(errs, c, key, "%s.provider_name: \"%s\" "
+			    "is a login provider with another issuer; give each "
+			    "issuer a name of its own", key, is->provider_name);
+		for (j = 0; j < i; j++) {
+			if (strcmp(c->issuers[j].provider_name,
+			    is->provider_name) == 0) {
+				config_add_error(errs, c, key, "%s.provider_name: "
+				    "\"%s\" is already the name of trusted issuer "
+				    "%zu; give each issuer a name of its own", key,
+				    is->provider_name, j);
+				break;
+			}
+		}
 		for (j = 0; j < is->algorithms.n; j++) {
 			if (!idp_alg_ok(is->algorithms.v[j]))
 				config_add_error(errs, c, key, "%s: \"%s\" is not "

@@ -228,4 +228,29 @@ test('start-up refuses providers nobody restricts, and multi-tenant Microsoft wi
   r = await check({ oauth: { providers: { idp: { ...p, issuer: 'http://idp.example.com' } } }, access: { allow_any_user: true } });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /must use https/);
+
+  // Names that would let one identity provider speak for another's users.
+  const iss = (n, more = {}) => ({ issuer: `https://i${n}.example.com`, audience: ['api'], ...more });
+  r = await check({
+    oauth: {
+      providers: { local: { ...p, issuer: 'https://idp.example.com' }, corp: { ...p, issuer: 'https://idp.example.com' } },
+      trusted_issuers: [iss(0), iss(1), iss(2, { provider_name: 'corp' }), iss(3, { provider_name: 'legacy' }), iss(4, { provider_name: 'Bad Name' })],
+    },
+    access: { allow_any_user: true },
+  });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /:\d+: oauth\.providers: the name "local" is reserved/);
+  assert.match(r.stderr, /trusted_issuers\.1\.provider_name: "external" is already the name of trusted issuer 0/);
+  assert.match(r.stderr, /trusted_issuers\.2\.provider_name: "corp" is a login provider with another issuer/);
+  assert.match(r.stderr, /trusted_issuers\.3\.provider_name: "legacy" must match/);
+  assert.match(r.stderr, /trusted_issuers\.4\.provider_name: "Bad Name" must match/);
+  r = await check({
+    oauth: {
+      providers: { corp: { ...p, issuer: 'https://idp.example.com' } },
+      // The login provider's own issuer may share its name: the same users.
+      trusted_issuers: [iss(0), iss(1, { provider_name: 'partner' }), { issuer: 'https://idp.example.com', audience: ['api'], provider_name: 'corp' }],
+    },
+    access: { allow_any_user: true },
+  });
+  assert.equal(r.code, 0, r.stderr);
 });
