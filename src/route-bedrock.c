@@ -661,8 +661,11 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 		log_warnx("relay %s: %s %s: %s", r->id, rl->op->name,
 		    hc_error_name(res->error), res->message);
 		relay_log_fields(rl);
+		/* The details (addresses, certificate names) are the log's. */
 		server_error_bedrock(r, code, "ServiceUnavailableException",
-		    "cannot reach Bedrock: %s", res->message);
+		    "cannot reach Bedrock (%s); the proxy's log has the "
+		    "details under request id %s", hc_error_name(res->error),
+		    r->id);
 		relay_finish(rl);
 		return;
 	}

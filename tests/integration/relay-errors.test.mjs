@@ -165,7 +165,10 @@ test('relay errors: an upstream certificate from another CA or for another host 
         }
         assert.equal(r.status, 502, `${name}: ${r.status} ${r.text()}`);
         assert.match(r.headers['x-amzn-errortype'], /^ServiceUnavailableException/);
-        assert.match(r.json().message, re, name);
+        // The client learns the class of failure; the details are the log's.
+        assert.match(r.json().message, /^cannot reach Bedrock \(tls\); the proxy's log has the details under request id \S+$/, name);
+        assert.ok(r.json().message.includes(r.headers['x-request-id']), 'the message names the request id');
+        assert.doesNotMatch(r.json().message, re, name);
         assert.equal(f.requests.length, 0, `${name}: a request was sent over the refused connection`);
         const line = await d.waitForLog((e) => /^relay \w+: InvokeModel tls: /.test(e.msg ?? ''));
         assert.match(line.msg, re);
