@@ -57,7 +57,7 @@ struct oidc_issuer {
 	char			*jwks_url;	/* jwks_target's URL */
 	struct hc_req		*disco_req;
 	struct hc_req		*jwks_req;
-	char			*problem;
+	const char		*problem;	/* static; for pages */
 	int			 refcnt;
 	int			 failures;
 	struct event		 timer;
@@ -72,19 +72,29 @@ static struct hc_req *oidc_get(struct hc_target *,
 		    void (*)(struct hc_req *, const struct hc_result *, void *),
 		    void *, char **);
 
+/*
+ * Note what is wrong with an issuer: what (a fixed phrase) is for pages
+ * anyone can see; the details (addresses, TLS and parser errors) only
+ * for the log.
+ */
 static void
-oidc_problem(struct oidc_issuer *is, const char *fmt, ...)
-    printflike(2, 3);
+oidc_problem(struct oidc_issuer *is, const char *what, const char *fmt, ...)
+    printflike(3, 4);
 static void
-oidc_problem(struct oidc_issuer *is, const char *fmt, ...)
+oidc_problem(struct oidc_issuer *is, const char *what, const char *fmt, ...)
 {
-	va_list	ap;
+	va_list	 ap;
+	char	*detail = NULL;
 
-	free(is->problem);
-	va_start(ap, fmt);
-	xvasprintf(&is->problem, fmt, ap);
-	va_end(ap);
-	log_warnx("identity provider %s: %s", is->issuer, is->problem);
+	is->problem = what;
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		xvasprintf(&detail, fmt, ap);
+		va_end(ap);
+	}
+	log_warnx("identity provider %s: %s%s%s", is->issuer, what,
+	    detail != NULL ? ": " : "", detail != NULL ? detail : "");
+	free(detail);
 }
 
 /* Call back everyone waiting for keys; they hold references. */
@@ -134,7 +144,7 @@ oidc_jwks_done(struct hc_req *req, const struct hc_result *res, void *arg)
 
 	is->jwks_req = NULL;
 	if (res->error != HC_OK || res->status != 200) {
-		oidc_problem(is, "cannot fetch its keys: %s", res->error !=
+		oidc_problem(is, "cannot fetch its keys", "%s", res->error !=
 		    HC_OK ? res->message : "unexpected HTTP status");
 		oidc_schedule(is, 1);
 		oidc_wake(is);
@@ -144,7 +154,7 @@ oidc_jwks_done(struct hc_req *req, const struct hc_result *res, void *arg)
 	p = (const char *)evbuffer_pullup(res->body, -1);
 	if ((ks = jose_jwks_parse(p != NULL ? p : "", len, is->allow,
 	    &err)) == NULL) {
-		oidc_problem(is, "its key set is unusable: %s", err.msg);
+		oidc_problem(is, "its key set is unusable", "%s", err.msg);
 		oidc_schedule(is, 1);
 		oidc_wake(is);
 		return;
@@ -152,7 +162,6 @@ oidc_jwks_done(struct hc_req *req, const struct hc_result *res, void *arg)
 	jose_keyset_free(is->keys);
 	is->keys = ks;
 	is->keys_at = now_mono();
-	free(is->problem);
 	is->problem = NULL;
 	log_trace(TRACE_OAUTH, "%s: %zu signing keys (%zu skipped)",
 	    is->issuer, ks->nkeys, ks->nskipped);
@@ -171,7 +180,7 @@ oidc_fetch_jwks(struct oidc_issuer *is)
 	if (uri == NULL && is->disco != NULL)
 		uri = json_string_value(json_object_get(is->disco, "jwks_uri"));
 	if (uri == NULL) {
-		oidc_problem(is, "no jwks_uri configured or discovered");
+		oidc_problem(is, "no jwks_uri configured or discovered", NULL);
 		oidc_schedule(is, 1);
 		oidc_wake(is);
 		return;
@@ -184,7 +193,7 @@ oidc_fetch_jwks(struct oidc_issuer *is)
 		if (url_check_outbound(uri, &cause) == -1 ||
 		    (is->jwks_target = hc_target_new(uri, &cause)) == NULL) {
 			is->jwks_target = NULL;
-			oidc_problem(is, "jwks_uri: %s", cause);
+			oidc_problem(is, "its jwks_uri is unusable", "%s", cause);
 			free(cause);
 			oidc_schedule(is, 1);
 			oidc_wake(is);
@@ -193,7 +202,7 @@ oidc_fetch_jwks(struct oidc_issuer *is)
 	}
 	is->jwks_req = oidc_get(is->jwks_target, oidc_jwks_done, is, &cause);
 	if (is->jwks_req == NULL) {
-		oidc_problem(is, "cannot fetch keys: %s", cause);
+		oidc_problem(is, "cannot fetch its keys", "%s", cause);
 		free(cause);
 		oidc_schedule(is, 1);
 		oidc_wake(is);
@@ -292,7 +301,7 @@ oidc_disco_done(struct hc_req *req, const struct hc_result *res, void *arg)
 
 	is->disco_req = NULL;
 	if (res->error != HC_OK || res->status != 200) {
-		oidc_problem(is, "cannot fetch its discovery document: %s",
+		oidc_problem(is, "cannot fetch its discovery document", "%s",
 		    res->error != HC_OK ? res->message :
 		    "unexpected HTTP status");
 		oidc_schedule(is, 1);
@@ -305,7 +314,7 @@ oidc_disco_done(struct hc_req *req, const struct hc_result *res, void *arg)
 	    "discovery document", &err);
 	if (doc == NULL || (iss = json_string_value(json_object_get(doc,
 	    "issuer"))) == NULL) {
-		oidc_problem(is, "its discovery document is unusable: %s",
+		oidc_problem(is, "its discovery document is unusable", "%s",
 		    doc == NULL ? err.msg : "no issuer");
 		json_decref(doc);
 		oidc_schedule(is, 1);
@@ -313,7 +322,8 @@ oidc_disco_done(struct hc_req *req, const struct hc_result *res, void *arg)
 		return;
 	}
 	if (!oidc_issuer_matches(is->issuer, iss, is->flags)) {
-		oidc_problem(is, "its discovery document names another issuer");
+		oidc_problem(is, "its discovery document names another issuer",
+		    NULL);
 		json_decref(doc);
 		oidc_schedule(is, 1);
 		oidc_wake(is);
@@ -347,7 +357,7 @@ oidc_fetch(struct oidc_issuer *is)
 		is->disco_target = hc_target_new(url, &cause);
 		free(url);
 		if (is->disco_target == NULL) {
-			oidc_problem(is, "issuer: %s", cause);
+			oidc_problem(is, "its issuer is unusable", "%s", cause);
 			free(cause);
 			oidc_schedule(is, 1);
 			return;
@@ -355,7 +365,8 @@ oidc_fetch(struct oidc_issuer *is)
 	}
 	is->disco_req = oidc_get(is->disco_target, oidc_disco_done, is, &cause);
 	if (is->disco_req == NULL) {
-		oidc_problem(is, "cannot fetch discovery: %s", cause);
+		oidc_problem(is, "cannot fetch its discovery document", "%s",
+		    cause);
 		free(cause);
 		oidc_schedule(is, 1);
 	}
@@ -435,7 +446,6 @@ oidc_issuer_put(struct oidc_issuer *is)
 	jose_keyset_free(is->keys);
 	json_decref(is->disco);
 	free(is->disco_issuer);
-	free(is->problem);
 	free(is->jwks_url);
 	free(is->jwks_uri_conf);
 	free(is->issuer);
