@@ -157,6 +157,45 @@ config_errors_free(struct config_errors *errs)
 }
 
 /*
+ * Read a regular file of at most max bytes from an open descriptor into a
+ * NUL-terminated buffer (the file checked is the file read).
+ */
+static int
+config_read_fd(int fd, size_t max, char **buf, size_t *len, char **cause)
+{
+	struct stat	 st;
+	ssize_t		 n;
+	size_t		 off = 0;
+
+	*buf = NULL;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		xasprintf(cause, "not a regular file");
+		return (-1);
+	}
+	if ((uintmax_t)st.st_size > max) {
+		xasprintf(cause, "larger than %zu bytes", max);
+		return (-1);
+	}
+	*buf = xmalloc((size_t)st.st_size + 1);
+	while (off < (size_t)st.st_size) {
+		n = read(fd, *buf + off, (size_t)st.st_size - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			xasprintf(cause, "read error: %s",
+			    n == 0 ? "short read" : strerror(errno));
+			freezero(*buf, (size_t)st.st_size + 1);
+			*buf = NULL;
+			return (-1);
+		}
+		off += (size_t)n;
+	}
+	(*buf)[off] = '\0';
+	*len = off;
+	return (0);
+}
+
+/*
  * YAML. libyaml's event parser builds the node tree; aliases are refused (no
  * billion laughs), nesting is bounded, duplicate keys are errors.
  */
@@ -325,45 +364,16 @@ yaml_node(struct yaml_ctx *y, yaml_event_t *ev, int depth)
 static int
 config_read_file(const char *path, char **buf, size_t *len, char **cause)
 {
-	struct stat	 st;
-	int		 fd;
-	ssize_t		 n;
-	size_t		 off = 0;
+	int	fd, rc;
 
 	*buf = NULL;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		xasprintf(cause, "cannot open: %s", strerror(errno));
 		return (-1);
 	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		xasprintf(cause, "not a regular file");
-		close(fd);
-		return (-1);
-	}
-	if (st.st_size > CONFIG_FILE_MAX) {
-		xasprintf(cause, "larger than %d bytes", CONFIG_FILE_MAX);
-		close(fd);
-		return (-1);
-	}
-	*buf = xmalloc((size_t)st.st_size + 1);
-	while (off < (size_t)st.st_size) {
-		n = read(fd, *buf + off, (size_t)st.st_size - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			xasprintf(cause, "read error: %s",
-			    n == 0 ? "short read" : strerror(errno));
-			free(*buf);
-			*buf = NULL;
-			close(fd);
-			return (-1);
-		}
-		off += (size_t)n;
-	}
-	(*buf)[off] = '\0';
-	*len = off;
+	rc = config_read_fd(fd, CONFIG_FILE_MAX, buf, len, cause);
 	close(fd);
-	return (0);
+	return (rc);
 }
 
 static int
@@ -631,14 +641,18 @@ int
 config_read_secret_file(const char *path, char **out, char **cause)
 {
 	struct stat	 st;
-	char		*buf;
+	char		*buf, *why;
 	size_t		 len;
 	int		 fd;
 
 	*out = NULL;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
-		xasprintf(cause, "cannot open secret file %s: %s", path,
-		    strerror(errno));
+		if (errno == ELOOP)
+			xasprintf(cause, "secret file %s is a symbolic link; "
+			    "name the file it points to", path);
+		else
+			xasprintf(cause, "cannot open secret file %s: %s", path,
+			    strerror(errno));
 		return (-1);
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
@@ -653,14 +667,13 @@ config_read_secret_file(const char *path, char **out, char **cause)
 		close(fd);
 		return (-1);
 	}
-	close(fd);
-	if (config_read_file(path, &buf, &len, cause) == -1)
-		return (-1);
-	if (len > SECRET_FILE_MAX) {
-		xasprintf(cause, "secret file %s is too large", path);
-		freezero(buf, len);
+	if (config_read_fd(fd, SECRET_FILE_MAX, &buf, &len, &why) == -1) {
+		xasprintf(cause, "secret file %s: %s", path, why);
+		free(why);
+		close(fd);
 		return (-1);
 	}
+	close(fd);
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
 	if (len == 0) {

@@ -1,7 +1,7 @@
 // Configuration: every kind of error with its file:line and exit 1; layering
 // of file, environment and -D; -nv; reloads that fail keep the old config.
 import assert from 'node:assert/strict';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startDaemon, runCommand } from './lib/daemon.mjs';
@@ -61,6 +61,20 @@ test('a secret in a file others can read is refused', async () => {
     r = await check(`jwt:\n  algorithm: HS256\n  secret_file: ${secret}\n  secret: ${'y'.repeat(40)}\n`);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /both set/);
+    // A symbolic link, a directory, an empty file and an oversized one: each refused by name.
+    const link = join(dir, 'link.secret');
+    symlinkSync(secret, link);
+    const empty = join(dir, 'empty.secret');
+    writeFileSync(empty, '\n', { mode: 0o600 });
+    const huge = join(dir, 'huge.secret');
+    writeFileSync(huge, 'z'.repeat(65 * 1024), { mode: 0o600 });
+    for (const [path, re] of [[link, /is a symbolic link; name the file it points to/], [dir, /is not a regular file|readable by group/],
+      [empty, /is empty/], [huge, /larger than 65536 bytes/], [join(dir, 'missing'), /cannot open secret file .*No such file/]]) {
+      r = await check(`jwt:\n  algorithm: HS256\n  secret_file: ${path}\n`);
+      assert.equal(r.code, 1, path);
+      assert.match(r.stderr, re, path);
+      assert.doesNotMatch(r.stderr, /xxxxxxxx|zzzzzzzz/, 'no secret bytes in the error');
+    }
   } finally {
     removeDir(dir);
   }
