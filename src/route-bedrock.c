@@ -909,6 +909,13 @@ relay_op_find(const struct route *rt)
 	return (NULL);
 }
 
+/* "." or "..": a segment a server on the way might resolve. */
+static int
+dot_segment(const char *s)
+{
+	return (strcmp(s, ".") == 0 || strcmp(s, "..") == 0);
+}
+
 /* Every Bedrock runtime route: the gate, then the relay. */
 void
 route_bedrock(struct request *r)
@@ -935,8 +942,7 @@ route_bedrock(struct request *r)
 	if (op->has_model) {
 		rl->model = pct_decode_segment(r->params[0].p, r->params[0].len,
 		    RELAY_MODEL_MAX);
-		if (rl->model != NULL && (strcmp(rl->model, ".") == 0 ||
-		    strcmp(rl->model, "..") == 0)) {
+		if (rl->model != NULL && dot_segment(rl->model)) {
 			free(rl->model);
 			rl->model = NULL;
 		}
@@ -948,22 +954,28 @@ route_bedrock(struct request *r)
 	} else {
 		char *g = pct_decode_segment(r->params[0].p, r->params[0].len,
 		    RELAY_MODEL_MAX);
+		char *v = pct_decode_segment(r->params[1].p, r->params[1].len,
+		    RELAY_MODEL_MAX);
 
-		if (g == NULL) {
+		if (g == NULL || v == NULL || dot_segment(g) ||
+		    dot_segment(v)) {
+			free(g);
+			free(v);
 			server_error_bedrock(r, 400, "ValidationException",
-			    "malformed guardrail identifier");
+			    "malformed guardrail identifier or version");
 			return;
 		}
 		xasprintf(&rl->model, "guardrail:%s", g);
 		free(g);
+		free(v);
 	}
 	request_set_model(r, rl->model, strlen(rl->model));
 	/* Taken now: the inbound request may be gone when the row is made. */
 	if ((sid = server_header(r, "X-Claude-Code-Session-Id")) != NULL &&
 	    strlen(sid) <= 128 && str_is_printable(sid, strlen(sid)))
 		rl->session = xstrdup(sid);
-	if (op->has_model && !policy_model_allowed(r->cfg, r->principal,
-	    rl->model, &why)) {
+	/* A guardrail is gated as the id guardrail:ID. */
+	if (!policy_model_allowed(r->cfg, r->principal, rl->model, &why)) {
 		server_error_bedrock(r, 403, "AccessDeniedException", "%s: %s",
 		    why, rl->model);
 		return;

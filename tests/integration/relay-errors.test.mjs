@@ -191,6 +191,7 @@ test('relay gate: models.rules deny and API key model patterns answer 403 before
         rules: [
           { emails: ['dev@example.com'], deny: ['*opus*'], allow: ['us.anthropic.*'] },
           { domains: ['contractor.example'], allow: ['*haiku*'] },
+          { emails: ['ops@example.com'], allow: ['guardrail:gr-*'] },
         ],
         default: 'deny',
       },
@@ -219,6 +220,27 @@ test('relay gate: models.rules deny and API key model patterns answer 403 before
     await expectDenied(dev, 'amazon.nova-pro-v1:0', 'converse');
     await expectDenied(ext, MODEL);
     await expectDenied(key, haiku, 'invoke', true);
+    // ApplyGuardrail is gated as the id guardrail:ID: default deny refuses it.
+    const guard = async (tok, viaKey = false) => t.post('/guardrail/gr-1/version/DRAFT/apply', {
+      ...(viaKey ? { headers: { 'X-Api-Key': tok } } : { token: tok }),
+      body: JSON.stringify({ source: 'INPUT', content: [{ text: { text: 'hi' } }] }),
+    });
+    let before = t.fake.requests.length;
+    let g = await guard(dev);
+    assert.equal(g.status, 403, g.text());
+    assert.match(g.json().message, /not allowed.*guardrail:gr-1/);
+    assert.equal(t.fake.requests.length, before, 'the guardrail call never reached AWS');
+    // A rule that names it lets it through; an API key's own patterns still apply.
+    const ops = await t.token('ops@example.com');
+    g = await guard(ops);
+    assert.equal(g.status, 200, g.text());
+    assert.equal(t.fake.requests.at(-1).rawPath, '/guardrail/gr-1/version/DRAFT/apply');
+    const { key: opsKey } = await t.key('ops@example.com', '--models', '*sonnet*');
+    before = t.fake.requests.length;
+    g = await guard(opsKey, true);
+    assert.equal(g.status, 403, g.text());
+    assert.match(g.json().message, /API key is not allowed/);
+    assert.equal(t.fake.requests.length, before);
     // The SDK sees AccessDeniedException.
     const e = await rejects(t.sdk({ token: dev }).send(new InvokeModelCommand({ modelId: opus, body: anthropicBody('x') })));
     assert.equal(e.name, 'AccessDeniedException');
@@ -227,7 +249,7 @@ test('relay gate: models.rules deny and API key model patterns answer 403 before
     assert.equal((await t.post(`/model/${enc(MODEL)}/invoke`, { token: dev })).status, 200);
     assert.equal((await t.post(`/model/${enc(haiku)}/invoke`, { token: ext })).status, 200);
     assert.equal((await t.post(`/model/${enc(MODEL)}/invoke`, { headers: { 'X-Api-Key': key } })).status, 200);
-    assert.equal(t.fake.requests.length, 3);
+    assert.equal(t.fake.requests.length, 4);
     assert.ok(t.fake.requests.every((r) => r.signatureValid === true));
   } finally {
     await t.stop();
@@ -306,12 +328,14 @@ test('relay: no AWS credentials: /health/ready 503 (aws_credentials) and Bedrock
   }
 });
 
-test('relay errors: dot-segment and malformed model ids are refused before AWS', async () => {
+test('relay errors: dot-segment and malformed model and guardrail ids are refused before AWS', async () => {
   const t = await startRelay();
   try {
     const token = await t.token();
     for (const path of ['/model/../invoke', '/model/%2E%2E/invoke', '/model/./converse', '/bedrock/model/%2e/invoke',
-      '/model/%ZZ/invoke', '/model/%00x/invoke', '/model/a%0Ab/invoke']) {
+      '/model/%ZZ/invoke', '/model/%00x/invoke', '/model/a%0Ab/invoke',
+      '/guardrail/%2E%2E/version/1/apply', '/guardrail/gr-1/version/%2e%2E/apply', '/bedrock/guardrail/./version/1/apply',
+      '/guardrail/gr-1/version/%ZZ/apply', '/guardrail/g%00/version/1/apply']) {
       const before = t.fake.requests.length;
       const r = await t.post(path, { token, body: '{}' });
       assert.ok(r.status === 400 || r.status === 404, `${path}: ${r.status}`);
