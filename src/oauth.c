@@ -41,6 +41,7 @@
 
 #define LOGIN_STATE_TTL		600
 #define LOGIN_SECRET_BYTES	32
+#define LOGIN_STATES_MAX	10000	/* unfinished sign-ins, everyone's */
 #define LOGIN_DOC_MAX		(256 * 1024)
 #define LOGIN_COOKIE		"bsp_login"
 #define LOGIN_COOKIE_SECURE	"__Host-bsp_login"
@@ -87,6 +88,10 @@ static struct {
 
 static struct db_stmt st_pending = { "SELECT count(*) FROM oauth_states "
     "WHERE client_addr = ? AND expires > ?", NULL, NULL };
+static struct db_stmt st_total = { "SELECT count(*) FROM oauth_states",
+    NULL, NULL };
+static struct db_stmt st_purge = { "DELETE FROM oauth_states WHERE "
+    "expires <= ?", NULL, NULL };
 static struct db_stmt st_insert = { "INSERT INTO oauth_states (hash, "
     "provider, flow, nonce, verifier_sealed, redirect_uri, binding, "
     "client_addr, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -304,6 +309,18 @@ query_add(struct evbuffer *b, const char *k, const char *v)
 	free(e);
 }
 
+/* Stored sign-in states, everyone's, expired or not (rows on the disk). */
+static long long
+states_count(void)
+{
+	sqlite3_stmt	*st = db_prepare(&st_total);
+	long long	 n;
+
+	n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return (n);
+}
+
 /*
  * Store a login state and build the authorization URL. On success *url is
  * the URL and *binding (browser flow) the cookie value.
@@ -343,6 +360,23 @@ login_begin(struct request *r, const struct provider_config *pc,
 		*why = "too many unfinished logins from your address; finish "
 		    "one or wait ten minutes";
 		return (-3);
+	}
+	/*
+	 * And everyone's together, so many addresses cannot fill the disk:
+	 * at the cap, expired states go at once rather than at the sweep.
+	 */
+	if (states_count() >= LOGIN_STATES_MAX) {
+		st = db_prepare(&st_purge);
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
+		(void)sqlite3_step(st);
+		sqlite3_reset(st);
+		if (states_count() >= LOGIN_STATES_MAX) {
+			log_warnx("%d unfinished sign-ins: refusing more until "
+			    "some finish or expire", LOGIN_STATES_MAX);
+			*why = "too many sign-ins are in progress; try again in "
+			    "a few minutes";
+			return (-3);
+		}
 	}
 	state = state_in != NULL ? xstrdup(state_in) :
 	    random_b64(LOGIN_SECRET_BYTES);

@@ -216,6 +216,42 @@ test('an unverified email admitted through a group does not reach model rules wr
   }
 });
 
+test('unfinished sign-ins are capped per client address and for everyone together', async () => {
+  const t = await setup({ over: { oauth: { max_pending_logins: 3 } } });
+  try {
+    const { d } = t;
+    const start = () => fetch(`${d.url}/auth/login/op`, { redirect: 'manual' });
+    for (let i = 0; i < 3; i++) assert.equal((await start()).status, 302);
+    let r = await start();
+    assert.equal(r.status, 429);
+    assert.match(await r.text(), /too many unfinished logins from your address/);
+    assert.equal(r.headers.get('set-cookie'), null, 'no state cookie');
+    assert.equal(states(d.dir), 3, 'the refused start stored nothing');
+    // Everyone's together: 10000 live states from as many addresses.
+    const now = nowSec();
+    withDb(d.dir, (db) => {
+      db.exec('DELETE FROM oauth_states');
+      const ins = db.prepare(`INSERT INTO oauth_states (hash, provider, flow, redirect_uri, client_addr, created, expires)
+        VALUES (?, 'op', 'browser', 'x', ?, ?, ?)`);
+      db.exec('BEGIN');
+      for (let i = 0; i < 10000; i++) ins.run(Buffer.from(`seed-${i}`.padEnd(32, '.')), `10.0.${i >> 8}.${i & 255}`, now, now + 600);
+      db.exec('COMMIT');
+    });
+    r = await start();
+    assert.equal(r.status, 429);
+    assert.match(await r.text(), /too many sign-ins are in progress/);
+    assert.equal(states(d.dir), 10000);
+    await d.waitForLog(/10000 unfinished sign-ins/);
+    // Expired ones do not count; at the cap they are purged at once.
+    withDb(d.dir, (db) => db.prepare("UPDATE oauth_states SET expires = ? WHERE client_addr LIKE '10.0.0.%'").run(now - 1));
+    r = await start();
+    assert.equal(r.status, 302);
+    assert.equal(states(d.dir), 10000 - 256 + 1, 'the expired states were purged');
+  } finally {
+    await t.stop();
+  }
+});
+
 const PAYLOADS = (cfg) => [
   '', ' ', '//evil.com', '//evil.com/auth/callback/op', '///evil.com', 'https://evil.com', 'https://evil.com/auth/callback/op',
   'http://evil.com/', 'HTTP://evil.com/', 'http://127.0.0.1.evil.com/cb', 'http://127.0.0.1.nip.io/cb',
