@@ -61,6 +61,9 @@ static struct db_stmt st_by_hash = { "SELECT id FROM api_keys WHERE hash = ? "
     "AND revoked = 0", NULL, NULL };
 static struct db_stmt st_used = { "UPDATE api_keys SET last_used_at = ? "
     "WHERE id = ?", NULL, NULL };
+static struct db_stmt st_purge = { "DELETE FROM api_keys WHERE (revoked != "
+    "0 AND revoked_at < ?1) OR (expires IS NOT NULL AND expires < ?1)",
+    NULL, NULL };
 
 static void
 apikey_free(struct apikey *k)
@@ -242,6 +245,25 @@ apikeys_flush_last_used(void)
 	}
 	if (n > 0 && db_commit() == -1)
 		log_warnx("cannot record API key use: %s", db_errmsg());
+}
+
+/*
+ * Forget keys revoked or expired before a time (the audit log's retention):
+ * they no longer work and are no longer listed; the audit rows of their
+ * making and revoking stay as long as any.
+ */
+void
+apikeys_purge(time_t before)
+{
+	sqlite3_stmt	*st;
+
+	if (bsp_db == NULL)
+		return;
+	st = db_prepare(&st_purge);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)before);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		log_warnx("cannot purge old API keys: %s", db_errmsg());
+	sqlite3_reset(st);
 }
 
 static int

@@ -799,6 +799,7 @@ int		 apikey_revoke_by_secret(const char *, const char *,
 int		 apikey_verify(const char *, struct principal **,
 		     const char **);
 void		 apikeys_flush_last_used(void);
+void		 apikeys_purge(time_t);
 
 /* auth.c */
 struct auth_wait;

@@ -691,6 +691,7 @@ tokens_maint_cb(int fd, short ev, void *arg)
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_warnx("cannot purge old signing keys: %s", db_errmsg());
 	audit_purge(now - (time_t)cfg->audit_retention_days * 86400);
+	apikeys_purge(now - (time_t)cfg->audit_retention_days * 86400);
 	HASH_ITER(hh, tok.revoked, f, tmp) {
 		if (f->expires < now) {
 			HASH_DEL(tok.revoked, f);

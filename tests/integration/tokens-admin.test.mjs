@@ -499,3 +499,40 @@ test('only a signed-in user with the invoke scope manages API keys, and within a
     await d.stop();
   }
 });
+
+test('the maintenance sweep forgets expired sessions, login states, old audit rows and old revoked or expired API keys', async () => {
+  const d = await startDaemon({ config: { jwt: { issuer: ISS }, cache: { cleanup_interval: 1 }, audit: { retention_days: 1 } } });
+  try {
+    const live = await keyCreate(d, 'dev@example.com', '--name', 'live');
+    const gone = await keyCreate(d, 'dev@example.com', '--name', 'revoked-long-ago');
+    const recent = await keyCreate(d, 'dev@example.com', '--name', 'revoked-today');
+    const expired = await keyCreate(d, 'dev@example.com', '--name', 'expired-long-ago');
+    await cmd(d, 'key', 'revoke', gone.info.id);
+    await cmd(d, 'key', 'revoke', recent.info.id);
+    const now = Math.floor(Date.now() / 1000);
+    const old = now - 2 * 86400;
+    withDb(d.dir, (db) => {
+      db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').run(old, gone.info.id);
+      db.prepare('UPDATE api_keys SET expires = ? WHERE id = ?').run(old, expired.info.id);
+      db.prepare("INSERT INTO audit_log (ts, event, detail) VALUES (?, 'ancient', '{}')").run(old);
+      db.prepare("INSERT INTO token_families (id, user_id, created, expires) VALUES ('fam-old', 'local:x', ?, ?)").run(old, now - 10);
+      db.prepare("INSERT INTO refresh_tokens (hash, family_id, created, expires) VALUES (?, 'fam-old', ?, ?)").run(Buffer.alloc(32, 7), old, now - 10);
+      db.prepare(`INSERT INTO oauth_states (hash, provider, flow, redirect_uri, created, expires)
+        VALUES (?, 'x', 'browser', 'x', ?, ?)`).run(Buffer.alloc(32, 9), old, now - 10);
+    });
+    const rows = () => withDb(d.dir, (db) => ({
+      keys: db.prepare('SELECT name FROM api_keys ORDER BY name').all().map((r) => r.name),
+      ancient: Number(db.prepare("SELECT count(*) AS n FROM audit_log WHERE event = 'ancient'").get().n),
+      families: Number(db.prepare("SELECT count(*) AS n FROM token_families WHERE id = 'fam-old'").get().n),
+      refresh: Number(db.prepare("SELECT count(*) AS n FROM refresh_tokens WHERE family_id = 'fam-old'").get().n),
+      states: Number(db.prepare('SELECT count(*) AS n FROM oauth_states').get().n),
+    }));
+    await waitFor(() => rows().ancient === 0 && rows().keys.length === 2, { timeoutMs: 5000, intervalMs: 200, message: `sweep did not run: ${JSON.stringify(rows())}` });
+    assert.deepEqual(rows(), { keys: ['live', 'revoked-today'], ancient: 0, families: 0, refresh: 0, states: 0 });
+    // What stays works as before; the audit rows of the purged keys stay.
+    assert.equal((await validate(d, live.key)).status, 200);
+    assert.ok(auditRows(d.dir, 'key_revoked').some((r) => r.detail.includes(gone.info.id)), 'the revocation stays in the audit log');
+  } finally {
+    await d.stop();
+  }
+});
