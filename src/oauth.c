@@ -100,6 +100,7 @@ static struct db_stmt st_consume = { "DELETE FROM oauth_states WHERE hash = "
     "? AND expires > ? RETURNING provider, flow, nonce, verifier_sealed, "
     "redirect_uri, binding", NULL, NULL };
 
+static int	query_count(struct request *, const char *);
 static void	login_step(struct login *);
 static void	login_fail(struct login *, int, const char *, const char *,
 		    const char *);
@@ -323,13 +324,15 @@ states_count(void)
 
 /*
  * Store a login state and build the authorization URL. On success *url is
- * the URL and *binding (browser flow) the cookie value.
+ * the URL and *binding (browser flow) the cookie value. An API client's
+ * PKCE challenge (RFC 7636, S256), if it gave one, is kept where a
+ * browser's cookie hash would be: /auth/token then wants its verifier.
  */
 static int
 login_begin(struct request *r, const struct provider_config *pc,
     struct oidc_issuer *iss, int api, const char *redirect_uri,
-    const char *state_in, char **state_out, char **url, char **binding,
-    const char **why)
+    const char *state_in, const uint8_t *client_challenge, char **state_out,
+    char **url, char **binding, const char **why)
 {
 	sqlite3_stmt	*st;
 	struct evbuffer	*q;
@@ -402,6 +405,9 @@ login_begin(struct request *r, const struct provider_config *pc,
 	sqlite3_bind_text(st, 6, redirect_uri, -1, SQLITE_STATIC);
 	if (!api)
 		sqlite3_bind_blob(st, 7, bh, sizeof bh, SQLITE_STATIC);
+	else if (client_challenge != NULL)
+		sqlite3_bind_blob(st, 7, client_challenge, CRYPTO_HASH_LEN,
+		    SQLITE_STATIC);
 	sqlite3_bind_text(st, 8, r->client, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)now);
 	sqlite3_bind_int64(st, 10, (sqlite3_int64)(now + LOGIN_STATE_TTL));
@@ -528,7 +534,7 @@ route_auth_login(struct request *r)
 	}
 	iss = provider_issuer(pc);
 	uri = callback_uri(r, pc);
-	rc = login_begin(r, pc, iss, 0, uri, NULL, &state, &url, &binding,
+	rc = login_begin(r, pc, iss, 0, uri, NULL, NULL, &state, &url, &binding,
 	    &why);
 	free(uri);
 	if (rc == -2 && iss != NULL)
@@ -565,10 +571,11 @@ route_auth_authorize(struct request *r)
 	const struct provider_config	*pc = route_provider(r);
 	struct oidc_issuer		*iss;
 	char				 ru[2048], st[300], *uri, *url;
-	char				*binding, *state;
+	char				*binding, *state, ccs[64], ccm[16];
+	uint8_t				 cc[CRYPTO_HASH_LEN];
 	const char			*why = NULL, *sp;
-	size_t				 i;
-	int				 rc;
+	size_t				 i, cclen;
+	int				 rc, hascc = 0;
 
 	if (pc == NULL) {
 		server_error_oauth(r, 404, "invalid_request",
@@ -603,8 +610,31 @@ route_auth_authorize(struct request *r)
 			return;
 		}
 	}
+	/* RFC 7636: a client may bind the code to a verifier only it has. */
+	if (server_query(r, "code_challenge", ccs, sizeof ccs) != NULL) {
+		if (crypto_b64url_decode(ccs, strlen(ccs), cc, sizeof cc,
+		    &cclen) == -1 || cclen != sizeof cc || strlen(ccs) != 43) {
+			server_error_oauth(r, 400, "invalid_request",
+			    "code_challenge must be the base64url SHA-256 of "
+			    "the code verifier (43 characters)");
+			return;
+		}
+		if (server_query(r, "code_challenge_method", ccm,
+		    sizeof ccm) != NULL && strcmp(ccm, "S256") != 0) {
+			server_error_oauth(r, 400, "invalid_request",
+			    "code_challenge_method must be S256");
+			return;
+		}
+		hascc = 1;
+	} else if (query_count(r, "code_challenge") != 0 ||
+	    query_count(r, "code_challenge_method") != 0) {
+		server_error_oauth(r, 400, "invalid_request", "code_challenge "
+		    "is repeated or too long, or its method came without it");
+		return;
+	}
 	iss = provider_issuer(pc);
-	rc = login_begin(r, pc, iss, 1, ru, sp, &state, &url, &binding, &why);
+	rc = login_begin(r, pc, iss, 1, ru, sp, hascc ? cc : NULL, &state,
+	    &url, &binding, &why);
 	if (rc == -2 && iss != NULL)
 		oidc_kick(iss);
 	oidc_issuer_put(iss);
@@ -883,7 +913,24 @@ route_auth_callback(struct request *r)
 	login_go(l);
 }
 
-/* POST /auth/token {"provider","authorization_code","redirect_uri","state"} */
+/* RFC 7636 section 4.1: 43 to 128 unreserved characters. */
+static int
+pkce_verifier_ok(const char *v)
+{
+	size_t	i;
+
+	for (i = 0; v[i] != '\0'; i++) {
+		if (!isalnum((unsigned char)v[i]) && v[i] != '-' &&
+		    v[i] != '.' && v[i] != '_' && v[i] != '~')
+			return (0);
+	}
+	return (i >= 43 && i <= 128);
+}
+
+/*
+ * POST /auth/token {"provider","authorization_code","redirect_uri","state"}
+ * and "code_verifier" when /auth/authorize was given a code_challenge.
+ */
 void
 route_auth_token(struct request *r)
 {
@@ -891,17 +938,20 @@ route_auth_token(struct request *r)
 	struct login			*l;
 	json_t				*j;
 	const char			*why, *prov, *code, *ruri, *state;
+	const char			*cv = NULL;
 	char				*p2, *flow, *nonce, *verifier, *sruri;
 	uint8_t				 bind[CRYPTO_HASH_LEN];
+	uint8_t				 ch[CRYPTO_HASH_LEN];
 	int				 hasbind;
 
 	if ((j = server_body_json(r, &why)) == NULL) {
 		server_error_oauth(r, 400, "invalid_request", why);
 		return;
 	}
-	if (json_unpack(j, "{s:s,s:s,s:s,s:s}", "provider", &prov,
+	if (json_unpack(j, "{s:s,s:s,s:s,s:s,s?s}", "provider", &prov,
 	    "authorization_code", &code, "redirect_uri", &ruri, "state",
-	    &state) != 0 || strlen(state) > 256 || strlen(code) > 2048) {
+	    &state, "code_verifier", &cv) != 0 || strlen(state) > 256 ||
+	    strlen(code) > 2048) {
 		json_decref(j);
 		server_error_oauth(r, 400, "invalid_request", "provider, "
 		    "authorization_code, redirect_uri and state are required");
@@ -936,6 +986,24 @@ route_auth_token(struct request *r)
 	}
 	free(p2);
 	free(flow);
+	/* The state is spent either way: a wrong verifier gets no retry. */
+	if (hasbind != (cv != NULL) || (cv != NULL && !pkce_verifier_ok(cv))) {
+		json_decref(j);
+		login_fail(l, 400, "invalid_grant", "", hasbind ? "code_verifier "
+		    "is missing or malformed (43 to 128 characters of "
+		    "[A-Za-z0-9-._~])" : "code_verifier given, but "
+		    "/auth/authorize had no code_challenge");
+		return;
+	}
+	if (hasbind) {
+		crypto_sha256(cv, strlen(cv), ch);
+		if (!crypto_memeq(ch, bind, sizeof ch)) {
+			json_decref(j);
+			login_fail(l, 400, "invalid_grant", "", "code_verifier "
+			    "does not match the code_challenge");
+			return;
+		}
+	}
 	l->code = xstrdup(code);
 	json_decref(j);
 	login_go(l);

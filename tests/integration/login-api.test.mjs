@@ -5,6 +5,7 @@
 // End to end against oidc-provider (its login and consent pages driven in
 // Chromium); refusals against fake-oidc-bad, driven with fetch().
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { CLIENT_ID, CLIENT_SECRET, startFakeIdp } from './lib/fake-idp.mjs';
 import { startFakeOidc } from './lib/fake-oidc-bad.mjs';
@@ -103,8 +104,8 @@ async function setupBad(access) {
 }
 
 /** Authorize via the API, follow the fake IdP's redirect; returns {state, code}. */
-async function apiCode(d, { provider = 'op', redirectUri = LOOPBACK, state } = {}) {
-  const q = `redirect_uri=${encodeURIComponent(redirectUri)}${state ? `&state=${state}` : ''}`;
+async function apiCode(d, { provider = 'op', redirectUri = LOOPBACK, state, extra = '' } = {}) {
+  const q = `redirect_uri=${encodeURIComponent(redirectUri)}${state ? `&state=${state}` : ''}${extra}`;
   const a = await d.request(`/auth/authorize/${provider}?${q}`);
   assert.equal(a.status, 200, a.text());
   const r = await fetch(a.json().authorization_url, { redirect: 'manual' });
@@ -177,6 +178,51 @@ test('API flow: client-chosen state, the configured redirect URI, and what /auth
     // replayed state and the malformed requests are log lines only.
     const failed = loginState(d.dir).audit.slice(before.audit.length).filter((x) => x.event === 'login_failed');
     assert.equal(failed.length, 4, JSON.stringify(failed));
+  } finally {
+    await t.stop();
+  }
+});
+
+test('API flow with the client\'s own PKCE (RFC 7636): a code intercepted on the loopback is useless without the verifier', async () => {
+  const t = await setupBad({ allowed_email_domains: ['example.com'] });
+  try {
+    const { d } = t;
+    const verifier = randomBytes(32).toString('base64url');
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    const pkce = `&code_challenge=${challenge}&code_challenge_method=S256`;
+    // The client that holds the verifier gets its tokens.
+    let { state, code } = await apiCode(d, { extra: pkce });
+    let r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, code_verifier: verifier });
+    assert.equal(r.status, 200, r.text());
+    assert.equal((await validate(d, r.json().access_token)).status, 200);
+    // Another program that caught code and state on the loopback port: refused, and the state is spent.
+    const before = loginState(d.dir);
+    for (const [cv, re] of [[undefined, /code_verifier is missing/], [randomBytes(32).toString('base64url'), /does not match the code_challenge/],
+      ['short', /malformed/], [`${verifier}!`, /malformed/]]) {
+      ({ state, code } = await apiCode(d, { extra: pkce }));
+      r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, ...(cv ? { code_verifier: cv } : {}) });
+      assert.equal(r.status, 400, r.text());
+      assert.equal(r.json().error, 'invalid_grant');
+      assert.match(r.json().error_description, re);
+      r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, code_verifier: verifier });
+      assert.equal(r.status, 400, 'the state was spent by the failed attempt');
+    }
+    assertNoToken(d.dir, before, { event: 'login_failed' });
+    // A verifier for a state that had no challenge is refused too.
+    ({ state, code } = await apiCode(d));
+    r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, code_verifier: verifier });
+    assert.equal(r.status, 400);
+    assert.match(r.json().error_description, /had no code_challenge/);
+    // Malformed challenges never make a state.
+    for (const bad of ['&code_challenge=abc', `&code_challenge=${challenge}&code_challenge_method=plain`,
+      `&code_challenge=${challenge}&code_challenge=${challenge}`, '&code_challenge_method=S256', `&code_challenge=${challenge.slice(0, 42)}*`]) {
+      r = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent(LOOPBACK)}${bad}`);
+      assert.equal(r.status, 400, bad);
+      assert.equal(r.json().error, 'invalid_request', bad);
+    }
+    // The metadata says so.
+    const meta = (await d.request('/.well-known/oauth-authorization-server')).json();
+    assert.deepEqual(meta.code_challenge_methods_supported, ['S256']);
   } finally {
     await t.stop();
   }
