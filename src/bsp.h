@@ -543,7 +543,9 @@ struct request {
 extern const struct route	routes[];
 extern const size_t		nroutes;
 int		 server_init(struct config *, char **);
-int		 server_reload(struct config *, char **);
+int		 server_reload_prepare(struct config *, char **);
+void		 server_reload_commit(struct config *);
+void		 server_reload_abort(void);
 void		 server_shutdown(void (*)(void));
 void		 server_free(void);
 size_t		 server_inflight(void);
@@ -598,7 +600,9 @@ void		 route_oauth_metadata(struct request *);
 /* route-bedrock.c */
 void		 route_bedrock(struct request *);
 int		 relay_init(struct config *, char **);
-int		 relay_reload(struct config *, char **);
+int		 relay_reload_prepare(struct config *, char **);
+void		 relay_reload_commit(struct config *);
+void		 relay_reload_abort(void);
 void		 relay_free_all(void);
 
 /* route-keys.c */
@@ -758,7 +762,9 @@ int		 principal_has_scope(const struct principal *, const char *);
 const char	*principal_revoked(const struct principal *);
 void		 tokens_config_check(struct config *, struct config_errors *);
 int		 tokens_init(struct config *, char **);
-int		 tokens_reload(struct config *, char **);
+int		 tokens_reload_prepare(struct config *, char **);
+void		 tokens_reload_commit(struct config *);
+void		 tokens_reload_abort(void);
 int		 tokens_check(struct config *, char **);
 void		 tokens_free(void);
 const char	*tokens_issuer(const struct config *);
@@ -812,7 +818,9 @@ extern struct metric	*m_auth_failures;
 
 /* modules.c */
 int		 modules_init(struct config *, char **);
-int		 modules_reload(struct config *, char **);
+int		 modules_prepare(struct config *, char **);
+void		 modules_commit(struct config *);
+void		 modules_abort(void);
 int		 modules_check(struct config *, char **);
 void		 modules_free(void);
 

@@ -214,6 +214,7 @@ static struct {
 	int			 initialized;
 	int			 shutting_down;
 	SSL_CTX			*ctx;
+	SSL_CTX			*next_ctx;	/* prepared by a reload */
 	int			 ssl_idx;
 	unsigned		 next_id;
 	struct hc_timeouts	 defaults;
@@ -349,20 +350,48 @@ hc_init(const char *ca_file, char **cause)
 	return (0);
 }
 
+/* A reload in two steps: a new TLS context (trust store), then in use. */
 int
-hc_reload(const char *ca_file, char **cause)
+hc_reload_prepare(const char *ca_file, char **cause)
 {
-	struct hc_origin	*o;
-	SSL_CTX			*ctx;
+	SSL_CTX	*ctx;
 
 	if (!hc.initialized)
 		return (hc_init(ca_file, cause));
 	if ((ctx = hc_ctx_new(ca_file, cause)) == NULL)
 		return (-1);
+	SSL_CTX_free(hc.next_ctx);
+	hc.next_ctx = ctx;
+	return (0);
+}
+
+void
+hc_reload_commit(void)
+{
+	struct hc_origin	*o;
+
+	if (hc.next_ctx == NULL)
+		return;
 	SSL_CTX_free(hc.ctx);	/* live SSL objects keep their reference */
-	hc.ctx = ctx;
+	hc.ctx = hc.next_ctx;
+	hc.next_ctx = NULL;
 	TAILQ_FOREACH(o, &hc.origins, entry)
 		origin_flush(o);
+}
+
+void
+hc_reload_abort(void)
+{
+	SSL_CTX_free(hc.next_ctx);
+	hc.next_ctx = NULL;
+}
+
+int
+hc_reload(const char *ca_file, char **cause)
+{
+	if (hc_reload_prepare(ca_file, cause) == -1)
+		return (-1);
+	hc_reload_commit();
 	return (0);
 }
 
@@ -395,6 +424,7 @@ hc_shutdown(void)
 	}
 	hc_reap();
 	event_del(&hc.reap_ev);
+	hc_reload_abort();
 	SSL_CTX_free(hc.ctx);
 	hc.ctx = NULL;
 	hc.initialized = 0;

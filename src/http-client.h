@@ -193,6 +193,9 @@ int		 hc_init(const char *, char **);
  * in flight keep their connections.
  */
 int		 hc_reload(const char *, char **);
+int		 hc_reload_prepare(const char *, char **);
+void		 hc_reload_commit(void);
+void		 hc_reload_abort(void);
 /*
  * Close every connection and free every request still live without calling
  * its callbacks (cancel yours first), the pools and the TLS context.

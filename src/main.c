@@ -159,14 +159,18 @@ main_sighup(int sig, short ev, void *arg)
 		config_errors_free(&errs);
 		return;
 	}
-	if (modules_reload(c, &cause) == -1 ||
-	    server_reload(c, &cause) == -1) {
+	/* Everything that can fail first; then nothing can. */
+	if (modules_prepare(c, &cause) == -1 ||
+	    server_reload_prepare(c, &cause) == -1) {
+		modules_abort();
 		log_warnx("configuration reload failed: %s; keeping the running "
 		    "configuration", cause);
 		free(cause);
 		config_unref(c);
 		return;
 	}
+	modules_commit(c);
+	server_reload_commit(c);
 	main_reload_warn(cfg, c);
 	old = cfg;
 	cfg = c;

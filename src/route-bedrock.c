@@ -99,6 +99,7 @@ struct relay {
 
 static struct {
 	struct hc_target	*target;
+	struct hc_target	*next_target;	/* prepared by a reload */
 	char			*endpoint;
 	struct metric		*m_upstream;
 	struct metric		*m_upstream_seconds;
@@ -170,28 +171,49 @@ relay_init(struct config *c, char **cause)
 	return (0);
 }
 
+/* A reload: the trust store and endpoint prepared, then put in use. */
 int
-relay_reload(struct config *c, char **cause)
+relay_reload_prepare(struct config *c, char **cause)
 {
-	struct hc_target	*t;
-
-	if (hc_reload(c->aws_ca_file, cause) == -1)
+	relay_reload_abort();
+	if (hc_reload_prepare(c->aws_ca_file, cause) == -1)
 		return (-1);
-	if (strcmp(c->aws_endpoint, rel.endpoint) != 0) {
-		if ((t = hc_target_new(c->aws_endpoint, cause)) == NULL)
-			return (-1);
-		/* Requests in flight keep the old target: leak-free swap. */
-		hc_target_free(rel.target);
-		rel.target = t;
-		free(rel.endpoint);
-		rel.endpoint = xstrdup(c->aws_endpoint);
+	if (strcmp(c->aws_endpoint, rel.endpoint) != 0 &&
+	    (rel.next_target = hc_target_new(c->aws_endpoint, cause)) ==
+	    NULL) {
+		hc_reload_abort();
+		return (-1);
 	}
 	return (0);
 }
 
 void
+relay_reload_commit(struct config *c)
+{
+	hc_reload_commit();
+	if (rel.next_target != NULL) {
+		/* Requests in flight keep the old target: leak-free swap. */
+		hc_target_free(rel.target);
+		rel.target = rel.next_target;
+		rel.next_target = NULL;
+		free(rel.endpoint);
+		rel.endpoint = xstrdup(c->aws_endpoint);
+	}
+}
+
+void
+relay_reload_abort(void)
+{
+	hc_reload_abort();
+	if (rel.next_target != NULL)
+		hc_target_free(rel.next_target);
+	rel.next_target = NULL;
+}
+
+void
 relay_free_all(void)
 {
+	relay_reload_abort();
 	hc_shutdown();
 	if (rel.target != NULL)
 		hc_target_free(rel.target);

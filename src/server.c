@@ -82,6 +82,7 @@ static struct {
 	struct server_listener		 listeners[SERVER_MAX_LISTENERS];
 	size_t				 nlisteners;
 	SSL_CTX				*tls_ctx;
+	SSL_CTX				*next_tls_ctx;	/* prepared by a reload */
 	struct event			 sweep_ev;
 	struct server_conn		*conn_hash;
 	TAILQ_HEAD(, server_conn)	 conns;
@@ -1488,20 +1489,36 @@ server_bound_port(int i)
 }
 
 /*
- * Apply a reloaded configuration: new limits and a fresh TLS context. The
- * listeners stay as they are; a change there needs a restart.
+ * A reloaded configuration, in two steps: prepare loads the new TLS
+ * certificate (and may fail), commit applies the new limits and puts the
+ * certificate in use. The listeners stay as they are; a change there
+ * needs a restart.
  */
 int
-server_reload(struct config *c, char **cause)
+server_reload_prepare(struct config *c, char **cause)
 {
-	SSL_CTX	*ctx = NULL;
+	server_reload_abort();
+	if (c->server_tls_cert_file != NULL &&
+	    (srv.next_tls_ctx = server_tls_ctx(c, cause)) == NULL)
+		return (-1);
+	return (0);
+}
+
+void
+server_reload_abort(void)
+{
+	SSL_CTX_free(srv.next_tls_ctx);
+	srv.next_tls_ctx = NULL;
+}
+
+void
+server_reload_commit(struct config *c)
+{
+	SSL_CTX	*ctx = srv.next_tls_ctx;
 	size_t	 i;
 	int	 same = c->nlisten == cfg->nlisten;
 
-	if (c->server_tls_cert_file != NULL) {
-		if ((ctx = server_tls_ctx(c, cause)) == NULL)
-			return (-1);
-	}
+	srv.next_tls_ctx = NULL;
 	for (i = 0; same && i < c->nlisten; i++) {
 		if (strcmp(c->listen[i].host, cfg->listen[i].host) != 0 ||
 		    (strcmp(c->listen[i].port, cfg->listen[i].port) != 0 &&
@@ -1532,7 +1549,6 @@ server_reload(struct config *c, char **cause)
 		c->server_public_url = xstrdup(cfg->server_public_url);
 		c->public_https = cfg->public_https;
 	}
-	return (0);
 }
 
 size_t

@@ -59,6 +59,8 @@ struct revoked_family {
 
 static struct {
 	struct keystate		 ks;
+	struct keystate		 next;		/* prepared by a reload */
+	int			 has_next;
 	int			 loaded;
 	struct revoked_family	*revoked;
 	long long		 data_version;
@@ -787,18 +789,40 @@ tokens_init(struct config *c, char **cause)
 	return (0);
 }
 
-/* On SIGHUP: new keys if jwt.* changed; nothing changes on failure. */
+/*
+ * On SIGHUP, in two steps so a later module's failure leaves nothing
+ * changed: build the new key state, then (commit) put it in place. The
+ * one lasting effect of a prepare is in the database: a key for a newly
+ * configured algorithm is made and becomes the active one there.
+ */
 int
-tokens_reload(struct config *c, char **cause)
+tokens_reload_prepare(struct config *c, char **cause)
 {
-	struct keystate	ks;
-
-	if (keys_load(c, &ks, 1, cause) == -1)
+	tokens_reload_abort();
+	if (keys_load(c, &tok.next, 1, cause) == -1)
 		return (-1);
-	keystate_free(&tok.ks);
-	tok.ks = ks;
-	auth_cache_clear();
+	tok.has_next = 1;
 	return (0);
+}
+
+void
+tokens_reload_commit(struct config *c)
+{
+	if (!tok.has_next)
+		return;
+	keystate_free(&tok.ks);
+	tok.ks = tok.next;
+	memset(&tok.next, 0, sizeof tok.next);
+	tok.has_next = 0;
+	auth_cache_clear();
+}
+
+void
+tokens_reload_abort(void)
+{
+	if (tok.has_next)
+		keystate_free(&tok.next);
+	tok.has_next = 0;
 }
 
 /* For -n: can the configured key file be used? Says where it was set. */
@@ -831,6 +855,7 @@ tokens_free(void)
 		tok.timers = 0;
 	}
 	apikeys_flush_last_used();
+	tokens_reload_abort();
 	keystate_free(&tok.ks);
 	tok.loaded = 0;
 	revoked_clear();

@@ -5,17 +5,19 @@
 // (model rules, API key model patterns, request and token rate limits);
 // and a proxy without AWS credentials that says what to configure.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   ConverseStreamCommand, InternalServerException, InvokeModelCommand, InvokeModelWithResponseStreamCommand,
   ModelErrorException, ThrottlingException, ValidationException,
 } from '@aws-sdk/client-bedrock-runtime';
 import { ERROR_SCENARIOS, decodeFrames, startFakeBedrock } from './lib/fake-bedrock.mjs';
-import { startDaemon } from './lib/daemon.mjs';
+import { prepareDir, runCommand, startDaemon } from './lib/daemon.mjs';
 import {
   CREDS, MODEL, anthropicBody, metricValue, relayConfig, scrape, startRelay, waitUsage,
 } from './lib/relay.mjs';
-import { makeTestPKI } from './lib/tls.mjs';
+import { makeTestPKI, readPem } from './lib/tls.mjs';
 import { makeTempDir, removeDir } from './lib/util.mjs';
 
 const enc = encodeURIComponent;
@@ -343,5 +345,57 @@ test('relay errors: dot-segment and malformed model and guardrail ids are refuse
     }
   } finally {
     await t.stop();
+  }
+});
+
+test('relay: a reload that fails late (a broken inbound certificate) changes nothing; the fixed one applies everything', async () => {
+  const dir = makeTempDir('bsp-reload-');
+  const fakes = [];
+  try {
+    const pki = makeTestPKI(dir);
+    const a = await startFakeBedrock({ credentials: CREDS });
+    fakes.push(a);
+    const b = await startFakeBedrock({ credentials: CREDS });
+    fakes.push(b);
+    const tlsOk = { cert_file: pki.server.chain, key_file: pki.server.key };
+    const bad = join(dir, 'broken.crt');
+    writeFileSync(bad, '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n');
+    const d = await startDaemon({
+      ca: readPem(pki.ca.cert),
+      config: relayConfig(a, { server: { tls: tlsOk } }),
+      env: { AWS_EC2_METADATA_DISABLED: 'true' },
+    });
+    try {
+      const tok = (await runCommand(['token', 'mint', '--user', 'dev@example.com'], { dir: d.dir })).stdout.trim();
+      const invoke = () => d.request(`/model/${enc(MODEL)}/invoke`, {
+        method: 'POST', headers: { Authorization: `Bearer ${tok}`, 'Content-Type': 'application/json' }, body: anthropicBody('x'),
+      });
+      const reload = async (config, re) => {
+        prepareDir(d.dir, { config: { ...config, server: { ...config.server, port: d.port } } });
+        const mark = d.logMark();
+        d.signal('SIGHUP');
+        return d.waitForLog((e) => re.test(e?.msg ?? ''), 5000, { from: mark });
+      };
+      assert.equal((await invoke()).status, 200);
+      assert.equal(a.requests.length, 1);
+      // Another Bedrock endpoint, other AWS keys and a broken certificate: the reload fails at the certificate, after the rest was prepared.
+      const line = await reload(relayConfig(b, { server: { tls: { ...tlsOk, cert_file: bad } }, aws: { access_key_id: 'AKIDOTHEROTHEROTHER0' } }),
+        /^configuration reload failed: .*keeping the running configuration/);
+      assert.match(line.msg, /certificate|PEM|broken\.crt/i);
+      assert.equal((await invoke()).status, 200, 'still served');
+      assert.equal(a.requests.length, 2, 'the old endpoint is still the one in use');
+      assert.equal(a.requests.at(-1).signatureValid, true, 'signed with the old keys');
+      assert.equal(b.requests.length, 0);
+      // Fixed: everything applies at once.
+      await reload(relayConfig(b, { server: { tls: tlsOk } }), /^configuration reloaded$/);
+      assert.equal((await invoke()).status, 200);
+      assert.equal(b.requests.length, 1);
+      assert.equal(a.requests.length, 2);
+    } finally {
+      await d.stop();
+    }
+  } finally {
+    for (const f of fakes) await f.close();
+    removeDir(dir);
   }
 });
