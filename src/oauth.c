@@ -343,6 +343,7 @@ login_begin(struct request *r, const struct provider_config *pc,
 	const char	*ep;
 	time_t		 now = now_wall();
 	long long	 pending;
+	static time_t	 last_full_warn;
 	int		 rc = -1;
 
 	*url = *binding = *state_out = NULL;
@@ -374,8 +375,12 @@ login_begin(struct request *r, const struct provider_config *pc,
 		(void)sqlite3_step(st);
 		sqlite3_reset(st);
 		if (states_count() >= LOGIN_STATES_MAX) {
-			log_warnx("%d unfinished sign-ins: refusing more until "
-			    "some finish or expire", LOGIN_STATES_MAX);
+			if (now - last_full_warn >= 60) {	/* not a flood */
+				log_warnx("%d unfinished sign-ins: refusing "
+				    "more until some finish or expire",
+				    LOGIN_STATES_MAX);
+				last_full_warn = now;
+			}
 			*why = "too many sign-ins are in progress; try again in "
 			    "a few minutes";
 			return (-3);
