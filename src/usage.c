@@ -137,7 +137,7 @@ usage_flush(void)
 			goto fail;
 		n = 0;
 		TAILQ_FOREACH(row, &us.queue, entry) {
-			if (n++ == USAGE_BATCH)
+			if (n == USAGE_BATCH)
 				break;
 			st = db_prepare(&st_insert);
 			sqlite3_bind_int64(st, 1, (sqlite3_int64)row->u.ts);
@@ -162,6 +162,7 @@ usage_flush(void)
 				goto fail;
 			}
 			sqlite3_reset(st);
+			n++;	/* only rows inserted are removed below */
 		}
 		if (db_commit() == -1)
 			goto fail;
@@ -236,8 +237,10 @@ usage_free(void)
 
 	if (!us.started)
 		return;
-	event_del(&us.flush_ev);
-	event_del(&us.purge_ev);
+	if (event_initialized(&us.flush_ev))
+		event_del(&us.flush_ev);
+	if (event_initialized(&us.purge_ev))
+		event_del(&us.purge_ev);
 	usage_flush();
 	while ((row = TAILQ_FIRST(&us.queue)) != NULL) {
 		TAILQ_REMOVE(&us.queue, row, entry);

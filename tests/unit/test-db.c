@@ -85,6 +85,51 @@ main(void)
 	    strstr(cause, "not a directory") != NULL,
 	    "a file in the way of the directory is refused");
 	free(cause);
+	cause = NULL;
+
+	/*
+	 * Usage rows are written in batches of 512, one transaction each:
+	 * every queued row must reach the table, however many batches.
+	 */
+	free(path);
+	xasprintf(&path, "%s/usage.db", dir);
+	ok(db_open(path, 1000, &cause) == 0, "open a database for usage");
+	{
+		struct usage	 u;
+		sqlite3_stmt	*q = NULL;
+		char		 rid[32];
+		int		 i, rows = -1, ids = -1, sum = -1;
+
+		memset(&u, 0, sizeof u);
+		u.user_id = "u1";
+		u.model = "m";
+		u.route = "InvokeModel";
+		u.status = 200;
+		u.first_byte_ms = -1;
+		u.outcome = "ok";
+		u.request_id = rid;
+		for (i = 0; i < 1300; i++) {
+			snprintf(rid, sizeof rid, "r%d", i);
+			u.input_tokens = i;
+			usage_record(&u);
+		}
+		is_int((long long)usage_queued(), 1300, "1300 rows queued");
+		usage_flush();
+		is_int((long long)usage_queued(), 0, "queue empty after flush");
+		if (sqlite3_prepare_v2(bsp_db, "SELECT count(*), count(DISTINCT "
+		    "request_id), sum(input_tokens) FROM usage", -1, &q,
+		    NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
+			rows = sqlite3_column_int(q, 0);
+			ids = sqlite3_column_int(q, 1);
+			sum = sqlite3_column_int(q, 2);
+		}
+		sqlite3_finalize(q);
+		is_int(rows, 1300, "every row written across three batches");
+		is_int(ids, 1300, "each row once");
+		is_int(sum, 1300 * 1299 / 2, "with its own values");
+		usage_free();
+	}
+	db_close();
 
 	{
 		char *cmd;
