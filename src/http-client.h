@@ -170,7 +170,7 @@ struct hc_stats {
 	size_t		 requests_live;		/* gauge */
 };
 
-#define HC_POOL_IDLE		8	/* idle connections kept per origin */
+#define HC_POOL_IDLE		64	/* idle connections kept per origin */
 #define HC_POOL_IDLE_MS		30000	/* an idle connection is closed after */
 #define HC_MAX_CONNS		4096	/* all connections, all origins */
 #define HC_MAX_HEAD		(64 * 1024)	/* response head ceiling */

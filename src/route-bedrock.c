@@ -327,16 +327,81 @@ usage_from_chunk(struct relay *rl, json_t *j)
 		usage_from_json(rl, json_object_get(j, "usage"), 0);
 }
 
+/*
+ * The base64 string of a chunk's payload as AWS writes it,
+ * {"bytes":"<base64>",...}, found without a parser: "bytes" must be the
+ * first member (so the match is outside any string) and its value free of
+ * escapes. NULL for any other shape; the caller then asks jansson.
+ */
+static const char *
+chunk_bytes(const uint8_t *p, size_t len, size_t *outlen)
+{
+	const uint8_t	*end = p + len, *s;
+
+#define SKIP_WS() while (p < end && (*p == ' ' || *p == '\t' || \
+	    *p == '\r' || *p == '\n')) p++
+	SKIP_WS();
+	if (p == end || *p++ != '{')
+		return (NULL);
+	SKIP_WS();
+	if ((size_t)(end - p) < 7 || memcmp(p, "\"bytes\"", 7) != 0)
+		return (NULL);
+	p += 7;
+	SKIP_WS();
+	if (p == end || *p++ != ':')
+		return (NULL);
+	SKIP_WS();
+#undef SKIP_WS
+	if (p == end || *p++ != '"')
+		return (NULL);
+	for (s = p; p < end && *p != '"'; p++)
+		if (*p == '\\')
+			return (NULL);
+	if (p == end)
+		return (NULL);
+	*outlen = (size_t)(p - s);
+	return ((const char *)s);
+}
+
+/*
+ * The usage in one chunk's base64 JSON. Anthropic's content_block_delta
+ * chunks, nearly all of a stream, never carry usage: they are recognised by
+ * their first 36 base64 characters, {"type":"content_block_delt, and
+ * skipped without decoding. Other chunks are decoded and parsed only when
+ * they mention usage or the invocation metrics.
+ */
+#define CHUNK_DELTA_B64		"eyJ0eXBlIjoiY29udGVudF9ibG9ja19kZWx0"
+static void
+relay_chunk_usage(struct relay *rl, const char *b64, size_t b64len)
+{
+	uint8_t		*raw;
+	size_t		 rawlen;
+	json_t		*inner;
+
+	if (b64len >= sizeof CHUNK_DELTA_B64 - 1 && memcmp(b64,
+	    CHUNK_DELTA_B64, sizeof CHUNK_DELTA_B64 - 1) == 0)
+		return;
+	raw = xmalloc(b64len + 1);
+	if (sodium_base642bin(raw, b64len, b64, b64len, NULL, &rawlen, NULL,
+	    sodium_base64_VARIANT_ORIGINAL) == 0 &&
+	    (memmem(raw, rawlen, "usage", 5) != NULL ||
+	    memmem(raw, rawlen, "invocationMetrics", 17) != NULL) &&
+	    (inner = json_loadb((const char *)raw, rawlen, 0, NULL)) != NULL) {
+		usage_from_chunk(rl, inner);
+		json_decref(inner);
+	}
+	free(raw);
+}
+
 /* The side decoder: usage and exceptions, bytes untouched. */
 static int
 relay_frame(const struct es_message *m, void *arg)
 {
 	struct relay	*rl = arg;
 	char		 mt[32], et[64];
-	json_t		*j, *inner;
+	json_t		*j;
 	const char	*b64;
-	uint8_t		*raw;
-	size_t		 rawlen, b64len;
+	size_t		 b64len;
 
 	if (es_header_strcpy(m, ES_H_MESSAGE_TYPE, mt, sizeof mt) == -1)
 		return (0);
@@ -358,25 +423,19 @@ relay_frame(const struct es_message *m, void *arg)
 		json_decref(j);
 		return (0);
 	}
-	if (strcmp(et, "chunk") != 0 || memmem(m->payload, m->payload_len,
-	    "\"bytes\"", 7) == NULL)
+	if (strcmp(et, "chunk") != 0)
 		return (0);
-	j = json_loadb((const char *)m->payload, m->payload_len, 0, NULL);
-	if ((b64 = json_string_value(json_object_get(j, "bytes"))) != NULL) {
-		b64len = strlen(b64);
-		raw = xmalloc(b64len + 1);
-		if (sodium_base642bin(raw, b64len, b64, b64len, NULL, &rawlen,
-		    NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
-		    (memmem(raw, rawlen, "usage", 5) != NULL ||
-		    memmem(raw, rawlen, "invocationMetrics", 17) != NULL) &&
-		    (inner = json_loadb((const char *)raw, rawlen, 0, NULL)) !=
-		    NULL) {
-			usage_from_chunk(rl, inner);
-			json_decref(inner);
-		}
-		free(raw);
+	if ((b64 = chunk_bytes(m->payload, m->payload_len, &b64len)) != NULL)
+		relay_chunk_usage(rl, b64, b64len);
+	else if (memmem(m->payload, m->payload_len, "\"bytes\"", 7) != NULL) {
+		/* Any other shape: let jansson find it. */
+		j = json_loadb((const char *)m->payload, m->payload_len, 0,
+		    NULL);
+		if ((b64 = json_string_value(json_object_get(j, "bytes"))) !=
+		    NULL)
+			relay_chunk_usage(rl, b64, strlen(b64));
+		json_decref(j);
 	}
-	json_decref(j);
 	return (0);
 }
 

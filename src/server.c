@@ -44,6 +44,13 @@
 #include "web.h"
 
 #define SERVER_MAX_LISTENERS	16
+/*
+ * evhttp listens with a backlog of 128: a burst of clients (a team starting
+ * work, a reconnect storm after a network blip) overflows it and the lost
+ * handshakes are retried by the clients' kernels after 1 s, then 3 s. The
+ * kernel caps this at net.core.somaxconn (4096 on current Linux).
+ */
+#define SERVER_BACKLOG		4096
 #define SERVER_JSON_MAX		65536
 
 enum conn_state {
@@ -1397,6 +1404,10 @@ server_bind(struct config *c, char **cause)
 			return (-1);
 		}
 		l = evhttp_bound_socket_get_listener(b);
+		/* Listening again only sets the queue length. */
+		if (listen(evconnlistener_get_fd(l), SERVER_BACKLOG) == -1)
+			log_warn("listen backlog on %s:%s", h,
+			    c->listen[i].port);
 		slen = sizeof ss;
 		if (getsockname(evconnlistener_get_fd(l),
 		    (struct sockaddr *)&ss, &slen) == -1)

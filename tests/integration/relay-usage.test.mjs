@@ -10,7 +10,7 @@ import {
   ConverseCommand, ConverseStreamCommand, InvokeModelCommand, InvokeModelWithResponseStreamCommand,
 } from '@aws-sdk/client-bedrock-runtime';
 import { runCommand } from './lib/daemon.mjs';
-import { encodeChunkFrame, encodeConverseFrame } from './lib/fake-bedrock.mjs';
+import { encodeChunkFrame, encodeConverseFrame, encodeFrame } from './lib/fake-bedrock.mjs';
 import {
   MODEL, anthropicBody, metricValue, rawStream, scrape, startRelay, usageRows, waitUsage,
 } from './lib/relay.mjs';
@@ -144,6 +144,53 @@ test('relay usage: a row per call with user, key, model, route, status, tokens f
     const acc = t.d.logs.filter((e) => e?.msg === 'request' && /^bedrock_/.test(e.route));
     assert.equal(acc.length, 9);
     assert.equal(acc[0].tokens_in, inv.input_tokens);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('relay usage: stream chunks in any JSON shape are counted; text deltas are relayed untouched', async () => {
+  const t = await startRelay();
+  try {
+    const token = await t.token('ann@example.com');
+    const CHUNK = { ':event-type': 'chunk', ':content-type': 'application/json', ':message-type': 'event' };
+    const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64');
+    const frames = [
+      // "p" before "bytes": the relay cannot take its shortcut and parses.
+      encodeFrame(CHUNK, JSON.stringify({ p: 'abc', bytes: b64({ type: 'message_start', message: { usage: { input_tokens: 41, output_tokens: 1, cache_read_input_tokens: 43, cache_creation_input_tokens: 44 } } }) })),
+      // Text deltas as Bedrock sends them, one with words that look like usage.
+      encodeChunkFrame({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'the "usage": {"output_tokens": 999} of it' } }),
+      encodeChunkFrame({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'more' } }),
+      // Whitespace around the member, and an escaped "/" in the base64.
+      encodeFrame(CHUNK, `{ "bytes" : ${JSON.stringify(b64({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 40 }, pad: '\u00ff\u00ff?' })).replace(/\//g, '\\/')} }`),
+      encodeChunkFrame({ type: 'message_stop', 'amazon-bedrock-invocationMetrics': { inputTokenCount: 41, outputTokenCount: 42 } }),
+    ];
+    t.fake.setHandler(async (req, res, rec) => {
+      if (rec.modelId !== 'test.shapes') return false;
+      res.writeHead(200, { 'Content-Type': 'application/vnd.amazon.eventstream' });
+      for (const f of frames.slice(0, -1)) res.write(f);
+      res.end(frames.at(-1));
+      return true;
+    });
+    const r = await t.post('/model/test.shapes/invoke-with-response-stream', { token, body: anthropicBody('x') });
+    assert.equal(r.status, 200);
+    assert.ok(Buffer.concat(frames).equals(r.body), 'the frames reach the client byte for byte');
+    const [row] = await waitUsage(t.d.dir, 1, 4000);
+    assert.deepEqual([row.input_tokens, row.output_tokens, row.cache_read_tokens, row.cache_write_tokens], [41, 42, 43, 44]);
+
+    // Without the final metrics, the message_delta (found through the
+    // whitespace and the escape) gives the output count.
+    t.fake.setHandler(async (req, res, rec) => {
+      if (rec.modelId !== 'test.shapes') return false;
+      res.writeHead(200, { 'Content-Type': 'application/vnd.amazon.eventstream' });
+      for (const f of frames.slice(0, -2)) res.write(f);
+      res.end(frames.at(-2));
+      return true;
+    });
+    const r2 = await t.post('/model/test.shapes/invoke-with-response-stream', { token, body: anthropicBody('x') });
+    assert.equal(r2.status, 200);
+    const rows = await waitUsage(t.d.dir, 2, 4000);
+    assert.deepEqual([rows[1].input_tokens, rows[1].output_tokens], [41, 40]);
   } finally {
     await t.stop();
   }
