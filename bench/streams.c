@@ -1,0 +1,686 @@
+/*
+ * streams.c: the two ends of bench/streams.sh.
+ *
+ *   streams serve PORT FRAMES INTERVAL_MS
+ *	A fake InvokeModelWithResponseStream upstream (libevent evhttp):
+ *	POST /model/{id}/invoke-with-response-stream answers 200,
+ *	Content-Type application/vnd.amazon.eventstream, then FRAMES
+ *	event-stream `chunk` frames whose payload is
+ *	{"bytes":"<base64 of {"type":"content_block_delta","index":0,
+ *	"delta":{"type":"text_delta","text":"<seq N>"}}>"} and a last chunk
+ *	{"type":"message_stop","amazon-bedrock-invocationMetrics":{...}}.
+ *	Frame 0 goes with the head; each next one INTERVAL_MS later (0: all
+ *	at once).  Other paths answer 404.
+ *
+ *   streams client HOST PORT PATH STREAMS FRAMES [TOKEN]
+ *	Opens STREAMS connections at once, one POST each (Authorization:
+ *	Bearer TOKEN, a small Anthropic body), and checks every frame of
+ *	every answer: prelude and message CRC-32, the three headers, the
+ *	payload, and that the text is "<seq N>" with N = 0, 1, 2, ... in
+ *	order, then the message_stop.  Times (from the request being
+ *	queued): head received (TTFB of the head), first frame, done.
+ *	Prints one RESULT line and the percentiles.  Exits 1 on any
+ *	error, lost, extra, corrupt or reordered frame.
+ *
+ * Build: cc -O2 streams.c $(pkg-config --cflags --libs libevent) -lz
+ */
+
+#include <sys/resource.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <zlib.h>
+
+static struct event_base	*base;
+
+static double
+now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+static const char b64chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static size_t
+b64_encode(const unsigned char *in, size_t len, char *out)
+{
+	size_t	i, o = 0;
+	unsigned v;
+
+	for (i = 0; i + 2 < len; i += 3) {
+		v = in[i] << 16 | in[i + 1] << 8 | in[i + 2];
+		out[o++] = b64chars[v >> 18 & 63];
+		out[o++] = b64chars[v >> 12 & 63];
+		out[o++] = b64chars[v >> 6 & 63];
+		out[o++] = b64chars[v & 63];
+	}
+	if (i < len) {
+		v = in[i] << 16 | (i + 1 < len ? in[i + 1] << 8 : 0);
+		out[o++] = b64chars[v >> 18 & 63];
+		out[o++] = b64chars[v >> 12 & 63];
+		out[o++] = i + 1 < len ? b64chars[v >> 6 & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return (o);
+}
+
+static int
+b64_val(int c)
+{
+	const char *p;
+
+	if (c == '\0' || (p = strchr(b64chars, c)) == NULL)
+		return (-1);
+	return ((int)(p - b64chars));
+}
+
+/* Decode; -1 on anything that is not canonical base64. */
+static long
+b64_decode(const char *in, size_t len, unsigned char *out)
+{
+	size_t	i, o = 0;
+	int	a, b, c, d;
+
+	if (len % 4 != 0)
+		return (-1);
+	for (i = 0; i < len; i += 4) {
+		a = b64_val(in[i]);
+		b = b64_val(in[i + 1]);
+		if (a < 0 || b < 0)
+			return (-1);
+		out[o++] = (unsigned char)(a << 2 | b >> 4);
+		if (in[i + 2] == '=') {
+			if (i + 4 != len || in[i + 3] != '=')
+				return (-1);
+			break;
+		}
+		if ((c = b64_val(in[i + 2])) < 0)
+			return (-1);
+		out[o++] = (unsigned char)((b & 15) << 4 | c >> 2);
+		if (in[i + 3] == '=') {
+			if (i + 4 != len)
+				return (-1);
+			break;
+		}
+		if ((d = b64_val(in[i + 3])) < 0)
+			return (-1);
+		out[o++] = (unsigned char)((c & 3) << 6 | d);
+	}
+	return ((long)o);
+}
+
+static void
+put32(unsigned char *p, uint32_t v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3]);
+}
+
+static const char *const hnames[3] = {
+	":event-type", ":content-type", ":message-type"
+};
+static const char *const hvalues[3] = {
+	"chunk", "application/json", "event"
+};
+
+/* The inner JSON of chunk seq (seq < 0: the final message_stop). */
+static int
+inner_json(long seq, int frames, char *out, size_t len)
+{
+	if (seq >= 0)
+		return (snprintf(out, len, "{\"type\":\"content_block_delta\","
+		    "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":"
+		    "\"<seq %ld>\"}}", seq));
+	return (snprintf(out, len, "{\"type\":\"message_stop\","
+	    "\"amazon-bedrock-invocationMetrics\":{\"inputTokenCount\":17,"
+	    "\"outputTokenCount\":%d,\"invocationLatency\":1000,"
+	    "\"firstByteLatency\":5}}", frames));
+}
+
+/* One whole event-stream frame for chunk seq; returns its length. */
+static size_t
+frame_encode(long seq, int frames, unsigned char *out, size_t outlen)
+{
+	char		 inner[512], b64[800], payload[900];
+	unsigned char	 hdr[256], *p;
+	size_t		 hl = 0, pl, total, i, n;
+	uLong		 crc;
+
+	inner_json(seq, frames, inner, sizeof inner);
+	b64_encode((unsigned char *)inner, strlen(inner), b64);
+	pl = (size_t)snprintf(payload, sizeof payload, "{\"bytes\":\"%s\"}",
+	    b64);
+	for (i = 0; i < 3; i++) {
+		n = strlen(hnames[i]);
+		hdr[hl++] = (unsigned char)n;
+		memcpy(hdr + hl, hnames[i], n);
+		hl += n;
+		hdr[hl++] = 7;
+		n = strlen(hvalues[i]);
+		hdr[hl++] = (unsigned char)(n >> 8);
+		hdr[hl++] = (unsigned char)n;
+		memcpy(hdr + hl, hvalues[i], n);
+		hl += n;
+	}
+	total = 12 + hl + pl + 4;
+	if (total > outlen)
+		abort();
+	p = out;
+	put32(p, (uint32_t)total);
+	put32(p + 4, (uint32_t)hl);
+	put32(p + 8, (uint32_t)crc32(0, p, 8));
+	memcpy(p + 12, hdr, hl);
+	memcpy(p + 12 + hl, payload, pl);
+	crc = crc32(0, p, (uInt)(total - 4));
+	put32(p + total - 4, (uint32_t)crc);
+	return (total);
+}
+
+/* ---------------------------------------------------------------- serve */
+
+struct sframe {
+	unsigned char	*p;
+	size_t		 len;
+};
+static struct sframe	*sframes;	/* frames + 1 */
+static int		 s_frames;
+static long		 s_interval_ms;
+
+struct sstream {
+	struct evhttp_request	*req;
+	struct event		*tick;
+	int			 next;
+	int			 dead;
+};
+
+static void
+sstream_free(struct sstream *s)
+{
+	if (s->tick != NULL)
+		event_free(s->tick);
+	free(s);
+}
+
+static void
+sstream_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct sstream	*s = arg;
+
+	s->dead = 1;
+}
+
+/* Send the next frame(s); end the reply after the last. */
+static void
+sstream_send(struct sstream *s, int all)
+{
+	struct evbuffer	*b;
+
+	if (s->dead) {
+		sstream_free(s);
+		return;
+	}
+	b = evbuffer_new();
+	do {
+		evbuffer_add_reference(b, sframes[s->next].p,
+		    sframes[s->next].len, NULL, NULL);
+		s->next++;
+	} while (all && s->next <= s_frames);
+	evhttp_send_reply_chunk(s->req, b);
+	evbuffer_free(b);
+	if (s->next > s_frames) {
+		evhttp_connection_set_closecb(
+		    evhttp_request_get_connection(s->req), NULL, NULL);
+		evhttp_send_reply_end(s->req);
+		sstream_free(s);
+	}
+}
+
+static void
+sstream_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	sstream_send(arg, 0);
+}
+
+static void
+serve_cb(struct evhttp_request *req, void *arg)
+{
+	const char	*uri = evhttp_request_get_uri(req);
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	struct sstream	*s;
+	struct timeval	 tv;
+	const char	*suffix = "/invoke-with-response-stream";
+	size_t		 ul = strlen(uri), sl = strlen(suffix);
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST ||
+	    strncmp(uri, "/model/", 7) != 0 || ul < sl ||
+	    strcmp(uri + ul - sl, suffix) != 0) {
+		evhttp_send_error(req, 404, NULL);
+		return;
+	}
+	evhttp_add_header(oh, "Content-Type",
+	    "application/vnd.amazon.eventstream");
+	evhttp_add_header(oh, "X-Amzn-Bedrock-Content-Type",
+	    "application/json");
+	evhttp_add_header(oh, "x-amzn-RequestId",
+	    "8f2b1c3e-0000-4000-8000-00000000b5e7");
+	s = calloc(1, sizeof *s);
+	s->req = req;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req),
+	    sstream_closed, s);
+	evhttp_send_reply_start(req, 200, "OK");
+	if (s_interval_ms <= 0) {
+		sstream_send(s, 1);
+		return;
+	}
+	s->tick = event_new(base, -1, EV_PERSIST, sstream_tick, s);
+	tv.tv_sec = s_interval_ms / 1000;
+	tv.tv_usec = (s_interval_ms % 1000) * 1000;
+	event_add(s->tick, &tv);
+	sstream_send(s, 0);
+}
+
+static int
+serve(int port, int frames, long interval_ms)
+{
+	struct evhttp	*http;
+	struct evconnlistener *lev;
+	struct sockaddr_in sin;
+	unsigned char	 buf[2048];
+	int		 i;
+
+	s_frames = frames;
+	s_interval_ms = interval_ms;
+	sframes = calloc((size_t)frames + 1, sizeof *sframes);
+	for (i = 0; i <= frames; i++) {
+		sframes[i].len = frame_encode(i < frames ? i : -1, frames, buf,
+		    sizeof buf);
+		sframes[i].p = malloc(sframes[i].len);
+		memcpy(sframes[i].p, buf, sframes[i].len);
+	}
+	http = evhttp_new(base);
+	evhttp_set_timeout(http, 600);
+	/* A deep accept queue (evhttp_bind_socket() listens with 128): a
+	 * thousand simultaneous connects must not be the upstream's
+	 * bottleneck. */
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lev = evconnlistener_new_bind(base, NULL, NULL,
+	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 4096,
+	    (struct sockaddr *)&sin, sizeof sin);
+	if (lev == NULL || evhttp_bind_listener(http, lev) == NULL) {
+		fprintf(stderr, "streams serve: cannot bind port %d\n", port);
+		return (1);
+	}
+	evhttp_set_gencb(http, serve_cb, NULL);
+	fprintf(stderr, "streams serve: port %d, %d frames + 1, every %ld "
+	    "ms, frame 0 %zu bytes\n", port, frames, interval_ms,
+	    sframes[0].len);
+	event_base_dispatch(base);
+	return (0);
+}
+
+/* --------------------------------------------------------------- client */
+
+struct cstream {
+	int			 id;
+	struct evhttp_connection *evcon;
+	struct evbuffer		*acc;
+	double			 t0, t_head, t_first, t_done;
+	long			 next;		/* next expected seq */
+	long			 frames;	/* frames received */
+	int			 got_stop;
+	int			 status;
+	int			 bad_crc, bad_hdr, bad_payload, reorder, extra;
+	int			 failed;
+};
+
+static struct cstream	*cs;
+static int		 c_n, c_frames, c_left;
+static const char	*c_host;
+static int		 c_port;
+static long		 c_total_frames, c_errors;
+static char		 c_err_first[256];
+
+static void
+cerr(struct cstream *s, const char *what)
+{
+	c_errors++;
+	if (c_err_first[0] == '\0')
+		snprintf(c_err_first, sizeof c_err_first, "stream %d frame "
+		    "%ld: %s", s->id, s->frames, what);
+}
+
+/* Check one whole frame at p (len bytes). */
+static void
+check_frame(struct cstream *s, const unsigned char *p, size_t len)
+{
+	uint32_t	 hl = get32(p + 4), crc;
+	const unsigned char *h, *pl, *hend;
+	size_t		 plen, i, nl, vl;
+	int		 seen = 0;
+	char		 want[512], *b64;
+	unsigned char	 dec[800];
+	long		 dl;
+	static const char pre[] = "{\"bytes\":\"";
+
+	s->frames++;
+	c_total_frames++;
+	if ((uint32_t)crc32(0, p, 8) != get32(p + 8) ||
+	    (crc = (uint32_t)crc32(0, p, (uInt)(len - 4))) !=
+	    get32(p + len - 4)) {
+		s->bad_crc++;
+		cerr(s, "bad CRC");
+		return;
+	}
+	if (hl > len - 16) {
+		s->bad_hdr++;
+		cerr(s, "headers longer than the frame");
+		return;
+	}
+	h = p + 12;
+	hend = h + hl;
+	while (h < hend) {
+		nl = h[0];
+		if (h + 1 + nl + 3 > hend || h[1 + nl] != 7) {
+			s->bad_hdr++;
+			cerr(s, "bad header");
+			return;
+		}
+		vl = (size_t)h[2 + nl] << 8 | h[3 + nl];
+		if (h + 4 + nl + vl > hend) {
+			s->bad_hdr++;
+			cerr(s, "bad header length");
+			return;
+		}
+		for (i = 0; i < 3; i++)
+			if (strlen(hnames[i]) == nl &&
+			    memcmp(h + 1, hnames[i], nl) == 0 &&
+			    strlen(hvalues[i]) == vl &&
+			    memcmp(h + 4 + nl, hvalues[i], vl) == 0)
+				seen |= 1 << i;
+		h += 4 + nl + vl;
+	}
+	if (seen != 7) {
+		s->bad_hdr++;
+		cerr(s, "missing or wrong :event-type/:content-type/"
+		    ":message-type");
+		return;
+	}
+	pl = p + 12 + hl;
+	plen = len - 16 - hl;
+	if (plen < sizeof pre + 1 || memcmp(pl, pre, sizeof pre - 1) != 0 ||
+	    memcmp(pl + plen - 2, "\"}", 2) != 0) {
+		s->bad_payload++;
+		cerr(s, "payload is not {\"bytes\":\"...\"}");
+		return;
+	}
+	b64 = (char *)pl + sizeof pre - 1;
+	dl = b64_decode(b64, plen - (sizeof pre - 1) - 2, dec);
+	if (dl < 0) {
+		s->bad_payload++;
+		cerr(s, "bad base64");
+		return;
+	}
+	if (s->got_stop) {
+		s->extra++;
+		cerr(s, "frame after message_stop");
+		return;
+	}
+	inner_json(s->next < c_frames ? s->next : -1, c_frames, want,
+	    sizeof want);
+	if ((size_t)dl != strlen(want) || memcmp(dec, want, (size_t)dl) != 0) {
+		s->reorder++;
+		cerr(s, "unexpected chunk (lost, reordered or altered)");
+		return;
+	}
+	if (s->next == c_frames)
+		s->got_stop = 1;
+	s->next++;
+}
+
+static void
+client_feed(struct cstream *s)
+{
+	unsigned char	 pre[4], *p;
+	uint32_t	 total;
+
+	for (;;) {
+		if (evbuffer_get_length(s->acc) < 12)
+			return;
+		evbuffer_copyout(s->acc, pre, 4);
+		total = get32(pre);
+		if (total < 16 || total > 16 * 1024 * 1024) {
+			cerr(s, "impossible frame length");
+			s->failed = 1;
+			evbuffer_drain(s->acc, evbuffer_get_length(s->acc));
+			return;
+		}
+		if (evbuffer_get_length(s->acc) < total)
+			return;
+		p = evbuffer_pullup(s->acc, total);
+		check_frame(s, p, total);
+		evbuffer_drain(s->acc, total);
+	}
+}
+
+static int
+client_head_cb(struct evhttp_request *req, void *arg)
+{
+	struct cstream	*s = arg;
+	const char	*ct;
+
+	s->t_head = now();
+	s->status = evhttp_request_get_response_code(req);
+	ct = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Content-Type");
+	if (s->status != 200)
+		cerr(s, "status not 200");
+	else if (ct == NULL || strcmp(ct, "application/vnd.amazon.eventstream")
+	    != 0)
+		cerr(s, "wrong Content-Type");
+	return (0);
+}
+
+static void
+client_chunk_cb(struct evhttp_request *req, void *arg)
+{
+	struct cstream	*s = arg;
+	struct evbuffer	*in = evhttp_request_get_input_buffer(req);
+
+	if (s->t_first == 0 && evbuffer_get_length(in) > 0)
+		s->t_first = now();
+	evbuffer_add_buffer(s->acc, in);
+	client_feed(s);
+}
+
+static void
+client_done_cb(struct evhttp_request *req, void *arg)
+{
+	struct cstream	*s = arg;
+
+	if (req == NULL || evhttp_request_get_response_code(req) == 0) {
+		cerr(s, "request failed (connection error)");
+		s->failed = 1;
+	} else {
+		if (s->t_head == 0)
+			client_head_cb(req, s);
+		client_chunk_cb(req, s);
+	}
+	s->t_done = now();
+	if (evbuffer_get_length(s->acc) != 0)
+		cerr(s, "trailing partial frame");
+	if (!s->got_stop || s->next != c_frames + 1) {
+		cerr(s, "stream ended early");
+		s->failed = 1;
+	}
+	if (--c_left == 0)
+		event_base_loopexit(base, NULL);
+}
+
+static int
+dcmp(const void *a, const void *b)
+{
+	double	x = *(const double *)a, y = *(const double *)b;
+
+	return (x < y ? -1 : x > y);
+}
+
+static double
+pct(double *v, int n, double p)
+{
+	int	i = (int)(p / 100.0 * n + 0.5) - 1;
+
+	if (i < 0)
+		i = 0;
+	if (i >= n)
+		i = n - 1;
+	return (v[i]);
+}
+
+static int
+client(const char *host, int port, const char *path, int n, int frames,
+    const char *token)
+{
+	struct evhttp_request	*req;
+	struct evkeyvalq	*oh;
+	struct evbuffer		*ob;
+	struct rusage		 ru;
+	char			 auth[4096];
+	double			 t_start, t_end, *head, *first, *done;
+	int			 i, nok = 0;
+	long			 lost = 0, crc = 0, hdr = 0, payload = 0,
+				 reorder = 0, extra = 0, failed = 0;
+	static const char body[] = "{\"anthropic_version\":\"bedrock-2023-05-31\","
+	    "\"max_tokens\":256,\"messages\":[{\"role\":\"user\",\"content\":"
+	    "[{\"type\":\"text\",\"text\":\"Count to two hundred, one number "
+	    "per line.\"}]}]}";
+
+	c_n = c_left = n;
+	c_frames = frames;
+	c_host = host;
+	c_port = port;
+	cs = calloc((size_t)n, sizeof *cs);
+	snprintf(auth, sizeof auth, "Bearer %s", token != NULL ? token : "x");
+	t_start = now();
+	for (i = 0; i < n; i++) {
+		struct cstream *s = &cs[i];
+
+		s->id = i;
+		s->acc = evbuffer_new();
+		s->evcon = evhttp_connection_base_new(base, NULL, host,
+		    (ev_uint16_t)port);
+		evhttp_connection_set_timeout(s->evcon, 300);
+		req = evhttp_request_new(client_done_cb, s);
+		evhttp_request_set_header_cb(req, client_head_cb);
+		evhttp_request_set_chunked_cb(req, client_chunk_cb);
+		oh = evhttp_request_get_output_headers(req);
+		evhttp_add_header(oh, "Host", host);
+		evhttp_add_header(oh, "Authorization", auth);
+		evhttp_add_header(oh, "Content-Type", "application/json");
+		evhttp_add_header(oh, "Accept", "application/vnd.amazon.eventstream");
+		ob = evhttp_request_get_output_buffer(req);
+		evbuffer_add(ob, body, sizeof body - 1);
+		s->t0 = now();
+		if (evhttp_make_request(s->evcon, req, EVHTTP_REQ_POST,
+		    path) != 0) {
+			fprintf(stderr, "streams client: cannot send %d\n", i);
+			return (2);
+		}
+	}
+	event_base_dispatch(base);
+	t_end = now();
+	head = calloc((size_t)n, sizeof *head);
+	first = calloc((size_t)n, sizeof *first);
+	done = calloc((size_t)n, sizeof *done);
+	for (i = 0; i < n; i++) {
+		struct cstream *s = &cs[i];
+
+		if (s->t_head > 0 && s->t_first > 0) {
+			head[nok] = (s->t_head - s->t0) * 1e6;
+			first[nok] = (s->t_first - s->t0) * 1e6;
+			done[nok] = (s->t_done - s->t0) * 1e6;
+			nok++;
+		}
+		lost += (frames + 1) - (s->next < frames + 1 ? s->next :
+		    frames + 1);
+		crc += s->bad_crc;
+		hdr += s->bad_hdr;
+		payload += s->bad_payload;
+		reorder += s->reorder;
+		extra += s->extra;
+		failed += s->failed;
+	}
+	qsort(head, (size_t)nok, sizeof *head, dcmp);
+	qsort(first, (size_t)nok, sizeof *first, dcmp);
+	qsort(done, (size_t)nok, sizeof *done, dcmp);
+	getrusage(RUSAGE_SELF, &ru);
+	printf("RESULT streams=%d ok=%d frames=%ld expected=%ld lost=%ld "
+	    "bad_crc=%ld bad_headers=%ld bad_payload=%ld out_of_order=%ld "
+	    "extra=%ld failed=%ld errors=%ld wall_s=%.3f "
+	    "head_p50_us=%.0f head_p99_us=%.0f head_max_us=%.0f "
+	    "first_p50_us=%.0f first_p90_us=%.0f first_p99_us=%.0f "
+	    "first_max_us=%.0f done_p50_us=%.0f done_max_us=%.0f "
+	    "client_cpu_s=%.2f\n", n, nok, c_total_frames,
+	    (long)n * (frames + 1), lost, crc, hdr, payload, reorder, extra,
+	    failed, c_errors, t_end - t_start,
+	    pct(head, nok, 50), pct(head, nok, 99), pct(head, nok, 100),
+	    pct(first, nok, 50), pct(first, nok, 90), pct(first, nok, 99),
+	    pct(first, nok, 100), pct(done, nok, 50), pct(done, nok, 100),
+	    ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	if (c_errors > 0)
+		printf("first error: %s\n", c_err_first);
+	return (c_errors > 0 || nok != n || c_total_frames !=
+	    (long)n * (frames + 1) ? 1 : 0);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct rlimit	rl;
+
+	/* As many descriptors as we may. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	base = event_base_new();
+	if (argc == 5 && strcmp(argv[1], "serve") == 0)
+		return (serve(atoi(argv[2]), atoi(argv[3]),
+		    atol(argv[4])));
+	if ((argc == 7 || argc == 8) && strcmp(argv[1], "client") == 0)
+		return (client(argv[2], atoi(argv[3]), argv[4], atoi(argv[5]),
+		    atoi(argv[6]), argc == 8 ? argv[7] : NULL));
+	fprintf(stderr, "usage: streams serve PORT FRAMES INTERVAL_MS\n"
+	    "       streams client HOST PORT PATH STREAMS FRAMES [TOKEN]\n");
+	return (2);
+}
