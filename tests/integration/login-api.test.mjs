@@ -79,7 +79,7 @@ test('API flow end to end with oidc-provider and a loopback redirect URI', async
     // A spent state names no sign-in any more: a log line, no audit write.
     assertNoToken(d.dir, before, { users: 1 });
     assert.equal(loginState(d.dir).audit.length, before.audit.length, 'no audit row for a replay');
-    assert.ok(d.logs.some((l) => /refused before any state/.test(l.msg)));
+    await d.waitForLog((l) => /refused before any state/.test(l?.msg ?? ''));
     // The refresh token works as for browser logins.
     const rf = await d.request('/auth/refresh', {
       method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ refresh_token: tok.refresh_token }),

@@ -209,7 +209,7 @@ test('a callback URL used twice is refused the second time; no second token', as
     assert.equal(await page.locator('#access-token').count(), 0);
     assertNoToken(d.dir, before, { users: 1 });
     assert.equal(loginState(d.dir).audit.length, before.audit.length, 'a replay is a log line, not an audit row');
-    assert.ok(d.logs.some((l) => /refused before any state/.test(l.msg)));
+    await d.waitForLog((l) => /refused before any state/.test(l?.msg ?? ''));
   } finally {
     await t.stop();
   }

@@ -71,7 +71,11 @@ test('a callback without state, with an unknown state or with an API-flow state 
     const rows = loginState(d.dir).audit.filter((x) => x.event === 'login_failed');
     assert.equal(rows.length, 2);
     assert.ok(rows.every((x) => JSON.parse(x.detail).provider === 'op'), JSON.stringify(rows));
-    const refused = d.logs.filter((l) => /refused before any state/.test(l.msg));
+    // The log line and the answer travel on different pipes: wait for both.
+    const isRefused = (l) => /refused before any state/.test(l?.msg ?? '');
+    await d.waitForLog(() => d.logs.filter(isRefused).length >= 2);
+    await new Promise((r) => setTimeout(r, 200));
+    const refused = d.logs.filter(isRefused);
     assert.equal(refused.length, 2, JSON.stringify(d.logs.slice(-10)));
     assert.equal(t.op.tokenRequests.length, 0, 'no code was exchanged');
   } finally {

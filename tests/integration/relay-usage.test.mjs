@@ -141,7 +141,9 @@ test('relay usage: a row per call with user, key, model, route, status, tokens f
     assert.ok(ecut.input_tokens > 0, 'tokens seen before the cut are kept');
 
     // The access log agrees with the rows.
-    const acc = t.d.logs.filter((e) => e?.msg === 'request' && /^bedrock_/.test(e.route));
+    const isAccess = (e) => e?.msg === 'request' && /^bedrock_/.test(e.route);
+    await t.d.waitForLog(() => t.d.logs.filter(isAccess).length >= 9);
+    const acc = t.d.logs.filter(isAccess);
     assert.equal(acc.length, 9);
     assert.equal(acc[0].tokens_in, inv.input_tokens);
   } finally {

@@ -77,7 +77,7 @@ test('refresh rotates: each token works once, the new pair works, audit rows are
     }
     // A token nobody issued is a log line, not an audit row (anyone can send one).
     assert.equal(auditRows(d.dir, 'refresh_failed').length, 0);
-    assert.ok(d.logs.some((l) => /refresh refused: unknown token/.test(l.msg)));
+    await d.waitForLog((l) => /refresh refused: unknown token/.test(l?.msg ?? ''));
     for (const row of auditRows(d.dir)) {
       assert.ok(!String(row.detail).includes('bsr_'), 'no refresh token in the audit log');
     }
