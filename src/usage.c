@@ -34,8 +34,10 @@ static struct {
 	size_t			 n;
 	unsigned long long	 dropped;
 	struct event		 flush_ev;
+	struct event		 more_ev;	/* the next batch, soon */
 	struct event		 purge_ev;
 	int			 started;
+	int			 failing;	/* retry on the 1 s tick only */
 	double			 last_warn;
 } us;
 
@@ -48,6 +50,8 @@ static struct db_stmt st_purge = { "DELETE FROM usage WHERE ts < ?", NULL,
     NULL };
 
 struct metric	*m_tokens;
+
+static void	usage_soon(void);
 
 static char *
 dup_or_null(const char *s)
@@ -112,6 +116,8 @@ usage_record(const struct usage *u)
 	row->u.outcome = row->s[6] = dup_or_null(u->outcome);
 	TAILQ_INSERT_TAIL(&us.queue, row, entry);
 	us.n++;
+	if (us.n >= USAGE_BATCH)
+		usage_soon();
 }
 
 static void
@@ -121,9 +127,13 @@ bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 }
 
-/* Write what is queued, in batches of one transaction each. */
-void
-usage_flush(void)
+/*
+ * Write at most one batch, in one transaction. Returns 1 if rows remain,
+ * 0 when the queue is empty, -1 when the database refused (rows are kept
+ * for the next try).
+ */
+static int
+usage_write_batch(void)
 {
 	struct usage_row	*row;
 	sqlite3_stmt		*st;
@@ -131,67 +141,98 @@ usage_flush(void)
 	double			 now;
 
 	if (!us.started || bsp_db == NULL)
-		return;
-	while (!TAILQ_EMPTY(&us.queue)) {
-		if (db_begin() == -1)
-			goto fail;
-		n = 0;
-		TAILQ_FOREACH(row, &us.queue, entry) {
-			if (n == USAGE_BATCH)
-				break;
-			st = db_prepare(&st_insert);
-			sqlite3_bind_int64(st, 1, (sqlite3_int64)row->u.ts);
-			bind_text(st, 2, row->u.user_id);
-			bind_text(st, 3, row->u.api_key_id);
-			bind_text(st, 4, row->u.model);
-			bind_text(st, 5, row->u.route);
-			sqlite3_bind_int(st, 6, row->u.status);
-			sqlite3_bind_int64(st, 7, row->u.input_tokens);
-			sqlite3_bind_int64(st, 8, row->u.output_tokens);
-			sqlite3_bind_int64(st, 9, row->u.cache_read_tokens);
-			sqlite3_bind_int64(st, 10, row->u.cache_write_tokens);
-			sqlite3_bind_int64(st, 11, row->u.latency_ms);
-			if (row->u.first_byte_ms >= 0)
-				sqlite3_bind_int64(st, 12, row->u.first_byte_ms);
-			bind_text(st, 13, row->u.request_id);
-			bind_text(st, 14, row->u.session_id);
-			bind_text(st, 15, row->u.outcome);
-			if (sqlite3_step(st) != SQLITE_DONE) {
-				sqlite3_reset(st);
-				db_rollback();
-				goto fail;
-			}
+		return (0);
+	if (TAILQ_EMPTY(&us.queue))
+		goto done;
+	if (db_begin() == -1)
+		goto fail;
+	n = 0;
+	TAILQ_FOREACH(row, &us.queue, entry) {
+		if (n == USAGE_BATCH)
+			break;
+		st = db_prepare(&st_insert);
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)row->u.ts);
+		bind_text(st, 2, row->u.user_id);
+		bind_text(st, 3, row->u.api_key_id);
+		bind_text(st, 4, row->u.model);
+		bind_text(st, 5, row->u.route);
+		sqlite3_bind_int(st, 6, row->u.status);
+		sqlite3_bind_int64(st, 7, row->u.input_tokens);
+		sqlite3_bind_int64(st, 8, row->u.output_tokens);
+		sqlite3_bind_int64(st, 9, row->u.cache_read_tokens);
+		sqlite3_bind_int64(st, 10, row->u.cache_write_tokens);
+		sqlite3_bind_int64(st, 11, row->u.latency_ms);
+		if (row->u.first_byte_ms >= 0)
+			sqlite3_bind_int64(st, 12, row->u.first_byte_ms);
+		bind_text(st, 13, row->u.request_id);
+		bind_text(st, 14, row->u.session_id);
+		bind_text(st, 15, row->u.outcome);
+		if (sqlite3_step(st) != SQLITE_DONE) {
 			sqlite3_reset(st);
-			n++;	/* only rows inserted are removed below */
-		}
-		if (db_commit() == -1)
+			db_rollback();
 			goto fail;
-		/* Committed: drop what was written. */
-		while (n-- > 0 && (row = TAILQ_FIRST(&us.queue)) != NULL) {
-			TAILQ_REMOVE(&us.queue, row, entry);
-			usage_row_free(row);
-			us.n--;
 		}
+		sqlite3_reset(st);
+		n++;	/* only rows inserted are removed below */
 	}
+	if (db_commit() == -1)
+		goto fail;
+	us.failing = 0;
+	/* Committed: drop what was written. */
+	while (n-- > 0 && (row = TAILQ_FIRST(&us.queue)) != NULL) {
+		TAILQ_REMOVE(&us.queue, row, entry);
+		usage_row_free(row);
+		us.n--;
+	}
+	if (!TAILQ_EMPTY(&us.queue))
+		return (1);
+done:
 	if (us.dropped > 0) {
 		log_warnx("usage: %llu rows were dropped while the database "
 		    "could not take them", us.dropped);
 		us.dropped = 0;
 	}
-	return;
+	return (0);
 fail:
+	us.failing = 1;
 	now = now_mono();
 	if (now - us.last_warn > 60) {
 		log_warnx("usage: cannot write %zu queued rows (%s); will retry",
 		    us.n, db_errmsg());
 		us.last_warn = now;
 	}
+	return (-1);
+}
+
+/* Write everything queued now (at exit, and for tests). */
+void
+usage_flush(void)
+{
+	while (usage_write_batch() == 1)
+		;
+}
+
+/*
+ * The next batch after the loop has looked at the sockets again (a timer
+ * of zero, not event_active, which would run before any I/O): writing
+ * thousands of rows in one callback stalled every request for tens of
+ * milliseconds.
+ */
+static void
+usage_soon(void)
+{
+	struct timeval	zero = { 0, 0 };
+
+	if (!us.failing && event_initialized(&us.more_ev) &&
+	    !evtimer_pending(&us.more_ev, NULL))
+		evtimer_add(&us.more_ev, &zero);
 }
 
 static void
 usage_flush_cb(int fd, short ev, void *arg)
 {
-	usage_flush();
+	if (usage_write_batch() == 1)
+		usage_soon();
 }
 
 static void
@@ -223,6 +264,7 @@ usage_init(struct config *c, char **cause)
 	event_assign(&us.flush_ev, bsp_base, -1, EV_PERSIST, usage_flush_cb,
 	    NULL);
 	event_add(&us.flush_ev, &one);
+	evtimer_assign(&us.more_ev, bsp_base, usage_flush_cb, NULL);
 	event_assign(&us.purge_ev, bsp_base, -1, EV_PERSIST, usage_purge_cb,
 	    NULL);
 	event_add(&us.purge_ev, &hour);
@@ -239,6 +281,8 @@ usage_free(void)
 		return;
 	if (event_initialized(&us.flush_ev))
 		event_del(&us.flush_ev);
+	if (event_initialized(&us.more_ev))
+		event_del(&us.more_ev);
 	if (event_initialized(&us.purge_ev))
 		event_del(&us.purge_ev);
 	usage_flush();

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <sqlite3.h>
 
 #include "bsp.h"
@@ -127,7 +128,33 @@ main(void)
 		is_int(rows, 1300, "every row written across three batches");
 		is_int(ids, 1300, "each row once");
 		is_int(sum, 1300 * 1299 / 2, "with its own values");
+
+		/*
+		 * On the loop, a full batch is written soon, one batch per
+		 * turn of the loop, so that requests are served in between.
+		 */
+		if ((bsp_base = event_base_new()) == NULL)
+			fatalx("event_base_new");
+		ok(usage_init(NULL, &cause) == 0, "usage_init");
+		for (i = 0; i < 1300; i++) {
+			snprintf(rid, sizeof rid, "s%d", i);
+			usage_record(&u);
+		}
+		event_base_loop(bsp_base, EVLOOP_ONCE);
+		is_int((long long)usage_queued(), 1300 - 512,
+		    "one batch in one turn of the loop");
+		event_base_loop(bsp_base, EVLOOP_ONCE);
+		is_int((long long)usage_queued(), 1300 - 1024, "then the next");
+		event_base_loop(bsp_base, EVLOOP_ONCE);
+		is_int((long long)usage_queued(), 0, "then the rest");
+		if (sqlite3_prepare_v2(bsp_db, "SELECT count(*) FROM usage",
+		    -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+			rows = sqlite3_column_int(q, 0);
+		sqlite3_finalize(q);
+		is_int(rows, 2600, "all written");
 		usage_free();
+		event_base_free(bsp_base);
+		bsp_base = NULL;
 	}
 	db_close();
 
