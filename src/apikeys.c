@@ -89,29 +89,6 @@ apikeys_free(void)
 	}
 }
 
-static void
-json_to_strlist(const char *text, struct strlist *l)
-{
-	json_t	*j, *v;
-	size_t	 i;
-
-	if (text == NULL || (j = json_loads(text, 0, NULL)) == NULL)
-		return;
-	json_array_foreach(j, i, v) {
-		if (json_is_string(v))
-			strlist_add(l, json_string_value(v));
-	}
-	json_decref(j);
-}
-
-static char *
-dup_col(sqlite3_stmt *st, int i)
-{
-	const unsigned char	*t = sqlite3_column_text(st, i);
-
-	return (t != NULL ? xstrdup((const char *)t) : NULL);
-}
-
 /* (Re)load the keys that can still be used. */
 int
 apikeys_load(void)
@@ -127,18 +104,18 @@ apikeys_load(void)
 		if (sqlite3_column_bytes(st, 1) != CRYPTO_HASH_LEN)
 			continue;
 		k = xcalloc(1, sizeof *k);
-		k->id = dup_col(st, 0);
+		k->id = db_col_strdup(st, 0);
 		memcpy(k->hash, sqlite3_column_blob(st, 1), CRYPTO_HASH_LEN);
-		k->user_id = dup_col(st, 2);
-		k->name = dup_col(st, 3);
-		json_to_strlist((const char *)sqlite3_column_text(st, 4),
-		    &k->models);
+		k->user_id = db_col_strdup(st, 2);
+		k->name = db_col_strdup(st, 3);
+		strlist_from_json_text(&k->models,
+		    (const char *)sqlite3_column_text(st, 4));
 		k->expires = (time_t)sqlite3_column_int64(st, 5);
-		k->email = dup_col(st, 6);
-		k->provider = dup_col(st, 7);
+		k->email = db_col_strdup(st, 6);
+		k->provider = db_col_strdup(st, 7);
 		k->email_verified = sqlite3_column_int(st, 8);
-		json_to_strlist((const char *)sqlite3_column_text(st, 9),
-		    &k->groups);
+		strlist_from_json_text(&k->groups,
+		    (const char *)sqlite3_column_text(st, 9));
 		/* Keep a pending last-used time across the reload. */
 		HASH_FIND(hh, prev, k->hash, CRYPTO_HASH_LEN, old);
 		if (old != NULL)

@@ -125,6 +125,8 @@ void		 strlist_copy(struct strlist *, const struct strlist *);
 int		 strlist_contains(const struct strlist *, const char *);
 int		 strlist_contains_nocase(const struct strlist *, const char *);
 char		*strlist_join(const struct strlist *, const char *);
+json_t		*strlist_to_json(const struct strlist *);
+void		 strlist_from_json_text(struct strlist *, const char *);
 int		 cidr_parse(const char *, struct cidr *);
 int		 cidr_match(const struct cidr *, const struct sockaddr *);
 int		 cidrlist_parse(const struct strlist *, struct cidrlist *,
@@ -448,6 +450,7 @@ int		 db_commit(void);
 void		 db_rollback(void);
 long long	 db_data_version(void);
 const char	*db_errmsg(void);
+char		*db_col_strdup(struct sqlite3_stmt *, int);
 int		 db_ok(void);
 int		 db_path_from_url(const char *, char **, char **);
 int		 db_schema_version(void);

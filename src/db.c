@@ -427,6 +427,15 @@ db_errmsg(void)
 	return (bsp_db != NULL ? sqlite3_errmsg(bsp_db) : "not open");
 }
 
+/* A text column as an allocated string, or NULL for SQL NULL. */
+char *
+db_col_strdup(struct sqlite3_stmt *st, int i)
+{
+	const unsigned char	*t = sqlite3_column_text(st, i);
+
+	return (t != NULL ? xstrdup((const char *)t) : NULL);
+}
+
 /* Is the database usable right now? For /health/ready. */
 int
 db_ok(void)

@@ -183,17 +183,6 @@ route_auth_revoke(struct request *r)
 	server_reply_text(r, 200, "application/json", "{}\n");
 }
 
-static json_t *
-strlist_to_json(const struct strlist *l)
-{
-	json_t	*a = json_array();
-	size_t	 i;
-
-	for (i = 0; i < l->n; i++)
-		json_array_append_new(a, json_string(l->v[i]));
-	return (a);
-}
-
 /* GET /auth/validate: who is this credential? */
 void
 route_auth_validate(struct request *r)

@@ -58,37 +58,11 @@ user_clear(struct user *u)
 }
 
 static char *
-col_text(sqlite3_stmt *st, int i)
-{
-	const unsigned char	*t = sqlite3_column_text(st, i);
-
-	return (t != NULL ? xstrdup((const char *)t) : NULL);
-}
-
-static void
-json_strlist(const char *text, struct strlist *l)
-{
-	json_t	*j, *v;
-	size_t	 i;
-
-	if (text == NULL || (j = json_loads(text, 0, NULL)) == NULL)
-		return;
-	json_array_foreach(j, i, v) {
-		if (json_is_string(v))
-			strlist_add(l, json_string_value(v));
-	}
-	json_decref(j);
-}
-
-static char *
 strlist_to_jsontext(const struct strlist *l)
 {
-	json_t	*a = json_array();
+	json_t	*a = strlist_to_json(l);
 	char	*s;
-	size_t	 i;
 
-	for (i = 0; i < l->n; i++)
-		json_array_append_new(a, json_string(l->v[i]));
 	s = json_dumps(a, JSON_COMPACT);
 	json_decref(a);
 	return (s);
@@ -98,15 +72,17 @@ static void
 user_from_row(sqlite3_stmt *st, struct user *u)
 {
 	memset(u, 0, sizeof *u);
-	u->id = col_text(st, 0);
-	u->provider = col_text(st, 1);
-	u->subject = col_text(st, 2);
-	u->email = col_text(st, 3);
+	u->id = db_col_strdup(st, 0);
+	u->provider = db_col_strdup(st, 1);
+	u->subject = db_col_strdup(st, 2);
+	u->email = db_col_strdup(st, 3);
 	u->email_verified = sqlite3_column_int(st, 4);
-	u->name = col_text(st, 5);
-	json_strlist((const char *)sqlite3_column_text(st, 6), &u->groups);
-	u->tenant = col_text(st, 11);
-	json_strlist((const char *)sqlite3_column_text(st, 12), &u->orgs);
+	u->name = db_col_strdup(st, 5);
+	strlist_from_json_text(&u->groups,
+	    (const char *)sqlite3_column_text(st, 6));
+	u->tenant = db_col_strdup(st, 11);
+	strlist_from_json_text(&u->orgs,
+	    (const char *)sqlite3_column_text(st, 12));
 	u->disabled = sqlite3_column_int(st, 7);
 	u->revoked_before = (time_t)sqlite3_column_int64(st, 8);
 	u->first_login = (time_t)sqlite3_column_int64(st, 9);

@@ -92,6 +92,34 @@ strlist_join(const struct strlist *l, const char *sep)
 	return (s);
 }
 
+/* A JSON array of the list's strings. */
+json_t *
+strlist_to_json(const struct strlist *l)
+{
+	json_t	*a = json_array();
+	size_t	 i;
+
+	for (i = 0; i < l->n; i++)
+		json_array_append_new(a, json_string(l->v[i]));
+	return (a);
+}
+
+/* The strings of a JSON array in text (NULL or not an array: nothing). */
+void
+strlist_from_json_text(struct strlist *l, const char *text)
+{
+	json_t	*j, *v;
+	size_t	 i;
+
+	if (text == NULL || (j = json_loads(text, 0, NULL)) == NULL)
+		return;
+	json_array_foreach(j, i, v) {
+		if (json_is_string(v))
+			strlist_add(l, json_string_value(v));
+	}
+	json_decref(j);
+}
+
 /* Parse "10.0.0.0/8", "::1/128" or a bare address (a host route). */
 int
 cidr_parse(const char *s, struct cidr *c)
