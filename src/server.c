@@ -1032,26 +1032,23 @@ server_body_json(struct request *r, const char **why)
 }
 
 /*
- * One field of an application/x-www-form-urlencoded body, decoded, into
- * buf; NULL if missing, repeated or too long.
+ * The value of name in an x-www-form-urlencoded string, decoded, into buf.
+ * NULL if it is missing, repeated (parameter pollution), does not fit, or
+ * the string holds an encoded NUL (which would cut a value short).
  */
-const char *
-server_form(struct request *r, const char *name, char *buf, size_t len)
+static const char *
+server_urlencoded_one(const char *str, const char *name, char *buf,
+    size_t len)
 {
-	const uint8_t		*p;
-	size_t			 blen;
-	char			*copy;
 	struct evkeyvalq	 q;
 	struct evkeyval		*kv;
 	const char		*found = NULL;
 	int			 n = 0;
 
-	if (server_body(r, &p, &blen) == -1 || blen == 0 ||
-	    blen > SERVER_JSON_MAX)
+	if (strcasestr(str, "%00") != NULL)
 		return (NULL);
-	copy = xmemdup0(p, blen);
 	TAILQ_INIT(&q);
-	if (evhttp_parse_query_str(copy, &q) == 0) {
+	if (evhttp_parse_query_str(str, &q) == 0) {
 		TAILQ_FOREACH(kv, &q, next) {
 			if (strcmp(kv->key, name) == 0) {
 				found = kv->value;
@@ -1066,6 +1063,26 @@ server_form(struct request *r, const char *name, char *buf, size_t len)
 		found = buf;
 	}
 	evhttp_clear_headers(&q);
+	return (found);
+}
+
+/*
+ * One field of an application/x-www-form-urlencoded body, decoded, into
+ * buf; NULL if missing, repeated or too long.
+ */
+const char *
+server_form(struct request *r, const char *name, char *buf, size_t len)
+{
+	const uint8_t	*p;
+	size_t		 blen;
+	char		*copy;
+	const char	*found;
+
+	if (server_body(r, &p, &blen) == -1 || blen == 0 ||
+	    blen > SERVER_JSON_MAX)
+		return (NULL);
+	copy = xmemdup0(p, blen);
+	found = server_urlencoded_one(copy, name, buf, len);
 	freezero(copy, blen);
 	return (found);
 }
@@ -1088,32 +1105,9 @@ server_content_type_is(struct request *r, const char *type)
 const char *
 server_query(struct request *r, const char *name, char *buf, size_t len)
 {
-	struct evkeyvalq	 q;
-	struct evkeyval		*kv;
-	const char		*found = NULL;
-	int			 n = 0;
-
-	if (r->query == NULL || strcasestr(r->query, "%00") != NULL)
-		return (NULL);	/* a NUL would cut the value short */
-	TAILQ_INIT(&q);
-	if (evhttp_parse_query_str(r->query, &q) == -1) {
-		evhttp_clear_headers(&q);
+	if (r->query == NULL)
 		return (NULL);
-	}
-	TAILQ_FOREACH(kv, &q, next) {
-		if (strcmp(kv->key, name) == 0) {
-			found = kv->value;
-			n++;
-		}
-	}
-	if (n != 1 || strlen(found) >= len)
-		found = NULL;
-	else {
-		bsp_strlcpy(buf, found, len);
-		found = buf;
-	}
-	evhttp_clear_headers(&q);
-	return (found);
+	return (server_urlencoded_one(r->query, name, buf, len));
 }
 
 static const char *
