@@ -33,45 +33,12 @@
 #include "aws-creds.h"
 #include "http-client.h"
 #include "tap.h"
+#include "loop.h"
 
 static char	 tmpdir[256];
 
 /* ------------------------------------------------------------------ */
-/* Loop helpers. */
-
-static int	deadline_hit;
-
-static void
-deadline_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	deadline_hit = 1;
-}
-
-/* Run the loop until *flag is set or max seconds passed; 0 on success. */
-static int
-run_until(volatile int *flag, double max)
-{
-	struct event	*ev;
-	struct timeval	 tv;
-
-	deadline_hit = 0;
-	ev = evtimer_new(bsp_base, deadline_cb, NULL);
-	tv.tv_sec = (time_t)max;
-	tv.tv_usec = (suseconds_t)((max - (double)tv.tv_sec) * 1e6);
-	evtimer_add(ev, &tv);
-	while (!*flag && !deadline_hit)
-		event_base_loop(bsp_base, EVLOOP_ONCE);
-	event_free(ev);
-	return (*flag ? 0 : -1);
-}
-
-static void
-run_for(double s)
-{
-	int	never = 0;
-
-	run_until(&never, s);
-}
+/* Helpers (the loop's are in loop.h). */
 
 static void
 write_file(const char *name, const char *text, int mode, char *path,

@@ -38,48 +38,15 @@
 #include "bsp.h"
 #include "http-client.h"
 #include "tap.h"
+#include "loop.h"
 
 #define MB		(1024 * 1024)
 #define MAX_SCONNS	1024
 
 /* ------------------------------------------------------------------ */
-/* Loop helpers. */
+/* The loop (also bsp_base; run_until and run_for are in loop.h). */
 
 static struct event_base	*base;
-static int			 deadline_hit;
-
-static void
-deadline_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	deadline_hit = 1;
-}
-
-/* Run the loop until *flag is set or max seconds passed; 0 on success. */
-static int
-run_until(volatile int *flag, double max)
-{
-	struct event	*ev;
-	struct timeval	 tv;
-
-	deadline_hit = 0;
-	ev = evtimer_new(base, deadline_cb, NULL);
-	tv.tv_sec = (time_t)max;
-	tv.tv_usec = (suseconds_t)((max - (double)tv.tv_sec) * 1e6);
-	evtimer_add(ev, &tv);
-	while (!*flag && !deadline_hit)
-		event_base_loop(base, EVLOOP_ONCE);
-	event_free(ev);
-	return (*flag ? 0 : -1);
-}
-
-/* Run the loop for a while (lets closes and reaps happen). */
-static void
-run_for(double s)
-{
-	int	never = 0;
-
-	run_until(&never, s);
-}
 
 /* ------------------------------------------------------------------ */
 /* Certificates. */
