@@ -288,18 +288,22 @@ wrk_run()
 	tail -1 "$OUT/runs.tsv" | cut -f2- | sed 's/^/    /' >&2
 }
 
-# trace_syscalls name pid url: `perf trace -s` on the server for SECS
-# seconds under wrk -c CONNS; system calls per request by name.
+# trace_syscalls name pid url [wrk options]: `perf trace -s` on the server
+# for SECS seconds under wrk -c CONNS; system calls per request by name.
+# The options come after ours (a later -s replaces report.lua).
 trace_syscalls()
 {
+	_name=$1 _url=$3
 	perf trace -s -p "$2" -o "$OUT/trace-$1.txt" 2>/dev/null &
 	_tr=$!
+	shift 3
 	sleep 1
 	taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${TRACE_SECONDS:-5}"s \
-	    -s "$TOP/bench/report.lua" "$3" >"$OUT/trace-$1.wrk.txt" 2>&1
+	    -s "$TOP/bench/report.lua" "$@" "$_url" \
+	    >"$OUT/trace-$_name.wrk.txt" 2>&1
 	kill -INT "$_tr"
 	wait "$_tr" || true
-	awk -v name="$1" '
+	awk -v name="$_name" '
 	/^WRKRESULT/ { split($2, kv, "="); req = kv[2] }
 	$1 ~ /^[a-z_0-9]+$/ && $2 ~ /^[0-9]+$/ && NF >= 8 { calls[$1] += $2; n[++k] = $1 }
 	END {
@@ -310,7 +314,7 @@ trace_syscalls()
 				printf " %s %.2f", n[i], calls[n[i]] / req
 			}
 		printf "\n"
-	}' "$OUT/trace-$1.txt" "$OUT/trace-$1.wrk.txt"
+	}' "$OUT/trace-$_name.txt" "$OUT/trace-$_name.wrk.txt"
 }
 
 # summarize: median [min, max] per name and connection count over rounds,

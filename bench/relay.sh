@@ -160,32 +160,6 @@ usage_rows=$(sqlite3 "$WORK/bsp/proxy.db" "SELECT count(*) || ' rows, ' ||
     status, outcome, count(*) AS n FROM usage WHERE status != 200 GROUP BY
     1, 2)), 'none') FROM usage WHERE route = 'InvokeModel'")
 
-# relay_trace name pid port: system calls per request (perf trace -s).
-relay_trace()
-{
-	perf trace -s -p "$2" -o "$OUT/trace-$1.txt" 2>/dev/null &
-	_tr=$!
-	sleep 1
-	taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d5s \
-	    -s "$TOP/bench/relay.lua" -H "Authorization: Bearer $TOKEN" \
-	    -H 'Content-Type: application/json' "http://127.0.0.1:$3$RPATH" \
-	    >"$OUT/trace-$1.wrk.txt" 2>&1
-	kill -INT "$_tr"
-	wait "$_tr" || true
-	awk -v name="$1" '
-	/^WRKRESULT/ { split($2, kv, "="); req = kv[2] }
-	$1 ~ /^[a-z_0-9]+$/ && $2 ~ /^[0-9]+$/ && NF >= 8 { calls[$1] += $2; n[++k] = $1 }
-	END {
-		printf "%s:", name
-		for (i = 1; i <= k; i++)
-			if (!(n[i] in done)) {
-				done[n[i]] = 1
-				printf " %s %.2f", n[i], calls[n[i]] / req
-			}
-		printf "\n"
-	}' "$OUT/trace-$1.txt" "$OUT/trace-$1.wrk.txt"
-}
-
 # Where the daemon's instructions go: perf record (user and kernel
 # instructions, DWARF call graphs) with a concurrent perf stat and the
 # daemon's own request counter over the same window.
@@ -306,9 +280,13 @@ perf_tables()
 
 if [ "${PERF:-1}" = 1 ]; then
 	echo "perf trace" >&2
-	relay_trace bsp "$BSP_PID" "$BSP_PORT" >"$WORK/syscalls.txt"
-	relay_trace nginx "$NP_PID" "$NP_PORT" >>"$WORK/syscalls.txt"
-	relay_trace direct "$UP_PID" "$UP_PORT" >>"$WORK/syscalls.txt"
+	for t in "bsp $BSP_PID $BSP_PORT" "nginx $NP_PID $NP_PORT" \
+	    "direct $UP_PID $UP_PORT"; do
+		set -- $t
+		trace_syscalls "$1" "$2" "http://127.0.0.1:$3$RPATH" \
+		    -s "$TOP/bench/relay.lua" -H "Authorization: Bearer $TOKEN" \
+		    -H 'Content-Type: application/json'
+	done >"$WORK/syscalls.txt"
 	echo "perf record" >&2
 	perf_profile
 fi
