@@ -159,10 +159,13 @@ main_sighup(int sig, short ev, void *arg)
 		config_errors_free(&errs);
 		return;
 	}
-	/* Everything that can fail first; then nothing can. */
-	if (modules_prepare(c, &cause) == -1 ||
-	    server_reload_prepare(c, &cause) == -1) {
-		modules_abort();
+	/*
+	 * Everything that can fail first; then nothing can. The modules
+	 * last: the tokens module may write a new signing key.
+	 */
+	if (server_reload_prepare(c, &cause) == -1 ||
+	    modules_prepare(c, &cause) == -1) {
+		server_reload_abort();
 		log_warnx("configuration reload failed: %s; keeping the running "
 		    "configuration", cause);
 		free(cause);

@@ -114,14 +114,21 @@ modules_init(struct config *c, char **cause)
 	return (0);
 }
 
-/* Prepare a new configuration; on failure nothing has changed. */
+/*
+ * Prepare a new configuration; on failure nothing has changed. In the
+ * reverse order, so that the tokens module goes last: its prepare may
+ * write a new signing key to the database, which no abort undoes.
+ */
 int
 modules_prepare(struct config *c, char **cause)
 {
-	const struct module	*m;
+	size_t	n = 0;
 
-	for (m = modules; m->name != NULL; m++) {
-		if (m->prepare != NULL && m->prepare(c, cause) == -1) {
+	while (modules[n].name != NULL)
+		n++;
+	while (n-- > 0) {
+		if (modules[n].prepare != NULL &&
+		    modules[n].prepare(c, cause) == -1) {
 			modules_abort();
 			return (-1);
 		}

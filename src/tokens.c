@@ -529,6 +529,16 @@ keys_load(const struct config *c, struct keystate *ks, int may_generate,
 
 	memset(ks, 0, sizeof *ks);
 	ks->verify = jose_keyset_new();
+	/* What can fail without touching the database first. */
+	if (c->jwt_legacy_secret != NULL) {
+		ks->legacy = crypto_key_from_secret(tokens_legacy_alg(
+		    c->jwt_legacy_algorithm), c->jwt_legacy_secret,
+		    strlen(c->jwt_legacy_secret), &err);
+		if (ks->legacy == NULL) {
+			xasprintf(cause, "jwt.legacy.secret: %s", err.msg);
+			goto fail;
+		}
+	}
 	if (c->jwt_algorithm == JWT_ALG_HS256) {
 		active = crypto_key_from_secret(CRYPTO_ALG_HS256, c->jwt_secret,
 		    strlen(c->jwt_secret), &err);
@@ -578,15 +588,6 @@ keys_load(const struct config *c, struct keystate *ks, int may_generate,
 		ks->jwks = json_pack("{s:[]}", "keys");
 	else
 		ks->jwks = jose_keyset_jwks(ks->verify);
-	if (c->jwt_legacy_secret != NULL) {
-		ks->legacy = crypto_key_from_secret(tokens_legacy_alg(
-		    c->jwt_legacy_algorithm), c->jwt_legacy_secret,
-		    strlen(c->jwt_legacy_secret), &err);
-		if (ks->legacy == NULL) {
-			xasprintf(cause, "jwt.legacy.secret: %s", err.msg);
-			goto fail;
-		}
-	}
 	return (0);
 fail:
 	keystate_free(ks);

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import {
   SignJWT, createLocalJWKSet, exportJWK, exportPKCS8, generateKeyPair, jwtVerify,
 } from 'jose';
-import { runCommand, startDaemon } from './lib/daemon.mjs';
+import { prepareDir, runCommand, startDaemon } from './lib/daemon.mjs';
 import { auditRows, dbPath, decodeJwt, seedSession, withDb } from './lib/tokens.mjs';
 import { makeTempDir, removeDir, sleep, waitFor } from './lib/util.mjs';
 
@@ -361,6 +361,40 @@ test('jwt.key_file: the same key across restarts; rotate refuses; a new file on 
   } finally {
     if (d2) await d2.stop();
     else await d.stop();
+  }
+});
+
+test('SIGHUP to another jwt.algorithm: a reload that fails writes no key; one that works adds the key and old tokens still verify', async () => {
+  const d = await startDaemon({ config: { jwt: { issuer: ISS, algorithm: 'EdDSA' } } });
+  try {
+    const t1 = await mint(d, 'hal@example.com');
+    const keys = () => withDb(d.dir, (db) => db.prepare('SELECT alg FROM signing_keys ORDER BY alg').all().map((r) => r.alg));
+    assert.deepEqual(keys(), ['EdDSA']);
+    const reload = async (config, re) => {
+      prepareDir(d.dir, { config: { ...config, server: { port: d.port } }, files: { 'broken-ca.pem': 'not a certificate\n' } });
+      const mark = d.logMark();
+      d.signal('SIGHUP');
+      return d.waitForLog((e) => re.test(e?.msg ?? ''), 5000, { from: mark });
+    };
+    // ES256 wanted, but aws.ca_file is broken: the reload fails, and no ES256 key was made.
+    const line = await reload({ jwt: { issuer: ISS, algorithm: 'ES256' }, aws: { ca_file: `${d.dir}/broken-ca.pem` } },
+      /^configuration reload failed/);
+    assert.match(line.msg, /ca_file|certificate|broken-ca/i);
+    assert.deepEqual(keys(), ['EdDSA'], 'a failed reload leaves the signing keys as they were');
+    assert.equal((await d.request('/.well-known/jwks.json')).json().keys.length, 1);
+    assert.equal((await validate(d, t1)).status, 200);
+    // Fixed: the ES256 key is made and signs; the EdDSA token still verifies.
+    await reload({ jwt: { issuer: ISS, algorithm: 'ES256' } }, /^configuration reloaded$/);
+    assert.deepEqual(keys(), ['ES256', 'EdDSA']);
+    const set = (await d.request('/.well-known/jwks.json')).json();
+    assert.deepEqual(set.keys.map((k) => k.alg).sort(), ['ES256', 'EdDSA']);
+    const t2 = await mint(d, 'hal@example.com');
+    assert.equal(decodeJwt(t2).header.alg, 'ES256');
+    await jwtVerify(t2, createLocalJWKSet(set), { issuer: ISS, audience: AUD });
+    assert.equal((await validate(d, t1)).status, 200);
+    assert.equal((await validate(d, t2)).status, 200);
+  } finally {
+    await d.stop();
   }
 });
 
