@@ -635,7 +635,10 @@ config_scope_prefix(enum config_scope scope)
 
 /*
  * Read a secret from a file: it must be a regular file that neither group
- * nor others can read. Trailing newlines are dropped.
+ * nor others can read. A symbolic link is followed (Kubernetes mounts
+ * secrets as links into a ..data directory); what is checked is the file
+ * it leads to, through the descriptor that is then read, so the check and
+ * the read see the same file. Trailing newlines are dropped.
  */
 int
 config_read_secret_file(const char *path, char **out, char **cause)
@@ -646,13 +649,9 @@ config_read_secret_file(const char *path, char **out, char **cause)
 	int		 fd;
 
 	*out = NULL;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
-		if (errno == ELOOP)
-			xasprintf(cause, "secret file %s is a symbolic link; "
-			    "name the file it points to", path);
-		else
-			xasprintf(cause, "cannot open secret file %s: %s", path,
-			    strerror(errno));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1) {
+		xasprintf(cause, "cannot open secret file %s: %s", path,
+		    strerror(errno));
 		return (-1);
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {

@@ -1,7 +1,8 @@
 // Configuration: every kind of error with its file:line and exit 1; layering
 // of file, environment and -D; -nv; reloads that fail keep the old config.
 import assert from 'node:assert/strict';
-import { chmodSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startDaemon, runCommand } from './lib/daemon.mjs';
@@ -61,14 +62,26 @@ test('a secret in a file others can read is refused', async () => {
     r = await check(`jwt:\n  algorithm: HS256\n  secret_file: ${secret}\n  secret: ${'y'.repeat(40)}\n`);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /both set/);
-    // A symbolic link, a directory, an empty file and an oversized one: each refused by name.
+    // A symbolic link (as Kubernetes mounts secrets) is followed, and what it leads to is checked.
+    mkdirSync(join(dir, '..data'));
+    const target = join(dir, '..data', 'jwt.secret');
+    writeFileSync(target, 'x'.repeat(40), { mode: 0o600 });
     const link = join(dir, 'link.secret');
-    symlinkSync(secret, link);
+    symlinkSync(target, link);
+    r = await check(`jwt:\n  algorithm: HS256\n  secret_file: ${link}\n`);
+    assert.equal(r.code, 0, r.stderr);
+    chmodSync(target, 0o644);
+    r = await check(`jwt:\n  algorithm: HS256\n  secret_file: ${link}\n`);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /secret file .*link\.secret is readable by group or others \(mode 0644\)/);
+    // A directory, a FIFO, an empty file and an oversized one: each refused by name (and the FIFO without waiting for a writer).
+    const fifo = join(dir, 'fifo.secret');
+    execFileSync('mkfifo', ['-m', '600', fifo]);
     const empty = join(dir, 'empty.secret');
     writeFileSync(empty, '\n', { mode: 0o600 });
     const huge = join(dir, 'huge.secret');
     writeFileSync(huge, 'z'.repeat(65 * 1024), { mode: 0o600 });
-    for (const [path, re] of [[link, /is a symbolic link; name the file it points to/], [dir, /is not a regular file|readable by group/],
+    for (const [path, re] of [[fifo, /is not a regular file/], [dir, /is not a regular file|readable by group/],
       [empty, /is empty/], [huge, /larger than 65536 bytes/], [join(dir, 'missing'), /cannot open secret file .*No such file/]]) {
       r = await check(`jwt:\n  algorithm: HS256\n  secret_file: ${path}\n`);
       assert.equal(r.code, 1, path);
