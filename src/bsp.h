@@ -136,6 +136,7 @@ int		 cidrlist_match_str(const struct cidrlist *, const char *);
 void		 cidrlist_free(struct cidrlist *);
 int		 addr_parse(const char *, struct sockaddr_storage *);
 int		 sockaddr_str(const struct sockaddr *, char *, size_t);
+int		 sockaddr_group(const struct sockaddr *, char *, size_t);
 int		 hostport_split(const char *, char **, char **);
 int		 url_is_loopback_host(const char *);
 int		 url_check_outbound(const char *, char **);

@@ -21,6 +21,7 @@
  * Provider error text reaches pages escaped and never with secrets.
  */
 
+#include <netinet/in.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,7 @@ login_begin(struct request *r, const struct provider_config *pc,
 	const char	*ep;
 	time_t		 now = now_wall();
 	long long	 pending;
+	char		 client[INET6_ADDRSTRLEN + 4];	/* "/64" */
 	static time_t	 last_full_warn;
 	int		 rc = -1;
 
@@ -354,8 +356,10 @@ login_begin(struct request *r, const struct provider_config *pc,
 		    "loaded yet";
 		return (-2);
 	}
+	(void)sockaddr_group((struct sockaddr *)&r->client_sa, client,
+	    sizeof client);
 	st = db_prepare(&st_pending);
-	sqlite3_bind_text(st, 1, r->client, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, client, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
 	pending = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) :
 	    0;
@@ -413,7 +417,7 @@ login_begin(struct request *r, const struct provider_config *pc,
 	else if (client_challenge != NULL)
 		sqlite3_bind_blob(st, 7, client_challenge, CRYPTO_HASH_LEN,
 		    SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, r->client, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, client, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)now);
 	sqlite3_bind_int64(st, 10, (sqlite3_int64)(now + LOGIN_STATE_TTL));
 	if (sqlite3_step(st) != SQLITE_DONE) {

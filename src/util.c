@@ -291,6 +291,36 @@ sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
 }
 
 /*
+ * The address as one client, for per-client limits: an IPv6 host usually
+ * has a whole /64 to pick addresses from, so the /64 is the client; an
+ * IPv4 address mapped into IPv6 is the IPv4 address.
+ */
+int
+sockaddr_group(const struct sockaddr *sa, char *buf, size_t len)
+{
+	struct sockaddr_in	sin;
+	struct sockaddr_in6	sin6;
+
+	if (sa->sa_family != AF_INET6)
+		return (sockaddr_str(sa, buf, len));
+	memcpy(&sin6, sa, sizeof sin6);
+	if (IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr)) {
+		memset(&sin, 0, sizeof sin);
+		sin.sin_family = AF_INET;
+		memcpy(&sin.sin_addr, &sin6.sin6_addr.s6_addr[12], 4);
+		return (sockaddr_str((struct sockaddr *)&sin, buf, len));
+	}
+	memset(&sin6.sin6_addr.s6_addr[8], 0, 8);
+	if (sockaddr_str((struct sockaddr *)&sin6, buf, len) == -1)
+		return (-1);
+	if (bsp_strlcat(buf, "/64", len) >= len) {
+		bsp_strlcpy(buf, "unknown", len);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
  * Split "host:port", "[v6]:port" into allocated parts. A bare "v6" address
  * without brackets is refused: it is ambiguous.
  */

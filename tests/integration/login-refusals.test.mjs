@@ -256,6 +256,31 @@ test('unfinished sign-ins are capped per client address and for everyone togethe
   }
 });
 
+test('behind a trusted proxy, unfinished sign-ins are counted per IPv4 address and per IPv6 /64', async () => {
+  const t = await setup({ over: { oauth: { max_pending_logins: 2 }, server: { trusted_proxies: ['127.0.0.1/32'] } } });
+  try {
+    const { d } = t;
+    const start = (from) => fetch(`${d.url}/auth/login/op`, { redirect: 'manual', headers: { 'X-Forwarded-For': from } });
+    // Two addresses of one /64 fill its quota; a third from the same /64 is refused.
+    assert.equal((await start('2001:db8:1:2::a')).status, 302);
+    assert.equal((await start('2001:db8:1:2:ffff:ffff:ffff:ffff')).status, 302);
+    const r = await start('2001:db8:1:2:1234::1');
+    assert.equal(r.status, 429);
+    assert.match(await r.text(), /too many unfinished logins from your address/);
+    // The next /64, and IPv4 addresses (mapped into IPv6 or not), are clients of their own.
+    assert.equal((await start('2001:db8:1:3::a')).status, 302);
+    assert.equal((await start('198.51.100.7')).status, 302);
+    assert.equal((await start('::ffff:198.51.100.7')).status, 302);
+    assert.equal((await start('198.51.100.7')).status, 429, 'the mapped form is the same IPv4 client');
+    assert.equal((await start('198.51.100.8')).status, 302);
+    const groups = withDb(d.dir, (db) => db.prepare('SELECT client_addr AS c, count(*) AS n FROM oauth_states GROUP BY c ORDER BY c').all())
+      .map((x) => `${x.c}=${x.n}`);
+    assert.deepEqual(groups, ['198.51.100.7=2', '198.51.100.8=1', '2001:db8:1:2::/64=2', '2001:db8:1:3::/64=1']);
+  } finally {
+    await t.stop();
+  }
+});
+
 const PAYLOADS = (cfg) => [
   '', ' ', '//evil.com', '//evil.com/auth/callback/op', '///evil.com', 'https://evil.com', 'https://evil.com/auth/callback/op',
   'http://evil.com/', 'HTTP://evil.com/', 'http://127.0.0.1.evil.com/cb', 'http://127.0.0.1.nip.io/cb',

@@ -21,6 +21,19 @@ match(const char *cidr, const char *addr)
 	return (cidr_match(&c, (struct sockaddr *)&ss));
 }
 
+/* sockaddr_group() of a parsed address, or "-" when it fails. */
+static const char *
+group(const char *addr, char *buf, size_t len)
+{
+	struct sockaddr_storage	ss;
+
+	memset(&ss, 0, sizeof ss);
+	if (addr_parse(addr, &ss) == -1 ||
+	    sockaddr_group((struct sockaddr *)&ss, buf, len) == -1)
+		bsp_strlcpy(buf, "-", len);
+	return (buf);
+}
+
 int
 main(void)
 {
@@ -28,7 +41,17 @@ main(void)
 	struct strlist	 l = { NULL, 0 };
 	char		*h, *p, *cause = NULL, *s;
 	long long	 d;
+	char		 g[INET6_ADDRSTRLEN + 4];
 
+	is_str(group("198.51.100.7", g, sizeof g), "198.51.100.7",
+	    "an IPv4 client is its address");
+	is_str(group("::ffff:198.51.100.7", g, sizeof g), "198.51.100.7",
+	    "an IPv4-mapped client is the IPv4 address");
+	is_str(group("2001:db8:1:2:ffff:ffff:ffff:ffff", g, sizeof g),
+	    "2001:db8:1:2::/64", "an IPv6 client is its /64");
+	is_str(group("::1", g, sizeof g), "::/64", "loopback: the first /64");
+	is_str(group("2001:db8::1", g, 12), "-",
+	    "a buffer too small fails rather than cutting the prefix");
 	ok(cidr_parse("10.0.0.0/8", &c) == 0 && c.bits == 8, "parse v4 cidr");
 	ok(cidr_parse("::1/128", &c) == 0 && c.family == AF_INET6, "parse v6");
 	ok(cidr_parse("192.168.1.1", &c) == 0 && c.bits == 32, "bare v4");
