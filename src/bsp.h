@@ -127,6 +127,12 @@ int		 strlist_contains_nocase(const struct strlist *, const char *);
 char		*strlist_join(const struct strlist *, const char *);
 json_t		*strlist_to_json(const struct strlist *);
 void		 strlist_from_json_text(struct strlist *, const char *);
+typedef void	 (*json_member_cb)(void *, const char *, size_t, const char *,
+		     size_t);
+int		 json_members(const char *, size_t, json_member_cb, void *);
+int		 json_member(const char *, size_t, const char *,
+		     const char **, size_t *);
+long long	 json_uint(const char *, size_t);
 int		 cidr_parse(const char *, struct cidr *);
 int		 cidr_match(const struct cidr *, const struct sockaddr *);
 int		 cidrlist_parse(const struct strlist *, struct cidrlist *,

@@ -268,41 +268,130 @@ header_num(const struct evkeyvalq *h, const char *name)
 	return (*v != '\0' && *end == '\0' && n >= 0 ? n : -1);
 }
 
-static long long
-json_num(json_t *o, const char *name)
-{
-	json_t	*v = json_object_get(o, name);
+/*
+ * The members that carry the input, output, cache-read and cache-write
+ * counts, each in Anthropic, Converse and InvokeModel-metrics spelling;
+ * the first spelling present counts.
+ */
+static const char *const usage_names[4][3] = {
+	{ "input_tokens", "inputTokens", "inputTokenCount" },
+	{ "output_tokens", "outputTokens", "outputTokenCount" },
+	{ "cache_read_input_tokens", "cacheReadInputTokens",
+	  "cacheReadInputTokenCount" },
+	{ "cache_creation_input_tokens", "cacheWriteInputTokens",
+	  "cacheWriteInputTokenCount" },
+};
 
-	return (json_is_integer(v) && json_integer_value(v) >= 0 ?
-	    json_integer_value(v) : -1);
+/* json_members() callback: a usage member's count, read from its text. */
+static void
+usage_text_member(void *arg, const char *k, size_t klen, const char *v,
+    size_t vlen)
+{
+	long long	(*got)[3] = arg;
+	size_t		 i, s;
+
+	for (i = 0; i < 4; i++) {
+		for (s = 0; s < 3; s++) {
+			if (strlen(usage_names[i][s]) == klen &&
+			    memcmp(usage_names[i][s], k, klen) == 0) {
+				got[i][s] = json_uint(v, vlen);
+				return;
+			}
+		}
+	}
+}
+
+/*
+ * The four counts of a usage object, jansson's (j) or its text (j NULL),
+ * -1 where absent; -1 if the text reader cannot tell, so jansson must.
+ */
+static int
+usage_read(json_t *j, const char *text, size_t len, long long v[4])
+{
+	long long	 got[4][3], n;
+	size_t		 i, s;
+	json_t		*m;
+
+	for (i = 0; i < 4; i++) {
+		for (s = 0; s < 3; s++) {
+			m = j != NULL ? json_object_get(j, usage_names[i][s]) :
+			    NULL;
+			got[i][s] = json_is_integer(m) &&
+			    json_integer_value(m) >= 0 ? json_integer_value(m) :
+			    -1;
+		}
+	}
+	if (j == NULL &&
+	    json_members(text, len, usage_text_member, got) == -1)
+		return (-1);
+	for (i = 0; i < 4; i++) {
+		v[i] = -1;
+		for (s = 0; s < 3; s++) {
+			if ((n = got[i][s]) == -2)
+				return (-1);
+			if (n >= 0) {
+				v[i] = n;
+				break;
+			}
+		}
+	}
+	return (0);
+}
+
+/* A final count replaces; a running one (stream events) only grows. */
+static void
+usage_apply(struct relay *rl, const long long v[4], int final)
+{
+	if (v[0] >= 0 && (final || rl->in <= 0))
+		rl->in = v[0];
+	if (v[1] >= 0 && (final || v[1] > rl->out))
+		rl->out = v[1];
+	if (v[2] >= 0)
+		rl->cache_read = v[2];
+	if (v[3] >= 0)
+		rl->cache_write = v[3];
 }
 
 /* Usage from a JSON object in Anthropic or Converse spelling. */
 static void
 usage_from_json(struct relay *rl, json_t *u, int final)
 {
-	long long	v;
+	long long	v[4];
 
-	if (!json_is_object(u))
+	if (json_is_object(u) && usage_read(u, NULL, 0, v) == 0)
+		usage_apply(rl, v, final);
+}
+
+/*
+ * The usage member of a whole answer (InvokeModel, Converse), read from
+ * the text; jansson parses the answer only when the reader cannot tell.
+ */
+static void
+usage_from_answer(struct relay *rl, const char *text, size_t len)
+{
+	const char	*u;
+	size_t		 ulen;
+	long long	 v[4];
+	json_t		*j;
+
+	if (text == NULL || len == 0)
 		return;
-	if ((v = json_num(u, "input_tokens")) >= 0 ||
-	    (v = json_num(u, "inputTokens")) >= 0 ||
-	    (v = json_num(u, "inputTokenCount")) >= 0)
-		if (final || rl->in <= 0)
-			rl->in = v;
-	if ((v = json_num(u, "output_tokens")) >= 0 ||
-	    (v = json_num(u, "outputTokens")) >= 0 ||
-	    (v = json_num(u, "outputTokenCount")) >= 0)
-		if (final || v > rl->out)
-			rl->out = v;
-	if ((v = json_num(u, "cache_read_input_tokens")) >= 0 ||
-	    (v = json_num(u, "cacheReadInputTokens")) >= 0 ||
-	    (v = json_num(u, "cacheReadInputTokenCount")) >= 0)
-		rl->cache_read = v;
-	if ((v = json_num(u, "cache_creation_input_tokens")) >= 0 ||
-	    (v = json_num(u, "cacheWriteInputTokens")) >= 0 ||
-	    (v = json_num(u, "cacheWriteInputTokenCount")) >= 0)
-		rl->cache_write = v;
+	switch (json_member(text, len, "usage", &u, &ulen)) {
+	case 0:
+		return;
+	case 1:
+		if (u[0] != '{')
+			return;
+		if (usage_read(NULL, u, ulen, v) == 0) {
+			usage_apply(rl, v, 1);
+			return;
+		}
+		break;
+	}
+	if ((j = json_loadb(text, len, 0, NULL)) != NULL) {
+		usage_from_json(rl, json_object_get(j, "usage"), 1);
+		json_decref(j);
+	}
 }
 
 /* Look at one chunk's inner JSON (Anthropic SSE data objects). */
@@ -693,7 +782,6 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 	size_t			 flen;
 	const char		*type, *msg;
 	int			 code;
-	json_t			*j;
 
 	rl->up = NULL;
 	if (rl->state == RS_DONE)
@@ -803,12 +891,12 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 		    "X-Amzn-Bedrock-Cache-Write-Input-Token-Count")) >= 0)
 			rl->cache_write = v;
 		if (strcmp(rl->op->name, "CountTokens") != 0 && body != NULL &&
-		    evbuffer_get_length(body) < RELAY_ERR_BODY_MAX &&
-		    (j = json_loadb((const char *)evbuffer_pullup(body, -1),
-		    evbuffer_get_length(body), 0, NULL)) != NULL) {
+		    evbuffer_get_length(body) < RELAY_ERR_BODY_MAX) {
 			long long hin = rl->in, hout = rl->out;
 
-			usage_from_json(rl, json_object_get(j, "usage"), 1);
+			usage_from_answer(rl,
+			    (const char *)evbuffer_pullup(body, -1),
+			    evbuffer_get_length(body));
 			/* The service's own headers win over the body. */
 			if (hin >= 0 && header_num(h,
 			    "X-Amzn-Bedrock-Input-Token-Count") >= 0)
@@ -816,7 +904,6 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 			if (hout >= 0 && header_num(h,
 			    "X-Amzn-Bedrock-Output-Token-Count") >= 0)
 				rl->out = hout;
-			json_decref(j);
 		}
 		if (strcmp(rl->op->name, "CountTokens") == 0)
 			rl->in = rl->out = 0;

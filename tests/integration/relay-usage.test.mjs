@@ -14,6 +14,7 @@ import { encodeChunkFrame, encodeConverseFrame, encodeFrame } from './lib/fake-b
 import {
   MODEL, anthropicBody, metricValue, rawStream, scrape, startRelay, usageRows, waitUsage,
 } from './lib/relay.mjs';
+import { withDb } from './lib/tokens.mjs';
 import { waitFor } from './lib/util.mjs';
 
 const enc = encodeURIComponent;
@@ -193,6 +194,57 @@ test('relay usage: stream chunks in any JSON shape are counted; text deltas are 
     assert.equal(r2.status, 200);
     const rows = await waitUsage(t.d.dir, 2, 4000);
     assert.deepEqual([rows[1].input_tokens, rows[1].output_tokens], [41, 40]);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('relay usage: an InvokeModel answer without token headers is counted from its body, in any JSON spelling', async () => {
+  const t = await startRelay();
+  try {
+    const token = await t.token('ann@example.com');
+    const usage = '{"input_tokens":51,"output_tokens":52,"cache_read_input_tokens":53,"cache_creation_input_tokens":54}';
+    const bodies = [
+      // As Bedrock writes it, behind text that mentions usage.
+      `{"type":"message","content":[{"type":"text","text":"\\"usage\\":{\\"input_tokens\\":999}"}],"usage":${usage}}`,
+      // Whitespace everywhere, nested arrays and objects before it, a duplicate (the last counts).
+      ` {\n "usage" : {"input_tokens": 1} ,\t"content" : [ { "a" : [ [ ] , { } , null , true , -1.5e3 ] } ] ,\r\n "usage" : ${usage} } `,
+      // An escaped member name: the relay's reader cannot tell, jansson can.
+      `{"content":[],"\\u0075sage":${usage}}`,
+      // An escaped name inside usage, and a count too long for the reader's digits.
+      '{"usage":{"\\u0069nput_tokens":51,"output_tokens":52,"cache_read_input_tokens":0053,"cache_creation_input_tokens":54}}',
+      '{"usage":{"input_tokens":51,"output_tokens":1234567890123456789,"cache_read_input_tokens":53,"cache_creation_input_tokens":54}}',
+      // Counts that are not non-negative integers are not counted.
+      '{"usage":{"input_tokens":-51,"output_tokens":52.0,"cache_read_input_tokens":"53","cache_creation_input_tokens":54}}',
+      // Not JSON: nothing counted, the answer still relayed.
+      '{"usage":{"input_tokens":51} trailing',
+    ];
+    let next = 0;
+    t.fake.setHandler(async (req, res, rec) => {
+      if (rec.modelId !== 'test.body') return false;
+      const body = bodies[next++];
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return true;
+    });
+    for (const body of bodies) {
+      const r = await t.post('/model/test.body/invoke', { token, body: anthropicBody('x') });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), body, 'relayed unchanged');
+    }
+    await waitFor(() => withDb(t.d.dir, (db) => db.prepare('SELECT count(*) AS n FROM usage').get().n) >= bodies.length,
+      { timeoutMs: 4000, message: 'usage rows' });
+    // As text: a 19-digit count is beyond what a JavaScript number holds exactly.
+    const rows = withDb(t.d.dir, (db) => db.prepare(`SELECT CAST(input_tokens AS TEXT) AS i, CAST(output_tokens AS TEXT) AS o,
+      CAST(cache_read_tokens AS TEXT) AS r, CAST(cache_write_tokens AS TEXT) AS w FROM usage ORDER BY id`).all())
+      .map((x) => [x.i, x.o, x.r, x.w].join(' '));
+    assert.deepEqual(rows, [
+      '51 52 53 54', '51 52 53 54', '51 52 53 54',
+      // jansson refuses 0053 (a leading zero is not JSON): nothing from that answer.
+      '0 0 0 0',
+      '51 1234567890123456789 53 54',
+      '0 0 0 54', '0 0 0 0',
+    ]);
   } finally {
     await t.stop();
   }
