@@ -153,7 +153,6 @@ int		 glob_match(const char *, const char *);
 int		 parse_duration(const char *, long long *);
 int		 str_is_printable(const char *, size_t);
 void		 random_id(char *, size_t);
-char		*html_escape(const char *);
 size_t		 utf8_seq(const unsigned char *, size_t);
 char		*utf8_sanitize(const char *);
 int		 cookie_find(const char *, const char *, char *, size_t);

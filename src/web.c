@@ -310,6 +310,25 @@ web_esc(struct evbuffer *b, const char *s, size_t len)
 	evbuffer_add(b, s + start, len - start);
 }
 
+/* web_esc() of a whole string, allocated: for tests and the fuzzer. */
+char *
+web_escape(const char *s)
+{
+	struct evbuffer	*b;
+	char		*out;
+	size_t		 len;
+
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("out of memory");
+	web_esc(b, s, strlen(s));
+	len = evbuffer_get_length(b);
+	out = xmalloc(len + 1);
+	evbuffer_remove(b, out, len);
+	out[len] = '\0';
+	evbuffer_free(b);
+	return (out);
+}
+
 /* Escaped text of at most max bytes, cut on a UTF-8 boundary. */
 static void
 web_text(struct evbuffer *b, const char *s, size_t max)

@@ -50,6 +50,7 @@ int		 web_render_success(struct evbuffer *,
 int		 web_render_error(struct evbuffer *, int, const char *,
 		     const char *, const char *);
 void		 web_human_delta(long long, char *, size_t);
+char		*web_escape(const char *);
 const char	*web_static(const char *, size_t, const char **, size_t *,
 		     const char **);
 

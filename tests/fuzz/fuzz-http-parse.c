@@ -5,21 +5,23 @@
  * The first input byte is a parameter (an output buffer size, a log
  * format); the rest, up to a NUL, is the text. It goes to cidr_parse,
  * addr_parse, hostport_split, url_check_outbound and hc_target_new (the
- * URL parser used for discovered endpoints), parse_duration, html_escape,
+ * URL parser used for discovered endpoints), parse_duration,
  * log_escape, log_mask and log_parse_trace; split at its first newline into
  * a pattern and a subject for glob_match; split into fields for one
  * log_fields() line (stderr is pointed at a file meanwhile); and given to
  * server_query() as a raw query and, as the body of a request made with
  * evhttp_request_new(), to server_form() and server_body_json(); and as
  * a Cookie header to cookie_find() and a path segment to
- * pct_decode_segment() (model ids).
+ * pct_decode_segment() (model ids); and to web_escape(), the escaper of
+ * every page.
  *
  * Oracles that abort: a parsed CIDR holds its own address; an address
  * prints and parses back the same; host:port splits into a valid port and
  * joins back; a URL that both checkers accept over plain http names a
  * loopback host; hc_target_new's path and Host have no spaces or
  * controls; a text matches itself as a glob; a duration is not negative;
- * html_escape leaves no markup and unescapes back; log_escape fits its
+ * web_escape leaves no markup and unescapes back to the text with its
+ * controls other than tab and newline as spaces; log_escape fits its
  * buffer and, quoted, is one valid JSON string; log_mask shows no more
  * than a known prefix; a log line is one line, and valid JSON in the JSON
  * format; a form or query value fits its buffer; a JSON body is an object.
@@ -44,6 +46,7 @@
 
 #include "bsp.h"
 #include "http-client.h"
+#include "web.h"
 
 #define FZ_FIELDS	8
 
@@ -186,15 +189,19 @@ fz_html(const char *s)
 		{ "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' },
 		{ "&quot;", '"' }, { "&#x27;", '\'' }
 	};
-	char	*e, *p;
-	size_t	 i, o = 0;
+	char		*e, *p;
+	size_t		 i, o = 0;
+	unsigned char	 c;
 
-	e = html_escape(s);
+	e = web_escape(s);
 	if (strpbrk(e, "<>\"'") != NULL)
 		abort();
 	for (p = e; *p != '\0'; ) {
 		if (*p != '&') {
-			if (*p++ != s[o++])
+			c = (unsigned char)s[o++];
+			if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
+				c = ' ';
+			if ((unsigned char)*p++ != c)
 				abort();
 			continue;
 		}

@@ -669,9 +669,28 @@ test_delta(void)
 	is_str(buf, "expired", "past");
 }
 
+static void
+test_escape(void)
+{
+	char	*s;
+
+	s = web_escape("<script>alert('x')&\"</script>");
+	is_str(s, "&lt;script&gt;alert(&#x27;x&#x27;)&amp;&quot;&lt;/script&gt;",
+	    "markup and quotes escaped");
+	free(s);
+	s = web_escape("a\tb\nc\rd\x1b[31me\x7f\xc3\xa9");
+	is_str(s, "a\tb\nc d [31me \xc3\xa9",
+	    "tab and newline kept, other controls become spaces, UTF-8 kept");
+	free(s);
+	s = web_escape("");
+	is_str(s, "", "empty");
+	free(s);
+}
+
 int
 main(void)
 {
+	test_escape();
 	test_login();
 	test_success();
 	test_error();
