@@ -23,39 +23,13 @@
 #include <jansson.h>
 
 #include "bsp.h"
+#include "json-depth.h"
 
 int		 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-static int	 fz_depth(json_t *);
 
 static const char *const fz_names[] = {
 	"usage", "input_tokens", "output_tokens", "a", "b", "", NULL
 };
-
-/* Nesting of objects and arrays: a scalar is 0, {} is 1. */
-static int
-fz_depth(json_t *j)
-{
-	const char	*k;
-	json_t		*v;
-	size_t		 i;
-	int		 d, max = 0;
-
-	if (json_is_object(j)) {
-		json_object_foreach(j, k, v) {
-			if ((d = fz_depth(v)) > max)
-				max = d;
-		}
-		return (max + 1);
-	}
-	if (json_is_array(j)) {
-		json_array_foreach(j, i, v) {
-			if ((d = fz_depth(v)) > max)
-				max = d;
-		}
-		return (max + 1);
-	}
-	return (0);
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -26,12 +26,12 @@
 #include "bsp.h"
 #include "crypto.h"
 #include "jose.h"
+#include "json-depth.h"
 
 #define FZ_NOW		1700000000
 #define FZ_ISSUER	"https://issuer.example"
 
 int		 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-static int	 fz_depth(json_t *);
 static int	 fz_check(const json_t *, const struct jose_claims_rules *);
 static void	 fz_claims(const json_t *);
 
@@ -39,32 +39,6 @@ static const char *const fz_auds[] = { "bedrock", "other", NULL };
 static const char *const fz_none[] = { NULL };
 static const char *const fz_sub[] = { "sub", NULL };
 static const char *const fz_sub_email[] = { "sub", "email", NULL };
-
-/* Nesting of objects and arrays: a scalar is 0, {} is 1. */
-static int
-fz_depth(json_t *j)
-{
-	const char	*k;
-	json_t		*v;
-	size_t		 i;
-	int		 d, max = 0;
-
-	if (json_is_object(j)) {
-		json_object_foreach(j, k, v) {
-			if ((d = fz_depth(v)) > max)
-				max = d;
-		}
-		return (max + 1);
-	}
-	if (json_is_array(j)) {
-		json_array_foreach(j, i, v) {
-			if ((d = fz_depth(v)) > max)
-				max = d;
-		}
-		return (max + 1);
-	}
-	return (0);
-}
 
 static int
 fz_check(const json_t *j, const struct jose_claims_rules *r)
