@@ -452,6 +452,8 @@ void		 db_close(void);
 struct sqlite3_stmt *db_prepare(struct db_stmt *);
 int		 db_exec(const char *);
 int		 db_begin(void);
+int		 db_begin_lazy(void);
+int		 db_end_lazy(void);
 int		 db_commit(void);
 void		 db_rollback(void);
 long long	 db_data_version(void);

@@ -144,7 +144,8 @@ usage_write_batch(void)
 		return (0);
 	if (TAILQ_EMPTY(&us.queue))
 		goto done;
-	if (db_begin() == -1)
+	/* Rows a power cut may take, as a crash takes the queue. */
+	if (db_begin_lazy() == -1)
 		goto fail;
 	n = 0;
 	TAILQ_FOREACH(row, &us.queue, entry) {
@@ -170,13 +171,17 @@ usage_write_batch(void)
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			sqlite3_reset(st);
 			db_rollback();
+			(void)db_end_lazy();
 			goto fail;
 		}
 		sqlite3_reset(st);
 		n++;	/* only rows inserted are removed below */
 	}
-	if (db_commit() == -1)
+	if (db_commit() == -1) {
+		(void)db_end_lazy();
 		goto fail;
+	}
+	(void)db_end_lazy();
 	us.failing = 0;
 	/* Committed: drop what was written. */
 	while (n-- > 0 && (row = TAILQ_FIRST(&us.queue)) != NULL) {

@@ -117,6 +117,13 @@ main(void)
 		is_int((long long)usage_queued(), 1300, "1300 rows queued");
 		usage_flush();
 		is_int((long long)usage_queued(), 0, "queue empty after flush");
+		if (sqlite3_prepare_v2(bsp_db, "PRAGMA synchronous", -1, &q,
+		    NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+			rows = sqlite3_column_int(q, 0);
+		sqlite3_finalize(q);
+		is_int(rows, 2, "synchronous is FULL again after the lazy "
+		    "usage batches");
+		rows = -1;
 		if (sqlite3_prepare_v2(bsp_db, "SELECT count(*), count(DISTINCT "
 		    "request_id), sum(input_tokens) FROM usage", -1, &q,
 		    NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
