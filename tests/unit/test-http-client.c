@@ -649,9 +649,9 @@ target(const char *prefix, int port)
 	return (t);
 }
 
-/* Start a request and run until it is done. */
-static void
-fetch(struct hc_target *t, const char *method, const char *path,
+/* Start a request into r; 0, or -1 (r marked done) if it cannot start. */
+static int
+begin(struct hc_target *t, const char *method, const char *path,
     const struct hc_header *h, size_t nh, const char *body, size_t blen,
     const struct hc_timeouts *to, size_t cap, int stream, struct res *r)
 {
@@ -678,8 +678,20 @@ fetch(struct hc_target *t, const char *method, const char *path,
 		free(cause);
 		r->done = 1;
 		r->err = HC_ERR__MAX;
-		return;
+		return (-1);
 	}
+	return (0);
+}
+
+/* Start a request and run until it is done. */
+static void
+fetch(struct hc_target *t, const char *method, const char *path,
+    const struct hc_header *h, size_t nh, const char *body, size_t blen,
+    const struct hc_timeouts *to, size_t cap, int stream, struct res *r)
+{
+	if (begin(t, method, path, h, nh, body, blen, to, cap, stream,
+	    r) == -1)
+		return;
 	if (run_until(&r->done, 60) == -1)
 		diag("request %s did not finish", path);
 }
@@ -1195,19 +1207,8 @@ main(void)
 	memset(&r, 0, sizeof r);
 	r.cancel_after = MB;
 	n = sconn_closed_count;
-	{
-		struct hc_request	rs;
-
-		memset(&rs, 0, sizeof rs);
-		rs.method = "GET";
-		rs.path = "/stream?n=52428800&c=16384";
-		rs.flags = HC_STREAM;
-		rs.on_head = on_head;
-		rs.on_data = on_data;
-		rs.on_done = on_done;
-		rs.arg = &r;
-		r.req = hc_start(t_plain, &rs, &cause);
-	}
+	begin(t_plain, "GET", "/stream?n=52428800&c=16384", NULL, 0, NULL, 0,
+	    NULL, 0, 1, &r);
 	run_until(&r.cancelled, 10);
 	ok(r.cancelled, "cancel: cancelled from on_data");
 	for (i = 0; i < 500 && sconn_closed_count == n; i++)
@@ -1223,19 +1224,8 @@ main(void)
 	memset(&r, 0, sizeof r);
 	r.cancel_in_head = 1;
 	n = sconn_closed_count;
-	{
-		struct hc_request	rs;
-
-		memset(&rs, 0, sizeof rs);
-		rs.method = "GET";
-		rs.path = "/stream?n=52428800&c=16384";
-		rs.flags = HC_STREAM;
-		rs.on_head = on_head;
-		rs.on_data = on_data;
-		rs.on_done = on_done;
-		rs.arg = &r;
-		r.req = hc_start(t_ok, &rs, &cause);
-	}
+	begin(t_ok, "GET", "/stream?n=52428800&c=16384", NULL, 0, NULL, 0,
+	    NULL, 0, 1, &r);
 	run_until(&r.cancelled, 10);
 	for (i = 0; i < 500 && sconn_closed_count == n; i++)
 		run_for(0.01);
