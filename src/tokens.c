@@ -39,6 +39,11 @@
 #include "crypto.h"
 #include "jose.h"
 
+/*
+ * Clock skew allowed on exp, nbf and iat (SPEC: 60 s). A token is accepted
+ * until exp + TOKEN_LEEWAY, so whatever is held against it (a revoked
+ * family) is kept that long too: see revoked_horizon().
+ */
 #define TOKEN_LEEWAY	60
 #define REFRESH_PREFIX	"bsr_"
 #define SECRET_BYTES	32
@@ -100,7 +105,7 @@ static struct db_stmt st_fam_revoke_user = { "UPDATE token_families SET "
     "revoked = 1, revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND "
     "revoked = 0", NULL, NULL };
 static struct db_stmt st_fam_revoked = { "SELECT id, expires FROM "
-    "token_families WHERE revoked != 0 AND expires > ?", NULL, NULL };
+    "token_families WHERE revoked != 0 AND expires >= ?", NULL, NULL };
 static struct db_stmt st_fam_purge = { "DELETE FROM token_families WHERE "
     "expires < ?", NULL, NULL };
 static struct db_stmt st_rt_insert = { "INSERT INTO refresh_tokens (hash, "
@@ -594,7 +599,19 @@ fail:
 	return (-1);
 }
 
-/* Revoked families. */
+/*
+ * Revoked families. A family's tokens expire at the latest when it does,
+ * and are accepted until TOKEN_LEEWAY after that: a family that expired
+ * before the horizon holds no token we would still accept, and only then
+ * may its revocation be forgotten (in memory, by the loader, by the purge;
+ * a family row must also stay until then for "user logout" to reach it).
+ */
+static time_t
+revoked_horizon(time_t now)
+{
+	return (now - TOKEN_LEEWAY);
+}
+
 static void
 revoked_clear(void)
 {
@@ -628,7 +645,7 @@ revoked_load(void)
 	int		 rc;
 
 	revoked_clear();
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)revoked_horizon(now_wall()));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		revoked_add((const char *)sqlite3_column_text(st, 0),
 		    (time_t)sqlite3_column_int64(st, 1));
@@ -678,7 +695,7 @@ tokens_maint_cb(int fd, short ev, void *arg)
 	struct revoked_family *f, *tmp;
 
 	st = db_prepare(&st_fam_purge);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)revoked_horizon(now));
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_warnx("cannot purge expired sessions: %s", db_errmsg());
 	st = db_prepare(&st_rt_forget);
@@ -696,7 +713,7 @@ tokens_maint_cb(int fd, short ev, void *arg)
 	audit_purge(now - (time_t)cfg->audit_retention_days * 86400);
 	apikeys_purge(now - (time_t)cfg->audit_retention_days * 86400);
 	HASH_ITER(hh, tok.revoked, f, tmp) {
-		if (f->expires < now) {
+		if (f->expires < revoked_horizon(now)) {
 			HASH_DEL(tok.revoked, f);
 			free(f->id);
 			free(f);

@@ -549,8 +549,9 @@ test('the maintenance sweep forgets expired sessions, login states, old audit ro
       db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?').run(old, gone.info.id);
       db.prepare('UPDATE api_keys SET expires = ? WHERE id = ?').run(old, expired.info.id);
       db.prepare("INSERT INTO audit_log (ts, event, detail) VALUES (?, 'ancient', '{}')").run(old);
-      db.prepare("INSERT INTO token_families (id, user_id, created, expires) VALUES ('fam-old', 'local:x', ?, ?)").run(old, now - 10);
-      db.prepare("INSERT INTO refresh_tokens (hash, family_id, created, expires) VALUES (?, 'fam-old', ?, ?)").run(Buffer.alloc(32, 7), old, now - 10);
+      // A session is kept until its tokens' 60 s of leeway after it ended have passed.
+      db.prepare("INSERT INTO token_families (id, user_id, created, expires) VALUES ('fam-old', 'local:x', ?, ?)").run(old, now - 120);
+      db.prepare("INSERT INTO refresh_tokens (hash, family_id, created, expires) VALUES (?, 'fam-old', ?, ?)").run(Buffer.alloc(32, 7), old, now - 120);
       db.prepare(`INSERT INTO oauth_states (hash, provider, flow, redirect_uri, created, expires)
         VALUES (?, 'x', 'browser', 'x', ?, ?)`).run(Buffer.alloc(32, 9), old, now - 10);
     });
