@@ -6,6 +6,13 @@
  * keys are looked up by hash in memory, so checking one costs a hash and a
  * table lookup; the set is reloaded when another process changes the
  * database. last_used_at is written in batches, never on the request path.
+ *
+ * A key made over HTTP remembers the session (token family) whose token
+ * made it, and ends with it: whatever revokes the family (logout, RFC 7009,
+ * refresh token reuse, a disabled user) revokes its keys in the same
+ * transaction, so a stolen access token cannot leave a key behind that
+ * outlives the remedy. The administrator's keys ("key create") have no
+ * session; "user logout" and "user disable" revoke every key of the user.
  */
 
 #include <ctype.h>
@@ -48,15 +55,24 @@ static struct db_stmt st_count = { "SELECT count(*) FROM api_keys WHERE "
     "user_id = ? AND revoked = 0 AND (expires IS NULL OR expires > ?)",
     NULL, NULL };
 static struct db_stmt st_insert = { "INSERT INTO api_keys (id, hash, hint, "
-    "user_id, name, models, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, "
-    "?)", NULL, NULL };
+    "user_id, name, models, created, expires, family_id) VALUES (?, ?, ?, ?, "
+    "?, ?, ?, ?, ?)", NULL, NULL };
+static struct db_stmt st_family_live = { "SELECT 1 FROM token_families "
+    "WHERE id = ? AND user_id = ? AND revoked = 0 AND expires > ?", NULL,
+    NULL };
 static struct db_stmt st_list = { "SELECT id, user_id, name, hint, models, "
-    "created, expires, last_used_at, revoked FROM api_keys WHERE (?1 IS NULL "
-    "OR user_id = ?1) ORDER BY created, id", NULL, NULL };
+    "created, expires, last_used_at, revoked, family_id, revoked_reason FROM "
+    "api_keys WHERE (?1 IS NULL OR user_id = ?1) ORDER BY created, id", NULL,
+    NULL };
 static struct db_stmt st_owner = { "SELECT user_id FROM api_keys WHERE id = "
     "? AND revoked = 0", NULL, NULL };
 static struct db_stmt st_revoke = { "UPDATE api_keys SET revoked = 1, "
-    "revoked_at = ? WHERE id = ? AND revoked = 0", NULL, NULL };
+    "revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked = 0", NULL,
+    NULL };
+static struct db_stmt st_of_family = { "SELECT id, user_id FROM api_keys "
+    "WHERE family_id = ? AND revoked = 0 ORDER BY id", NULL, NULL };
+static struct db_stmt st_of_user = { "SELECT id, user_id FROM api_keys "
+    "WHERE user_id = ? AND revoked = 0 ORDER BY id", NULL, NULL };
 static struct db_stmt st_by_hash = { "SELECT id FROM api_keys WHERE hash = ? "
     "AND revoked = 0", NULL, NULL };
 static struct db_stmt st_used = { "UPDATE api_keys SET last_used_at = ? "
@@ -252,14 +268,17 @@ text_ok(const char *s, size_t max)
 }
 
 /*
- * Make a key for a user. ttl < 0 means api_keys.default_ttl, 0 no expiry.
- * On success *key_out holds the key (to show once) and *info its public
- * description; -1 with *why for a request we refuse, -2 on a server error.
+ * Make a key for a user, in the session sid (the token family of the
+ * token that asked; NULL for the administrator). ttl < 0 means
+ * api_keys.default_ttl, 0 no expiry. On success *key_out holds the key
+ * (to show once) and *info its public description; -1 with *why for a
+ * request we refuse, -3 with *why when the session has ended meanwhile
+ * (revoked by another process), -2 on a server error.
  */
 int
-apikey_create(const char *user_id, const char *name, long long ttl,
-    const struct strlist *models, const char *actor, const char *client,
-    char **key_out, json_t **info, const char **why)
+apikey_create(const char *user_id, const char *sid, const char *name,
+    long long ttl, const struct strlist *models, const char *actor,
+    const char *client, char **key_out, json_t **info, const char **why)
 {
 	sqlite3_stmt	*st;
 	uint8_t		 h[CRYPTO_HASH_LEN], r[12];
@@ -301,6 +320,25 @@ apikey_create(const char *user_id, const char *name, long long ttl,
 		json_decref(ma);
 		return (-2);
 	}
+	/*
+	 * The session is checked again here, in the transaction that a
+	 * revocation by another process ("user logout") is ordered with, so
+	 * that no key is made in a session that has just ended.
+	 */
+	if (sid != NULL) {
+		st = db_prepare(&st_family_live);
+		sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
+		n = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_reset(st);
+		if (!n) {
+			db_rollback();
+			json_decref(ma);
+			*why = "session has been revoked or has ended";
+			return (-3);
+		}
+	}
 	st = db_prepare(&st_count);
 	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
@@ -329,6 +367,7 @@ apikey_create(const char *user_id, const char *name, long long ttl,
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)now);
 	if (expires != 0)
 		sqlite3_bind_int64(st, 8, (sqlite3_int64)expires);
+	sqlite3_bind_text(st, 9, sid, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		sqlite3_reset(st);
 		goto dberr;
@@ -383,6 +422,13 @@ apikey_list(const char *user_id)
 		json_object_set_new(o, "last_used_at",
 		    sqlite3_column_type(st, 7) == SQLITE_NULL ? json_null() :
 		    json_integer(sqlite3_column_int64(st, 7)));
+		/* The session it ends with (none: the administrator's). */
+		json_object_set_new(o, "session",
+		    sqlite3_column_type(st, 9) == SQLITE_NULL ? json_null() :
+		    json_string((const char *)sqlite3_column_text(st, 9)));
+		json_object_set_new(o, "revoked_reason",
+		    sqlite3_column_type(st, 10) == SQLITE_NULL ? json_null() :
+		    json_string((const char *)sqlite3_column_text(st, 10)));
 		json_array_append_new(a, o);
 	}
 	sqlite3_reset(st);
@@ -390,12 +436,12 @@ apikey_list(const char *user_id)
 }
 
 /*
- * Revoke a key by id; owner, if given, must own it. 0 done, -1 no such
- * (active) key of that owner, -2 server error.
+ * Revoke a key by id for a reason; owner, if given, must own it. 0 done,
+ * -1 no such (active) key of that owner, -2 server error.
  */
 int
-apikey_revoke(const char *id, const char *owner, const char *actor,
-    const char *client)
+apikey_revoke(const char *id, const char *owner, const char *reason,
+    const char *actor, const char *client)
 {
 	sqlite3_stmt	*st;
 	char		*user_id = NULL;
@@ -415,7 +461,8 @@ apikey_revoke(const char *id, const char *owner, const char *actor,
 	}
 	st = db_prepare(&st_revoke);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
-	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		sqlite3_reset(st);
 		db_rollback();
@@ -423,8 +470,8 @@ apikey_revoke(const char *id, const char *owner, const char *actor,
 		return (-2);
 	}
 	sqlite3_reset(st);
-	audit_event("key_revoked", user_id, actor, client, json_pack("{s:s}",
-	    "key", id));
+	audit_event("key_revoked", user_id, actor, client,
+	    json_pack("{s:s,s:s}", "key", id, "reason", reason));
 	if (db_commit() == -1) {
 		free(user_id);
 		return (-2);
@@ -459,7 +506,74 @@ apikey_revoke_by_secret(const char *key, const char *actor,
 	sqlite3_reset(st);
 	if (id == NULL)
 		return (-1);
-	rc = apikey_revoke(id, NULL, actor, client);
+	rc = apikey_revoke(id, NULL, "revoke", actor, client);
 	free(id);
 	return (rc);
+}
+
+/*
+ * Revoke the keys a statement selects (id, user_id), each with an audit
+ * row, inside the caller's transaction; the caller reloads the keys in
+ * memory (apikeys_load) once it has committed. Returns how many, or -1.
+ */
+static int
+apikeys_revoke_selected(struct db_stmt *sel, const char *what,
+    const char *sid, const char *reason, const char *actor,
+    const char *client)
+{
+	sqlite3_stmt	*st;
+	struct strlist	 ids = { NULL, 0 }, users = { NULL, 0 };
+	time_t		 now = now_wall();
+	size_t		 i;
+	int		 rc;
+
+	st = db_prepare(sel);
+	sqlite3_bind_text(st, 1, what, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		strlist_add(&ids, (const char *)sqlite3_column_text(st, 0));
+		strlist_add(&users, (const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	for (i = 0; i < ids.n; i++) {
+		st = db_prepare(&st_revoke);
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
+		sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, ids.v[i], -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			goto fail;
+		audit_event("key_revoked", users.v[i], actor, client,
+		    json_pack("{s:s,s:s,s:s?}", "key", ids.v[i], "reason",
+		    reason, "session", sid));
+	}
+	rc = (int)ids.n;
+	strlist_free(&ids);
+	strlist_free(&users);
+	return (rc);
+fail:
+	log_warnx("cannot revoke API keys: %s", db_errmsg());
+	strlist_free(&ids);
+	strlist_free(&users);
+	return (-1);
+}
+
+/* The keys made in a session that is being revoked (in a transaction). */
+int
+apikeys_revoke_family_locked(const char *sid, const char *reason,
+    const char *actor, const char *client)
+{
+	return (apikeys_revoke_selected(&st_of_family, sid, sid, reason,
+	    actor, client));
+}
+
+/* Every key of a user ("user logout", "user disable"; in a transaction). */
+int
+apikeys_revoke_user_locked(const char *user_id, const char *reason,
+    const char *actor, const char *client)
+{
+	return (apikeys_revoke_selected(&st_of_user, user_id, NULL, reason,
+	    actor, client));
 }

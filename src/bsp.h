@@ -440,7 +440,7 @@ void		 config_check_modules(struct config *, struct config_errors *);
 void		 config_free_modules(struct config *);
 
 /* db.c */
-#define DB_SCHEMA_VERSION	1
+#define DB_SCHEMA_VERSION	2
 struct db_stmt {
 	const char		*sql;
 	struct sqlite3_stmt	*stmt;
@@ -793,7 +793,8 @@ int		 tokens_revoke_family(const char *, const char *, const char *,
 		     const char *, const char *);
 int		 tokens_revoke_refresh(const char *, const char *,
 		     const char *);
-int		 tokens_revoke_user(const char *, const char *, const char *);
+int		 tokens_revoke_user(const char *, const char *, int,
+		     const char *, const char *, int *);
 int		 tokens_signing_rotate(struct config *, char **);
 json_t		*tokens_jwks(void);
 int		 tokens_ready(const char **);
@@ -805,12 +806,16 @@ int		 tokens_family_revoked(const char *);
 #define APIKEY_PREFIX	"bsk_"
 int		 apikeys_load(void);
 void		 apikeys_free(void);
-int		 apikey_create(const char *, const char *, long long,
-		     const struct strlist *, const char *, const char *,
-		     char **, json_t **, const char **);
+int		 apikey_create(const char *, const char *, const char *,
+		     long long, const struct strlist *, const char *,
+		     const char *, char **, json_t **, const char **);
 json_t		*apikey_list(const char *);
 int		 apikey_revoke(const char *, const char *, const char *,
-		     const char *);
+		     const char *, const char *);
+int		 apikeys_revoke_family_locked(const char *, const char *,
+		     const char *, const char *);
+int		 apikeys_revoke_user_locked(const char *, const char *,
+		     const char *, const char *);
 int		 apikey_revoke_by_secret(const char *, const char *,
 		     const char *);
 int		 apikey_verify(const char *, struct principal **,

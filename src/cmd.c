@@ -38,10 +38,10 @@ const struct command commands[] = {
 	{ "key", "revoke", "ID", cmd_key_revoke, "revoke an API key" },
 	{ "user", "list", "", cmd_user_list, "list users" },
 	{ "user", "disable", "USER", cmd_user_disable,
-	  "disable a user and end their sessions" },
+	  "disable a user, end their sessions and revoke their API keys" },
 	{ "user", "enable", "USER", cmd_user_enable, "enable a user again" },
-	{ "user", "logout", "USER", cmd_user_logout,
-	  "end every session of a user" },
+	{ "user", "logout", "[--keep-keys] USER", cmd_user_logout,
+	  "end every session of a user and revoke their API keys" },
 	{ "usage", NULL, "[--since DATE] [--user USER] [--by user|model|day]",
 	  cmd_usage, "usage totals" },
 	{ "signing-key", "rotate", "", cmd_signing_rotate,
@@ -148,6 +148,7 @@ enum {
 	OPT_SCOPE,
 	OPT_NAME,
 	OPT_MODELS,
+	OPT_KEEP_KEYS,
 };
 static const struct option cmd_options[] = {
 	{ "user", required_argument, NULL, OPT_USER },
@@ -155,6 +156,7 @@ static const struct option cmd_options[] = {
 	{ "scope", required_argument, NULL, OPT_SCOPE },
 	{ "name", required_argument, NULL, OPT_NAME },
 	{ "models", required_argument, NULL, OPT_MODELS },
+	{ "keep-keys", no_argument, NULL, OPT_KEEP_KEYS },
 	{ NULL, 0, NULL, 0 },
 };
 struct cmd_opts {
@@ -163,6 +165,7 @@ struct cmd_opts {
 	const char	*scope;
 	const char	*name;
 	const char	*models;
+	int		 keep_keys;
 };
 
 /* Parse --options; allowed is a string of OPT_* values that may appear. */
@@ -197,6 +200,9 @@ cmd_parse(int argc, char **argv, const char *allowed, struct cmd_opts *o,
 			break;
 		case OPT_MODELS:
 			o->models = optarg;
+			break;
+		case OPT_KEEP_KEYS:
+			o->keep_keys = 1;
 			break;
 		}
 	}
@@ -320,8 +326,9 @@ cmd_key_create(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	r = apikey_create(u.id, o.name, ttl, &models, cmd_actor, NULL, &key,
-	    &info, &why);
+	/* No session: "key revoke", "user logout" or "user disable" end it. */
+	r = apikey_create(u.id, NULL, o.name, ttl, &models, cmd_actor, NULL,
+	    &key, &info, &why);
 	if (r == -1) {
 		fprintf(stderr, "%s: %s\n", BSP_NAME, why);
 		rc = 1;
@@ -355,7 +362,8 @@ cmd_key_list(int argc, char **argv)
 	struct user		 u;
 	json_t			*a, *k, *m;
 	size_t			 i, j;
-	char			 c[32], e[32], l[32], *ms;
+	char			 c[32], e[32], l[32], *ms, *st;
+	const char		*why;
 	int			 rc = 0;
 
 	memset(&u, 0, sizeof u);
@@ -370,9 +378,10 @@ cmd_key_list(int argc, char **argv)
 		return (1);
 	}
 	a = apikey_list(o.user != NULL ? u.id : NULL);
-	printf("%-22s  %-30s  %-16s  %-14s  %-20s  %-20s  %-20s  %-20s  %s\n",
-	    "ID", "USER", "NAME", "HINT", "MODELS", "CREATED", "EXPIRES",
-	    "LAST_USED", "STATUS");
+	/* SESSION: the one the key ends with; "-" for the administrator's. */
+	printf("%-22s  %-30s  %-16s  %-14s  %-20s  %-20s  %-20s  %-20s  %-22s  "
+	    "%s\n", "ID", "USER", "NAME", "HINT", "MODELS", "CREATED",
+	    "EXPIRES", "LAST_USED", "SESSION", "STATUS");
 	json_array_foreach(a, i, k) {
 		m = json_object_get(k, "models");
 		ms = NULL;
@@ -398,11 +407,19 @@ cmd_key_list(int argc, char **argv)
 		cmd_print(json_string_value(json_object_get(k, "name")), 16);
 		cmd_print(json_string_value(json_object_get(k, "hint")), 14);
 		cmd_print(ms, 20);
-		printf("%-20s  %-20s  %-20s  %s\n", c, e, l,
-		    json_is_true(json_object_get(k, "revoked")) ? "revoked" :
-		    (json_integer_value(json_object_get(k, "expires_at")) != 0 &&
-		    json_integer_value(json_object_get(k, "expires_at")) <=
-		    now_wall()) ? "expired" : "active");
+		printf("%-20s  %-20s  %-20s  ", c, e, l);
+		cmd_print(json_string_value(json_object_get(k, "session")), 22);
+		why = json_string_value(json_object_get(k, "revoked_reason"));
+		if (json_is_true(json_object_get(k, "revoked")))
+			xasprintf(&st, "revoked (%s)", why != NULL ? why : "-");
+		else
+			st = xstrdup((json_integer_value(json_object_get(k,
+			    "expires_at")) != 0 && json_integer_value(
+			    json_object_get(k, "expires_at")) <= now_wall()) ?
+			    "expired" : "active");
+		cmd_print(st, 0);
+		printf("\n");
+		free(st);
 		free(ms);
 	}
 	json_decref(a);
@@ -424,7 +441,7 @@ cmd_key_revoke(int argc, char **argv)
 	}
 	if (cmd_open() == -1)
 		return (2);
-	rc = apikey_revoke(argv[optind], NULL, cmd_actor, NULL);
+	rc = apikey_revoke(argv[optind], NULL, "key revoke", cmd_actor, NULL);
 	cmd_close();
 	if (rc == -1) {
 		fprintf(stderr, "%s: no active key %s\n", BSP_NAME, argv[optind]);
@@ -476,12 +493,15 @@ cmd_user_list(int argc, char **argv)
 static int
 cmd_user_change(int argc, char **argv, const char *usage, int what)
 {
-	struct cmd_opts	o;
-	struct user	u;
-	int		rc = 0, n;
+	static const char	 logout_allowed[] = { OPT_KEEP_KEYS, 0 };
+	struct cmd_opts		 o;
+	struct user		 u;
+	int			 rc = 0, n, nkeys;
 
-	if (cmd_parse(argc, argv, "", &o, 1) == -1) {
-		fprintf(stderr, "usage: %s user %s USER\n", BSP_NAME, usage);
+	if (cmd_parse(argc, argv, what == 'l' ? logout_allowed : "", &o,
+	    1) == -1) {
+		fprintf(stderr, "usage: %s user %s%s USER\n", BSP_NAME, usage,
+		    what == 'l' ? " [--keep-keys]" : "");
 		return (1);
 	}
 	if (cmd_open() == -1)
@@ -499,11 +519,13 @@ cmd_user_change(int argc, char **argv, const char *usage, int what)
 		}
 		audit_event("user_disabled", u.id, cmd_actor, NULL, NULL);
 		if (db_commit() == -1 ||
-		    (n = tokens_revoke_user(u.id, cmd_actor, NULL)) == -1) {
+		    (n = tokens_revoke_user(u.id, "user disabled", 0, cmd_actor,
+		    NULL, &nkeys)) == -1) {
 			rc = 2;
 			break;
 		}
-		printf("disabled %s; ended %d session(s)\n", u.id, n);
+		printf("disabled %s; ended %d session(s) and revoked %d API "
+		    "key(s)\n", u.id, n, nkeys);
 		break;
 	case 'e':
 		if (db_begin() == -1 || user_set_disabled(u.id, 0) == -1) {
@@ -519,12 +541,19 @@ cmd_user_change(int argc, char **argv, const char *usage, int what)
 		printf("enabled %s\n", u.id);
 		break;
 	case 'l':
-		if ((n = tokens_revoke_user(u.id, cmd_actor, NULL)) == -1) {
+		if ((n = tokens_revoke_user(u.id, "user logout", o.keep_keys,
+		    cmd_actor, NULL, &nkeys)) == -1) {
 			rc = 2;
 			break;
 		}
-		printf("logged out %s: ended %d session(s); tokens issued so "
-		    "far no longer work\n", u.id, n);
+		if (o.keep_keys)
+			printf("logged out %s: ended %d session(s); tokens "
+			    "issued so far no longer work; API keys kept\n",
+			    u.id, n);
+		else
+			printf("logged out %s: ended %d session(s) and revoked "
+			    "%d API key(s); tokens issued so far no longer "
+			    "work\n", u.id, n, nkeys);
 		break;
 	}
 	if (rc == 2)

@@ -136,7 +136,17 @@ static const char *const db_migrations[] = {
 	"  public_jwk TEXT,"
 	"  private_sealed BLOB"
 	");",
+	/*
+	 * 1 -> 2: an API key remembers the session (token family) that made
+	 * it, NULL for the administrator's keys and those made before, and
+	 * why it was revoked.
+	 */
+	"ALTER TABLE api_keys ADD COLUMN family_id TEXT;"
+	"ALTER TABLE api_keys ADD COLUMN revoked_reason TEXT;"
+	"CREATE INDEX api_keys_family ON api_keys(family_id);",
 };
+_Static_assert(nitems(db_migrations) == DB_SCHEMA_VERSION,
+    "DB_SCHEMA_VERSION is the number of migrations");
 
 /* sqlite://path (relative or absolute, as the seed design wrote it). */
 int

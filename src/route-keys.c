@@ -1,7 +1,8 @@
 /*
  * route-keys.c: /api/keys, the caller's own API keys. Only a logged-in
  * user's token may manage keys; an API key cannot mint more keys (the
- * route is RF_JWT_ONLY).
+ * route is RF_JWT_ONLY). A key made here belongs to the caller's session
+ * and is revoked when that session ends (logout, revocation, reuse).
  */
 
 #include <stdlib.h>
@@ -92,12 +93,18 @@ keys_create(struct request *r)
 			    json_string_value(json_array_get(v, i)));
 		}
 	}
-	rc = apikey_create(r->principal->sub, name, ttl, &models,
-	    r->principal->sub, r->client, &key, &info, &why);
+	rc = apikey_create(r->principal->sub, r->principal->sid, name, ttl,
+	    &models, r->principal->sub, r->client, &key, &info, &why);
 	strlist_free(&models);
 	json_decref(j);
 	if (rc == -1) {
 		server_error_oauth(r, 400, "invalid_request", why);
+		return;
+	}
+	if (rc == -3) {
+		server_set_header(r, "WWW-Authenticate", "Bearer realm=\""
+		    BSP_NAME "\", error=\"invalid_token\"");
+		server_error_oauth(r, 401, "invalid_token", why);
 		return;
 	}
 	if (rc == -2) {
@@ -162,7 +169,7 @@ route_api_key_delete(struct request *r)
 	if (!keys_caller_ok(r))
 		return;
 	id = xmemdup0(r->params[0].p, r->params[0].len);
-	rc = apikey_revoke(id, r->principal->sub, r->principal->sub,
+	rc = apikey_revoke(id, r->principal->sub, "deleted", r->principal->sub,
 	    r->client);
 	free(id);
 	if (rc == -1) {

@@ -39,6 +39,11 @@
 #include "crypto.h"
 #include "jose.h"
 
+/*
+ * Clock skew allowed on exp, nbf and iat (SPEC: 60 s). A token is accepted
+ * until exp + TOKEN_LEEWAY, so whatever is held against it (a revoked
+ * family) is kept that long too: see revoked_horizon().
+ */
 #define TOKEN_LEEWAY	60
 #define REFRESH_PREFIX	"bsr_"
 #define SECRET_BYTES	32
@@ -100,7 +105,7 @@ static struct db_stmt st_fam_revoke_user = { "UPDATE token_families SET "
     "revoked = 1, revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND "
     "revoked = 0", NULL, NULL };
 static struct db_stmt st_fam_revoked = { "SELECT id, expires FROM "
-    "token_families WHERE revoked != 0 AND expires > ?", NULL, NULL };
+    "token_families WHERE revoked != 0 AND expires >= ?", NULL, NULL };
 static struct db_stmt st_fam_purge = { "DELETE FROM token_families WHERE "
     "expires < ?", NULL, NULL };
 static struct db_stmt st_rt_insert = { "INSERT INTO refresh_tokens (hash, "
@@ -594,7 +599,19 @@ fail:
 	return (-1);
 }
 
-/* Revoked families. */
+/*
+ * Revoked families. A family's tokens expire at the latest when it does,
+ * and are accepted until TOKEN_LEEWAY after that: a family that expired
+ * before the horizon holds no token we would still accept, and only then
+ * may its revocation be forgotten (in memory, by the loader, by the purge;
+ * a family row must also stay until then for "user logout" to reach it).
+ */
+static time_t
+revoked_horizon(time_t now)
+{
+	return (now - TOKEN_LEEWAY);
+}
+
 static void
 revoked_clear(void)
 {
@@ -628,7 +645,7 @@ revoked_load(void)
 	int		 rc;
 
 	revoked_clear();
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)revoked_horizon(now_wall()));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		revoked_add((const char *)sqlite3_column_text(st, 0),
 		    (time_t)sqlite3_column_int64(st, 1));
@@ -678,7 +695,7 @@ tokens_maint_cb(int fd, short ev, void *arg)
 	struct revoked_family *f, *tmp;
 
 	st = db_prepare(&st_fam_purge);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)revoked_horizon(now));
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_warnx("cannot purge expired sessions: %s", db_errmsg());
 	st = db_prepare(&st_rt_forget);
@@ -696,7 +713,7 @@ tokens_maint_cb(int fd, short ev, void *arg)
 	audit_purge(now - (time_t)cfg->audit_retention_days * 86400);
 	apikeys_purge(now - (time_t)cfg->audit_retention_days * 86400);
 	HASH_ITER(hh, tok.revoked, f, tmp) {
-		if (f->expires < now) {
+		if (f->expires < revoked_horizon(now)) {
 			HASH_DEL(tok.revoked, f);
 			free(f->id);
 			free(f);
@@ -1101,17 +1118,28 @@ successor_open(const char *old, const void *blob, size_t len)
 	return (resp);
 }
 
-static void
-family_revoke_locked(const char *sid, const char *reason)
+/*
+ * Revoke a session family and the API keys made in it, inside the caller's
+ * transaction. Every way a family ends goes through here. Returns the
+ * number of keys revoked (the caller reloads them after its commit), or -1.
+ */
+static int
+family_revoke_locked(const char *sid, const char *reason, const char *actor,
+    const char *client)
 {
 	sqlite3_stmt	*st = db_prepare(&st_fam_revoke);
+	int		 rc;
 
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
 	sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, sid, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_warnx("cannot revoke session: %s", db_errmsg());
+	rc = sqlite3_step(st);
 	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		log_warnx("cannot revoke session: %s", db_errmsg());
+		return (-1);
+	}
+	return (apikeys_revoke_family_locked(sid, reason, actor, client));
 }
 
 /*
@@ -1129,7 +1157,7 @@ tokens_refresh(const char *token, const char *client, json_t **resp,
 	char		*sid = NULL, *user_id = NULL, *access = NULL;
 	char		*refresh = NULL;
 	time_t		 now = now_wall(), fexp, used_at, exp;
-	int		 frevoked, has_used, rc = -2, succ_used;
+	int		 frevoked, has_used, rc = -2, succ_used, nkeys = 0;
 	const struct user_state *us;
 	struct user	 u;
 	uint8_t		 succ[CRYPTO_HASH_LEN];
@@ -1190,8 +1218,9 @@ tokens_refresh(const char *token, const char *client, json_t **resp,
 	    us->denied)) {
 		*why = us->disabled ? "user is disabled" :
 		    "the access policy no longer admits this user";
-		family_revoke_locked(sid, us->disabled ? "user disabled" :
-		    "access policy");
+		if ((nkeys = family_revoke_locked(sid, us->disabled ?
+		    "user disabled" : "access policy", NULL, client)) == -1)
+			goto dberr;
 		revoked_add(sid, fexp);
 		goto invalid_commit;
 	}
@@ -1218,14 +1247,18 @@ tokens_refresh(const char *token, const char *client, json_t **resp,
 			goto out;
 		}
 		/* Reuse after the grace window: someone else has it too. */
-		family_revoke_locked(sid, "refresh token reuse");
+		if ((nkeys = family_revoke_locked(sid, "refresh token reuse",
+		    NULL, client)) == -1)
+			goto dberr;
 		revoked_add(sid, fexp);
 		audit_event("refresh_reuse_detected", user_id, NULL, client,
-		    json_pack("{s:s}", "session", sid));
+		    json_pack("{s:s,s:i}", "session", sid, "keys", nkeys));
 		*why = "refresh token was already used; the session has been "
 		    "revoked";
 		if (db_commit() == -1)
 			goto dberr;
+		if (nkeys > 0)
+			apikeys_load();
 		log_warnx("refresh token reuse detected for %s: session %s "
 		    "revoked", user_id, sid);
 		rc = -1;
@@ -1272,6 +1305,8 @@ invalid_commit:
 	    "reason", *why));
 	if (db_commit() == -1)
 		goto dberr;
+	if (nkeys > 0)
+		apikeys_load();
 	rc = -1;
 	goto out;
 invalid:
@@ -1294,7 +1329,10 @@ out:
 	return (rc);
 }
 
-/* Revoke one session family: its refresh and access tokens stop at once. */
+/*
+ * Revoke one session family: its refresh and access tokens, and the API
+ * keys made with them, stop at once.
+ */
 int
 tokens_revoke_family(const char *sid, const char *reason, const char *event,
     const char *actor, const char *client)
@@ -1302,6 +1340,7 @@ tokens_revoke_family(const char *sid, const char *reason, const char *event,
 	sqlite3_stmt	*st;
 	char		*user_id = NULL;
 	time_t		 fexp = 0;
+	int		 nkeys;
 
 	if (db_begin() == -1)
 		return (-1);
@@ -1316,14 +1355,22 @@ tokens_revoke_family(const char *sid, const char *reason, const char *event,
 		db_rollback();
 		return (-1);
 	}
-	family_revoke_locked(sid, reason);
-	audit_event(event, user_id, actor != NULL ? actor : user_id, client,
-	    json_pack("{s:s}", "session", sid));
+	if (actor == NULL)
+		actor = user_id;
+	if ((nkeys = family_revoke_locked(sid, reason, actor, client)) == -1) {
+		db_rollback();
+		free(user_id);
+		return (-1);
+	}
+	audit_event(event, user_id, actor, client, json_pack("{s:s,s:i}",
+	    "session", sid, "keys", nkeys));
 	if (db_commit() == -1) {
 		free(user_id);
 		return (-1);
 	}
 	revoked_add(sid, fexp);
+	if (nkeys > 0)
+		apikeys_load();
 	free(user_id);
 	return (0);
 }
@@ -1353,21 +1400,30 @@ tokens_revoke_refresh(const char *token, const char *event,
 	return (rc);
 }
 
-/* "user logout": every family of the user, and every token issued so far. */
+/*
+ * "user logout" and "user disable" (reason): every family of the user,
+ * every token issued so far and, unless keep_keys, every API key of the
+ * user, the administrator's too. Returns the number of sessions ended and
+ * in *nkeys the number of keys revoked, or -1.
+ */
 int
-tokens_revoke_user(const char *user_id, const char *actor, const char *client)
+tokens_revoke_user(const char *user_id, const char *reason, int keep_keys,
+    const char *actor, const char *client, int *nkeys)
 {
 	sqlite3_stmt	*st;
 	time_t		 now = now_wall();
-	int		 n;
+	int		 n, rc;
 
+	*nkeys = 0;
 	if (db_begin() == -1)
 		return (-1);
 	st = db_prepare(&st_fam_revoke_user);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-	sqlite3_bind_text(st, 2, "user logout", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, user_id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
 		db_rollback();
 		return (-1);
 	}
@@ -1376,12 +1432,20 @@ tokens_revoke_user(const char *user_id, const char *actor, const char *client)
 		db_rollback();
 		return (-1);
 	}
-	audit_event("user_logout", user_id, actor, client, json_pack("{s:i}",
-	    "sessions", n));
+	if (!keep_keys && (*nkeys = apikeys_revoke_user_locked(user_id, reason,
+	    actor, client)) == -1) {
+		*nkeys = 0;
+		db_rollback();
+		return (-1);
+	}
+	audit_event("user_logout", user_id, actor, client,
+	    json_pack("{s:s,s:i,s:i,s:b}", "reason", reason, "sessions", n,
+	    "keys", *nkeys, "keep_keys", keep_keys));
 	if (db_commit() == -1)
 		return (-1);
 	users_load_state();
 	revoked_load();
+	apikeys_load();
 	return (n);
 }
 

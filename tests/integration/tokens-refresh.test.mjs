@@ -7,8 +7,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
-import { startDaemon } from './lib/daemon.mjs';
-import { auditRows, decodeJwt, seedSession, withDb } from './lib/tokens.mjs';
+import { runCommand, startDaemon } from './lib/daemon.mjs';
+import {
+  auditRows, decodeJwt, nowSec, seedSession, withDb,
+} from './lib/tokens.mjs';
 import { sleep, waitFor } from './lib/util.mjs';
 
 const ISS = 'https://bsp.test';
@@ -297,6 +299,66 @@ test('logout by bearer token and by refresh token ends the session at once', asy
       400, 'invalid_request', 'API key');
   } finally {
     await d.stop();
+  }
+});
+
+// A token is accepted until exp + 60 s (the verification leeway), so its
+// session's revocation must be held that long: in memory, through a reload
+// after another process wrote, through the sweep and through a restart.
+// Sessions ending 3 s after they start have access tokens ending with them.
+test('a revoked session stays revoked in the 60 s leeway after its tokens expire', async () => {
+  const d = await startDaemon({ config: { jwt: { issuer: ISS }, cache: { cleanup_interval: 1 } } });
+  try {
+    const a = seedSession(d.dir, { ttl: 3 });
+    const b = seedSession(d.dir, { ttl: 3 });
+    const pa = (await refresh(d, a.refresh)).json();
+    const pb = (await refresh(d, b.refresh)).json();
+    const exp = Math.max(decodeJwt(pa.access_token).payload.exp, decodeJwt(pb.access_token).payload.exp);
+    assert.ok(exp <= familyRow(d, b.sid).expires, 'access tokens end with their session');
+    const lo = await d.request('/auth/logout', { method: 'POST', headers: { Authorization: `Bearer ${pa.access_token}` } });
+    assert.equal(lo.status, 200, lo.text());
+    assert.equal((await validate(d, pa.access_token)).status, 401);
+
+    // Past exp (inside the leeway), and past a maintenance sweep that began
+    // after it: a login state that expired long ago is gone once one ran.
+    await waitFor(() => nowSec() > exp + 1, { timeoutMs: 10000, intervalMs: 100, message: 'exp not passed' });
+    withDb(d.dir, (db) => db.prepare(`INSERT INTO oauth_states (hash, provider, flow, redirect_uri, created, expires)
+      VALUES (?, 'x', 'browser', 'x', 1, 2)`).run(Buffer.alloc(32, 5)));
+    await waitFor(() => withDb(d.dir, (db) => Number(db.prepare('SELECT count(*) AS n FROM oauth_states').get().n)) === 0,
+      { timeoutMs: 5000, intervalMs: 100, message: 'no maintenance sweep ran' });
+    const still = await validate(d, pb.access_token);
+    assert.equal(still.status, 200, `an unrevoked token is still accepted in the leeway: ${still.text()}`);
+    let v = await validate(d, pa.access_token);
+    assert.equal(v.status, 401, 'the revoked token is refused after exp and a sweep');
+    assert.match(v.json().error_description, /revoked/);
+    assert.equal(familyRow(d, a.sid)?.revoked, 1, 'the revoked session is not purged');
+
+    // "user logout" now still reaches the expired-but-accepted session b, and
+    // the daemon's reload after that write keeps a's revocation.
+    const out = await runCommand(['user', 'logout', b.user], { dir: d.dir });
+    assert.equal(out.code, 0, out.stderr);
+    await waitFor(async () => (await validate(d, pb.access_token)).status === 401,
+      { timeoutMs: 2500, intervalMs: 100, message: 'the logged-out session is still accepted in the leeway' });
+    v = await validate(d, pb.access_token);
+    assert.match(v.json().error_description, /revoked/);
+    v = await validate(d, pa.access_token);
+    assert.equal(v.status, 401, 'the revoked token is refused after a reload');
+    assert.match(v.json().error_description, /revoked/);
+
+    // And after a restart (the loader at start).
+    await d.stop({ keepDir: true });
+    const d2 = await startDaemon({ dir: d.dir });
+    try {
+      for (const t of [pa.access_token, pb.access_token]) {
+        v = await validate(d2, t);
+        assert.equal(v.status, 401, 'refused after a restart');
+        assert.match(v.json().error_description, /revoked/);
+      }
+    } finally {
+      await d2.stop();
+    }
+  } finally {
+    if (!d.exitStatus) await d.stop();
   }
 });
 

@@ -1,4 +1,9 @@
-/* test-db.c: opening, migrating and refusing databases. */
+/*
+ * test-db.c: opening, migrating and refusing databases.
+ *
+ * Usage: test-db [fixture]; default $srcdir/tests/unit/data/db-v1.sql, a
+ * database at schema version 1.
+ */
 
 #include <sys/stat.h>
 
@@ -13,11 +18,123 @@
 #include "bsp.h"
 #include "tap.h"
 
+/* Read a whole (small) file; NULL if it cannot be read. */
+static char *
+slurp(const char *path)
+{
+	FILE	*f;
+	char	*buf;
+	size_t	 n;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return (NULL);
+	buf = xmalloc(1 << 16);
+	n = fread(buf, 1, (1 << 16) - 1, f);
+	buf[n] = '\0';
+	if (!feof(f)) {
+		diag("%s: larger than %d bytes", path, (1 << 16) - 1);
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return (buf);
+}
+
+/* One row of a query as "a|b|c", or NULL when there is none. */
+static char *
+row(const char *sql)
+{
+	sqlite3_stmt	*q;
+	char		*out = NULL, *t;
+	int		 i;
+
+	if (sqlite3_prepare_v2(bsp_db, sql, -1, &q, NULL) != SQLITE_OK) {
+		diag("%s: %s", sql, sqlite3_errmsg(bsp_db));
+		return (NULL);
+	}
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		out = xstrdup("");
+		for (i = 0; i < sqlite3_column_count(q); i++) {
+			xasprintf(&t, "%s%s%s", out, i > 0 ? "|" : "",
+			    sqlite3_column_type(q, i) == SQLITE_NULL ? "NULL" :
+			    (const char *)sqlite3_column_text(q, i));
+			free(out);
+			out = t;
+		}
+	}
+	sqlite3_finalize(q);
+	return (out);
+}
+
+/*
+ * A version-1 database migrates to the current schema with its API keys
+ * as they were; they belong to no session (family_id NULL).
+ */
+static void
+test_migrate_v1(const char *dir, const char *fixture)
+{
+	struct sqlite3	*raw = NULL;
+	char		*path, *sql, *cause = NULL, *r;
+	json_t		*a;
+
+	xasprintf(&path, "%s/v1.db", dir);
+	if ((sql = slurp(fixture)) == NULL) {
+		ok(0, "read the version-1 fixture %s", fixture);
+		free(path);
+		return;
+	}
+	ok(sqlite3_open(path, &raw) == SQLITE_OK &&
+	    sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK,
+	    "made a version-1 database from %s", fixture);
+	sqlite3_close(raw);
+	free(sql);
+
+	ok(db_open(path, 1000, &cause) == 0, "a version-1 database opens");
+	if (cause != NULL)
+		diag("%s", cause);
+	is_int(db_schema_version(), DB_SCHEMA_VERSION, "and is migrated to "
+	    "the current version");
+	ok(db_ok(), "db_ok after the migration");
+	r = row("SELECT id, hex(hash), hint, user_id, name, models, created, "
+	    "expires, last_used_at, revoked, revoked_at, family_id, "
+	    "revoked_reason FROM api_keys WHERE id = 'key_live'");
+	is_str(r, "key_live|" "0000000000000000000000000000000000000000000000"
+	    "000000000000000000|bsk_...live|local:ann@example.com|ci|"
+	    "[\"anthropic.*\"]|1700000000|NULL|1700000500|0|NULL|NULL|NULL",
+	    "a live key is intact, without a session");
+	free(r);
+	r = row("SELECT id, hex(hash), name, expires, revoked, revoked_at, "
+	    "family_id FROM api_keys WHERE id = 'key_old'");
+	is_str(r, "key_old|" "0101010101010101010101010101010101010101010101"
+	    "010101010101010101|NULL|1800000000|1|1700000100|NULL",
+	    "a revoked key stays revoked");
+	free(r);
+	r = row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+	    "name = 'api_keys_family'");
+	is_str(r, "1", "keys are indexed by session");
+	free(r);
+	ok(apikeys_load() == 0, "the key loader reads the migrated table");
+	apikeys_free();
+	a = apikey_list(NULL);
+	is_int(json_array_size(a), 2, "both keys are listed");
+	ok(json_is_null(json_object_get(json_array_get(a, 0), "session")) &&
+	    json_is_null(json_object_get(json_array_get(a, 1), "session")),
+	    "with no session");
+	json_decref(a);
+	db_close();
+	ok(db_open(path, 1000, &cause) == 0 && db_schema_version() ==
+	    DB_SCHEMA_VERSION, "a migrated database opens again as it is");
+	db_close();
+	free(cause);
+	free(path);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	char		 dir[] = "/tmp/bsp-test-db.XXXXXX", *path, *cause = NULL;
-	char		*sub;
+	char		*sub, *fixture;
+	const char	*srcdir;
 	struct stat	 st;
 	FILE		*f;
 
@@ -164,6 +281,16 @@ main(void)
 		bsp_base = NULL;
 	}
 	db_close();
+
+	if (argc > 1)
+		fixture = xstrdup(argv[1]);
+	else {
+		if ((srcdir = getenv("srcdir")) == NULL)
+			srcdir = ".";
+		xasprintf(&fixture, "%s/tests/unit/data/db-v1.sql", srcdir);
+	}
+	test_migrate_v1(dir, fixture);
+	free(fixture);
 
 	{
 		char *cmd;
