@@ -727,26 +727,36 @@ relay_on_data(struct hc_req *up, struct evbuffer *data, void *arg)
 	}
 }
 
-/* Is this upstream answer "your credentials expired"? */
+/*
+ * Is this upstream answer "your credentials expired"? Only the error type
+ * decides: the bare name of x-amzn-ErrorType (before any ':', after any
+ * '#', as the AWS SDKs read it), which AWS sets. A message may echo the
+ * input or a model's words, so no text in the body counts.
+ */
 static int
-relay_expired(struct relay *rl, const struct evkeyvalq *h,
-    struct evbuffer *body)
+relay_expired(struct relay *rl, const struct evkeyvalq *h)
 {
-	const char	*t;
-	size_t		 len;
-	const char	*b;
+	static const char *const types[] = {
+		"ExpiredTokenException", "ExpiredToken",
+		"UnrecognizedClientException",
+	};
+	const char	*t, *hash;
+	size_t		 len, i;
 
 	if (rl->status != 403 && rl->status != 400)
 		return (0);
-	if (h != NULL && (t = evhttp_find_header(h, "x-amzn-ErrorType")) !=
-	    NULL && (strncmp(t, "ExpiredToken", 12) == 0 ||
-	    strncmp(t, "UnrecognizedClientException", 27) == 0))
-		return (1);
-	if (body != NULL && (len = evbuffer_get_length(body)) > 0 &&
-	    len < 65536 && (b = (const char *)evbuffer_pullup(body, -1)) !=
-	    NULL && memmem(b, len, "security token included in the request "
-	    "is expired", 47) != NULL)
-		return (1);
+	if (h == NULL || (t = evhttp_find_header(h, "x-amzn-ErrorType")) ==
+	    NULL)
+		return (0);
+	len = strcspn(t, ":");
+	if ((hash = memchr(t, '#', len)) != NULL) {
+		len -= (size_t)(hash + 1 - t);
+		t = hash + 1;
+	}
+	for (i = 0; i < nitems(types); i++) {
+		if (strlen(types[i]) == len && memcmp(t, types[i], len) == 0)
+			return (1);
+	}
 	return (0);
 }
 
@@ -862,8 +872,7 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 	if (rl->t_first == 0)
 		rl->t_first = res->t_head > 0 ? rl->t0 + res->t_head :
 		    now_mono();
-	if (rl->creds != NULL && rl->attempts == 1 &&
-	    relay_expired(rl, h, body)) {
+	if (rl->creds != NULL && rl->attempts == 1 && relay_expired(rl, h)) {
 		relay_enter(rl, RS_WAIT_CREDS);
 		if (rl->errbody != NULL) {
 			evbuffer_free(rl->errbody);
