@@ -615,6 +615,7 @@ int		 relay_reload_prepare(struct config *, char **);
 void		 relay_reload_commit(struct config *);
 void		 relay_reload_abort(void);
 void		 relay_free_all(void);
+char		*relay_id_decode(const char *, size_t, size_t, const char **);
 
 /* route-keys.c */
 void		 route_api_keys(struct request *);

@@ -6,7 +6,9 @@
  * no selector at all, or when one of its groups, emails or domains matches.
  * The first applicable rule whose deny or allow list matches the model
  * decides (deny before allow within a rule); if none does, models.default
- * decides. An API key's own model patterns must match as well.
+ * decides. An API key's own model patterns must match as well. Patterns
+ * see the id as relay_id_decode() left it and ignore letter case, so
+ * neither %XX nor "OPUS" for "opus" walks around a deny.
  *
  * Rate limits are token buckets per user and per API key: a bucket of
  * requests_per_minute requests refilling continuously, and one of
@@ -14,6 +16,7 @@
  * and may go negative; a call is refused while either bucket is empty.
  */
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,13 +137,41 @@ rule_applies(const struct config *c, const struct model_rule *mr,
 	return (0);
 }
 
+/*
+ * glob_match() without regard to ASCII letter case: '*' matches any run,
+ * '?' one character; one backtracking point, so never exponential.
+ */
+static int
+model_glob(const char *pat, const char *s)
+{
+	const char	*star = NULL, *ss = NULL;
+
+	while (*s != '\0') {
+		if (*pat == '*') {
+			star = pat++;
+			ss = s;
+		} else if (*pat == '?' || tolower((unsigned char)*pat) ==
+		    tolower((unsigned char)*s)) {
+			pat++;
+			s++;
+		} else if (star != NULL) {
+			pat = star + 1;
+			s = ++ss;
+		} else
+			return (0);
+	}
+	while (*pat == '*')
+		pat++;
+	return (*pat == '\0');
+}
+
 static int
 globs_match(const struct strlist *l, const char *model)
 {
 	size_t	i;
 
 	for (i = 0; i < l->n; i++) {
-		if (glob_match(l->v[i], model))
+		if (model_glob(l->v[i], model))
 			return (1);
 	}
 	return (0);
@@ -148,7 +179,8 @@ globs_match(const struct strlist *l, const char *model)
 
 /*
  * May this principal call this model (the id as the client named it,
- * decoded)? 1 yes; 0 no, with *why safe to show.
+ * decoded and checked by relay_id_decode())? 1 yes; 0 no, with *why safe
+ * to show.
  */
 int
 policy_model_allowed(const struct config *c, const struct principal *p,

@@ -1,13 +1,17 @@
 /*
  * route-bedrock.c: the Bedrock relay.
  *
- * For each runtime operation: the principal's model rules and rate limits
- * are checked before AWS is called; the request is re-signed with SigV4
- * (or given aws.bearer_token) and sent with the body byte for byte, the
- * path exactly as received, and only an allow-list of headers. Answers come
- * back unchanged: errors with their status, body and error type, streams
- * frame by frame as they arrive. An event-stream decoder reads the stream on
- * the side, for usage and exceptions, without touching the bytes.
+ * For each runtime operation: the ids in the path (model, guardrail and
+ * its version) are percent-decoded once and checked (relay_id_decode()),
+ * then the principal's model rules and rate limits are checked before AWS
+ * is called; the request is re-signed with SigV4 (or given
+ * aws.bearer_token) and sent with the body byte for byte, a path rebuilt
+ * from the checked ids in the AWS SDKs' encoding (the client's own
+ * encoding and query string stay here), and only an allow-list of headers.
+ * Answers come back unchanged: errors with their status, body and error
+ * type, streams frame by frame as they arrive. An event-stream decoder
+ * reads the stream on the side, for usage and exceptions, without touching
+ * the bytes.
  *
  * A stream's memory is bounded: when the client's output buffer is above
  * RELAY_HIGH_WATER the upstream is paused, and resumed once the client has
@@ -75,7 +79,6 @@ struct relay {
 	enum relay_state	 state;
 	char			*model;		/* decoded, for policy, usage */
 	char			*path;		/* wire path sent upstream */
-	char			*query;		/* canonical query, or NULL */
 	struct aws_creds	*creds;
 	struct hc_req		*up;
 	int			 attempts;
@@ -142,7 +145,6 @@ relay_free(void *arg)
 		evhttp_clear_headers(&rl->errheaders);
 	free(rl->model);
 	free(rl->path);
-	free(rl->query);
 	free(rl->exception);
 	free(rl->session);
 	free(rl);
@@ -725,26 +727,36 @@ relay_on_data(struct hc_req *up, struct evbuffer *data, void *arg)
 	}
 }
 
-/* Is this upstream answer "your credentials expired"? */
+/*
+ * Is this upstream answer "your credentials expired"? Only the error type
+ * decides: the bare name of x-amzn-ErrorType (before any ':', after any
+ * '#', as the AWS SDKs read it), which AWS sets. A message may echo the
+ * input or a model's words, so no text in the body counts.
+ */
 static int
-relay_expired(struct relay *rl, const struct evkeyvalq *h,
-    struct evbuffer *body)
+relay_expired(struct relay *rl, const struct evkeyvalq *h)
 {
-	const char	*t;
-	size_t		 len;
-	const char	*b;
+	static const char *const types[] = {
+		"ExpiredTokenException", "ExpiredToken",
+		"UnrecognizedClientException",
+	};
+	const char	*t, *hash;
+	size_t		 len, i;
 
 	if (rl->status != 403 && rl->status != 400)
 		return (0);
-	if (h != NULL && (t = evhttp_find_header(h, "x-amzn-ErrorType")) !=
-	    NULL && (strncmp(t, "ExpiredToken", 12) == 0 ||
-	    strncmp(t, "UnrecognizedClientException", 27) == 0))
-		return (1);
-	if (body != NULL && (len = evbuffer_get_length(body)) > 0 &&
-	    len < 65536 && (b = (const char *)evbuffer_pullup(body, -1)) !=
-	    NULL && memmem(b, len, "security token included in the request "
-	    "is expired", 47) != NULL)
-		return (1);
+	if (h == NULL || (t = evhttp_find_header(h, "x-amzn-ErrorType")) ==
+	    NULL)
+		return (0);
+	len = strcspn(t, ":");
+	if ((hash = memchr(t, '#', len)) != NULL) {
+		len -= (size_t)(hash + 1 - t);
+		t = hash + 1;
+	}
+	for (i = 0; i < nitems(types); i++) {
+		if (strlen(types[i]) == len && memcmp(t, types[i], len) == 0)
+			return (1);
+	}
 	return (0);
 }
 
@@ -860,8 +872,7 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 	if (rl->t_first == 0)
 		rl->t_first = res->t_head > 0 ? rl->t0 + res->t_head :
 		    now_mono();
-	if (rl->creds != NULL && rl->attempts == 1 &&
-	    relay_expired(rl, h, body)) {
+	if (rl->creds != NULL && rl->attempts == 1 && relay_expired(rl, h)) {
 		relay_enter(rl, RS_WAIT_CREDS);
 		if (rl->errbody != NULL) {
 			evbuffer_free(rl->errbody);
@@ -950,7 +961,7 @@ relay_send(struct relay *rl)
 	const uint8_t		*body;
 	size_t			 blen, nh = 0, ns = 0, i;
 	const char		*err;
-	char			*cause = NULL, *upath, *bearer = NULL;
+	char			*cause = NULL, *bearer = NULL;
 
 	if (server_body(r, &body, &blen) == -1) {
 		rl->outcome = "bad_request";
@@ -997,7 +1008,7 @@ relay_send(struct relay *rl)
 		sreq.method = "POST";
 		sreq.host = hc_target_host(rel.target);
 		sreq.path = rl->path;
-		sreq.query = rl->query;
+		sreq.query = NULL;
 		sreq.headers = sh;
 		sreq.nheaders = ns;
 		sreq.payload = body;
@@ -1025,13 +1036,9 @@ relay_send(struct relay *rl)
 	hdr[nh].value = BSP_NAME "/" PACKAGE_VERSION;
 	nh++;
 
-	if (rl->query != NULL)
-		xasprintf(&upath, "%s?%s", rl->path, rl->query);
-	else
-		upath = xstrdup(rl->path);
 	memset(&hreq, 0, sizeof hreq);
 	hreq.method = "POST";
-	hreq.path = upath;
+	hreq.path = rl->path;
 	hreq.headers = hdr;
 	hreq.nheaders = nh;
 	hreq.body = body;
@@ -1052,7 +1059,6 @@ relay_send(struct relay *rl)
 	rl->t_first = 0;
 	rl->up = hc_start(rel.target, &hreq, &cause);
 	freezero_str(bearer);
-	free(upath);
 	if (rl->up == NULL) {
 		log_warnx("relay %s: %s", r->id, cause);
 		rl->outcome = "internal";
@@ -1077,11 +1083,91 @@ relay_op_find(const struct route *rt)
 	return (NULL);
 }
 
-/* "." or "..": a segment a server on the way might resolve. */
+/* An id byte: a letter, a digit or one of "-._:/" (ASCII only). */
 static int
-dot_segment(const char *s)
+id_char(int c)
 {
-	return (strcmp(s, ".") == 0 || strcmp(s, "..") == 0);
+	return ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+	    c == ':' || c == '/');
+}
+
+/*
+ * A Bedrock path label from the wire (a model id, a guardrail id or
+ * version), percent-decoded once and checked; NULL with *why (static,
+ * safe to show) if it is not one. What is left may hold only letters,
+ * digits and "-._:/", which every model id, inference profile and ARN that
+ * Bedrock defines is made of, and none of its '/'-separated segments may be
+ * empty, "." or "..". So no server on the way can resolve it into another
+ * path, and a second level of encoding ("%252F" leaves a '%'), backslashes,
+ * controls, NUL and bytes outside ASCII never get through.
+ */
+char *
+relay_id_decode(const char *p, size_t len, size_t max, const char **why)
+{
+	char		*id;
+	const char	*s;
+	size_t		 n;
+
+	if ((id = pct_decode_segment(p, len, max)) == NULL) {
+		*why = "empty, too long, bad percent-encoding or not printable "
+		    "ASCII";
+		return (NULL);
+	}
+	*why = NULL;
+	for (s = id; *s != '\0' && *why == NULL; s++) {
+		if (!id_char((unsigned char)*s))
+			*why = "only letters, digits and -._:/ may be used";
+	}
+	for (s = id; *why == NULL; s += n + 1) {
+		n = strcspn(s, "/");
+		if (n == 0 || (n == 1 && s[0] == '.') ||
+		    (n == 2 && s[0] == '.' && s[1] == '.'))
+			*why = "an empty, \".\" or \"..\" segment";
+		else if (s[n] == '\0')
+			break;
+	}
+	if (*why != NULL) {
+		free(id);
+		return (NULL);
+	}
+	return (id);
+}
+
+/*
+ * The upstream path: the endpoint's own path, then the route's pattern with
+ * each "{}" replaced by its checked label as the AWS SDKs encode it.
+ */
+static char *
+relay_upstream_path(const char *pattern, char *const *label, size_t n)
+{
+	const char	*base, *p, *brace;
+	char		*path, *next, *enc;
+	size_t		 blen = 0, i = 0;
+
+	base = hc_target_path(rel.target);
+	if (base != NULL) {
+		blen = strlen(base);
+		while (blen > 0 && base[blen - 1] == '/')
+			blen--;
+	}
+	xasprintf(&path, "%.*s", (int)blen, blen > 0 ? base : "");
+	for (p = pattern; (brace = strstr(p, "{}")) != NULL; p = brace + 2) {
+		if (i == n ||
+		    (enc = sigv4_uri_encode(label[i], strlen(label[i]))) ==
+		    NULL) {
+			free(path);
+			return (NULL);
+		}
+		xasprintf(&next, "%s%.*s%s", path, (int)(brace - p), p, enc);
+		free(enc);
+		free(path);
+		path = next;
+		i++;
+	}
+	xasprintf(&next, "%s%s", path, p);
+	free(path);
+	return (next);
 }
 
 /* Every Bedrock runtime route: the gate, then the relay. */
@@ -1090,7 +1176,9 @@ route_bedrock(struct request *r)
 {
 	struct relay		*rl;
 	const struct relay_op	*op = relay_op_find(r->route);
-	const char		*why, *path, *q, *sid;
+	const char		*why, *sid;
+	char			*label[REQUEST_MAX_PARAMS];
+	size_t			 i, n;
 	long long		 retry;
 	char			 buf[32];
 
@@ -1107,42 +1195,44 @@ route_bedrock(struct request *r)
 	r->state = rl;
 	r->state_free = relay_free;
 
-	if (op->has_model) {
-		rl->model = pct_decode_segment(r->params[0].p, r->params[0].len,
-		    RELAY_MODEL_MAX);
-		if (rl->model != NULL && dot_segment(rl->model)) {
-			free(rl->model);
-			rl->model = NULL;
-		}
-		if (rl->model == NULL) {
+	/* The ids, decoded and checked; all else derives from them. */
+	n = r->nparams;
+	for (i = 0; i < n; i++) {
+		label[i] = relay_id_decode(r->params[i].p, r->params[i].len,
+		    RELAY_MODEL_MAX, &why);
+		if (label[i] == NULL) {
+			while (i > 0)
+				free(label[--i]);
 			server_error_bedrock(r, 400, "ValidationException",
-			    "malformed model identifier");
+			    "malformed %s: %s", op->has_model ?
+			    "model identifier" :
+			    "guardrail identifier or version", why);
 			return;
 		}
-	} else {
-		char *g = pct_decode_segment(r->params[0].p, r->params[0].len,
-		    RELAY_MODEL_MAX);
-		char *v = pct_decode_segment(r->params[1].p, r->params[1].len,
-		    RELAY_MODEL_MAX);
-
-		if (g == NULL || v == NULL || dot_segment(g) ||
-		    dot_segment(v)) {
-			free(g);
-			free(v);
-			server_error_bedrock(r, 400, "ValidationException",
-			    "malformed guardrail identifier or version");
-			return;
-		}
-		xasprintf(&rl->model, "guardrail:%s", g);
-		free(g);
-		free(v);
 	}
+	if (n != (op->has_model ? 1U : 2U) ||
+	    (rl->path = relay_upstream_path(r->route->pattern, label, n)) ==
+	    NULL) {
+		for (i = 0; i < n; i++)
+			free(label[i]);
+		server_error_bedrock(r, 400, "ValidationException",
+		    "the request path cannot be relayed");
+		return;
+	}
+	/* A guardrail is gated as the id guardrail:ID. */
+	if (op->has_model)
+		rl->model = label[0];
+	else {
+		xasprintf(&rl->model, "guardrail:%s", label[0]);
+		free(label[0]);
+	}
+	for (i = 1; i < n; i++)
+		free(label[i]);
 	request_set_model(r, rl->model, strlen(rl->model));
 	/* Taken now: the inbound request may be gone when the row is made. */
 	if ((sid = server_header(r, "X-Claude-Code-Session-Id")) != NULL &&
 	    strlen(sid) <= 128 && str_is_printable(sid, strlen(sid)))
 		rl->session = xstrdup(sid);
-	/* A guardrail is gated as the id guardrail:ID. */
 	if (!policy_model_allowed(r->cfg, r->principal, rl->model, &why)) {
 		server_error_bedrock(r, 403, "AccessDeniedException", "%s: %s",
 		    why, rl->model);
@@ -1154,28 +1244,6 @@ route_bedrock(struct request *r)
 		server_error_bedrock(r, 429, "ThrottlingException",
 		    "rate limit exceeded; retry in %lld seconds", retry);
 		return;
-	}
-
-	/* The path exactly as received, without our /bedrock prefix. */
-	path = r->path;
-	if (strncmp(path, "/bedrock/", 9) == 0)
-		path += 8;
-	q = hc_target_path(rel.target);
-	if (q != NULL && strcmp(q, "/") != 0) {
-		size_t plen = strlen(q);
-
-		while (plen > 0 && q[plen - 1] == '/')
-			plen--;
-		xasprintf(&rl->path, "%.*s%s", (int)plen, q, path);
-	} else
-		rl->path = xstrdup(path);
-	if (r->query != NULL && *r->query != '\0') {
-		rl->query = sigv4_canonical_query(r->query);
-		if (rl->query == NULL) {
-			server_error_bedrock(r, 400, "ValidationException",
-			    "malformed query string");
-			return;
-		}
 	}
 	request_ref(r);
 	r->on_abort = relay_abort;

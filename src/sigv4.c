@@ -857,6 +857,20 @@ sigv4_canonical_uri(const char *path)
 	return (sbuf_take(&sb));
 }
 
+/*
+ * UriEncode() of len bytes of s, '/' included: what the AWS SDKs send for
+ * a path label such as a model id. NULL if over the canonical ceiling.
+ */
+char *
+sigv4_uri_encode(const char *s, size_t len)
+{
+	struct sbuf	sb = { NULL, 0, 0, 0 };
+
+	sbuf_add(&sb, "", 0);
+	sigv4_encode(&sb, s, len, 0);
+	return (sbuf_take(&sb));
+}
+
 char *
 sigv4_canonical_query(const char *query)
 {

@@ -90,6 +90,13 @@ int	 sigv4_canonical(const struct sigv4_request *,
 char	*sigv4_canonical_uri(const char *);
 char	*sigv4_canonical_query(const char *);
 
+/*
+ * One path label (a model id) encoded as the AWS SDKs send it: every byte
+ * but A-Z a-z 0-9 - _ . ~ as upper-case %XX, '/' and ':' included.
+ * Allocated; NULL if over the ceiling.
+ */
+char	*sigv4_uri_encode(const char *, size_t);
+
 /* Forget (and wipe) every cached signing key, e.g. on credential change. */
 void	 sigv4_cache_clear(void);
 

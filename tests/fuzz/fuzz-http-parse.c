@@ -12,8 +12,9 @@
  * server_query() as a raw query and, as the body of a request made with
  * evhttp_request_new(), to server_form() and server_body_json(); and as
  * a Cookie header to cookie_find() and a path segment to
- * pct_decode_segment() (model ids); and to web_escape(), the escaper of
- * every page.
+ * pct_decode_segment() and relay_id_decode() (model ids), whose ids go
+ * through sigv4_uri_encode() into an upstream path; and to web_escape(),
+ * the escaper of every page.
  *
  * Oracles that abort: a parsed CIDR holds its own address; an address
  * prints and parses back the same; host:port splits into a valid port and
@@ -24,7 +25,11 @@
  * controls other than tab and newline as spaces; log_escape fits its
  * buffer and, quoted, is one valid JSON string; log_mask shows no more
  * than a known prefix; a log line is one line, and valid JSON in the JSON
- * format; a form or query value fits its buffer; a JSON body is an object.
+ * format; a form or query value fits its buffer; a JSON body is an object;
+ * an id relay_id_decode() accepts is what pct_decode_segment() gives, holds
+ * only letters, digits and "-._:/" and no empty, "." or ".." segment, is
+ * encoded as one label of unreserved bytes and %XX that decodes back to it
+ * and that the signer keeps whole; what it refuses breaks one of those.
  */
 
 #include <sys/types.h>
@@ -46,6 +51,7 @@
 
 #include "bsp.h"
 #include "http-client.h"
+#include "sigv4.h"
 #include "web.h"
 
 #define FZ_FIELDS	8
@@ -60,6 +66,9 @@ static void	 fz_mask(const char *);
 static void	 fz_glob(const char *);
 static void	 fz_log(const char *, int);
 static void	 fz_request(const uint8_t *, size_t, char *);
+static void	 fz_cookie_segment(const uint8_t *, size_t, const char *);
+static int	 fz_id_shape(const char *);
+static void	 fz_model_id(const uint8_t *, size_t);
 
 static void
 fz_addr(const char *s)
@@ -408,6 +417,80 @@ fz_cookie_segment(const uint8_t *data, size_t size, const char *s)
 	}
 }
 
+/* Letters, digits and "-._:/" only; no empty, "." or ".." segment. */
+static int
+fz_id_shape(const char *id)
+{
+	const char	*s;
+	size_t		 n;
+
+	for (s = id; *s != '\0'; s++) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || strchr("-._:/", *s) != NULL))
+			return (0);
+	}
+	for (s = id;; s += n + 1) {
+		n = strcspn(s, "/");
+		if (n == 0 || strncmp(s, ".", n) == 0 ||
+		    strncmp(s, "..", n) == 0)
+			return (0);
+		if (s[n] == '\0')
+			return (1);
+	}
+}
+
+/* A model id from the wire, and the upstream path made of it. */
+static void
+fz_model_id(const uint8_t *data, size_t size)
+{
+	const char	*why = NULL, *p;
+	char		*id, *dec, *enc, *again, *path, *canon, *want, *enc2;
+
+	dec = pct_decode_segment((const char *)data, size, 2048);
+	if ((id = relay_id_decode((const char *)data, size, 2048, &why)) ==
+	    NULL) {
+		/* Refused: for a reason. */
+		if (why == NULL || (dec != NULL && fz_id_shape(dec)))
+			abort();
+		free(dec);
+		return;
+	}
+	if (dec == NULL || strcmp(dec, id) != 0 || !fz_id_shape(id) ||
+	    strlen(id) > 2048)
+		abort();
+	free(dec);
+	if ((enc = sigv4_uri_encode(id, strlen(id))) == NULL)
+		abort();
+	for (p = enc; *p != '\0'; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL)
+			continue;
+		if (*p != '%' || !strchr("0123456789ABCDEF", p[1]) ||
+		    p[1] == '\0' || !strchr("0123456789ABCDEF", p[2]) ||
+		    p[2] == '\0')
+			abort();
+		p += 2;
+	}
+	if ((again = relay_id_decode(enc, strlen(enc), 2048, &why)) == NULL ||
+	    strcmp(again, id) != 0)
+		abort();
+	/* The signer sees one segment: nothing normalised away. */
+	xasprintf(&path, "/model/%s/invoke", enc);
+	if ((enc2 = sigv4_uri_encode(enc, strlen(enc))) == NULL)
+		abort();
+	xasprintf(&want, "/model/%s/invoke", enc2);
+	if ((canon = sigv4_canonical_uri(path)) == NULL ||
+	    strcmp(canon, want) != 0)
+		abort();
+	free(canon);
+	free(want);
+	free(enc2);
+	free(path);
+	free(again);
+	free(enc);
+	free(id);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -438,6 +521,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_log(s, data[0] & 1);
 	fz_request(data + 1, size - 1, s);
 	fz_cookie_segment(data + 1, size - 1, s);
+	fz_model_id(data + 1, size - 1);
 	free(s);
 	return (0);
 }

@@ -3,7 +3,8 @@
 // chain's keys, so a valid signature proves which credentials were used.
 // Sources: fake IMDSv2, container endpoint and STS on loopback, and shared
 // files in a temporary HOME; session tokens included. An ExpiredToken answer
-// makes the proxy refresh once and retry, transparently for the client.
+// makes the proxy refresh once and retry, transparently for the client;
+// only the error type says so, never the text of a message.
 // (aws-creds.test.mjs covers the chain itself through /health/ready.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -160,6 +161,78 @@ test('relay creds: an ExpiredToken answer makes the proxy refresh once and retry
     assert.match(r.headers['x-amzn-errortype'], /^ExpiredToken/);
     assert.equal(t.fake.requests.length - n1, 1, 'no retry with the same keys');
     assert.ok(!t.d.stderr.includes(c1.secretAccessKey) && !t.d.stderr.includes(c2.sessionToken));
+  } finally {
+    await t.stop();
+    await imds.close();
+  }
+});
+
+test('relay creds: only the error type says "expired": the old trigger text in a message refreshes nothing; ExpiredTokenException does, once', async () => {
+  const c1 = makeCreds('FIRST', { expiresIn: 3600 });
+  const c2 = makeCreds('SECOND', { expiresIn: 3600 });
+  const c3 = makeCreds('THIRD', { expiresIn: 3600 });
+  const imds = await startFakeImds({ role: 'bsp-role', creds: c1 });
+  const t = await startRelay({
+    fake: { credentials: [c1, c2, c3] },
+    config: { aws: { access_key_id: null, secret_access_key: null } },
+    env: { AWS_EC2_METADATA_DISABLED: undefined, AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url },
+  });
+  try {
+    await credsReady(t.d);
+    const token = await t.token();
+    const TRIGGER = 'The security token included in the request is expired';
+    // test.say-<n>: answer n with that status, type and message; test.expired-once-<n>: ExpiredToken on the first try only.
+    const answers = {
+      'test.say-1': [403, 'AccessDeniedException:http://internal.amazon.com/coral/com.amazon.bedrock/', TRIGGER],
+      'test.say-2': [400, 'ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/', `Malformed input request: #: extraneous key [${TRIGGER}] is not permitted`],
+      'test.say-3': [403, 'AccessDeniedException:ExpiredTokenException', `${TRIGGER}.`],
+      'test.say-4': [403, null, `{"__type":"ExpiredTokenException"} ${TRIGGER}`],
+      'test.say-5': [403, 'ExpiredTokenExceptionButNotReally', TRIGGER],
+      'test.expired-once-1': [403, 'ExpiredTokenException:http://internal.amazon.com/coral/com.amazon.coral.service/', 'boom'],
+      'test.expired-once-2': [403, 'com.amazonaws.sts#ExpiredTokenException', 'boom'],
+    };
+    const seen = new Set();
+    t.fake.setHandler(async (req, res, rec) => {
+      const a = answers[rec.modelId];
+      if (!a || (rec.modelId.startsWith('test.expired-once') && seen.has(rec.modelId))) return false;
+      seen.add(rec.modelId);
+      const b = JSON.stringify({ message: a[2] });
+      res.writeHead(a[0], { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(b), ...(a[1] ? { 'x-amzn-ErrorType': a[1] } : {}) });
+      res.end(b);
+      return true;
+    });
+    const refreshLog = (e) => /AWS says the credentials expired/.test(e?.msg ?? '');
+
+    // A message (a model's words, an echo of the input) cannot make the proxy refresh or retry.
+    const f0 = imds.stats().creds;
+    for (const id of ['test.say-1', 'test.say-2', 'test.say-3', 'test.say-4', 'test.say-5']) {
+      const n0 = t.fake.requests.length;
+      const r = await t.post(`/model/${id}/invoke`, { token });
+      assert.equal(r.status, answers[id][0], `${id}: ${r.text()}`);
+      assert.equal(r.json().message, answers[id][2], `${id}: Bedrock's own answer comes back`);
+      assert.equal(t.fake.requests.length - n0, 1, `${id}: retried`);
+    }
+    assert.equal(imds.stats().creds, f0, 'no credential refresh');
+    assert.ok(!t.d.logs.some(refreshLog), 'no "credentials expired" log line');
+
+    // The expired-token error type (bare name before ':', after '#'): one refresh, the retry with the new keys answers.
+    for (const [id, next] of [['test.expired-once-1', c2], ['test.expired-once-2', c3]]) {
+      imds.setCreds(next);
+      const f1 = imds.stats().creds;
+      const n1 = t.fake.requests.length;
+      const r = await t.post(`/model/${id}/invoke`, { token, body: anthropicBody(id) });
+      assert.equal(r.status, 200, `${id}: ${r.text()}`);
+      assert.equal(r.json().content[0].text, `echo: ${id}`);
+      assert.equal(imds.stats().creds - f1, 1, `${id}: one refresh`);
+      const tries = t.fake.requests.slice(n1);
+      assert.equal(tries.length, 2, `${id}: one refused try, one retry`);
+      assert.equal(tries[1].header('x-amz-security-token'), next.sessionToken);
+      assertSignedWith(t.fake, next);
+      // And the next call goes straight through with them.
+      assert.equal((await invoke(t.d)).status, 200);
+      assertSignedWith(t.fake, next);
+    }
+    assert.equal(t.d.logs.filter(refreshLog).length, 2);
   } finally {
     await t.stop();
     await imds.close();

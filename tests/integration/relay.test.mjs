@@ -255,7 +255,7 @@ test('relay: @aws-sdk/client-bedrock-runtime with an API key as its bearer token
   }
 });
 
-test('relay: @anthropic-ai/bedrock-sdk as Claude Code uses it (proxy/bedrock, skipAuth + bearer, literal ":" paths)', async () => {
+test('relay: @anthropic-ai/bedrock-sdk as Claude Code uses it (proxy/bedrock, skipAuth + bearer, literal ":" paths re-encoded)', async () => {
   const t = await startRelay();
   try {
     const token = await t.token();
@@ -265,9 +265,10 @@ test('relay: @anthropic-ai/bedrock-sdk as Claude Code uses it (proxy/bedrock, sk
         const msg = await client.messages.create({ model, max_tokens: 32, messages: [{ role: 'user', content: `hello ${name}` }] });
         assert.equal(msg.content[0].text, `echo: hello ${name}`);
         let up = lastSigned(t.fake);
-        // ABSDK keeps ':' literal and encodes '/' as %2F.
+        // ABSDK keeps ':' literal and encodes '/' as %2F; AWS gets the id in the AWS SDKs' encoding.
         const wire = model.replaceAll('/', '%2F');
-        assert.equal(up.rawPath, `/model/${wire}/invoke`, name);
+        await t.d.waitForLog((e) => e?.msg === 'request' && e.path === `/bedrock/model/${wire}/invoke`);
+        assert.equal(up.rawPath, `/model/${enc(model)}/invoke`, name);
         assert.equal(up.modelId, model);
         const body = JSON.parse(up.body.toString());
         assert.ok(body.anthropic_version, 'anthropic_version forwarded in the body');
@@ -285,7 +286,7 @@ test('relay: @anthropic-ai/bedrock-sdk as Claude Code uses it (proxy/bedrock, sk
         assert.equal(s, `echo: stream ${name}`);
         assert.equal(types.at(-1), 'message_stop');
         up = lastSigned(t.fake);
-        assert.equal(up.rawPath, `/model/${wire}/invoke-with-response-stream`);
+        assert.equal(up.rawPath, `/model/${enc(model)}/invoke-with-response-stream`);
         assert.deepEqual(JSON.parse(up.body.toString()).anthropic_beta, ['context-1m-2025-08-07']);
       }
     }
