@@ -68,6 +68,7 @@ struct login {
 	struct oidc_issuer		*iss;
 	int				 api;
 	int				 consumed;	/* a real state was spent */
+	int				 keys_waited;	/* waited for a JWKS fetch */
 	enum login_state		 state;
 	char				*code;
 	char				*redirect_uri;
@@ -1192,9 +1193,11 @@ login_verify_id_token(struct login *l)
 		free(msg);
 		return (-1);
 	}
-	rc = oidc_find_key(l->iss, jws->kid, jws->alg, &key, login_keys_ready,
-	    l);
+	/* After one wait for the keys, the answer is final. */
+	rc = oidc_find_key(l->iss, jws->kid, jws->alg, &key, l->keys_waited ?
+	    NULL : login_keys_ready, l);
 	if (rc == -1) {
+		l->keys_waited = 1;
 		jose_jws_free(jws);
 		return (1);
 	}
@@ -1654,7 +1657,8 @@ oauth_issuer_ref(const struct issuer_config *ic)
  * Verify a bearer JWT from a trusted issuer, with that issuer's keys and
  * the same claim rules as every token; then the access policy on its
  * claims. 0 with *out set; -1 refused (*why, *code 401 or 403); 1 while
- * the issuer's keys are fetched again (cb(arg) runs when done; call again).
+ * the issuer's keys are fetched again (cb(arg) runs when done; call again
+ * with cb NULL for a final answer). With cb NULL it never returns 1.
  */
 int
 oauth_verify_external(const struct config *c, const struct issuer_config *ic,
