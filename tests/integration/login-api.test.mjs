@@ -1,7 +1,8 @@
 // The API flow (clients that handle the redirect themselves, RFC 8252):
-// GET /auth/authorize/NAME?redirect_uri=&state= gives the authorization
-// URL; the client's user logs in at the IdP, which redirects to the
-// client's loopback URI; the client posts the code to /auth/token.
+// GET /auth/authorize/NAME?redirect_uri= gives the authorization URL and
+// the state (the sign-in itself, sealed); the client's user logs in at the
+// IdP, which redirects to the client's loopback URI with the code and that
+// state; the client posts both to /auth/token.
 // End to end against oidc-provider (its login and consent pages driven in
 // Chromium); refusals against fake-oidc-bad, driven with fetch().
 import assert from 'node:assert/strict';
@@ -36,7 +37,9 @@ test('API flow end to end with oidc-provider and a loopback redirect URI', async
     assert.equal(a.headers['cache-control'], 'no-store');
     const { authorization_url: url, state, provider } = a.json();
     assert.equal(provider, 'idp');
-    assert.match(state, /^[\w-]{43}$/);
+    // The sign-in itself, sealed: nothing was stored for it.
+    assert.match(state, /^[\w-]{200,512}$/);
+    assert.equal(loginState(d.dir).states, 0);
     const q = new URL(url).searchParams;
     assert.equal(q.get('redirect_uri'), LOOPBACK);
     assert.equal(q.get('state'), state);
@@ -115,20 +118,18 @@ async function apiCode(d, { provider = 'op', redirectUri = LOOPBACK, state, extr
   return { state: back.searchParams.get('state'), code: back.searchParams.get('code') };
 }
 
-test('API flow: client-chosen state, the configured redirect URI, and what /auth/token refuses', async () => {
+test('API flow: the proxy makes the state, the configured redirect URI, and what /auth/token refuses', async () => {
   const t = await setupBad({ allowed_email_domains: ['example.com'] });
   try {
     const { d, op } = t;
-    // A client-chosen state is used as given, once.
-    const mine = 'client-chosen-state_0123456789-abcdefghijkl';
-    let { state, code } = await apiCode(d, { state: mine });
-    assert.equal(state, mine);
-    const dup = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent(LOOPBACK)}&state=${mine}`);
-    assert.equal(dup.status, 400, 'a state cannot be registered twice');
-    for (const bad of ['short', 'has space in it 0123456789abcdef', 'x'.repeat(257), 'semi;colon-0123456789abcdefghijk']) {
-      const r = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent(LOOPBACK)}&state=${encodeURIComponent(bad)}`);
-      assert.equal(r.status, 400, bad);
+    // The state carries the sign-in, sealed: a client cannot choose it.
+    for (const mine of ['client-chosen-state_0123456789-abcdefghijkl', '', 'short']) {
+      const r = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent(LOOPBACK)}&state=${encodeURIComponent(mine)}`);
+      assert.equal(r.status, 400, mine);
+      assert.equal(r.json().error, 'invalid_request');
+      assert.match(r.json().error_description, /state is made by this proxy/);
     }
+    let { state, code } = await apiCode(d);
     let r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state });
     assert.equal(r.status, 200, r.text());
 
@@ -138,46 +139,60 @@ test('API flow: client-chosen state, the configured redirect URI, and what /auth
     r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: cfg, state });
     assert.equal(r.status, 200, r.text());
 
+    // What cannot be this client's state is refused, and spends nothing:
+    // a redirect_uri other than the state's, another provider's name, a
+    // browser-flow state, an altered state; malformed requests.
     const before = loginState(d.dir);
-    const refusals = [];
-    // A redirect_uri other than the one the state was issued for (the state is spent).
     ({ state, code } = await apiCode(d));
-    refusals.push([{ provider: 'op', authorization_code: code, redirect_uri: 'http://127.0.0.1:47913/other', state }, 400, 'invalid_grant']);
-    refusals.push([{ provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state }, 400, 'invalid_grant']);
-    // Another provider's name.
-    ({ state, code } = await apiCode(d));
-    refusals.push([{ provider: 'other', authorization_code: code, redirect_uri: LOOPBACK, state }, 400, 'invalid_grant']);
-    // A browser-flow state.
     const lg = await fetch(`${d.url}/auth/login/op`, { redirect: 'manual' });
     const bstate = new URL(lg.headers.get('location')).searchParams.get('state');
-    refusals.push([{ provider: 'op', authorization_code: 'x', redirect_uri: `${d.url}/auth/callback/op`, state: bstate }, 400, 'invalid_grant']);
-    // Malformed requests.
-    refusals.push([{ provider: 'op', authorization_code: 'x', redirect_uri: LOOPBACK }, 400, 'invalid_request']);
-    refusals.push([{ provider: 'nope', authorization_code: 'x', redirect_uri: LOOPBACK, state: 'y'.repeat(43) }, 400, 'invalid_request']);
-    refusals.push([{ provider: 'op', authorization_code: 7, redirect_uri: LOOPBACK, state: 'y'.repeat(43) }, 400, 'invalid_request']);
-    for (const [body, status, error] of refusals) {
+    const flip = (s, i) => `${s.slice(0, i)}${s[i] === 'A' ? 'B' : 'A'}${s.slice(i + 1)}`;
+    const refusals = [
+      [{ provider: 'op', authorization_code: code, redirect_uri: 'http://127.0.0.1:47913/other', state }, 400, 'invalid_grant', /does not match/],
+      [{ provider: 'other', authorization_code: code, redirect_uri: LOOPBACK, state }, 400, 'invalid_grant', /does not match/],
+      [{ provider: 'op', authorization_code: 'x', redirect_uri: `${d.url}/auth/callback/op`, state: bstate }, 400, 'invalid_grant', /did not issue it/],
+      [{ provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state: flip(state, 100) }, 400, 'invalid_grant', /altered/],
+      [{ provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state: state.slice(0, -1) }, 400, 'invalid_grant', /altered/],
+      [{ provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state: `${state}A` }, 400, 'invalid_grant', /altered/],
+      [{ provider: 'op', authorization_code: 'x', redirect_uri: LOOPBACK }, 400, 'invalid_request'],
+      [{ provider: 'nope', authorization_code: 'x', redirect_uri: LOOPBACK, state: 'y'.repeat(43) }, 400, 'invalid_request'],
+      [{ provider: 'op', authorization_code: 7, redirect_uri: LOOPBACK, state: 'y'.repeat(43) }, 400, 'invalid_request'],
+      [{ provider: 'op', authorization_code: 'x', redirect_uri: LOOPBACK, state: 'y'.repeat(513) }, 400, 'invalid_request'],
+    ];
+    for (const [body, status, error, re] of refusals) {
       r = await postToken(d, body);
       assert.equal(r.status, status, `${JSON.stringify(body)}: ${r.text()}`);
       assert.equal(r.json().error, error, JSON.stringify(body));
+      if (re) assert.match(r.json().error_description, re, JSON.stringify(body));
     }
-    // The IdP refuses the code; a user the policy refuses.
+    const after = loginState(d.dir);
+    assert.deepEqual(after, before, 'junk at /auth/token wrote nothing');
+    assert.equal(op.tokenRequests.length, 2, 'and exchanged no code');
+    // The client that holds the state still finishes its sign-in.
+    r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state });
+    assert.equal(r.status, 200, r.text());
+
+    // The IdP refuses the code: the state is spent, and that is audited.
+    const before2 = loginState(d.dir);
     ({ state, code } = await apiCode(d));
     r = await postToken(d, { provider: 'op', authorization_code: 'not-the-code', redirect_uri: LOOPBACK, state });
     assert.equal(r.status, 400);
     assert.equal(r.json().error, 'invalid_grant');
     assert.match(r.json().error_description, /refused the code/);
+    r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state });
+    assert.equal(r.status, 400, 'spent by the refused exchange');
+    assert.match(r.json().error_description, /already used/);
+    // A user the policy refuses.
     op.user = { ...op.user, email: 'olivia@evil.test' };
     ({ state, code } = await apiCode(d));
     r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state });
     assert.equal(r.status, 403, r.text());
     assert.equal(r.json().error, 'access_denied');
     assert.equal(r.json().access_token, undefined);
-    assertNoToken(d.dir, before, { event: 'login_refused', users: 1 });
-    // Audited: the four refusals that spent a live state (wrong redirect
-    // URI, another provider, a browser state, a refused code); the
-    // replayed state and the malformed requests are log lines only.
-    const failed = loginState(d.dir).audit.slice(before.audit.length).filter((x) => x.event === 'login_failed');
-    assert.equal(failed.length, 4, JSON.stringify(failed));
+    assertNoToken(d.dir, before2, { event: 'login_refused', users: 1 });
+    const failed = loginState(d.dir).audit.slice(before2.audit.length).filter((x) => x.event === 'login_failed');
+    assert.equal(failed.length, 1, JSON.stringify(failed));
+    assert.equal(loginState(d.dir).states, after.states + 3, 'three redeemed states: a success and two refusals');
   } finally {
     await t.stop();
   }
@@ -195,19 +210,22 @@ test('API flow with the client\'s own PKCE (RFC 7636): a code intercepted on the
     let r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, code_verifier: verifier });
     assert.equal(r.status, 200, r.text());
     assert.equal((await validate(d, r.json().access_token)).status, 200);
-    // Another program that caught code and state on the loopback port: refused, and the state is spent.
-    const before = loginState(d.dir);
+    // Another program that caught code and state on the loopback port is
+    // refused without spending the state: the client still finishes.
     for (const [cv, re] of [[undefined, /code_verifier is missing/], [randomBytes(32).toString('base64url'), /does not match the code_challenge/],
       ['short', /malformed/], [`${verifier}!`, /malformed/]]) {
       ({ state, code } = await apiCode(d, { extra: pkce }));
+      const before = loginState(d.dir);
       r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, ...(cv ? { code_verifier: cv } : {}) });
       assert.equal(r.status, 400, r.text());
       assert.equal(r.json().error, 'invalid_grant');
       assert.match(r.json().error_description, re);
+      assert.deepEqual(loginState(d.dir), before, 'nothing written');
       r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, code_verifier: verifier });
-      assert.equal(r.status, 400, 'the state was spent by the failed attempt');
+      assert.equal(r.status, 200, r.text());
+      r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, code_verifier: verifier });
+      assert.equal(r.status, 400, 'then it is spent');
     }
-    assertNoToken(d.dir, before, { event: 'login_failed' });
     // A verifier for a state that had no challenge is refused too.
     ({ state, code } = await apiCode(d));
     r = await postToken(d, { provider: 'op', authorization_code: code, redirect_uri: LOOPBACK, state, code_verifier: verifier });
