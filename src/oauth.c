@@ -12,8 +12,8 @@
  * applies the access policy, records the user and answers a page with the
  * tokens. API flow: GET /auth/authorize/NAME and POST /auth/token do the
  * same for clients that handle the redirect themselves (redirect_uri must
- * be the configured one or a loopback URI, RFC 8252); the sealed sign-in
- * is the state itself.
+ * be the configured one or a loopback URI, RFC 8252, which must come with
+ * the client's own PKCE challenge); the sealed sign-in is the state itself.
  *
  * Starting a sign-in writes nothing; each client address may start
  * oauth.max_pending_logins at once, refilled over ten minutes, whatever
@@ -563,7 +563,7 @@ route_auth_authorize(struct request *r)
 	const char			*why = NULL;
 	size_t				 cclen;
 	long				 retry;
-	int				 rc, hascc = 0;
+	int				 rc, hascc = 0, native;
 
 	if (pc == NULL) {
 		server_error_oauth(r, 404, "invalid_request",
@@ -576,14 +576,14 @@ route_auth_authorize(struct request *r)
 		return;
 	}
 	uri = callback_uri(r, pc);
-	if (strcmp(ru, uri) != 0 && !redirect_is_loopback(ru)) {
-		free(uri);
+	native = strcmp(ru, uri) != 0;	/* a native client's loopback */
+	free(uri);
+	if (native && !redirect_is_loopback(ru)) {
 		server_error_oauth(r, 400, "invalid_request", "redirect_uri "
 		    "must be the provider's configured redirect URI or a "
 		    "loopback URI (http://127.0.0.1:PORT/...)");
 		return;
 	}
-	free(uri);
 	/*
 	 * The state carries the sign-in itself (sealed), so this proxy
 	 * makes it: a client's own would never come back from the IdP.
@@ -615,6 +615,19 @@ route_auth_authorize(struct request *r)
 	    query_count(r, "code_challenge_method") != 0) {
 		server_error_oauth(r, 400, "invalid_request", "code_challenge "
 		    "is repeated or too long, or its method came without it");
+		return;
+	}
+	/*
+	 * RFC 8252 section 8.1: a native client's loopback redirect must
+	 * come with PKCE, or any program that can listen on that port could
+	 * take the code; /auth/token then wants the verifier.
+	 */
+	if (native && !hascc) {
+		server_error_oauth(r, 400, "invalid_request", "a loopback "
+		    "redirect_uri needs PKCE (RFC 8252): send code_challenge, "
+		    "the base64url SHA-256 of your code_verifier, with "
+		    "code_challenge_method=S256, and the code_verifier to "
+		    "/auth/token");
 		return;
 	}
 	iss = provider_issuer(pc);

@@ -4,6 +4,7 @@
 // fake-oidc-bad (it crafts the ID tokens a certified provider would not),
 // driven with fetch(): its authorize endpoint redirects straight back.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { startFakeOidc } from './lib/fake-oidc-bad.mjs';
 import {
@@ -11,6 +12,9 @@ import {
   stopAll,
 } from './lib/login.mjs';
 import { nowSec, withDb } from './lib/tokens.mjs';
+
+/** A client's PKCE challenge (RFC 7636, S256), as a loopback redirect needs. */
+const PKCE = `&code_challenge=${createHash('sha256').update('v'.repeat(43)).digest('base64url')}&code_challenge_method=S256`;
 
 async function setup({ access, over, op: opOpts, provider = {}, keys = 1 } = {}) {
   const op = await startFakeOidc(opOpts);
@@ -53,7 +57,7 @@ test('a callback without state or cookie, with a state or cookie of another sign
     assert.equal(r.status, 400);
     assert.match(await r.text(), /expired or was already used/);
     // 3. a state from the API flow, in this browser's callback
-    const a = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent('http://127.0.0.1:9/cb')}`);
+    const a = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent('http://127.0.0.1:9/cb')}${PKCE}`);
     assert.equal(a.status, 200, a.text());
     let { jar } = await fetchLogin(d, 'op', { stopAt: 'idp' });
     r = await jar.fetch(`${d.url}/auth/callback/op?code=abc&state=${a.json().state}`);
@@ -234,7 +238,7 @@ test('sign-in starts are limited per client address; a refused start gets 429 an
     assert.ok(Number(r.headers.get('retry-after')) >= 1, r.headers.get('retry-after'));
     assert.equal(r.headers.get('set-cookie'), null, 'no state cookie');
     // The API flow draws on the same allowance.
-    r = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent('http://127.0.0.1:9/cb')}`);
+    r = await d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent('http://127.0.0.1:9/cb')}${PKCE}`);
     assert.equal(r.status, 429);
     assert.equal(r.json().error, 'temporarily_unavailable');
     assert.ok(Number(r.headers['retry-after']) >= 1);
@@ -294,7 +298,7 @@ test('redirect_uri on the API flow: the configured one or loopback only, never a
   try {
     const { d } = t;
     const cfg = 'https://bsp.example.com/auth/callback/op';
-    const authorize = (ru) => d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent(ru)}`);
+    const authorize = (ru) => d.request(`/auth/authorize/op?redirect_uri=${encodeURIComponent(ru)}${PKCE}`);
     const s0 = states(d.dir);
     for (const p of PAYLOADS(cfg)) {
       const r = await authorize(p);
