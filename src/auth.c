@@ -238,7 +238,11 @@ auth_abort(struct request *r)
 	request_unref(r);
 }
 
-/* The issuer's keys have been fetched again: try once more. */
+/*
+ * The issuer's keys have been fetched again: try once more, for a final
+ * answer (auth_external() asks without a callback now, so a key id still
+ * unknown is a 401, never another wait).
+ */
 static void
 auth_resume(void *arg)
 {
@@ -247,8 +251,6 @@ auth_resume(void *arg)
 
 	r->on_abort = NULL;
 	rc = auth_request(r);
-	if (rc == 1)
-		return;		/* still waiting (a second fetch) */
 	auth_wait_free(r);
 	if (rc == 0)
 		r->route->handler(r);
@@ -264,9 +266,10 @@ auth_external(struct request *r, int idx, const char *t, size_t len,
 	struct oidc_issuer		*iss;
 	int				 rc;
 
+	/* Waiting once is all: a resumed request gets a final answer. */
 	iss = r->auth_wait != NULL ? r->auth_wait->iss : oauth_issuer_ref(ic);
 	rc = oauth_verify_external(r->cfg, ic, iss, t, len, p, why, code,
-	    auth_resume, r);
+	    r->auth_wait == NULL ? auth_resume : NULL, r);
 	if (rc == 1) {
 		if (r->auth_wait == NULL) {
 			r->auth_wait = xcalloc(1, sizeof *r->auth_wait);

@@ -232,7 +232,7 @@ const struct config_key config_keys[] = {
 	  "how often discovery documents and JWKS are fetched again" },
 	{ "oauth.max_pending_logins", CT_INT, CS_ROOT, OFF(oauth_max_pending),
 	  "20", 1, 100000, NULL, 0,
-	  "unfinished logins one client address may have" },
+	  "sign-ins one client address may start per ten minutes" },
 	{ "oauth.timeout", CT_DURATION, CS_ROOT, OFF(oauth_timeout), "10", 1,
 	  300, NULL, 0, "seconds an identity provider has to answer" },
 	{ "access.allowed_email_domains", CT_LIST, CS_ROOT,

@@ -570,6 +570,45 @@ crypto_unseal(const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen)
 	return (crypto_unseal_key(crypto_kek, in, inlen, out, outlen));
 }
 
+/*
+ * Seal under a key of one purpose ("bsp-login-state-v1"), derived from the
+ * KEK for each call and wiped after it: a blob made for one use never opens
+ * for another, nor as a plain crypto_seal() blob.
+ */
+int
+crypto_seal_for(const char *purpose, const void *pt, size_t ptlen,
+    uint8_t **out, size_t *outlen)
+{
+	uint8_t	key[CRYPTO_KEY_LEN];
+	int	rc;
+
+	*out = NULL;
+	*outlen = 0;
+	if (!crypto_kek_ok)
+		return (-1);
+	crypto_derive_key(crypto_kek, sizeof crypto_kek, purpose, key);
+	rc = crypto_seal_key(key, pt, ptlen, out, outlen);
+	sodium_memzero(key, sizeof key);
+	return (rc);
+}
+
+int
+crypto_unseal_for(const char *purpose, const uint8_t *in, size_t inlen,
+    uint8_t **out, size_t *outlen)
+{
+	uint8_t	key[CRYPTO_KEY_LEN];
+	int	rc;
+
+	*out = NULL;
+	*outlen = 0;
+	if (!crypto_kek_ok)
+		return (-1);
+	crypto_derive_key(crypto_kek, sizeof crypto_kek, purpose, key);
+	rc = crypto_unseal_key(key, in, inlen, out, outlen);
+	sodium_memzero(key, sizeof key);
+	return (rc);
+}
+
 static int
 crypto_alg_ok(enum crypto_alg alg)
 {

@@ -105,7 +105,10 @@ char		*crypto_b64url_encode_alloc(const void *, size_t);
 int		 crypto_b64url_decode(const char *, size_t, uint8_t *,
 		     size_t, size_t *);
 
-/* Sealing (XSalsa20-Poly1305) under the KEK or an explicit key. */
+/*
+ * Sealing (XSalsa20-Poly1305) under the KEK, under a key derived from it
+ * for one purpose, or under an explicit key.
+ */
 int		 crypto_kek_load(const char *, struct crypto_err *);
 int		 crypto_kek_loaded(void);
 void		 crypto_kek_unload(void);
@@ -116,6 +119,10 @@ int		 crypto_seal_key(const uint8_t [CRYPTO_KEY_LEN],
 		     const void *, size_t, uint8_t **, size_t *);
 int		 crypto_unseal_key(const uint8_t [CRYPTO_KEY_LEN],
 		     const uint8_t *, size_t, uint8_t **, size_t *);
+int		 crypto_seal_for(const char *, const void *, size_t,
+		     uint8_t **, size_t *);
+int		 crypto_unseal_for(const char *, const uint8_t *, size_t,
+		     uint8_t **, size_t *);
 
 /* Algorithm names and families. */
 enum crypto_alg	 crypto_alg_from_name(const char *);

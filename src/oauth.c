@@ -2,16 +2,28 @@
  * oauth.c: logging in: the OAuth 2.0 authorization code flow with PKCE and,
  * for OIDC providers, a verified ID token.
  *
- * Browser flow: GET /auth/login/NAME stores a state (256 bits, single use,
- * 10 minutes) bound to the browser by an HttpOnly SameSite=Lax cookie, and
- * redirects to the IdP; GET /auth/callback/NAME consumes the state in one
- * statement, checks the cookie, exchanges the code, verifies the ID token
- * (signature through the IdP's JWKS, iss, aud, azp, exp, iat, nonce, the
- * algorithm allow-list), reads userinfo where claims are missing, applies
- * the access policy, records the user and answers a page with the tokens.
- * API flow: GET /auth/authorize/NAME and POST /auth/token do the same for
- * clients that handle the redirect themselves (redirect_uri must be the
- * configured one or a loopback URI, RFC 8252).
+ * Browser flow: GET /auth/login/NAME seals the sign-in (oauth-state.c:
+ * provider, nonce, PKCE verifier, redirect URI, ten minutes) into an
+ * HttpOnly SameSite=Lax cookie, which binds it to the browser, and
+ * redirects to the IdP with the state's 256-bit id; GET /auth/callback/NAME
+ * opens the cookie, matches the state, exchanges the code, verifies the ID
+ * token (signature through the IdP's JWKS, iss, aud, azp, exp, iat, nonce,
+ * the algorithm allow-list), reads userinfo where claims are missing,
+ * applies the access policy, records the user and answers a page with the
+ * tokens. API flow: GET /auth/authorize/NAME and POST /auth/token do the
+ * same for clients that handle the redirect themselves (redirect_uri must
+ * be the configured one or a loopback URI, RFC 8252, which must come with
+ * the client's own PKCE challenge); the sealed sign-in is the state itself.
+ *
+ * Starting a sign-in writes nothing; each client address may start
+ * oauth.max_pending_logins at once, refilled over ten minutes, whatever
+ * other addresses do. A state is single use: while its callback runs, the
+ * same state is refused (a set in memory), and its verdict (a session, or
+ * a refusal once the state proved to be a live one of this client) is
+ * recorded with a row keyed by the hash of its id in oauth_states, which
+ * refuses a second redemption here or in any daemon sharing the database.
+ * Junk (no state, a forged, altered, expired or spent one, one of another
+ * browser, provider or client) is refused before any write.
  *
  * An authorization response naming its issuer (RFC 9207) must name the
  * provider's.
@@ -32,17 +44,16 @@
 #include <event2/keyvalq_struct.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include <uthash.h>
 
 #include "bsp.h"
 #include "crypto.h"
 #include "http-client.h"
 #include "jose.h"
+#include "oauth-state.h"
 #include "oidc.h"
 #include "web.h"
 
-#define LOGIN_STATE_TTL		600
-#define LOGIN_SECRET_BYTES	32
-#define LOGIN_STATES_MAX	10000	/* unfinished sign-ins, everyone's */
 #define LOGIN_DOC_MAX		(256 * 1024)
 #define LOGIN_COOKIE		"bsp_login"
 #define LOGIN_COOKIE_SECURE	"__Host-bsp_login"
@@ -67,7 +78,17 @@ struct login {
 	const struct provider_config	*pc;
 	struct oidc_issuer		*iss;
 	int				 api;
-	int				 consumed;	/* a real state was spent */
+	int				 pkce;	/* the IdP got our challenge */
+	/*
+	 * Its state: a live one of this client (genuine), claimed in
+	 * oa.busy under skey (busy), its oauth_states row written (spent).
+	 */
+	int				 genuine;
+	int				 busy;
+	int				 spent;
+	uint8_t				 skey[CRYPTO_HASH_LEN];
+	int64_t				 expires;
+	int				 keys_waited;	/* waited for keys */
 	enum login_state		 state;
 	char				*code;
 	char				*redirect_uri;
@@ -82,26 +103,30 @@ struct login {
 	struct hc_req			*up;
 };
 
+/* A state whose callback is running in this process. */
+struct login_busy {
+	uint8_t			key[CRYPTO_HASH_LEN];
+	UT_hash_handle		hh;
+};
+
 static struct {
 	struct oidc_issuer	**held;
 	size_t			  nheld;
+	struct login_busy	 *busy;
 } oa;
 
-static struct db_stmt st_pending = { "SELECT count(*) FROM oauth_states "
-    "WHERE client_addr = ? AND expires > ?", NULL, NULL };
-static struct db_stmt st_total = { "SELECT count(*) FROM oauth_states",
-    NULL, NULL };
-static struct db_stmt st_purge = { "DELETE FROM oauth_states WHERE "
-    "expires <= ?", NULL, NULL };
-static struct db_stmt st_insert = { "INSERT INTO oauth_states (hash, "
-    "provider, flow, nonce, verifier_sealed, redirect_uri, binding, "
-    "client_addr, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    NULL, NULL };
-static struct db_stmt st_consume = { "DELETE FROM oauth_states WHERE hash = "
-    "? AND expires > ? RETURNING provider, flow, nonce, verifier_sealed, "
-    "redirect_uri, binding", NULL, NULL };
+/*
+ * Redeemed states, by the hash of their id; kept until well after they
+ * expire (tokens.c purges them), so that no clock can make one live again.
+ */
+static struct db_stmt st_spent = { "SELECT 1 FROM oauth_states WHERE "
+    "hash = ?", NULL, NULL };
+static struct db_stmt st_spend = { "INSERT INTO oauth_states (hash, "
+    "provider, flow, redirect_uri, client_addr, created, expires) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?)", NULL, NULL };
 
 static int	query_count(struct request *, const char *);
+static void	login_release(struct login *);
 static void	login_step(struct login *);
 static void	login_fail(struct login *, int, const char *, const char *,
 		    const char *);
@@ -143,6 +168,7 @@ login_free(void *arg)
 	}
 	if (l->target != NULL)
 		hc_target_free(l->target);
+	login_release(l);
 	free(l->code);
 	free(l->redirect_uri);
 	freezero_str(l->nonce);
@@ -169,6 +195,18 @@ provider_oidc_flags(const struct provider_config *pc)
 	return (flags);
 }
 
+static void
+oauth_held_put(void)
+{
+	size_t	i;
+
+	for (i = 0; i < oa.nheld; i++)
+		oidc_issuer_put(oa.held[i]);
+	free(oa.held);
+	oa.held = NULL;
+	oa.nheld = 0;
+}
+
 /* Module: fetch every configured IdP's documents from the start. */
 int
 oauth_init(struct config *c, char **cause)
@@ -188,7 +226,7 @@ oauth_init(struct config *c, char **cause)
 		held[n++] = oidc_issuer_get(c->issuers[i].issuer,
 		    c->issuers[i].jwks_uri, &c->issuers[i].algorithms,
 		    c->issuers[i].jwks_uri == NULL ? OIDC_DISCOVERY : 0);
-	oauth_free();
+	oauth_held_put();
 	oa.held = held;
 	oa.nheld = n;
 	return (0);
@@ -203,13 +241,8 @@ oauth_reload(struct config *c, char **cause)
 void
 oauth_free(void)
 {
-	size_t	i;
-
-	for (i = 0; i < oa.nheld; i++)
-		oidc_issuer_put(oa.held[i]);
-	free(oa.held);
-	oa.held = NULL;
-	oa.nheld = 0;
+	oauth_held_put();
+	oauth_starts_clear();
 }
 
 /* Is every configured provider's and issuer's document in? */
@@ -225,18 +258,6 @@ oauth_ready(const char **detail)
 		}
 	}
 	return (1);
-}
-
-static char *
-random_b64(size_t n)
-{
-	uint8_t	r[64];
-	char	*s;
-
-	crypto_random(r, n);
-	s = crypto_b64url_encode_alloc(r, n);
-	sodium_memzero(r, sizeof r);
-	return (s);
 }
 
 static const char *
@@ -311,44 +332,33 @@ query_add(struct evbuffer *b, const char *k, const char *v)
 	free(e);
 }
 
-/* Stored sign-in states, everyone's, expired or not (rows on the disk). */
-static long long
-states_count(void)
-{
-	sqlite3_stmt	*st = db_prepare(&st_total);
-	long long	 n;
-
-	n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
-	return (n);
-}
-
 /*
- * Store a login state and build the authorization URL. On success *url is
- * the URL and *binding (browser flow) the cookie value. An API client's
- * PKCE challenge (RFC 7636, S256), if it gave one, is kept where a
- * browser's cookie hash would be: /auth/token then wants its verifier.
+ * Start a sign-in: take one start from the client's allowance, seal the
+ * state and build the authorization URL. Nothing is stored. On success
+ * *url is the URL and *sealed the state to hand over: the cookie's value
+ * (browser flow) or the state itself (API flow). An API client's PKCE
+ * challenge (RFC 7636, S256), if it gave one, is sealed in with it:
+ * /auth/token then wants its verifier. -2: the IdP's documents are not
+ * in; -3: the client's allowance is spent (*retry seconds); -1 else.
  */
 static int
 login_begin(struct request *r, const struct provider_config *pc,
     struct oidc_issuer *iss, int api, const char *redirect_uri,
-    const char *state_in, const uint8_t *client_challenge, char **state_out,
-    char **url, char **binding, const char **why)
+    const uint8_t *client_challenge, char **url, char **sealed,
+    const char **why, long *retry)
 {
-	sqlite3_stmt	*st;
-	struct evbuffer	*q;
-	char		*state, *nonce, *verifier, *challenge = NULL, *scope;
-	uint8_t		 sh[CRYPTO_HASH_LEN], bh[CRYPTO_HASH_LEN], vh[32];
-	uint8_t		*sealed = NULL;
-	size_t		 slen = 0;
-	const char	*ep;
-	time_t		 now = now_wall();
-	long long	 pending;
-	char		 client[INET6_ADDRSTRLEN + 4];	/* "/64" */
-	static time_t	 last_full_warn;
-	int		 rc = -1;
+	struct oauth_state	 st;
+	struct evbuffer		*q;
+	char			 client[INET6_ADDRSTRLEN + 4];	/* "/64" */
+	char			 state[OAUTH_STATE_ID_TEXT];
+	char			*nonce = NULL, *verifier = NULL;
+	char			*challenge = NULL, *scope;
+	uint8_t			 vh[CRYPTO_HASH_LEN];
+	const char		*ep;
+	int			 rc = -1;
 
-	*url = *binding = *state_out = NULL;
+	*url = *sealed = NULL;
+	*retry = 0;
 	ep = pc->authorization_url != NULL ? pc->authorization_url :
 	    iss != NULL ? oidc_endpoint(iss, "authorization_endpoint") : NULL;
 	if (ep == NULL) {
@@ -358,76 +368,34 @@ login_begin(struct request *r, const struct provider_config *pc,
 	}
 	(void)sockaddr_group((struct sockaddr *)&r->client_sa, client,
 	    sizeof client);
-	st = db_prepare(&st_pending);
-	sqlite3_bind_text(st, 1, client, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
-	pending = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) :
-	    0;
-	sqlite3_reset(st);
-	if (pending >= r->cfg->oauth_max_pending) {
-		*why = "too many unfinished logins from your address; finish "
-		    "one or wait ten minutes";
+	if (oauth_starts_take(client, now_mono(),
+	    (int)r->cfg->oauth_max_pending, retry) == -1) {
+		*why = "too many sign-ins were started from your address; wait "
+		    "a few minutes and try again";
 		return (-3);
 	}
-	/*
-	 * And everyone's together, so many addresses cannot fill the disk:
-	 * at the cap, expired states go at once rather than at the sweep.
-	 */
-	if (states_count() >= LOGIN_STATES_MAX) {
-		st = db_prepare(&st_purge);
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-		(void)sqlite3_step(st);
-		sqlite3_reset(st);
-		if (states_count() >= LOGIN_STATES_MAX) {
-			if (now - last_full_warn >= 60) {	/* not a flood */
-				log_warnx("%d unfinished sign-ins: refusing "
-				    "more until some finish or expire",
-				    LOGIN_STATES_MAX);
-				last_full_warn = now;
-			}
-			*why = "too many sign-ins are in progress; try again in "
-			    "a few minutes";
-			return (-3);
-		}
+	memset(&st, 0, sizeof st);
+	st.flow = api ? OAUTH_FLOW_API : OAUTH_FLOW_BROWSER;
+	st.flags = pc->pkce ? OAUTH_STATE_PKCE : 0;
+	st.expires = (int64_t)now_wall() + OAUTH_STATE_TTL;
+	crypto_random(st.id, sizeof st.id);
+	crypto_random(st.nonce, sizeof st.nonce);
+	crypto_random(st.verifier, sizeof st.verifier);
+	crypto_sha256(redirect_uri, strlen(redirect_uri), st.redirect_hash);
+	if (client_challenge != NULL) {
+		st.flags |= OAUTH_STATE_CLIENT_PKCE;
+		memcpy(st.challenge, client_challenge, sizeof st.challenge);
 	}
-	state = state_in != NULL ? xstrdup(state_in) :
-	    random_b64(LOGIN_SECRET_BYTES);
-	nonce = random_b64(LOGIN_SECRET_BYTES);
-	verifier = random_b64(LOGIN_SECRET_BYTES);
-	crypto_sha256(verifier, strlen(verifier), vh);
-	challenge = crypto_b64url_encode_alloc(vh, sizeof vh);
-	if (!api) {
-		*binding = random_b64(LOGIN_SECRET_BYTES);
-		crypto_hash_token(*binding, bh);
-	}
-	crypto_hash_token(state, sh);
-	if (crypto_seal(verifier, strlen(verifier), &sealed, &slen) == -1) {
+	bsp_strlcpy(st.provider, pc->name, sizeof st.provider);
+	if ((*sealed = oauth_state_seal(&st)) == NULL) {
 		*why = "cannot protect the login state";
 		goto out;
 	}
-	st = db_prepare(&st_insert);
-	sqlite3_bind_blob(st, 1, sh, sizeof sh, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, pc->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, api ? "api" : "browser", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, nonce, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 5, sealed, (int)slen, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, redirect_uri, -1, SQLITE_STATIC);
-	if (!api)
-		sqlite3_bind_blob(st, 7, bh, sizeof bh, SQLITE_STATIC);
-	else if (client_challenge != NULL)
-		sqlite3_bind_blob(st, 7, client_challenge, CRYPTO_HASH_LEN,
-		    SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, client, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 9, (sqlite3_int64)now);
-	sqlite3_bind_int64(st, 10, (sqlite3_int64)(now + LOGIN_STATE_TTL));
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		sqlite3_reset(st);
-		*why = sqlite3_extended_errcode(bsp_db) ==
-		    SQLITE_CONSTRAINT_PRIMARYKEY ? "this state was already used" :
-		    "cannot store the login state";
-		goto out;
-	}
-	sqlite3_reset(st);
+	nonce = crypto_b64url_encode_alloc(st.nonce, sizeof st.nonce);
+	verifier = crypto_b64url_encode_alloc(st.verifier, sizeof st.verifier);
+	crypto_sha256(verifier, strlen(verifier), vh);
+	challenge = crypto_b64url_encode_alloc(vh, sizeof vh);
+	oauth_state_id_text(&st, state);
 
 	q = evbuffer_new();
 	query_add(q, "response_type", "code");
@@ -437,7 +405,7 @@ login_begin(struct request *r, const struct provider_config *pc,
 	if (*scope != '\0')
 		query_add(q, "scope", scope);
 	free(scope);
-	query_add(q, "state", state);
+	query_add(q, "state", api ? *sealed : state);
 	if (pc->oidc)
 		query_add(q, "nonce", nonce);
 	if (pc->pkce) {
@@ -448,20 +416,27 @@ login_begin(struct request *r, const struct provider_config *pc,
 	xasprintf(url, "%s%s%s", ep, strchr(ep, '?') != NULL ? "&" : "?",
 	    (const char *)evbuffer_pullup(q, -1));
 	evbuffer_free(q);
-	*state_out = state;
-	state = NULL;
 	rc = 0;
 out:
-	free(state);
+	sodium_memzero(&st, sizeof st);
 	freezero_str(nonce);
 	freezero_str(verifier);
 	free(challenge);
-	free(sealed);
 	if (rc == -1) {
-		freezero_str(*binding);
-		*binding = NULL;
+		freezero_str(*sealed);
+		*sealed = NULL;
 	}
 	return (rc);
+}
+
+/* Retry-After: seconds, at least one. */
+static void
+retry_after(struct request *r, long s)
+{
+	char	buf[32];
+
+	snprintf(buf, sizeof buf, "%ld", s > 0 ? s : 1);
+	server_set_header(r, "Retry-After", buf);
 }
 
 /* The oidc issuer of a provider (a new reference), or NULL if not OIDC. */
@@ -531,8 +506,9 @@ route_auth_login(struct request *r)
 {
 	const struct provider_config	*pc = route_provider(r);
 	struct oidc_issuer		*iss;
-	char				*uri, *url, *binding, *state, *cookie;
+	char				*uri, *url, *sealed, *cookie;
 	const char			*why = NULL;
+	long				 retry;
 	int				 rc;
 
 	if (pc == NULL) {
@@ -543,33 +519,35 @@ route_auth_login(struct request *r)
 	}
 	iss = provider_issuer(pc);
 	uri = callback_uri(r, pc);
-	rc = login_begin(r, pc, iss, 0, uri, NULL, NULL, &state, &url, &binding,
-	    &why);
+	rc = login_begin(r, pc, iss, 0, uri, NULL, &url, &sealed, &why,
+	    &retry);
 	free(uri);
 	if (rc == -2 && iss != NULL)
 		oidc_kick(iss);
 	if (rc != 0) {
 		login_count(pc, "error");
+		if (rc == -3)
+			retry_after(r, retry);
 		web_error_page(r, rc == -3 ? 429 : 503, "Cannot start signing "
 		    "in", why, rc == -2 && iss != NULL ?
-		    oidc_problem_text(iss) : "Try again in a minute. If it "
-		    "keeps failing, tell the administrator of this proxy.");
+		    oidc_problem_text(iss) : rc == -3 ? "Sign-ins from other "
+		    "addresses are not affected." : "Try again in a minute. If "
+		    "it keeps failing, tell the administrator of this proxy.");
 		oidc_issuer_put(iss);
 		return;
 	}
 	oidc_issuer_put(iss);
 	xasprintf(&cookie, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; "
 	    "SameSite=Lax%s", r->cfg->public_https ? LOGIN_COOKIE_SECURE :
-	    LOGIN_COOKIE, binding, r->cfg->public_https ? "/" : "/auth/callback",
-	    LOGIN_STATE_TTL, r->cfg->public_https ? "; Secure" : "");
+	    LOGIN_COOKIE, sealed, r->cfg->public_https ? "/" : "/auth/callback",
+	    OAUTH_STATE_TTL, r->cfg->public_https ? "; Secure" : "");
 	server_set_header(r, "Set-Cookie", cookie);
 	server_set_header(r, "Location", url);
 	log_trace(TRACE_OAUTH, "login via %s started", pc->name);
 	server_reply_text(r, 302, "text/plain; charset=utf-8",
 	    "Redirecting to the identity provider.\n");
 	freezero_str(cookie);
-	freezero_str(binding);
-	free(state);
+	freezero_str(sealed);
 	free(url);
 }
 
@@ -579,12 +557,13 @@ route_auth_authorize(struct request *r)
 {
 	const struct provider_config	*pc = route_provider(r);
 	struct oidc_issuer		*iss;
-	char				 ru[2048], st[300], *uri, *url;
-	char				*binding, *state, ccs[64], ccm[16];
+	char				 ru[2048], *uri, *url, *state;
+	char				 ccs[64], ccm[16];
 	uint8_t				 cc[CRYPTO_HASH_LEN];
-	const char			*why = NULL, *sp;
-	size_t				 i, cclen;
-	int				 rc, hascc = 0;
+	const char			*why = NULL;
+	size_t				 cclen;
+	long				 retry;
+	int				 rc, hascc = 0, native;
 
 	if (pc == NULL) {
 		server_error_oauth(r, 404, "invalid_request",
@@ -597,27 +576,24 @@ route_auth_authorize(struct request *r)
 		return;
 	}
 	uri = callback_uri(r, pc);
-	if (strcmp(ru, uri) != 0 && !redirect_is_loopback(ru)) {
-		free(uri);
+	native = strcmp(ru, uri) != 0;	/* a native client's loopback */
+	free(uri);
+	if (native && !redirect_is_loopback(ru)) {
 		server_error_oauth(r, 400, "invalid_request", "redirect_uri "
 		    "must be the provider's configured redirect URI or a "
 		    "loopback URI (http://127.0.0.1:PORT/...)");
 		return;
 	}
-	free(uri);
-	sp = server_query(r, "state", st, sizeof st);
-	if (sp != NULL) {
-		for (i = 0; st[i] != '\0'; i++) {
-			if (!isalnum((unsigned char)st[i]) && st[i] != '-' &&
-			    st[i] != '_' && st[i] != '.' && st[i] != '~')
-				break;
-		}
-		if (st[i] != '\0' || i < 22 || i > 256) {
-			server_error_oauth(r, 400, "invalid_request", "state must "
-			    "be 22 to 256 URL-safe characters (128 bits or "
-			    "more of randomness)");
-			return;
-		}
+	/*
+	 * The state carries the sign-in itself (sealed), so this proxy
+	 * makes it: a client's own would never come back from the IdP.
+	 */
+	if (query_count(r, "state") != 0) {
+		server_error_oauth(r, 400, "invalid_request", "state is made "
+		    "by this proxy (it carries the sign-in): leave it out, and "
+		    "expect the state of this answer back from the identity "
+		    "provider");
+		return;
 	}
 	/* RFC 7636: a client may bind the code to a verifier only it has. */
 	if (server_query(r, "code_challenge", ccs, sizeof ccs) != NULL) {
@@ -641,16 +617,29 @@ route_auth_authorize(struct request *r)
 		    "is repeated or too long, or its method came without it");
 		return;
 	}
+	/*
+	 * RFC 8252 section 8.1: a native client's loopback redirect must
+	 * come with PKCE, or any program that can listen on that port could
+	 * take the code; /auth/token then wants the verifier.
+	 */
+	if (native && !hascc) {
+		server_error_oauth(r, 400, "invalid_request", "a loopback "
+		    "redirect_uri needs PKCE (RFC 8252): send code_challenge, "
+		    "the base64url SHA-256 of your code_verifier, with "
+		    "code_challenge_method=S256, and the code_verifier to "
+		    "/auth/token");
+		return;
+	}
 	iss = provider_issuer(pc);
-	rc = login_begin(r, pc, iss, 1, ru, sp, hascc ? cc : NULL, &state,
-	    &url, &binding, &why);
+	rc = login_begin(r, pc, iss, 1, ru, hascc ? cc : NULL, &url, &state,
+	    &why, &retry);
 	if (rc == -2 && iss != NULL)
 		oidc_kick(iss);
 	oidc_issuer_put(iss);
 	if (rc != 0) {
-		server_error_oauth(r, rc == -3 ? 429 : rc == -1 &&
-		    strstr(why, "already used") ? 400 : 503, rc == -1 &&
-		    strstr(why, "already used") ? "invalid_request" :
+		if (rc == -3)
+			retry_after(r, retry);
+		server_error_oauth(r, rc == -3 ? 429 : 503,
 		    "temporarily_unavailable", why);
 		return;
 	}
@@ -661,48 +650,103 @@ route_auth_authorize(struct request *r)
 }
 
 /*
- * Consume a state (one statement, so it can only ever be used once).
- * 0 with the row's values; -1 if there is no such live state.
+ * Claim a state for this request, which has shown that it may redeem it.
+ * A read, never a write: -1 while another request redeems it (this
+ * process), -2 once it has been redeemed (the row, written by any daemon
+ * sharing the database), -3 if the database cannot tell; 0 claimed.
  */
 static int
-state_consume(const char *state, char **provider, char **flow, char **nonce,
-    char **verifier, char **redirect_uri, uint8_t *binding, int *has_binding)
+login_claim(struct login *l, const uint8_t key[CRYPTO_HASH_LEN])
 {
-	sqlite3_stmt	*st = db_prepare(&st_consume);
-	uint8_t		 h[CRYPTO_HASH_LEN], *pt = NULL;
-	size_t		 ptlen = 0;
-	int		 rc = -1;
+	struct login_busy	*b;
+	sqlite3_stmt		*q;
+	int			 rc;
 
-	*provider = *flow = *nonce = *verifier = *redirect_uri = NULL;
-	*has_binding = 0;
-	crypto_hash_token(state, h);
-	sqlite3_bind_blob(st, 1, h, sizeof h, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)now_wall());
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*provider = xstrdup((const char *)sqlite3_column_text(st, 0));
-		*flow = xstrdup((const char *)sqlite3_column_text(st, 1));
-		if (sqlite3_column_text(st, 2) != NULL)
-			*nonce = xstrdup((const char *)sqlite3_column_text(st,
-			    2));
-		if (crypto_unseal(sqlite3_column_blob(st, 3),
-		    (size_t)sqlite3_column_bytes(st, 3), &pt, &ptlen) == 0) {
-			*verifier = xmemdup0(pt, ptlen);
-			freezero(pt, ptlen);
-		}
-		*redirect_uri = xstrdup((const char *)sqlite3_column_text(st,
-		    4));
-		if (sqlite3_column_bytes(st, 5) == CRYPTO_HASH_LEN) {
-			memcpy(binding, sqlite3_column_blob(st, 5),
-			    CRYPTO_HASH_LEN);
-			*has_binding = 1;
-		}
-		rc = *verifier != NULL ? 0 : -1;
+	HASH_FIND(hh, oa.busy, key, CRYPTO_HASH_LEN, b);
+	if (b != NULL)
+		return (-1);
+	q = db_prepare(&st_spent);
+	sqlite3_bind_blob(q, 1, key, CRYPTO_HASH_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	sqlite3_reset(q);
+	if (rc == SQLITE_ROW)
+		return (-2);
+	if (rc != SQLITE_DONE) {
+		log_warnx("login via %s: cannot look up its state: %s",
+		    l->pc->name, db_errmsg());
+		return (-3);
 	}
-	/* Step to the end so the DELETE completes. */
-	while (sqlite3_step(st) == SQLITE_ROW)
-		;
+	b = xcalloc(1, sizeof *b);
+	memcpy(b->key, key, sizeof b->key);
+	HASH_ADD(hh, oa.busy, key, sizeof b->key, b);
+	memcpy(l->skey, b->key, sizeof l->skey);
+	l->busy = 1;
+	return (0);
+}
+
+/* The request is done with its state (redeemed or not). */
+static void
+login_release(struct login *l)
+{
+	struct login_busy	*b;
+
+	if (!l->busy)
+		return;
+	HASH_FIND(hh, oa.busy, l->skey, sizeof l->skey, b);
+	if (b != NULL) {
+		HASH_DEL(oa.busy, b);
+		free(b);
+	}
+	l->busy = 0;
+}
+
+/*
+ * Record that the claimed state is redeemed: its row, in the caller's
+ * transaction if there is one. -1 if it cannot be written, with *dup set
+ * when the row is there already (another daemon redeemed it meanwhile).
+ */
+static int
+login_spend(struct login *l, int *dup)
+{
+	sqlite3_stmt	*st = db_prepare(&st_spend);
+	time_t		 now = now_wall();
+
+	*dup = 0;
+	sqlite3_bind_blob(st, 1, l->skey, sizeof l->skey, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, l->pc->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, l->api ? "api" : "browser", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, l->redirect_uri, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, l->r->client, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)now);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)(l->expires +
+	    OAUTH_STATE_TTL));
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		*dup = sqlite3_extended_errcode(bsp_db) ==
+		    SQLITE_CONSTRAINT_PRIMARYKEY;
+		if (!*dup)
+			log_warnx("login via %s: cannot record its state: %s",
+			    l->pc->name, db_errmsg());
+		sqlite3_reset(st);
+		return (-1);
+	}
 	sqlite3_reset(st);
-	return (rc);
+	l->spent = 1;
+	return (0);
+}
+
+/*
+ * What a state holds that the rest of the sign-in needs; the state itself
+ * is wiped by the caller.
+ */
+static void
+login_take_state(struct login *l, const struct oauth_state *st)
+{
+	l->expires = st->expires;
+	l->pkce = (st->flags & OAUTH_STATE_PKCE) != 0;
+	l->nonce = crypto_b64url_encode_alloc(st->nonce, sizeof st->nonce);
+	l->verifier = crypto_b64url_encode_alloc(st->verifier,
+	    sizeof st->verifier);
 }
 
 static struct login *
@@ -737,6 +781,33 @@ login_abort(struct request *r)
 	request_unref(r);
 }
 
+/* The state is spent by this refusal, which the audit log records. */
+static void
+login_record_refusal(struct login *l, const char *error, const char *uid,
+    const char *detail)
+{
+	int	dup;
+
+	if (db_begin() == -1) {
+		log_warnx("login via %s: cannot record its refusal: %s",
+		    l->pc->name, db_errmsg());
+		return;
+	}
+	if (!l->spent && login_spend(l, &dup) == -1) {
+		db_rollback();
+		if (dup)
+			log_info("login via %s refused; its state was redeemed "
+			    "elsewhere meanwhile: %s", l->pc->name, detail);
+		return;
+	}
+	audit_event(strcmp(error, "access_denied") == 0 ? "login_refused" :
+	    "login_failed", uid, NULL, l->r->client, json_pack("{s:s,s:s}",
+	    "provider", l->pc->name, "reason", detail));
+	if (db_commit() == -1)
+		log_warnx("login via %s: cannot record its refusal: %s",
+		    l->pc->name, db_errmsg());
+}
+
 /* Refuse a login: an HTML page or an RFC 6749 error, and an audit row. */
 static void
 login_fail(struct login *l, int code, const char *error, const char *title,
@@ -751,15 +822,12 @@ login_fail(struct login *l, int code, const char *error, const char *title,
 	if (l->id.subject != NULL)
 		xasprintf(&uid, "%s:%s", l->pc->name, l->id.subject);
 	/*
-	 * An audit row (a committed write) only for a sign-in that got as
-	 * far as spending a state this proxy issued; junk from anyone gets
-	 * a log line, so it cannot make us write to the disk at will.
+	 * Writes (the state's row and an audit row, in one transaction) only
+	 * for the verdict on a live state of this client, once; junk from
+	 * anyone gets a log line, so it cannot make us write to the disk.
 	 */
-	if (l->consumed)
-		audit_event(strcmp(error, "access_denied") == 0 ?
-		    "login_refused" : "login_failed", uid, NULL, r->client,
-		    json_pack("{s:s,s:s}", "provider", l->pc->name, "reason",
-		    detail));
+	if (l->genuine)
+		login_record_refusal(l, error, uid, detail);
 	else
 		log_info("login via %s refused before any state: %s",
 		    l->pc->name, detail);
@@ -839,13 +907,14 @@ route_auth_callback(struct request *r)
 {
 	const struct provider_config	*pc = route_provider(r);
 	struct login			*l;
+	struct oauth_state		 st;
 	char				 code[2048], state[300], err[128];
-	char				 desc[1024], cookie[128], *prov, *flow;
-	char				*nonce, *verifier, *ruri, *msg;
-	uint8_t				 bind[CRYPTO_HASH_LEN];
-	uint8_t				 ch[CRYPTO_HASH_LEN];
-	int				 hasbind;
+	char				 desc[1024], cookie[1024], *msg;
+	char				 id[OAUTH_STATE_ID_TEXT];
+	uint8_t				 rh[CRYPTO_HASH_LEN];
+	uint8_t				 key[CRYPTO_HASH_LEN];
 	const char			*cname;
+	int				 rc, ours, same_uri;
 
 	if (pc == NULL) {
 		web_error_page(r, 404, "Unknown sign-in provider", "This proxy "
@@ -867,35 +936,68 @@ route_auth_callback(struct request *r)
 		    "cannot be matched to a sign-in started here.");
 		return;
 	}
-	/* Consume the state first, whatever else is wrong: single use. */
-	if (state_consume(state, &prov, &flow, &nonce, &verifier, &ruri, bind,
-	    &hasbind) == -1) {
+	/* The sign-in itself is in this browser's cookie, sealed. */
+	if (cookie_find(server_header(r, "Cookie"), cname, cookie,
+	    sizeof cookie) == -1) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
-		    "sign-in link has expired or was already used.");
+		    "sign-in link has expired or was already used, or the "
+		    "sign-in was started in another browser (or its cookie was "
+		    "lost).");
 		return;
 	}
-	l->consumed = 1;
-	l->nonce = nonce;
-	l->verifier = verifier;
-	l->redirect_uri = ruri;
-	if (strcmp(prov, pc->name) != 0 || strcmp(flow, "browser") != 0) {
-		free(prov);
-		free(flow);
+	rc = oauth_state_open(cookie, strlen(cookie), now_wall(), &st);
+	if (rc == OAUTH_STATE_EXPIRED) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
+		    "sign-in has expired: it must be finished within ten "
+		    "minutes of starting it.");
+		return;
+	}
+	if (rc != OAUTH_STATE_OK) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
+		    "sign-in's cookie is not valid here: it was altered, or "
+		    "made by another proxy.");
+		return;
+	}
+	login_take_state(l, &st);
+	oauth_state_id_text(&st, id);
+	oauth_state_key(&st, key);
+	ours = st.flow == OAUTH_FLOW_BROWSER && strcmp(st.provider,
+	    pc->name) == 0;
+	l->redirect_uri = callback_uri(r, pc);
+	crypto_sha256(l->redirect_uri, strlen(l->redirect_uri), rh);
+	same_uri = crypto_memeq(rh, st.redirect_hash, sizeof rh);
+	sodium_memzero(&st, sizeof st);
+	if (!ours) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed",
 		    "The answer does not belong to a sign-in with this "
 		    "provider.");
 		return;
 	}
-	free(prov);
-	free(flow);
-	crypto_hash_token(cookie_find(server_header(r, "Cookie"), cname, cookie,
-	    sizeof cookie) == 0 ? cookie : "", ch);
-	if (!hasbind || !crypto_memeq(ch, bind, sizeof ch)) {
-		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
-		    "sign-in was started in another browser (or its cookie was "
-		    "lost). Start again here.");
+	if (!crypto_streq(state, id)) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed", "The "
+		    "identity provider's answer does not belong to the sign-in "
+		    "started in this browser.");
 		return;
 	}
+	if (!same_uri) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
+		    "proxy's callback address changed while you were signing "
+		    "in.");
+		return;
+	}
+	if ((rc = login_claim(l, key)) == -3) {
+		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
+		    "This sign-in cannot be checked right now. Try again.");
+		return;
+	}
+	if (rc != 0) {
+		login_fail(l, 400, "invalid_request", "Sign-in failed",
+		    rc == -1 ? "This sign-in is being completed already (in "
+		    "another tab, or by a repeated request)." : "This sign-in "
+		    "link has expired or was already used.");
+		return;
+	}
+	l->genuine = 1;
 	if (!callback_iss_ok(l)) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "The "
 		    "answer names another identity provider as its issuer "
@@ -939,19 +1041,23 @@ pkce_verifier_ok(const char *v)
 /*
  * POST /auth/token {"provider","authorization_code","redirect_uri","state"}
  * and "code_verifier" when /auth/authorize was given a code_challenge.
+ * Whatever cannot be this client's own state (another provider, flow or
+ * redirect_uri, or a verifier that does not fit) is refused without
+ * spending it: only the verdict on a state its client redeems counts.
  */
 void
 route_auth_token(struct request *r)
 {
 	const struct provider_config	*pc;
 	struct login			*l;
+	struct oauth_state		 st;
 	json_t				*j;
 	const char			*why, *prov, *code, *ruri, *state;
-	const char			*cv = NULL;
-	char				*p2, *flow, *nonce, *verifier, *sruri;
-	uint8_t				 bind[CRYPTO_HASH_LEN];
+	const char			*cv = NULL, *bad = NULL;
+	uint8_t				 rh[CRYPTO_HASH_LEN];
 	uint8_t				 ch[CRYPTO_HASH_LEN];
-	int				 hasbind;
+	uint8_t				 key[CRYPTO_HASH_LEN];
+	int				 rc;
 
 	if ((j = server_body_json(r, &why)) == NULL) {
 		server_error_oauth(r, 400, "invalid_request", why);
@@ -959,8 +1065,9 @@ route_auth_token(struct request *r)
 	}
 	if (json_unpack(j, "{s:s,s:s,s:s,s:s,s?s}", "provider", &prov,
 	    "authorization_code", &code, "redirect_uri", &ruri, "state",
-	    &state, "code_verifier", &cv) != 0 || strlen(state) > 256 ||
-	    strlen(code) > 2048) {
+	    &state, "code_verifier", &cv) != 0 ||
+	    strlen(state) > OAUTH_STATE_TEXT_MAX || strlen(code) > 2048 ||
+	    strlen(ruri) > 2048) {
 		json_decref(j);
 		server_error_oauth(r, 400, "invalid_request", "provider, "
 		    "authorization_code, redirect_uri and state are required");
@@ -973,46 +1080,53 @@ route_auth_token(struct request *r)
 		return;
 	}
 	l = login_new(r, pc, 1);
-	if (state_consume(state, &p2, &flow, &nonce, &verifier, &sruri, bind,
-	    &hasbind) == -1) {
+	rc = oauth_state_open(state, strlen(state), now_wall(), &st);
+	if (rc != OAUTH_STATE_OK) {
 		json_decref(j);
-		login_fail(l, 400, "invalid_grant", "", "state is unknown, "
-		    "expired or already used");
+		login_fail(l, 400, "invalid_grant", "",
+		    rc == OAUTH_STATE_EXPIRED ? "state has expired (a sign-in "
+		    "must be finished within ten minutes)" : "state is "
+		    "unknown: this proxy did not issue it, or it was altered");
 		return;
 	}
-	l->consumed = 1;
-	l->nonce = nonce;
-	l->verifier = verifier;
-	l->redirect_uri = sruri;
-	if (strcmp(p2, pc->name) != 0 || strcmp(flow, "api") != 0 ||
-	    strcmp(sruri, ruri) != 0) {
-		free(p2);
-		free(flow);
-		json_decref(j);
-		login_fail(l, 400, "invalid_grant", "", "state does not match "
-		    "this provider, flow or redirect_uri");
-		return;
-	}
-	free(p2);
-	free(flow);
-	/* The state is spent either way: a wrong verifier gets no retry. */
-	if (hasbind != (cv != NULL) || (cv != NULL && !pkce_verifier_ok(cv))) {
-		json_decref(j);
-		login_fail(l, 400, "invalid_grant", "", hasbind ? "code_verifier "
-		    "is missing or malformed (43 to 128 characters of "
-		    "[A-Za-z0-9-._~])" : "code_verifier given, but "
-		    "/auth/authorize had no code_challenge");
-		return;
-	}
-	if (hasbind) {
+	login_take_state(l, &st);
+	oauth_state_key(&st, key);
+	crypto_sha256(ruri, strlen(ruri), rh);
+	if (st.flow != OAUTH_FLOW_API || strcmp(st.provider, pc->name) != 0 ||
+	    !crypto_memeq(rh, st.redirect_hash, sizeof rh))
+		bad = "state does not match this provider, flow or "
+		    "redirect_uri";
+	else if ((st.flags & OAUTH_STATE_CLIENT_PKCE) && (cv == NULL ||
+	    !pkce_verifier_ok(cv)))
+		bad = "code_verifier is missing or malformed (43 to 128 "
+		    "characters of [A-Za-z0-9-._~])";
+	else if (!(st.flags & OAUTH_STATE_CLIENT_PKCE) && cv != NULL)
+		bad = "code_verifier given, but /auth/authorize had no "
+		    "code_challenge";
+	else if (cv != NULL) {
 		crypto_sha256(cv, strlen(cv), ch);
-		if (!crypto_memeq(ch, bind, sizeof ch)) {
-			json_decref(j);
-			login_fail(l, 400, "invalid_grant", "", "code_verifier "
-			    "does not match the code_challenge");
-			return;
-		}
+		if (!crypto_memeq(ch, st.challenge, sizeof ch))
+			bad = "code_verifier does not match the code_challenge";
 	}
+	sodium_memzero(&st, sizeof st);
+	if (bad != NULL) {
+		json_decref(j);
+		login_fail(l, 400, "invalid_grant", "", bad);
+		return;
+	}
+	l->redirect_uri = xstrdup(ruri);
+	if ((rc = login_claim(l, key)) != 0) {
+		json_decref(j);
+		if (rc == -3)
+			login_fail(l, 503, "temporarily_unavailable", "",
+			    "the state cannot be checked right now; try again");
+		else
+			login_fail(l, 400, "invalid_grant", "", rc == -1 ?
+			    "state is being redeemed by another request" :
+			    "state is unknown, expired or already used");
+		return;
+	}
+	l->genuine = 1;
 	l->code = xstrdup(code);
 	json_decref(j);
 	login_go(l);
@@ -1192,9 +1306,11 @@ login_verify_id_token(struct login *l)
 		free(msg);
 		return (-1);
 	}
-	rc = oidc_find_key(l->iss, jws->kid, jws->alg, &key, login_keys_ready,
-	    l);
+	/* After one wait for the keys, the answer is final. */
+	rc = oidc_find_key(l->iss, jws->kid, jws->alg, &key, l->keys_waited ?
+	    NULL : login_keys_ready, l);
 	if (rc == -1) {
+		l->keys_waited = 1;
 		jose_jws_free(jws);
 		return (1);
 	}
@@ -1446,7 +1562,7 @@ login_exchange(struct login *l)
 	query_add(f, "grant_type", "authorization_code");
 	query_add(f, "code", l->code);
 	query_add(f, "redirect_uri", l->redirect_uri);
-	if (pc->pkce)
+	if (l->pkce)
 		query_add(f, "code_verifier", l->verifier);
 	use_basic = pc->token_auth == 1 || (pc->token_auth == 0 &&
 	    pc->client_secret != NULL && pc->oidc && (l->iss == NULL ||
@@ -1487,6 +1603,7 @@ login_finish(struct login *l)
 	const char	*why;
 	struct web_tokens t;
 	char		*id;
+	int		 dup;
 
 	identity_from_claims(l);
 	if (l->id.subject == NULL) {
@@ -1523,6 +1640,17 @@ login_finish(struct login *l)
 		return;
 	}
 	user_clear(&cur);
+	/* Redeemed: the state's row first, so it can never be used again. */
+	if (login_spend(l, &dup) == -1) {
+		free(id);
+		if (dup)
+			l->genuine = 0;	/* its verdict is recorded elsewhere */
+		login_fail(l, dup ? 400 : 503, dup ? "invalid_grant" :
+		    "temporarily_unavailable", "Sign-in failed", dup ? "This "
+		    "sign-in was already completed." : "Your sign-in could not "
+		    "be recorded. Try again.");
+		return;
+	}
 	u.id = id;
 	u.provider = xstrdup(l->pc->name);
 	u.subject = xstrdup(l->id.subject);
@@ -1654,7 +1782,8 @@ oauth_issuer_ref(const struct issuer_config *ic)
  * Verify a bearer JWT from a trusted issuer, with that issuer's keys and
  * the same claim rules as every token; then the access policy on its
  * claims. 0 with *out set; -1 refused (*why, *code 401 or 403); 1 while
- * the issuer's keys are fetched again (cb(arg) runs when done; call again).
+ * the issuer's keys are fetched again (cb(arg) runs when done; call again
+ * with cb NULL for a final answer). With cb NULL it never returns 1.
  */
 int
 oauth_verify_external(const struct config *c, const struct issuer_config *ic,

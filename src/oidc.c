@@ -6,7 +6,11 @@
  * (when endpoints or the JWKS location are not configured) and its JWK set
  * are fetched on the loop at start, again every oauth.jwks_refresh_interval,
  * and the JWK set also when a token names a key id we do not have, at most
- * once a minute: callers waiting for that are called back when it is done.
+ * once a minute: callers waiting for that are called back when it is done,
+ * and then ask again without a callback for a final answer. A fetch calls
+ * back only those who were waiting when it ended; whoever queues during
+ * those calls waits for a later fetch, so a callback can never keep the
+ * loop in oidc_wake() (and the daemon) busy.
  * Until a document arrives, logins through that provider are refused with a
  * clear page (and ask for a fetch, at most once a second, instead of
  * waiting out the backoff); an older set of keys stays in use when a
@@ -36,6 +40,7 @@
 struct oidc_waiter {
 	void			(*cb)(void *);
 	void			*arg;
+	unsigned long		 batch;		/* is->wakes when queued */
 	TAILQ_ENTRY(oidc_waiter) entry;
 };
 
@@ -50,7 +55,7 @@ struct oidc_issuer {
 	struct jose_keyset	*keys;
 	enum crypto_alg		 allow[CRYPTO_ALG_MAX + 1];
 	double			 keys_at;
-	double			 refetch_at;
+	double			 refetch_at;	/* last kid-miss fetch */
 	double			 fetch_at;	/* last fetch started */
 	struct hc_target	*disco_target;
 	struct hc_target	*jwks_target;
@@ -60,6 +65,7 @@ struct oidc_issuer {
 	const char		*problem;	/* static; for pages */
 	int			 refcnt;
 	int			 failures;
+	unsigned long		 wakes;		/* oidc_wake() calls so far */
 	struct event		 timer;
 	TAILQ_HEAD(, oidc_waiter) waiters;
 	UT_hash_handle		 hh;
@@ -97,14 +103,24 @@ oidc_problem(struct oidc_issuer *is, const char *what, const char *fmt, ...)
 	free(detail);
 }
 
-/* Call back everyone waiting for keys; they hold references. */
+/*
+ * A fetch has ended: call back everyone who was waiting for it (they hold
+ * references). Only them: a waiter that a callback queues belongs to the
+ * next batch and waits for a later fetch, so this loop always ends. The
+ * waiters stay on the issuer's list until called, where oidc_cancel_wait()
+ * finds them if their owner goes away meanwhile. Key-id misses that this
+ * fetch answered count as the minute's re-fetch.
+ */
 static void
 oidc_wake(struct oidc_issuer *is)
 {
 	struct oidc_waiter	*w;
+	unsigned long		 batch = is->wakes++;
 
+	if (!TAILQ_EMPTY(&is->waiters))
+		is->refetch_at = now_mono();
 	is->refcnt++;
-	while ((w = TAILQ_FIRST(&is->waiters)) != NULL) {
+	while ((w = TAILQ_FIRST(&is->waiters)) != NULL && w->batch <= batch) {
 		TAILQ_REMOVE(&is->waiters, w, entry);
 		w->cb(w->arg);
 		free(w);
@@ -566,7 +582,8 @@ oidc_expected_issuer(const struct oidc_issuer *is, const char *tid,
 /*
  * Find the key for a token. 1: *key set. 0: no such key (final). -1: the
  * key set is being fetched again because of an unknown kid; cb(arg) runs
- * when it is done, and the caller asks again.
+ * when it is done, and the caller asks again, without a callback (cb
+ * NULL), which gets it a final answer: 1 or 0.
  */
 int
 oidc_find_key(struct oidc_issuer *is, const char *kid, enum crypto_alg alg,
@@ -604,6 +621,7 @@ oidc_find_key(struct oidc_issuer *is, const char *kid, enum crypto_alg alg,
 	w = xcalloc(1, sizeof *w);
 	w->cb = cb;
 	w->arg = arg;
+	w->batch = is->wakes;
 	TAILQ_INSERT_TAIL(&is->waiters, w, entry);
 	return (-1);
 }

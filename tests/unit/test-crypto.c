@@ -323,7 +323,24 @@ test_kek(void)
 	    strcmp((char *)pt, "hello") == 0,
 	    "the reloaded KEK opens what the created one sealed");
 	freezero(pt, ptlen + 1);
+	ok(crypto_unseal_for("purpose-a", box, boxlen, &pt, &ptlen) == -1,
+	    "a KEK blob does not open for a purpose");
 	free(box);
+	ok(crypto_seal_for("purpose-a", "hi", 2, &box, &boxlen) == 0,
+	    "seal for a purpose");
+	ok(crypto_unseal_for("purpose-a", box, boxlen, &pt, &ptlen) == 0 &&
+	    ptlen == 2 && strcmp((char *)pt, "hi") == 0, "opens for it");
+	freezero(pt, ptlen + 1);
+	ok(crypto_unseal_for("purpose-b", box, boxlen, &pt, &ptlen) == -1,
+	    "not for another purpose");
+	ok(crypto_unseal(box, boxlen, &pt, &ptlen) == -1,
+	    "nor under the KEK itself");
+	crypto_kek_unload();
+	ok(crypto_unseal_for("purpose-a", box, boxlen, &pt, &ptlen) == -1 &&
+	    crypto_seal_for("purpose-a", "hi", 2, &pt, &ptlen) == -1,
+	    "nothing for a purpose without a KEK");
+	free(box);
+	ok(crypto_kek_load(path, &err) == 0, "KEK loaded again");
 
 	ok(chmod(path, 0640) == 0 && crypto_kek_load(path, &err) == -1 &&
 	    strstr(err.msg, "chmod 600") != NULL,

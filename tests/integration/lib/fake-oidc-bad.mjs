@@ -10,6 +10,7 @@
 //   op.next.signWith = 'unpublished' | 'hs256' | 'none'; // a key not in the JWKS, alg confusion
 //   op.next.token = 'slow' | 'garbage' | 'html' | 'reset' | 'no-id-token' | 'error';
 //   op.next.jwks = 'slow' | 'garbage';
+//   const release = op.holdJwks();                     // JWKS answers wait until release()
 //   op.next.idTokenWithoutProfile = true;              // only sub: userinfo must be read
 //   op.next.userinfo = {...}; op.next.userinfoStatus = 500;
 //   await op.rotate();                                 // new signing key
@@ -90,6 +91,12 @@ export async function startFakeOidc(opts = {}) {
     for (const k of Object.keys(c)) if (c[k] === undefined) delete c[k];
     return new SignJWT(c).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT', ...header }).sign(key.privateKey);
   };
+  /** Hold every JWKS answer (counted on arrival) until the returned function is called. */
+  fake.holdJwks = () => {
+    let release;
+    fake.jwksHeld = new Promise((r) => { release = r; });
+    return () => { fake.jwksHeld = null; release(); };
+  };
   /** New current signing key; keepOld keeps publishing the old one. Returns the new kid. */
   fake.rotate = async ({ keepOld = false } = {}) => {
     const k = await newKey(alg);
@@ -163,6 +170,7 @@ export async function startFakeOidc(opts = {}) {
       }
       case 'jwks':
         fake.jwksFetches++;
+        if (fake.jwksHeld) await fake.jwksHeld;
         if (n.jwks === 'slow') { await new Promise((r) => setTimeout(r, n.slowMs ?? 10000).unref()); }
         if (n.jwks === 'garbage') { res.writeHead(200, { 'Content-Type': 'application/json' }); return res.end('{"keys": [nope'); }
         return json(res, 200, fake.jwks());

@@ -205,13 +205,14 @@ export function invoke(d, token, { prefix = '' } = {}) {
   });
 }
 
-/** Row counts and audit rows of the login tables. */
+/** Row counts and audit rows of the login tables (states: redeemed sign-in states). */
 export function loginState(dir) {
   return withDb(dir, (db) => ({
     users: db.prepare('SELECT * FROM users ORDER BY id').all(),
     families: Number(db.prepare('SELECT count(*) AS n FROM token_families').get().n),
     refresh: Number(db.prepare('SELECT count(*) AS n FROM refresh_tokens').get().n),
     audit: db.prepare('SELECT * FROM audit_log ORDER BY id').all(),
+    states: Number(db.prepare('SELECT count(*) AS n FROM oauth_states').get().n),
   }));
 }
 
