@@ -8,6 +8,13 @@
  * cached by a hash of the token until they expire, so a request costs one
  * hash and one lookup; revocation and the user's state are checked on every
  * request, cached or not.
+ *
+ * The server checks the credential as soon as a request's head has
+ * arrived, before its body is read (auth_check), so that a client without
+ * a valid credential cannot make the daemon hold a large body; the handler
+ * gets the verdict (auth_request), with revocation checked once more.
+ * While a trusted issuer's keys are fetched again, the connection waits
+ * with its body unread.
  */
 
 #include <stdlib.h>
@@ -21,12 +28,16 @@
 #include "jose.h"
 #include "oidc.h"
 
-/* A request waiting while a trusted issuer's keys are fetched again. */
+/* A head waiting while a trusted issuer's keys are fetched again. */
 struct auth_wait {
 	struct oidc_issuer	*iss;
 };
 
 #define AUTH_TOKEN_MAX	16384
+
+static int	auth_check1(const struct config *, int, const char *,
+		    const char *, struct auth_result *, struct auth_wait **,
+		    void (*)(void *), void *);
 
 struct auth_cache_entry {
 	uint8_t				 hash[CRYPTO_HASH_LEN];
@@ -130,27 +141,48 @@ cache_put(const uint8_t *h, struct principal *p)
 }
 
 /* Refuse: 401 (or 403) in the shape of the route, and count why. */
-static void
-auth_fail(struct request *r, int code, const char *label, const char *why)
+void
+auth_refuse(struct request *r, const struct auth_result *res)
 {
+	int	code = res->code != 0 ? res->code : 401;
 	char	labels[64];
 
 	if (m_auth_failures != NULL) {
-		metric_label(labels, sizeof labels, "reason", label, NULL);
+		metric_label(labels, sizeof labels, "reason", res->label, NULL);
 		metric_add(m_auth_failures, labels, 1);
 	}
-	log_trace(TRACE_AUTH, "%s %s refused: %s", r->method, r->path, why);
+	log_trace(TRACE_AUTH, "%s %s refused: %s", r->method, r->path,
+	    res->why);
 	if (r->route != NULL && (r->route->flags & RF_BEDROCK)) {
 		server_error_bedrock(r, code, code == 401 ?
 		    "UnrecognizedClientException" : "AccessDeniedException",
-		    "%s", why);
+		    "%s", res->why);
 		return;
 	}
 	if (code == 401)
 		server_set_header(r, "WWW-Authenticate", "Bearer realm=\""
 		    BSP_NAME "\", error=\"invalid_token\"");
 	server_error_oauth(r, code, code == 401 ? "invalid_token" :
-	    "insufficient_scope", why);
+	    "insufficient_scope", res->why);
+}
+
+/* Note a refusal in res; -1. */
+static int
+auth_fail(struct auth_result *res, int code, const char *label,
+    const char *why)
+{
+	res->p = NULL;
+	res->code = code;
+	res->label = label;
+	bsp_strlcpy(res->why, why, sizeof res->why);
+	return (-1);
+}
+
+void
+auth_result_clear(struct auth_result *res)
+{
+	principal_unref(res->p);
+	memset(res, 0, sizeof *res);
 }
 
 /*
@@ -158,12 +190,10 @@ auth_fail(struct request *r, int code, const char *label, const char *why)
  * sent (Claude Code's apiKeyHelper does) but must then agree.
  */
 static const char *
-auth_credential(struct request *r, const char **why)
+auth_credential(const char *h, const char *k, const char **why)
 {
-	const char	*h, *k, *t = NULL;
+	const char	*t = NULL;
 
-	h = server_header(r, "Authorization");
-	k = server_header(r, "X-Api-Key");
 	if (h != NULL) {
 		if (strncasecmp(h, "Bearer ", 7) == 0) {
 			t = h + 7;
@@ -205,172 +235,202 @@ looks_like_jws(const char *t)
 
 /* Which trusted issuer, if any, a token claims to come from. */
 static int
-auth_issuer(struct request *r, const char *t, size_t len)
+auth_issuer(const struct config *c, const char *t, size_t len)
 {
 	struct crypto_err	 err;
 	struct jose_jws		*jws;
 	int			 idx;
 
-	if (r->cfg->nissuers == 0 || (jws = jose_parse(t, len, &err)) == NULL)
+	if (c->nissuers == 0 || (jws = jose_parse(t, len, &err)) == NULL)
 		return (-1);
-	idx = oauth_issuer_index(r->cfg, json_string_value(json_object_get(
+	idx = oauth_issuer_index(c, json_string_value(json_object_get(
 	    jws->claims, "iss")));
 	jose_jws_free(jws);
 	return (idx);
 }
 
+/* Stop waiting for a trusted issuer's keys. */
 void
-auth_wait_free(struct request *r)
+auth_wait_cancel(struct auth_wait **wp, void *arg)
 {
-	if (r->auth_wait == NULL)
+	struct auth_wait	*w = *wp;
+
+	if (w == NULL)
 		return;
-	oidc_cancel_wait(r->auth_wait->iss, r);
-	oidc_issuer_put(r->auth_wait->iss);
-	free(r->auth_wait);
-	r->auth_wait = NULL;
-}
-
-/* The client left while we waited for keys. */
-static void
-auth_abort(struct request *r)
-{
-	auth_wait_free(r);
-	request_unref(r);
-}
-
-/*
- * The issuer's keys have been fetched again: try once more, for a final
- * answer (auth_external() asks without a callback now, so a key id still
- * unknown is a 401, never another wait).
- */
-static void
-auth_resume(void *arg)
-{
-	struct request	*r = arg;
-	int		 rc;
-
-	r->on_abort = NULL;
-	rc = auth_request(r);
-	auth_wait_free(r);
-	if (rc == 0)
-		r->route->handler(r);
-	request_unref(r);
+	oidc_cancel_wait(w->iss, arg);
+	oidc_issuer_put(w->iss);
+	free(w);
+	*wp = NULL;
 }
 
 /* A trusted issuer's token; 1 while its keys are fetched again. */
 static int
-auth_external(struct request *r, int idx, const char *t, size_t len,
-    struct principal **p, const char **why, int *code)
+auth_external(const struct config *c, int idx, const char *t, size_t len,
+    struct auth_result *res, struct auth_wait **wp, void (*wake)(void *),
+    void *arg)
 {
-	const struct issuer_config	*ic = &r->cfg->issuers[idx];
+	const struct issuer_config	*ic = &c->issuers[idx];
 	struct oidc_issuer		*iss;
-	int				 rc;
+	const char			*why = NULL;
+	int				 rc, code;
 
-	/* Waiting once is all: a resumed request gets a final answer. */
-	iss = r->auth_wait != NULL ? r->auth_wait->iss : oauth_issuer_ref(ic);
-	rc = oauth_verify_external(r->cfg, ic, iss, t, len, p, why, code,
-	    r->auth_wait == NULL ? auth_resume : NULL, r);
+	iss = *wp != NULL ? (*wp)->iss : oauth_issuer_ref(ic);
+	rc = oauth_verify_external(c, ic, iss, t, len, &res->p, &why, &code,
+	    wake, arg);
 	if (rc == 1) {
-		if (r->auth_wait == NULL) {
-			r->auth_wait = xcalloc(1, sizeof *r->auth_wait);
-			r->auth_wait->iss = iss;
-			request_ref(r);
+		if (*wp == NULL) {
+			*wp = xcalloc(1, sizeof **wp);
+			(*wp)->iss = iss;
 		}
-		r->on_abort = auth_abort;
-		log_trace(TRACE_AUTH, "%s: waiting for %s's keys", r->id,
-		    ic->issuer);
+		log_trace(TRACE_AUTH, "waiting for %s's keys", ic->issuer);
 		return (1);
 	}
-	if (r->auth_wait == NULL)
+	if (*wp == NULL)
 		oidc_issuer_put(iss);
-	return (rc);
+	if (rc == -1)
+		return (auth_fail(res, code, code == 403 ? "policy" :
+		    "invalid", why));
+	return (0);
 }
 
 /*
- * Authenticate a request for its route. Returns 0 with r->principal set,
- * -1 after answering the client, or 1 when it has to wait for a trusted
- * issuer's keys: the route's handler is then called when they are in.
+ * Check the credential a request carries (its Authorization and X-Api-Key
+ * values, either may be NULL) for a route with these flags: 0 with res->p
+ * set, -1 refused (res->code, label and why), or 1 while a trusted
+ * issuer's keys are fetched again: wake(arg) is called once they are in
+ * (or the fetch failed), and the caller asks again with the same *wp and
+ * wake NULL for the final answer. Without wake, the answer is final.
  */
 int
-auth_request(struct request *r)
+auth_check(const struct config *c, int route_flags, const char *authz,
+    const char *apikey, struct auth_result *res, struct auth_wait **wp,
+    void (*wake)(void *), void *arg)
+{
+	struct auth_wait	*w;
+	int			 rc;
+
+	rc = auth_check1(c, route_flags, authz, apikey, res, wp, wake, arg);
+	if (rc != 1 && wp != NULL && (w = *wp) != NULL) {
+		/* The wait is over (its callback has run, or was not needed). */
+		oidc_cancel_wait(w->iss, arg);
+		oidc_issuer_put(w->iss);
+		free(w);
+		*wp = NULL;
+	}
+	return (rc);
+}
+
+static int
+auth_check1(const struct config *c, int route_flags, const char *authz,
+    const char *apikey, struct auth_result *res, struct auth_wait **wp,
+    void (*wake)(void *), void *arg)
 {
 	struct principal	*p = NULL;
-	const char		*t, *why = NULL, *label = "invalid";
+	const char		*t, *why = NULL;
 	uint8_t			 h[CRYPTO_HASH_LEN];
+	struct auth_wait	*none = NULL;
 	size_t			 len;
+	int			 rc, idx;
 
-	if ((t = auth_credential(r, &why)) == NULL) {
-		auth_fail(r, 401, "missing", why);
-		return (-1);
-	}
+	memset(res, 0, sizeof *res);
+	if (wp == NULL)
+		wp = &none;
+	if ((t = auth_credential(authz, apikey, &why)) == NULL)
+		return (auth_fail(res, 401, "missing", why));
 	len = strlen(t);
-	if (len > AUTH_TOKEN_MAX) {
-		auth_fail(r, 401, "malformed", "credential is too large");
-		return (-1);
-	}
+	if (len > AUTH_TOKEN_MAX)
+		return (auth_fail(res, 401, "malformed",
+		    "credential is too large"));
 	if (strncmp(t, APIKEY_PREFIX, 4) == 0) {
 		/*
 		 * A bad key is a 401 everywhere (RFC 6750 invalid_token);
 		 * only a good one learns that it cannot be used here.
 		 */
-		if (apikey_verify(t, &p, &why) == -1) {
-			auth_fail(r, 401, "api_key", why);
-			return (-1);
-		}
-		if (r->route != NULL && (r->route->flags & RF_JWT_ONLY)) {
+		if (apikey_verify(t, &p, &why) == -1)
+			return (auth_fail(res, 401, "api_key", why));
+		if (route_flags & RF_JWT_ONLY) {
 			principal_unref(p);
-			auth_fail(r, 403, "api_key", "API keys cannot be used "
-			    "here; log in for a token");
-			return (-1);
+			return (auth_fail(res, 403, "api_key", "API keys "
+			    "cannot be used here; log in for a token"));
 		}
 	} else if (strncmp(t, "bsr_", 4) == 0) {
-		auth_fail(r, 401, "malformed", "a refresh token is not a bearer "
-		    "token; exchange it at /auth/refresh");
-		return (-1);
+		return (auth_fail(res, 401, "malformed", "a refresh token is "
+		    "not a bearer token; exchange it at /auth/refresh"));
 	} else if (looks_like_jws(t)) {
 		crypto_hash_token(t, h);
 		if ((p = cache_get(h)) == NULL) {
-			int rc, code, idx = auth_issuer(r, t, len);
-
-			if (idx >= 0) {
-				rc = auth_external(r, idx, t, len, &p, &why,
-				    &code);
-				if (rc == 1)
-					return (1);
-				if (rc == -1) {
-					auth_fail(r, code, code == 403 ?
-					    "policy" : "invalid", why);
-					return (-1);
-				}
-			} else if (tokens_verify_jwt(t, len, &p, &why) == -1) {
-				auth_fail(r, 401, strstr(why, "expired") ?
-				    "expired" : "invalid", why);
-				return (-1);
-			}
+			if ((idx = auth_issuer(c, t, len)) >= 0) {
+				rc = auth_external(c, idx, t, len, res, wp,
+				    wake, arg);
+				if (rc != 0)
+					return (rc);
+				p = res->p;
+				res->p = NULL;
+			} else if (tokens_verify_jwt(t, len, &p, &why) == -1)
+				return (auth_fail(res, 401, strstr(why,
+				    "expired") ? "expired" : "invalid", why));
 			cache_put(h, p);
 		}
-	} else {
-		auth_fail(r, 401, "malformed", "malformed credential");
-		return (-1);
-	}
+	} else
+		return (auth_fail(res, 401, "malformed",
+		    "malformed credential"));
 
-	if ((why = principal_revoked(p)) != NULL) {
-		label = strstr(why, "expired") ? "expired" : "revoked";
-		principal_unref(p);
-		auth_fail(r, 401, label, why);
+	res->p = p;
+	if (auth_still_valid(res, route_flags) == -1)
 		return (-1);
-	}
-	if (r->route != NULL && (r->route->flags & RF_BEDROCK) &&
-	    !principal_has_scope(p, SCOPE_INVOKE)) {
-		principal_unref(p);
-		auth_fail(r, 403, "scope", "token lacks the " SCOPE_INVOKE
-		    " scope");
-		return (-1);
-	}
-	r->principal = p;
-	request_set_user(r, p->email != NULL ? p->email : p->sub);
 	log_trace(TRACE_AUTH, "authenticated %s (%s)", p->sub,
 	    p->kind == PRINCIPAL_API_KEY ? "API key" : "token");
+	return (0);
+}
+
+/*
+ * What may change after a credential was verified: revocation, the user's
+ * state, and the scope the route needs. 0, or -1 with res a refusal.
+ */
+int
+auth_still_valid(struct auth_result *res, int route_flags)
+{
+	const char	*why;
+
+	if ((why = principal_revoked(res->p)) != NULL) {
+		principal_unref(res->p);
+		return (auth_fail(res, 401, strstr(why, "expired") ?
+		    "expired" : "revoked", why));
+	}
+	if ((route_flags & RF_BEDROCK) &&
+	    !principal_has_scope(res->p, SCOPE_INVOKE)) {
+		principal_unref(res->p);
+		return (auth_fail(res, 403, "scope", "token lacks the "
+		    SCOPE_INVOKE " scope"));
+	}
+	return (0);
+}
+
+/*
+ * Authenticate a request with the credential its head carried: res as the
+ * server's head check left it (a verdict, or none: then it is checked
+ * now, with a final answer). 0 with r->principal set, or -1 after
+ * answering the client.
+ */
+int
+auth_request(struct request *r, struct auth_result *res)
+{
+	int	flags = r->route->flags;
+
+	if (res->p == NULL && res->code == 0)
+		(void)auth_check(r->cfg, flags, server_header(r,
+		    "Authorization"), server_header(r, "X-Api-Key"), res, NULL,
+		    NULL, NULL);
+	else if (res->p != NULL)
+		(void)auth_still_valid(res, flags);
+	if (res->p == NULL) {
+		auth_refuse(r, res);
+		return (-1);
+	}
+	r->principal = res->p;
+	res->p = NULL;
+	request_set_user(r, r->principal->email != NULL ?
+	    r->principal->email : r->principal->sub);
 	return (0);
 }
 

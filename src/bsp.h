@@ -315,6 +315,7 @@ struct config {
 	long long	 server_max_body_bytes;
 	long long	 server_max_header_bytes;
 	long long	 server_max_connections;
+	long long	 server_max_conns_per_client;
 	long long	 to_header;
 	long long	 to_body;
 	long long	 to_idle;
@@ -539,7 +540,6 @@ struct request {
 	const char		*log_error;
 
 	struct principal	*principal;
-	struct auth_wait	*auth_wait;	/* while keys are fetched */
 
 	/* route state, freed with the request */
 	void			*state;
@@ -826,8 +826,20 @@ void		 apikeys_purge(time_t);
 
 /* auth.c */
 struct auth_wait;
-int		 auth_request(struct request *);
-void		 auth_wait_free(struct request *);
+struct auth_result {
+	struct principal	*p;		/* accepted */
+	int			 code;		/* refused: 401 or 403 */
+	const char		*label;		/* refused: metric label */
+	char			 why[256];
+};
+int		 auth_check(const struct config *, int, const char *,
+		     const char *, struct auth_result *, struct auth_wait **,
+		     void (*)(void *), void *);
+int		 auth_still_valid(struct auth_result *, int);
+void		 auth_wait_cancel(struct auth_wait **, void *);
+void		 auth_result_clear(struct auth_result *);
+int		 auth_request(struct request *, struct auth_result *);
+void		 auth_refuse(struct request *, const struct auth_result *);
 void		 auth_cache_clear(void);
 void		 auth_cache_sweep(void);
 int		 auth_bearer(struct request *, const char **);

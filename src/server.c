@@ -6,8 +6,22 @@
  * connections are tracked from accept (bevcb) so a client that dribbles its
  * request head is dropped after server.timeouts.header, a client that
  * dribbles a body after server.timeouts.body, the connection count is
- * capped, and a client that hangs up while we wait on an upstream is noticed
- * (EV_CLOSED) so the upstream call can be cancelled.
+ * capped (in all and per client address), and a client that hangs up while
+ * we wait on an upstream is noticed (EV_CLOSED) so the upstream call can be
+ * cancelled.
+ *
+ * The head gate: evhttp is lenient where request smuggling needs it and
+ * reads a whole body before anyone can look at the head. So the bytes of
+ * each request head are taken out of evhttp's input as they arrive and
+ * held here until the head is complete. Then http-head.c reads it strictly,
+ * the route is found, and the credential of a protected route is checked
+ * (auth_check). A head that passes goes back to evhttp, which reads the
+ * body: up to server.max_body_bytes for an authenticated request, up to
+ * SERVER_UNAUTH_BODY_MAX for any other. A head that is refused reaches
+ * evhttp as a bodiless stand-in request that is answered with the refusal
+ * and closes the connection, so that a body which follows is never read as
+ * a request (what arrives of it is dropped, and the socket lingers a moment
+ * so that the client sees the answer rather than a reset).
  *
  * Lifetime of a request: struct request is created when evhttp hands us a
  * complete request and holds one reference for evhttp. That reference is
@@ -22,6 +36,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +56,7 @@
 #include <uthash.h>
 
 #include "bsp.h"
+#include "http-head.h"
 #include "web.h"
 
 #define SERVER_MAX_LISTENERS	16
@@ -52,12 +68,46 @@
  */
 #define SERVER_BACKLOG		4096
 #define SERVER_JSON_MAX		65536
+/* The largest body a request without a verified credential may carry. */
+#define SERVER_UNAUTH_BODY_MAX	SERVER_JSON_MAX
+/* A refused request's socket is read and emptied this long before close. */
+#define SERVER_LINGER_SECS	5
+#define SERVER_LINGER_MAX	256
 
 enum conn_state {
 	CONN_NEW,	/* accepted, no request yet */
 	CONN_WAITING,	/* keep-alive, between requests */
+	CONN_KEYS,	/* head held while a trusted issuer's keys arrive */
 	CONN_BODY,	/* request head read, body arriving */
 	CONN_ACTIVE,	/* a request is being handled */
+};
+
+/* What the head gate decided for the request whose head it read. */
+struct server_gate {
+	int			 done;		/* a verdict for the next request */
+	int			 status;	/* refused before evhttp: a status */
+	const char		*error;		/* ... its OAuth error code */
+	char			 why[128];
+	int			 mtype;		/* ... and what it asked for */
+	char			*path;
+	int			 flags;		/* its route's */
+	struct auth_result	 auth;		/* RF_AUTH routes */
+	struct auth_wait	*wait;
+};
+
+/* Connections per client address (IPv4, or IPv6 /64). */
+struct server_client {
+	char			 group[64];
+	size_t			 n;
+	UT_hash_handle		 hh;
+};
+
+/* A refused request's socket, read and emptied for a moment. */
+struct server_linger {
+	int				 fd;
+	double				 until;
+	struct event			 ev;
+	TAILQ_ENTRY(server_linger)	 entry;
 };
 
 struct server_conn {
@@ -70,7 +120,13 @@ struct server_conn {
 	double				 t_wait;	/* state entered */
 	double				 t_first;	/* first byte of head */
 	double				 t_head;	/* head complete */
-	int				 nl;		/* head scanner */
+	struct evbuffer			*head;		/* held from evhttp */
+	size_t				 scanned;	/* no head end before */
+	int				 in_gate;	/* our own input edits */
+	int				 discard;	/* drop all input */
+	struct server_gate		 gate;
+	struct event			 gate_ev;
+	struct server_client		*client;
 	struct event			 adopt_ev;
 	struct event			 closed_ev;
 	int				 closed_ev_on;
@@ -94,6 +150,9 @@ static struct {
 	struct server_conn		*conn_hash;
 	TAILQ_HEAD(, server_conn)	 conns;
 	size_t				 nconns;
+	struct server_client		*clients;
+	TAILQ_HEAD(, server_linger)	 lingering;
+	size_t				 nlinger;
 	TAILQ_HEAD(, request)		 requests;
 	size_t				 nrequests;
 	TAILQ_HEAD(, request)		 dead;
@@ -109,6 +168,11 @@ static void	request_drop_http(struct request *);
 static void	conn_release(struct server_conn *);
 static void	conn_kill(struct server_conn *, const char *);
 static void	server_check_drained(void);
+static void	conn_enter(struct server_conn *, enum conn_state);
+static void	conn_head_check(struct server_conn *, int);
+static void	conn_watch_hangup(struct server_conn *);
+static void	conn_closed_ev_del(struct server_conn *);
+static void	conn_closed_cb(struct evhttp_connection *, void *);
 
 /*
  * The route table. "{}" matches one non-empty path segment; RF_BEDROCK
@@ -205,36 +269,40 @@ route_match(const char *pattern, const char *path, struct request *r)
 	return (1);
 }
 
-/* Find the route for a path; *allowed gets the methods any match takes. */
+/*
+ * Find the route for a raw path; *allowed gets the methods any match
+ * takes. With r, its parameters are captured too.
+ */
 static const struct route *
-route_find(struct request *r, int method, int *allowed)
+route_find(const struct config *c, const char *rawpath, int method,
+    int *allowed, struct request *r)
 {
 	const struct route	*rt;
-	const char		*path = r->path;
+	const char		*path = rawpath;
 	size_t			 i;
 	int			 pass;
 
 	*allowed = 0;
 	for (pass = 0; pass < 2; pass++) {
 		if (pass == 1) {
-			if (strncmp(r->path, "/bedrock/", 9) != 0)
+			if (strncmp(rawpath, "/bedrock/", 9) != 0)
 				break;
-			path = r->path + 8;
+			path = rawpath + 8;
 		}
 		for (i = 0; i < nroutes; i++) {
 			rt = &routes[i];
 			if (pass == 1 && !(rt->flags & RF_BEDROCK))
 				continue;
 			if (rt->pattern == NULL) {
-				if (!r->cfg->metrics_enabled ||
-				    strcmp(path, r->cfg->metrics_path) != 0)
+				if (!c->metrics_enabled ||
+				    strcmp(path, c->metrics_path) != 0)
 					continue;
 			} else if (!route_match(rt->pattern, path, NULL))
 				continue;
 			*allowed |= rt->methods;
 			if ((rt->methods & method) == 0)
 				continue;
-			if (rt->pattern != NULL)
+			if (rt->pattern != NULL && r != NULL)
 				route_match(rt->pattern, path, r);
 			return (rt);
 		}
@@ -307,44 +375,437 @@ fail:
 }
 
 /* Connection tracking. */
+static const char *
+conn_state_name(enum conn_state s)
+{
+	static const char *const names[] = {
+		"new", "waiting", "keys", "body", "active"
+	};
+
+	return ((size_t)s < nitems(names) ? names[s] : "?");
+}
+
+/* The one place a connection changes state. */
+static void
+conn_enter(struct server_conn *conn, enum conn_state s)
+{
+	if (log_trace_on(TRACE_HTTP))
+		log_trace(TRACE_HTTP, "connection %p: %s -> %s", (void *)conn,
+		    conn_state_name(conn->state), conn_state_name(s));
+	conn->state = s;
+	switch (s) {
+	case CONN_WAITING:
+		conn->t_wait = now_mono();
+		conn->t_first = 0;
+		conn->scanned = 0;
+		conn->discard = 0;
+		break;
+	case CONN_KEYS:
+	case CONN_BODY:
+		conn->t_head = now_mono();
+		break;
+	case CONN_NEW:
+	case CONN_ACTIVE:
+		break;
+	}
+}
+
+static void
+conn_gate_clear(struct server_conn *conn)
+{
+	struct server_gate	*g = &conn->gate;
+
+	auth_wait_cancel(&g->wait, conn);
+	auth_result_clear(&g->auth);
+	free(g->path);
+	memset(g, 0, sizeof *g);
+}
+
+/* Take what evhttp has not read yet: it is (the start of) a head. */
+static void
+conn_hold(struct server_conn *conn)
+{
+	conn->in_gate = 1;
+	evbuffer_add_buffer(conn->head, bufferevent_get_input(conn->bev));
+	conn->in_gate = 0;
+}
+
+/*
+ * Refuse the held head before evhttp reads it: evhttp gets a bodiless
+ * stand-in request, which server_gencb answers with the refusal; the
+ * connection closes after the answer, and what else the client sends is
+ * dropped (a body must never be read as a request).
+ */
+static void
+conn_refuse(struct server_conn *conn, int status, const char *error,
+    const char *why)
+{
+	static const char	 standin[] = "GET / HTTP/1.1\r\nHost: -\r\n"
+				    "Connection: close\r\n\r\n";
+	struct server_gate	*g = &conn->gate;
+	struct evbuffer		*in = bufferevent_get_input(conn->bev);
+
+	log_trace(TRACE_HTTP, "request head refused: %d %s", status, why);
+	g->done = 1;
+	g->status = status;
+	g->error = error;
+	bsp_strlcpy(g->why, why, sizeof g->why);
+	conn->in_gate = 1;
+	evbuffer_drain(conn->head, evbuffer_get_length(conn->head));
+	evbuffer_drain(in, evbuffer_get_length(in));
+	/* At the front: outside its own reads, a bufferevent's input is
+	 * frozen at the end. */
+	if (evbuffer_prepend(in, standin, sizeof standin - 1) == -1)
+		fatalx("%s: evbuffer_prepend", __func__);
+	conn->in_gate = 0;
+	conn->discard = 1;
+	conn_enter(conn, CONN_BODY);
+}
+
+/* The evhttp_connection behind our bufferevent, once evhttp made it. */
+static struct evhttp_connection *
+conn_evcon(struct server_conn *conn)
+{
+	bufferevent_event_cb	 ecb;
+	void			*cbarg;
+
+	if (conn->evcon == NULL) {
+		bufferevent_getcb(conn->bev, NULL, NULL, &ecb, &cbarg);
+		if (ecb != NULL) {
+			conn->evcon = cbarg;
+			evhttp_connection_set_closecb(conn->evcon,
+			    conn_closed_cb, conn);
+		}
+	}
+	return (conn->evcon);
+}
+
+/* Hand the held head (and what followed it) to evhttp. */
+static void
+conn_pass(struct server_conn *conn, size_t max_body)
+{
+	struct evhttp_connection	*evcon = conn_evcon(conn);
+
+	conn->gate.done = 1;
+	if (evcon != NULL)
+		evhttp_connection_set_max_body_size(evcon,
+		    (ev_ssize_t)max_body);
+	conn->in_gate = 1;
+	if (evbuffer_prepend_buffer(bufferevent_get_input(conn->bev),
+	    conn->head) == -1)
+		fatalx("%s: evbuffer_prepend_buffer", __func__);
+	conn->in_gate = 0;
+	conn_enter(conn, CONN_BODY);
+}
+
+/*
+ * The verdict on a head whose credential (if its route needs one) has
+ * been checked: refused before its body, or passed with a body ceiling.
+ */
+static void
+conn_decide(struct server_conn *conn, int has_body, int has_length,
+    uint64_t length)
+{
+	struct server_gate	*g = &conn->gate;
+	size_t			 max = (size_t)cfg->server_max_body_bytes;
+
+	if (g->auth.code != 0 && has_body) {
+		/* 401/403: answered by auth_refuse(), before the body. */
+		conn_refuse(conn, g->auth.code, NULL, g->auth.why);
+		return;
+	}
+	if (g->auth.p == NULL && max > SERVER_UNAUTH_BODY_MAX)
+		max = SERVER_UNAUTH_BODY_MAX;
+	if (has_length && length > max) {
+		conn_refuse(conn, 413, "invalid_request", g->auth.p != NULL ?
+		    "request body is too large" : "request body is too large "
+		    "for a request without valid credentials");
+		return;
+	}
+	conn_pass(conn, max);
+}
+
+/* A trusted issuer's keys are in (or their fetch failed). */
+static void
+conn_keys_cb(void *arg)
+{
+	struct server_conn	*conn = arg;
+
+	event_active(&conn->gate_ev, EV_TIMEOUT, 1);
+}
+
+static int
+method_type(const struct http_span *m)
+{
+	static const struct {
+		const char	*name;
+		int		 type;
+	} t[] = {
+		{ "GET", EVHTTP_REQ_GET },
+		{ "POST", EVHTTP_REQ_POST },
+		{ "HEAD", EVHTTP_REQ_HEAD },
+		{ "PUT", EVHTTP_REQ_PUT },
+		{ "DELETE", EVHTTP_REQ_DELETE },
+		{ "OPTIONS", EVHTTP_REQ_OPTIONS },
+		{ "PATCH", EVHTTP_REQ_PATCH },
+	};
+	size_t	i;
+
+	for (i = 0; i < nitems(t); i++) {
+		if (m->len == strlen(t[i].name) &&
+		    memcmp(m->p, t[i].name, m->len) == 0)
+			return (t[i].type);
+	}
+	return (0);
+}
+
+/*
+ * Look at the held bytes: once they hold a whole head, read it strictly,
+ * find its route and check its credential, then pass it to evhttp or
+ * refuse it (conn_pass, conn_refuse), or wait for keys (CONN_KEYS).
+ */
+static void
+conn_head_check(struct server_conn *conn, int deferred)
+{
+	const struct config	*c = cfg;
+	struct server_gate	*g = &conn->gate;
+	const struct route	*rt;
+	struct http_head	 h;
+	const char		*p, *why;
+	char			*authz = NULL, *key = NULL;
+	size_t			 len, want, end, from, skip = 0;
+	size_t			 limit = (size_t)c->server_max_header_bytes;
+	int			 rc, allowed;
+
+	/* Up to two empty lines before a request line are ignored. */
+	while (conn->scanned == 0 && skip < 4 &&
+	    evbuffer_get_length(conn->head) > 0 &&
+	    ((p = (const char *)evbuffer_pullup(conn->head, 1))[0] == '\r' ||
+	    p[0] == '\n')) {
+		evbuffer_drain(conn->head, 1);
+		skip++;
+	}
+	if ((len = evbuffer_get_length(conn->head)) == 0)
+		return;
+	want = len < limit + 2 ? len : limit + 2;
+	if ((p = (const char *)evbuffer_pullup(conn->head,
+	    (ev_ssize_t)want)) == NULL)
+		fatalx("%s: evbuffer_pullup", __func__);
+	from = conn->scanned > 2 ? conn->scanned - 2 : 0;
+	end = http_head_end(p + from, want - from);
+	if (end == 0) {
+		conn->scanned = want;
+		if (len > limit)
+			conn_refuse(conn, 431, "invalid_request",
+			    "request head is too large");
+		goto out;
+	}
+	end += from;
+	if (end > limit) {
+		conn_refuse(conn, 431, "invalid_request",
+		    "request head is too large");
+		goto out;
+	}
+
+	conn_gate_clear(conn);
+	rc = http_head_parse(p, end, HTTP_HEAD_MAX_FIELDS, &h, &why);
+	g->mtype = method_type(&h.method);
+	if (h.path.len > 0)
+		g->path = xmemdup0(h.path.p, h.path.len);
+	if (rc != 0) {
+		conn_refuse(conn, rc, "invalid_request", why);
+		goto out;
+	}
+	rt = route_find(c, g->path, g->mtype, &allowed, NULL);
+	g->flags = rt != NULL ? rt->flags : 0;
+	if (g->flags & RF_AUTH) {
+		if (h.authorization.p != NULL)
+			authz = xmemdup0(h.authorization.p,
+			    h.authorization.len);
+		if (h.api_key.p != NULL)
+			key = xmemdup0(h.api_key.p, h.api_key.len);
+		rc = auth_check(c, g->flags, authz, key, &g->auth, &g->wait,
+		    conn_keys_cb, conn);
+		if (rc == 1) {
+			/* The body stays unread until there is a verdict. */
+			conn_enter(conn, CONN_KEYS);
+			bufferevent_disable(conn->bev, EV_READ);
+			conn_watch_hangup(conn);
+			goto out;
+		}
+	}
+	conn_decide(conn, http_head_has_body(&h), h.has_length, h.length);
+out:
+	if (authz != NULL)
+		freezero_str(authz);
+	if (key != NULL)
+		freezero_str(key);
+	if (deferred && conn->state == CONN_BODY)
+		bufferevent_trigger(conn->bev, EV_READ, 0);
+}
+
+/* Run the head gate outside evhttp's callbacks. */
+static void
+conn_gate_cb(int fd, short ev, void *arg)
+{
+	struct server_conn	*conn = arg;
+	struct server_gate	*g = &conn->gate;
+	struct http_head	 h;
+	const char		*p, *why;
+	char			*authz = NULL, *key = NULL;
+	size_t			 end;
+
+	if (conn->state == CONN_NEW || conn->state == CONN_WAITING) {
+		conn_head_check(conn, 1);
+		return;
+	}
+	if (conn->state != CONN_KEYS)
+		return;
+	/* The keys are in: the held head is whole; read it once more. */
+	p = (const char *)evbuffer_pullup(conn->head, -1);
+	end = http_head_end(p, evbuffer_get_length(conn->head));
+	if (end == 0 || http_head_parse(p, end, HTTP_HEAD_MAX_FIELDS, &h,
+	    &why) != 0)
+		fatalx("%s: a held head no longer reads", __func__);
+	if (h.authorization.p != NULL)
+		authz = xmemdup0(h.authorization.p, h.authorization.len);
+	if (h.api_key.p != NULL)
+		key = xmemdup0(h.api_key.p, h.api_key.len);
+	(void)auth_check(cfg, g->flags, authz, key, &g->auth, &g->wait, NULL,
+	    conn);
+	if (authz != NULL)
+		freezero_str(authz);
+	if (key != NULL)
+		freezero_str(key);
+	conn_closed_ev_del(conn);
+	bufferevent_enable(conn->bev, EV_READ);
+	conn_decide(conn, http_head_has_body(&h), h.has_length, h.length);
+	bufferevent_trigger(conn->bev, EV_READ, 0);
+}
+
 static void
 conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     void *arg)
 {
 	struct server_conn	*conn = arg;
-	struct evbuffer_ptr	 ptr;
-	struct evbuffer_iovec	 v[4];
-	size_t			 len, start, i, j;
-	int			 n;
-	const unsigned char	*p;
 
-	if (info->n_added == 0 || conn->state == CONN_ACTIVE ||
-	    conn->state == CONN_BODY)
+	if (info->n_added == 0 || conn->in_gate)
 		return;
-	if (conn->t_first == 0)
-		conn->t_first = now_mono();
-	/* Scan the new bytes for the blank line that ends the head. */
-	len = evbuffer_get_length(buf);
-	if (info->n_added > len)
-		return;
-	start = len - info->n_added;
-	if (evbuffer_ptr_set(buf, &ptr, start, EVBUFFER_PTR_SET) == -1)
-		return;
-	n = evbuffer_peek(buf, (ev_ssize_t)info->n_added, &ptr, v, 4);
-	for (i = 0; i < (size_t)n && i < 4; i++) {
-		p = v[i].iov_base;
-		for (j = 0; j < v[i].iov_len; j++) {
-			if (p[j] == '\n') {
-				if (conn->nl) {
-					conn->state = CONN_BODY;
-					conn->t_head = now_mono();
-					return;
-				}
-				conn->nl = 1;
-			} else if (p[j] != '\r')
-				conn->nl = 0;
+	switch (conn->state) {
+	case CONN_NEW:
+	case CONN_WAITING:
+		if (conn->t_first == 0)
+			conn->t_first = now_mono();
+		conn_hold(conn);
+		conn_head_check(conn, 0);
+		break;
+	case CONN_KEYS:
+		/* What follows the head waits too; read no more of it. */
+		conn_hold(conn);
+		bufferevent_disable(conn->bev, EV_READ);
+		break;
+	case CONN_ACTIVE:
+		if (conn->discard) {
+			conn->in_gate = 1;
+			evbuffer_drain(buf, evbuffer_get_length(buf));
+			conn->in_gate = 0;
 		}
+		break;
+	case CONN_BODY:
+		break;
 	}
+}
+
+/* Count a connection against its client address; -1 over the limit. */
+static int
+conn_count_client(struct server_conn *conn)
+{
+	const struct sockaddr	*sa;
+	struct server_client	*cl;
+	char			 group[64];
+
+	if (cfg->server_max_conns_per_client <= 0 || conn->evcon == NULL ||
+	    (sa = evhttp_connection_get_addr(conn->evcon)) == NULL ||
+	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+	    cidrlist_match(&cfg->trusted_proxies, sa) ||
+	    sockaddr_group(sa, group, sizeof group) == -1)
+		return (0);
+	HASH_FIND_STR(srv.clients, group, cl);
+	if (cl == NULL) {
+		cl = xcalloc(1, sizeof *cl);
+		bsp_strlcpy(cl->group, group, sizeof cl->group);
+		HASH_ADD_STR(srv.clients, group, cl);
+	}
+	cl->n++;
+	conn->client = cl;
+	return (cl->n > (size_t)cfg->server_max_conns_per_client ? -1 : 0);
+}
+
+static void
+conn_uncount_client(struct server_conn *conn)
+{
+	struct server_client	*cl = conn->client;
+
+	if (cl == NULL)
+		return;
+	conn->client = NULL;
+	if (--cl->n == 0) {
+		HASH_DEL(srv.clients, cl);
+		free(cl);
+	}
+}
+
+/*
+ * A refused request's client may still be sending its body: closing now,
+ * with its bytes unread, would send a reset that can destroy our answer
+ * before the client reads it. Keep reading (and dropping) for a moment,
+ * with evhttp's shutdown of our side already sent.
+ */
+static void
+server_linger_end(struct server_linger *l)
+{
+	event_del(&l->ev);
+	close(l->fd);
+	TAILQ_REMOVE(&srv.lingering, l, entry);
+	srv.nlinger--;
+	free(l);
+}
+
+static void
+server_linger_cb(int fd, short ev, void *arg)
+{
+	struct server_linger	*l = arg;
+	static char		 sink[16384];
+	ssize_t			 n;
+
+	if ((ev & EV_READ) && now_mono() < l->until) {
+		n = read(fd, sink, sizeof sink);
+		if (n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR)))
+			return;
+	}
+	server_linger_end(l);
+}
+
+static void
+server_linger(struct server_conn *conn)
+{
+	struct server_linger	*l;
+	struct timeval		 tv = { SERVER_LINGER_SECS, 0 };
+	evutil_socket_t		 fd;
+	int			 dup;
+
+	if (srv.nlinger >= SERVER_LINGER_MAX ||
+	    (fd = bufferevent_getfd(conn->bev)) == -1 ||
+	    (dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)) == -1)
+		return;
+	l = xcalloc(1, sizeof *l);
+	l->fd = dup;
+	l->until = now_mono() + SERVER_LINGER_SECS;
+	event_assign(&l->ev, bsp_base, dup, EV_READ | EV_PERSIST,
+	    server_linger_cb, l);
+	event_add(&l->ev, &tv);
+	TAILQ_INSERT_TAIL(&srv.lingering, l, entry);
+	srv.nlinger++;
 }
 
 static void
@@ -388,21 +849,21 @@ conn_adopt_cb(int fd, short ev, void *arg)
 {
 	struct server_conn	*conn = arg;
 	bufferevent_event_cb	 ecb;
-	void			*cbarg;
 
-	bufferevent_getcb(conn->bev, NULL, NULL, &ecb, &cbarg);
-	if (ecb == NULL) {
+	bufferevent_getcb(conn->bev, NULL, NULL, &ecb, NULL);
+	if (ecb == NULL || conn_evcon(conn) == NULL) {
 		conn_release(conn);
 		return;
-	}
-	if (conn->evcon == NULL) {
-		conn->evcon = cbarg;
-		evhttp_connection_set_closecb(conn->evcon, conn_closed_cb, conn);
 	}
 	if ((long long)srv.nconns > cfg->server_max_connections) {
 		log_warnx("connection limit (%lld) reached; closing a new "
 		    "connection", cfg->server_max_connections);
 		conn_kill(conn, "connection limit");
+	} else if (conn_count_client(conn) == -1) {
+		log_warnx("client %s has %zu connections (limit %lld); closing "
+		    "a new one", conn->client->group, conn->client->n,
+		    cfg->server_max_conns_per_client);
+		conn_kill(conn, "connection limit per client");
 	} else if (srv.draining)
 		conn_kill(conn, "shutting down");
 }
@@ -431,6 +892,9 @@ server_bevcb(struct event_base *base, void *arg)
 	bufferevent_incref(bev);
 	conn->state = CONN_NEW;
 	conn->t_wait = now_mono();
+	if ((conn->head = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	evtimer_assign(&conn->gate_ev, base, conn_gate_cb, conn);
 	evbuffer_add_cb(bufferevent_get_input(bev), conn_input_cb, conn);
 	HASH_ADD_PTR(srv.conn_hash, bev, conn);
 	TAILQ_INSERT_TAIL(&srv.conns, conn, entry);
@@ -461,7 +925,11 @@ conn_release(struct server_conn *conn)
 		conn->req = NULL;
 	}
 	event_del(&conn->adopt_ev);
+	event_del(&conn->gate_ev);
 	conn_closed_ev_del(conn);
+	conn_gate_clear(conn);
+	conn_uncount_client(conn);
+	evbuffer_free(conn->head);
 	evbuffer_remove_cb(bufferevent_get_input(conn->bev), conn_input_cb,
 	    conn);
 	HASH_DEL(srv.conn_hash, conn);
@@ -525,6 +993,12 @@ server_sweep_cb(int fd, short ev, void *arg)
 			else if (srv.draining && conn->t_first == 0)
 				conn_kill(conn, "shutting down");
 			break;
+		case CONN_KEYS:
+			/* The fetch is bounded by oauth.timeout; this too. */
+			if (now - conn->t_head > (double)(c->oauth_timeout +
+			    c->to_header))
+				conn_kill(conn, "no verdict on the credential");
+			break;
 		case CONN_BODY:
 			if (now - conn->t_head > (double)c->to_body)
 				conn_kill(conn, "request body too slow");
@@ -544,12 +1018,17 @@ server_sweep_cb(int fd, short ev, void *arg)
 static void
 request_watch_hangup(struct request *r)
 {
-	struct server_conn	*conn = r->conn;
+	if (r->replied || r->client_gone || r->conn == NULL)
+		return;
+	conn_watch_hangup(r->conn);
+}
+
+static void
+conn_watch_hangup(struct server_conn *conn)
+{
 	evutil_socket_t		 fd;
 
-	if (r->replied || r->client_gone || conn == NULL || conn->closed_ev_on)
-		return;
-	if ((fd = bufferevent_getfd(conn->bev)) == -1)
+	if (conn->closed_ev_on || (fd = bufferevent_getfd(conn->bev)) == -1)
 		return;
 	event_assign(&conn->closed_ev, bsp_base, fd, EV_CLOSED, conn_hup_cb,
 	    conn);
@@ -716,50 +1195,43 @@ request_common_headers(struct request *r)
 		evhttp_add_header(h, "Connection", "close");
 }
 
+/* A request whose head the gate refused: answer it, and nothing else. */
 static void
-server_gencb(struct evhttp_request *req, void *arg)
+server_refused(struct request *r, struct server_gate *g)
 {
-	struct request		*r;
-	struct evhttp_connection *evcon;
-	struct bufferevent	*bev;
-	struct server_conn	*conn = NULL;
-	const char		*uri, *q, *xid;
-	int			 method, allowed;
-	char			 buf[256];
+	struct evbuffer	*in;
+	int		 allowed;
 
-	evcon = evhttp_request_get_connection(req);
-	bev = evhttp_connection_get_bufferevent(evcon);
-	HASH_FIND_PTR(srv.conn_hash, &bev, conn);
-
-	r = xcalloc(1, sizeof *r);
-	r->refcnt = 1;
-	r->http = req;
-	r->cfg = config_ref(cfg);
-	r->t_start = now_mono();
-	method = evhttp_request_get_command(req);
-	r->method = method_name(method);
-	TAILQ_INSERT_TAIL(&srv.requests, r, entry);
-	srv.nrequests++;
-	if (conn != NULL) {
-		if (conn->evcon == NULL) {
-			conn->evcon = evcon;
-			evhttp_connection_set_closecb(evcon, conn_closed_cb,
-			    conn);
-		}
-		conn->state = CONN_ACTIVE;
-		conn->req = r;
-		r->conn = conn;
+	free(r->path);
+	r->path = xstrdup(g->path != NULL ? g->path : "-");
+	r->method = method_name(g->mtype);
+	r->route = route_find(r->cfg, r->path, g->mtype, &allowed, NULL);
+	if (r->conn != NULL) {
+		/* Whatever came after the stand-in is the refused body. */
+		in = bufferevent_get_input(r->conn->bev);
+		r->conn->in_gate = 1;
+		evbuffer_drain(in, evbuffer_get_length(in));
+		r->conn->in_gate = 0;
 	}
-	evhttp_request_set_on_complete_cb(req, NULL, NULL);
-
-	xid = server_header(r, "X-Request-Id");
-	if (xid != NULL && request_id_ok(xid))
-		bsp_strlcpy(r->id, xid, sizeof r->id);
+	if (g->error == NULL)
+		auth_refuse(r, &g->auth);
 	else
-		request_id_new(r->id, sizeof r->id);
-	request_client(r, evhttp_connection_get_addr(evcon));
+		server_error(r, g->status, g->error, g->why);
+}
 
-	uri = evhttp_request_get_uri(req);
+/* Route a request and run its handler. */
+static void
+server_dispatch(struct request *r, int method, struct server_gate *g)
+{
+	const char	*uri, *q;
+	int		 allowed;
+	char		 buf[256];
+
+	if (g->status != 0) {
+		server_refused(r, g);
+		return;
+	}
+	uri = evhttp_request_get_uri(r->http);
 	if (uri == NULL || uri[0] != '/') {
 		r->path = xstrdup("-");
 		server_error_oauth(r, 400, "invalid_request",
@@ -778,7 +1250,7 @@ server_gencb(struct evhttp_request *req, void *arg)
 		return;
 	}
 
-	r->route = route_find(r, method, &allowed);
+	r->route = route_find(r->cfg, r->path, method, &allowed, r);
 	if (r->route == NULL) {
 		if (allowed != 0) {
 			buf[0] = '\0';
@@ -805,12 +1277,64 @@ server_gencb(struct evhttp_request *req, void *arg)
 	}
 	log_trace(TRACE_HTTP, "%s %s -> %s", r->method, r->path,
 	    r->route->name);
-	if ((r->route->flags & RF_AUTH) && auth_request(r) != 0) {
-		request_watch_hangup(r);
+	if ((r->route->flags & RF_AUTH) && auth_request(r, &g->auth) != 0)
 		return;
-	}
 	r->route->handler(r);
 	request_watch_hangup(r);
+}
+
+static void
+server_gencb(struct evhttp_request *req, void *arg)
+{
+	struct request		*r;
+	struct evhttp_connection *evcon;
+	struct bufferevent	*bev;
+	struct server_conn	*conn = NULL;
+	struct server_gate	 gate;
+	const char		*xid;
+	int			 method;
+
+	evcon = evhttp_request_get_connection(req);
+	bev = evhttp_connection_get_bufferevent(evcon);
+	HASH_FIND_PTR(srv.conn_hash, &bev, conn);
+
+	r = xcalloc(1, sizeof *r);
+	r->refcnt = 1;
+	r->http = req;
+	r->cfg = config_ref(cfg);
+	r->t_start = now_mono();
+	method = evhttp_request_get_command(req);
+	r->method = method_name(method);
+	TAILQ_INSERT_TAIL(&srv.requests, r, entry);
+	srv.nrequests++;
+	memset(&gate, 0, sizeof gate);
+	if (conn != NULL) {
+		if (conn->evcon == NULL) {
+			conn->evcon = evcon;
+			evhttp_connection_set_closecb(evcon, conn_closed_cb,
+			    conn);
+		}
+		conn_enter(conn, CONN_ACTIVE);
+		conn->req = r;
+		r->conn = conn;
+		/* The gate's verdict on this request's head is now ours. */
+		if (conn->gate.done) {
+			gate = conn->gate;
+			memset(&conn->gate, 0, sizeof conn->gate);
+		}
+	}
+	evhttp_request_set_on_complete_cb(req, NULL, NULL);
+
+	xid = server_header(r, "X-Request-Id");
+	if (xid != NULL && request_id_ok(xid))
+		bsp_strlcpy(r->id, xid, sizeof r->id);
+	else
+		request_id_new(r->id, sizeof r->id);
+	request_client(r, evhttp_connection_get_addr(evcon));
+
+	server_dispatch(r, method, &gate);
+	auth_result_clear(&gate.auth);
+	free(gate.path);
 }
 
 /* Called by evhttp once the whole reply has been written. */
@@ -820,17 +1344,30 @@ server_complete_cb(struct evhttp_request *req, void *arg)
 	struct request		*r = arg;
 	struct server_conn	*conn = r->conn;
 
+	struct evbuffer		*in;
+	int			 discard;
+
 	r->http = NULL;		/* evhttp frees it after this returns */
 	if (conn != NULL) {
 		conn->req = NULL;
-		conn->state = CONN_WAITING;
-		conn->t_wait = now_mono();
-		conn->t_first = 0;
-		conn->nl = 0;
 		conn_closed_ev_del(conn);
 		r->conn = NULL;
+		discard = conn->discard;
+		if (discard)
+			server_linger(conn);	/* evhttp closes it next */
+		conn_enter(conn, CONN_WAITING);
+		in = bufferevent_get_input(conn->bev);
 		if (srv.draining)
 			conn_kill(conn, "shutting down");
+		else if (!discard && evbuffer_get_length(in) > 0) {
+			/*
+			 * The next request's head came with this one's:
+			 * through the gate before evhttp reads it.
+			 */
+			conn->t_first = now_mono();
+			conn_hold(conn);
+			event_active(&conn->gate_ev, EV_TIMEOUT, 1);
+		}
 	}
 	request_unref(r);
 }
@@ -896,7 +1433,6 @@ server_reap_cb(int fd, short ev, void *arg)
 		TAILQ_REMOVE(&srv.dead, r, entry);
 		if (r->state_free != NULL)
 			r->state_free(r->state);
-		auth_wait_free(r);
 		principal_unref(r->principal);
 		request_drop_http(r);
 		config_unref(r->cfg);
@@ -1138,6 +1674,8 @@ reason_phrase(int code)
 		return ("Request Timeout");
 	case 413:
 		return ("Payload Too Large");
+	case 431:
+		return ("Request Header Fields Too Large");
 	case 424:
 		return ("Failed Dependency");
 	case 429:
@@ -1152,6 +1690,8 @@ reason_phrase(int code)
 		return ("Service Unavailable");
 	case 504:
 		return ("Gateway Timeout");
+	case 505:
+		return ("HTTP Version Not Supported");
 	default:
 		return (NULL);
 	}
@@ -1276,6 +1816,8 @@ server_error(struct request *r, int code, const char *error,
 	case 400:
 	case 405:
 	case 413:
+	case 431:
+	case 505:
 		type = "ValidationException";
 		break;
 	case 401:
@@ -1441,6 +1983,7 @@ server_init(struct config *c, char **cause)
 	TAILQ_INIT(&srv.conns);
 	TAILQ_INIT(&srv.requests);
 	TAILQ_INIT(&srv.dead);
+	TAILQ_INIT(&srv.lingering);
 	if (c->server_tls_cert_file != NULL &&
 	    (srv.tls_ctx = server_tls_ctx(c, cause)) == NULL)
 		return (-1);
@@ -1664,6 +2207,8 @@ server_free(void)
 		return;		/* server_init() never ran */
 	while ((conn = TAILQ_FIRST(&srv.conns)) != NULL)
 		conn_release(conn);
+	while (TAILQ_FIRST(&srv.lingering) != NULL)
+		server_linger_end(TAILQ_FIRST(&srv.lingering));
 	while ((r = TAILQ_FIRST(&srv.requests)) != NULL) {
 		r->refcnt = 1;
 		request_unref(r);
