@@ -186,7 +186,8 @@ apikey_verify(const char *key, struct principal **out, const char **reason)
 		 * Another process (key create) wrote since we loaded: catch
 		 * up now rather than refuse a key made a moment ago.
 		 */
-		tokens_sync();
+		if (apikeys_load() == -1)
+			log_warnx("cannot reload API keys: %s", db_errmsg());
 		HASH_FIND(hh, apikeys, h, CRYPTO_HASH_LEN, k);
 	}
 	if (k == NULL) {
@@ -238,6 +239,22 @@ apikeys_flush_last_used(void)
 	}
 	if (n > 0 && db_commit() == -1)
 		log_warnx("cannot record API key use: %s", db_errmsg());
+}
+
+/* Another process wrote: the keys again. */
+void
+apikeys_sync(void)
+{
+	if (apikeys_load() == -1)
+		log_warnx("cannot reload API keys: %s", db_errmsg());
+}
+
+/* Housekeeping: last-used times to the database, old keys forgotten. */
+void
+apikeys_maint(time_t now)
+{
+	apikeys_purge(now - (time_t)cfg->audit_retention_days * 86400);
+	apikeys_flush_last_used();
 }
 
 /*

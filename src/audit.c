@@ -60,6 +60,13 @@ audit_event(const char *event, const char *user_id, const char *actor,
 }
 
 /* Drop rows older than the cutoff; returns the number removed or -1. */
+/* Housekeeping: rows older than audit.retention_days. */
+void
+audit_maint(time_t now)
+{
+	audit_purge(now - (time_t)cfg->audit_retention_days * 86400);
+}
+
 int
 audit_purge(time_t cutoff)
 {

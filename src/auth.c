@@ -54,8 +54,6 @@ static struct {
 	int				 init;
 } cache;
 
-struct metric	*m_auth_failures;
-
 static void
 cache_init(void)
 {

@@ -420,6 +420,9 @@ struct config_source {
 	struct config_define	*defines;	/* -D */
 	size_t			 ndefines;
 	char			**environ;
+	/* The modules' own checks (modules_config_check); required. */
+	void			(*check)(struct config *,
+				    struct config_errors *);
 };
 struct config	*config_load(const struct config_source *,
 		     struct config_errors *);
@@ -437,8 +440,8 @@ void		 config_add_error(struct config_errors *,
 		     printflike(4, 5);
 
 /* config-table.c */
-void		 config_check_modules(struct config *, struct config_errors *);
-void		 config_free_modules(struct config *);
+void		 config_check_table(struct config *, struct config_errors *);
+void		 config_free_table(struct config *);
 
 /* db.c */
 #define DB_SCHEMA_VERSION	2
@@ -462,6 +465,7 @@ const char	*db_errmsg(void);
 char		*db_col_strdup(struct sqlite3_stmt *, int);
 int		 db_ok(void);
 int		 db_path_from_url(const char *, char **, char **);
+void		 db_config_check(struct config *, struct config_errors *);
 int		 db_schema_version(void);
 
 /* metrics.c */
@@ -480,7 +484,7 @@ void		 metrics_init(void);
 void		 metrics_render(struct evbuffer *);
 long long	 process_rss_bytes(void);
 extern struct metric	*m_requests, *m_request_seconds, *m_refreshes;
-extern struct metric	*m_logins;
+extern struct metric	*m_logins, *m_auth_failures;
 
 /* server.c */
 struct request;
@@ -667,6 +671,7 @@ int		 ratelimit_check(const struct config *, const struct principal *,
 void		 ratelimit_charge(const struct config *,
 		     const struct principal *, long long);
 void		 ratelimit_sweep(void);
+void		 ratelimit_maint(time_t);
 void		 ratelimit_free(void);
 void		 policy_config_check(struct config *, struct config_errors *);
 
@@ -700,6 +705,7 @@ extern struct metric	*m_tokens;
 void		 audit_event(const char *, const char *, const char *,
 		     const char *, json_t *);
 int		 audit_purge(time_t);
+void		 audit_maint(time_t);
 
 /* users.c */
 struct user {
@@ -725,6 +731,7 @@ int		 user_ensure_local(const char *, struct user *);
 int		 user_set_disabled(const char *, int);
 int		 user_set_revoked_before(const char *, time_t);
 int		 users_load_state(void);
+void		 users_sync(void);
 const struct user_state *user_state(const char *);
 struct user_state {
 	char		*id;
@@ -800,6 +807,7 @@ int		 tokens_signing_rotate(struct config *, char **);
 json_t		*tokens_jwks(void);
 int		 tokens_ready(const char **);
 void		 tokens_sync(void);
+void		 tokens_maint(time_t);
 char		*tokens_new_secret(const char *);
 int		 tokens_family_revoked(const char *);
 
@@ -822,6 +830,8 @@ int		 apikey_revoke_by_secret(const char *, const char *,
 int		 apikey_verify(const char *, struct principal **,
 		     const char **);
 void		 apikeys_flush_last_used(void);
+void		 apikeys_sync(void);
+void		 apikeys_maint(time_t);
 void		 apikeys_purge(time_t);
 
 /* auth.c */
@@ -843,7 +853,6 @@ void		 auth_refuse(struct request *, const struct auth_result *);
 void		 auth_cache_clear(void);
 void		 auth_cache_sweep(void);
 int		 auth_bearer(struct request *, const char **);
-extern struct metric	*m_auth_failures;
 
 /* modules.c */
 int		 modules_init(struct config *, char **);
@@ -851,6 +860,7 @@ int		 modules_prepare(struct config *, char **);
 void		 modules_commit(struct config *);
 void		 modules_abort(void);
 int		 modules_check(struct config *, char **);
+void		 modules_config_check(struct config *, struct config_errors *);
 void		 modules_free(void);
 
 /* cmd.c */
@@ -865,7 +875,7 @@ extern const struct command	commands[];
 extern const size_t		ncommands;
 int		 command_run(int, char **);
 
-/* modules.c: process-wide state */
+/* base.c: process-wide state */
 extern int	 bsp_debug;
 extern int	 bsp_verbose;
 extern time_t	 bsp_start_time;

@@ -345,13 +345,13 @@ const struct config_collection config_collections[] = {
 };
 const size_t config_ncollections = nitems(config_collections);
 
-/* Checks of the modules that own part of the configuration. */
+/*
+ * Checks of keys that need more than the table (the modules that own keys
+ * check them in their config_check, through the modules table).
+ */
 void
-config_check_modules(struct config *c, struct config_errors *errs)
+config_check_table(struct config *c, struct config_errors *errs)
 {
-	tokens_config_check(c, errs);
-	oauth_config_check(c, errs);
-	policy_config_check(c, errs);
 	aws_config_check(c, errs);
 }
 
@@ -412,8 +412,9 @@ aws_region_ok(const char *r)
 	return (r[0] != '-' && r[len - 1] != '-');
 }
 
+/* Free what config_check_table() derived. */
 void
-config_free_modules(struct config *c)
+config_free_table(struct config *c)
 {
 	free(c->aws_region_env);
 	free(c->aws_endpoint);

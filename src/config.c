@@ -1224,6 +1224,8 @@ config_load(const struct config_source *src, struct config_errors *errs)
 	size_t		 i;
 	struct stat	 st;
 
+	if (src->check == NULL)
+		fatalx("%s: no module checks", __func__);
 	memset(errs, 0, sizeof *errs);
 	c = xcalloc(1, sizeof *c);
 	c->refcnt = 1;
@@ -1285,8 +1287,11 @@ config_load(const struct config_source *src, struct config_errors *errs)
 		}
 	}
 
-	if (errs->n == 0)
+	if (errs->n == 0) {
 		config_finish(c, errs);
+		/* What the modules that own part of it check. */
+		src->check(c, errs);
+	}
 	if (errs->n != 0) {
 		config_unref(c);
 		return (NULL);
@@ -1568,13 +1573,7 @@ config_finish(struct config *c, struct config_errors *errs)
 		config_error(errs, config_where(c, "metrics.path"),
 		    "metrics.path: must be an absolute path like /metrics");
 
-	if (db_path_from_url(c->database_url, &c->db_path, &cause) == -1) {
-		config_error(errs, config_where(c, "database.url"),
-		    "database.url: %s", cause);
-		free(cause);
-	}
-
-	config_check_modules(c, errs);
+	config_check_table(c, errs);
 }
 
 static void
@@ -1590,7 +1589,7 @@ config_finish_free(struct config *c)
 	cidrlist_free(&c->trusted_proxies);
 	cidrlist_free(&c->metrics_acl);
 	free(c->db_path);
-	config_free_modules(c);
+	config_free_table(c);
 }
 
 /* Record an error found by a module's check of a loaded configuration. */

@@ -173,6 +173,21 @@ db_path_from_url(const char *url, char **path, char **cause)
 	return (0);
 }
 
+/* database.url: the file it names (the path the daemon and commands open). */
+void
+db_config_check(struct config *c, struct config_errors *errs)
+{
+	char	*cause = NULL;
+
+	free(c->db_path);
+	c->db_path = NULL;
+	if (db_path_from_url(c->database_url, &c->db_path, &cause) == -1) {
+		config_add_error(errs, c, "database.url", "database.url: %s",
+		    cause);
+		free(cause);
+	}
+}
+
 /* mkdir -p, each created directory 0700. */
 static int
 db_mkdirs(const char *dir, char **cause)

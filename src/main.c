@@ -375,6 +375,7 @@ main(int argc, char **argv)
 	argv += optind;
 
 	bsp_source.path = file != NULL ? file : BSP_CONFIG_FILE;
+	bsp_source.check = modules_config_check;
 	bsp_source.path_explicit = file != NULL;
 	bsp_source.environ = environ;
 	if ((cfg = config_load(&bsp_source, &errs)) == NULL) {

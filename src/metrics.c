@@ -50,6 +50,7 @@ static const double	 metric_bounds[] = {
 };
 
 struct metric	*m_requests, *m_request_seconds, *m_refreshes, *m_logins;
+struct metric	*m_auth_failures;
 
 struct metric *
 metric_new(const char *name, enum metric_type type, const char *help)

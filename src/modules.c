@@ -1,19 +1,19 @@
 /*
  * modules.c: start, reload, check and stop the subsystems that hold state
- * derived from the configuration, in a fixed order.
+ * derived from the configuration, in a fixed order; run their checks of
+ * the configuration, and their housekeeping: a sync when another process
+ * (an admin command) has written to the database, and maintenance every
+ * cache.cleanup_interval. The lower layers never call up for any of this:
+ * each module is called from here.
  */
 
 #include <stdlib.h>
 
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
 #include "bsp.h"
 #include "aws-creds.h"
-
-/* Process-wide state, here so every test program linking libbsp has it. */
-struct event_base	*bsp_base;
-struct evdns_base	*bsp_dns;
-int			 bsp_debug;
-int			 bsp_verbose;
-time_t			 bsp_start_time;
 
 /*
  * A reload is two steps: prepare (may fail, changes nothing anyone sees)
@@ -22,11 +22,18 @@ time_t			 bsp_start_time;
  */
 struct module {
 	const char	*name;
+	/* Checks of its part of a configuration being loaded. */
+	void		(*config_check)(struct config *,
+			    struct config_errors *);
 	int		(*init)(struct config *, char **);
 	int		(*prepare)(struct config *, char **);
 	void		(*commit)(struct config *);
 	void		(*abort)(void);
 	int		(*check)(struct config *, char **);
+	/* Another process wrote to the database: reload what it keeps. */
+	void		(*sync)(void);
+	/* Housekeeping, every cache.cleanup_interval. */
+	void		(*maint)(time_t);
 	void		(*free)(void);
 };
 
@@ -34,21 +41,126 @@ static int	tokens_module_init(struct config *, char **);
 static int	aws_module_init(struct config *, char **);
 static void	aws_module_commit(struct config *);
 static void	oauth_module_commit(struct config *);
+static void	auth_module_commit(struct config *);
+static void	auth_module_maint(time_t);
 
 /* Started in this order, stopped in the reverse. */
 static const struct module modules[] = {
-	{ "tokens", tokens_module_init, tokens_reload_prepare,
-	  tokens_reload_commit, tokens_reload_abort, tokens_check,
-	  tokens_free },
-	{ "relay", relay_init, relay_reload_prepare, relay_reload_commit,
-	  relay_reload_abort, NULL, relay_free_all },
-	{ "aws", aws_module_init, NULL, aws_module_commit, NULL, NULL,
-	  aws_creds_free },
-	{ "oauth", oauth_init, NULL, oauth_module_commit, NULL, NULL,
-	  oauth_free },
-	{ "usage", usage_init, NULL, NULL, NULL, NULL, usage_free },
-	{ NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+	{ "db", db_config_check, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	  NULL },
+	{ "users", NULL, NULL, NULL, NULL, NULL, NULL, users_sync, NULL,
+	  NULL },
+	{ "tokens", tokens_config_check, tokens_module_init,
+	  tokens_reload_prepare, tokens_reload_commit, tokens_reload_abort,
+	  tokens_check, tokens_sync, tokens_maint, tokens_free },
+	{ "apikeys", NULL, NULL, NULL, NULL, NULL, NULL, apikeys_sync,
+	  apikeys_maint, NULL },
+	{ "auth", NULL, NULL, NULL, auth_module_commit, NULL, NULL, NULL,
+	  auth_module_maint, auth_cache_clear },
+	{ "audit", NULL, NULL, NULL, NULL, NULL, NULL, NULL, audit_maint,
+	  NULL },
+	{ "policy", policy_config_check, NULL, NULL, NULL, NULL, NULL, NULL,
+	  ratelimit_maint, ratelimit_free },
+	{ "relay", NULL, relay_init, relay_reload_prepare,
+	  relay_reload_commit, relay_reload_abort, NULL, NULL, NULL,
+	  relay_free_all },
+	{ "aws", NULL, aws_module_init, NULL, aws_module_commit, NULL, NULL,
+	  NULL, NULL, aws_creds_free },
+	{ "oauth", oauth_config_check, oauth_init, NULL, oauth_module_commit,
+	  NULL, NULL, NULL, NULL, oauth_free },
+	{ "usage", NULL, usage_init, NULL, NULL, NULL, NULL, NULL, NULL,
+	  usage_free },
+	{ NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 };
+
+/* The housekeeping timers; only in the daemon. */
+static struct {
+	int		 started;
+	long long	 data_version;
+	struct event	 poll_ev;
+	struct event	 maint_ev;
+} mod;
+
+/* Every module's check of a configuration being loaded (config_load). */
+void
+modules_config_check(struct config *c, struct config_errors *errs)
+{
+	const struct module	*m;
+
+	for (m = modules; m->name != NULL; m++) {
+		if (m->config_check != NULL)
+			m->config_check(c, errs);
+	}
+}
+
+/* Reload, in every module, what another process may have changed. */
+static void
+modules_sync(void)
+{
+	const struct module	*m;
+
+	log_debug("database changed by another process; reloading state");
+	for (m = modules; m->name != NULL; m++) {
+		if (m->sync != NULL)
+			m->sync();
+	}
+}
+
+/* PRAGMA data_version tells within a second that another process wrote. */
+static void
+modules_poll_cb(int fd, short ev, void *arg)
+{
+	long long	v = db_data_version();
+
+	if (v != mod.data_version) {
+		mod.data_version = v;
+		modules_sync();
+	}
+}
+
+static void
+modules_maint_cb(int fd, short ev, void *arg)
+{
+	const struct module	*m;
+	time_t			 now = now_wall();
+
+	for (m = modules; m->name != NULL; m++) {
+		if (m->maint != NULL)
+			m->maint(now);
+	}
+}
+
+static void
+modules_timers_start(struct config *c)
+{
+	struct timeval	one = { 1, 0 }, maint;
+
+	if (bsp_base == NULL || mod.started)
+		return;
+	mod.data_version = db_data_version();
+	event_assign(&mod.poll_ev, bsp_base, -1, EV_PERSIST, modules_poll_cb,
+	    NULL);
+	event_add(&mod.poll_ev, &one);
+	maint.tv_sec = (time_t)c->cache_cleanup_interval;
+	maint.tv_usec = 0;
+	event_assign(&mod.maint_ev, bsp_base, -1, EV_PERSIST,
+	    modules_maint_cb, NULL);
+	event_add(&mod.maint_ev, &maint);
+	mod.started = 1;
+}
+
+/* Verified tokens were cached under the old keys and policy. */
+static void
+auth_module_commit(struct config *c)
+{
+	auth_cache_clear();
+}
+
+static void
+auth_module_maint(time_t now)
+{
+	auth_cache_sweep();
+}
 
 /* New credential-chain settings; they start resolving at once. */
 static void
@@ -111,6 +223,7 @@ modules_init(struct config *c, char **cause)
 		if (m->init != NULL && m->init(c, cause) == -1)
 			return (-1);
 	}
+	modules_timers_start(c);
 	return (0);
 }
 
@@ -179,6 +292,11 @@ modules_free(void)
 	const struct module	*m;
 	size_t			 n = 0;
 
+	if (mod.started) {
+		event_del(&mod.poll_ev);
+		event_del(&mod.maint_ev);
+		mod.started = 0;
+	}
 	for (m = modules; m->name != NULL; m++)
 		n++;
 	while (n-- > 0) {

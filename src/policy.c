@@ -345,6 +345,13 @@ ratelimit_sweep(void)
 	}
 }
 
+/* Housekeeping, from the modules table. */
+void
+ratelimit_maint(time_t now)
+{
+	ratelimit_sweep();
+}
+
 void
 ratelimit_free(void)
 {

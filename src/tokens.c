@@ -18,7 +18,7 @@
  * Revocation is enforced in memory on every request: revoked families and
  * the users' state are loaded at start, updated by our own writes, and
  * reloaded when another process (an admin command) changes the database,
- * which PRAGMA data_version tells us within a second.
+ * which modules.c learns from PRAGMA data_version within a second.
  */
 
 #include <sys/types.h>
@@ -29,8 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
-#include <event2/event_struct.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <uthash.h>
@@ -69,9 +67,6 @@ static struct {
 	int			 loaded;
 	struct revoked_family	*revoked;
 	long long		 data_version;
-	struct event		 poll_ev;
-	struct event		 maint_ev;
-	int			 timers;
 } tok;
 
 static struct db_stmt st_key_active = { "SELECT kid, private_sealed FROM "
@@ -124,7 +119,6 @@ static struct db_stmt st_rt_forget = { "UPDATE refresh_tokens SET "
 static struct db_stmt st_state_purge = { "DELETE FROM oauth_states WHERE "
     "expires < ?", NULL, NULL };
 
-static void	tokens_timers_start(void);
 
 static enum crypto_alg
 tokens_crypto_alg(int a)
@@ -654,8 +648,9 @@ revoked_load(void)
 }
 
 /*
- * Reload everything another process may have changed: users' state,
- * revoked families, API keys, signing keys (after "signing-key rotate").
+ * Reload what another process may have changed here: revoked families and
+ * signing keys (after "signing-key rotate"). Users and API keys have their
+ * own sync in the modules table.
  */
 void
 tokens_sync(void)
@@ -663,10 +658,8 @@ tokens_sync(void)
 	struct keystate	 ks;
 	char		*cause = NULL;
 
-	log_debug("database changed by another process; reloading state");
-	if (users_load_state() == -1 || revoked_load() == -1 ||
-	    apikeys_load() == -1)
-		log_warnx("cannot reload token state: %s", db_errmsg());
+	if (revoked_load() == -1)
+		log_warnx("cannot reload revoked sessions: %s", db_errmsg());
 	if (cfg->jwt_algorithm != JWT_ALG_HS256) {
 		if (keys_load(cfg, &ks, 0, &cause) == 0) {
 			keystate_free(&tok.ks);
@@ -679,19 +672,11 @@ tokens_sync(void)
 	tok.data_version = db_data_version();
 }
 
-static void
-tokens_poll_cb(int fd, short ev, void *arg)
-{
-	if (db_data_version() != tok.data_version)
-		tokens_sync();
-}
-
-/* Housekeeping: expired sessions, states, old rows, cached tokens. */
-static void
-tokens_maint_cb(int fd, short ev, void *arg)
+/* Housekeeping: expired sessions, states, old signing keys. */
+void
+tokens_maint(time_t now)
 {
 	sqlite3_stmt	*st;
-	time_t		 now = now_wall();
 	struct revoked_family *f, *tmp;
 
 	st = db_prepare(&st_fam_purge);
@@ -710,8 +695,6 @@ tokens_maint_cb(int fd, short ev, void *arg)
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_warnx("cannot purge old signing keys: %s", db_errmsg());
-	audit_purge(now - (time_t)cfg->audit_retention_days * 86400);
-	apikeys_purge(now - (time_t)cfg->audit_retention_days * 86400);
 	HASH_ITER(hh, tok.revoked, f, tmp) {
 		if (f->expires < revoked_horizon(now)) {
 			HASH_DEL(tok.revoked, f);
@@ -719,26 +702,6 @@ tokens_maint_cb(int fd, short ev, void *arg)
 			free(f);
 		}
 	}
-	auth_cache_sweep();
-	apikeys_flush_last_used();
-}
-
-static void
-tokens_timers_start(void)
-{
-	struct timeval	one = { 1, 0 }, maint;
-
-	if (bsp_base == NULL || tok.timers)
-		return;
-	event_assign(&tok.poll_ev, bsp_base, -1, EV_PERSIST, tokens_poll_cb,
-	    NULL);
-	event_add(&tok.poll_ev, &one);
-	maint.tv_sec = (time_t)cfg->cache_cleanup_interval;
-	maint.tv_usec = 0;
-	event_assign(&tok.maint_ev, bsp_base, -1, EV_PERSIST, tokens_maint_cb,
-	    NULL);
-	event_add(&tok.maint_ev, &maint);
-	tok.timers = 1;
 }
 
 static int
@@ -783,7 +746,7 @@ tokens_kek(struct config *c, char **cause)
 
 /*
  * Start: the key-encryption key, signing keys (generated if needed), the
- * revocation state, API keys; in the daemon also the timers.
+ * revocation state, API keys.
  */
 int
 tokens_init(struct config *c, char **cause)
@@ -803,7 +766,6 @@ tokens_init(struct config *c, char **cause)
 		return (-1);
 	}
 	tok.data_version = db_data_version();
-	tokens_timers_start();
 	return (0);
 }
 
@@ -832,7 +794,6 @@ tokens_reload_commit(struct config *c)
 	tok.ks = tok.next;
 	memset(&tok.next, 0, sizeof tok.next);
 	tok.has_next = 0;
-	auth_cache_clear();
 }
 
 void
@@ -867,11 +828,6 @@ tokens_check(struct config *c, char **cause)
 void
 tokens_free(void)
 {
-	if (tok.timers) {
-		event_del(&tok.poll_ev);
-		event_del(&tok.maint_ev);
-		tok.timers = 0;
-	}
 	apikeys_flush_last_used();
 	tokens_reload_abort();
 	keystate_free(&tok.ks);
@@ -879,7 +835,6 @@ tokens_free(void)
 	revoked_clear();
 	users_state_free();
 	apikeys_free();
-	auth_cache_clear();
 	crypto_kek_unload();
 }
 

@@ -250,7 +250,6 @@ usage_purge_cb(int fd, short ev, void *arg)
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_warnx("usage: purge failed: %s", db_errmsg());
 	sqlite3_reset(st);
-	ratelimit_sweep();
 }
 
 int
@@ -296,7 +295,6 @@ usage_free(void)
 		usage_row_free(row);
 	}
 	us.n = 0;
-	ratelimit_free();
 }
 
 size_t

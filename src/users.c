@@ -300,6 +300,14 @@ user_state_set(const struct user *u)
  * Called at start, after our own changes, after a reload (the policy may
  * have changed) and when another process changed the database.
  */
+/* Another process wrote: the users' state again. */
+void
+users_sync(void)
+{
+	if (users_load_state() == -1)
+		log_warnx("cannot reload the users' state: %s", db_errmsg());
+}
+
 int
 users_load_state(void)
 {

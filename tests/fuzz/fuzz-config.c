@@ -103,6 +103,7 @@ fz_file(const uint8_t *data, size_t size)
 	memset(&src, 0, sizeof src);
 	src.path = path;
 	src.path_explicit = 1;
+	src.check = modules_config_check;
 	src.environ = env;
 	fz_load(&src);
 	if (unlink(path) == -1 || rmdir(dir) == -1)
@@ -171,6 +172,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	v = xmemdup0(data, size);
 	key = fz_key(size > 0 ? data[0] : 0);
 	memset(&src, 0, sizeof src);
+	src.check = modules_config_check;
 	src.environ = env;
 	def[0].key = key;
 	def[0].value = v;
@@ -192,6 +194,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	xasprintf(&env[2], "AWS_REGION=%s", v);
 	env[3] = NULL;
 	memset(&src, 0, sizeof src);
+	src.check = modules_config_check;
 	src.environ = env;
 	fz_load(&src);
 	for (i = 0; i < 3; i++)

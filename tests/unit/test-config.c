@@ -48,6 +48,7 @@ load(const char *path, char **env, const char *def,
 	memset(&src, 0, sizeof src);
 	src.path = path;
 	src.path_explicit = path != NULL;
+	src.check = modules_config_check;
 	src.environ = env;
 	if (def != NULL) {
 		eq = strchr(def, '=');
@@ -234,6 +235,7 @@ main(void)
 		memset(&src, 0, sizeof src);
 		src.path = p;
 		src.path_explicit = 0;
+		src.check = modules_config_check;
 		c = config_load(&src, &errs);
 		ok(c != NULL && c->path == NULL,
 		    "a missing default file means built-in defaults");
