@@ -247,7 +247,7 @@ yaml_mapping(struct yaml_ctx *y, yaml_event_t *start, int depth)
 	free(w);
 	for (;;) {
 		if (yaml_next(y, &ev) == -1)
-			goto fail;
+			goto out;
 		if (ev.type == YAML_MAPPING_END_EVENT) {
 			yaml_event_delete(&ev);
 			return (map);
@@ -259,7 +259,7 @@ yaml_mapping(struct yaml_ctx *y, yaml_event_t *start, int depth)
 			free(w);
 			yaml_event_delete(&ev);
 			y->failed = 1;
-			goto fail;
+			goto out;
 		}
 		key = xstrdup((char *)ev.data.scalar.value);
 		if (cnode_child(map, key) != NULL) {
@@ -270,18 +270,18 @@ yaml_mapping(struct yaml_ctx *y, yaml_event_t *start, int depth)
 		yaml_event_delete(&ev);
 		if (yaml_next(y, &ev) == -1) {
 			free(key);
-			goto fail;
+			goto out;
 		}
 		kid = yaml_node(y, &ev, depth + 1);
 		yaml_event_delete(&ev);
 		if (kid == NULL) {
 			free(key);
-			goto fail;
+			goto out;
 		}
 		kid->key = key;
 		cnode_add(map, kid);
 	}
-fail:
+out:
 	cnode_free(map);
 	return (NULL);
 }
@@ -298,7 +298,7 @@ yaml_sequence(struct yaml_ctx *y, yaml_event_t *start, int depth)
 	free(w);
 	for (;;) {
 		if (yaml_next(y, &ev) == -1)
-			goto fail;
+			goto out;
 		if (ev.type == YAML_SEQUENCE_END_EVENT) {
 			yaml_event_delete(&ev);
 			return (seq);
@@ -306,10 +306,10 @@ yaml_sequence(struct yaml_ctx *y, yaml_event_t *start, int depth)
 		kid = yaml_node(y, &ev, depth + 1);
 		yaml_event_delete(&ev);
 		if (kid == NULL)
-			goto fail;
+			goto out;
 		cnode_add(seq, kid);
 	}
-fail:
+out:
 	cnode_free(seq);
 	return (NULL);
 }

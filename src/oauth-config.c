@@ -215,16 +215,14 @@ name_reserved(const char *name)
 	return (strcmp(name, "local") == 0 || strcmp(name, "legacy") == 0);
 }
 
-/* Check and complete oauth.providers, oauth.trusted_issuers, access.*. */
-void
-oauth_config_check(struct config *c, struct config_errors *errs)
+/* One entry of oauth.providers: its preset, its URLs, its algorithms. */
+static void
+provider_check(struct config *c, struct config_errors *errs,
+    struct provider_config *p)
 {
-	struct provider_config	*p;
-	struct issuer_config	*is;
-	const struct provider_config *lp;
-	const char		*missing;
-	char			*key;
-	size_t			 i, j;
+	const char	*missing, *v;
+	char		*key;
+	size_t		 j;
 	static const struct {
 		const char	*name;
 		size_t		 off;
@@ -236,127 +234,137 @@ oauth_config_check(struct config *c, struct config_errors *errs)
 #undef U
 	};
 
-	for (i = 0; i < c->nproviders; i++) {
-		p = &c->providers[i];
-		if (name_reserved(p->name)) {
-			xasprintf(&key, "oauth.providers.%s", p->name);
-			config_add_error(errs, c, key, "oauth.providers: the name "
-			    "\"%s\" is reserved (it names users made on the "
-			    "host or by legacy tokens)", p->name);
-			free(key);
-		}
-		if ((missing = provider_preset(c, p)) != NULL) {
-			xasprintf(&key, "oauth.providers.%s", p->name);
-			config_add_error(errs, c, key, "oauth.providers.%s needs "
-			    "%s", p->name, missing);
-			free(key);
-			continue;
-		}
-		if (p->client_id == NULL) {
-			xasprintf(&key, "oauth.providers.%s", p->name);
-			config_add_error(errs, c, key, "oauth.providers.%s needs "
-			    "client_id", p->name);
-			free(key);
-		}
-		if (p->domain != NULL && !host_ok(p->domain)) {
-			xasprintf(&key, "oauth.providers.%s.domain", p->name);
-			config_add_error(errs, c, key, "%s: \"%s\" is not a host "
-			    "name", key, p->domain);
-			free(key);
-		}
-		if (!p->oidc && (p->authorization_url == NULL ||
-		    p->token_url == NULL || p->user_info_url == NULL)) {
-			xasprintf(&key, "oauth.providers.%s", p->name);
-			config_add_error(errs, c, key, "oauth.providers.%s needs "
-			    "an issuer (OIDC discovery) or authorization_url, "
-			    "token_url and user_info_url", p->name);
-			free(key);
-		}
-		for (j = 0; j < nitems(urlkeys); j++) {
-			const char *v = *(char *const *)((const char *)p +
-			    urlkeys[j].off);
-
-			xasprintf(&key, "oauth.providers.%s.%s", p->name,
-			    urlkeys[j].name);
-			if (urlkeys[j].off == offsetof(struct provider_config,
-			    redirect_uri)) {
-				/* Our own callback, as the browser sees it. */
-				if (v != NULL && strncmp(v, "https://", 8) != 0 &&
-				    strncmp(v, "http://", 7) != 0)
-					config_add_error(errs, c, key, "%s must "
-					    "be an http(s) URL", key);
-			} else
-				check_url(c, errs, key, v);
-			free(key);
-		}
-		for (j = 0; j < p->algorithms.n; j++) {
-			if (!idp_alg_ok(p->algorithms.v[j])) {
-				xasprintf(&key, "oauth.providers.%s.algorithms",
-				    p->name);
-				config_add_error(errs, c, key, "%s: \"%s\" is not "
-				    "an algorithm ID tokens may use", key,
-				    p->algorithms.v[j]);
-				free(key);
-			}
-		}
-		if (p->multi_tenant && c->access_tenants.n == 0 &&
-		    !c->access_any_user) {
-			xasprintf(&key, "oauth.providers.%s.tenant_id", p->name);
-			config_add_error(errs, c, key, "oauth.providers.%s uses "
-			    "the multi-tenant endpoint \"%s\": set "
-			    "access.allowed_tenants to the tenants whose users "
-			    "may log in", p->name, p->tenant_id);
-			free(key);
-		}
-	}
-	for (i = 0; i < c->nissuers; i++) {
-		is = &c->issuers[i];
-		xasprintf(&key, "oauth.trusted_issuers.%zu", i);
-		if (is->issuer == NULL)
-			config_add_error(errs, c, key, "%s needs issuer", key);
-		if (is->audience.n == 0)
-			config_add_error(errs, c, key, "%s needs audience (the "
-			    "aud or client_id values to accept)", key);
-		check_url(c, errs, key, is->issuer);
-		check_url(c, errs, key, is->jwks_uri);
-		/*
-		 * Its users are provider_name:subject; a name shared with a
-		 * login provider on another issuer, another trusted issuer or
-		 * our own users would let one identity provider speak for
-		 * another's users. The login provider on the same issuer (a
-		 * Cognito pool's hosted UI and its access tokens) is fine.
-		 */
-		if (is->provider_name == NULL)
-			is->provider_name = xstrdup("");
-		if (!config_name_ok(is->provider_name) ||
-		    name_reserved(is->provider_name))
-			config_add_error(errs, c, key, "%s.provider_name: \"%s\" "
-			    "must match [a-z0-9_-]{1,32} and not be local or "
-			    "legacy", key, is->provider_name);
-		else if ((lp = provider_find(c, is->provider_name,
-		    strlen(is->provider_name))) != NULL && (lp->issuer == NULL ||
-		    is->issuer == NULL || strcmp(lp->issuer, is->issuer) != 0))
-			config_add_error(errs, c, key, "%s.provider_name: \"%s\" "
-			    "is a login provider with another issuer; give each "
-			    "issuer a name of its own", key, is->provider_name);
-		for (j = 0; j < i; j++) {
-			if (strcmp(c->issuers[j].provider_name,
-			    is->provider_name) == 0) {
-				config_add_error(errs, c, key, "%s.provider_name: "
-				    "\"%s\" is already the name of trusted issuer "
-				    "%zu; give each issuer a name of its own", key,
-				    is->provider_name, j);
-				break;
-			}
-		}
-		for (j = 0; j < is->algorithms.n; j++) {
-			if (!idp_alg_ok(is->algorithms.v[j]))
-				config_add_error(errs, c, key, "%s: \"%s\" is not "
-				    "an accepted algorithm", key,
-				    is->algorithms.v[j]);
-		}
+	if (name_reserved(p->name)) {
+		xasprintf(&key, "oauth.providers.%s", p->name);
+		config_add_error(errs, c, key, "oauth.providers: the name "
+		    "\"%s\" is reserved (it names users made on the host or "
+		    "by legacy tokens)", p->name);
 		free(key);
 	}
+	if ((missing = provider_preset(c, p)) != NULL) {
+		xasprintf(&key, "oauth.providers.%s", p->name);
+		config_add_error(errs, c, key, "oauth.providers.%s needs %s",
+		    p->name, missing);
+		free(key);
+		return;
+	}
+	if (p->client_id == NULL) {
+		xasprintf(&key, "oauth.providers.%s", p->name);
+		config_add_error(errs, c, key, "oauth.providers.%s needs "
+		    "client_id", p->name);
+		free(key);
+	}
+	if (p->domain != NULL && !host_ok(p->domain)) {
+		xasprintf(&key, "oauth.providers.%s.domain", p->name);
+		config_add_error(errs, c, key, "%s: \"%s\" is not a host name",
+		    key, p->domain);
+		free(key);
+	}
+	if (!p->oidc && (p->authorization_url == NULL ||
+	    p->token_url == NULL || p->user_info_url == NULL)) {
+		xasprintf(&key, "oauth.providers.%s", p->name);
+		config_add_error(errs, c, key, "oauth.providers.%s needs an "
+		    "issuer (OIDC discovery) or authorization_url, token_url "
+		    "and user_info_url", p->name);
+		free(key);
+	}
+	for (j = 0; j < nitems(urlkeys); j++) {
+		v = *(char *const *)((const char *)p + urlkeys[j].off);
+		xasprintf(&key, "oauth.providers.%s.%s", p->name,
+		    urlkeys[j].name);
+		if (urlkeys[j].off == offsetof(struct provider_config,
+		    redirect_uri)) {
+			/* Our own callback, as the browser sees it. */
+			if (v != NULL && strncmp(v, "https://", 8) != 0 &&
+			    strncmp(v, "http://", 7) != 0)
+				config_add_error(errs, c, key, "%s must be an "
+				    "http(s) URL", key);
+		} else
+			check_url(c, errs, key, v);
+		free(key);
+	}
+	for (j = 0; j < p->algorithms.n; j++) {
+		if (!idp_alg_ok(p->algorithms.v[j])) {
+			xasprintf(&key, "oauth.providers.%s.algorithms",
+			    p->name);
+			config_add_error(errs, c, key, "%s: \"%s\" is not an "
+			    "algorithm ID tokens may use", key,
+			    p->algorithms.v[j]);
+			free(key);
+		}
+	}
+	if (p->multi_tenant && c->access_tenants.n == 0 &&
+	    !c->access_any_user) {
+		xasprintf(&key, "oauth.providers.%s.tenant_id", p->name);
+		config_add_error(errs, c, key, "oauth.providers.%s uses the "
+		    "multi-tenant endpoint \"%s\": set access.allowed_tenants "
+		    "to the tenants whose users may log in", p->name,
+		    p->tenant_id);
+		free(key);
+	}
+}
+
+/* Entry i of oauth.trusted_issuers: issuer, audience, a name of its own. */
+static void
+issuer_check(struct config *c, struct config_errors *errs, size_t i)
+{
+	struct issuer_config		*is = &c->issuers[i];
+	const struct provider_config	*lp;
+	char				*key;
+	size_t				 j;
+
+	xasprintf(&key, "oauth.trusted_issuers.%zu", i);
+	if (is->issuer == NULL)
+		config_add_error(errs, c, key, "%s needs issuer", key);
+	if (is->audience.n == 0)
+		config_add_error(errs, c, key, "%s needs audience (the aud or "
+		    "client_id values to accept)", key);
+	check_url(c, errs, key, is->issuer);
+	check_url(c, errs, key, is->jwks_uri);
+	/*
+	 * Its users are provider_name:subject; a name shared with a login
+	 * provider on another issuer, another trusted issuer or our own
+	 * users would let one identity provider speak for another's users.
+	 * The login provider on the same issuer (a Cognito pool's hosted UI
+	 * and its access tokens) is fine.
+	 */
+	if (is->provider_name == NULL)
+		is->provider_name = xstrdup("");
+	if (!config_name_ok(is->provider_name) ||
+	    name_reserved(is->provider_name))
+		config_add_error(errs, c, key, "%s.provider_name: \"%s\" must "
+		    "match [a-z0-9_-]{1,32} and not be local or legacy", key,
+		    is->provider_name);
+	else if ((lp = provider_find(c, is->provider_name,
+	    strlen(is->provider_name))) != NULL && (lp->issuer == NULL ||
+	    is->issuer == NULL || strcmp(lp->issuer, is->issuer) != 0))
+		config_add_error(errs, c, key, "%s.provider_name: \"%s\" is a "
+		    "login provider with another issuer; give each issuer a "
+		    "name of its own", key, is->provider_name);
+	for (j = 0; j < i; j++) {
+		if (strcmp(c->issuers[j].provider_name,
+		    is->provider_name) == 0) {
+			config_add_error(errs, c, key, "%s.provider_name: \"%s\" "
+			    "is already the name of trusted issuer %zu; give "
+			    "each issuer a name of its own", key,
+			    is->provider_name, j);
+			break;
+		}
+	}
+	for (j = 0; j < is->algorithms.n; j++) {
+		if (!idp_alg_ok(is->algorithms.v[j]))
+			config_add_error(errs, c, key, "%s: \"%s\" is not an "
+			    "accepted algorithm", key, is->algorithms.v[j]);
+	}
+	free(key);
+}
+
+/* access.*: somebody is restricted, and the domains are domains. */
+static void
+access_check(struct config *c, struct config_errors *errs)
+{
+	size_t	i;
+
 	if ((c->nproviders > 0 || c->nissuers > 0) && !c->access_any_user &&
 	    c->access_domains.n == 0 && c->access_emails.n == 0 &&
 	    c->access_groups.n == 0 && c->access_github_orgs.n == 0 &&
@@ -373,6 +381,19 @@ oauth_config_check(struct config *c, struct config_errors *errs)
 			    "access.allowed_email_domains: \"%s\" is not a domain",
 			    c->access_domains.v[i]);
 	}
+}
+
+/* Check and complete oauth.providers, oauth.trusted_issuers, access.*. */
+void
+oauth_config_check(struct config *c, struct config_errors *errs)
+{
+	size_t	i;
+
+	for (i = 0; i < c->nproviders; i++)
+		provider_check(c, errs, &c->providers[i]);
+	for (i = 0; i < c->nissuers; i++)
+		issuer_check(c, errs, i);
+	access_check(c, errs);
 }
 
 /* The provider named name, or NULL. */

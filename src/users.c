@@ -300,14 +300,6 @@ user_state_set(const struct user *u)
  * Called at start, after our own changes, after a reload (the policy may
  * have changed) and when another process changed the database.
  */
-/* Another process wrote: the users' state again. */
-void
-users_sync(void)
-{
-	if (users_load_state() == -1)
-		log_warnx("cannot reload the users' state: %s", db_errmsg());
-}
-
 int
 users_load_state(void)
 {
@@ -323,6 +315,14 @@ users_load_state(void)
 	}
 	sqlite3_reset(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+/* Another process wrote: the users' state again. */
+void
+users_sync(void)
+{
+	if (users_load_state() == -1)
+		log_warnx("cannot reload the users' state: %s", db_errmsg());
 }
 
 /* NULL when nothing is held against the user. */
