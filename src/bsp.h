@@ -551,8 +551,8 @@ struct request {
 
 	TAILQ_ENTRY(request)	 entry;
 };
-extern const struct route	routes[];
-extern const size_t		nroutes;
+void		 server_routes(const struct route *, size_t,
+		     void (*)(struct request *));
 int		 server_init(struct config *, char **);
 int		 server_reload_prepare(struct config *, char **);
 void		 server_reload_commit(struct config *);
@@ -596,6 +596,10 @@ void		 route_metrics(struct request *);
 void		 route_not_found(struct request *);
 void		 route_bidi_stream(struct request *);
 void		 route_inference_profiles(struct request *);
+void		 health_reset(void);
+void		 health_register(const char *, int (*)(const char **));
+
+/* route-table.c */
 void		 health_init(void);
 
 /* route-auth.c */
@@ -620,7 +624,6 @@ char		*relay_id_decode(const char *, size_t, size_t, const char **);
 /* route-keys.c */
 void		 route_api_keys(struct request *);
 void		 route_api_key_delete(struct request *);
-void		 health_register(const char *, int (*)(const char **));
 
 /* oauth-config.c */
 void		 oauth_config_check(struct config *, struct config_errors *);

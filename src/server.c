@@ -1,6 +1,7 @@
 /*
  * server.c: the inbound HTTP(S) server: listeners, connection tracking,
- * the route table, request lifetime, reply helpers and graceful shutdown.
+ * routing (the table is route-table.c's), request lifetime, reply helpers
+ * and graceful shutdown.
  *
  * evhttp does the HTTP parsing. What it lacks in libevent 2.1 is added here:
  * connections are tracked from accept (bevcb) so a client that dribbles its
@@ -160,6 +161,9 @@ static struct {
 	int				 draining;
 	struct event			 drain_ev;
 	void				(*drained)(void);
+	const struct route		*routes;	/* the routes layer's */
+	size_t				 nroutes;
+	void				(*route_none)(struct request *);
 } srv;
 
 static void	server_gencb(struct evhttp_request *, void *);
@@ -174,67 +178,19 @@ static void	conn_watch_hangup(struct server_conn *);
 static void	conn_closed_ev_del(struct server_conn *);
 static void	conn_closed_cb(struct evhttp_connection *, void *);
 
+
 /*
- * The route table. "{}" matches one non-empty path segment; RF_BEDROCK
- * routes are also served under /bedrock. The metrics route has no pattern:
- * its path comes from metrics.path.
+ * Take the route table, and the handler of paths that match none of its
+ * routes. The table must outlive the server.
  */
-#define GET	(EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
-#define POST	EVHTTP_REQ_POST
-#define DELETE	EVHTTP_REQ_DELETE
-const struct route routes[] = {
-	{ "login_page", GET, "/", route_login_page, RF_HTML },
-	{ "static", GET, "/static/{}", route_static, 0 },
-	{ "auth_providers", GET, "/auth/providers", route_auth_providers, 0 },
-	{ "auth_login", GET, "/auth/login/{}", route_auth_login,
-	  RF_HTML | RF_NO_STORE },
-	{ "auth_authorize", GET, "/auth/authorize/{}", route_auth_authorize,
-	  RF_NO_STORE },
-	{ "auth_callback", GET, "/auth/callback/{}", route_auth_callback,
-	  RF_HTML | RF_NO_STORE },
-	{ "auth_login_any", GET, "/auth/login", route_auth_login_any,
-	  RF_NO_STORE },
-	{ "auth_token", POST, "/auth/token", route_auth_token_any,
-	  RF_NO_STORE },
-	{ "health", GET, "/health", route_health, 0 },
-	{ "health_ready", GET, "/health/ready", route_health_ready, 0 },
-	{ "metrics", GET, NULL, route_metrics, RF_METRICS },
-	{ "auth_refresh", POST, "/auth/refresh", route_auth_refresh,
-	  RF_NO_STORE },
-	{ "auth_logout", POST, "/auth/logout", route_auth_logout, RF_NO_STORE },
-	{ "auth_revoke", POST, "/auth/revoke", route_auth_revoke, RF_NO_STORE },
-	{ "auth_validate", GET, "/auth/validate", route_auth_validate,
-	  RF_NO_STORE | RF_AUTH },
-	{ "api_keys", GET | POST, "/api/keys", route_api_keys,
-	  RF_NO_STORE | RF_AUTH | RF_JWT_ONLY },
-	{ "api_key", DELETE, "/api/keys/{}", route_api_key_delete,
-	  RF_NO_STORE | RF_AUTH | RF_JWT_ONLY },
-	{ "jwks", GET, "/.well-known/jwks.json", route_jwks, 0 },
-	{ "oauth_metadata", GET, "/.well-known/oauth-authorization-server",
-	  route_oauth_metadata, 0 },
-	{ "bedrock_invoke", POST, "/model/{}/invoke", route_bedrock,
-	  RF_BEDROCK | RF_AUTH },
-	{ "bedrock_invoke_stream", POST, "/model/{}/invoke-with-response-stream",
-	  route_bedrock, RF_BEDROCK | RF_AUTH },
-	{ "bedrock_converse", POST, "/model/{}/converse", route_bedrock,
-	  RF_BEDROCK | RF_AUTH },
-	{ "bedrock_converse_stream", POST, "/model/{}/converse-stream",
-	  route_bedrock, RF_BEDROCK | RF_AUTH },
-	{ "bedrock_count_tokens", POST, "/model/{}/count-tokens", route_bedrock,
-	  RF_BEDROCK | RF_AUTH },
-	{ "bedrock_guardrail", POST, "/guardrail/{}/version/{}/apply",
-	  route_bedrock, RF_BEDROCK | RF_AUTH },
-	{ "bidi_stream", POST, "/model/{}/invoke-with-bidirectional-stream",
-	  route_bidi_stream, RF_BEDROCK },
-	{ "inference_profiles", GET, "/inference-profiles",
-	  route_inference_profiles, RF_BEDROCK },
-	{ "inference_profile", GET, "/inference-profiles/{}",
-	  route_inference_profiles, RF_BEDROCK },
-};
-const size_t nroutes = nitems(routes);
-#undef GET
-#undef POST
-#undef DELETE
+void
+server_routes(const struct route *v, size_t n,
+    void (*none)(struct request *))
+{
+	srv.routes = v;
+	srv.nroutes = n;
+	srv.route_none = none;
+}
 
 /* Match a raw path against a pattern, capturing "{}" segments. */
 static int
@@ -282,6 +238,8 @@ route_find(const struct config *c, const char *rawpath, int method,
 	size_t			 i;
 	int			 pass;
 
+	if (srv.routes == NULL)
+		fatalx("%s: no route table", __func__);
 	*allowed = 0;
 	for (pass = 0; pass < 2; pass++) {
 		if (pass == 1) {
@@ -289,8 +247,8 @@ route_find(const struct config *c, const char *rawpath, int method,
 				break;
 			path = rawpath + 8;
 		}
-		for (i = 0; i < nroutes; i++) {
-			rt = &routes[i];
+		for (i = 0; i < srv.nroutes; i++) {
+			rt = &srv.routes[i];
 			if (pass == 1 && !(rt->flags & RF_BEDROCK))
 				continue;
 			if (rt->pattern == NULL) {
@@ -1265,7 +1223,7 @@ server_dispatch(struct request *r, int method, struct server_gate *g)
 			    "method not allowed");
 			return;
 		}
-		route_not_found(r);
+		srv.route_none(r);
 		return;
 	}
 	if ((r->route->flags & RF_METRICS) &&
