@@ -485,6 +485,15 @@ extern struct metric	*m_logins;
 /* server.c */
 struct request;
 struct server_conn;
+int		 server_init(struct config *, char **);
+int		 server_reload_prepare(struct config *, char **);
+void		 server_reload_commit(struct config *);
+void		 server_reload_abort(void);
+void		 server_shutdown(void (*)(void));
+void		 server_free(void);
+int		 server_bound_port(int);
+
+/* server-route.c */
 #define RF_BEDROCK	0x0001	/* also served under /bedrock; Bedrock error shape */
 #define RF_AUTH		0x0002	/* needs a credential */
 #define RF_JWT_ONLY	0x0004	/* API keys are refused */
@@ -499,6 +508,10 @@ struct route {
 	void		(*handler)(struct request *);
 	int		 flags;
 };
+void		 server_routes(const struct route *, size_t,
+		     void (*)(struct request *));
+
+/* server-request.c */
 struct route_param {
 	const char	*p;
 	size_t		 len;
@@ -551,16 +564,7 @@ struct request {
 
 	TAILQ_ENTRY(request)	 entry;
 };
-void		 server_routes(const struct route *, size_t,
-		     void (*)(struct request *));
-int		 server_init(struct config *, char **);
-int		 server_reload_prepare(struct config *, char **);
-void		 server_reload_commit(struct config *);
-void		 server_reload_abort(void);
-void		 server_shutdown(void (*)(void));
-void		 server_free(void);
 size_t		 server_inflight(void);
-int		 server_bound_port(int);
 const char	*server_header(struct request *, const char *);
 void		 server_set_header(struct request *, const char *, const char *);
 int		 server_body(struct request *, const uint8_t **, size_t *);
@@ -568,6 +572,12 @@ const char	*server_query(struct request *, const char *, char *, size_t);
 json_t		*server_body_json(struct request *, const char **);
 const char	*server_form(struct request *, const char *, char *, size_t);
 int		 server_content_type_is(struct request *, const char *);
+void		 request_ref(struct request *);
+void		 request_unref(struct request *);
+void		 request_set_user(struct request *, const char *);
+void		 request_set_model(struct request *, const char *, size_t);
+
+/* server-reply.c */
 void		 server_reply(struct request *, int, const char *,
 		     struct evbuffer *);
 void		 server_reply_json(struct request *, int, json_t *);
@@ -584,10 +594,6 @@ void		 server_stream_write(struct request *, struct evbuffer *,
 		     void (*)(struct request *));
 size_t		 server_stream_pending(struct request *);
 void		 server_stream_end(struct request *);
-void		 request_ref(struct request *);
-void		 request_unref(struct request *);
-void		 request_set_user(struct request *, const char *);
-void		 request_set_model(struct request *, const char *, size_t);
 
 /* route-health.c */
 void		 route_health(struct request *);
