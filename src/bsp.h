@@ -595,6 +595,9 @@ void		 server_stream_write(struct request *, struct evbuffer *,
 size_t		 server_stream_pending(struct request *);
 void		 server_stream_end(struct request *);
 
+/* server-auth.c */
+int		 server_auth_bearer(struct request *, const char **);
+
 /* route-health.c */
 void		 route_health(struct request *);
 void		 route_health_ready(struct request *);
@@ -847,11 +850,8 @@ int		 auth_check(const struct config *, int, const char *,
 int		 auth_still_valid(struct auth_result *, int);
 void		 auth_wait_cancel(struct auth_wait **, void *);
 void		 auth_result_clear(struct auth_result *);
-int		 auth_request(struct request *, struct auth_result *);
-void		 auth_refuse(struct request *, const struct auth_result *);
 void		 auth_cache_clear(void);
 void		 auth_cache_sweep(void);
-int		 auth_bearer(struct request *, const char **);
 extern struct metric	*m_auth_failures;
 
 /* modules.c */

@@ -88,7 +88,7 @@ route_auth_logout(struct request *r)
 	char			*t;
 	int			 rc;
 
-	rc = auth_bearer(r, &bearer);
+	rc = server_auth_bearer(r, &bearer);
 	if (rc == -1) {
 		server_error_oauth(r, 400, "invalid_request",
 		    "Authorization must be a Bearer token");

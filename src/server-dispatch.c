@@ -38,7 +38,7 @@ dispatch_refused(struct request *r, struct server_gate *g)
 		r->conn->in_gate = 0;
 	}
 	if (g->error == NULL)
-		auth_refuse(r, &g->auth);
+		server_auth_refuse(r, &g->auth);
 	else
 		server_error(r, g->status, g->error, g->why);
 }
@@ -115,7 +115,8 @@ dispatch_route(struct request *r, int method, struct server_gate *g)
 	}
 	log_trace(TRACE_HTTP, "%s %s -> %s", r->method, r->path,
 	    r->route->name);
-	if ((r->route->flags & RF_AUTH) && auth_request(r, &g->auth) != 0)
+	if ((r->route->flags & RF_AUTH) &&
+	    server_auth_request(r, &g->auth) != 0)
 		return;
 	r->route->handler(r);
 	dispatch_watch_hangup(r);

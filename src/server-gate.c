@@ -125,7 +125,7 @@ gate_decide(struct server_conn *conn, int has_body, int has_length,
 	size_t			 max = (size_t)cfg->server_max_body_bytes;
 
 	if (g->auth.code != 0 && has_body) {
-		/* 401/403: answered by auth_refuse(), before the body. */
+		/* 401/403: answered by server_auth_refuse(), before the body. */
 		gate_refuse(conn, g->auth.code, NULL, g->auth.why);
 		return;
 	}

@@ -8,6 +8,7 @@
  *
  *	server.c		listeners, TLS, accepting, start, reload, stop
  *	server-dispatch.c	a complete request: routed, checked, handled
+ *	server-auth.c		the credential step of a request
  *	server-reply.c		replies, errors, streaming
  *	server-gate.c		the head gate; lingering after a refusal
  *	server-conn.c		connections: state, limits, hang-ups, drain
@@ -89,6 +90,11 @@ struct server_conn {
 
 /* server-dispatch.c */
 void		 server_dispatch_cb(struct evhttp_request *, void *);
+
+/* server-auth.c */
+int		 server_auth_request(struct request *, struct auth_result *);
+void		 server_auth_refuse(struct request *,
+		     const struct auth_result *);
 
 /* server-reply.c: its public functions are in bsp.h. */
 
