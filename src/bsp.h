@@ -617,9 +617,17 @@ void		 route_auth_logout(struct request *);
 void		 route_auth_revoke(struct request *);
 void		 route_auth_validate(struct request *);
 void		 route_jwks(struct request *);
+void		 route_oauth_metadata(struct request *);
+
+/* route-login.c */
+void		 route_login_page(struct request *);
+void		 route_auth_providers(struct request *);
+void		 route_auth_login(struct request *);
+void		 route_auth_authorize(struct request *);
+void		 route_auth_callback(struct request *);
+void		 route_auth_token(struct request *);
 void		 route_auth_login_any(struct request *);
 void		 route_auth_token_any(struct request *);
-void		 route_oauth_metadata(struct request *);
 
 /* route-bedrock.c */
 void		 route_bedrock(struct request *);
@@ -649,17 +657,65 @@ struct identity {
 	struct strlist	 orgs;
 	char		*tenant;
 };
+struct login;
+/* How a sign-in starts (oauth_login_begin): in, then out. */
+struct login_start {
+	const struct provider_config *pc;
+	int			 api;		/* API flow, or the browser's */
+	const char		*redirect_uri;
+	const uint8_t		*client_challenge;	/* API: S256, or NULL */
+	const struct sockaddr	*client;	/* whose allowance it takes */
+	char			*url;		/* the authorization URL */
+	char			*sealed;	/* the cookie, or the API state */
+	const char		*why;		/* it cannot start: why */
+	const char		*problem;	/* the IdP's, if it is not in */
+	long			 retry;		/* allowance spent: seconds */
+};
+/* What the IdP's redirect carried; NULL: missing, repeated, too long. */
+struct login_redirect {
+	const char		*state;
+	const char		*cookie;	/* the browser's sealed sign-in */
+	const char		*iss;
+	int			 iss_absent;	/* no iss parameter at all */
+	const char		*error;
+	const char		*error_description;
+	const char		*code;
+};
+/* What an API client posted to /auth/token. */
+struct login_grant {
+	const char		*state;
+	const char		*code;
+	const char		*redirect_uri;
+	const char		*code_verifier;	/* or NULL */
+};
+/* A sign-in's verdict: a session (code 200), or a refusal. */
+struct login_result {
+	int			 api;		/* answer JSON, or a page */
+	int			 code;		/* HTTP status */
+	const char		*error;		/* refused: RFC 6749 error */
+	const char		*title;		/* refused: a page's title */
+	const char		*detail;	/* refused: what happened */
+	const struct provider_config *pc;
+	const struct user	*user;		/* signed in: who */
+	json_t			*session;	/* signed in: tokens (borrowed) */
+};
 void		 identity_clear(struct identity *);
 int		 oauth_init(struct config *, char **);
 int		 oauth_reload(struct config *, char **);
 void		 oauth_free(void);
 int		 oauth_ready(const char **);
-void		 route_login_page(struct request *);
-void		 route_auth_providers(struct request *);
-void		 route_auth_login(struct request *);
-void		 route_auth_authorize(struct request *);
-void		 route_auth_callback(struct request *);
-void		 route_auth_token(struct request *);
+char		*oauth_callback_uri(const struct config *,
+		     const struct provider_config *);
+int		 oauth_login_begin(const struct config *, struct login_start *);
+struct login	*oauth_login_new(const struct config *,
+		     const struct provider_config *, int, const char *,
+		     const char *, void (*)(const struct login_result *, void *),
+		     void *);
+void		 oauth_login_redirect(struct login *,
+		     const struct login_redirect *);
+void		 oauth_login_grant(struct login *, const struct login_grant *);
+int		 oauth_login_cancel(struct login *);
+void		 oauth_login_free(void *);
 struct oidc_issuer;
 int		 oauth_issuer_index(const struct config *, const char *);
 struct oidc_issuer *oauth_issuer_ref(const struct issuer_config *);
