@@ -608,6 +608,9 @@ void		 route_inference_profiles(struct request *);
 void		 health_reset(void);
 void		 health_register(const char *, int (*)(const char **));
 
+/* route-static.c */
+void		 route_static(struct request *);
+
 /* route-table.c */
 void		 health_init(void);
 

@@ -14,7 +14,6 @@
 #include <event2/http.h>
 
 #include "bsp.h"
-#include "web.h"
 
 #define GET	(EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
 #define POST	EVHTTP_REQ_POST
