@@ -651,6 +651,7 @@ const struct provider_config *provider_find(const struct config *,
 		     const char *, size_t);
 
 /* oauth.c */
+#define OAUTH_LEEWAY	60	/* seconds a token's times may be off */
 struct identity {
 	char		*subject;
 	char		*email;
@@ -719,6 +720,8 @@ void		 oauth_login_redirect(struct login *,
 void		 oauth_login_grant(struct login *, const struct login_grant *);
 int		 oauth_login_cancel(struct login *);
 void		 oauth_login_free(void *);
+
+/* oauth-trusted.c */
 struct oidc_issuer;
 int		 oauth_issuer_index(const struct config *, const char *);
 struct oidc_issuer *oauth_issuer_ref(const struct issuer_config *);

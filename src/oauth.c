@@ -56,7 +56,6 @@
 #include "oidc.h"
 
 #define LOGIN_DOC_MAX		(256 * 1024)
-#define LOGIN_LEEWAY		60
 #define CLAIM_OURS		"_bsp_"	/* our claims, never an IdP's */
 
 enum login_state {
@@ -1094,7 +1093,7 @@ login_verify_id_token(struct login *l)
 	rules.issuer = iss;
 	rules.audiences = auds;
 	rules.now = now_wall();
-	rules.leeway = LOGIN_LEEWAY;
+	rules.leeway = OAUTH_LEEWAY;
 	rules.require_exp = 1;
 	rules.require_iat = 1;
 	rules.max_age = 3600;
@@ -1503,162 +1502,4 @@ login_step(struct login *l)
 	default:
 		return;
 	}
-}
-
-/* The trusted issuer a token names in its (not yet verified) iss, or -1. */
-int
-oauth_issuer_index(const struct config *c, const char *iss)
-{
-	size_t	i;
-
-	if (iss == NULL)
-		return (-1);
-	for (i = 0; i < c->nissuers; i++) {
-		if (c->issuers[i].issuer != NULL &&
-		    strcmp(c->issuers[i].issuer, iss) == 0)
-			return ((int)i);
-	}
-	return (-1);
-}
-
-/* The shared issuer object of a trusted issuer (a new reference). */
-struct oidc_issuer *
-oauth_issuer_ref(const struct issuer_config *ic)
-{
-	return (oidc_issuer_get(ic->issuer, ic->jwks_uri, &ic->algorithms,
-	    ic->jwks_uri == NULL ? OIDC_DISCOVERY : 0));
-}
-
-/*
- * Verify a bearer JWT from a trusted issuer, with that issuer's keys and
- * the same claim rules as every token; then the access policy on its
- * claims. 0 with *out set; -1 refused (*why, *code 401 or 403); 1 while
- * the issuer's keys are fetched again (cb(arg) runs when done; call again
- * with cb NULL for a final answer). With cb NULL it never returns 1.
- */
-int
-oauth_verify_external(const struct config *c, const struct issuer_config *ic,
-    struct oidc_issuer *iss, const char *token, size_t len,
-    struct principal **out, const char **why, int *code, void (*cb)(void *),
-    void *arg)
-{
-	static const char *const	 typs[] = { "JWT", "at+jwt", NULL };
-	static char			 buf[200];
-	struct crypto_err		 err;
-	struct jose_jws			*jws;
-	struct jose_claims_rules	 rules;
-	const struct crypto_key		*key;
-	const char			*auds[65], *s;
-	struct principal		*p;
-	struct identity			 id;
-	json_t				*v, *e;
-	size_t				 i;
-	int				 rc;
-
-	*out = NULL;
-	*code = 401;
-	if ((jws = jose_parse(token, len, &err)) == NULL) {
-		snprintf(buf, sizeof buf, "malformed token: %s", err.msg);
-		*why = buf;
-		return (-1);
-	}
-	rc = oidc_find_key(iss, jws->kid, jws->alg, &key, cb, arg);
-	if (rc != 1) {
-		jose_jws_free(jws);
-		if (rc == -1)
-			return (1);
-		*why = "token signed by a key its issuer does not publish";
-		return (-1);
-	}
-	if (jose_verify(jws, key, &err) == -1 ||
-	    jose_check_typ(jws, typs, 0, &err) == -1) {
-		snprintf(buf, sizeof buf, "%s", err.msg);
-		*why = buf;
-		jose_jws_free(jws);
-		return (-1);
-	}
-	memset(&rules, 0, sizeof rules);
-	rules.issuer = ic->issuer;
-	for (i = 0; i < ic->audience.n && i < 64; i++)
-		auds[i] = ic->audience.v[i];
-	auds[i] = NULL;
-	rules.audiences = auds;
-	rules.now = now_wall();
-	rules.leeway = LOGIN_LEEWAY;
-	rules.require_exp = 1;
-	/* Cognito access tokens carry client_id instead of aud. */
-	if (json_object_get(jws->claims, "aud") == NULL) {
-		s = json_string_value(json_object_get(jws->claims,
-		    "client_id"));
-		if (s == NULL || !strlist_contains(&ic->audience, s)) {
-			jose_jws_free(jws);
-			*why = "wrong audience";
-			return (-1);
-		}
-		rules.any_audience = 1;
-	}
-	if (jose_claims_check(jws->claims, &rules, &err) == -1) {
-		snprintf(buf, sizeof buf, "%s", err.msg);
-		*why = buf;
-		jose_jws_free(jws);
-		return (-1);
-	}
-	if (ic->token_use != NULL && ((s = json_string_value(json_object_get(
-	    jws->claims, "token_use"))) == NULL || strcmp(s, ic->token_use) !=
-	    0)) {
-		jose_jws_free(jws);
-		*why = "wrong token_use";
-		return (-1);
-	}
-	v = json_object_get(jws->claims, ic->subject_claim);
-	memset(&id, 0, sizeof id);
-	if (json_is_string(v) && json_string_length(v) > 0 &&
-	    json_string_length(v) <= 255)
-		id.subject = xstrdup(json_string_value(v));
-	else if (json_is_integer(v))
-		xasprintf(&id.subject, "%" JSON_INTEGER_FORMAT,
-		    json_integer_value(v));
-	if (id.subject == NULL) {
-		jose_jws_free(jws);
-		*why = "token names no subject";
-		return (-1);
-	}
-	v = json_object_get(jws->claims, ic->email_claim);
-	if (json_is_string(v) && strchr(json_string_value(v), '@') != NULL)
-		id.email = xstrdup(json_string_value(v));
-	id.email_verified = json_is_true(json_object_get(jws->claims,
-	    "email_verified"));
-	v = json_object_get(jws->claims, ic->groups_claim);
-	if (json_is_string(v))
-		strlist_add(&id.groups, json_string_value(v));
-	else json_array_foreach(v, i, e) {
-		if (json_is_string(e) && id.groups.n < 256)
-			strlist_add(&id.groups, json_string_value(e));
-	}
-	if ((s = json_string_value(json_object_get(jws->claims, "tid"))) !=
-	    NULL)
-		id.tenant = xstrdup(s);
-	if (!access_allowed(c, NULL, &id, why)) {
-		identity_clear(&id);
-		jose_jws_free(jws);
-		*code = 403;
-		return (-1);
-	}
-	p = principal_new(PRINCIPAL_EXTERNAL);
-	xasprintf(&p->sub, "%s:%s", ic->provider_name, id.subject);
-	p->provider = xstrdup(ic->provider_name);
-	if (id.email != NULL)
-		p->email = xstrdup(id.email);
-	p->email_verified = id.email_verified;
-	strlist_copy(&p->groups, &id.groups);
-	if (id.tenant != NULL)
-		p->tenant = xstrdup(id.tenant);
-	v = json_object_get(jws->claims, "exp");
-	p->exp = (time_t)json_number_value(v);
-	v = json_object_get(jws->claims, "iat");
-	p->iat = json_is_number(v) ? (time_t)json_number_value(v) : 0;
-	identity_clear(&id);
-	jose_jws_free(jws);
-	*out = p;
-	return (0);
 }
