@@ -57,7 +57,7 @@ static struct {
 struct metric	*m_auth_failures;
 
 static void
-cache_init(void)
+auth_cache_init(void)
 {
 	if (!cache.init) {
 		TAILQ_INIT(&cache.fifo);
@@ -66,7 +66,7 @@ cache_init(void)
 }
 
 static void
-cache_remove(struct auth_cache_entry *e)
+auth_cache_remove(struct auth_cache_entry *e)
 {
 	HASH_DEL(cache.hash, e);
 	TAILQ_REMOVE(&cache.fifo, e, entry);
@@ -80,9 +80,9 @@ auth_cache_clear(void)
 {
 	struct auth_cache_entry	*e;
 
-	cache_init();
+	auth_cache_init();
 	while ((e = TAILQ_FIRST(&cache.fifo)) != NULL)
-		cache_remove(e);
+		auth_cache_remove(e);
 }
 
 /* Drop expired entries. */
@@ -92,41 +92,41 @@ auth_cache_sweep(void)
 	struct auth_cache_entry	*e, *next;
 	time_t			 now = now_wall();
 
-	cache_init();
+	auth_cache_init();
 	for (e = TAILQ_FIRST(&cache.fifo); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, entry);
 		if (e->until != 0 && e->until <= now)
-			cache_remove(e);
+			auth_cache_remove(e);
 	}
 }
 
 static struct principal *
-cache_get(const uint8_t *h)
+auth_cache_get(const uint8_t *h)
 {
 	struct auth_cache_entry	*e;
 
-	cache_init();
+	auth_cache_init();
 	HASH_FIND(hh, cache.hash, h, CRYPTO_HASH_LEN, e);
 	if (e == NULL)
 		return (NULL);
 	if (e->until != 0 && e->until <= now_wall()) {
-		cache_remove(e);
+		auth_cache_remove(e);
 		return (NULL);
 	}
 	return (principal_ref(e->p));
 }
 
 static void
-cache_put(const uint8_t *h, struct principal *p)
+auth_cache_put(const uint8_t *h, struct principal *p)
 {
 	struct auth_cache_entry	*e;
 
-	cache_init();
+	auth_cache_init();
 	if (cfg->cache_max_entries <= 0)
 		return;
 	while (cache.n >= (size_t)cfg->cache_max_entries &&
 	    (e = TAILQ_FIRST(&cache.fifo)) != NULL)
-		cache_remove(e);
+		auth_cache_remove(e);
 	e = xcalloc(1, sizeof *e);
 	memcpy(e->hash, h, CRYPTO_HASH_LEN);
 	e->p = principal_ref(p);
@@ -332,7 +332,7 @@ auth_check1(const struct config *c, int route_flags, const char *authz,
 		    "not a bearer token; exchange it at /auth/refresh"));
 	} else if (looks_like_jws(t)) {
 		crypto_hash_token(t, h);
-		if ((p = cache_get(h)) == NULL) {
+		if ((p = auth_cache_get(h)) == NULL) {
 			if ((idx = auth_issuer(c, t, len)) >= 0) {
 				rc = auth_external(c, idx, t, len, res, wp,
 				    wake, arg);
@@ -343,7 +343,7 @@ auth_check1(const struct config *c, int route_flags, const char *authz,
 			} else if (tokens_verify_jwt(t, len, &p, &why) == -1)
 				return (auth_fail(res, 401, strstr(why,
 				    "expired") ? "expired" : "invalid", why));
-			cache_put(h, p);
+			auth_cache_put(h, p);
 		}
 	} else
 		return (auth_fail(res, 401, "malformed",

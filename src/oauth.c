@@ -186,7 +186,7 @@ oauth_login_free(void *arg)
 
 /* How oidc.c treats a provider's issuer (OIDC_* flags). */
 static int
-provider_oidc_flags(const struct provider_config *pc)
+oauth_provider_flags(const struct provider_config *pc)
 {
 	int	flags = 0;
 
@@ -223,7 +223,7 @@ oauth_init(struct config *c, char **cause)
 			continue;
 		held[n++] = oidc_issuer_get(c->providers[i].issuer,
 		    c->providers[i].jwks_uri, &c->providers[i].algorithms,
-		    provider_oidc_flags(&c->providers[i]));
+		    oauth_provider_flags(&c->providers[i]));
 	}
 	for (i = 0; i < c->nissuers; i++)
 		held[n++] = oidc_issuer_get(c->issuers[i].issuer,
@@ -264,7 +264,7 @@ oauth_ready(const char **detail)
 }
 
 static const char *
-provider_endpoint(const struct login *l, const char *conf, const char *name)
+login_endpoint(const struct login *l, const char *conf, const char *name)
 {
 	if (conf != NULL)
 		return (conf);
@@ -295,12 +295,12 @@ query_add(struct evbuffer *b, const char *k, const char *v)
 
 /* The oidc issuer of a provider (a new reference), or NULL if not OIDC. */
 static struct oidc_issuer *
-provider_issuer(const struct provider_config *pc)
+oauth_provider_issuer(const struct provider_config *pc)
 {
 	if (!pc->oidc)
 		return (NULL);
 	return (oidc_issuer_get(pc->issuer, pc->jwks_uri, &pc->algorithms,
-	    provider_oidc_flags(pc)));
+	    oauth_provider_flags(pc)));
 }
 
 static void
@@ -404,7 +404,7 @@ oauth_login_begin(const struct config *c, struct login_start *ls)
 	const struct provider_config	*pc = ls->pc;
 	struct oidc_issuer		*iss;
 	struct oauth_state		 st;
-	char				 client[INET6_ADDRSTRLEN + 4];	/* "/64" */
+	char				 client[INET6_ADDRSTRLEN + 4]; /* /64 */
 	const char			*ep;
 	int				 rc = -1;
 
@@ -412,7 +412,7 @@ oauth_login_begin(const struct config *c, struct login_start *ls)
 	ls->why = ls->problem = NULL;
 	ls->retry = 0;
 	memset(&st, 0, sizeof st);
-	iss = provider_issuer(pc);
+	iss = oauth_provider_issuer(pc);
 	ep = pc->authorization_url != NULL ? pc->authorization_url :
 	    iss != NULL ? oidc_endpoint(iss, "authorization_endpoint") : NULL;
 	if (ep == NULL) {
@@ -567,7 +567,7 @@ oauth_login_new(const struct config *c, const struct provider_config *pc,
 	l->arg = arg;
 	l->pc = pc;
 	l->api = api;
-	l->iss = provider_issuer(pc);
+	l->iss = oauth_provider_issuer(pc);
 	return (l);
 }
 
@@ -1295,7 +1295,7 @@ login_exchange(struct login *l)
 	char				*form, *basic = NULL, *cid, *csec, *pair;
 	int				 use_basic;
 
-	ep = provider_endpoint(l, pc->token_url, "token_endpoint");
+	ep = login_endpoint(l, pc->token_url, "token_endpoint");
 	if (ep == NULL) {
 		evbuffer_free(f);
 		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
@@ -1466,7 +1466,7 @@ login_step(struct login *l)
 		/* Userinfo only when the ID token lacks what we need. */
 		if (json_object_get(l->claims, l->pc->email_field) == NULL &&
 		    l->access_token != NULL &&
-		    provider_endpoint(l, l->pc->user_info_url,
+		    login_endpoint(l, l->pc->user_info_url,
 		    "userinfo_endpoint") != NULL)
 			login_enter(l, LS_USERINFO);
 		else
@@ -1474,7 +1474,7 @@ login_step(struct login *l)
 		login_step(l);
 		return;
 	case LS_USERINFO:
-		ep = provider_endpoint(l, l->pc->user_info_url,
+		ep = login_endpoint(l, l->pc->user_info_url,
 		    "userinfo_endpoint");
 		if (ep == NULL) {
 			login_fail(l, 502, "server_error", "Sign-in failed",

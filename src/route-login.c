@@ -32,19 +32,19 @@
 #define HTML_TYPE		"text/html; charset=utf-8"
 #define EXAMPLE_MODEL		"us.anthropic.claude-sonnet-4-20250514-v1:0"
 
-static void	page_error(struct request *, int, const char *, const char *,
-		    const char *);
+static void	signin_page_error(struct request *, int, const char *,
+		    const char *, const char *);
 
 /* Reply with a page; the buffer is freed. */
 static void
-page_reply(struct request *r, int code, struct evbuffer *b)
+signin_page_reply(struct request *r, int code, struct evbuffer *b)
 {
 	server_reply(r, code, HTML_TYPE, b);
 	evbuffer_free(b);
 }
 
 static void
-page_login(struct request *r, const struct web_provider *pv, size_t npv,
+signin_page_login(struct request *r, const struct web_provider *pv, size_t npv,
     const char *notice)
 {
 	struct evbuffer	*b = evbuffer_new();
@@ -53,15 +53,15 @@ page_login(struct request *r, const struct web_provider *pv, size_t npv,
 		fatalx("%s: evbuffer_new", __func__);
 	if (web_render_login(b, pv, npv, notice) == -1) {
 		evbuffer_free(b);
-		page_error(r, 500, "This page cannot be shown",
+		signin_page_error(r, 500, "This page cannot be shown",
 		    "The sign-in page could not be built.", NULL);
 		return;
 	}
-	page_reply(r, 200, b);
+	signin_page_reply(r, 200, b);
 }
 
 static void
-page_success(struct request *r, const struct web_tokens *t)
+signin_page_success(struct request *r, const struct web_tokens *t)
 {
 	struct evbuffer	*b = evbuffer_new();
 
@@ -71,17 +71,17 @@ page_success(struct request *r, const struct web_tokens *t)
 		evbuffer_free(b);
 		log_warnx("%s: request %s: cannot render the success page",
 		    __func__, r->id);
-		page_error(r, 500, "Your token cannot be shown",
+		signin_page_error(r, 500, "Your token cannot be shown",
 		    "You signed in, but the page with your token could not be "
 		    "built.", "Sign in again. If it keeps happening, contact "
 		    "the people who run this proxy.");
 		return;
 	}
-	page_reply(r, 200, b);
+	signin_page_reply(r, 200, b);
 }
 
 static void
-page_error(struct request *r, int code, const char *title,
+signin_page_error(struct request *r, int code, const char *title,
     const char *what, const char *todo)
 {
 	struct evbuffer	*b = evbuffer_new();
@@ -89,7 +89,7 @@ page_error(struct request *r, int code, const char *title,
 	if (b == NULL)
 		fatalx("%s: evbuffer_new", __func__);
 	web_render_error(b, code, title, what, todo);
-	page_reply(r, code, b);
+	signin_page_reply(r, code, b);
 }
 
 /* Retry-After: seconds, at least one. */
@@ -186,7 +186,7 @@ signin_done(const struct login_result *res, void *arg)
 			server_error_oauth(r, res->code, res->error,
 			    res->detail);
 		else
-			page_error(r, res->code, res->title, res->detail,
+			signin_page_error(r, res->code, res->title, res->detail,
 			    strcmp(res->error, "access_denied") == 0 ? "If you "
 			    "think you should have access, ask the "
 			    "administrator of this proxy." : "Start again from "
@@ -214,7 +214,7 @@ signin_done(const struct login_result *res, void *arg)
 		t.public_url = r->cfg->server_public_url;
 		t.region = r->cfg->aws_region;
 		t.example_model = EXAMPLE_MODEL;
-		page_success(r, &t);
+		signin_page_success(r, &t);
 	}
 	request_unref(r);
 }
@@ -257,7 +257,7 @@ route_login_page(struct request *r)
 		wp[i].name = r->cfg->providers[i].name;
 		wp[i].display_name = r->cfg->providers[i].display_name;
 	}
-	page_login(r, wp, r->cfg->nproviders, NULL);
+	signin_page_login(r, wp, r->cfg->nproviders, NULL);
 	free(wp);
 }
 
@@ -290,9 +290,10 @@ route_auth_login(struct request *r)
 	int				 rc;
 
 	if (pc == NULL) {
-		page_error(r, 404, "Unknown sign-in provider", "This proxy "
-		    "has no identity provider by that name.", "Go back to the "
-		    "start page and pick one of the providers listed there.");
+		signin_page_error(r, 404, "Unknown sign-in provider", "This "
+		    "proxy has no identity provider by that name.", "Go back "
+		    "to the start page and pick one of the providers listed "
+		    "there.");
 		return;
 	}
 	uri = oauth_callback_uri(r->cfg, pc);
@@ -305,11 +306,11 @@ route_auth_login(struct request *r)
 	if (rc != 0) {
 		if (rc == -3)
 			signin_retry_after(r, ls.retry);
-		page_error(r, rc == -3 ? 429 : 503, "Cannot start signing "
-		    "in", ls.why, ls.problem != NULL ? ls.problem : rc == -3 ?
-		    "Sign-ins from other addresses are not affected." : "Try "
-		    "again in a minute. If it keeps failing, tell the "
-		    "administrator of this proxy.");
+		signin_page_error(r, rc == -3 ? 429 : 503, "Cannot start "
+		    "signing in", ls.why, ls.problem != NULL ? ls.problem :
+		    rc == -3 ? "Sign-ins from other addresses are not "
+		    "affected." : "Try again in a minute. If it keeps failing, "
+		    "tell the administrator of this proxy.");
 		return;
 	}
 	xasprintf(&cookie, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; "
@@ -437,8 +438,8 @@ route_auth_callback(struct request *r)
 	const char			*cname;
 
 	if (pc == NULL) {
-		page_error(r, 404, "Unknown sign-in provider", "This proxy "
-		    "has no identity provider by that name.",
+		signin_page_error(r, 404, "Unknown sign-in provider", "This "
+		    "proxy has no identity provider by that name.",
 		    "Start again from the sign-in page.");
 		return;
 	}
