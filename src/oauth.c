@@ -685,29 +685,26 @@ login_iss_ok(struct login *l, const struct login_redirect *in)
 }
 
 /*
- * Browser flow: the IdP redirected back to /auth/callback (GET
- * /auth/callback/{provider}?code=&state=) with what in holds. The sealed
- * sign-in from the browser's cookie must be live, this provider's and this
- * browser's (the state is its id); then the code is exchanged, or the
- * sign-in refused.
+ * The browser's sealed sign-in (its cookie), opened and matched to the
+ * IdP's answer: live, for this provider, of this browser (the answer's
+ * state is its id) and for this callback address. 0 with key the state's
+ * key, or -1 refused.
  */
-void
-oauth_login_redirect(struct login *l, const struct login_redirect *in)
+static int
+login_open_cookie(struct login *l, const struct login_redirect *in,
+    uint8_t key[CRYPTO_HASH_LEN])
 {
 	const struct provider_config	*pc = l->pc;
 	struct oauth_state		 st;
-	char				*msg;
-	const char			*desc;
 	char				 id[OAUTH_STATE_ID_TEXT];
 	uint8_t				 rh[CRYPTO_HASH_LEN];
-	uint8_t				 key[CRYPTO_HASH_LEN];
 	int				 rc, ours, same_uri;
 
 	if (in->state == NULL) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed",
 		    "The identity provider's answer carried no state, so it "
 		    "cannot be matched to a sign-in started here.");
-		return;
+		return (-1);
 	}
 	/* The sign-in itself is in this browser's cookie, sealed. */
 	if (in->cookie == NULL) {
@@ -715,20 +712,20 @@ oauth_login_redirect(struct login *l, const struct login_redirect *in)
 		    "sign-in link has expired or was already used, or the "
 		    "sign-in was started in another browser (or its cookie was "
 		    "lost).");
-		return;
+		return (-1);
 	}
 	rc = oauth_state_open(in->cookie, strlen(in->cookie), now_wall(), &st);
 	if (rc == OAUTH_STATE_EXPIRED) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
 		    "sign-in has expired: it must be finished within ten "
 		    "minutes of starting it.");
-		return;
+		return (-1);
 	}
 	if (rc != OAUTH_STATE_OK) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
 		    "sign-in's cookie is not valid here: it was altered, or "
 		    "made by another proxy.");
-		return;
+		return (-1);
 	}
 	login_take_state(l, &st);
 	oauth_state_id_text(&st, id);
@@ -743,20 +740,40 @@ oauth_login_redirect(struct login *l, const struct login_redirect *in)
 		login_fail(l, 400, "invalid_request", "Sign-in failed",
 		    "The answer does not belong to a sign-in with this "
 		    "provider.");
-		return;
+		return (-1);
 	}
 	if (!crypto_streq(in->state, id)) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "The "
 		    "identity provider's answer does not belong to the sign-in "
 		    "started in this browser.");
-		return;
+		return (-1);
 	}
 	if (!same_uri) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
 		    "proxy's callback address changed while you were signing "
 		    "in.");
-		return;
+		return (-1);
 	}
+	return (0);
+}
+
+/*
+ * Browser flow: the IdP redirected back to /auth/callback (GET
+ * /auth/callback/{provider}?code=&state=) with what in holds. The sealed
+ * sign-in from the browser's cookie must be live, this provider's and this
+ * browser's (the state is its id); then the code is exchanged, or the
+ * sign-in refused.
+ */
+void
+oauth_login_redirect(struct login *l, const struct login_redirect *in)
+{
+	char				*msg;
+	const char			*desc;
+	uint8_t				 key[CRYPTO_HASH_LEN];
+	int				 rc;
+
+	if (login_open_cookie(l, in, key) == -1)
+		return;
 	if ((rc = login_claim(l, key)) == -3) {
 		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
 		    "This sign-in cannot be checked right now. Try again.");
