@@ -11,10 +11,10 @@
  *
  * The server checks the credential as soon as a request's head has
  * arrived, before its body is read (auth_check), so that a client without
- * a valid credential cannot make the daemon hold a large body; the handler
- * gets the verdict (auth_request), with revocation checked once more.
- * While a trusted issuer's keys are fetched again, the connection waits
- * with its body unread.
+ * a valid credential cannot make the daemon hold a large body; the request
+ * gets the verdict with revocation checked once more (auth_still_valid,
+ * from server-auth.c). While a trusted issuer's keys are fetched again,
+ * the connection waits with its body unread.
  */
 
 #include <stdlib.h>
@@ -55,7 +55,7 @@ static struct {
 } cache;
 
 static void
-cache_init(void)
+auth_cache_init(void)
 {
 	if (!cache.init) {
 		TAILQ_INIT(&cache.fifo);
@@ -64,7 +64,7 @@ cache_init(void)
 }
 
 static void
-cache_remove(struct auth_cache_entry *e)
+auth_cache_remove(struct auth_cache_entry *e)
 {
 	HASH_DEL(cache.hash, e);
 	TAILQ_REMOVE(&cache.fifo, e, entry);
@@ -78,9 +78,9 @@ auth_cache_clear(void)
 {
 	struct auth_cache_entry	*e;
 
-	cache_init();
+	auth_cache_init();
 	while ((e = TAILQ_FIRST(&cache.fifo)) != NULL)
-		cache_remove(e);
+		auth_cache_remove(e);
 }
 
 /* Drop expired entries. */
@@ -90,41 +90,41 @@ auth_cache_sweep(void)
 	struct auth_cache_entry	*e, *next;
 	time_t			 now = now_wall();
 
-	cache_init();
+	auth_cache_init();
 	for (e = TAILQ_FIRST(&cache.fifo); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, entry);
 		if (e->until != 0 && e->until <= now)
-			cache_remove(e);
+			auth_cache_remove(e);
 	}
 }
 
 static struct principal *
-cache_get(const uint8_t *h)
+auth_cache_get(const uint8_t *h)
 {
 	struct auth_cache_entry	*e;
 
-	cache_init();
+	auth_cache_init();
 	HASH_FIND(hh, cache.hash, h, CRYPTO_HASH_LEN, e);
 	if (e == NULL)
 		return (NULL);
 	if (e->until != 0 && e->until <= now_wall()) {
-		cache_remove(e);
+		auth_cache_remove(e);
 		return (NULL);
 	}
 	return (principal_ref(e->p));
 }
 
 static void
-cache_put(const uint8_t *h, struct principal *p)
+auth_cache_put(const uint8_t *h, struct principal *p)
 {
 	struct auth_cache_entry	*e;
 
-	cache_init();
+	auth_cache_init();
 	if (cfg->cache_max_entries <= 0)
 		return;
 	while (cache.n >= (size_t)cfg->cache_max_entries &&
 	    (e = TAILQ_FIRST(&cache.fifo)) != NULL)
-		cache_remove(e);
+		auth_cache_remove(e);
 	e = xcalloc(1, sizeof *e);
 	memcpy(e->hash, h, CRYPTO_HASH_LEN);
 	e->p = principal_ref(p);
@@ -136,32 +136,6 @@ cache_put(const uint8_t *h, struct principal *p)
 	HASH_ADD(hh, cache.hash, hash, CRYPTO_HASH_LEN, e);
 	TAILQ_INSERT_TAIL(&cache.fifo, e, entry);
 	cache.n++;
-}
-
-/* Refuse: 401 (or 403) in the shape of the route, and count why. */
-void
-auth_refuse(struct request *r, const struct auth_result *res)
-{
-	int	code = res->code != 0 ? res->code : 401;
-	char	labels[64];
-
-	if (m_auth_failures != NULL) {
-		metric_label(labels, sizeof labels, "reason", res->label, NULL);
-		metric_add(m_auth_failures, labels, 1);
-	}
-	log_trace(TRACE_AUTH, "%s %s refused: %s", r->method, r->path,
-	    res->why);
-	if (r->route != NULL && (r->route->flags & RF_BEDROCK)) {
-		server_error_bedrock(r, code, code == 401 ?
-		    "UnrecognizedClientException" : "AccessDeniedException",
-		    "%s", res->why);
-		return;
-	}
-	if (code == 401)
-		server_set_header(r, "WWW-Authenticate", "Bearer realm=\""
-		    BSP_NAME "\", error=\"invalid_token\"");
-	server_error_oauth(r, code, code == 401 ? "invalid_token" :
-	    "insufficient_scope", res->why);
 }
 
 /* Note a refusal in res; -1. */
@@ -356,7 +330,7 @@ auth_check1(const struct config *c, int route_flags, const char *authz,
 		    "not a bearer token; exchange it at /auth/refresh"));
 	} else if (looks_like_jws(t)) {
 		crypto_hash_token(t, h);
-		if ((p = cache_get(h)) == NULL) {
+		if ((p = auth_cache_get(h)) == NULL) {
 			if ((idx = auth_issuer(c, t, len)) >= 0) {
 				rc = auth_external(c, idx, t, len, res, wp,
 				    wake, arg);
@@ -367,7 +341,7 @@ auth_check1(const struct config *c, int route_flags, const char *authz,
 			} else if (tokens_verify_jwt(t, len, &p, &why) == -1)
 				return (auth_fail(res, 401, strstr(why,
 				    "expired") ? "expired" : "invalid", why));
-			cache_put(h, p);
+			auth_cache_put(h, p);
 		}
 	} else
 		return (auth_fail(res, 401, "malformed",
@@ -402,53 +376,4 @@ auth_still_valid(struct auth_result *res, int route_flags)
 		    SCOPE_INVOKE " scope"));
 	}
 	return (0);
-}
-
-/*
- * Authenticate a request with the credential its head carried: res as the
- * server's head check left it (a verdict, or none: then it is checked
- * now, with a final answer). 0 with r->principal set, or -1 after
- * answering the client.
- */
-int
-auth_request(struct request *r, struct auth_result *res)
-{
-	int	flags = r->route->flags;
-
-	if (res->p == NULL && res->code == 0)
-		(void)auth_check(r->cfg, flags, server_header(r,
-		    "Authorization"), server_header(r, "X-Api-Key"), res, NULL,
-		    NULL, NULL);
-	else if (res->p != NULL)
-		(void)auth_still_valid(res, flags);
-	if (res->p == NULL) {
-		auth_refuse(r, res);
-		return (-1);
-	}
-	r->principal = res->p;
-	res->p = NULL;
-	request_set_user(r, r->principal->email != NULL ?
-	    r->principal->email : r->principal->sub);
-	return (0);
-}
-
-/*
- * For routes that take a bearer token optionally (logout): the raw token
- * if an Authorization: Bearer header is present.
- */
-int
-auth_bearer(struct request *r, const char **token)
-{
-	const char	*h = server_header(r, "Authorization");
-
-	*token = NULL;
-	if (h == NULL)
-		return (0);
-	if (strncasecmp(h, "Bearer ", 7) != 0)
-		return (-1);
-	h += 7;
-	while (*h == ' ')
-		h++;
-	*token = h;
-	return (*h != '\0' ? 1 : -1);
 }

@@ -489,6 +489,15 @@ extern struct metric	*m_logins, *m_auth_failures;
 /* server.c */
 struct request;
 struct server_conn;
+int		 server_init(struct config *, char **);
+int		 server_reload_prepare(struct config *, char **);
+void		 server_reload_commit(struct config *);
+void		 server_reload_abort(void);
+void		 server_shutdown(void (*)(void));
+void		 server_free(void);
+int		 server_bound_port(int);
+
+/* server-route.c */
 #define RF_BEDROCK	0x0001	/* also served under /bedrock; Bedrock error shape */
 #define RF_AUTH		0x0002	/* needs a credential */
 #define RF_JWT_ONLY	0x0004	/* API keys are refused */
@@ -503,6 +512,10 @@ struct route {
 	void		(*handler)(struct request *);
 	int		 flags;
 };
+void		 server_routes(const struct route *, size_t,
+		     void (*)(struct request *));
+
+/* server-request.c */
 struct route_param {
 	const char	*p;
 	size_t		 len;
@@ -555,16 +568,7 @@ struct request {
 
 	TAILQ_ENTRY(request)	 entry;
 };
-extern const struct route	routes[];
-extern const size_t		nroutes;
-int		 server_init(struct config *, char **);
-int		 server_reload_prepare(struct config *, char **);
-void		 server_reload_commit(struct config *);
-void		 server_reload_abort(void);
-void		 server_shutdown(void (*)(void));
-void		 server_free(void);
 size_t		 server_inflight(void);
-int		 server_bound_port(int);
 const char	*server_header(struct request *, const char *);
 void		 server_set_header(struct request *, const char *, const char *);
 int		 server_body(struct request *, const uint8_t **, size_t *);
@@ -572,6 +576,12 @@ const char	*server_query(struct request *, const char *, char *, size_t);
 json_t		*server_body_json(struct request *, const char **);
 const char	*server_form(struct request *, const char *, char *, size_t);
 int		 server_content_type_is(struct request *, const char *);
+void		 request_ref(struct request *);
+void		 request_unref(struct request *);
+void		 request_set_user(struct request *, const char *);
+void		 request_set_model(struct request *, const char *, size_t);
+
+/* server-reply.c */
 void		 server_reply(struct request *, int, const char *,
 		     struct evbuffer *);
 void		 server_reply_json(struct request *, int, json_t *);
@@ -588,10 +598,9 @@ void		 server_stream_write(struct request *, struct evbuffer *,
 		     void (*)(struct request *));
 size_t		 server_stream_pending(struct request *);
 void		 server_stream_end(struct request *);
-void		 request_ref(struct request *);
-void		 request_unref(struct request *);
-void		 request_set_user(struct request *, const char *);
-void		 request_set_model(struct request *, const char *, size_t);
+
+/* server-auth.c */
+int		 server_auth_bearer(struct request *, const char **);
 
 /* route-health.c */
 void		 route_health(struct request *);
@@ -600,6 +609,13 @@ void		 route_metrics(struct request *);
 void		 route_not_found(struct request *);
 void		 route_bidi_stream(struct request *);
 void		 route_inference_profiles(struct request *);
+void		 health_reset(void);
+void		 health_register(const char *, int (*)(const char **));
+
+/* route-static.c */
+void		 route_static(struct request *);
+
+/* route-table.c */
 void		 health_init(void);
 
 /* route-auth.c */
@@ -608,9 +624,17 @@ void		 route_auth_logout(struct request *);
 void		 route_auth_revoke(struct request *);
 void		 route_auth_validate(struct request *);
 void		 route_jwks(struct request *);
+void		 route_oauth_metadata(struct request *);
+
+/* route-login.c */
+void		 route_login_page(struct request *);
+void		 route_auth_providers(struct request *);
+void		 route_auth_login(struct request *);
+void		 route_auth_authorize(struct request *);
+void		 route_auth_callback(struct request *);
+void		 route_auth_token(struct request *);
 void		 route_auth_login_any(struct request *);
 void		 route_auth_token_any(struct request *);
-void		 route_oauth_metadata(struct request *);
 
 /* route-bedrock.c */
 void		 route_bedrock(struct request *);
@@ -624,7 +648,6 @@ char		*relay_id_decode(const char *, size_t, size_t, const char **);
 /* route-keys.c */
 void		 route_api_keys(struct request *);
 void		 route_api_key_delete(struct request *);
-void		 health_register(const char *, int (*)(const char **));
 
 /* oauth-config.c */
 void		 oauth_config_check(struct config *, struct config_errors *);
@@ -632,6 +655,7 @@ const struct provider_config *provider_find(const struct config *,
 		     const char *, size_t);
 
 /* oauth.c */
+#define OAUTH_LEEWAY	60	/* seconds a token's times may be off */
 struct identity {
 	char		*subject;
 	char		*email;
@@ -641,17 +665,67 @@ struct identity {
 	struct strlist	 orgs;
 	char		*tenant;
 };
+struct login;
+/* How a sign-in starts (oauth_login_begin): in, then out. */
+struct login_start {
+	const struct provider_config *pc;
+	int			 api;		/* API flow, or the browser's */
+	const char		*redirect_uri;
+	const uint8_t		*client_challenge;	/* API: S256, or NULL */
+	const struct sockaddr	*client;	/* whose allowance it takes */
+	char			*url;		/* the authorization URL */
+	char			*sealed;	/* the cookie, or the API state */
+	const char		*why;		/* it cannot start: why */
+	const char		*problem;	/* the IdP's, if it is not in */
+	long			 retry;		/* allowance spent: seconds */
+};
+/* What the IdP's redirect carried; NULL: missing, repeated, too long. */
+struct login_redirect {
+	const char		*state;
+	const char		*cookie;	/* the browser's sealed sign-in */
+	const char		*iss;
+	int			 iss_absent;	/* no iss parameter at all */
+	const char		*error;
+	const char		*error_description;
+	const char		*code;
+};
+/* What an API client posted to /auth/token. */
+struct login_grant {
+	const char		*state;
+	const char		*code;
+	const char		*redirect_uri;
+	const char		*code_verifier;	/* or NULL */
+};
+/* A sign-in's verdict: a session (code 200), or a refusal. */
+struct login_result {
+	int			 api;		/* answer JSON, or a page */
+	int			 code;		/* HTTP status */
+	const char		*error;		/* refused: RFC 6749 error */
+	const char		*title;		/* refused: a page's title */
+	const char		*detail;	/* refused: what happened */
+	const struct provider_config *pc;
+	const struct user	*user;		/* signed in: who */
+	json_t			*session;	/* signed in: tokens (borrowed) */
+};
 void		 identity_clear(struct identity *);
 int		 oauth_init(struct config *, char **);
 int		 oauth_reload(struct config *, char **);
 void		 oauth_free(void);
 int		 oauth_ready(const char **);
-void		 route_login_page(struct request *);
-void		 route_auth_providers(struct request *);
-void		 route_auth_login(struct request *);
-void		 route_auth_authorize(struct request *);
-void		 route_auth_callback(struct request *);
-void		 route_auth_token(struct request *);
+char		*oauth_callback_uri(const struct config *,
+		     const struct provider_config *);
+int		 oauth_login_begin(const struct config *, struct login_start *);
+struct login	*oauth_login_new(const struct config *,
+		     const struct provider_config *, int, const char *,
+		     const char *, void (*)(const struct login_result *, void *),
+		     void *);
+void		 oauth_login_redirect(struct login *,
+		     const struct login_redirect *);
+void		 oauth_login_grant(struct login *, const struct login_grant *);
+int		 oauth_login_cancel(struct login *);
+void		 oauth_login_free(void *);
+
+/* oauth-trusted.c */
 struct oidc_issuer;
 int		 oauth_issuer_index(const struct config *, const char *);
 struct oidc_issuer *oauth_issuer_ref(const struct issuer_config *);
@@ -848,11 +922,8 @@ int		 auth_check(const struct config *, int, const char *,
 int		 auth_still_valid(struct auth_result *, int);
 void		 auth_wait_cancel(struct auth_wait **, void *);
 void		 auth_result_clear(struct auth_result *);
-int		 auth_request(struct request *, struct auth_result *);
-void		 auth_refuse(struct request *, const struct auth_result *);
 void		 auth_cache_clear(void);
 void		 auth_cache_sweep(void);
-int		 auth_bearer(struct request *, const char **);
 
 /* modules.c */
 int		 modules_init(struct config *, char **);

@@ -1,6 +1,9 @@
 /*
  * oauth.c: logging in: the OAuth 2.0 authorization code flow with PKCE and,
- * for OIDC providers, a verified ID token.
+ * for OIDC providers, a verified ID token. The HTTP side (reading the
+ * request, cookies, pages and JSON answers) is route-login.c's: a sign-in
+ * reports its verdict through the callback it was made with
+ * (oauth_login_new), and nothing here answers a request.
  *
  * Browser flow: GET /auth/login/NAME seals the sign-in (oauth-state.c:
  * provider, nonce, PKCE verifier, redirect URI, ten minutes) into an
@@ -41,7 +44,6 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <uthash.h>
@@ -52,12 +54,8 @@
 #include "jose.h"
 #include "oauth-state.h"
 #include "oidc.h"
-#include "web.h"
 
 #define LOGIN_DOC_MAX		(256 * 1024)
-#define LOGIN_COOKIE		"bsp_login"
-#define LOGIN_COOKIE_SECURE	"__Host-bsp_login"
-#define LOGIN_LEEWAY		60
 #define CLAIM_OURS		"_bsp_"	/* our claims, never an IdP's */
 
 enum login_state {
@@ -74,7 +72,12 @@ static const char *const login_state_names[] = {
 };
 
 struct login {
-	struct request			*r;
+	const struct config		*cfg;	/* the request's, outlives us */
+	char				 client[64];	/* its address */
+	char				 reqid[65];	/* for traces */
+	void				(*done)(const struct login_result *,
+					    void *);
+	void				*arg;
 	const struct provider_config	*pc;
 	struct oidc_issuer		*iss;
 	int				 api;
@@ -125,7 +128,6 @@ static struct db_stmt st_spend = { "INSERT INTO oauth_states (hash, "
     "provider, flow, redirect_uri, client_addr, created, expires) VALUES "
     "(?, ?, ?, ?, ?, ?, ?)", NULL, NULL };
 
-static int	query_count(struct request *, const char *);
 static void	login_release(struct login *);
 static void	login_step(struct login *);
 static void	login_fail(struct login *, int, const char *, const char *,
@@ -150,13 +152,14 @@ login_enter(struct login *l, enum login_state s)
 {
 	if (l->state == s)
 		return;
-	log_trace(TRACE_OAUTH, "login %s (%s): %s -> %s", l->r->id,
+	log_trace(TRACE_OAUTH, "login %s (%s): %s -> %s", l->reqid,
 	    l->pc->name, login_state_names[l->state], login_state_names[s]);
 	l->state = s;
 }
 
-static void
-login_free(void *arg)
+/* Free a sign-in (a request's state_free). */
+void
+oauth_login_free(void *arg)
 {
 	struct login	*l = arg;
 
@@ -183,7 +186,7 @@ login_free(void *arg)
 
 /* How oidc.c treats a provider's issuer (OIDC_* flags). */
 static int
-provider_oidc_flags(const struct provider_config *pc)
+oauth_provider_flags(const struct provider_config *pc)
 {
 	int	flags = 0;
 
@@ -220,7 +223,7 @@ oauth_init(struct config *c, char **cause)
 			continue;
 		held[n++] = oidc_issuer_get(c->providers[i].issuer,
 		    c->providers[i].jwks_uri, &c->providers[i].algorithms,
-		    provider_oidc_flags(&c->providers[i]));
+		    oauth_provider_flags(&c->providers[i]));
 	}
 	for (i = 0; i < c->nissuers; i++)
 		held[n++] = oidc_issuer_get(c->issuers[i].issuer,
@@ -261,64 +264,22 @@ oauth_ready(const char **detail)
 }
 
 static const char *
-provider_endpoint(const struct login *l, const char *conf, const char *name)
+login_endpoint(const struct login *l, const char *conf, const char *name)
 {
 	if (conf != NULL)
 		return (conf);
 	return (l->iss != NULL ? oidc_endpoint(l->iss, name) : NULL);
 }
 
-/* Loopback redirect URIs for native clients (RFC 8252 section 7.3). */
-static int
-redirect_is_loopback(const char *u)
-{
-	const char	*h, *p;
-	size_t		 hl;
-	char		 host[64];
-
-	if (strncmp(u, "http://", 7) != 0)
-		return (0);
-	h = u + 7;
-	hl = strcspn(h, "/?#");
-	if (hl == 0 || hl >= sizeof host || strchr(u, '#') != NULL ||
-	    strchr(u, '@') != NULL || !str_is_printable(u, strlen(u)) ||
-	    strpbrk(u, " \"<>\\") != NULL)
-		return (0);
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	/* Strip the port, which must be numeric. */
-	if (host[0] == '[') {
-		if ((p = strchr(host, ']')) == NULL)
-			return (0);
-		if (p[1] == ':') {
-			const char *d;
-
-			for (d = p + 2; *d != '\0'; d++)
-				if (!isdigit((unsigned char)*d))
-					return (0);
-		} else if (p[1] != '\0')
-			return (0);
-		host[p - host + 1] = '\0';
-	} else if ((p = strchr(host, ':')) != NULL) {
-		const char *d;
-
-		for (d = p + 1; *d != '\0'; d++)
-			if (!isdigit((unsigned char)*d))
-				return (0);
-		host[p - host] = '\0';
-	}
-	return (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0);
-}
-
-static char *
-callback_uri(const struct request *r, const struct provider_config *pc)
+/* The redirect URI of a provider's browser flow. */
+char *
+oauth_callback_uri(const struct config *c, const struct provider_config *pc)
 {
 	char	*u;
 
 	if (pc->redirect_uri != NULL)
 		return (xstrdup(pc->redirect_uri));
-	xasprintf(&u, "%s/auth/callback/%s", r->cfg->server_public_url,
-	    pc->name);
+	xasprintf(&u, "%s/auth/callback/%s", c->server_public_url, pc->name);
 	return (u);
 }
 
@@ -332,162 +293,14 @@ query_add(struct evbuffer *b, const char *k, const char *v)
 	free(e);
 }
 
-/*
- * Start a sign-in: take one start from the client's allowance, seal the
- * state and build the authorization URL. Nothing is stored. On success
- * *url is the URL and *sealed the state to hand over: the cookie's value
- * (browser flow) or the state itself (API flow). An API client's PKCE
- * challenge (RFC 7636, S256), if it gave one, is sealed in with it:
- * /auth/token then wants its verifier. -2: the IdP's documents are not
- * in; -3: the client's allowance is spent (*retry seconds); -1 else.
- */
-static int
-login_begin(struct request *r, const struct provider_config *pc,
-    struct oidc_issuer *iss, int api, const char *redirect_uri,
-    const uint8_t *client_challenge, char **url, char **sealed,
-    const char **why, long *retry)
-{
-	struct oauth_state	 st;
-	struct evbuffer		*q;
-	char			 client[INET6_ADDRSTRLEN + 4];	/* "/64" */
-	char			 state[OAUTH_STATE_ID_TEXT];
-	char			*nonce = NULL, *verifier = NULL;
-	char			*challenge = NULL, *scope;
-	uint8_t			 vh[CRYPTO_HASH_LEN];
-	const char		*ep;
-	int			 rc = -1;
-
-	*url = *sealed = NULL;
-	*retry = 0;
-	ep = pc->authorization_url != NULL ? pc->authorization_url :
-	    iss != NULL ? oidc_endpoint(iss, "authorization_endpoint") : NULL;
-	if (ep == NULL) {
-		*why = "the identity provider's configuration has not been "
-		    "loaded yet";
-		return (-2);
-	}
-	(void)sockaddr_group((struct sockaddr *)&r->client_sa, client,
-	    sizeof client);
-	if (oauth_starts_take(client, now_mono(),
-	    (int)r->cfg->oauth_max_pending, retry) == -1) {
-		*why = "too many sign-ins were started from your address; wait "
-		    "a few minutes and try again";
-		return (-3);
-	}
-	memset(&st, 0, sizeof st);
-	st.flow = api ? OAUTH_FLOW_API : OAUTH_FLOW_BROWSER;
-	st.flags = pc->pkce ? OAUTH_STATE_PKCE : 0;
-	st.expires = (int64_t)now_wall() + OAUTH_STATE_TTL;
-	crypto_random(st.id, sizeof st.id);
-	crypto_random(st.nonce, sizeof st.nonce);
-	crypto_random(st.verifier, sizeof st.verifier);
-	crypto_sha256(redirect_uri, strlen(redirect_uri), st.redirect_hash);
-	if (client_challenge != NULL) {
-		st.flags |= OAUTH_STATE_CLIENT_PKCE;
-		memcpy(st.challenge, client_challenge, sizeof st.challenge);
-	}
-	bsp_strlcpy(st.provider, pc->name, sizeof st.provider);
-	if ((*sealed = oauth_state_seal(&st)) == NULL) {
-		*why = "cannot protect the login state";
-		goto out;
-	}
-	nonce = crypto_b64url_encode_alloc(st.nonce, sizeof st.nonce);
-	verifier = crypto_b64url_encode_alloc(st.verifier, sizeof st.verifier);
-	crypto_sha256(verifier, strlen(verifier), vh);
-	challenge = crypto_b64url_encode_alloc(vh, sizeof vh);
-	oauth_state_id_text(&st, state);
-
-	q = evbuffer_new();
-	query_add(q, "response_type", "code");
-	query_add(q, "client_id", pc->client_id);
-	query_add(q, "redirect_uri", redirect_uri);
-	scope = strlist_join(&pc->scopes, " ");
-	if (*scope != '\0')
-		query_add(q, "scope", scope);
-	free(scope);
-	query_add(q, "state", api ? *sealed : state);
-	if (pc->oidc)
-		query_add(q, "nonce", nonce);
-	if (pc->pkce) {
-		query_add(q, "code_challenge", challenge);
-		query_add(q, "code_challenge_method", "S256");
-	}
-	evbuffer_add(q, "", 1);
-	xasprintf(url, "%s%s%s", ep, strchr(ep, '?') != NULL ? "&" : "?",
-	    (const char *)evbuffer_pullup(q, -1));
-	evbuffer_free(q);
-	rc = 0;
-out:
-	sodium_memzero(&st, sizeof st);
-	freezero_str(nonce);
-	freezero_str(verifier);
-	free(challenge);
-	if (rc == -1) {
-		freezero_str(*sealed);
-		*sealed = NULL;
-	}
-	return (rc);
-}
-
-/* Retry-After: seconds, at least one. */
-static void
-retry_after(struct request *r, long s)
-{
-	char	buf[32];
-
-	snprintf(buf, sizeof buf, "%ld", s > 0 ? s : 1);
-	server_set_header(r, "Retry-After", buf);
-}
-
 /* The oidc issuer of a provider (a new reference), or NULL if not OIDC. */
 static struct oidc_issuer *
-provider_issuer(const struct provider_config *pc)
+oauth_provider_issuer(const struct provider_config *pc)
 {
 	if (!pc->oidc)
 		return (NULL);
 	return (oidc_issuer_get(pc->issuer, pc->jwks_uri, &pc->algorithms,
-	    provider_oidc_flags(pc)));
-}
-
-static const struct provider_config *
-route_provider(struct request *r)
-{
-	return (provider_find(r->cfg, r->params[0].p, r->params[0].len));
-}
-
-/* GET / */
-void
-route_login_page(struct request *r)
-{
-	struct web_provider	*wp;
-	size_t			 i;
-
-	wp = xcalloc(r->cfg->nproviders + 1, sizeof *wp);
-	for (i = 0; i < r->cfg->nproviders; i++) {
-		wp[i].name = r->cfg->providers[i].name;
-		wp[i].display_name = r->cfg->providers[i].display_name;
-	}
-	web_login_page(r, wp, r->cfg->nproviders, NULL);
-	free(wp);
-}
-
-/* GET /auth/providers */
-void
-route_auth_providers(struct request *r)
-{
-	json_t		*a = json_array(), *sc;
-	size_t		 i, j;
-	const struct provider_config *pc;
-
-	for (i = 0; i < r->cfg->nproviders; i++) {
-		pc = &r->cfg->providers[i];
-		sc = json_array();
-		for (j = 0; j < pc->scopes.n; j++)
-			json_array_append_new(sc, json_string(pc->scopes.v[j]));
-		json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "name",
-		    pc->name, "display_name", pc->display_name, "scopes", sc));
-	}
-	server_reply_json(r, 200, json_pack("{s:o}", "providers", a));
+	    oauth_provider_flags(pc)));
 }
 
 static void
@@ -500,153 +313,138 @@ login_count(const struct provider_config *pc, const char *result)
 	metric_add(m_logins, labels, 1);
 }
 
-/* GET /auth/login/{provider}: browser flow, state cookie, 302. */
-void
-route_auth_login(struct request *r)
+/*
+ * A fresh sign-in state for a provider, flow and redirect URI (with an API
+ * client's PKCE challenge, if it gave one), sealed; NULL if it cannot be.
+ * st is filled in; the caller wipes it.
+ */
+static char *
+login_seal(const struct login_start *ls, struct oauth_state *st)
 {
-	const struct provider_config	*pc = route_provider(r);
-	struct oidc_issuer		*iss;
-	char				*uri, *url, *sealed, *cookie;
-	const char			*why = NULL;
-	long				 retry;
-	int				 rc;
-
-	if (pc == NULL) {
-		web_error_page(r, 404, "Unknown sign-in provider", "This proxy "
-		    "has no identity provider by that name.", "Go back to the "
-		    "start page and pick one of the providers listed there.");
-		return;
+	memset(st, 0, sizeof *st);
+	st->flow = ls->api ? OAUTH_FLOW_API : OAUTH_FLOW_BROWSER;
+	st->flags = ls->pc->pkce ? OAUTH_STATE_PKCE : 0;
+	st->expires = (int64_t)now_wall() + OAUTH_STATE_TTL;
+	crypto_random(st->id, sizeof st->id);
+	crypto_random(st->nonce, sizeof st->nonce);
+	crypto_random(st->verifier, sizeof st->verifier);
+	crypto_sha256(ls->redirect_uri, strlen(ls->redirect_uri),
+	    st->redirect_hash);
+	if (ls->client_challenge != NULL) {
+		st->flags |= OAUTH_STATE_CLIENT_PKCE;
+		memcpy(st->challenge, ls->client_challenge,
+		    sizeof st->challenge);
 	}
-	iss = provider_issuer(pc);
-	uri = callback_uri(r, pc);
-	rc = login_begin(r, pc, iss, 0, uri, NULL, &url, &sealed, &why,
-	    &retry);
-	free(uri);
-	if (rc == -2 && iss != NULL)
-		oidc_kick(iss);
-	if (rc != 0) {
-		login_count(pc, "error");
-		if (rc == -3)
-			retry_after(r, retry);
-		web_error_page(r, rc == -3 ? 429 : 503, "Cannot start signing "
-		    "in", why, rc == -2 && iss != NULL ?
-		    oidc_problem_text(iss) : rc == -3 ? "Sign-ins from other "
-		    "addresses are not affected." : "Try again in a minute. If "
-		    "it keeps failing, tell the administrator of this proxy.");
-		oidc_issuer_put(iss);
-		return;
-	}
-	oidc_issuer_put(iss);
-	xasprintf(&cookie, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; "
-	    "SameSite=Lax%s", r->cfg->public_https ? LOGIN_COOKIE_SECURE :
-	    LOGIN_COOKIE, sealed, r->cfg->public_https ? "/" : "/auth/callback",
-	    OAUTH_STATE_TTL, r->cfg->public_https ? "; Secure" : "");
-	server_set_header(r, "Set-Cookie", cookie);
-	server_set_header(r, "Location", url);
-	log_trace(TRACE_OAUTH, "login via %s started", pc->name);
-	server_reply_text(r, 302, "text/plain; charset=utf-8",
-	    "Redirecting to the identity provider.\n");
-	freezero_str(cookie);
-	freezero_str(sealed);
-	free(url);
+	bsp_strlcpy(st->provider, ls->pc->name, sizeof st->provider);
+	return (oauth_state_seal(st));
 }
 
-/* GET /auth/authorize/{provider}?redirect_uri=&state=: API flow start. */
-void
-route_auth_authorize(struct request *r)
+/*
+ * The IdP's authorization URL (its endpoint ep) for a sealed state: the
+ * API flow's state is the sealed sign-in itself, the browser's its id.
+ */
+static char *
+login_authorize_url(const char *ep, const struct login_start *ls,
+    const struct oauth_state *st)
 {
-	const struct provider_config	*pc = route_provider(r);
-	struct oidc_issuer		*iss;
-	char				 ru[2048], *uri, *url, *state;
-	char				 ccs[64], ccm[16];
-	uint8_t				 cc[CRYPTO_HASH_LEN];
-	const char			*why = NULL;
-	size_t				 cclen;
-	long				 retry;
-	int				 rc, hascc = 0, native;
+	const struct provider_config	*pc = ls->pc;
+	struct evbuffer			*q;
+	char				 state[OAUTH_STATE_ID_TEXT];
+	char				*nonce, *verifier, *challenge, *scope;
+	char				*url;
+	uint8_t				 vh[CRYPTO_HASH_LEN];
 
-	if (pc == NULL) {
-		server_error_oauth(r, 404, "invalid_request",
-		    "unknown provider");
-		return;
+	nonce = crypto_b64url_encode_alloc(st->nonce, sizeof st->nonce);
+	verifier = crypto_b64url_encode_alloc(st->verifier,
+	    sizeof st->verifier);
+	crypto_sha256(verifier, strlen(verifier), vh);
+	challenge = crypto_b64url_encode_alloc(vh, sizeof vh);
+	oauth_state_id_text(st, state);
+
+	q = evbuffer_new();
+	query_add(q, "response_type", "code");
+	query_add(q, "client_id", pc->client_id);
+	query_add(q, "redirect_uri", ls->redirect_uri);
+	scope = strlist_join(&pc->scopes, " ");
+	if (*scope != '\0')
+		query_add(q, "scope", scope);
+	free(scope);
+	query_add(q, "state", ls->api ? ls->sealed : state);
+	if (pc->oidc)
+		query_add(q, "nonce", nonce);
+	if (pc->pkce) {
+		query_add(q, "code_challenge", challenge);
+		query_add(q, "code_challenge_method", "S256");
 	}
-	if (server_query(r, "redirect_uri", ru, sizeof ru) == NULL) {
-		server_error_oauth(r, 400, "invalid_request",
-		    "redirect_uri is missing, repeated or too long");
-		return;
+	evbuffer_add(q, "", 1);
+	xasprintf(&url, "%s%s%s", ep, strchr(ep, '?') != NULL ? "&" : "?",
+	    (const char *)evbuffer_pullup(q, -1));
+	evbuffer_free(q);
+	freezero_str(nonce);
+	freezero_str(verifier);
+	free(challenge);
+	return (url);
+}
+
+/*
+ * Start a sign-in: take one start from the client's allowance, seal the
+ * state and build the authorization URL. Nothing is stored. 0 with
+ * ls->url the URL and ls->sealed the state to hand over: the cookie's
+ * value (browser flow) or the state itself (API flow). An API client's
+ * PKCE challenge (RFC 7636, S256), if it gave one, is sealed in with it:
+ * /auth/token then wants its verifier. -2: the IdP's documents are not in
+ * (their fetch is kicked; ls->problem says what is wrong with an OIDC
+ * provider's); -3: the client's allowance is spent (ls->retry seconds);
+ * -1 else; ls->why says why. A browser sign-in that cannot start counts
+ * as an error.
+ */
+int
+oauth_login_begin(const struct config *c, struct login_start *ls)
+{
+	const struct provider_config	*pc = ls->pc;
+	struct oidc_issuer		*iss;
+	struct oauth_state		 st;
+	char				 client[INET6_ADDRSTRLEN + 4]; /* /64 */
+	const char			*ep;
+	int				 rc = -1;
+
+	ls->url = ls->sealed = NULL;
+	ls->why = ls->problem = NULL;
+	ls->retry = 0;
+	memset(&st, 0, sizeof st);
+	iss = oauth_provider_issuer(pc);
+	ep = pc->authorization_url != NULL ? pc->authorization_url :
+	    iss != NULL ? oidc_endpoint(iss, "authorization_endpoint") : NULL;
+	if (ep == NULL) {
+		ls->why = "the identity provider's configuration has not been "
+		    "loaded yet";
+		rc = -2;
+		goto out;
 	}
-	uri = callback_uri(r, pc);
-	native = strcmp(ru, uri) != 0;	/* a native client's loopback */
-	free(uri);
-	if (native && !redirect_is_loopback(ru)) {
-		server_error_oauth(r, 400, "invalid_request", "redirect_uri "
-		    "must be the provider's configured redirect URI or a "
-		    "loopback URI (http://127.0.0.1:PORT/...)");
-		return;
+	(void)sockaddr_group(ls->client, client, sizeof client);
+	if (oauth_starts_take(client, now_mono(), (int)c->oauth_max_pending,
+	    &ls->retry) == -1) {
+		ls->why = "too many sign-ins were started from your address; "
+		    "wait a few minutes and try again";
+		rc = -3;
+		goto out;
 	}
-	/*
-	 * The state carries the sign-in itself (sealed), so this proxy
-	 * makes it: a client's own would never come back from the IdP.
-	 */
-	if (query_count(r, "state") != 0) {
-		server_error_oauth(r, 400, "invalid_request", "state is made "
-		    "by this proxy (it carries the sign-in): leave it out, and "
-		    "expect the state of this answer back from the identity "
-		    "provider");
-		return;
+	if ((ls->sealed = login_seal(ls, &st)) == NULL) {
+		ls->why = "cannot protect the login state";
+		goto out;
 	}
-	/* RFC 7636: a client may bind the code to a verifier only it has. */
-	if (server_query(r, "code_challenge", ccs, sizeof ccs) != NULL) {
-		if (crypto_b64url_decode(ccs, strlen(ccs), cc, sizeof cc,
-		    &cclen) == -1 || cclen != sizeof cc || strlen(ccs) != 43) {
-			server_error_oauth(r, 400, "invalid_request",
-			    "code_challenge must be the base64url SHA-256 of "
-			    "the code verifier (43 characters)");
-			return;
-		}
-		if (server_query(r, "code_challenge_method", ccm,
-		    sizeof ccm) != NULL && strcmp(ccm, "S256") != 0) {
-			server_error_oauth(r, 400, "invalid_request",
-			    "code_challenge_method must be S256");
-			return;
-		}
-		hascc = 1;
-	} else if (query_count(r, "code_challenge") != 0 ||
-	    query_count(r, "code_challenge_method") != 0) {
-		server_error_oauth(r, 400, "invalid_request", "code_challenge "
-		    "is repeated or too long, or its method came without it");
-		return;
-	}
-	/*
-	 * RFC 8252 section 8.1: a native client's loopback redirect must
-	 * come with PKCE, or any program that can listen on that port could
-	 * take the code; /auth/token then wants the verifier.
-	 */
-	if (native && !hascc) {
-		server_error_oauth(r, 400, "invalid_request", "a loopback "
-		    "redirect_uri needs PKCE (RFC 8252): send code_challenge, "
-		    "the base64url SHA-256 of your code_verifier, with "
-		    "code_challenge_method=S256, and the code_verifier to "
-		    "/auth/token");
-		return;
-	}
-	iss = provider_issuer(pc);
-	rc = login_begin(r, pc, iss, 1, ru, hascc ? cc : NULL, &url, &state,
-	    &why, &retry);
-	if (rc == -2 && iss != NULL)
+	ls->url = login_authorize_url(ep, ls, &st);
+	rc = 0;
+out:
+	sodium_memzero(&st, sizeof st);
+	if (rc == -2 && iss != NULL) {
 		oidc_kick(iss);
-	oidc_issuer_put(iss);
-	if (rc != 0) {
-		if (rc == -3)
-			retry_after(r, retry);
-		server_error_oauth(r, rc == -3 ? 429 : 503,
-		    "temporarily_unavailable", why);
-		return;
+		ls->problem = oidc_problem_text(iss);
 	}
-	server_reply_json(r, 200, json_pack("{s:s,s:s,s:s}",
-	    "authorization_url", url, "state", state, "provider", pc->name));
-	free(state);
-	free(url);
+	if (rc != 0 && !ls->api)
+		login_count(pc, "error");
+	oidc_issuer_put(iss);
+	return (rc);
 }
 
 /*
@@ -717,7 +515,7 @@ login_spend(struct login *l, int *dup)
 	sqlite3_bind_text(st, 3, l->api ? "api" : "browser", -1,
 	    SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, l->redirect_uri, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, l->r->client, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, l->client, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, (sqlite3_int64)now);
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)(l->expires +
 	    OAUTH_STATE_TTL));
@@ -749,28 +547,39 @@ login_take_state(struct login *l, const struct oauth_state *st)
 	    sizeof st->verifier);
 }
 
-static struct login *
-login_new(struct request *r, const struct provider_config *pc, int api)
+/*
+ * A sign-in with a provider for a request (its config, client address and
+ * id), through the browser or the API flow. Its verdict, whatever it is,
+ * goes to done(result, arg) exactly once, unless it is cancelled first.
+ */
+struct login *
+oauth_login_new(const struct config *c, const struct provider_config *pc,
+    int api, const char *client, const char *reqid,
+    void (*done)(const struct login_result *, void *), void *arg)
 {
 	struct login	*l;
 
 	l = xcalloc(1, sizeof *l);
-	l->r = r;
+	l->cfg = c;
+	bsp_strlcpy(l->client, client, sizeof l->client);
+	bsp_strlcpy(l->reqid, reqid, sizeof l->reqid);
+	l->done = done;
+	l->arg = arg;
 	l->pc = pc;
 	l->api = api;
-	l->iss = provider_issuer(pc);
-	r->state = l;
-	r->state_free = login_free;
+	l->iss = oauth_provider_issuer(pc);
 	return (l);
 }
 
-static void
-login_abort(struct request *r)
+/*
+ * Stop a sign-in whose client went away: 1 if it was still going (its
+ * verdict will never come), 0 if it had one already.
+ */
+int
+oauth_login_cancel(struct login *l)
 {
-	struct login	*l = r->state;
-
 	if (l == NULL || l->state == LS_DONE)
-		return;
+		return (0);
 	if (l->up != NULL) {
 		hc_cancel(l->up);
 		l->up = NULL;
@@ -778,7 +587,7 @@ login_abort(struct request *r)
 	if (l->iss != NULL)
 		oidc_cancel_wait(l->iss, l);
 	login_enter(l, LS_DONE);
-	request_unref(r);
+	return (1);
 }
 
 /* The state is spent by this refusal, which the audit log records. */
@@ -801,20 +610,23 @@ login_record_refusal(struct login *l, const char *error, const char *uid,
 		return;
 	}
 	audit_event(strcmp(error, "access_denied") == 0 ? "login_refused" :
-	    "login_failed", uid, NULL, l->r->client, json_pack("{s:s,s:s}",
+	    "login_failed", uid, NULL, l->client, json_pack("{s:s,s:s}",
 	    "provider", l->pc->name, "reason", detail));
 	if (db_commit() == -1)
 		log_warnx("login via %s: cannot record its refusal: %s",
 		    l->pc->name, db_errmsg());
 }
 
-/* Refuse a login: an HTML page or an RFC 6749 error, and an audit row. */
+/*
+ * Refuse a login, with an audit row, and report it: its status, RFC 6749
+ * error, a page title for a browser and what happened.
+ */
 static void
 login_fail(struct login *l, int code, const char *error, const char *title,
     const char *detail)
 {
-	struct request	*r = l->r;
-	char		*uid = NULL;
+	struct login_result	 res;
+	char			*uid = NULL;
 
 	login_count(l->pc, strcmp(error, "access_denied") == 0 ? "denied" :
 	    "error");
@@ -832,51 +644,23 @@ login_fail(struct login *l, int code, const char *error, const char *title,
 		log_info("login via %s refused before any state: %s",
 		    l->pc->name, detail);
 	free(uid);
-	if (l->api)
-		server_error_oauth(r, code, error, detail);
-	else
-		web_error_page(r, code, title, detail, strcmp(error,
-		    "access_denied") == 0 ? "If you think you should have "
-		    "access, ask the administrator of this proxy." :
-		    "Start again from the sign-in page.");
-	if (l->state != LS_NEW) {
-		login_enter(l, LS_DONE);
-		request_unref(r);
-	} else
-		login_enter(l, LS_DONE);
+	login_enter(l, LS_DONE);
+	memset(&res, 0, sizeof res);
+	res.api = l->api;
+	res.pc = l->pc;
+	res.code = code;
+	res.error = error;
+	res.title = title;
+	res.detail = detail;
+	l->done(&res, l->arg);
 }
 
 /* The callback (browser) or POST /auth/token (API) has a code: go. */
 static void
 login_go(struct login *l)
 {
-	struct request	*r = l->r;
-
-	request_ref(r);
-	r->on_abort = login_abort;
 	login_enter(l, LS_TOKEN);
 	login_step(l);
-}
-
-/* How often a query parameter occurs (server_query() wants exactly one). */
-static int
-query_count(struct request *r, const char *name)
-{
-	struct evkeyvalq	 q;
-	struct evkeyval		*kv;
-	int			 n = 0;
-
-	if (r->query == NULL)
-		return (0);
-	TAILQ_INIT(&q);
-	if (evhttp_parse_query_str(r->query, &q) == -1)
-		n = -1;
-	TAILQ_FOREACH(kv, &q, next) {
-		if (n >= 0 && strcmp(kv->key, name) == 0)
-			n++;
-	}
-	evhttp_clear_headers(&q);
-	return (n);
 }
 
 /*
@@ -886,84 +670,69 @@ query_count(struct request *r, const char *name)
  * token's iss, which is checked against the token's tenant.
  */
 static int
-callback_iss_ok(struct login *l)
+login_iss_ok(struct login *l, const struct login_redirect *in)
 {
-	char	got[512], want[512];
+	char	want[512];
 
 	if (l->iss == NULL)
 		return (1);
-	if (server_query(l->r, "iss", got, sizeof got) == NULL)
-		return (query_count(l->r, "iss") == 0 &&
-		    oidc_flag(l->iss,
+	if (in->iss == NULL)
+		return (in->iss_absent && oidc_flag(l->iss,
 		    "authorization_response_iss_parameter_supported") != 1);
 	if (oidc_expected_issuer(l->iss, NULL, want, sizeof want) == -1)
 		return (1);
-	return (strcmp(got, want) == 0);
+	return (strcmp(in->iss, want) == 0);
 }
 
-/* GET /auth/callback/{provider}?code=&state= */
-void
-route_auth_callback(struct request *r)
+/*
+ * The browser's sealed sign-in (its cookie), opened and matched to the
+ * IdP's answer: live, for this provider, of this browser (the answer's
+ * state is its id) and for this callback address. 0 with key the state's
+ * key, or -1 refused.
+ */
+static int
+login_open_cookie(struct login *l, const struct login_redirect *in,
+    uint8_t key[CRYPTO_HASH_LEN])
 {
-	const struct provider_config	*pc = route_provider(r);
-	struct login			*l;
+	const struct provider_config	*pc = l->pc;
 	struct oauth_state		 st;
-	char				 code[2048], state[300], err[128];
-	char				 desc[1024], cookie[1024], *msg;
 	char				 id[OAUTH_STATE_ID_TEXT];
 	uint8_t				 rh[CRYPTO_HASH_LEN];
-	uint8_t				 key[CRYPTO_HASH_LEN];
-	const char			*cname;
 	int				 rc, ours, same_uri;
 
-	if (pc == NULL) {
-		web_error_page(r, 404, "Unknown sign-in provider", "This proxy "
-		    "has no identity provider by that name.",
-		    "Start again from the sign-in page.");
-		return;
-	}
-	l = login_new(r, pc, 0);
-	cname = r->cfg->public_https ? LOGIN_COOKIE_SECURE : LOGIN_COOKIE;
-	xasprintf(&msg, "%s=; Path=%s; Max-Age=0; HttpOnly; SameSite=Lax%s",
-	    cname, r->cfg->public_https ? "/" : "/auth/callback",
-	    r->cfg->public_https ? "; Secure" : "");
-	server_set_header(r, "Set-Cookie", msg);
-	free(msg);
-
-	if (server_query(r, "state", state, sizeof state) == NULL) {
+	if (in->state == NULL) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed",
 		    "The identity provider's answer carried no state, so it "
 		    "cannot be matched to a sign-in started here.");
-		return;
+		return (-1);
 	}
 	/* The sign-in itself is in this browser's cookie, sealed. */
-	if (cookie_find(server_header(r, "Cookie"), cname, cookie,
-	    sizeof cookie) == -1) {
+	if (in->cookie == NULL) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
 		    "sign-in link has expired or was already used, or the "
 		    "sign-in was started in another browser (or its cookie was "
 		    "lost).");
-		return;
+		return (-1);
 	}
-	rc = oauth_state_open(cookie, strlen(cookie), now_wall(), &st);
+	rc = oauth_state_open(in->cookie, strlen(in->cookie), now_wall(), &st);
 	if (rc == OAUTH_STATE_EXPIRED) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
 		    "sign-in has expired: it must be finished within ten "
 		    "minutes of starting it.");
-		return;
+		return (-1);
 	}
 	if (rc != OAUTH_STATE_OK) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
 		    "sign-in's cookie is not valid here: it was altered, or "
 		    "made by another proxy.");
-		return;
+		return (-1);
 	}
 	login_take_state(l, &st);
 	oauth_state_id_text(&st, id);
 	oauth_state_key(&st, key);
 	ours = st.flow == OAUTH_FLOW_BROWSER && strcmp(st.provider,
 	    pc->name) == 0;
-	l->redirect_uri = callback_uri(r, pc);
+	l->redirect_uri = oauth_callback_uri(l->cfg, pc);
 	crypto_sha256(l->redirect_uri, strlen(l->redirect_uri), rh);
 	same_uri = crypto_memeq(rh, st.redirect_hash, sizeof rh);
 	sodium_memzero(&st, sizeof st);
@@ -971,20 +740,40 @@ route_auth_callback(struct request *r)
 		login_fail(l, 400, "invalid_request", "Sign-in failed",
 		    "The answer does not belong to a sign-in with this "
 		    "provider.");
-		return;
+		return (-1);
 	}
-	if (!crypto_streq(state, id)) {
+	if (!crypto_streq(in->state, id)) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "The "
 		    "identity provider's answer does not belong to the sign-in "
 		    "started in this browser.");
-		return;
+		return (-1);
 	}
 	if (!same_uri) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "This "
 		    "proxy's callback address changed while you were signing "
 		    "in.");
-		return;
+		return (-1);
 	}
+	return (0);
+}
+
+/*
+ * Browser flow: the IdP redirected back to /auth/callback (GET
+ * /auth/callback/{provider}?code=&state=) with what in holds. The sealed
+ * sign-in from the browser's cookie must be live, this provider's and this
+ * browser's (the state is its id); then the code is exchanged, or the
+ * sign-in refused.
+ */
+void
+oauth_login_redirect(struct login *l, const struct login_redirect *in)
+{
+	char				*msg;
+	const char			*desc;
+	uint8_t				 key[CRYPTO_HASH_LEN];
+	int				 rc;
+
+	if (login_open_cookie(l, in, key) == -1)
+		return;
 	if ((rc = login_claim(l, key)) == -3) {
 		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
 		    "This sign-in cannot be checked right now. Try again.");
@@ -998,29 +787,28 @@ route_auth_callback(struct request *r)
 		return;
 	}
 	l->genuine = 1;
-	if (!callback_iss_ok(l)) {
+	if (!login_iss_ok(l, in)) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "The "
 		    "answer names another identity provider as its issuer "
 		    "(iss), or none although this one always does.");
 		return;
 	}
-	if (server_query(r, "error", err, sizeof err) != NULL) {
-		if (server_query(r, "error_description", desc, sizeof desc) ==
-		    NULL)
-			bsp_strlcpy(desc, "", sizeof desc);
-		xasprintf(&msg, "The identity provider said: %s%s%s", err,
+	if (in->error != NULL) {
+		desc = in->error_description != NULL ? in->error_description :
+		    "";
+		xasprintf(&msg, "The identity provider said: %s%s%s", in->error,
 		    *desc != '\0' ? ": " : "", desc);
 		login_fail(l, 400, "access_denied", "Sign-in was not completed",
 		    msg);
 		free(msg);
 		return;
 	}
-	if (server_query(r, "code", code, sizeof code) == NULL) {
+	if (in->code == NULL) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed",
 		    "The identity provider's answer carried no code.");
 		return;
 	}
-	l->code = xstrdup(code);
+	l->code = xstrdup(in->code);
 	login_go(l);
 }
 
@@ -1039,50 +827,26 @@ pkce_verifier_ok(const char *v)
 }
 
 /*
- * POST /auth/token {"provider","authorization_code","redirect_uri","state"}
- * and "code_verifier" when /auth/authorize was given a code_challenge.
- * Whatever cannot be this client's own state (another provider, flow or
- * redirect_uri, or a verifier that does not fit) is refused without
- * spending it: only the verdict on a state its client redeems counts.
+ * API flow: a client posted the code with the state /auth/authorize gave
+ * it (POST /auth/token), and "code_verifier" when /auth/authorize was
+ * given a code_challenge. Whatever cannot be this client's own state
+ * (another provider, flow or redirect_uri, or a verifier that does not
+ * fit) is refused without spending it: only the verdict on a state its
+ * client redeems counts.
  */
 void
-route_auth_token(struct request *r)
+oauth_login_grant(struct login *l, const struct login_grant *in)
 {
-	const struct provider_config	*pc;
-	struct login			*l;
+	const struct provider_config	*pc = l->pc;
 	struct oauth_state		 st;
-	json_t				*j;
-	const char			*why, *prov, *code, *ruri, *state;
-	const char			*cv = NULL, *bad = NULL;
+	const char			*cv = in->code_verifier, *bad = NULL;
 	uint8_t				 rh[CRYPTO_HASH_LEN];
 	uint8_t				 ch[CRYPTO_HASH_LEN];
 	uint8_t				 key[CRYPTO_HASH_LEN];
 	int				 rc;
 
-	if ((j = server_body_json(r, &why)) == NULL) {
-		server_error_oauth(r, 400, "invalid_request", why);
-		return;
-	}
-	if (json_unpack(j, "{s:s,s:s,s:s,s:s,s?s}", "provider", &prov,
-	    "authorization_code", &code, "redirect_uri", &ruri, "state",
-	    &state, "code_verifier", &cv) != 0 ||
-	    strlen(state) > OAUTH_STATE_TEXT_MAX || strlen(code) > 2048 ||
-	    strlen(ruri) > 2048) {
-		json_decref(j);
-		server_error_oauth(r, 400, "invalid_request", "provider, "
-		    "authorization_code, redirect_uri and state are required");
-		return;
-	}
-	if ((pc = provider_find(r->cfg, prov, strlen(prov))) == NULL) {
-		json_decref(j);
-		server_error_oauth(r, 400, "invalid_request",
-		    "unknown provider");
-		return;
-	}
-	l = login_new(r, pc, 1);
-	rc = oauth_state_open(state, strlen(state), now_wall(), &st);
+	rc = oauth_state_open(in->state, strlen(in->state), now_wall(), &st);
 	if (rc != OAUTH_STATE_OK) {
-		json_decref(j);
 		login_fail(l, 400, "invalid_grant", "",
 		    rc == OAUTH_STATE_EXPIRED ? "state has expired (a sign-in "
 		    "must be finished within ten minutes)" : "state is "
@@ -1091,7 +855,7 @@ route_auth_token(struct request *r)
 	}
 	login_take_state(l, &st);
 	oauth_state_key(&st, key);
-	crypto_sha256(ruri, strlen(ruri), rh);
+	crypto_sha256(in->redirect_uri, strlen(in->redirect_uri), rh);
 	if (st.flow != OAUTH_FLOW_API || strcmp(st.provider, pc->name) != 0 ||
 	    !crypto_memeq(rh, st.redirect_hash, sizeof rh))
 		bad = "state does not match this provider, flow or "
@@ -1110,13 +874,11 @@ route_auth_token(struct request *r)
 	}
 	sodium_memzero(&st, sizeof st);
 	if (bad != NULL) {
-		json_decref(j);
 		login_fail(l, 400, "invalid_grant", "", bad);
 		return;
 	}
-	l->redirect_uri = xstrdup(ruri);
+	l->redirect_uri = xstrdup(in->redirect_uri);
 	if ((rc = login_claim(l, key)) != 0) {
-		json_decref(j);
 		if (rc == -3)
 			login_fail(l, 503, "temporarily_unavailable", "",
 			    "the state cannot be checked right now; try again");
@@ -1127,8 +889,7 @@ route_auth_token(struct request *r)
 		return;
 	}
 	l->genuine = 1;
-	l->code = xstrdup(code);
-	json_decref(j);
+	l->code = xstrdup(in->code);
 	login_go(l);
 }
 
@@ -1349,7 +1110,7 @@ login_verify_id_token(struct login *l)
 	rules.issuer = iss;
 	rules.audiences = auds;
 	rules.now = now_wall();
-	rules.leeway = LOGIN_LEEWAY;
+	rules.leeway = OAUTH_LEEWAY;
 	rules.require_exp = 1;
 	rules.require_iat = 1;
 	rules.max_age = 3600;
@@ -1523,9 +1284,9 @@ login_fetch_json(struct login *l, const char *method, const char *url,
 	hr.body = form;
 	hr.body_len = form != NULL ? strlen(form) : 0;
 	hr.max_body = LOGIN_DOC_MAX;
-	hr.timeouts.connect_ms = l->r->cfg->oauth_timeout * 1000;
-	hr.timeouts.first_byte_ms = l->r->cfg->oauth_timeout * 1000;
-	hr.timeouts.total_ms = l->r->cfg->oauth_timeout * 1000;
+	hr.timeouts.connect_ms = l->cfg->oauth_timeout * 1000;
+	hr.timeouts.first_byte_ms = l->cfg->oauth_timeout * 1000;
+	hr.timeouts.total_ms = l->cfg->oauth_timeout * 1000;
 	hr.on_done = login_fetch_done;
 	hr.arg = l;
 	l->up = hc_start(l->target, &hr, &cause);
@@ -1551,7 +1312,7 @@ login_exchange(struct login *l)
 	char				*form, *basic = NULL, *cid, *csec, *pair;
 	int				 use_basic;
 
-	ep = provider_endpoint(l, pc->token_url, "token_endpoint");
+	ep = login_endpoint(l, pc->token_url, "token_endpoint");
 	if (ep == NULL) {
 		evbuffer_free(f);
 		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
@@ -1593,24 +1354,17 @@ login_exchange(struct login *l)
 	freezero_str(basic);
 }
 
-/* The IdP has told us who it is: policy, user record, session, answer. */
-static void
-login_finish(struct login *l)
+/*
+ * May the user the IdP named (uid, provider:subject) sign in here: their
+ * organization, the access policy, their account? 0, or -1 refused.
+ */
+static int
+login_admit(struct login *l, const char *uid)
 {
-	struct request	*r = l->r;
-	struct user	 u, cur;
-	json_t		*resp;
-	const char	*why;
-	struct web_tokens t;
-	char		*id;
-	int		 dup;
+	const struct config	*c = l->cfg;
+	struct user		 cur;
+	const char		*why;
 
-	identity_from_claims(l);
-	if (l->id.subject == NULL) {
-		login_fail(l, 502, "server_error", "Sign-in failed", "The "
-		    "identity provider did not say who you are.");
-		return;
-	}
 	/*
 	 * An issuer that serves many organizations (a {tenantid} template)
 	 * under a name other than the microsoft preset: its users' emails
@@ -1618,31 +1372,71 @@ login_finish(struct login *l)
 	 * of access.allowed_tenants, as for the preset (access_allowed()).
 	 */
 	if (!l->pc->multi_tenant && l->iss != NULL &&
-	    oidc_multi_tenant(l->iss) && !r->cfg->access_any_user &&
+	    oidc_multi_tenant(l->iss) && !c->access_any_user &&
 	    (l->id.tenant == NULL ||
-	    !strlist_contains_nocase(&r->cfg->access_tenants, l->id.tenant))) {
+	    !strlist_contains_nocase(&c->access_tenants, l->id.tenant))) {
 		login_fail(l, 403, "access_denied", "Access denied", "Your "
 		    "organization (tenant) is not allowed to use this proxy.");
-		return;
+		return (-1);
 	}
-	if (!access_allowed(r->cfg, l->pc, &l->id, &why)) {
+	if (!access_allowed(c, l->pc, &l->id, &why)) {
 		login_fail(l, 403, "access_denied", "Access denied", why);
-		return;
+		return (-1);
 	}
-	xasprintf(&id, "%s:%s", l->pc->name, l->id.subject);
-	memset(&u, 0, sizeof u);
 	memset(&cur, 0, sizeof cur);
-	if (user_get(id, &cur) == 0 && cur.disabled) {
+	if (user_get(uid, &cur) == 0 && cur.disabled) {
 		user_clear(&cur);
-		free(id);
 		login_fail(l, 403, "access_denied", "Access denied", "Your "
 		    "account on this proxy is disabled.");
-		return;
+		return (-1);
 	}
 	user_clear(&cur);
+	return (0);
+}
+
+/* The users table's row for the identity; u takes uid. */
+static void
+login_user(struct login *l, char *uid, struct user *u)
+{
+	memset(u, 0, sizeof *u);
+	u->id = uid;
+	u->provider = xstrdup(l->pc->name);
+	u->subject = xstrdup(l->id.subject);
+	if (l->id.email != NULL)
+		u->email = xstrdup(l->id.email);
+	u->email_verified = l->id.email_verified;
+	if (l->id.name != NULL)
+		u->name = xstrdup(l->id.name);
+	strlist_copy(&u->groups, &l->id.groups);
+	strlist_copy(&u->orgs, &l->id.orgs);
+	if (l->id.tenant != NULL)
+		u->tenant = xstrdup(l->id.tenant);
+}
+
+/* The IdP has told us who it is: policy, user record, session, verdict. */
+static void
+login_finish(struct login *l)
+{
+	struct login_result	 res;
+	struct user		 u;
+	json_t			*resp;
+	char			*uid;
+	int			 dup;
+
+	identity_from_claims(l);
+	if (l->id.subject == NULL) {
+		login_fail(l, 502, "server_error", "Sign-in failed", "The "
+		    "identity provider did not say who you are.");
+		return;
+	}
+	xasprintf(&uid, "%s:%s", l->pc->name, l->id.subject);
+	if (login_admit(l, uid) == -1) {
+		free(uid);
+		return;
+	}
 	/* Redeemed: the state's row first, so it can never be used again. */
 	if (login_spend(l, &dup) == -1) {
-		free(id);
+		free(uid);
 		if (dup)
 			l->genuine = 0;	/* its verdict is recorded elsewhere */
 		login_fail(l, dup ? 400 : 503, dup ? "invalid_grant" :
@@ -1651,52 +1445,25 @@ login_finish(struct login *l)
 		    "be recorded. Try again.");
 		return;
 	}
-	u.id = id;
-	u.provider = xstrdup(l->pc->name);
-	u.subject = xstrdup(l->id.subject);
-	if (l->id.email != NULL)
-		u.email = xstrdup(l->id.email);
-	u.email_verified = l->id.email_verified;
-	if (l->id.name != NULL)
-		u.name = xstrdup(l->id.name);
-	strlist_copy(&u.groups, &l->id.groups);
-	strlist_copy(&u.orgs, &l->id.orgs);
-	if (l->id.tenant != NULL)
-		u.tenant = xstrdup(l->id.tenant);
+	login_user(l, uid, &u);
 	if (user_upsert(&u) == -1 ||
-	    tokens_session_new(&u, r->client, "login", &resp) == -1) {
+	    tokens_session_new(&u, l->client, "login", &resp) == -1) {
 		user_clear(&u);
 		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
 		    "Your sign-in could not be recorded. Try again.");
 		return;
 	}
-	request_set_user(r, u.email != NULL ? u.email : u.id);
 	login_count(l->pc, "ok");
-	if (l->api)
-		server_reply_json(r, 200, resp);
-	else {
-		memset(&t, 0, sizeof t);
-		t.access_token = json_string_value(json_object_get(resp,
-		    "access_token"));
-		t.refresh_token = json_string_value(json_object_get(resp,
-		    "refresh_token"));
-		t.expires_in = json_integer_value(json_object_get(resp,
-		    "expires_in"));
-		t.expires_at = now_wall() + (time_t)t.expires_in;
-		t.session_expires_at = now_wall() +
-		    (time_t)r->cfg->jwt_refresh_ttl;
-		t.user = u.email != NULL ? u.email : u.id;
-		t.name = u.name;
-		t.provider = l->pc->display_name;
-		t.public_url = r->cfg->server_public_url;
-		t.region = r->cfg->aws_region;
-		t.example_model = "us.anthropic.claude-sonnet-4-20250514-v1:0";
-		web_success_page(r, &t);
-		json_decref(resp);
-	}
-	user_clear(&u);
 	login_enter(l, LS_DONE);
-	request_unref(r);
+	memset(&res, 0, sizeof res);
+	res.api = l->api;
+	res.pc = l->pc;
+	res.code = 200;
+	res.user = &u;
+	res.session = resp;
+	l->done(&res, l->arg);
+	json_decref(resp);
+	user_clear(&u);
 }
 
 /* Run the state machine one step. */
@@ -1716,7 +1483,7 @@ login_step(struct login *l)
 		/* Userinfo only when the ID token lacks what we need. */
 		if (json_object_get(l->claims, l->pc->email_field) == NULL &&
 		    l->access_token != NULL &&
-		    provider_endpoint(l, l->pc->user_info_url,
+		    login_endpoint(l, l->pc->user_info_url,
 		    "userinfo_endpoint") != NULL)
 			login_enter(l, LS_USERINFO);
 		else
@@ -1724,7 +1491,7 @@ login_step(struct login *l)
 		login_step(l);
 		return;
 	case LS_USERINFO:
-		ep = provider_endpoint(l, l->pc->user_info_url,
+		ep = login_endpoint(l, l->pc->user_info_url,
 		    "userinfo_endpoint");
 		if (ep == NULL) {
 			login_fail(l, 502, "server_error", "Sign-in failed",
@@ -1738,7 +1505,7 @@ login_step(struct login *l)
 		login_fetch_json(l, "GET", l->pc->emails_url, NULL, NULL);
 		return;
 	case LS_ORGS:
-		if (l->r->cfg->access_github_orgs.n == 0 ||
+		if (l->cfg->access_github_orgs.n == 0 ||
 		    l->pc->orgs_url == NULL) {
 			login_enter(l, LS_DONE);
 			login_step(l);
@@ -1752,162 +1519,4 @@ login_step(struct login *l)
 	default:
 		return;
 	}
-}
-
-/* The trusted issuer a token names in its (not yet verified) iss, or -1. */
-int
-oauth_issuer_index(const struct config *c, const char *iss)
-{
-	size_t	i;
-
-	if (iss == NULL)
-		return (-1);
-	for (i = 0; i < c->nissuers; i++) {
-		if (c->issuers[i].issuer != NULL &&
-		    strcmp(c->issuers[i].issuer, iss) == 0)
-			return ((int)i);
-	}
-	return (-1);
-}
-
-/* The shared issuer object of a trusted issuer (a new reference). */
-struct oidc_issuer *
-oauth_issuer_ref(const struct issuer_config *ic)
-{
-	return (oidc_issuer_get(ic->issuer, ic->jwks_uri, &ic->algorithms,
-	    ic->jwks_uri == NULL ? OIDC_DISCOVERY : 0));
-}
-
-/*
- * Verify a bearer JWT from a trusted issuer, with that issuer's keys and
- * the same claim rules as every token; then the access policy on its
- * claims. 0 with *out set; -1 refused (*why, *code 401 or 403); 1 while
- * the issuer's keys are fetched again (cb(arg) runs when done; call again
- * with cb NULL for a final answer). With cb NULL it never returns 1.
- */
-int
-oauth_verify_external(const struct config *c, const struct issuer_config *ic,
-    struct oidc_issuer *iss, const char *token, size_t len,
-    struct principal **out, const char **why, int *code, void (*cb)(void *),
-    void *arg)
-{
-	static const char *const	 typs[] = { "JWT", "at+jwt", NULL };
-	static char			 buf[200];
-	struct crypto_err		 err;
-	struct jose_jws			*jws;
-	struct jose_claims_rules	 rules;
-	const struct crypto_key		*key;
-	const char			*auds[65], *s;
-	struct principal		*p;
-	struct identity			 id;
-	json_t				*v, *e;
-	size_t				 i;
-	int				 rc;
-
-	*out = NULL;
-	*code = 401;
-	if ((jws = jose_parse(token, len, &err)) == NULL) {
-		snprintf(buf, sizeof buf, "malformed token: %s", err.msg);
-		*why = buf;
-		return (-1);
-	}
-	rc = oidc_find_key(iss, jws->kid, jws->alg, &key, cb, arg);
-	if (rc != 1) {
-		jose_jws_free(jws);
-		if (rc == -1)
-			return (1);
-		*why = "token signed by a key its issuer does not publish";
-		return (-1);
-	}
-	if (jose_verify(jws, key, &err) == -1 ||
-	    jose_check_typ(jws, typs, 0, &err) == -1) {
-		snprintf(buf, sizeof buf, "%s", err.msg);
-		*why = buf;
-		jose_jws_free(jws);
-		return (-1);
-	}
-	memset(&rules, 0, sizeof rules);
-	rules.issuer = ic->issuer;
-	for (i = 0; i < ic->audience.n && i < 64; i++)
-		auds[i] = ic->audience.v[i];
-	auds[i] = NULL;
-	rules.audiences = auds;
-	rules.now = now_wall();
-	rules.leeway = LOGIN_LEEWAY;
-	rules.require_exp = 1;
-	/* Cognito access tokens carry client_id instead of aud. */
-	if (json_object_get(jws->claims, "aud") == NULL) {
-		s = json_string_value(json_object_get(jws->claims,
-		    "client_id"));
-		if (s == NULL || !strlist_contains(&ic->audience, s)) {
-			jose_jws_free(jws);
-			*why = "wrong audience";
-			return (-1);
-		}
-		rules.any_audience = 1;
-	}
-	if (jose_claims_check(jws->claims, &rules, &err) == -1) {
-		snprintf(buf, sizeof buf, "%s", err.msg);
-		*why = buf;
-		jose_jws_free(jws);
-		return (-1);
-	}
-	if (ic->token_use != NULL && ((s = json_string_value(json_object_get(
-	    jws->claims, "token_use"))) == NULL || strcmp(s, ic->token_use) !=
-	    0)) {
-		jose_jws_free(jws);
-		*why = "wrong token_use";
-		return (-1);
-	}
-	v = json_object_get(jws->claims, ic->subject_claim);
-	memset(&id, 0, sizeof id);
-	if (json_is_string(v) && json_string_length(v) > 0 &&
-	    json_string_length(v) <= 255)
-		id.subject = xstrdup(json_string_value(v));
-	else if (json_is_integer(v))
-		xasprintf(&id.subject, "%" JSON_INTEGER_FORMAT,
-		    json_integer_value(v));
-	if (id.subject == NULL) {
-		jose_jws_free(jws);
-		*why = "token names no subject";
-		return (-1);
-	}
-	v = json_object_get(jws->claims, ic->email_claim);
-	if (json_is_string(v) && strchr(json_string_value(v), '@') != NULL)
-		id.email = xstrdup(json_string_value(v));
-	id.email_verified = json_is_true(json_object_get(jws->claims,
-	    "email_verified"));
-	v = json_object_get(jws->claims, ic->groups_claim);
-	if (json_is_string(v))
-		strlist_add(&id.groups, json_string_value(v));
-	else json_array_foreach(v, i, e) {
-		if (json_is_string(e) && id.groups.n < 256)
-			strlist_add(&id.groups, json_string_value(e));
-	}
-	if ((s = json_string_value(json_object_get(jws->claims, "tid"))) !=
-	    NULL)
-		id.tenant = xstrdup(s);
-	if (!access_allowed(c, NULL, &id, why)) {
-		identity_clear(&id);
-		jose_jws_free(jws);
-		*code = 403;
-		return (-1);
-	}
-	p = principal_new(PRINCIPAL_EXTERNAL);
-	xasprintf(&p->sub, "%s:%s", ic->provider_name, id.subject);
-	p->provider = xstrdup(ic->provider_name);
-	if (id.email != NULL)
-		p->email = xstrdup(id.email);
-	p->email_verified = id.email_verified;
-	strlist_copy(&p->groups, &id.groups);
-	if (id.tenant != NULL)
-		p->tenant = xstrdup(id.tenant);
-	v = json_object_get(jws->claims, "exp");
-	p->exp = (time_t)json_number_value(v);
-	v = json_object_get(jws->claims, "iat");
-	p->iat = json_is_number(v) ? (time_t)json_number_value(v) : 0;
-	identity_clear(&id);
-	jose_jws_free(jws);
-	*out = p;
-	return (0);
 }

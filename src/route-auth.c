@@ -88,7 +88,7 @@ route_auth_logout(struct request *r)
 	char			*t;
 	int			 rc;
 
-	rc = auth_bearer(r, &bearer);
+	rc = server_auth_bearer(r, &bearer);
 	if (rc == -1) {
 		server_error_oauth(r, 400, "invalid_request",
 		    "Authorization must be a Bearer token");
@@ -208,54 +208,6 @@ route_auth_validate(struct request *r)
 		json_object_set_new(j, "groups", strlist_to_json(&p->groups));
 	strlist_free(&s);
 	server_reply_json(r, 200, j);
-}
-
-/*
- * GET /auth/login: the authorization endpoint RFC 8414 metadata names. With
- * one provider, start its sign-in; with several, show the choice.
- */
-void
-route_auth_login_any(struct request *r)
-{
-	char	*loc;
-
-	if (r->cfg->nproviders == 1)
-		xasprintf(&loc, "/auth/login/%s", r->cfg->providers[0].name);
-	else
-		loc = xstrdup("/");
-	server_set_header(r, "Location", loc);
-	free(loc);
-	server_reply_text(r, 302, "text/plain; charset=utf-8",
-	    "Choose how to sign in.\n");
-}
-
-/*
- * POST /auth/token: the authorization code exchange of the API flow, and,
- * for OAuth clients that refresh at the token endpoint, grant_type
- * refresh_token (as /auth/refresh).
- */
-void
-route_auth_token_any(struct request *r)
-{
-	char		 gt[32];
-	json_t		*j;
-	const char	*why, *g = NULL;
-
-	if (server_content_type_is(r, "application/x-www-form-urlencoded"))
-		g = server_form(r, "grant_type", gt, sizeof gt);
-	else if ((j = server_body_json(r, &why)) != NULL) {
-		if ((g = json_string_value(json_object_get(j, "grant_type"))) !=
-		    NULL) {
-			bsp_strlcpy(gt, g, sizeof gt);
-			g = gt;
-		}
-		json_decref(j);
-	}
-	if (g != NULL && strcmp(g, "refresh_token") == 0) {
-		route_auth_refresh(r);
-		return;
-	}
-	route_auth_token(r);
 }
 
 /* GET /.well-known/jwks.json */

@@ -38,8 +38,9 @@ health_register(const char *name, int (*fn)(const char **))
 	nhealth_checks++;
 }
 
+/* No checks but the database's. */
 void
-health_init(void)
+health_reset(void)
 {
 	nhealth_checks = 0;
 	health_register("database", health_database);

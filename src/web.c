@@ -6,7 +6,8 @@
  * no third-party assets, every dynamic value HTML-escaped and bounded.
  * They read and work without JavaScript; app.js only adds copy buttons.
  * Snippet values pass two layers: first quoted for their language (shell,
- * JSON via jansson, JS/Python string), then HTML-escaped.
+ * JSON via jansson, JS/Python string), then HTML-escaped. Answering a
+ * request with a page is the routes' (route-login.c, route-static.c).
  */
 
 #include <stdio.h>
@@ -21,7 +22,6 @@
 #include "bsp.h"
 #include "web.h"
 
-#define HTML_TYPE	"text/html; charset=utf-8"
 #define PRODUCT		"Bedrock SSO Proxy"
 #define DEFAULT_MODEL	"us.anthropic.claude-sonnet-4-20250514-v1:0"
 #define DEFAULT_REGION	"us-east-1"
@@ -62,7 +62,6 @@ static int	web_settings_json(struct evbuffer *, const char *,
 		    const char *, const char *, const char *);
 static int	web_refresh_body(struct evbuffer *, const char *);
 static char	*web_base_url(const char *);
-static void	web_reply(struct request *, int, struct evbuffer *);
 static void	web_success_intro(struct evbuffer *,
 		    const struct web_success *);
 static void	web_success_tokens(struct evbuffer *,
@@ -1041,92 +1040,4 @@ web_static(const char *name, size_t len, const char **ctype, size_t *blen,
 		return (a->body);
 	}
 	return (NULL);
-}
-
-static void
-web_reply(struct request *r, int code, struct evbuffer *b)
-{
-	server_reply(r, code, HTML_TYPE, b);
-	evbuffer_free(b);
-}
-
-void
-web_login_page(struct request *r, const struct web_provider *pv, size_t npv,
-    const char *notice)
-{
-	struct evbuffer	*b = evbuffer_new();
-
-	if (b == NULL)
-		fatalx("%s: evbuffer_new", __func__);
-	if (web_render_login(b, pv, npv, notice) == -1) {
-		evbuffer_free(b);
-		web_error_page(r, 500, "This page cannot be shown",
-		    "The sign-in page could not be built.", NULL);
-		return;
-	}
-	web_reply(r, 200, b);
-}
-
-void
-web_success_page(struct request *r, const struct web_tokens *t)
-{
-	struct evbuffer	*b = evbuffer_new();
-
-	if (b == NULL)
-		fatalx("%s: evbuffer_new", __func__);
-	if (web_render_success(b, t, now_wall()) == -1) {
-		evbuffer_free(b);
-		log_warnx("%s: request %s: cannot render the success page",
-		    __func__, r->id);
-		web_error_page(r, 500, "Your token cannot be shown",
-		    "You signed in, but the page with your token could not be "
-		    "built.", "Sign in again. If it keeps happening, contact "
-		    "the people who run this proxy.");
-		return;
-	}
-	web_reply(r, 200, b);
-}
-
-void
-web_error_page(struct request *r, int code, const char *title,
-    const char *what, const char *todo)
-{
-	struct evbuffer	*b = evbuffer_new();
-
-	if (b == NULL)
-		fatalx("%s: evbuffer_new", __func__);
-	web_render_error(b, code, title, what, todo);
-	web_reply(r, code, b);
-}
-
-/* GET /static/{name}: the two assets, cacheable for an hour, with ETag. */
-void
-route_static(struct request *r)
-{
-	struct evbuffer	*b;
-	const char	*body, *ctype, *etag, *inm;
-	size_t		 len;
-
-	body = NULL;
-	if (r->nparams == 1)
-		body = web_static(r->params[0].p, r->params[0].len, &ctype,
-		    &len, &etag);
-	if (body == NULL) {
-		server_reply_text(r, 404, "text/plain; charset=utf-8",
-		    "not found\n");
-		return;
-	}
-	server_set_header(r, "Cache-Control", "public, max-age=3600");
-	server_set_header(r, "ETag", etag);
-	inm = server_header(r, "If-None-Match");
-	if (inm != NULL &&
-	    (strcmp(inm, "*") == 0 || strstr(inm, etag) != NULL)) {
-		server_reply(r, 304, NULL, NULL);
-		return;
-	}
-	if ((b = evbuffer_new()) == NULL)
-		fatalx("%s: evbuffer_new", __func__);
-	evbuffer_add_reference(b, body, len, NULL, NULL);
-	server_reply(r, 200, ctype, b);
-	evbuffer_free(b);
 }

@@ -1,7 +1,8 @@
 /*
  * web.h: the HTML pages (login, success, error) and their static assets,
- * served from the binary. The render functions write into an evbuffer so
- * that tests can check pages without a server; the *_page functions reply.
+ * served from the binary. The render functions write into an evbuffer, so
+ * that tests can check pages without a server and the routes reply with
+ * them.
  */
 
 #ifndef WEB_H
@@ -11,7 +12,6 @@
 #include <time.h>
 
 struct evbuffer;
-struct request;
 
 /* Ceilings, in bytes before escaping; longer text is cut with "...". */
 #define WEB_NAME_MAX		128	/* provider name and display name */
@@ -53,13 +53,5 @@ void		 web_human_delta(long long, char *, size_t);
 char		*web_escape(const char *);
 const char	*web_static(const char *, size_t, const char **, size_t *,
 		     const char **);
-
-/* Each replies to the request with text/html; charset=utf-8. */
-void		 web_login_page(struct request *, const struct web_provider *,
-		     size_t, const char *);
-void		 web_success_page(struct request *, const struct web_tokens *);
-void		 web_error_page(struct request *, int, const char *,
-		     const char *, const char *);
-void		 route_static(struct request *);
 
 #endif /* WEB_H */

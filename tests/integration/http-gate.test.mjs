@@ -1,4 +1,4 @@
-// The head gate (server.c + http-head.c): every request head is read
+// The head gate (server-gate.c + http-head.c): every request head is read
 // strictly before evhttp sees it, ambiguous framing is refused with 400 and
 // a closed connection (request smuggling), an oversized head with 431, and
 // a request without a valid credential is refused before its body is read;

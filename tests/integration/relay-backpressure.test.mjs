@@ -1,5 +1,5 @@
 // Backpressure through the relay (src/route-bedrock.c, src/http-client.c
-// hc_pause/hc_resume, src/server.c server_stream_*): a client that reads
+// hc_pause/hc_resume, src/server-reply.c server_stream_*): a client that reads
 // about 1 KB/s while the upstream would send 100 MB. The proxy must stop
 // reading upstream, so its memory stays bounded and the fake, which blocks
 // on TCP, gets nowhere near 100 MB out; when the client leaves, the upstream
