@@ -616,7 +616,7 @@ void		 health_register(const char *, int (*)(const char **));
 void		 route_static(struct request *);
 
 /* route-table.c */
-void		 health_init(void);
+void		 routes_init(void);
 
 /* route-auth.c */
 void		 route_auth_refresh(struct request *);

@@ -252,7 +252,7 @@ main_daemon(void)
 		return (2);
 	}
 	metrics_init();
-	health_init();
+	routes_init();
 	if (modules_init(cfg, &cause) == -1 ||
 	    server_init(cfg, &cause) == -1) {
 		log_errorx("%s", cause);

@@ -74,10 +74,10 @@ static const struct route routes[] = {
 /*
  * The routes layer's start, before server_init(): the readiness checks
  * begin with the database's, and the server gets the table and the answer
- * to a path no route takes. (main.c calls it by its old name.)
+ * to a path no route takes.
  */
 void
-health_init(void)
+routes_init(void)
 {
 	health_reset();
 	server_routes(routes, nitems(routes), route_not_found);

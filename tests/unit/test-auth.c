@@ -124,6 +124,7 @@ setup(void)
 	memset(&src, 0, sizeof src);
 	src.path = path;
 	src.path_explicit = 1;
+	src.check = modules_config_check;
 	memset(&errs, 0, sizeof errs);
 	if ((cfg = config_load(&src, &errs)) == NULL) {
 		config_errors_print(&errs, stderr);
