@@ -696,7 +696,7 @@ pgc_setup_done(struct pg_conn *c, int ok)
 	case 1:
 		/* The last result holds the version. */
 		pg.schema_version = c->res != NULL && PQntuples(c->res) == 1 ?
-		    atoi(PQgetvalue(c->res, 0, 0)) : 0;
+		    (int)strtol(PQgetvalue(c->res, 0, 0), NULL, 10) : 0;
 		c->setup_step = 2;
 		break;
 	case 2:
