@@ -394,6 +394,10 @@ struct config {
 
 	/* database */
 	char		*database_url;
+	char		*database_password;
+	long long	 database_pool_size;
+	long long	 database_timeout;
+	int		 database_migrate;	/* 0 auto, 1 off */
 	long long	 database_busy_timeout;
 	long long	 usage_retention_days;
 	long long	 audit_retention_days;

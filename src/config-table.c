@@ -34,6 +34,7 @@ const char *const jwt_alg_choices[] = {
 };
 const char *const legacy_alg_choices[] = { "HS256", "HS384", "HS512", NULL };
 static const char *const model_default_choices[] = { "allow", "deny", NULL };
+static const char *const migrate_choices[] = { "auto", "off", NULL };
 
 #define RULE(f)	offsetof(struct model_rule, f)
 #define PROV(f)	offsetof(struct provider_config, f)
@@ -321,7 +322,22 @@ const struct config_key config_keys[] = {
 	/* storage */
 	{ "database.url", CT_STRING, CS_ROOT, OFF(database_url),
 	  "sqlite://" LOCALSTATEDIR "/bedrock-sso-proxy/proxy.db", 0, 0, NULL,
-	  CK_RESTART, "sqlite://PATH; the directory is created 0700" },
+	  CK_RESTART, "sqlite://PATH (the directory is created 0700), or "
+	  "postgresql://user@host:port/db?... or libpq's key=value form" },
+	{ "database.password", CT_SECRET, CS_ROOT, OFF(database_password),
+	  NULL, 0, 0, NULL, CK_RESTART,
+	  "PostgreSQL password (else PGPASSFILE or ~/.pgpass)" },
+	{ "database.pool_size", CT_INT, CS_ROOT, OFF(database_pool_size),
+	  "4", 1, 64, NULL, CK_RESTART,
+	  "PostgreSQL connections for units of work" },
+	{ "database.timeout", CT_DURATION, CS_ROOT, OFF(database_timeout),
+	  "10", 1, 300, NULL, CK_RESTART,
+	  "seconds a PostgreSQL statement, connect or wait for a connection "
+	  "may take" },
+	{ "database.migrate", CT_ENUM, CS_ROOT, OFF(database_migrate), "auto",
+	  0, 0, migrate_choices, CK_RESTART,
+	  "auto: bring the schema to this binary's version on start; off: "
+	  "refuse an older schema" },
 	{ "database.busy_timeout", CT_INT, CS_ROOT, OFF(database_busy_timeout),
 	  "5000", 0, 600000, NULL, CK_RESTART,
 	  "milliseconds to wait for a lock held by another process" },

@@ -22,131 +22,14 @@
 #include <sqlite3.h>
 
 #include "bsp.h"
+#include "store-int.h"
 
 struct sqlite3		*bsp_db;
 static struct db_stmt	*db_stmts;
 static int		 db_lazy;	/* synchronous NORMAL: db_begin_lazy() */
 
-/*
- * Migrations: element N brings a database from version N to N + 1. Never
- * edit one that has been released; add a new one.
- */
-static const char *const db_migrations[] = {
-	/* 0 -> 1 */
-	"CREATE TABLE users ("
-	"  id TEXT PRIMARY KEY,"		/* provider:subject */
-	"  provider TEXT NOT NULL,"
-	"  subject TEXT NOT NULL,"
-	"  email TEXT,"
-	"  email_verified INTEGER NOT NULL DEFAULT 0,"
-	"  name TEXT,"
-	"  groups TEXT NOT NULL DEFAULT '[]',"
-	"  tenant TEXT,"
-	"  orgs TEXT NOT NULL DEFAULT '[]',"
-	"  disabled INTEGER NOT NULL DEFAULT 0,"
-	"  revoked_before INTEGER NOT NULL DEFAULT 0,"
-	"  first_login INTEGER NOT NULL,"
-	"  last_login INTEGER NOT NULL"
-	");"
-	"CREATE INDEX users_email ON users(email);"
-	"CREATE TABLE token_families ("
-	"  id TEXT PRIMARY KEY,"		/* the sid claim */
-	"  user_id TEXT NOT NULL,"
-	"  created INTEGER NOT NULL,"
-	"  expires INTEGER NOT NULL,"
-	"  revoked INTEGER NOT NULL DEFAULT 0,"
-	"  revoked_at INTEGER,"
-	"  revoked_reason TEXT"
-	");"
-	"CREATE INDEX token_families_user ON token_families(user_id);"
-	"CREATE TABLE refresh_tokens ("
-	"  hash BLOB PRIMARY KEY,"
-	"  family_id TEXT NOT NULL REFERENCES token_families(id)"
-	"    ON DELETE CASCADE,"
-	"  created INTEGER NOT NULL,"
-	"  expires INTEGER NOT NULL,"
-	"  used_at INTEGER,"
-	"  successor BLOB,"
-	"  successor_sealed BLOB"
-	");"
-	"CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);"
-	"CREATE TABLE oauth_states ("
-	"  hash BLOB PRIMARY KEY,"
-	"  provider TEXT NOT NULL,"
-	"  flow TEXT NOT NULL,"
-	"  nonce TEXT,"
-	"  verifier_sealed BLOB,"
-	"  redirect_uri TEXT NOT NULL,"
-	"  binding BLOB,"
-	"  client_addr TEXT,"
-	"  created INTEGER NOT NULL,"
-	"  expires INTEGER NOT NULL"
-	");"
-	"CREATE INDEX oauth_states_expires ON oauth_states(expires);"
-	"CREATE TABLE api_keys ("
-	"  id TEXT PRIMARY KEY,"
-	"  hash BLOB NOT NULL UNIQUE,"
-	"  hint TEXT NOT NULL,"
-	"  user_id TEXT NOT NULL,"
-	"  name TEXT,"
-	"  models TEXT NOT NULL DEFAULT '[]',"
-	"  created INTEGER NOT NULL,"
-	"  expires INTEGER,"
-	"  last_used_at INTEGER,"
-	"  revoked INTEGER NOT NULL DEFAULT 0,"
-	"  revoked_at INTEGER"
-	");"
-	"CREATE INDEX api_keys_user ON api_keys(user_id);"
-	"CREATE TABLE usage ("
-	"  id INTEGER PRIMARY KEY,"
-	"  ts INTEGER NOT NULL,"
-	"  user_id TEXT,"
-	"  api_key_id TEXT,"
-	"  model TEXT,"
-	"  route TEXT NOT NULL,"
-	"  status INTEGER NOT NULL,"
-	"  input_tokens INTEGER NOT NULL DEFAULT 0,"
-	"  output_tokens INTEGER NOT NULL DEFAULT 0,"
-	"  cache_read_tokens INTEGER NOT NULL DEFAULT 0,"
-	"  cache_write_tokens INTEGER NOT NULL DEFAULT 0,"
-	"  latency_ms INTEGER,"
-	"  first_byte_ms INTEGER,"
-	"  request_id TEXT,"
-	"  session_id TEXT,"
-	"  outcome TEXT"
-	");"
-	"CREATE INDEX usage_ts ON usage(ts);"
-	"CREATE INDEX usage_user_ts ON usage(user_id, ts);"
-	"CREATE TABLE audit_log ("
-	"  id INTEGER PRIMARY KEY,"
-	"  ts INTEGER NOT NULL,"
-	"  event TEXT NOT NULL,"
-	"  user_id TEXT,"
-	"  actor TEXT,"
-	"  client_addr TEXT,"
-	"  detail TEXT"
-	");"
-	"CREATE INDEX audit_log_ts ON audit_log(ts);"
-	"CREATE TABLE signing_keys ("
-	"  kid TEXT PRIMARY KEY,"
-	"  alg TEXT NOT NULL,"
-	"  created INTEGER NOT NULL,"
-	"  retired INTEGER,"
-	"  verify_until INTEGER,"
-	"  public_jwk TEXT,"
-	"  private_sealed BLOB"
-	");",
-	/*
-	 * 1 -> 2: an API key remembers the session (token family) that made
-	 * it, NULL for the administrator's keys and those made before, and
-	 * why it was revoked.
-	 */
-	"ALTER TABLE api_keys ADD COLUMN family_id TEXT;"
-	"ALTER TABLE api_keys ADD COLUMN revoked_reason TEXT;"
-	"CREATE INDEX api_keys_family ON api_keys(family_id);",
-};
-_Static_assert(nitems(db_migrations) == DB_SCHEMA_VERSION,
-    "DB_SCHEMA_VERSION is the number of migrations");
+_Static_assert(DB_SCHEMA_VERSION == 2, "DB_SCHEMA_VERSION is the number "
+    "of migrations in store-schema.c");
 
 /* sqlite://path (relative or absolute, as the seed design wrote it). */
 int
@@ -274,13 +157,13 @@ db_migrate(char **cause)
 		xasprintf(cause, "%s", sqlite3_errmsg(bsp_db));
 		return (-1);
 	}
-	if (v > (long long)nitems(db_migrations)) {
+	if (v > (long long)store_nmigrations) {
 		xasprintf(cause, "the database has schema version %lld, newer "
 		    "than this binary understands (%zu); use a newer "
-		    BSP_NAME, v, nitems(db_migrations));
+		    BSP_NAME, v, store_nmigrations);
 		return (-1);
 	}
-	if (v == (long long)nitems(db_migrations))
+	if (v == (long long)store_nmigrations)
 		return (0);
 	if (db_exec("BEGIN IMMEDIATE") == -1) {
 		xasprintf(cause, "cannot lock the database for migration: %s",
@@ -290,13 +173,13 @@ db_migrate(char **cause)
 	/* Someone else may have migrated while we waited for the lock. */
 	if (db_pragma_int("PRAGMA user_version", &v) == -1)
 		goto fail;
-	for (i = (size_t)v; i < nitems(db_migrations); i++) {
+	for (i = (size_t)v; i < store_nmigrations; i++) {
 		log_info("database: migrating schema %zu -> %zu", i, i + 1);
-		if (db_exec(db_migrations[i]) == -1)
+		if (db_exec(store_migrations[i].sqlite) == -1)
 			goto fail;
 	}
 	snprintf(sql, sizeof sql, "PRAGMA user_version = %zu",
-	    nitems(db_migrations));
+	    store_nmigrations);
 	if (db_exec(sql) == -1 || db_exec("COMMIT") == -1)
 		goto fail;
 	return (0);
@@ -504,5 +387,5 @@ db_ok(void)
 	long long	v;
 
 	return (bsp_db != NULL && db_pragma_int("PRAGMA user_version", &v) == 0
-	    && v == (long long)nitems(db_migrations));
+	    && v == (long long)store_nmigrations);
 }

@@ -7,11 +7,13 @@ mk="$srcdir/Makefile.am"
 n=0
 fail=0
 out=""
-for f in "$srcdir"/tests/unit/test-*.c "$srcdir"/tests/integration/*.test.mjs \
+for f in "$srcdir"/tests/unit/test-*.c "$srcdir"/tests/unit/test-*.sh \
+    "$srcdir"/tests/integration/*.test.mjs \
     "$srcdir"/tests/fuzz/fuzz-*.c; do
 	[ -e "$f" ] || continue
 	rel=${f#"$srcdir"/}
 	case $rel in
+	tests/unit/*.sh) want=$rel ;;
 	tests/unit/*) want=${rel%.c} ;;
 	tests/fuzz/fuzz-*) name=$(basename "$rel" .c); want="tests/fuzz/replay-${name#fuzz-}" ;;
 	*) want=$rel ;;
