@@ -1596,20 +1596,10 @@ awscred_http_start(const char *method, const char *path,
     long connect_ms, long total_ms, char **cause)
 {
 	struct hc_request	r;
+	struct hc_timeouts	to = { connect_ms, total_ms, total_ms, total_ms };
 
-	memset(&r, 0, sizeof r);
-	r.method = method;
-	r.path = path;
-	r.headers = h;
-	r.nheaders = nh;
-	r.body = body;
-	r.body_len = len;
-	r.max_body = AWSCRED_BODY_MAX;
-	r.timeouts.connect_ms = connect_ms;
-	r.timeouts.first_byte_ms = total_ms;
-	r.timeouts.idle_ms = total_ms;
-	r.timeouts.total_ms = total_ms;
-	r.on_done = awscred_http_done;
+	hc_request_init(&r, method, path, h, nh, body, len, AWSCRED_BODY_MAX,
+	    &to, awscred_http_done, NULL);
 	log_trace(TRACE_UPSTREAM, "aws creds: %s: %s %s%s", awscred.label,
 	    method, hc_target_is_tls(awscred.target) ? "https://" : "http://",
 	    hc_target_host(awscred.target));

@@ -1544,6 +1544,27 @@ hc_start(struct hc_target *t, const struct hc_request *r, char **cause)
 	return (req);
 }
 
+void
+hc_request_init(struct hc_request *r, const char *method, const char *path,
+    const struct hc_header *headers, size_t nheaders, const void *body,
+    size_t body_len, size_t max_body, const struct hc_timeouts *to,
+    void (*done)(struct hc_req *, const struct hc_result *, void *),
+    void *arg)
+{
+	memset(r, 0, sizeof *r);
+	r->method = method;
+	r->path = path;
+	r->headers = headers;
+	r->nheaders = nheaders;
+	r->body = body;
+	r->body_len = body_len;
+	r->max_body = max_body;
+	if (to != NULL)
+		r->timeouts = *to;
+	r->on_done = done;
+	r->arg = arg;
+}
+
 struct hc_req *
 hc_fetch(struct hc_target *t, const char *method, const char *path,
     const struct hc_header *headers, size_t nheaders, const void *body,
@@ -1553,16 +1574,8 @@ hc_fetch(struct hc_target *t, const char *method, const char *path,
 {
 	struct hc_request	r;
 
-	memset(&r, 0, sizeof r);
-	r.method = method;
-	r.path = path;
-	r.headers = headers;
-	r.nheaders = nheaders;
-	r.body = body;
-	r.body_len = body_len;
-	r.max_body = max_body;
-	r.on_done = done;
-	r.arg = arg;
+	hc_request_init(&r, method, path, headers, nheaders, body, body_len,
+	    max_body, NULL, done, arg);
 	return (hc_start(t, &r, cause));
 }
 

@@ -958,6 +958,7 @@ relay_send(struct relay *rl)
 	struct sigv4_creds	 sc;
 	struct sigv4_result	 sres;
 	struct hc_request	 hreq;
+	struct hc_timeouts	 to;
 	const uint8_t		*body;
 	size_t			 blen, nh = 0, ns = 0, i;
 	const char		*err;
@@ -1036,24 +1037,18 @@ relay_send(struct relay *rl)
 	hdr[nh].value = BSP_NAME "/" PACKAGE_VERSION;
 	nh++;
 
-	memset(&hreq, 0, sizeof hreq);
-	hreq.method = "POST";
-	hreq.path = rl->path;
-	hreq.headers = hdr;
-	hreq.nheaders = nh;
-	hreq.body = body;
-	hreq.body_len = blen;
-	hreq.max_body = rl->op->stream ? 0 : RELAY_MAX_BODY;
-	hreq.timeouts.connect_ms = c->to_upstream_connect * 1000;
-	hreq.timeouts.first_byte_ms = c->to_upstream_first_byte * 1000;
-	hreq.timeouts.idle_ms = (rl->op->stream ? c->to_stream_idle :
+	to.connect_ms = c->to_upstream_connect * 1000;
+	to.first_byte_ms = c->to_upstream_first_byte * 1000;
+	to.idle_ms = (rl->op->stream ? c->to_stream_idle :
 	    c->to_upstream_first_byte) * 1000;
-	hreq.timeouts.total_ms = HC_TIMEOUT_NONE;
-	hreq.flags = rl->op->stream ? HC_STREAM : 0;
-	hreq.on_head = rl->op->stream ? relay_on_head : NULL;
-	hreq.on_data = rl->op->stream ? relay_on_data : NULL;
-	hreq.on_done = relay_on_done;
-	hreq.arg = rl;
+	to.total_ms = HC_TIMEOUT_NONE;
+	hc_request_init(&hreq, "POST", rl->path, hdr, nh, body, blen,
+	    rl->op->stream ? 0 : RELAY_MAX_BODY, &to, relay_on_done, rl);
+	if (rl->op->stream) {
+		hreq.flags = HC_STREAM;
+		hreq.on_head = relay_on_head;
+		hreq.on_data = relay_on_data;
+	}
 	rl->attempts++;
 	rl->status = 0;
 	rl->t_first = 0;
