@@ -606,8 +606,6 @@ void		 route_health(struct request *);
 void		 route_health_ready(struct request *);
 void		 route_metrics(struct request *);
 void		 route_not_found(struct request *);
-void		 route_bidi_stream(struct request *);
-void		 route_inference_profiles(struct request *);
 void		 health_init(void);
 
 /* route-auth.c */
@@ -622,6 +620,8 @@ void		 route_oauth_metadata(struct request *);
 
 /* route-bedrock.c */
 void		 route_bedrock(struct request *);
+void		 route_bidi_stream(struct request *);
+void		 route_inference_profiles(struct request *);
 int		 relay_init(struct config *, char **);
 int		 relay_reload_prepare(struct config *, char **);
 void		 relay_reload_commit(struct config *);
