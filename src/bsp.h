@@ -705,7 +705,6 @@ void		 usage_flush(void);
 int		 usage_init(struct config *, char **);
 void		 usage_free(void);
 size_t		 usage_queued(void);
-int		 cmd_usage(int, char **);
 extern struct metric	*m_tokens;
 
 /* audit.c */
@@ -876,6 +875,12 @@ struct command {
 extern const struct command	commands[];
 extern const size_t		ncommands;
 int		 command_run(int, char **);
+
+/* cmd-print.c */
+void		 cmd_cell(const char *, int, const char *);
+
+/* cmd-usage.c */
+int		 cmd_usage(int, char **);
 
 /* modules.c: process-wide state */
 extern int	 bsp_debug;
