@@ -563,6 +563,25 @@ hc_is_metadata_host(const char *h)
 	return (0);
 }
 
+/* The port's digits in [p, end): NULL, or what is wrong with them. */
+static const char *
+hc_parse_port(const char *p, const char *end, uint16_t *port)
+{
+	long	n = 0;
+
+	if (p == end)
+		return ("an empty port");
+	for (; p < end; p++) {
+		if (!isdigit((unsigned char)*p) || n > 65535)
+			return ("a malformed port");
+		n = n * 10 + (*p - '0');
+	}
+	if (n < 1 || n > 65535)
+		return ("a port out of range");
+	*port = (uint16_t)n;
+	return (NULL);
+}
+
 /* Parse the scheme and authority; *rest points at the path. */
 static int
 hc_parse_url(const char *url, int *tls, char **host, uint16_t *port,
@@ -572,7 +591,7 @@ hc_parse_url(const char *url, int *tls, char **host, uint16_t *port,
 	char		*h = NULL;
 	struct in6_addr	 a6;
 	struct in_addr	 a4;
-	long		 n;
+	const char	*why;
 	size_t		 i;
 	int		 rc = -1;
 
@@ -638,26 +657,12 @@ hc_parse_url(const char *url, int *tls, char **host, uint16_t *port,
 		xasprintf(cause, "URL has a malformed host");
 		goto out;
 	}
-	if (ps != NULL) {
-		n = 0;
-		if (ps == end) {
-			xasprintf(cause, "URL has an empty port");
-			goto out;
-		}
-		for (; ps < end; ps++) {
-			if (!isdigit((unsigned char)*ps) || n > 65535) {
-				xasprintf(cause, "URL has a malformed port");
-				goto out;
-			}
-			n = n * 10 + (*ps - '0');
-		}
-		if (n < 1 || n > 65535) {
-			xasprintf(cause, "URL has a port out of range");
-			goto out;
-		}
-		*port = (uint16_t)n;
-	} else
+	if (ps == NULL)
 		*port = *tls ? 443 : 80;
+	else if ((why = hc_parse_port(ps, end, port)) != NULL) {
+		xasprintf(cause, "URL has %s", why);
+		goto out;
+	}
 	if (!*tls && !url_is_loopback_host(h) && !hc_is_metadata_host(h)) {
 		xasprintf(cause, "plain http is only allowed to loopback "
 		    "addresses");
