@@ -70,7 +70,9 @@ void		 aws_creds_expired(struct aws_creds *, void (*)(void *, int),
 void		 aws_creds_cancel_wait(void *);
 
 /*
- * The parts below are exposed for the unit tests and fuzzers.
+ * The parts below are exposed for the unit tests and fuzzers: the parsers
+ * (aws-creds-parse.c) and the credential_process runner
+ * (aws-creds-process.c).
  */
 
 /* New credentials (refcnt 1) after checking every field; NULL + cause. */

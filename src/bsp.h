@@ -105,19 +105,10 @@ const char	*log_mask(const char *, char *, size_t);
 size_t		 log_escape(const char *, size_t, char *, size_t);
 void		 log_libevent_init(void);
 
-/* util.c */
+/* strlist.c */
 struct strlist {
 	char	**v;
 	size_t	  n;
-};
-struct cidr {
-	int	 family;
-	uint8_t	 addr[16];
-	int	 bits;
-};
-struct cidrlist {
-	struct cidr	*v;
-	size_t		 n;
 };
 void		 strlist_add(struct strlist *, const char *);
 void		 strlist_free(struct strlist *);
@@ -127,12 +118,25 @@ int		 strlist_contains_nocase(const struct strlist *, const char *);
 char		*strlist_join(const struct strlist *, const char *);
 json_t		*strlist_to_json(const struct strlist *);
 void		 strlist_from_json_text(struct strlist *, const char *);
+
+/* json-member.c */
 typedef void	 (*json_member_cb)(void *, const char *, size_t, const char *,
 		     size_t);
 int		 json_members(const char *, size_t, json_member_cb, void *);
 int		 json_member(const char *, size_t, const char *,
 		     const char **, size_t *);
 long long	 json_uint(const char *, size_t);
+
+/* addr.c */
+struct cidr {
+	int	 family;
+	uint8_t	 addr[16];
+	int	 bits;
+};
+struct cidrlist {
+	struct cidr	*v;
+	size_t		 n;
+};
 int		 cidr_parse(const char *, struct cidr *);
 int		 cidr_match(const struct cidr *, const struct sockaddr *);
 int		 cidrlist_parse(const struct strlist *, struct cidrlist *,
@@ -146,17 +150,25 @@ int		 sockaddr_group(const struct sockaddr *, char *, size_t);
 int		 hostport_split(const char *, char **, char **);
 int		 url_is_loopback_host(const char *);
 int		 url_check_outbound(const char *, char **);
+
+/* clock.c */
 double		 now_mono(void);
 time_t		 now_wall(void);
 void		 time_iso8601(time_t, char *, size_t);
-int		 glob_match(const char *, const char *);
 int		 parse_duration(const char *, long long *);
-int		 str_is_printable(const char *, size_t);
-void		 random_id(char *, size_t);
+
+/* utf8.c */
 size_t		 utf8_seq(const unsigned char *, size_t);
+
+/* text.c */
+int		 glob_match(const char *, const char *);
+int		 str_is_printable(const char *, size_t);
 char		*utf8_sanitize(const char *);
 int		 cookie_find(const char *, const char *, char *, size_t);
 char		*pct_decode_segment(const char *, size_t, size_t);
+
+/* crypto.c (the rest is in crypto.h) */
+void		 random_id(char *, size_t);
 
 /* config.c */
 enum config_type {
@@ -611,8 +623,6 @@ void		 route_health(struct request *);
 void		 route_health_ready(struct request *);
 void		 route_metrics(struct request *);
 void		 route_not_found(struct request *);
-void		 route_bidi_stream(struct request *);
-void		 route_inference_profiles(struct request *);
 void		 health_reset(void);
 void		 health_register(const char *, int (*)(const char **));
 
@@ -642,6 +652,8 @@ void		 route_auth_token_any(struct request *);
 
 /* route-bedrock.c */
 void		 route_bedrock(struct request *);
+void		 route_bidi_stream(struct request *);
+void		 route_inference_profiles(struct request *);
 int		 relay_init(struct config *, char **);
 int		 relay_reload_prepare(struct config *, char **);
 void		 relay_reload_commit(struct config *);
@@ -776,7 +788,6 @@ void		 usage_flush(void);
 int		 usage_init(struct config *, char **);
 void		 usage_free(void);
 size_t		 usage_queued(void);
-int		 cmd_usage(int, char **);
 extern struct metric	*m_tokens;
 
 /* audit.c */
@@ -949,6 +960,12 @@ struct command {
 extern const struct command	commands[];
 extern const size_t		ncommands;
 int		 command_run(int, char **);
+
+/* cmd-print.c */
+void		 cmd_cell(const char *, int, const char *);
+
+/* cmd-usage.c */
+int		 cmd_usage(int, char **);
 
 /* base.c: process-wide state */
 extern int	 bsp_debug;

@@ -17,7 +17,7 @@
 
 /* "2026-11-01" (UTC midnight) or a duration back from now ("7d"). */
 static int
-since_parse(const char *s, time_t *out)
+cmd_usage_since(const char *s, time_t *out)
 {
 	struct tm	 tm;
 	long long	 d;
@@ -35,15 +35,45 @@ since_parse(const char *s, time_t *out)
 	return (*out == (time_t)-1 ? -1 : 0);
 }
 
-static void
-print_cell(const char *s, int width)
+/* The synopsis on stderr; the exit status of a usage error. */
+static int
+cmd_usage_synopsis(void)
 {
-	char	esc[256];
+	fprintf(stderr, "usage: %s usage [--since DATE] [--user USER] "
+	    "[--by user|model|day]\n", BSP_NAME);
+	return (1);
+}
 
-	if (s == NULL)
-		s = "-";
-	log_escape(s, strlen(s), esc, sizeof esc);
-	printf("%-*s", width, esc);
+/*
+ * The table of the grouped rows in st, headed by the grouping (user,
+ * model or day), and their total: 0, or -1 if reading them failed.
+ */
+static int
+cmd_usage_table(sqlite3_stmt *st, const char *by)
+{
+	long long	 t[6] = { 0, 0, 0, 0, 0, 0 };
+	int		 i, rc;
+
+	printf("%-44s %10s %14s %14s %12s %12s %8s\n", by[0] == 'u' ? "USER" :
+	    by[0] == 'm' ? "MODEL" : "DAY", "REQUESTS", "INPUT_TOKENS",
+	    "OUTPUT_TOKENS", "CACHE_READ", "CACHE_WRITE", "ERRORS");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		cmd_cell((const char *)sqlite3_column_text(st, 0), 44, "");
+		for (i = 0; i < 6; i++)
+			t[i] += sqlite3_column_int64(st, i + 1);
+		printf(" %10lld %14lld %14lld %12lld %12lld %8lld\n",
+		    (long long)sqlite3_column_int64(st, 1),
+		    (long long)sqlite3_column_int64(st, 2),
+		    (long long)sqlite3_column_int64(st, 3),
+		    (long long)sqlite3_column_int64(st, 4),
+		    (long long)sqlite3_column_int64(st, 5),
+		    (long long)sqlite3_column_int64(st, 6));
+	}
+	if (rc != SQLITE_DONE)
+		return (-1);
+	printf("%-44s %10lld %14lld %14lld %12lld %12lld %8lld\n", "TOTAL",
+	    t[0], t[1], t[2], t[3], t[4], t[5]);
+	return (0);
 }
 
 int
@@ -61,8 +91,7 @@ cmd_usage(int argc, char **argv)
 	sqlite3_stmt	*st = NULL;
 	struct user	 u;
 	time_t		 since;
-	int		 ch, rc = 0, rows = 0;
-	long long	 t[6] = { 0, 0, 0, 0, 0, 0 };
+	int		 ch, rc = 0;
 
 	memset(&u, 0, sizeof u);
 	optind = 0;
@@ -78,11 +107,11 @@ cmd_usage(int argc, char **argv)
 			by = optarg;
 			break;
 		default:
-			goto usage;
+			return (cmd_usage_synopsis());
 		}
 	}
 	if (optind != argc)
-		goto usage;
+		return (cmd_usage_synopsis());
 	if (strcmp(by, "user") == 0)
 		key = "user_id";
 	else if (strcmp(by, "model") == 0)
@@ -90,9 +119,9 @@ cmd_usage(int argc, char **argv)
 	else if (strcmp(by, "day") == 0)
 		key = "date(ts, 'unixepoch')";
 	else
-		goto usage;
+		return (cmd_usage_synopsis());
 	since = now_wall() - USAGE_DEFAULT_SINCE;
-	if (since_s != NULL && since_parse(since_s, &since) == -1) {
+	if (since_s != NULL && cmd_usage_since(since_s, &since) == -1) {
 		fprintf(stderr, "%s: --since takes YYYY-MM-DD or a duration "
 		    "like 7d\n", BSP_NAME);
 		return (1);
@@ -129,39 +158,14 @@ cmd_usage(int argc, char **argv)
 	time_iso8601(since, day, sizeof day);
 	printf("# usage since %s%s%s, by %s\n", day, u.id != NULL ? " for " :
 	    "", u.id != NULL ? u.id : "", by);
-	printf("%-44s %10s %14s %14s %12s %12s %8s\n", by[0] == 'u' ? "USER" :
-	    by[0] == 'm' ? "MODEL" : "DAY", "REQUESTS", "INPUT_TOKENS",
-	    "OUTPUT_TOKENS", "CACHE_READ", "CACHE_WRITE", "ERRORS");
-	while ((ch = sqlite3_step(st)) == SQLITE_ROW) {
-		int i;
-
-		print_cell((const char *)sqlite3_column_text(st, 0), 44);
-		for (i = 0; i < 6; i++)
-			t[i] += sqlite3_column_int64(st, i + 1);
-		printf(" %10lld %14lld %14lld %12lld %12lld %8lld\n",
-		    (long long)sqlite3_column_int64(st, 1),
-		    (long long)sqlite3_column_int64(st, 2),
-		    (long long)sqlite3_column_int64(st, 3),
-		    (long long)sqlite3_column_int64(st, 4),
-		    (long long)sqlite3_column_int64(st, 5),
-		    (long long)sqlite3_column_int64(st, 6));
-		rows++;
-	}
-	if (ch != SQLITE_DONE) {
+	if (cmd_usage_table(st, by) == -1) {
 		fprintf(stderr, "%s: reading usage failed: %s\n", BSP_NAME,
 		    db_errmsg());
 		rc = 2;
-		goto out;
 	}
-	printf("%-44s %10lld %14lld %14lld %12lld %12lld %8lld\n", "TOTAL",
-	    t[0], t[1], t[2], t[3], t[4], t[5]);
 out:
 	sqlite3_finalize(st);
 	user_clear(&u);
 	db_close();
 	return (rc);
-usage:
-	fprintf(stderr, "usage: %s usage [--since DATE] [--user USER] "
-	    "[--by user|model|day]\n", BSP_NAME);
-	return (1);
 }

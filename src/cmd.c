@@ -92,19 +92,11 @@ cmd_close(void)
 	db_close();
 }
 
-/* Print text from the database or an IdP without terminal escapes. */
-static void
-cmd_print(const char *s, int width)
+/* A string member of a JSON object, or NULL. */
+static const char *
+cmd_json_str(const json_t *o, const char *key)
 {
-	char	esc[512];
-
-	if (s == NULL)
-		s = "-";
-	log_escape(s, strlen(s), esc, sizeof esc);
-	if (width > 0)
-		printf("%-*s  ", width, esc);
-	else
-		printf("%s", esc);
+	return (json_string_value(json_object_get(o, key)));
 }
 
 static void
@@ -402,13 +394,13 @@ cmd_key_list(int argc, char **argv)
 		    "expires_at")), e, sizeof e);
 		cmd_time((time_t)json_integer_value(json_object_get(k,
 		    "last_used_at")), l, sizeof l);
-		cmd_print(json_string_value(json_object_get(k, "id")), 22);
-		cmd_print(json_string_value(json_object_get(k, "user")), 30);
-		cmd_print(json_string_value(json_object_get(k, "name")), 16);
-		cmd_print(json_string_value(json_object_get(k, "hint")), 14);
-		cmd_print(ms, 20);
+		cmd_cell(cmd_json_str(k, "id"), 22, "  ");
+		cmd_cell(cmd_json_str(k, "user"), 30, "  ");
+		cmd_cell(cmd_json_str(k, "name"), 16, "  ");
+		cmd_cell(cmd_json_str(k, "hint"), 14, "  ");
+		cmd_cell(ms, 20, "  ");
 		printf("%-20s  %-20s  %-20s  ", c, e, l);
-		cmd_print(json_string_value(json_object_get(k, "session")), 22);
+		cmd_cell(cmd_json_str(k, "session"), 22, "  ");
 		why = json_string_value(json_object_get(k, "revoked_reason"));
 		if (json_is_true(json_object_get(k, "revoked")))
 			xasprintf(&st, "revoked (%s)", why != NULL ? why : "-");
@@ -417,8 +409,7 @@ cmd_key_list(int argc, char **argv)
 			    "expires_at")) != 0 && json_integer_value(
 			    json_object_get(k, "expires_at")) <= now_wall()) ?
 			    "expired" : "active");
-		cmd_print(st, 0);
-		printf("\n");
+		cmd_cell(st, 0, "\n");
 		free(st);
 		free(ms);
 	}
@@ -477,10 +468,10 @@ cmd_user_list(int argc, char **argv)
 	    "GROUPS", "STATUS", "LAST_LOGIN");
 	st = db_prepare(&st_user_list);
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		cmd_print((const char *)sqlite3_column_text(st, 0), 40);
-		cmd_print((const char *)sqlite3_column_text(st, 1), 32);
-		cmd_print((const char *)sqlite3_column_text(st, 2), 24);
-		cmd_print((const char *)sqlite3_column_text(st, 3), 30);
+		cmd_cell((const char *)sqlite3_column_text(st, 0), 40, "  ");
+		cmd_cell((const char *)sqlite3_column_text(st, 1), 32, "  ");
+		cmd_cell((const char *)sqlite3_column_text(st, 2), 24, "  ");
+		cmd_cell((const char *)sqlite3_column_text(st, 3), 30, "  ");
 		cmd_time((time_t)sqlite3_column_int64(st, 5), l, sizeof l);
 		printf("%-8s  %s\n", sqlite3_column_int(st, 4) ? "disabled" :
 		    "active", l);

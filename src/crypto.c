@@ -167,6 +167,26 @@ crypto_random(void *buf, size_t len)
 	randombytes_buf(buf, len);
 }
 
+/* A random identifier: len-1 lowercase hex digits. */
+void
+random_id(char *buf, size_t len)
+{
+	static const char	hex[] = "0123456789abcdef";
+	uint8_t			r[64];
+	size_t			i, n;
+
+	if (len == 0)
+		return;
+	n = len - 1;
+	if (n > 2 * sizeof r)
+		n = 2 * sizeof r;
+	randombytes_buf(r, (n + 1) / 2);
+	for (i = 0; i < n; i++)
+		buf[i] = hex[(r[i / 2] >> ((i % 2) ? 0 : 4)) & 0xf];
+	buf[n] = '\0';
+	sodium_memzero(r, sizeof r);
+}
+
 /* BLAKE2b-256 of a bearer secret: what the database stores and looks up. */
 void
 crypto_hash_token(const char *token, uint8_t out[CRYPTO_HASH_LEN])

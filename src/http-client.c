@@ -281,45 +281,46 @@ static int	 hc_verify_cb(int, X509_STORE_CTX *);
 static void	 hc_reap_schedule(void);
 static void	 hc_reap_cb(evutil_socket_t, short, void *);
 static void	 hc_reap(void);
-static void	 origin_unref(struct hc_origin *);
-static void	 origin_flush(struct hc_origin *);
-static void	 origin_resolve(struct hc_origin *);
-static void	 origin_dns_cb(int, struct evutil_addrinfo *, void *);
-static struct hc_conn *conn_new(struct hc_origin *);
-static void	 conn_kill(struct hc_conn *);
-static void	 conn_detach(struct hc_conn *);
-static void	 conn_free(struct hc_conn *);
-static void	 conn_release(struct hc_conn *, int);
-static void	 conn_idle_cb(evutil_socket_t, short, void *);
-static void	 conn_input_cb(struct evbuffer *,
+static void	 hc_origin_unref(struct hc_origin *);
+static void	 hc_origin_flush(struct hc_origin *);
+static void	 hc_origin_resolve(struct hc_origin *);
+static void	 hc_origin_dns_cb(int, struct evutil_addrinfo *, void *);
+static struct hc_conn *hc_conn_new(struct hc_origin *);
+static void	 hc_conn_kill(struct hc_conn *);
+static void	 hc_conn_detach(struct hc_conn *);
+static void	 hc_conn_free(struct hc_conn *);
+static void	 hc_conn_release(struct hc_conn *, int);
+static void	 hc_conn_idle_cb(evutil_socket_t, short, void *);
+static void	 hc_conn_input_cb(struct evbuffer *,
 		     const struct evbuffer_cb_info *, void *);
-static void	 conn_output_cb(struct evbuffer *,
+static void	 hc_conn_output_cb(struct evbuffer *,
 		     const struct evbuffer_cb_info *, void *);
-static void	 ev_closed(struct evhttp_connection *, void *);
-static int	 ev_head(struct evhttp_request *, void *);
-static void	 ev_chunk(struct evhttp_request *, void *);
-static void	 ev_error(enum evhttp_request_error, void *);
-static void	 ev_done(struct evhttp_request *, void *);
-static void	 req_connect(struct hc_req *);
-static void	 req_open(struct hc_req *);
-static void	 req_send(struct hc_req *, struct hc_conn *, int);
-static void	 req_fail(struct hc_req *, enum hc_error, const char *, ...)
+static void	 hc_ev_closed(struct evhttp_connection *, void *);
+static int	 hc_ev_head(struct evhttp_request *, void *);
+static void	 hc_ev_chunk(struct evhttp_request *, void *);
+static void	 hc_ev_error(enum evhttp_request_error, void *);
+static void	 hc_ev_done(struct evhttp_request *, void *);
+static void	 hc_req_connect(struct hc_req *);
+static void	 hc_req_open(struct hc_req *);
+static void	 hc_req_send(struct hc_req *, struct hc_conn *, int);
+static void	 hc_req_fail(struct hc_req *, enum hc_error, const char *, ...)
 		     printflike(3, 4);
-static void	 req_succeed(struct hc_req *);
-static void	 req_end(struct hc_req *);
-static void	 req_enter(struct hc_req *, enum hc_phase);
-static void	 req_arm(struct hc_req *);
-static void	 req_tmo_cb(evutil_socket_t, short, void *);
-static void	 req_total_cb(evutil_socket_t, short, void *);
-static void	 req_kick(struct hc_req *);
-static void	 req_kick_cb(evutil_socket_t, short, void *);
-static void	 req_deliver_data(struct hc_req *);
-static void	 req_deliver_done(struct hc_req *);
-static void	 req_unref(struct hc_req *);
-static void	 req_free(struct hc_req *);
-static void	 req_fail_connect(struct hc_req *, struct hc_conn *, int, int);
-static void	 body_unref(struct hc_body *);
-static void	 body_cleanup(const void *, size_t, void *);
+static void	 hc_req_succeed(struct hc_req *);
+static void	 hc_req_end(struct hc_req *);
+static void	 hc_req_enter(struct hc_req *, enum hc_phase);
+static void	 hc_req_arm(struct hc_req *);
+static void	 hc_req_tmo_cb(evutil_socket_t, short, void *);
+static void	 hc_req_total_cb(evutil_socket_t, short, void *);
+static void	 hc_req_kick(struct hc_req *);
+static void	 hc_req_kick_cb(evutil_socket_t, short, void *);
+static void	 hc_req_deliver_data(struct hc_req *);
+static void	 hc_req_deliver_done(struct hc_req *);
+static void	 hc_req_unref(struct hc_req *);
+static void	 hc_req_free(struct hc_req *);
+static void	 hc_req_fail_connect(struct hc_req *, struct hc_conn *, int,
+		     int);
+static void	 hc_body_unref(struct hc_body *);
+static void	 hc_body_cleanup(const void *, size_t, void *);
 
 /* -------------------------------------------------------------------- */
 /* Set-up, reload, shutdown, stats. */
@@ -376,7 +377,7 @@ hc_reload_commit(void)
 	hc.ctx = hc.next_ctx;
 	hc.next_ctx = NULL;
 	TAILQ_FOREACH(o, &hc.origins, entry)
-		origin_flush(o);
+		hc_origin_flush(o);
 }
 
 void
@@ -413,7 +414,7 @@ hc_shutdown(void)
 		hc_cancel(req);
 	}
 	while ((conn = TAILQ_FIRST(&hc.conns)) != NULL)
-		conn_kill(conn);
+		hc_conn_kill(conn);
 	TAILQ_FOREACH(o, &hc.origins, entry) {
 		if (o->lookup != NULL) {
 			o->lookup->origin = NULL;
@@ -482,7 +483,7 @@ hc_ctx_new(const char *ca_file, char **cause)
 	/*
 	 * OpenSSL 3 reports an EOF without close_notify as an error, which
 	 * libevent 2.1 cannot tell from a real one; HTTP framing is checked
-	 * instead (see ev_done).
+	 * instead (see hc_ev_done).
 	 */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -562,6 +563,25 @@ hc_is_metadata_host(const char *h)
 	return (0);
 }
 
+/* The port's digits in [p, end): NULL, or what is wrong with them. */
+static const char *
+hc_parse_port(const char *p, const char *end, uint16_t *port)
+{
+	long	n = 0;
+
+	if (p == end)
+		return ("an empty port");
+	for (; p < end; p++) {
+		if (!isdigit((unsigned char)*p) || n > 65535)
+			return ("a malformed port");
+		n = n * 10 + (*p - '0');
+	}
+	if (n < 1 || n > 65535)
+		return ("a port out of range");
+	*port = (uint16_t)n;
+	return (NULL);
+}
+
 /* Parse the scheme and authority; *rest points at the path. */
 static int
 hc_parse_url(const char *url, int *tls, char **host, uint16_t *port,
@@ -571,8 +591,9 @@ hc_parse_url(const char *url, int *tls, char **host, uint16_t *port,
 	char		*h = NULL;
 	struct in6_addr	 a6;
 	struct in_addr	 a4;
-	long		 n;
+	const char	*why;
 	size_t		 i;
+	int		 rc = -1;
 
 	if (strncasecmp(url, "https://", 8) == 0) {
 		*tls = 1;
@@ -627,50 +648,37 @@ hc_parse_url(const char *url, int *tls, char **host, uint16_t *port,
 	if (*p == '[') {
 		if (inet_pton(AF_INET6, h, &a6) != 1) {
 			xasprintf(cause, "URL has a malformed IPv6 address");
-			goto fail;
+			goto out;
 		}
 		*is_ip = 1;
 	} else if (inet_pton(AF_INET, h, &a4) == 1)
 		*is_ip = 1;
 	else if (!hc_host_ok(h)) {
 		xasprintf(cause, "URL has a malformed host");
-		goto fail;
+		goto out;
 	}
-	if (ps != NULL) {
-		n = 0;
-		if (ps == end) {
-			xasprintf(cause, "URL has an empty port");
-			goto fail;
-		}
-		for (; ps < end; ps++) {
-			if (!isdigit((unsigned char)*ps) || n > 65535) {
-				xasprintf(cause, "URL has a malformed port");
-				goto fail;
-			}
-			n = n * 10 + (*ps - '0');
-		}
-		if (n < 1 || n > 65535) {
-			xasprintf(cause, "URL has a port out of range");
-			goto fail;
-		}
-		*port = (uint16_t)n;
-	} else
+	if (ps == NULL)
 		*port = *tls ? 443 : 80;
+	else if ((why = hc_parse_port(ps, end, port)) != NULL) {
+		xasprintf(cause, "URL has %s", why);
+		goto out;
+	}
 	if (!*tls && !url_is_loopback_host(h) && !hc_is_metadata_host(h)) {
 		xasprintf(cause, "plain http is only allowed to loopback "
 		    "addresses");
-		goto fail;
+		goto out;
 	}
 	*host = h;
+	h = NULL;
 	*rest = end;
-	return (0);
-fail:
+	rc = 0;
+out:
 	free(h);
-	return (-1);
+	return (rc);
 }
 
 static struct hc_origin *
-origin_get(int tls, char *host, uint16_t port, int is_ip)
+hc_origin_get(int tls, char *host, uint16_t port, int is_ip)
 {
 	struct hc_origin	*o;
 	char			*key;
@@ -711,20 +719,20 @@ origin_get(int tls, char *host, uint16_t port, int is_ip)
 
 /* Close every idle connection of an origin. */
 static void
-origin_flush(struct hc_origin *o)
+hc_origin_flush(struct hc_origin *o)
 {
 	struct hc_conn	*conn;
 
 	while ((conn = TAILQ_FIRST(&o->idle)) != NULL)
-		conn_kill(conn);
+		hc_conn_kill(conn);
 }
 
 static void
-origin_unref(struct hc_origin *o)
+hc_origin_unref(struct hc_origin *o)
 {
 	if (--o->refcnt > 0)
 		return;
-	origin_flush(o);
+	hc_origin_flush(o);
 	if (o->lookup != NULL) {
 		o->lookup->origin = NULL;
 		if (o->lookup->gai != NULL)
@@ -757,7 +765,7 @@ hc_target_new(const char *url, char **cause)
 		}
 	}
 	t = xcalloc(1, sizeof *t);
-	t->origin = origin_get(tls, host, port, is_ip);
+	t->origin = hc_origin_get(tls, host, port, is_ip);
 	if (*rest == '\0')
 		t->path = xstrdup("/");
 	else if (*rest == '?')
@@ -772,7 +780,7 @@ hc_target_free(struct hc_target *t)
 {
 	if (t == NULL)
 		return;
-	origin_unref(t->origin);
+	hc_origin_unref(t->origin);
 	free(t->path);
 	free(t);
 }
@@ -797,7 +805,7 @@ hc_target_is_tls(const struct hc_target *t)
 
 /* Start (or join) the DNS lookup for an origin. */
 static void
-origin_resolve(struct hc_origin *o)
+hc_origin_resolve(struct hc_origin *o)
 {
 	struct evutil_addrinfo	 hints;
 	struct hc_lookup	*lk;
@@ -810,7 +818,7 @@ origin_resolve(struct hc_origin *o)
 		while ((req = TAILQ_FIRST(&o->dns_wait)) != NULL) {
 			TAILQ_REMOVE(&o->dns_wait, req, wait_entry);
 			req->in_dns_wait = 0;
-			req_fail(req, HC_ERR_DNS, "cannot resolve %s: no "
+			hc_req_fail(req, HC_ERR_DNS, "cannot resolve %s: no "
 			    "resolver", o->host);
 		}
 		return;
@@ -825,15 +833,15 @@ origin_resolve(struct hc_origin *o)
 	hints.ai_protocol = IPPROTO_TCP;
 	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
 	log_trace(TRACE_UPSTREAM, "resolving %s", o->host);
-	gai = evdns_getaddrinfo(bsp_dns, o->host, NULL, &hints, origin_dns_cb,
-	    lk);
+	gai = evdns_getaddrinfo(bsp_dns, o->host, NULL, &hints,
+	    hc_origin_dns_cb, lk);
 	/* The callback may have run already (hosts file). */
 	if (o->lookup == lk)
 		lk->gai = gai;
 }
 
 static void
-origin_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+hc_origin_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 {
 	struct hc_lookup	*lk = arg;
 	struct hc_origin	*o = lk->origin;
@@ -881,59 +889,70 @@ origin_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 		TAILQ_REMOVE(&o->dns_wait, req, wait_entry);
 		req->in_dns_wait = 0;
 		if (err != 0 || o->naddrs == 0)
-			req_fail(req, HC_ERR_DNS, "cannot resolve %s: %s",
+			hc_req_fail(req, HC_ERR_DNS, "cannot resolve %s: %s",
 			    o->host, err != 0 ? evutil_gai_strerror(err) :
 			    "no usable address");
 		else
-			req_open(req);
+			hc_req_open(req);
 	}
 }
 
 /* -------------------------------------------------------------------- */
 /* Connections. */
 
+/*
+ * The bufferevent of a new connection: TLS with the host name (or address)
+ * checked against the certificate and SNI, or plain; NULL on failure.
+ */
+static struct bufferevent *
+hc_conn_bev(struct hc_origin *o, struct hc_conn *conn)
+{
+	struct bufferevent	*bev;
+	SSL			*ssl;
+	int			 ok;
+
+	if (!o->tls)
+		return (bufferevent_socket_new(bsp_base, -1,
+		    BEV_OPT_CLOSE_ON_FREE));
+	if ((ssl = SSL_new(hc.ctx)) == NULL)
+		return (NULL);
+	SSL_set_ex_data(ssl, hc.ssl_idx, conn);
+	if (o->is_ip)
+		ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+		    o->host) == 1;
+	else if ((ok = SSL_set_tlsext_host_name(ssl, o->host) == 1 &&
+	    SSL_set1_host(ssl, o->host) == 1))
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (!ok) {
+		SSL_free(ssl);
+		return (NULL);
+	}
+	bev = bufferevent_openssl_socket_new(bsp_base, -1, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL)
+		return (NULL);	/* the SSL was freed by libevent */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	conn->ssl = ssl;
+	return (bev);
+}
+
 /* A new connection to the origin's next address; NULL if none. */
 static struct hc_conn *
-conn_new(struct hc_origin *o)
+hc_conn_new(struct hc_origin *o)
 {
 	struct hc_conn		*conn;
 	struct bufferevent	*bev;
-	SSL			*ssl = NULL;
 	const char		*addr;
 	struct timeval		 tv = { HC_BACKSTOP_SEC, 0 };
 
 	addr = o->addrs[o->next_addr++ % o->naddrs];
 	conn = xcalloc(1, sizeof *conn);
 	conn->origin = o;
-	if (o->tls) {
-		if ((ssl = SSL_new(hc.ctx)) == NULL)
-			goto fail;
-		SSL_set_ex_data(ssl, hc.ssl_idx, conn);
-		if (o->is_ip) {
-			if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-			    o->host) != 1)
-				goto fail;
-		} else {
-			if (SSL_set_tlsext_host_name(ssl, o->host) != 1 ||
-			    SSL_set1_host(ssl, o->host) != 1)
-				goto fail;
-			SSL_set_hostflags(ssl,
-			    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-		}
-		bev = bufferevent_openssl_socket_new(bsp_base, -1, ssl,
-		    BUFFEREVENT_SSL_CONNECTING,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-		if (bev == NULL) {
-			ssl = NULL;	/* freed by libevent */
-			goto fail;
-		}
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-		conn->ssl = ssl;
-	} else {
-		bev = bufferevent_socket_new(bsp_base, -1,
-		    BEV_OPT_CLOSE_ON_FREE);
-		if (bev == NULL)
-			goto fail;
+	if ((bev = hc_conn_bev(o, conn)) == NULL) {
+		ERR_clear_error();
+		free(conn);
+		return (NULL);
 	}
 	conn->evcon = evhttp_connection_base_bufferevent_new(bsp_base,
 	    bsp_dns, bev, addr, o->port);
@@ -943,26 +962,20 @@ conn_new(struct hc_origin *o)
 	evhttp_connection_set_retries(conn->evcon, 0);
 	evhttp_connection_set_timeout_tv(conn->evcon, &tv);
 	evhttp_connection_set_max_headers_size(conn->evcon, HC_MAX_HEAD);
-	evhttp_connection_set_closecb(conn->evcon, ev_closed, conn);
+	evhttp_connection_set_closecb(conn->evcon, hc_ev_closed, conn);
 	conn->in_cb = evbuffer_add_cb(bufferevent_get_input(bev),
-	    conn_input_cb, conn);
+	    hc_conn_input_cb, conn);
 	conn->out_cb = evbuffer_add_cb(bufferevent_get_output(bev),
-	    conn_output_cb, conn);
+	    hc_conn_output_cb, conn);
 	if (conn->in_cb == NULL || conn->out_cb == NULL)
 		fatalx("%s: evbuffer_add_cb", __func__);
-	evtimer_assign(&conn->idle_ev, bsp_base, conn_idle_cb, conn);
+	evtimer_assign(&conn->idle_ev, bsp_base, hc_conn_idle_cb, conn);
 	conn->state = HC_CONN_ACTIVE;
 	TAILQ_INSERT_TAIL(&hc.conns, conn, entry);
 	hc.st.conns_live++;
 	hc.st.conns_opened++;
 	log_trace(TRACE_UPSTREAM, "connecting to %s (%s)", o->key, addr);
 	return (conn);
-fail:
-	if (ssl != NULL)
-		SSL_free(ssl);
-	ERR_clear_error();
-	free(conn);
-	return (NULL);
 }
 
 /*
@@ -970,7 +983,7 @@ fail:
  * shut down so the upstream sees it go, the reaper frees it later.
  */
 static void
-conn_kill(struct hc_conn *conn)
+hc_conn_kill(struct hc_conn *conn)
 {
 	evutil_socket_t	fd;
 
@@ -997,7 +1010,7 @@ conn_kill(struct hc_conn *conn)
 
 /* Drop the link between a connection and its request. */
 static void
-conn_detach(struct hc_conn *conn)
+hc_conn_detach(struct hc_conn *conn)
 {
 	struct hc_req	*req = conn->req;
 
@@ -1005,11 +1018,11 @@ conn_detach(struct hc_conn *conn)
 		return;
 	conn->req = NULL;
 	req->conn = NULL;
-	req_unref(req);
+	hc_req_unref(req);
 }
 
 static void
-conn_free(struct hc_conn *conn)
+hc_conn_free(struct hc_conn *conn)
 {
 	evtimer_del(&conn->idle_ev);
 	if (conn->ssl != NULL)
@@ -1020,24 +1033,24 @@ conn_free(struct hc_conn *conn)
 	    conn->out_cb);
 	/* Also frees the bufferevent, the SSL and closes the socket. */
 	evhttp_connection_free(conn->evcon);
-	conn_detach(conn);
+	hc_conn_detach(conn);
 	hc.st.conns_live--;
 	free(conn);
 }
 
 /* The request on this connection is complete: pool it or let it go. */
 static void
-conn_release(struct hc_conn *conn, int reusable)
+hc_conn_release(struct hc_conn *conn, int reusable)
 {
 	struct hc_origin	*o = conn->origin;
 	struct timeval		 tv;
 
-	conn_detach(conn);
+	hc_conn_detach(conn);
 	if (conn->state != HC_CONN_ACTIVE)
 		return;
 	if (!reusable || conn->closed || o == NULL || hc.shutting_down ||
 	    o->nidle >= hc.pool_idle) {
-		conn_kill(conn);
+		hc_conn_kill(conn);
 		return;
 	}
 	conn->state = HC_CONN_IDLE;
@@ -1051,13 +1064,13 @@ conn_release(struct hc_conn *conn, int reusable)
 
 /* An idle connection, or NULL. */
 static struct hc_conn *
-conn_take(struct hc_origin *o)
+hc_conn_take(struct hc_origin *o)
 {
 	struct hc_conn	*conn;
 
 	while ((conn = TAILQ_FIRST(&o->idle)) != NULL) {
 		if (conn->closed) {
-			conn_kill(conn);
+			hc_conn_kill(conn);
 			continue;
 		}
 		TAILQ_REMOVE(&o->idle, conn, idle_entry);
@@ -1072,14 +1085,14 @@ conn_take(struct hc_origin *o)
 
 /* Make room under the global limit by closing an idle connection. */
 static int
-conn_evict_idle(void)
+hc_conn_evict_idle(void)
 {
 	struct hc_origin	*o;
 	struct hc_conn		*conn;
 
 	TAILQ_FOREACH(o, &hc.origins, entry) {
 		if ((conn = TAILQ_LAST(&o->idle, hc_conn_idle)) != NULL) {
-			conn_kill(conn);
+			hc_conn_kill(conn);
 			return (0);
 		}
 	}
@@ -1087,19 +1100,19 @@ conn_evict_idle(void)
 }
 
 static void
-conn_idle_cb(evutil_socket_t fd, short events, void *arg)
+hc_conn_idle_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct hc_conn	*conn = arg;
 
 	if (conn->state != HC_CONN_IDLE)
 		return;
 	hc.st.conns_closed_idle++;
-	conn_kill(conn);
+	hc_conn_kill(conn);
 }
 
 /* evhttp closed the connection (reset or free). */
 static void
-ev_closed(struct evhttp_connection *evcon, void *arg)
+hc_ev_closed(struct evhttp_connection *evcon, void *arg)
 {
 	struct hc_conn	*conn = arg;
 
@@ -1108,13 +1121,13 @@ ev_closed(struct evhttp_connection *evcon, void *arg)
 		log_trace(TRACE_UPSTREAM, "idle connection to %s closed",
 		    conn->origin->key);
 		hc.st.conns_closed_idle++;
-		conn_kill(conn);
+		hc_conn_kill(conn);
 	}
 }
 
 /* Every read: idle timer progress and the input ceiling. */
 static void
-conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+hc_conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     void *arg)
 {
 	struct hc_conn	*conn = arg;
@@ -1138,17 +1151,17 @@ conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 		limit = req->max_body + HC_MAX_HEAD;
 	if (evbuffer_get_length(buf) > limit) {
 		if (req->flags & HC_STREAM)
-			req_fail(req, HC_ERR_PROTOCOL, "response chunk larger "
-			    "than %d bytes", HC_MAX_CHUNK);
+			hc_req_fail(req, HC_ERR_PROTOCOL, "response chunk "
+			    "larger than %d bytes", HC_MAX_CHUNK);
 		else
-			req_fail(req, HC_ERR_TOO_LARGE, "response body larger "
-			    "than %zu bytes", req->max_body);
+			hc_req_fail(req, HC_ERR_TOO_LARGE, "response body "
+			    "larger than %zu bytes", req->max_body);
 	}
 }
 
 /* Request bytes queued (so connected) and written (progress). */
 static void
-conn_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+hc_conn_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     void *arg)
 {
 	struct hc_conn	*conn = arg;
@@ -1158,11 +1171,11 @@ conn_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 		return;
 	if (info->n_added > 0 && req->phase == HC_PH_CONNECT) {
 		req->t_connected = now_mono();
-		req_enter(req, HC_PH_SEND);
+		hc_req_enter(req, HC_PH_SEND);
 	}
 	if (info->n_deleted > 0 && req->phase == HC_PH_SEND) {
 		if (evbuffer_get_length(buf) == 0)
-			req_enter(req, HC_PH_WAIT);
+			hc_req_enter(req, HC_PH_WAIT);
 		else
 			req->t_phase = now_mono();	/* write progress */
 	}
@@ -1172,7 +1185,7 @@ conn_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 /* evhttp callbacks for a request. */
 
 static int
-ev_head(struct evhttp_request *ereq, void *arg)
+hc_ev_head(struct evhttp_request *ereq, void *arg)
 {
 	struct hc_req		*req = arg;
 	const struct evkeyvalq	*hdrs;
@@ -1187,20 +1200,20 @@ ev_head(struct evhttp_request *ereq, void *arg)
 	if (code == 100)
 		return (0);	/* evhttp reads the real head next */
 	if (code < 200 || code > 999) {
-		req_fail(req, HC_ERR_PROTOCOL, "unexpected status %d", code);
+		hc_req_fail(req, HC_ERR_PROTOCOL, "unexpected status %d", code);
 		return (-1);
 	}
 	req->status = code;
 	req->t_head = now_mono();
-	req_enter(req, HC_PH_BODY);
+	hc_req_enter(req, HC_PH_BODY);
 	hdrs = evhttp_request_get_input_headers(ereq);
 	if (!(req->flags & HC_STREAM) &&
 	    (cl = evhttp_find_header(hdrs, "Content-Length")) != NULL) {
 		errno = 0;
 		n = strtoull(cl, &end, 10);
 		if (errno == 0 && *end == '\0' && n > req->max_body) {
-			req_fail(req, HC_ERR_TOO_LARGE, "response body of %llu "
-			    "bytes is larger than %zu", n, req->max_body);
+			hc_req_fail(req, HC_ERR_TOO_LARGE, "response body of "
+			    "%llu bytes is larger than %zu", n, req->max_body);
 			return (-1);
 		}
 	}
@@ -1215,7 +1228,7 @@ ev_head(struct evhttp_request *ereq, void *arg)
 }
 
 static void
-ev_chunk(struct evhttp_request *ereq, void *arg)
+hc_ev_chunk(struct evhttp_request *ereq, void *arg)
 {
 	struct hc_req	*req = arg;
 	struct evbuffer	*in = evhttp_request_get_input_buffer(ereq);
@@ -1225,18 +1238,18 @@ ev_chunk(struct evhttp_request *ereq, void *arg)
 		return;		/* evhttp drains it */
 	req->body_bytes += len;
 	if (req->max_body != 0 && req->body_bytes > req->max_body) {
-		req_fail(req, HC_ERR_TOO_LARGE, "response body larger than "
+		hc_req_fail(req, HC_ERR_TOO_LARGE, "response body larger than "
 		    "%zu bytes", req->max_body);
 		return;
 	}
 	evbuffer_add_buffer(req->data, in);
 	req->undelivered += len;
 	if ((req->flags & HC_STREAM) && !req->paused)
-		req_deliver_data(req);
+		hc_req_deliver_data(req);
 }
 
 static void
-ev_error(enum evhttp_request_error error, void *arg)
+hc_ev_error(enum evhttp_request_error error, void *arg)
 {
 	struct hc_req	*req = arg;
 
@@ -1246,7 +1259,7 @@ ev_error(enum evhttp_request_error error, void *arg)
 
 /* Whether a completed exchange leaves the connection fit for reuse. */
 static int
-ev_reusable(struct hc_req *req, struct evhttp_request *ereq)
+hc_ev_reusable(struct hc_req *req, struct evhttp_request *ereq)
 {
 	const struct evkeyvalq	*hdrs = evhttp_request_get_input_headers(ereq);
 
@@ -1262,11 +1275,11 @@ ev_reusable(struct hc_req *req, struct evhttp_request *ereq)
 
 /*
  * evhttp is done with the request: the response is complete (ereq and a
- * head), or it failed (ereq NULL after ev_error, or ereq without a head
+ * head), or it failed (ereq NULL after hc_ev_error, or ereq without a head
  * when the connection could not be made).
  */
 static void
-ev_done(struct evhttp_request *ereq, void *arg)
+hc_ev_done(struct evhttp_request *ereq, void *arg)
 {
 	struct hc_req	*req = arg;
 	struct hc_conn	*conn = req->conn;
@@ -1275,9 +1288,9 @@ ev_done(struct evhttp_request *ereq, void *arg)
 	if (req->finished || conn == NULL)
 		return;
 	if (ereq != NULL && req->ev_error == 0 && req->phase == HC_PH_BODY) {
-		req_enter(req, HC_PH_DONE);
-		conn_release(conn, ev_reusable(req, ereq));
-		req_succeed(req);
+		hc_req_enter(req, HC_PH_DONE);
+		hc_conn_release(conn, hc_ev_reusable(req, ereq));
+		hc_req_succeed(req);
 		return;
 	}
 
@@ -1285,17 +1298,17 @@ ev_done(struct evhttp_request *ereq, void *arg)
 	switch (req->phase) {
 	case HC_PH_RESOLVE:
 	case HC_PH_CONNECT:
-		req_fail_connect(req, conn, everr, saved_errno);
+		hc_req_fail_connect(req, conn, everr, saved_errno);
 		break;
 	case HC_PH_SEND:
 	case HC_PH_WAIT:
 		if (everr == EVREQ_HTTP_TIMEOUT)
-			req_fail(req, HC_ERR_TIMEOUT_FIRST_BYTE,
+			hc_req_fail(req, HC_ERR_TIMEOUT_FIRST_BYTE,
 			    "no response within the time limit");
 		else if (everr == EVREQ_HTTP_INVALID_HEADER ||
 		    everr == EVREQ_HTTP_DATA_TOO_LONG)
-			req_fail(req, HC_ERR_PROTOCOL, "malformed or oversized "
-			    "response head");
+			hc_req_fail(req, HC_ERR_PROTOCOL, "malformed or "
+			    "oversized response head");
 		else if (req->reused && conn->bytes_in == 0 &&
 		    !req->retried && !(req->flags & HC_NO_RETRY) &&
 		    !hc.shutting_down) {
@@ -1306,24 +1319,24 @@ ev_done(struct evhttp_request *ereq, void *arg)
 			req->retried = 1;
 			req->force_new = 1;
 			req->retry_pending = 1;
-			req_enter(req, HC_PH_RESOLVE);
-			conn_kill(conn);
-			conn_detach(conn);
-			req_kick(req);
+			hc_req_enter(req, HC_PH_RESOLVE);
+			hc_conn_kill(conn);
+			hc_conn_detach(conn);
+			hc_req_kick(req);
 		} else
-			req_fail(req, HC_ERR_CONNECT, "connection closed "
+			hc_req_fail(req, HC_ERR_CONNECT, "connection closed "
 			    "before the response");
 		break;
 	case HC_PH_BODY:
 		if (everr == EVREQ_HTTP_TIMEOUT)
-			req_fail(req, HC_ERR_TIMEOUT_IDLE, "response body "
+			hc_req_fail(req, HC_ERR_TIMEOUT_IDLE, "response body "
 			    "stalled");
 		else if (everr == EVREQ_HTTP_INVALID_HEADER ||
 		    everr == EVREQ_HTTP_DATA_TOO_LONG)
-			req_fail(req, HC_ERR_PROTOCOL, "malformed response "
+			hc_req_fail(req, HC_ERR_PROTOCOL, "malformed response "
 			    "body framing");
 		else
-			req_fail(req, HC_ERR_TRUNCATED, "response body "
+			hc_req_fail(req, HC_ERR_TRUNCATED, "response body "
 			    "truncated after %llu bytes",
 			    (unsigned long long)req->body_bytes);
 		break;
@@ -1334,14 +1347,14 @@ ev_done(struct evhttp_request *ereq, void *arg)
 
 /* Why the connection could not be made: TLS, timeout or TCP. */
 static void
-req_fail_connect(struct hc_req *req, struct hc_conn *conn, int everr,
+hc_req_fail_connect(struct hc_req *req, struct hc_conn *conn, int everr,
     int saved_errno)
 {
 	unsigned long	 e, last = 0;
 	char		 ebuf[128];
 
 	if (conn->verify_err != 0) {
-		req_fail(req, HC_ERR_TLS, "certificate verify failed: %s",
+		hc_req_fail(req, HC_ERR_TLS, "certificate verify failed: %s",
 		    X509_verify_cert_error_string(conn->verify_err - 1));
 		return;
 	}
@@ -1352,14 +1365,14 @@ req_fail_connect(struct hc_req *req, struct hc_conn *conn, int everr,
 		}
 		if (last != 0) {
 			ERR_error_string_n(last, ebuf, sizeof ebuf);
-			req_fail(req, HC_ERR_TLS, "TLS handshake failed: %s",
+			hc_req_fail(req, HC_ERR_TLS, "TLS handshake failed: %s",
 			    ERR_reason_error_string(last) != NULL ?
 			    ERR_reason_error_string(last) : ebuf);
 			return;
 		}
 	}
 	if (everr == EVREQ_HTTP_TIMEOUT) {
-		req_fail(req, HC_ERR_TIMEOUT_CONNECT, "connect timed out");
+		hc_req_fail(req, HC_ERR_TIMEOUT_CONNECT, "connect timed out");
 		return;
 	}
 	switch (saved_errno) {
@@ -1372,11 +1385,11 @@ req_fail_connect(struct hc_req *req, struct hc_conn *conn, int everr,
 	case EPIPE:
 	case EMFILE:
 	case ENFILE:
-		req_fail(req, HC_ERR_CONNECT, "cannot connect to %s: %s",
+		hc_req_fail(req, HC_ERR_CONNECT, "cannot connect to %s: %s",
 		    req->origin->key, strerror(saved_errno));
 		break;
 	default:
-		req_fail(req, HC_ERR_CONNECT, "cannot connect to %s",
+		hc_req_fail(req, HC_ERR_CONNECT, "cannot connect to %s",
 		    req->origin->key);
 		break;
 	}
@@ -1408,74 +1421,81 @@ hc_timeout(long want, long def)
 	return (want < 0 ? -1 : want);
 }
 
-struct hc_req *
-hc_start(struct hc_target *t, const struct hc_request *r, char **cause)
+/*
+ * Is the request one this client can send? The index of its method in
+ * hc_methods[], or -1 with *cause.
+ */
+static int
+hc_request_check(const struct hc_request *r, char **cause)
 {
-	struct hc_req	*req;
-	struct timeval	 tv;
 	const char	*p;
 	size_t		 i, j;
 	int		 m = -1;
 
-	if (!hc.initialized || hc.shutting_down) {
-		xasprintf(cause, "http client is not running");
-		return (NULL);
-	}
 	for (i = 0; r->method != NULL && i < nitems(hc_methods); i++) {
 		if (strcmp(r->method, hc_methods[i].name) == 0)
 			m = (int)i;
 	}
 	if (m == -1) {
 		xasprintf(cause, "unsupported method");
-		return (NULL);
+		return (-1);
 	}
 	if (r->path == NULL || r->path[0] != '/') {
 		xasprintf(cause, "request path must start with /");
-		return (NULL);
+		return (-1);
 	}
 	for (p = r->path; *p != '\0'; p++) {
 		if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
 			xasprintf(cause, "request path has a space or control "
 			    "character");
-			return (NULL);
+			return (-1);
 		}
 	}
 	if (r->nheaders > 0 && r->headers == NULL) {
 		xasprintf(cause, "request headers are missing");
-		return (NULL);
+		return (-1);
 	}
 	for (i = 0; i < r->nheaders; i++) {
 		if (r->headers[i].name == NULL || r->headers[i].value == NULL ||
 		    !hc_token_ok(r->headers[i].name)) {
 			xasprintf(cause, "invalid request header name");
-			return (NULL);
+			return (-1);
 		}
 		if (strpbrk(r->headers[i].value, "\r\n") != NULL) {
 			xasprintf(cause, "request header %s has a line break",
 			    r->headers[i].name);
-			return (NULL);
+			return (-1);
 		}
 		for (j = 0; j < nitems(hc_owned_headers); j++) {
 			if (strcasecmp(r->headers[i].name,
 			    hc_owned_headers[j]) == 0) {
 				xasprintf(cause, "request header %s is set by "
 				    "the client", hc_owned_headers[j]);
-				return (NULL);
+				return (-1);
 			}
 		}
 	}
 	if (r->on_done == NULL) {
 		xasprintf(cause, "request has no completion callback");
-		return (NULL);
+		return (-1);
 	}
 	if (!(r->flags & HC_STREAM) && r->max_body == 0) {
 		xasprintf(cause, "buffered request needs a body ceiling");
-		return (NULL);
+		return (-1);
 	}
 	if (r->body_len > 0 && r->body == NULL) {
 		xasprintf(cause, "request body is missing");
-		return (NULL);
+		return (-1);
 	}
+	return (m);
+}
+
+/* A request's own copy of everything in r (method m), on the live list. */
+static struct hc_req *
+hc_req_new(struct hc_target *t, const struct hc_request *r, int m)
+{
+	struct hc_req	*req;
+	size_t		 i;
 
 	req = xcalloc(1, sizeof *req);
 	req->refcnt = 1;
@@ -1515,10 +1535,27 @@ hc_start(struct hc_target *t, const struct hc_request *r, char **cause)
 	req->arg = r->arg;
 	if ((req->data = evbuffer_new()) == NULL)
 		fatalx("%s: evbuffer_new", __func__);
-	evtimer_assign(&req->tmo_ev, bsp_base, req_tmo_cb, req);
-	evtimer_assign(&req->total_ev, bsp_base, req_total_cb, req);
-	event_assign(&req->kick_ev, bsp_base, -1, 0, req_kick_cb, req);
+	evtimer_assign(&req->tmo_ev, bsp_base, hc_req_tmo_cb, req);
+	evtimer_assign(&req->total_ev, bsp_base, hc_req_total_cb, req);
+	event_assign(&req->kick_ev, bsp_base, -1, 0, hc_req_kick_cb, req);
 	TAILQ_INSERT_TAIL(&hc.reqs, req, entry);
+	return (req);
+}
+
+struct hc_req *
+hc_start(struct hc_target *t, const struct hc_request *r, char **cause)
+{
+	struct hc_req	*req;
+	struct timeval	 tv;
+	int		 m;
+
+	if (!hc.initialized || hc.shutting_down) {
+		xasprintf(cause, "http client is not running");
+		return (NULL);
+	}
+	if ((m = hc_request_check(r, cause)) == -1)
+		return (NULL);
+	req = hc_req_new(t, r, m);
 	hc.st.requests++;
 	hc.st.requests_live++;
 
@@ -1539,9 +1576,30 @@ hc_start(struct hc_target *t, const struct hc_request *r, char **cause)
 		tv.tv_usec = (req->to_total % 1000) * 1000;
 		evtimer_add(&req->total_ev, &tv);
 	}
-	req_arm(req);
-	req_connect(req);
+	hc_req_arm(req);
+	hc_req_connect(req);
 	return (req);
+}
+
+void
+hc_request_init(struct hc_request *r, const char *method, const char *path,
+    const struct hc_header *headers, size_t nheaders, const void *body,
+    size_t body_len, size_t max_body, const struct hc_timeouts *to,
+    void (*done)(struct hc_req *, const struct hc_result *, void *),
+    void *arg)
+{
+	memset(r, 0, sizeof *r);
+	r->method = method;
+	r->path = path;
+	r->headers = headers;
+	r->nheaders = nheaders;
+	r->body = body;
+	r->body_len = body_len;
+	r->max_body = max_body;
+	if (to != NULL)
+		r->timeouts = *to;
+	r->on_done = done;
+	r->arg = arg;
 }
 
 struct hc_req *
@@ -1553,66 +1611,58 @@ hc_fetch(struct hc_target *t, const char *method, const char *path,
 {
 	struct hc_request	r;
 
-	memset(&r, 0, sizeof r);
-	r.method = method;
-	r.path = path;
-	r.headers = headers;
-	r.nheaders = nheaders;
-	r.body = body;
-	r.body_len = body_len;
-	r.max_body = max_body;
-	r.on_done = done;
-	r.arg = arg;
+	hc_request_init(&r, method, path, headers, nheaders, body, body_len,
+	    max_body, NULL, done, arg);
 	return (hc_start(t, &r, cause));
 }
 
 /* Find a connection: the pool, the DNS cache, or a lookup. */
 static void
-req_connect(struct hc_req *req)
+hc_req_connect(struct hc_req *req)
 {
 	struct hc_origin	*o = req->origin;
 	struct hc_conn		*conn;
 
-	if (!req->force_new && (conn = conn_take(o)) != NULL) {
-		req_send(req, conn, 1);
+	if (!req->force_new && (conn = hc_conn_take(o)) != NULL) {
+		hc_req_send(req, conn, 1);
 		return;
 	}
 	if (o->naddrs > 0 && (o->addrs_expire == 0 ||
 	    o->addrs_expire > now_mono())) {
-		req_open(req);
+		hc_req_open(req);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&o->dns_wait, req, wait_entry);
 	req->in_dns_wait = 1;
-	origin_resolve(o);
+	hc_origin_resolve(o);
 }
 
 /* A fresh connection, within the global limit. */
 static void
-req_open(struct hc_req *req)
+hc_req_open(struct hc_req *req)
 {
 	struct hc_conn	*conn;
 
-	if (!req->force_new && (conn = conn_take(req->origin)) != NULL) {
-		req_send(req, conn, 1);
+	if (!req->force_new && (conn = hc_conn_take(req->origin)) != NULL) {
+		hc_req_send(req, conn, 1);
 		return;
 	}
-	if (hc.st.conns_live >= hc.max_conns && conn_evict_idle() == -1) {
-		req_fail(req, HC_ERR_LIMIT, "too many upstream connections "
+	if (hc.st.conns_live >= hc.max_conns && hc_conn_evict_idle() == -1) {
+		hc_req_fail(req, HC_ERR_LIMIT, "too many upstream connections "
 		    "(%zu)", hc.max_conns);
 		return;
 	}
-	if ((conn = conn_new(req->origin)) == NULL) {
-		req_fail(req, HC_ERR_CONNECT, "cannot set up a connection to "
-		    "%s", req->origin->key);
+	if ((conn = hc_conn_new(req->origin)) == NULL) {
+		hc_req_fail(req, HC_ERR_CONNECT, "cannot set up a connection "
+		    "to %s", req->origin->key);
 		return;
 	}
-	req_send(req, conn, 0);
+	hc_req_send(req, conn, 0);
 }
 
 /* Build the evhttp request and hand it to the connection. */
 static void
-req_send(struct hc_req *req, struct hc_conn *conn, int reused)
+hc_req_send(struct hc_req *req, struct hc_conn *conn, int reused)
 {
 	struct evhttp_request	*ereq;
 	struct evkeyvalq	*out;
@@ -1629,20 +1679,20 @@ req_send(struct hc_req *req, struct hc_conn *conn, int reused)
 	if (reused)
 		hc.st.conns_reused++;
 
-	if ((ereq = evhttp_request_new(ev_done, req)) == NULL)
+	if ((ereq = evhttp_request_new(hc_ev_done, req)) == NULL)
 		fatalx("%s: evhttp_request_new", __func__);
 	evhttp_request_own(ereq);
 	req->ereq = ereq;
-	evhttp_request_set_header_cb(ereq, ev_head);
-	evhttp_request_set_chunked_cb(ereq, ev_chunk);
-	evhttp_request_set_error_cb(ereq, ev_error);
+	evhttp_request_set_header_cb(ereq, hc_ev_head);
+	evhttp_request_set_chunked_cb(ereq, hc_ev_chunk);
+	evhttp_request_set_error_cb(ereq, hc_ev_error);
 	out = evhttp_request_get_output_headers(ereq);
 	evhttp_add_header(out, "Host", req->origin->hosthdr);
 	for (i = 0; i < req->nheaders; i++) {
 		if (evhttp_add_header(out, req->hnames[i],
 		    req->hvalues[i]) == -1) {
-			req_fail(req, HC_ERR_PROTOCOL, "invalid request header "
-			    "%s", req->hnames[i]);
+			hc_req_fail(req, HC_ERR_PROTOCOL, "invalid request "
+			    "header %s", req->hnames[i]);
 			return;
 		}
 	}
@@ -1653,22 +1703,22 @@ req_send(struct hc_req *req, struct hc_conn *conn, int reused)
 			req->body->refcnt++;
 			if (evbuffer_add_reference(
 			    evhttp_request_get_output_buffer(ereq),
-			    req->body->data, req->body->len, body_cleanup,
+			    req->body->data, req->body->len, hc_body_cleanup,
 			    req->body) == -1)
 				fatalx("%s: evbuffer_add_reference", __func__);
 		}
 	}
 
-	req_enter(req, HC_PH_CONNECT);
-	/* A reused connection writes at once: conn_output_cb moves on. */
+	hc_req_enter(req, HC_PH_CONNECT);
+	/* A reused connection writes at once: hc_conn_output_cb moves on. */
 	if (evhttp_make_request(conn->evcon, ereq, req->method,
 	    req->path) == -1)
-		req_fail(req, HC_ERR_CONNECT, "cannot send the request to %s",
-		    req->origin->key);
+		hc_req_fail(req, HC_ERR_CONNECT, "cannot send the request to "
+		    "%s", req->origin->key);
 }
 
 static void
-body_unref(struct hc_body *body)
+hc_body_unref(struct hc_body *body)
 {
 	if (body != NULL && --body->refcnt == 0)
 		free(body);
@@ -1676,25 +1726,25 @@ body_unref(struct hc_body *body)
 
 /* An evbuffer let go of the body bytes it referenced. */
 static void
-body_cleanup(const void *data, size_t len, void *arg)
+hc_body_cleanup(const void *data, size_t len, void *arg)
 {
-	body_unref(arg);
+	hc_body_unref(arg);
 }
 
 /* The one place a request changes phase. */
 static void
-req_enter(struct hc_req *req, enum hc_phase ph)
+hc_req_enter(struct hc_req *req, enum hc_phase ph)
 {
 	log_trace(TRACE_UPSTREAM, "request %u: %s -> %s", req->id,
 	    hc_phase_names[req->phase], hc_phase_names[ph]);
 	req->phase = ph;
 	req->t_phase = now_mono();
-	req_arm(req);
+	hc_req_arm(req);
 }
 
 /* The timeout that applies now, in ms, or -1. */
 static long
-req_phase_timeout(struct hc_req *req)
+hc_req_phase_timeout(struct hc_req *req)
 {
 	switch (req->phase) {
 	case HC_PH_RESOLVE:
@@ -1716,13 +1766,13 @@ req_phase_timeout(struct hc_req *req)
  * moves t_phase; the timer notices when it fires and waits the rest.
  */
 static void
-req_arm(struct hc_req *req)
+hc_req_arm(struct hc_req *req)
 {
 	struct timeval	 tv;
 	double		 left;
 	long		 ms;
 
-	ms = req_phase_timeout(req);
+	ms = hc_req_phase_timeout(req);
 	if (req->finished || ms < 0) {
 		evtimer_del(&req->tmo_ev);
 		return;
@@ -1736,34 +1786,34 @@ req_arm(struct hc_req *req)
 }
 
 static void
-req_tmo_cb(evutil_socket_t fd, short events, void *arg)
+hc_req_tmo_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct hc_req	*req = arg;
 	long		 ms;
 
 	if (req->finished)
 		return;
-	ms = req_phase_timeout(req);
+	ms = hc_req_phase_timeout(req);
 	if (ms < 0)
 		return;
 	if (now_mono() + 0.0005 < req->t_phase + (double)ms / 1000.0) {
-		req_arm(req);
+		hc_req_arm(req);
 		return;
 	}
 	switch (req->phase) {
 	case HC_PH_RESOLVE:
 	case HC_PH_CONNECT:
-		req_fail(req, HC_ERR_TIMEOUT_CONNECT, "no connection to %s "
+		hc_req_fail(req, HC_ERR_TIMEOUT_CONNECT, "no connection to %s "
 		    "within %ld ms", req->origin->key, ms);
 		break;
 	case HC_PH_SEND:
 	case HC_PH_WAIT:
-		req_fail(req, HC_ERR_TIMEOUT_FIRST_BYTE, "no response within "
-		    "%ld ms", ms);
+		hc_req_fail(req, HC_ERR_TIMEOUT_FIRST_BYTE, "no response "
+		    "within %ld ms", ms);
 		break;
 	case HC_PH_BODY:
-		req_fail(req, HC_ERR_TIMEOUT_IDLE, "response body stalled for "
-		    "%ld ms", ms);
+		hc_req_fail(req, HC_ERR_TIMEOUT_IDLE, "response body stalled "
+		    "for %ld ms", ms);
 		break;
 	case HC_PH_DONE:
 		break;
@@ -1771,17 +1821,17 @@ req_tmo_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 static void
-req_total_cb(evutil_socket_t fd, short events, void *arg)
+hc_req_total_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct hc_req	*req = arg;
 
-	req_fail(req, HC_ERR_TIMEOUT_TOTAL, "exchange took longer than %ld ms",
-	    req->to_total);
+	hc_req_fail(req, HC_ERR_TIMEOUT_TOTAL, "exchange took longer than %ld "
+	    "ms", req->to_total);
 }
 
 /* The outcome is decided: stop timers, log, deliver on a later pass. */
 static void
-req_end(struct hc_req *req)
+hc_req_end(struct hc_req *req)
 {
 	char	 path[96];
 	size_t	 n;
@@ -1806,11 +1856,11 @@ req_end(struct hc_req *req)
 		    req->reused ? " reused" : "", req->msg[0] != '\0' ?
 		    ": " : "", req->msg);
 	}
-	req_kick(req);
+	hc_req_kick(req);
 }
 
 static void
-req_fail(struct hc_req *req, enum hc_error err, const char *fmt, ...)
+hc_req_fail(struct hc_req *req, enum hc_error err, const char *fmt, ...)
 {
 	va_list	ap;
 
@@ -1822,22 +1872,22 @@ req_fail(struct hc_req *req, enum hc_error err, const char *fmt, ...)
 	req->error = err;
 	hc.st.errors[err]++;
 	if (req->conn != NULL)
-		conn_kill(req->conn);
-	req_end(req);
+		hc_conn_kill(req->conn);
+	hc_req_end(req);
 }
 
 static void
-req_succeed(struct hc_req *req)
+hc_req_succeed(struct hc_req *req)
 {
 	if (req->finished)
 		return;
 	req->error = HC_OK;
 	req->msg[0] = '\0';
-	req_end(req);
+	hc_req_end(req);
 }
 
 static void
-req_kick(struct hc_req *req)
+hc_req_kick(struct hc_req *req)
 {
 	if (!req->cancelled)
 		event_active(&req->kick_ev, EV_TIMEOUT, 0);
@@ -1845,7 +1895,7 @@ req_kick(struct hc_req *req)
 
 /* Deferred work: a retry, held body bytes, on_done. */
 static void
-req_kick_cb(evutil_socket_t fd, short events, void *arg)
+hc_req_kick_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct hc_req	*req = arg;
 
@@ -1858,28 +1908,28 @@ req_kick_cb(evutil_socket_t fd, short events, void *arg)
 				evhttp_request_free(req->ereq);
 				req->ereq = NULL;
 			}
-			req_connect(req);
+			hc_req_connect(req);
 			return;
 		}
 		/* It timed out meanwhile: deliver that. */
 	}
 	if (req->finished && req->error != HC_OK) {
-		req_deliver_done(req);
+		hc_req_deliver_done(req);
 		return;
 	}
 	if (req->paused)
 		return;
 	if ((req->flags & HC_STREAM) && req->undelivered > 0) {
-		req_deliver_data(req);
+		hc_req_deliver_data(req);
 		if (req->cancelled || req->paused)
 			return;
 	}
 	if (req->finished)
-		req_deliver_done(req);
+		hc_req_deliver_done(req);
 }
 
 static void
-req_deliver_data(struct hc_req *req)
+hc_req_deliver_data(struct hc_req *req)
 {
 	req->undelivered = 0;
 	if (req->on_data == NULL) {
@@ -1890,7 +1940,7 @@ req_deliver_data(struct hc_req *req)
 }
 
 static void
-req_deliver_done(struct hc_req *req)
+hc_req_deliver_done(struct hc_req *req)
 {
 	struct hc_result	r;
 
@@ -1910,7 +1960,7 @@ req_deliver_done(struct hc_req *req)
 	r.t_total = req->t_end - req->t_start;
 	req->done_delivered = 1;
 	req->on_done(req, &r, req->arg);
-	req_unref(req);
+	hc_req_unref(req);
 }
 
 void
@@ -1924,11 +1974,11 @@ hc_cancel(struct hc_req *req)
 		bsp_strlcpy(req->msg, "cancelled", sizeof req->msg);
 		hc.st.errors[HC_ERR_CANCELLED]++;
 		if (req->conn != NULL)
-			conn_kill(req->conn);
-		req_end(req);
+			hc_conn_kill(req->conn);
+		hc_req_end(req);
 	}
 	event_del(&req->kick_ev);
-	req_unref(req);
+	hc_req_unref(req);
 }
 
 void
@@ -1941,7 +1991,7 @@ hc_pause(struct hc_req *req)
 		return;
 	if (req->phase == HC_PH_BODY && req->conn != NULL)
 		bufferevent_disable(req->conn->bev, EV_READ);
-	req_arm(req);
+	hc_req_arm(req);
 }
 
 void
@@ -1954,10 +2004,10 @@ hc_resume(struct hc_req *req)
 	    req->conn->state == HC_CONN_ACTIVE) {
 		bufferevent_enable(req->conn->bev, EV_READ);
 		req->t_phase = now_mono();
-		req_arm(req);
+		hc_req_arm(req);
 	}
 	if (req->undelivered > 0 || req->finished)
-		req_kick(req);
+		hc_req_kick(req);
 }
 
 int
@@ -1985,7 +2035,7 @@ hc_buffered(const struct hc_req *req)
 }
 
 static void
-req_unref(struct hc_req *req)
+hc_req_unref(struct hc_req *req)
 {
 	if (--req->refcnt > 0)
 		return;
@@ -1995,7 +2045,7 @@ req_unref(struct hc_req *req)
 }
 
 static void
-req_free(struct hc_req *req)
+hc_req_free(struct hc_req *req)
 {
 	size_t	i;
 
@@ -2005,7 +2055,7 @@ req_free(struct hc_req *req)
 	event_del(&req->total_ev);
 	event_del(&req->kick_ev);
 	evbuffer_free(req->data);
-	body_unref(req->body);
+	hc_body_unref(req->body);
 	for (i = 0; i < req->nheaders; i++) {
 		freezero_str(req->hvalues[i]);
 		free(req->hnames[i]);
@@ -2013,7 +2063,7 @@ req_free(struct hc_req *req)
 	free(req->hnames);
 	free(req->hvalues);
 	free(req->path);
-	origin_unref(req->origin);
+	hc_origin_unref(req->origin);
 	free(req);
 }
 
@@ -2043,12 +2093,12 @@ hc_reap(void)
 	for (;;) {
 		if ((conn = TAILQ_FIRST(&hc.dead_conns)) != NULL) {
 			TAILQ_REMOVE(&hc.dead_conns, conn, entry);
-			conn_free(conn);
+			hc_conn_free(conn);
 			continue;
 		}
 		if ((req = TAILQ_FIRST(&hc.dead_reqs)) != NULL) {
 			TAILQ_REMOVE(&hc.dead_reqs, req, entry);
-			req_free(req);
+			hc_req_free(req);
 			continue;
 		}
 		break;

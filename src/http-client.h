@@ -228,6 +228,17 @@ int		 hc_target_is_tls(const struct hc_target *);
 struct hc_req	*hc_start(struct hc_target *, const struct hc_request *,
 		     char **);
 /*
+ * Fill a request: method, path, headers, body (NULL and 0 for none),
+ * max_body, timeouts (NULL: the defaults of hc_set_timeouts()) and on_done
+ * with its arg. The rest is cleared: a stream sets flags, on_head and
+ * on_data afterwards. Nothing is copied; hc_start() does that.
+ */
+void		 hc_request_init(struct hc_request *, const char *,
+		     const char *, const struct hc_header *, size_t,
+		     const void *, size_t, size_t, const struct hc_timeouts *,
+		     void (*)(struct hc_req *, const struct hc_result *,
+		     void *), void *);
+/*
  * Buffered request with default timeouts, for JSON and form exchanges:
  * on_done gets the whole body (up to max_body bytes) in result->body.
  */

@@ -199,7 +199,7 @@ log_escape(const char *s, size_t len, char *dst, size_t dsize)
 
 /* Does a logfmt value need quotes? */
 static int
-logfmt_needs_quote(const char *s)
+log_needs_quote(const char *s)
 {
 	if (*s == '\0')
 		return (1);
@@ -218,7 +218,7 @@ logfmt_needs_quote(const char *s)
 #define LOG_FIELDS_MAX	(LOG_LINE_MAX - 8)
 
 static void
-line_add(char *line, size_t *off, const char *s, size_t len)
+log_line_add(char *line, size_t *off, const char *s, size_t len)
 {
 	if (*off + len > LOG_FIELDS_MAX)
 		len = *off < LOG_FIELDS_MAX ? LOG_FIELDS_MAX - *off : 0;
@@ -229,7 +229,7 @@ line_add(char *line, size_t *off, const char *s, size_t len)
 
 /* The end of a line ("}" for JSON, the newline): never cut. */
 static void
-line_end(char *line, size_t *off, const char *s)
+log_line_end(char *line, size_t *off, const char *s)
 {
 	size_t	len = strlen(s);
 
@@ -239,10 +239,10 @@ line_end(char *line, size_t *off, const char *s)
 }
 
 static void
-line_addf(char *line, size_t *off, const char *fmt, ...)
+log_line_addf(char *line, size_t *off, const char *fmt, ...)
     printflike(3, 4);
 static void
-line_addf(char *line, size_t *off, const char *fmt, ...)
+log_line_addf(char *line, size_t *off, const char *fmt, ...)
 {
 	va_list	ap;
 	int	n;
@@ -261,26 +261,26 @@ line_addf(char *line, size_t *off, const char *fmt, ...)
 }
 
 static void
-line_kv(char *line, size_t *off, const char *key, const char *val, int num)
+log_line_kv(char *line, size_t *off, const char *key, const char *val, int num)
 {
 	char	esc[LOG_VALUE_MAX];
 
 	if (log_format == LOG_FMT_JSON) {
 		if (num)
-			line_addf(line, off, ",\"%s\":%s", key, val);
+			log_line_addf(line, off, ",\"%s\":%s", key, val);
 		else {
 			log_escape(val, strlen(val), esc, sizeof esc);
-			line_addf(line, off, ",\"%s\":\"%s\"", key, esc);
+			log_line_addf(line, off, ",\"%s\":\"%s\"", key, esc);
 		}
 		return;
 	}
 	if (*off != 0)
-		line_add(line, off, " ", 1);
-	if (num || (!logfmt_needs_quote(val) && strlen(val) < LOG_VALUE_MAX))
-		line_addf(line, off, "%s=%s", key, val);
+		log_line_add(line, off, " ", 1);
+	if (num || (!log_needs_quote(val) && strlen(val) < LOG_VALUE_MAX))
+		log_line_addf(line, off, "%s=%s", key, val);
 	else {
 		log_escape(val, strlen(val), esc, sizeof esc);
-		line_addf(line, off, "%s=\"%s\"", key, esc);
+		log_line_addf(line, off, "%s=\"%s\"", key, esc);
 	}
 }
 
@@ -298,7 +298,7 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 		return;
 	line[0] = '\0';
 	if (log_format == LOG_FMT_JSON)
-		line_add(line, &off, "{", 1);
+		log_line_add(line, &off, "{", 1);
 	if (!log_syslog) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
@@ -306,16 +306,16 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 		if (log_format == LOG_FMT_JSON)
-			line_addf(line, &off, "\"time\":\"%s\"", tbuf);
+			log_line_addf(line, &off, "\"time\":\"%s\"", tbuf);
 		else
-			line_addf(line, &off, "time=%s", tbuf);
-		line_kv(line, &off, "level", log_level_names[level], 0);
+			log_line_addf(line, &off, "time=%s", tbuf);
+		log_line_kv(line, &off, "level", log_level_names[level], 0);
 	} else if (log_format == LOG_FMT_JSON)
-		line_addf(line, &off, "\"level\":\"%s\"",
+		log_line_addf(line, &off, "\"level\":\"%s\"",
 		    log_level_names[level]);
 	else
-		line_addf(line, &off, "level=%s", log_level_names[level]);
-	line_kv(line, &off, "msg", msg, 0);
+		log_line_addf(line, &off, "level=%s", log_level_names[level]);
+	log_line_kv(line, &off, "msg", msg, 0);
 	for (i = 0; i < n; i++) {
 		if (f[i].key == NULL)
 			continue;
@@ -323,25 +323,25 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 		case LF_STR:
 			if (f[i].str == NULL)
 				continue;
-			line_kv(line, &off, f[i].key, f[i].str, 0);
+			log_line_kv(line, &off, f[i].key, f[i].str, 0);
 			break;
 		case LF_INT:
 			snprintf(num, sizeof num, "%lld", f[i].num);
-			line_kv(line, &off, f[i].key, num, 1);
+			log_line_kv(line, &off, f[i].key, num, 1);
 			break;
 		case LF_DBL:
 			snprintf(num, sizeof num, "%.6f", f[i].dbl);
-			line_kv(line, &off, f[i].key, num, 1);
+			log_line_kv(line, &off, f[i].key, num, 1);
 			break;
 		}
 	}
 	if (log_format == LOG_FMT_JSON)
-		line_end(line, &off, "}");
+		log_line_end(line, &off, "}");
 
 	if (log_syslog)
 		syslog(log_syslog_prio[level], "%s", line);
 	else {
-		line_end(line, &off, "\n");
+		log_line_end(line, &off, "\n");
 		/* One write per line so concurrent writers do not interleave. */
 		if (write(STDERR_FILENO, line, off) == -1) {
 			/* nowhere left to complain */

@@ -240,19 +240,10 @@ oidc_get(struct hc_target *t, void (*done)(struct hc_req *,
 	};
 	struct hc_request		 r;
 	long				 ms = cfg->oauth_timeout * 1000L;
+	struct hc_timeouts		 to = { ms, ms, ms, ms };
 
-	memset(&r, 0, sizeof r);
-	r.method = "GET";
-	r.path = hc_target_path(t);
-	r.headers = h;
-	r.nheaders = nitems(h);
-	r.max_body = OIDC_DOC_MAX;
-	r.timeouts.connect_ms = ms;
-	r.timeouts.first_byte_ms = ms;
-	r.timeouts.idle_ms = ms;
-	r.timeouts.total_ms = ms;
-	r.on_done = done;
-	r.arg = arg;
+	hc_request_init(&r, "GET", hc_target_path(t), h, nitems(h), NULL, 0,
+	    OIDC_DOC_MAX, &to, done, arg);
 	return (hc_start(t, &r, cause));
 }
 

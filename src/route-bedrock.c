@@ -21,6 +21,9 @@
  * Each relayed call is a small state machine (relay_enter() traces it):
  * NEW -> SENT -> STREAMING -> DONE, with WAIT_CREDS when AWS said the
  * credentials had expired and a refreshed set is awaited (once).
+ *
+ * Two Bedrock calls get a fixed answer instead: the bidirectional stream
+ * (HTTP/2 only) and the control plane's inference profiles.
  */
 
 #include <ctype.h>
@@ -225,7 +228,7 @@ relay_free_all(void)
 }
 
 static int
-header_forwarded(const char *name)
+relay_header_forwarded(const char *name)
 {
 	return (strcasecmp(name, "Content-Type") == 0 ||
 	    strcasecmp(name, "Accept") == 0 ||
@@ -233,7 +236,7 @@ header_forwarded(const char *name)
 }
 
 static int
-header_returned(const char *name)
+relay_header_returned(const char *name)
 {
 	return (strcasecmp(name, "Content-Type") == 0 ||
 	    strncasecmp(name, "X-Amzn-Bedrock-", 15) == 0 ||
@@ -252,13 +255,13 @@ relay_copy_headers(struct relay *rl, const struct evkeyvalq *h)
 	if (h == NULL)
 		return;
 	TAILQ_FOREACH(kv, h, next) {
-		if (header_returned(kv->key))
+		if (relay_header_returned(kv->key))
 			server_set_header(rl->r, kv->key, kv->value);
 	}
 }
 
 static long long
-header_num(const struct evkeyvalq *h, const char *name)
+relay_header_num(const struct evkeyvalq *h, const char *name)
 {
 	const char	*v;
 	char		*end;
@@ -275,7 +278,7 @@ header_num(const struct evkeyvalq *h, const char *name)
  * counts, each in Anthropic, Converse and InvokeModel-metrics spelling;
  * the first spelling present counts.
  */
-static const char *const usage_names[4][3] = {
+static const char *const relay_usage_names[4][3] = {
 	{ "input_tokens", "inputTokens", "inputTokenCount" },
 	{ "output_tokens", "outputTokens", "outputTokenCount" },
 	{ "cache_read_input_tokens", "cacheReadInputTokens",
@@ -286,7 +289,7 @@ static const char *const usage_names[4][3] = {
 
 /* json_members() callback: a usage member's count, read from its text. */
 static void
-usage_text_member(void *arg, const char *k, size_t klen, const char *v,
+relay_usage_text_member(void *arg, const char *k, size_t klen, const char *v,
     size_t vlen)
 {
 	long long	(*got)[3] = arg;
@@ -294,8 +297,8 @@ usage_text_member(void *arg, const char *k, size_t klen, const char *v,
 
 	for (i = 0; i < 4; i++) {
 		for (s = 0; s < 3; s++) {
-			if (strlen(usage_names[i][s]) == klen &&
-			    memcmp(usage_names[i][s], k, klen) == 0) {
+			if (strlen(relay_usage_names[i][s]) == klen &&
+			    memcmp(relay_usage_names[i][s], k, klen) == 0) {
 				got[i][s] = json_uint(v, vlen);
 				return;
 			}
@@ -308,7 +311,7 @@ usage_text_member(void *arg, const char *k, size_t klen, const char *v,
  * -1 where absent; -1 if the text reader cannot tell, so jansson must.
  */
 static int
-usage_read(json_t *j, const char *text, size_t len, long long v[4])
+relay_usage_read(json_t *j, const char *text, size_t len, long long v[4])
 {
 	long long	 got[4][3], n;
 	size_t		 i, s;
@@ -316,15 +319,15 @@ usage_read(json_t *j, const char *text, size_t len, long long v[4])
 
 	for (i = 0; i < 4; i++) {
 		for (s = 0; s < 3; s++) {
-			m = j != NULL ? json_object_get(j, usage_names[i][s]) :
-			    NULL;
+			m = j != NULL ?
+			    json_object_get(j, relay_usage_names[i][s]) : NULL;
 			got[i][s] = json_is_integer(m) &&
 			    json_integer_value(m) >= 0 ? json_integer_value(m) :
 			    -1;
 		}
 	}
 	if (j == NULL &&
-	    json_members(text, len, usage_text_member, got) == -1)
+	    json_members(text, len, relay_usage_text_member, got) == -1)
 		return (-1);
 	for (i = 0; i < 4; i++) {
 		v[i] = -1;
@@ -342,7 +345,7 @@ usage_read(json_t *j, const char *text, size_t len, long long v[4])
 
 /* A final count replaces; a running one (stream events) only grows. */
 static void
-usage_apply(struct relay *rl, const long long v[4], int final)
+relay_usage_apply(struct relay *rl, const long long v[4], int final)
 {
 	if (v[0] >= 0 && (final || rl->in <= 0))
 		rl->in = v[0];
@@ -356,12 +359,12 @@ usage_apply(struct relay *rl, const long long v[4], int final)
 
 /* Usage from a JSON object in Anthropic or Converse spelling. */
 static void
-usage_from_json(struct relay *rl, json_t *u, int final)
+relay_usage_from_json(struct relay *rl, json_t *u, int final)
 {
 	long long	v[4];
 
-	if (json_is_object(u) && usage_read(u, NULL, 0, v) == 0)
-		usage_apply(rl, v, final);
+	if (json_is_object(u) && relay_usage_read(u, NULL, 0, v) == 0)
+		relay_usage_apply(rl, v, final);
 }
 
 /*
@@ -369,7 +372,7 @@ usage_from_json(struct relay *rl, json_t *u, int final)
  * the text; jansson parses the answer only when the reader cannot tell.
  */
 static void
-usage_from_answer(struct relay *rl, const char *text, size_t len)
+relay_usage_from_answer(struct relay *rl, const char *text, size_t len)
 {
 	const char	*u;
 	size_t		 ulen;
@@ -384,38 +387,38 @@ usage_from_answer(struct relay *rl, const char *text, size_t len)
 	case 1:
 		if (u[0] != '{')
 			return;
-		if (usage_read(NULL, u, ulen, v) == 0) {
-			usage_apply(rl, v, 1);
+		if (relay_usage_read(NULL, u, ulen, v) == 0) {
+			relay_usage_apply(rl, v, 1);
 			return;
 		}
 		break;
 	}
 	if ((j = json_loadb(text, len, 0, NULL)) != NULL) {
-		usage_from_json(rl, json_object_get(j, "usage"), 1);
+		relay_usage_from_json(rl, json_object_get(j, "usage"), 1);
 		json_decref(j);
 	}
 }
 
 /* Look at one chunk's inner JSON (Anthropic SSE data objects). */
 static void
-usage_from_chunk(struct relay *rl, json_t *j)
+relay_usage_from_chunk(struct relay *rl, json_t *j)
 {
 	const char	*type = json_string_value(json_object_get(j, "type"));
 	json_t		*m;
 
 	if ((m = json_object_get(j, "amazon-bedrock-invocationMetrics")) !=
 	    NULL) {
-		usage_from_json(rl, m, 1);
+		relay_usage_from_json(rl, m, 1);
 		rl->have_metrics = 1;
 		return;
 	}
 	if (rl->have_metrics || type == NULL)
 		return;
 	if (strcmp(type, "message_start") == 0)
-		usage_from_json(rl, json_object_get(json_object_get(j,
+		relay_usage_from_json(rl, json_object_get(json_object_get(j,
 		    "message"), "usage"), 0);
 	else if (strcmp(type, "message_delta") == 0)
-		usage_from_json(rl, json_object_get(j, "usage"), 0);
+		relay_usage_from_json(rl, json_object_get(j, "usage"), 0);
 }
 
 /*
@@ -425,7 +428,7 @@ usage_from_chunk(struct relay *rl, json_t *j)
  * escapes. NULL for any other shape; the caller then asks jansson.
  */
 static const char *
-chunk_bytes(const uint8_t *p, size_t len, size_t *outlen)
+relay_chunk_bytes(const uint8_t *p, size_t len, size_t *outlen)
 {
 	const uint8_t	*end = p + len, *s;
 
@@ -478,7 +481,7 @@ relay_chunk_usage(struct relay *rl, const char *b64, size_t b64len)
 	    (memmem(raw, rawlen, "usage", 5) != NULL ||
 	    memmem(raw, rawlen, "invocationMetrics", 17) != NULL) &&
 	    (inner = json_loadb((const char *)raw, rawlen, 0, NULL)) != NULL) {
-		usage_from_chunk(rl, inner);
+		relay_usage_from_chunk(rl, inner);
 		json_decref(inner);
 	}
 	free(raw);
@@ -510,13 +513,14 @@ relay_frame(const struct es_message *m, void *arg)
 	if (strcmp(et, "metadata") == 0) {
 		/* ConverseStream: {"usage":{...},"metrics":{...}} */
 		j = json_loadb((const char *)m->payload, m->payload_len, 0, NULL);
-		usage_from_json(rl, json_object_get(j, "usage"), 1);
+		relay_usage_from_json(rl, json_object_get(j, "usage"), 1);
 		json_decref(j);
 		return (0);
 	}
 	if (strcmp(et, "chunk") != 0)
 		return (0);
-	if ((b64 = chunk_bytes(m->payload, m->payload_len, &b64len)) != NULL)
+	if ((b64 = relay_chunk_bytes(m->payload, m->payload_len,
+	    &b64len)) != NULL)
 		relay_chunk_usage(rl, b64, b64len);
 	else if (memmem(m->payload, m->payload_len, "\"bytes\"", 7) != NULL) {
 		/* Any other shape: let jansson find it. */
@@ -782,87 +786,133 @@ relay_creds_cb(void *arg, int ok)
 	relay_send(rl);
 }
 
-/* The upstream answered (or failed) completely. */
+/* Mid-stream failure: end the stream with an exception frame. */
 static void
-relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
+relay_stream_fail(struct relay *rl, enum hc_error err)
 {
-	struct relay		*rl = arg;
+	struct request	*r = rl->r;
+	struct evbuffer	*b;
+	uint8_t		 frame[1024];
+	size_t		 flen;
+	const char	*type, *msg;
+
+	if (err == HC_ERR_TIMEOUT_IDLE || err == HC_ERR_TIMEOUT_TOTAL) {
+		type = "modelStreamErrorException";
+		msg = "the model stream went silent; the proxy ended it";
+	} else {
+		type = "internalServerException";
+		msg = "the connection to Bedrock broke during the stream";
+	}
+	flen = es_encode_exception(type, msg, frame, sizeof frame);
+	if (flen > 0) {
+		b = evbuffer_new();
+		evbuffer_add(b, frame, flen);
+		server_stream_write(r, b, NULL);
+		evbuffer_free(b);
+	}
+	free(rl->exception);
+	rl->exception = xstrdup(type);
+	relay_log_fields(rl);
+	server_stream_end(r);
+	relay_finish(rl);
+}
+
+/* The call failed: mid-stream an exception frame, before it 502 or 504. */
+static void
+relay_upstream_failed(struct relay *rl, const struct hc_result *res)
+{
+	struct request	*r = rl->r;
+	int		 code;
+
+	rl->outcome = hc_error_name(res->error);
+	if (rl->state == RS_STREAMING) {
+		relay_stream_fail(rl, res->error);
+		return;
+	}
+	switch (res->error) {
+	case HC_ERR_TIMEOUT_CONNECT:
+	case HC_ERR_TIMEOUT_FIRST_BYTE:
+	case HC_ERR_TIMEOUT_IDLE:
+	case HC_ERR_TIMEOUT_TOTAL:
+		code = 504;
+		break;
+	default:
+		code = 502;
+		break;
+	}
+	log_warnx("relay %s: %s %s: %s", r->id, rl->op->name,
+	    hc_error_name(res->error), res->message);
+	relay_log_fields(rl);
+	/* The details (addresses, certificate names) are the log's. */
+	server_error_bedrock(r, code, "ServiceUnavailableException",
+	    "cannot reach Bedrock (%s); the proxy's log has the details under "
+	    "request id %s", hc_error_name(res->error), r->id);
+	relay_finish(rl);
+}
+
+/* AWS said the credentials expired: drop the answer, wait for new ones. */
+static void
+relay_wait_creds(struct relay *rl)
+{
+	relay_enter(rl, RS_WAIT_CREDS);
+	if (rl->errbody != NULL) {
+		evbuffer_free(rl->errbody);
+		rl->errbody = NULL;
+	}
+	if (rl->errheaders_set) {
+		evhttp_clear_headers(&rl->errheaders);
+		rl->errheaders_set = 0;
+	}
+	log_info("relay %s: AWS says the credentials expired; refreshing once",
+	    rl->r->id);
+	aws_creds_expired(rl->creds, relay_creds_cb, rl);
+}
+
+/* The counts of a 200 answer: the service's headers win over the body. */
+static void
+relay_answer_usage(struct relay *rl, const struct evkeyvalq *h,
+    struct evbuffer *body)
+{
+	long long	v, hin, hout;
+
+	if ((v = relay_header_num(h, "X-Amzn-Bedrock-Input-Token-Count")) >= 0)
+		rl->in = v;
+	if ((v = relay_header_num(h, "X-Amzn-Bedrock-Output-Token-Count")) >=
+	    0)
+		rl->out = v;
+	if ((v = relay_header_num(h,
+	    "X-Amzn-Bedrock-Cache-Read-Input-Token-Count")) >= 0)
+		rl->cache_read = v;
+	if ((v = relay_header_num(h,
+	    "X-Amzn-Bedrock-Cache-Write-Input-Token-Count")) >= 0)
+		rl->cache_write = v;
+	if (strcmp(rl->op->name, "CountTokens") == 0) {
+		rl->in = rl->out = 0;
+		return;
+	}
+	if (body == NULL || evbuffer_get_length(body) >= RELAY_ERR_BODY_MAX)
+		return;
+	hin = rl->in;
+	hout = rl->out;
+	relay_usage_from_answer(rl, (const char *)evbuffer_pullup(body, -1),
+	    evbuffer_get_length(body));
+	if (hin >= 0 &&
+	    relay_header_num(h, "X-Amzn-Bedrock-Input-Token-Count") >= 0)
+		rl->in = hin;
+	if (hout >= 0 &&
+	    relay_header_num(h, "X-Amzn-Bedrock-Output-Token-Count") >= 0)
+		rl->out = hout;
+}
+
+/* A complete, non-streamed answer (or a streaming op's error). */
+static void
+relay_answer(struct relay *rl, const struct hc_result *res)
+{
 	struct request		*r = rl->r;
 	struct evbuffer		*body;
 	const struct evkeyvalq	*h;
-	uint8_t			 frame[1024];
-	size_t			 flen;
-	const char		*type, *msg;
-	int			 code;
+	const char		*type;
 
-	rl->up = NULL;
-	if (rl->state == RS_DONE)
-		return;
-	if (res->error != HC_OK) {
-		rl->outcome = hc_error_name(res->error);
-		if (rl->state == RS_STREAMING) {
-			/* Mid-stream: end it with an exception frame. */
-			if (res->error == HC_ERR_TIMEOUT_IDLE ||
-			    res->error == HC_ERR_TIMEOUT_TOTAL) {
-				type = "modelStreamErrorException";
-				msg = "the model stream went silent; the proxy "
-				    "ended it";
-			} else {
-				type = "internalServerException";
-				msg = "the connection to Bedrock broke during "
-				    "the stream";
-			}
-			flen = es_encode_exception(type, msg, frame,
-			    sizeof frame);
-			if (flen > 0) {
-				struct evbuffer *b = evbuffer_new();
-
-				evbuffer_add(b, frame, flen);
-				server_stream_write(r, b, NULL);
-				evbuffer_free(b);
-			}
-			free(rl->exception);
-			rl->exception = xstrdup(type);
-			relay_log_fields(rl);
-			server_stream_end(r);
-			relay_finish(rl);
-			return;
-		}
-		switch (res->error) {
-		case HC_ERR_TIMEOUT_CONNECT:
-		case HC_ERR_TIMEOUT_FIRST_BYTE:
-		case HC_ERR_TIMEOUT_IDLE:
-		case HC_ERR_TIMEOUT_TOTAL:
-			code = 504;
-			break;
-		default:
-			code = 502;
-			break;
-		}
-		log_warnx("relay %s: %s %s: %s", r->id, rl->op->name,
-		    hc_error_name(res->error), res->message);
-		relay_log_fields(rl);
-		/* The details (addresses, certificate names) are the log's. */
-		server_error_bedrock(r, code, "ServiceUnavailableException",
-		    "cannot reach Bedrock (%s); the proxy's log has the "
-		    "details under request id %s", hc_error_name(res->error),
-		    r->id);
-		relay_finish(rl);
-		return;
-	}
-
-	if (rl->state == RS_STREAMING) {
-		if (rl->dec_on && es_decoder_finish(&rl->dec) == -1 &&
-		    !rl->dec.failed)
-			log_warnx("relay %s: the upstream stream ended inside "
-			    "a frame", r->id);
-		relay_log_fields(rl);
-		server_stream_end(r);
-		relay_finish(rl);
-		return;
-	}
-
-	/* A complete, non-streamed answer (or a streaming op's error). */
 	h = rl->errheaders_set ? &rl->errheaders : res->headers;
 	body = rl->errbody != NULL ? rl->errbody : res->body;
 	if (rl->errbody != NULL && res->body != NULL)
@@ -873,52 +923,12 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 		rl->t_first = res->t_head > 0 ? rl->t0 + res->t_head :
 		    now_mono();
 	if (rl->creds != NULL && rl->attempts == 1 && relay_expired(rl, h)) {
-		relay_enter(rl, RS_WAIT_CREDS);
-		if (rl->errbody != NULL) {
-			evbuffer_free(rl->errbody);
-			rl->errbody = NULL;
-		}
-		if (rl->errheaders_set) {
-			evhttp_clear_headers(&rl->errheaders);
-			rl->errheaders_set = 0;
-		}
-		log_info("relay %s: AWS says the credentials expired; "
-		    "refreshing once", r->id);
-		aws_creds_expired(rl->creds, relay_creds_cb, rl);
+		relay_wait_creds(rl);
 		return;
 	}
-	if (rl->status == 200) {
-		long long v;
-
-		if ((v = header_num(h, "X-Amzn-Bedrock-Input-Token-Count")) >= 0)
-			rl->in = v;
-		if ((v = header_num(h, "X-Amzn-Bedrock-Output-Token-Count")) >=
-		    0)
-			rl->out = v;
-		if ((v = header_num(h,
-		    "X-Amzn-Bedrock-Cache-Read-Input-Token-Count")) >= 0)
-			rl->cache_read = v;
-		if ((v = header_num(h,
-		    "X-Amzn-Bedrock-Cache-Write-Input-Token-Count")) >= 0)
-			rl->cache_write = v;
-		if (strcmp(rl->op->name, "CountTokens") != 0 && body != NULL &&
-		    evbuffer_get_length(body) < RELAY_ERR_BODY_MAX) {
-			long long hin = rl->in, hout = rl->out;
-
-			usage_from_answer(rl,
-			    (const char *)evbuffer_pullup(body, -1),
-			    evbuffer_get_length(body));
-			/* The service's own headers win over the body. */
-			if (hin >= 0 && header_num(h,
-			    "X-Amzn-Bedrock-Input-Token-Count") >= 0)
-				rl->in = hin;
-			if (hout >= 0 && header_num(h,
-			    "X-Amzn-Bedrock-Output-Token-Count") >= 0)
-				rl->out = hout;
-		}
-		if (strcmp(rl->op->name, "CountTokens") == 0)
-			rl->in = rl->out = 0;
-	} else if (h != NULL &&
+	if (rl->status == 200)
+		relay_answer_usage(rl, h, body);
+	else if (h != NULL &&
 	    (type = evhttp_find_header(h, "x-amzn-ErrorType")) != NULL &&
 	    strcspn(type, ":") > 0) {
 		free(rl->exception);
@@ -944,122 +954,137 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 	relay_finish(rl);
 }
 
-/* Sign (or not) and send the request upstream. */
+/* The upstream answered (or failed) completely. */
 static void
-relay_send(struct relay *rl)
+relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
+{
+	struct relay	*rl = arg;
+
+	rl->up = NULL;
+	if (rl->state == RS_DONE)
+		return;
+	if (res->error != HC_OK) {
+		relay_upstream_failed(rl, res);
+		return;
+	}
+	if (rl->state != RS_STREAMING) {
+		relay_answer(rl, res);
+		return;
+	}
+	if (rl->dec_on && es_decoder_finish(&rl->dec) == -1 && !rl->dec.failed)
+		log_warnx("relay %s: the upstream stream ended inside a frame",
+		    rl->r->id);
+	relay_log_fields(rl);
+	server_stream_end(rl->r);
+	relay_finish(rl);
+}
+
+/*
+ * The client's headers that go upstream (the allow-list), both for the
+ * signature and for the request; -1 if there are too many.
+ */
+static int
+relay_forward_headers(struct relay *rl, struct sigv4_header *sh, size_t *ns,
+    struct hc_header *hdr, size_t *nh)
+{
+	struct evkeyvalq	*in;
+	struct evkeyval		*kv;
+
+	in = evhttp_request_get_input_headers(rl->r->http);
+	TAILQ_FOREACH(kv, in, next) {
+		if (!relay_header_forwarded(kv->key))
+			continue;
+		if (*ns == SIGV4_MAX_HEADERS)
+			return (-1);
+		sh[*ns].name = kv->key;
+		sh[*ns].value = kv->value;
+		(*ns)++;
+		hdr[*nh].name = kv->key;
+		hdr[*nh].value = kv->value;
+		(*nh)++;
+	}
+	return (0);
+}
+
+/*
+ * Sign this attempt with the current AWS credentials (kept in rl->creds,
+ * to tell AWS's "expired" apart from a refresh): 0, or -1 when the request
+ * has been answered.
+ */
+static int
+relay_sign(struct relay *rl, const uint8_t *body, size_t blen,
+    const struct sigv4_header *sh, size_t ns, struct sigv4_result *sres)
 {
 	struct request		*r = rl->r;
 	struct config		*c = r->cfg;
-	struct evkeyvalq	*in;
-	struct evkeyval		*kv;
-	struct hc_header	 hdr[RELAY_MAX_HEADERS];
-	struct sigv4_header	 sh[SIGV4_MAX_HEADERS];
 	struct sigv4_request	 sreq;
 	struct sigv4_creds	 sc;
-	struct sigv4_result	 sres;
-	struct hc_request	 hreq;
-	const uint8_t		*body;
-	size_t			 blen, nh = 0, ns = 0, i;
 	const char		*err;
-	char			*cause = NULL, *bearer = NULL;
 
-	if (server_body(r, &body, &blen) == -1) {
+	if (rl->creds != NULL)
+		aws_creds_unref(rl->creds);
+	if ((rl->creds = aws_creds_get()) == NULL) {
+		rl->outcome = "no_credentials";
+		server_error_bedrock(r, 503, "ServiceUnavailableException",
+		    "the proxy has no AWS credentials: %s",
+		    aws_creds_problem());
+		relay_finish(rl);
+		return (-1);
+	}
+	memset(&sreq, 0, sizeof sreq);
+	sreq.method = "POST";
+	sreq.host = hc_target_host(rel.target);
+	sreq.path = rl->path;
+	sreq.query = NULL;
+	sreq.headers = sh;
+	sreq.nheaders = ns;
+	sreq.payload = body;
+	sreq.payload_len = blen;
+	sreq.region = c->aws_region;
+	sreq.service = "bedrock";
+	sreq.when = now_wall();
+	sreq.flags = SIGV4_CONTENT_SHA256;
+	sc.access_key_id = rl->creds->access_key_id;
+	sc.secret_access_key = rl->creds->secret_access_key;
+	sc.session_token = rl->creds->session_token;
+	if (sigv4_sign(&sreq, &sc, sres, &err) == -1) {
+		log_warnx("relay %s: cannot sign: %s", r->id, err);
 		rl->outcome = "bad_request";
 		server_error_bedrock(r, 400, "ValidationException",
-		    "cannot read the request body");
+		    "the request cannot be signed: %s", err);
 		relay_finish(rl);
-		return;
+		return (-1);
 	}
-	in = evhttp_request_get_input_headers(r->http);
-	TAILQ_FOREACH(kv, in, next) {
-		if (!header_forwarded(kv->key))
-			continue;
-		if (ns == SIGV4_MAX_HEADERS) {
-			rl->outcome = "bad_request";
-			server_error_bedrock(r, 400, "ValidationException",
-			    "too many X-Amzn-Bedrock headers");
-			relay_finish(rl);
-			return;
-		}
-		sh[ns].name = kv->key;
-		sh[ns].value = kv->value;
-		ns++;
-		hdr[nh].name = kv->key;
-		hdr[nh].value = kv->value;
-		nh++;
-	}
-	if (c->aws_bearer_token != NULL) {
-		xasprintf(&bearer, "Bearer %s", c->aws_bearer_token);
-		hdr[nh].name = "Authorization";
-		hdr[nh].value = bearer;
-		nh++;
-	} else {
-		if (rl->creds != NULL)
-			aws_creds_unref(rl->creds);
-		if ((rl->creds = aws_creds_get()) == NULL) {
-			rl->outcome = "no_credentials";
-			server_error_bedrock(r, 503,
-			    "ServiceUnavailableException", "the proxy has no "
-			    "AWS credentials: %s", aws_creds_problem());
-			relay_finish(rl);
-			return;
-		}
-		memset(&sreq, 0, sizeof sreq);
-		sreq.method = "POST";
-		sreq.host = hc_target_host(rel.target);
-		sreq.path = rl->path;
-		sreq.query = NULL;
-		sreq.headers = sh;
-		sreq.nheaders = ns;
-		sreq.payload = body;
-		sreq.payload_len = blen;
-		sreq.region = c->aws_region;
-		sreq.service = "bedrock";
-		sreq.when = now_wall();
-		sreq.flags = SIGV4_CONTENT_SHA256;
-		sc.access_key_id = rl->creds->access_key_id;
-		sc.secret_access_key = rl->creds->secret_access_key;
-		sc.session_token = rl->creds->session_token;
-		if (sigv4_sign(&sreq, &sc, &sres, &err) == -1) {
-			log_warnx("relay %s: cannot sign: %s", r->id, err);
-			rl->outcome = "bad_request";
-			server_error_bedrock(r, 400, "ValidationException",
-			    "the request cannot be signed: %s", err);
-			relay_finish(rl);
-			return;
-		}
-		for (i = 0; i < sres.nout; i++)
-			hdr[nh++] = (struct hc_header){ sres.out[i].name,
-			    sres.out[i].value };
-	}
-	hdr[nh].name = "User-Agent";
-	hdr[nh].value = BSP_NAME "/" PACKAGE_VERSION;
-	nh++;
+	return (0);
+}
 
-	memset(&hreq, 0, sizeof hreq);
-	hreq.method = "POST";
-	hreq.path = rl->path;
-	hreq.headers = hdr;
-	hreq.nheaders = nh;
-	hreq.body = body;
-	hreq.body_len = blen;
-	hreq.max_body = rl->op->stream ? 0 : RELAY_MAX_BODY;
-	hreq.timeouts.connect_ms = c->to_upstream_connect * 1000;
-	hreq.timeouts.first_byte_ms = c->to_upstream_first_byte * 1000;
-	hreq.timeouts.idle_ms = (rl->op->stream ? c->to_stream_idle :
+/* Hand the request to the HTTP client, with the timeouts of its kind. */
+static void
+relay_start(struct relay *rl, const struct hc_header *hdr, size_t nh,
+    const uint8_t *body, size_t blen)
+{
+	struct request		*r = rl->r;
+	struct config		*c = r->cfg;
+	struct hc_request	 hreq;
+	struct hc_timeouts	 to;
+	char			*cause = NULL;
+
+	to.connect_ms = c->to_upstream_connect * 1000;
+	to.first_byte_ms = c->to_upstream_first_byte * 1000;
+	to.idle_ms = (rl->op->stream ? c->to_stream_idle :
 	    c->to_upstream_first_byte) * 1000;
-	hreq.timeouts.total_ms = HC_TIMEOUT_NONE;
-	hreq.flags = rl->op->stream ? HC_STREAM : 0;
-	hreq.on_head = rl->op->stream ? relay_on_head : NULL;
-	hreq.on_data = rl->op->stream ? relay_on_data : NULL;
-	hreq.on_done = relay_on_done;
-	hreq.arg = rl;
+	to.total_ms = HC_TIMEOUT_NONE;
+	hc_request_init(&hreq, "POST", rl->path, hdr, nh, body, blen,
+	    rl->op->stream ? 0 : RELAY_MAX_BODY, &to, relay_on_done, rl);
+	if (rl->op->stream) {
+		hreq.flags = HC_STREAM;
+		hreq.on_head = relay_on_head;
+		hreq.on_data = relay_on_data;
+	}
 	rl->attempts++;
 	rl->status = 0;
 	rl->t_first = 0;
-	rl->up = hc_start(rel.target, &hreq, &cause);
-	freezero_str(bearer);
-	if (rl->up == NULL) {
+	if ((rl->up = hc_start(rel.target, &hreq, &cause)) == NULL) {
 		log_warnx("relay %s: %s", r->id, cause);
 		rl->outcome = "internal";
 		server_error_bedrock(r, 500, "InternalServerException",
@@ -1069,6 +1094,51 @@ relay_send(struct relay *rl)
 		return;
 	}
 	relay_enter(rl, RS_SENT);
+}
+
+/* Sign (or not) and send the request upstream. */
+static void
+relay_send(struct relay *rl)
+{
+	struct request		*r = rl->r;
+	struct hc_header	 hdr[RELAY_MAX_HEADERS];
+	struct sigv4_header	 sh[SIGV4_MAX_HEADERS];
+	struct sigv4_result	 sres;
+	const uint8_t		*body;
+	size_t			 blen, nh = 0, ns = 0, i;
+	char			*bearer = NULL;
+
+	if (server_body(r, &body, &blen) == -1) {
+		rl->outcome = "bad_request";
+		server_error_bedrock(r, 400, "ValidationException",
+		    "cannot read the request body");
+		relay_finish(rl);
+		return;
+	}
+	if (relay_forward_headers(rl, sh, &ns, hdr, &nh) == -1) {
+		rl->outcome = "bad_request";
+		server_error_bedrock(r, 400, "ValidationException",
+		    "too many X-Amzn-Bedrock headers");
+		relay_finish(rl);
+		return;
+	}
+	if (r->cfg->aws_bearer_token != NULL) {
+		xasprintf(&bearer, "Bearer %s", r->cfg->aws_bearer_token);
+		hdr[nh].name = "Authorization";
+		hdr[nh].value = bearer;
+		nh++;
+	} else {
+		if (relay_sign(rl, body, blen, sh, ns, &sres) == -1)
+			return;
+		for (i = 0; i < sres.nout; i++)
+			hdr[nh++] = (struct hc_header){ sres.out[i].name,
+			    sres.out[i].value };
+	}
+	hdr[nh].name = "User-Agent";
+	hdr[nh].value = BSP_NAME "/" PACKAGE_VERSION;
+	nh++;
+	relay_start(rl, hdr, nh, body, blen);
+	freezero_str(bearer);
 }
 
 static const struct relay_op *
@@ -1085,7 +1155,7 @@ relay_op_find(const struct route *rt)
 
 /* An id byte: a letter, a digit or one of "-._:/" (ASCII only). */
 static int
-id_char(int c)
+relay_id_char(int c)
 {
 	return ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
 	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
@@ -1116,7 +1186,7 @@ relay_id_decode(const char *p, size_t len, size_t max, const char **why)
 	}
 	*why = NULL;
 	for (s = id; *s != '\0' && *why == NULL; s++) {
-		if (!id_char((unsigned char)*s))
+		if (!relay_id_char((unsigned char)*s))
 			*why = "only letters, digits and -._:/ may be used";
 	}
 	for (s = id; *why == NULL; s += n + 1) {
@@ -1248,4 +1318,24 @@ route_bedrock(struct request *r)
 	request_ref(r);
 	r->on_abort = relay_abort;
 	relay_send(rl);
+}
+
+/* InvokeModelWithBidirectionalStream needs HTTP/2; evhttp speaks 1.1. */
+void
+route_bidi_stream(struct request *r)
+{
+	server_error_bedrock(r, 501, "ValidationException",
+	    "InvokeModelWithBidirectionalStream needs HTTP/2, which this "
+	    "proxy does not offer");
+}
+
+/*
+ * Claude Code asks the control plane for inference profiles before it
+ * infers; a 404 in Bedrock's shape makes it carry on with the model id.
+ */
+void
+route_inference_profiles(struct request *r)
+{
+	server_error_bedrock(r, 404, "ResourceNotFoundException",
+	    "inference profiles are not served by this proxy");
 }

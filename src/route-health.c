@@ -100,23 +100,3 @@ route_not_found(struct request *r)
 	}
 	server_error_oauth(r, 404, "not_found", "no such endpoint");
 }
-
-/* InvokeModelWithBidirectionalStream needs HTTP/2; evhttp speaks 1.1. */
-void
-route_bidi_stream(struct request *r)
-{
-	server_error_bedrock(r, 501, "ValidationException",
-	    "InvokeModelWithBidirectionalStream needs HTTP/2, which this "
-	    "proxy does not offer");
-}
-
-/*
- * Claude Code asks the control plane for inference profiles before it
- * infers; a 404 in Bedrock's shape makes it carry on with the model id.
- */
-void
-route_inference_profiles(struct request *r)
-{
-	server_error_bedrock(r, 404, "ResourceNotFoundException",
-	    "inference profiles are not served by this proxy");
-}

@@ -749,6 +749,29 @@ test_refusals(void)
 	crypto_key_free(k);
 }
 
+/* random_id(): request ids and the like, from crypto.c's randomness. */
+static void
+test_random_id(void)
+{
+	char	a[65], b[65], small[2] = "x", none[1] = "x";
+	size_t	i;
+	int	hex = 1;
+
+	memset(a, '*', sizeof a);
+	random_id(a, sizeof a);
+	for (i = 0; i < 64; i++)
+		hex &= (a[i] >= '0' && a[i] <= '9') || (a[i] >= 'a' &&
+		    a[i] <= 'f');
+	ok(hex && a[64] == '\0', "random_id: len-1 lowercase hex digits");
+	random_id(b, sizeof b);
+	ok(strcmp(a, b) != 0, "random_id: two ids differ");
+	random_id(small, sizeof small);
+	ok(small[1] == '\0' && strchr("0123456789abcdef", small[0]) != NULL,
+	    "random_id: one digit");
+	random_id(none, 0);
+	ok(none[0] == 'x', "random_id: no room, nothing written");
+}
+
 int
 main(void)
 {
@@ -764,6 +787,7 @@ main(void)
 	test_known_answers();
 	test_roundtrips();
 	test_refusals();
+	test_random_id();
 	crypto_kek_unload();
 	return (tap_done());
 }

@@ -658,21 +658,11 @@ begin(struct hc_target *t, const char *method, const char *path,
 	struct hc_request	 rq;
 	char			*cause = NULL;
 
-	memset(&rq, 0, sizeof rq);
-	rq.method = method;
-	rq.path = path;
-	rq.headers = h;
-	rq.nheaders = nh;
-	rq.body = body;
-	rq.body_len = blen;
-	rq.max_body = cap;
-	if (to != NULL)
-		rq.timeouts = *to;
+	hc_request_init(&rq, method, path, h, nh, body, blen, cap, to, on_done,
+	    r);
 	rq.flags = stream ? HC_STREAM : 0;
 	rq.on_head = on_head;
 	rq.on_data = on_data;
-	rq.on_done = on_done;
-	rq.arg = r;
 	if ((r->req = hc_start(t, &rq, &cause)) == NULL) {
 		diag("hc_start: %s", cause);
 		free(cause);
@@ -869,16 +859,36 @@ main(void)
 	t_closed = target("http://127.0.0.1", p_closed);
 	t_dns = target("https://nonexistent.invalid", 443);
 
+	/* hc_request_init() fills what it is given and clears the rest. */
+	memset(&rq, 0xa5, sizeof rq);
+	to.connect_ms = 1;
+	to.first_byte_ms = 2;
+	to.idle_ms = 3;
+	to.total_ms = HC_TIMEOUT_NONE;
+	hc_request_init(&rq, "POST", "/p", hdr, 2, "b", 1, 7, &to, on_done,
+	    &r);
+	ok(strcmp(rq.method, "POST") == 0 && strcmp(rq.path, "/p") == 0 &&
+	    rq.headers == hdr && rq.nheaders == 2 && rq.body_len == 1 &&
+	    memcmp(rq.body, "b", 1) == 0 && rq.max_body == 7 &&
+	    rq.on_done == on_done && rq.arg == &r,
+	    "request init: the fields given");
+	ok(rq.timeouts.connect_ms == 1 && rq.timeouts.first_byte_ms == 2 &&
+	    rq.timeouts.idle_ms == 3 && rq.timeouts.total_ms == HC_TIMEOUT_NONE,
+	    "request init: the four timeouts");
+	ok(rq.flags == 0 && rq.on_head == NULL && rq.on_data == NULL,
+	    "request init: buffered, no stream callbacks");
+	hc_request_init(&rq, "GET", "/", NULL, 0, NULL, 0, 1, NULL, on_done,
+	    NULL);
+	ok(rq.timeouts.connect_ms == 0 && rq.timeouts.first_byte_ms == 0 &&
+	    rq.timeouts.idle_ms == 0 && rq.timeouts.total_ms == 0 &&
+	    rq.body == NULL && rq.headers == NULL && rq.arg == NULL,
+	    "request init: no timeouts given means the defaults");
+
 	/* Invalid requests fail at once. */
-	memset(&rq, 0, sizeof rq);
-	rq.method = "GET";
-	rq.path = "/x";
-	rq.max_body = 100;
-	rq.on_done = on_done;
 	hdr[0].name = "Host";
 	hdr[0].value = "evil";
-	rq.headers = hdr;
-	rq.nheaders = 1;
+	hc_request_init(&rq, "GET", "/x", hdr, 1, NULL, 0, 100, NULL, on_done,
+	    NULL);
 	ok(hc_start(t_plain, &rq, &cause) == NULL, "caller may not set Host");
 	free(cause);
 	cause = NULL;
@@ -1238,12 +1248,8 @@ main(void)
 
 	/* Cancel from outside while waiting for the head. */
 	memset(&r, 0, sizeof r);
-	memset(&rq, 0, sizeof rq);
-	rq.method = "GET";
-	rq.path = "/never";
-	rq.max_body = 100;
-	rq.on_done = on_done;
-	rq.arg = &r;
+	hc_request_init(&rq, "GET", "/never", NULL, 0, NULL, 0, 100, NULL,
+	    on_done, &r);
 	req = hc_start(t_plain, &rq, &cause);
 	run_for(0.05);
 	hc_cancel(req);
@@ -1259,12 +1265,8 @@ main(void)
 
 		memset(lim, 0, sizeof lim);
 		for (i = 0; i < 3; i++) {
-			memset(&rq, 0, sizeof rq);
-			rq.method = "GET";
-			rq.path = "/never";
-			rq.max_body = 100;
-			rq.on_done = on_done;
-			rq.arg = &lim[i];
+			hc_request_init(&rq, "GET", "/never", NULL, 0, NULL, 0,
+			    100, NULL, on_done, &lim[i]);
 			lim[i].req = hc_start(t_mute, &rq, &cause);
 		}
 		run_for(0.05);
@@ -1292,12 +1294,8 @@ main(void)
 	hc_get_stats(&st0);
 	memset(many, 0, sizeof many);
 	for (i = 0; i < 200; i++) {
-		memset(&rq, 0, sizeof rq);
-		rq.method = "GET";
-		rq.path = "/echo";
-		rq.max_body = 1000;
-		rq.on_done = on_done;
-		rq.arg = &many[i];
+		hc_request_init(&rq, "GET", "/echo", NULL, 0, NULL, 0, 1000,
+		    NULL, on_done, &many[i]);
 		many[i].req = hc_start(i % 2 ? t_ok : t_plain, &rq, &cause);
 	}
 	n = 0;
@@ -1321,12 +1319,8 @@ main(void)
 
 	/* Shutdown with a request in flight: no callback, nothing left. */
 	memset(&r, 0, sizeof r);
-	memset(&rq, 0, sizeof rq);
-	rq.method = "GET";
-	rq.path = "/never";
-	rq.max_body = 100;
-	rq.on_done = on_done;
-	rq.arg = &r;
+	hc_request_init(&rq, "GET", "/never", NULL, 0, NULL, 0, 100, NULL,
+	    on_done, &r);
 	hc_start(t_plain, &rq, &cause);
 	run_for(0.05);
 	hc_get_stats(&st);
