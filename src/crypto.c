@@ -7,8 +7,10 @@
  * one JOSE algorithm for their whole life: an RSA key made for RS256 can
  * never check an HS256 MAC, and an Ed25519 key never signs as anything but
  * EdDSA. Ed25519 runs on libsodium, RSA and ECDSA on OpenSSL 3, HMAC on
- * OpenSSL with a constant-time comparison. Nothing here logs; what went
- * wrong with an input is written to a caller-owned struct crypto_err.
+ * OpenSSL with a constant-time comparison. AWS SigV4 signing keys are
+ * derived and kept here too: sigv4.c hands in the string to sign and gets
+ * the signature back. Nothing here logs; what went wrong with an input is
+ * written to a caller-owned struct crypto_err.
  */
 
 #include <sys/types.h>
@@ -33,6 +35,7 @@
 #include <openssl/hmac.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -46,6 +49,8 @@
 #define CRYPTO_ED_SEED_LEN	crypto_sign_SEEDBYTES
 #define CRYPTO_ED_SIG_LEN	crypto_sign_BYTES
 #define CRYPTO_DER_SIG_MAX	256
+#define CRYPTO_SIGV4_CACHE	4
+#define CRYPTO_SIGV4_TERM	"aws4_request"
 
 struct crypto_key {
 	enum crypto_alg	 alg;
@@ -114,8 +119,28 @@ static const char *const crypto_crv_names[] = {
 static const char crypto_b64url_chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/*
+ * A SigV4 signing key, as an HMAC context keyed with it, for one (secret,
+ * date, region, service). The secret is kept to recognise it by: compared
+ * in constant time, which costs less than hashing it on every call.
+ */
+struct crypto_sigv4_key {
+	EVP_MAC_CTX	*ctx;
+	unsigned long	 stamp;		/* last use; 0: free */
+	char		 date[9];
+	char		 region[CRYPTO_SIGV4_FIELD_MAX];
+	char		 service[CRYPTO_SIGV4_FIELD_MAX];
+	size_t		 secretlen;
+	uint8_t		 secret[CRYPTO_SIGV4_SECRET_MAX];
+};
+
 static uint8_t	crypto_kek[CRYPTO_KEY_LEN];
 static int	crypto_kek_ok;
+
+static struct crypto_sigv4_key	 crypto_sigv4_keys[CRYPTO_SIGV4_CACHE];
+static unsigned long		 crypto_sigv4_stamp;
+static unsigned long		 crypto_sigv4_nderived;
+static EVP_MAC			*crypto_hmac_mac;	/* fetched once */
 
 static void	 crypto_seterr(struct crypto_err *, const char *, ...)
 		    printflike(2, 3);
@@ -136,6 +161,12 @@ static int	 crypto_hmac(const struct crypto_key *, const void *, size_t,
 		    uint8_t *, size_t *);
 static int	 crypto_kek_create(const char *, struct crypto_err *);
 static void	 crypto_fsync_dir(const char *);
+static int	 crypto_sigv4_hmac(EVP_MAC_CTX *, const void *, size_t,
+		    const void *, size_t, uint8_t [CRYPTO_HASH_LEN]);
+static struct crypto_sigv4_key *crypto_sigv4_find(const char *, size_t,
+		    const char *, const char *, const char *);
+static struct crypto_sigv4_key *crypto_sigv4_derive(const char *, size_t,
+		    const char *, const char *, const char *);
 
 /* Write a reason for a refusal and drop whatever OpenSSL queued. */
 static void
@@ -1633,4 +1664,168 @@ out:
 	EVP_MD_CTX_free(ctx);
 	ERR_clear_error();
 	return (ret);
+}
+
+/*
+ * SigV4's HMAC-SHA256 under key, or if key is NULL under the key ctx
+ * already holds. With out NULL, only key the context.
+ */
+static int
+crypto_sigv4_hmac(EVP_MAC_CTX *ctx, const void *key, size_t keylen,
+    const void *data, size_t len, uint8_t out[CRYPTO_HASH_LEN])
+{
+	static char	sha256[] = "SHA256";
+	OSSL_PARAM	params[2];
+	size_t		outlen = 0;
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    sha256, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(ctx, key, keylen, key != NULL ? params : NULL) != 1) {
+		ERR_clear_error();
+		return (-1);
+	}
+	if (out == NULL)
+		return (0);
+	if (EVP_MAC_update(ctx, data, len) != 1 ||
+	    EVP_MAC_final(ctx, out, &outlen, CRYPTO_HASH_LEN) != 1 ||
+	    outlen != CRYPTO_HASH_LEN) {
+		ERR_clear_error();
+		return (-1);
+	}
+	return (0);
+}
+
+/* The cached signing key for this scope, or NULL. */
+static struct crypto_sigv4_key *
+crypto_sigv4_find(const char *secret, size_t secretlen, const char *date,
+    const char *region, const char *service)
+{
+	struct crypto_sigv4_key	*k;
+	size_t			 i;
+
+	for (i = 0; i < CRYPTO_SIGV4_CACHE; i++) {
+		k = &crypto_sigv4_keys[i];
+		/* The length of an AWS secret is no secret (40). */
+		if (k->stamp != 0 && strcmp(k->date, date) == 0 &&
+		    strcmp(k->region, region) == 0 &&
+		    strcmp(k->service, service) == 0 &&
+		    k->secretlen == secretlen &&
+		    sodium_memcmp(k->secret, secret, secretlen) == 0)
+			return (k);
+	}
+	return (NULL);
+}
+
+/*
+ * kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region),
+ * service), "aws4_request"), into a free slot or the least recently used.
+ */
+static struct crypto_sigv4_key *
+crypto_sigv4_derive(const char *secret, size_t secretlen, const char *date,
+    const char *region, const char *service)
+{
+	struct crypto_sigv4_key	*k, *victim = NULL;
+	EVP_MAC_CTX		*ctx = NULL;
+	uint8_t			 ksecret[4 + CRYPTO_SIGV4_SECRET_MAX];
+	uint8_t			 k1[CRYPTO_HASH_LEN], k2[CRYPTO_HASH_LEN];
+	size_t			 i;
+
+	for (i = 0; i < CRYPTO_SIGV4_CACHE; i++) {
+		k = &crypto_sigv4_keys[i];
+		if (victim == NULL || k->stamp < victim->stamp)
+			victim = k;
+	}
+	if (victim->ctx == NULL &&
+	    (victim->ctx = EVP_MAC_CTX_new(crypto_hmac_mac)) == NULL)
+		fatalx("%s: EVP_MAC_CTX_new", __func__);
+	victim->stamp = 0;
+	if ((ctx = EVP_MAC_CTX_new(crypto_hmac_mac)) == NULL)
+		fatalx("%s: EVP_MAC_CTX_new", __func__);
+	memcpy(ksecret, "AWS4", 4);
+	memcpy(ksecret + 4, secret, secretlen);
+	if (crypto_sigv4_hmac(ctx, ksecret, 4 + secretlen, date, strlen(date),
+	    k1) == -1 ||
+	    crypto_sigv4_hmac(ctx, k1, sizeof k1, region, strlen(region),
+	    k2) == -1 ||
+	    crypto_sigv4_hmac(ctx, k2, sizeof k2, service, strlen(service),
+	    k1) == -1 ||
+	    crypto_sigv4_hmac(ctx, k1, sizeof k1, CRYPTO_SIGV4_TERM,
+	    strlen(CRYPTO_SIGV4_TERM), k2) == -1 ||
+	    crypto_sigv4_hmac(victim->ctx, k2, sizeof k2, NULL, 0,
+	    NULL) == -1) {
+		EVP_MAC_CTX_free(victim->ctx);
+		sodium_memzero(victim, sizeof *victim);
+		victim = NULL;
+		goto out;
+	}
+	/* The lengths were checked by crypto_sigv4_sign(). */
+	bsp_strlcpy(victim->date, date, sizeof victim->date);
+	bsp_strlcpy(victim->region, region, sizeof victim->region);
+	bsp_strlcpy(victim->service, service, sizeof victim->service);
+	sodium_memzero(victim->secret, sizeof victim->secret);
+	memcpy(victim->secret, secret, secretlen);
+	victim->secretlen = secretlen;
+	crypto_sigv4_nderived++;
+out:
+	EVP_MAC_CTX_free(ctx);
+	sodium_memzero(ksecret, sizeof ksecret);
+	sodium_memzero(k1, sizeof k1);
+	sodium_memzero(k2, sizeof k2);
+	return (victim);
+}
+
+/*
+ * The AWS Signature Version 4 signature (RFC 2104 HMAC-SHA256) of a string
+ * to sign, under the signing key of the secret access key for (date,
+ * region, service). The signing key changes daily; a few are kept.
+ */
+int
+crypto_sigv4_sign(const char *secret, const char *date, const char *region,
+    const char *service, const void *sts, size_t stslen,
+    uint8_t sig[CRYPTO_HASH_LEN])
+{
+	struct crypto_sigv4_key	*k;
+	size_t			 secretlen;
+
+	if (secret == NULL || date == NULL || region == NULL ||
+	    service == NULL || strlen(date) != 8 ||
+	    strlen(region) >= CRYPTO_SIGV4_FIELD_MAX ||
+	    strlen(service) >= CRYPTO_SIGV4_FIELD_MAX)
+		return (-1);
+	if ((secretlen = strlen(secret)) == 0 ||
+	    secretlen > CRYPTO_SIGV4_SECRET_MAX)
+		return (-1);
+	if (crypto_hmac_mac == NULL &&
+	    (crypto_hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) {
+		ERR_clear_error();
+		return (-1);
+	}
+	if ((k = crypto_sigv4_find(secret, secretlen, date, region,
+	    service)) == NULL &&
+	    (k = crypto_sigv4_derive(secret, secretlen, date, region,
+	    service)) == NULL)
+		return (-1);
+	k->stamp = ++crypto_sigv4_stamp;
+	return (crypto_sigv4_hmac(k->ctx, NULL, 0, sts, stslen, sig));
+}
+
+/* Forget (and wipe) every SigV4 signing key, e.g. on credential change. */
+void
+crypto_sigv4_clear(void)
+{
+	size_t	i;
+
+	for (i = 0; i < CRYPTO_SIGV4_CACHE; i++) {
+		EVP_MAC_CTX_free(crypto_sigv4_keys[i].ctx);
+		sodium_memzero(&crypto_sigv4_keys[i],
+		    sizeof crypto_sigv4_keys[i]);
+	}
+}
+
+/* How many SigV4 signing keys have been derived (cache misses). */
+unsigned long
+crypto_sigv4_derivations(void)
+{
+	return (crypto_sigv4_nderived);
 }

@@ -3,7 +3,7 @@
  *
  * Key bytes never leave crypto.c in the clear: callers get opaque
  * struct crypto_key objects, seal and unseal blobs under the key-encryption
- * key, and ask for signatures and verifications. Everything that can fail
+ * key, and ask for signatures and verifications (JOSE, AWS SigV4). Everything that can fail
  * because of its input reports why in a caller-owned struct crypto_err,
  * which is never allocated.
  */
@@ -27,6 +27,8 @@
 #define CRYPTO_EC_MAX_BYTES	48	/* a P-384 coordinate */
 #define CRYPTO_KID_MAX		256
 #define CRYPTO_PEM_MAX		65536
+#define CRYPTO_SIGV4_SECRET_MAX	256	/* an AWS secret access key */
+#define CRYPTO_SIGV4_FIELD_MAX	256	/* region, service, with the NUL */
 
 /* Why an input was refused; safe to log, never holds secret bytes. */
 struct crypto_err {
@@ -123,6 +125,16 @@ int		 crypto_seal_for(const char *, const void *, size_t,
 		     uint8_t **, size_t *);
 int		 crypto_unseal_for(const char *, const uint8_t *, size_t,
 		     uint8_t **, size_t *);
+
+/*
+ * AWS Signature Version 4: the HMAC of a string to sign under the key
+ * derived from a secret access key for (date YYYYMMDD, region, service).
+ */
+int		 crypto_sigv4_sign(const char *, const char *, const char *,
+		     const char *, const void *, size_t,
+		     uint8_t [CRYPTO_HASH_LEN]);
+void		 crypto_sigv4_clear(void);
+unsigned long	 crypto_sigv4_derivations(void);
 
 /* Algorithm names and families. */
 enum crypto_alg	 crypto_alg_from_name(const char *);

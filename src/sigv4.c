@@ -4,9 +4,9 @@
  * Builds the canonical request (botocore auth.py SigV4Auth and
  * @smithy/signature-v4 behaviour for non-S3 services: the wire path is
  * normalised and encoded once more, the query is decoded and re-encoded),
- * the string to sign, and the Authorization header. The derived signing
- * key only changes daily, so a few are cached per (date, region, service,
- * access key, secret) and wiped when evicted or cleared.
+ * the string to sign, and the Authorization header. The signing key and
+ * the signature are crypto.c's (crypto_sigv4_sign): no key byte is held
+ * here.
  */
 
 #include <sys/types.h>
@@ -18,15 +18,12 @@
 #include <time.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <sodium.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "sigv4.h"
 
-#define SIGV4_KEY_LEN		32
-#define SIGV4_CACHE_SIZE	4
-#define SIGV4_MAX_SECRET	256
+#define SIGV4_HASH_LEN		32
 #define SIGV4_REQUEST_TYPE	"aws4_request"
 
 /* A string under construction, with a ceiling. */
@@ -63,21 +60,6 @@ struct sigv4_ctx {
 	char		 content_sha256[SIGV4_HEX_LEN];
 };
 
-struct sigv4_key {
-	int		 used;
-	unsigned long	 stamp;
-	char		 date[9];
-	char		 region[SIGV4_MAX_FIELD];
-	char		 service[SIGV4_MAX_FIELD];
-	char		 akid[SIGV4_MAX_FIELD];
-	unsigned char	 secret_hash[SIGV4_KEY_LEN];
-	unsigned char	 key[SIGV4_KEY_LEN];
-};
-
-static struct sigv4_key	sigv4_keys[SIGV4_CACHE_SIZE];
-static unsigned long	sigv4_stamp;
-static unsigned long	sigv4_derivations;
-
 static void	 sbuf_add(struct sbuf *, const void *, size_t);
 static void	 sbuf_adds(struct sbuf *, const char *);
 static void	 sbuf_addc(struct sbuf *, char);
@@ -100,15 +82,9 @@ static int	 sigv4_add_headers(struct sigv4_ctx *,
 		     const char **);
 static void	 sigv4_hex(const unsigned char *, size_t, char *);
 static int	 sigv4_sha256_hex(const void *, size_t, char *);
-static int	 sigv4_hmac(const void *, size_t, const void *, size_t,
-		     unsigned char *);
 static int	 sigv4_build(struct sigv4_ctx *, const struct sigv4_request *,
 		     const struct sigv4_creds *, const char **);
 static void	 sigv4_ctx_free(struct sigv4_ctx *);
-static int	 sigv4_derive(const char *, const char *, const char *,
-		     const char *, unsigned char *);
-static int	 sigv4_signing_key(const char *, const struct sigv4_request *,
-		     const struct sigv4_creds *, unsigned char *);
 
 static void
 sbuf_add(struct sbuf *sb, const void *data, size_t len)
@@ -575,22 +551,9 @@ sigv4_sha256_hex(const void *data, size_t len, char *out)
 	if (data == NULL)
 		data = "";
 	if (EVP_Digest(data, len, dg, &dglen, md != NULL ? md : EVP_sha256(),
-	    NULL) != 1 || dglen != SIGV4_KEY_LEN)
+	    NULL) != 1 || dglen != SIGV4_HASH_LEN)
 		return (-1);
 	sigv4_hex(dg, dglen, out);
-	return (0);
-}
-
-static int
-sigv4_hmac(const void *key, size_t keylen, const void *data, size_t len,
-    unsigned char *out)
-{
-	unsigned int	outlen = 0;
-
-	if (keylen > INT32_MAX ||
-	    HMAC(EVP_sha256(), key, (int)keylen, data, len, out,
-	    &outlen) == NULL || outlen != SIGV4_KEY_LEN)
-		return (-1);
 	return (0);
 }
 
@@ -618,7 +581,7 @@ sigv4_build(struct sigv4_ctx *ctx, const struct sigv4_request *req,
 	if (!sigv4_field_ok(creds->access_key_id) ||
 	    creds->secret_access_key == NULL ||
 	    *creds->secret_access_key == '\0' ||
-	    strlen(creds->secret_access_key) > SIGV4_MAX_SECRET) {
+	    strlen(creds->secret_access_key) > CRYPTO_SIGV4_SECRET_MAX) {
 		*errstr = "invalid credentials";
 		return (-1);
 	}
@@ -688,94 +651,12 @@ sigv4_ctx_free(struct sigv4_ctx *ctx)
 	sbuf_free(&ctx->signed_headers);
 }
 
-/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), ...)). */
-static int
-sigv4_derive(const char *secret, const char *date, const char *region,
-    const char *service, unsigned char *key)
-{
-	unsigned char	ksecret[4 + SIGV4_MAX_SECRET];
-	unsigned char	k1[SIGV4_KEY_LEN], k2[SIGV4_KEY_LEN];
-	size_t		slen;
-	int		rv = -1;
-
-	slen = strlen(secret);
-	if (slen > SIGV4_MAX_SECRET)
-		return (-1);
-	memcpy(ksecret, "AWS4", 4);
-	memcpy(ksecret + 4, secret, slen);
-	if (sigv4_hmac(ksecret, 4 + slen, date, strlen(date), k1) == -1 ||
-	    sigv4_hmac(k1, sizeof k1, region, strlen(region), k2) == -1 ||
-	    sigv4_hmac(k2, sizeof k2, service, strlen(service), k1) == -1 ||
-	    sigv4_hmac(k1, sizeof k1, SIGV4_REQUEST_TYPE,
-	    strlen(SIGV4_REQUEST_TYPE), key) == -1)
-		goto out;
-	sigv4_derivations++;
-	rv = 0;
-out:
-	sodium_memzero(ksecret, sizeof ksecret);
-	sodium_memzero(k1, sizeof k1);
-	sodium_memzero(k2, sizeof k2);
-	return (rv);
-}
-
-/* The signing key for this scope, from the cache or freshly derived. */
-static int
-sigv4_signing_key(const char *date, const struct sigv4_request *req,
-    const struct sigv4_creds *creds, unsigned char *key)
-{
-	struct sigv4_key	*k, *victim;
-	unsigned char		 shash[SIGV4_KEY_LEN];
-	unsigned int		 shlen;
-	size_t			 i;
-
-	if (EVP_Digest(creds->secret_access_key,
-	    strlen(creds->secret_access_key), shash, &shlen, EVP_sha256(),
-	    NULL) != 1 || shlen != sizeof shash)
-		return (-1);
-	victim = &sigv4_keys[0];
-	for (i = 0; i < SIGV4_CACHE_SIZE; i++) {
-		k = &sigv4_keys[i];
-		if (k->used && strcmp(k->date, date) == 0 &&
-		    strcmp(k->region, req->region) == 0 &&
-		    strcmp(k->service, req->service) == 0 &&
-		    strcmp(k->akid, creds->access_key_id) == 0 &&
-		    sodium_memcmp(k->secret_hash, shash, sizeof shash) == 0) {
-			k->stamp = ++sigv4_stamp;
-			memcpy(key, k->key, SIGV4_KEY_LEN);
-			sodium_memzero(shash, sizeof shash);
-			return (0);
-		}
-		/* Evict an unused slot first, else the least recently used. */
-		if (victim->used && (!k->used || k->stamp < victim->stamp))
-			victim = k;
-	}
-
-	sodium_memzero(victim, sizeof *victim);
-	if (sigv4_derive(creds->secret_access_key, date, req->region,
-	    req->service, victim->key) == -1) {
-		sodium_memzero(victim, sizeof *victim);
-		sodium_memzero(shash, sizeof shash);
-		return (-1);
-	}
-	/* The field lengths were checked by sigv4_build(). */
-	bsp_strlcpy(victim->date, date, sizeof victim->date);
-	bsp_strlcpy(victim->region, req->region, sizeof victim->region);
-	bsp_strlcpy(victim->service, req->service, sizeof victim->service);
-	bsp_strlcpy(victim->akid, creds->access_key_id, sizeof victim->akid);
-	memcpy(victim->secret_hash, shash, sizeof shash);
-	victim->used = 1;
-	victim->stamp = ++sigv4_stamp;
-	memcpy(key, victim->key, SIGV4_KEY_LEN);
-	sodium_memzero(shash, sizeof shash);
-	return (0);
-}
-
 int
 sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
     struct sigv4_result *res, const char **errstr)
 {
 	struct sigv4_ctx	 ctx;
-	unsigned char		 key[SIGV4_KEY_LEN], sig[SIGV4_KEY_LEN];
+	uint8_t			 sig[SIGV4_HASH_LEN];
 	const char		*dummy;
 	int			 n, rv = -1;
 
@@ -786,8 +667,8 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
 	if (sigv4_build(&ctx, req, creds, errstr) == -1)
 		return (-1);
 
-	if (sigv4_signing_key(ctx.date, req, creds, key) == -1 ||
-	    sigv4_hmac(key, sizeof key, ctx.sts.p, ctx.sts.len, sig) == -1) {
+	if (crypto_sigv4_sign(creds->secret_access_key, ctx.date, req->region,
+	    req->service, ctx.sts.p, ctx.sts.len, sig) == -1) {
 		*errstr = "HMAC failed";
 		goto out;
 	}
@@ -822,8 +703,6 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
 out:
 	if (rv == -1)
 		memset(res, 0, sizeof *res);
-	sodium_memzero(key, sizeof key);
-	sodium_memzero(sig, sizeof sig);
 	sigv4_ctx_free(&ctx);
 	return (rv);
 }
@@ -883,11 +762,11 @@ sigv4_canonical_query(const char *query)
 void
 sigv4_cache_clear(void)
 {
-	sodium_memzero(sigv4_keys, sizeof sigv4_keys);
+	crypto_sigv4_clear();
 }
 
 unsigned long
 sigv4_cache_derivations(void)
 {
-	return (sigv4_derivations);
+	return (crypto_sigv4_derivations());
 }

@@ -5,6 +5,8 @@
  * deterministic, so ours must equal the RFC's byte for byte), A.3 (ES256,
  * verify only), RFC 8037 A.4 (Ed25519, deterministic). Then every algorithm
  * round trip, algorithm pinning, key validation, sealing and the KEK file.
+ * SigV4: the signing key of the AWS documentation's derivation example
+ * ("Create a signing key for SigV4"), checked through the HMAC it makes.
  * The PEM keys below are the RFC keys re-encoded as PKCS#8, plus a few
  * throwaway keys of the wrong kind; none of them protects anything.
  */
@@ -18,6 +20,8 @@
 #include <unistd.h>
 
 #include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sodium.h>
 
 #include "bsp.h"
@@ -749,6 +753,90 @@ test_refusals(void)
 	crypto_key_free(k);
 }
 
+/*
+ * The AWS example: secret wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, date
+ * 20120215, us-east-1, iam; kSigning f4780e2d... The signature must be
+ * HMAC-SHA256 under that key, computed here independently with OpenSSL.
+ */
+static void
+test_sigv4(void)
+{
+	static const char	 secret[] = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+	static const char	 sts[] = "AWS4-HMAC-SHA256\n20120215T000000Z\n"
+	    "20120215/us-east-1/iam/aws4_request\n0123";
+	uint8_t			 ksigning[32], want[32], sig[32], sig2[32];
+	char			 big[CRYPTO_SIGV4_SECRET_MAX + 2];
+	char			 field[CRYPTO_SIGV4_FIELD_MAX + 1];
+	unsigned int		 wlen = 0;
+	unsigned long		 d0;
+	size_t			 n;
+
+	sodium_hex2bin(ksigning, sizeof ksigning, "f4780e2d9f65fa895f9c67b32ce"
+	    "1baf0b0d8a43505a000a1a9e090d414db404d", 64, NULL, &n, NULL);
+	HMAC(EVP_sha256(), ksigning, sizeof ksigning, (const uint8_t *)sts,
+	    strlen(sts), want, &wlen);
+	crypto_sigv4_clear();
+	d0 = crypto_sigv4_derivations();
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == 0 && crypto_memeq(sig, want, sizeof want),
+	    "sigv4: HMAC under the AWS example's signing key");
+	ok(crypto_sigv4_derivations() - d0 == 1, "sigv4: one derivation");
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig2) == 0 && crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: the cached key signs the same");
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", "x", 1,
+	    sig2) == 0 && !crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: another string, another signature");
+	ok(crypto_sigv4_derivations() - d0 == 1, "sigv4: still one derivation");
+	ok(crypto_sigv4_sign("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ",
+	    "20120215", "us-east-1", "iam", sts, strlen(sts), sig2) == 0 &&
+	    !crypto_memeq(sig2, want, sizeof want) &&
+	    crypto_sigv4_derivations() - d0 == 2,
+	    "sigv4: another secret of the same length derives its own key");
+	ok(crypto_sigv4_sign(secret, "20120216", "us-east-1", "iam", sts,
+	    strlen(sts), sig2) == 0 && !crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: another day, another key");
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "sts", sts,
+	    strlen(sts), sig2) == 0 && !crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: another service, another key");
+	ok(crypto_sigv4_sign(secret, "20120215", "eu-west-1", "iam", sts,
+	    strlen(sts), sig2) == 0 && !crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: another region, another key");
+	ok(crypto_sigv4_derivations() - d0 == 5, "sigv4: five keys derived");
+	/* Four slots: the first key was the least recently used. */
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == 0 && crypto_memeq(sig, want, sizeof want) &&
+	    crypto_sigv4_derivations() - d0 == 6,
+	    "sigv4: an evicted key is derived again, the same");
+	crypto_sigv4_clear();
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == 0 && crypto_memeq(sig, want, sizeof want) &&
+	    crypto_sigv4_derivations() - d0 == 7,
+	    "sigv4: cleared, derived again");
+
+	ok(crypto_sigv4_sign("", "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == -1, "sigv4: empty secret refused");
+	memset(big, 'a', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	ok(crypto_sigv4_sign(big, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == -1, "sigv4: over-long secret refused");
+	big[CRYPTO_SIGV4_SECRET_MAX] = '\0';
+	ok(crypto_sigv4_sign(big, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == 0, "sigv4: longest secret accepted");
+	ok(crypto_sigv4_sign(secret, "2012021", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == -1, "sigv4: short date refused");
+	memset(field, 'r', sizeof field - 1);
+	field[sizeof field - 1] = '\0';
+	ok(crypto_sigv4_sign(secret, "20120215", field, "iam", sts,
+	    strlen(sts), sig) == -1, "sigv4: over-long region refused");
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", field, sts,
+	    strlen(sts), sig) == -1, "sigv4: over-long service refused");
+	field[sizeof field - 2] = '\0';
+	ok(crypto_sigv4_sign(secret, "20120215", field, field, sts,
+	    strlen(sts), sig) == 0, "sigv4: longest region and service");
+	crypto_sigv4_clear();
+}
+
 int
 main(void)
 {
@@ -764,6 +852,7 @@ main(void)
 	test_known_answers();
 	test_roundtrips();
 	test_refusals();
+	test_sigv4();
 	crypto_kek_unload();
 	return (tap_done());
 }
