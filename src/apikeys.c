@@ -370,7 +370,7 @@ apikey_create(const char *user_id, const char *sid, const char *name,
 	crypto_random(r, sizeof r);
 	crypto_b64url_encode(r, sizeof r, idb, sizeof idb);
 	snprintf(id, sizeof id, "key_%s", idb);
-	key = tokens_new_secret(APIKEY_PREFIX);
+	key = crypto_new_secret(APIKEY_PREFIX);
 	snprintf(hint, sizeof hint, "bsk_...%s", key + strlen(key) - 4);
 	crypto_hash_token(key, h);
 	ms = json_dumps(ma, JSON_COMPACT);

@@ -808,7 +808,6 @@ json_t		*tokens_jwks(void);
 int		 tokens_ready(const char **);
 void		 tokens_sync(void);
 void		 tokens_maint(time_t);
-char		*tokens_new_secret(const char *);
 int		 tokens_family_revoked(const char *);
 
 /* apikeys.c */

@@ -159,6 +159,12 @@ static int	 crypto_no_pass(char *, int, int, void *);
 static EVP_MD_CTX *crypto_md_init(const struct crypto_key *, int);
 static int	 crypto_hmac(const struct crypto_key *, const void *, size_t,
 		    uint8_t *, size_t *);
+static void	 crypto_derive_key(const void *, size_t, const char *,
+		    uint8_t [CRYPTO_KEY_LEN]);
+static int	 crypto_seal_key(const uint8_t [CRYPTO_KEY_LEN], const void *,
+		    size_t, uint8_t **, size_t *);
+static int	 crypto_unseal_key(const uint8_t [CRYPTO_KEY_LEN],
+		    const uint8_t *, size_t, uint8_t **, size_t *);
 static int	 crypto_kek_create(const char *, struct crypto_err *);
 static void	 crypto_fsync_dir(const char *);
 static int	 crypto_sigv4_hmac(EVP_MAC_CTX *, const void *, size_t,
@@ -248,7 +254,7 @@ crypto_streq(const char *a, const char *b)
  * inner hash is unrelated to crypto_hash_token()'s 256-bit one, so the
  * stored hash of a token does not give away keys derived from it.
  */
-void
+static void
 crypto_derive_key(const void *secret, size_t len, const char *context,
     uint8_t out[CRYPTO_KEY_LEN])
 {
@@ -265,6 +271,38 @@ crypto_derive_key(const void *secret, size_t len, const char *context,
 	crypto_generichash_final(&st, out, CRYPTO_KEY_LEN);
 	sodium_memzero(prk, sizeof prk);
 	sodium_memzero(&st, sizeof st);
+}
+
+/*
+ * A public name for a secret (a key id): base64url of the first n bytes,
+ * at most half, of a key derived from it for a purpose.
+ */
+void
+crypto_secret_id(const char *secret, const char *purpose, size_t n,
+    char *out, size_t outsize)
+{
+	uint8_t	key[CRYPTO_KEY_LEN];
+
+	if (n > CRYPTO_KEY_LEN / 2)
+		fatalx("%s: %zu bytes is too many", __func__, n);
+	crypto_derive_key(secret, strlen(secret), purpose, key);
+	crypto_b64url_encode(key, n, out, outsize);
+	sodium_memzero(key, sizeof key);
+}
+
+/* A new bearer secret: the prefix, then 256 random bits in base64url. */
+char *
+crypto_new_secret(const char *prefix)
+{
+	uint8_t	 r[CRYPTO_KEY_LEN];
+	char	 b[64], *s;
+
+	randombytes_buf(r, sizeof r);
+	crypto_b64url_encode(r, sizeof r, b, sizeof b);
+	sodium_memzero(r, sizeof r);
+	xasprintf(&s, "%s%s", prefix, b);
+	sodium_memzero(b, sizeof b);
+	return (s);
 }
 
 /* Length of the unpadded base64url text for n bytes, without the NUL. */
@@ -525,7 +563,7 @@ crypto_kek_unload(void)
  * Seal: version byte, random 24-byte nonce, then secretbox (MAC and
  * ciphertext). The result is newly allocated.
  */
-int
+static int
 crypto_seal_key(const uint8_t key[CRYPTO_KEY_LEN], const void *pt,
     size_t ptlen, uint8_t **out, size_t *outlen)
 {
@@ -555,7 +593,7 @@ crypto_seal_key(const uint8_t key[CRYPTO_KEY_LEN], const void *pt,
  * Open a sealed blob. The plaintext is newly allocated with a NUL after
  * it, so sealed strings come back as strings; free it with freezero().
  */
-int
+static int
 crypto_unseal_key(const uint8_t key[CRYPTO_KEY_LEN], const uint8_t *in,
     size_t inlen, uint8_t **out, size_t *outlen)
 {
@@ -635,6 +673,38 @@ crypto_unseal_for(const char *purpose, const uint8_t *in, size_t inlen,
 	if (!crypto_kek_ok)
 		return (-1);
 	crypto_derive_key(crypto_kek, sizeof crypto_kek, purpose, key);
+	rc = crypto_unseal_key(key, in, inlen, out, outlen);
+	sodium_memzero(key, sizeof key);
+	return (rc);
+}
+
+/*
+ * Seal under a key derived from a bearer secret (a refresh token) for a
+ * purpose: only whoever holds the secret can open the blob, and only for
+ * that purpose. The database keeps the secret's hash, which gives the key
+ * away no more than it gives the secret.
+ */
+int
+crypto_seal_token(const char *token, const char *purpose, const void *pt,
+    size_t ptlen, uint8_t **out, size_t *outlen)
+{
+	uint8_t	key[CRYPTO_KEY_LEN];
+	int	rc;
+
+	crypto_derive_key(token, strlen(token), purpose, key);
+	rc = crypto_seal_key(key, pt, ptlen, out, outlen);
+	sodium_memzero(key, sizeof key);
+	return (rc);
+}
+
+int
+crypto_unseal_token(const char *token, const char *purpose,
+    const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen)
+{
+	uint8_t	key[CRYPTO_KEY_LEN];
+	int	rc;
+
+	crypto_derive_key(token, strlen(token), purpose, key);
 	rc = crypto_unseal_key(key, in, inlen, out, outlen);
 	sodium_memzero(key, sizeof key);
 	return (rc);

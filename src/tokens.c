@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
 #include <sqlite3.h>
 #include <uthash.h>
 
@@ -44,8 +43,8 @@
  */
 #define TOKEN_LEEWAY	60
 #define REFRESH_PREFIX	"bsr_"
-#define SECRET_BYTES	32
 #define SID_BYTES	16
+#define SUCCESSOR_PURPOSE "bsp-refresh-successor"
 
 struct keystate {
 	struct jose_keyset	*verify;	/* owns every key */
@@ -290,21 +289,6 @@ tokens_issuer(const struct config *c)
 	return (c->jwt_issuer != NULL ? c->jwt_issuer : c->server_public_url);
 }
 
-/* A fresh random secret with a prefix, base64url, 256 bits. */
-char *
-tokens_new_secret(const char *prefix)
-{
-	uint8_t	 r[SECRET_BYTES];
-	char	 b[64], *s;
-
-	crypto_random(r, sizeof r);
-	crypto_b64url_encode(r, sizeof r, b, sizeof b);
-	sodium_memzero(r, sizeof r);
-	xasprintf(&s, "%s%s", prefix, b);
-	sodium_memzero(b, sizeof b);
-	return (s);
-}
-
 static char *
 tokens_random_id(size_t nbytes)
 {
@@ -521,7 +505,6 @@ keys_load(const struct config *c, struct keystate *ks, int may_generate,
 	struct crypto_key	*active, *k;
 	sqlite3_stmt		*st;
 	enum crypto_alg		 allow[2] = { CRYPTO_ALG_NONE, CRYPTO_ALG_NONE };
-	uint8_t			 h[CRYPTO_HASH_LEN];
 	char			 kid[80], b[64];
 	json_t			*jwk;
 	const char		*s;
@@ -545,9 +528,7 @@ keys_load(const struct config *c, struct keystate *ks, int may_generate,
 			xasprintf(cause, "jwt.secret: %s", err.msg);
 			goto fail;
 		}
-		crypto_derive_key(c->jwt_secret, strlen(c->jwt_secret),
-		    "bsp-kid", h);
-		crypto_b64url_encode(h, 12, b, sizeof b);
+		crypto_secret_id(c->jwt_secret, "bsp-kid", 12, b, sizeof b);
 		snprintf(kid, sizeof kid, "hs-%s", b);
 		crypto_key_set_kid(active, kid);
 		jose_keyset_add(ks->verify, active);
@@ -968,7 +949,7 @@ tokens_session_new(const struct user *u, const char *client,
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)expires);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto fail;
-	refresh = tokens_new_secret(REFRESH_PREFIX);
+	refresh = crypto_new_secret(REFRESH_PREFIX);
 	if (rt_insert(refresh, sid, expires) == -1)
 		goto fail;
 	if ((access = tokens_mint(u, sid, NULL, exp, NULL)) == NULL)
@@ -1035,7 +1016,6 @@ static int
 successor_seal(const char *old, const char *access, time_t exp,
     const char *refresh, uint8_t **out, size_t *outlen)
 {
-	uint8_t	 key[CRYPTO_KEY_LEN];
 	json_t	*j;
 	char	*s;
 	int	 rc;
@@ -1044,9 +1024,8 @@ successor_seal(const char *old, const char *access, time_t exp,
 	    refresh);
 	s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
-	crypto_derive_key(old, strlen(old), "bsp-refresh-successor", key);
-	rc = crypto_seal_key(key, s, strlen(s), out, outlen);
-	sodium_memzero(key, sizeof key);
+	rc = crypto_seal_token(old, SUCCESSOR_PURPOSE, s, strlen(s), out,
+	    outlen);
 	freezero_str(s);
 	return (rc);
 }
@@ -1054,18 +1033,17 @@ successor_seal(const char *old, const char *access, time_t exp,
 static json_t *
 successor_open(const char *old, const void *blob, size_t len)
 {
-	uint8_t	 key[CRYPTO_KEY_LEN], *pt = NULL;
+	uint8_t	*pt = NULL;
 	size_t	 ptlen = 0;
 	json_t	*j = NULL, *resp = NULL;
 	const char *a, *r;
 	json_int_t e;
 
-	crypto_derive_key(old, strlen(old), "bsp-refresh-successor", key);
-	if (crypto_unseal_key(key, blob, len, &pt, &ptlen) == 0) {
+	if (crypto_unseal_token(old, SUCCESSOR_PURPOSE, blob, len, &pt,
+	    &ptlen) == 0) {
 		j = json_loadb((const char *)pt, ptlen, 0, NULL);
 		freezero(pt, ptlen);
 	}
-	sodium_memzero(key, sizeof key);
 	if (j != NULL && json_unpack(j, "{s:s,s:I,s:s}", "a", &a, "e", &e,
 	    "r", &r) == 0)
 		resp = token_response(a, (time_t)e, r);
@@ -1227,7 +1205,7 @@ tokens_refresh(const char *token, const char *client, json_t **resp,
 	exp = now + (time_t)cfg->jwt_access_ttl;
 	if (exp > fexp)
 		exp = fexp;
-	refresh = tokens_new_secret(REFRESH_PREFIX);
+	refresh = crypto_new_secret(REFRESH_PREFIX);
 	if ((access = tokens_mint(&u, sid, NULL, exp, NULL)) == NULL)
 		goto dberr;
 	if (rt_insert(refresh, sid, fexp) == -1)
