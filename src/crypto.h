@@ -3,9 +3,9 @@
  *
  * Key bytes never leave crypto.c in the clear: callers get opaque
  * struct crypto_key objects, seal and unseal blobs under the key-encryption
- * key, and ask for signatures and verifications (JOSE, AWS SigV4). Everything that can fail
- * because of its input reports why in a caller-owned struct crypto_err,
- * which is never allocated.
+ * key, and ask for signatures and verifications (JOSE, AWS SigV4).
+ * Everything that can fail because of its input reports why in a
+ * caller-owned struct crypto_err, which is never allocated.
  */
 
 #ifndef CRYPTO_H

@@ -778,7 +778,8 @@ test_refusals(void)
 static void
 test_sigv4(void)
 {
-	static const char	 secret[] = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+	static const char	 secret[] =
+	    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 	static const char	 sts[] = "AWS4-HMAC-SHA256\n20120215T000000Z\n"
 	    "20120215/us-east-1/iam/aws4_request\n0123";
 	uint8_t			 ksigning[32], want[32], sig[32], sig2[32];
