@@ -18,6 +18,11 @@ static void	 jwt_claim_strlist(const json_t *, const char *,
 		    struct strlist *);
 static char	*jwt_claim_str(const json_t *, const char *);
 static time_t	 jwt_claim_time(const json_t *, const char *);
+static const struct crypto_key *jwt_key(const struct jose_jws *,
+		    const char *, int *, const char **);
+static int	 jwt_check_claims(const struct jose_jws *, const char *, int,
+		    struct crypto_err *);
+static struct principal *jwt_principal(const json_t *, int);
 
 /* The iss of our tokens. */
 const char *
@@ -125,6 +130,112 @@ jwt_claim_time(const json_t *claims, const char *name)
 }
 
 /*
+ * The key for a token: one of ours, by its kid, when it is from our
+ * issuer; else the legacy key when the token fits it. Never found by
+ * trying keys in turn. NULL with *reason set if there is none.
+ */
+static const struct crypto_key *
+jwt_key(const struct jose_jws *jws, const char *our, int *legacy,
+    const char **reason)
+{
+	const struct crypto_key	*key, *lkey;
+	const char		*iss;
+	int			 ours;
+
+	iss = json_string_value(json_object_get(jws->claims, "iss"));
+	ours = iss != NULL && strcmp(iss, our) == 0;
+	if (ours && jws->kid != NULL &&
+	    tokens_keys_find(jws->kid, jws->alg) == NULL) {
+		/*
+		 * An unknown kid of ours after another process wrote (say
+		 * "signing-key rotate", then "token mint"): catch up first.
+		 */
+		tokens_catch_up();
+	}
+	if (ours && jws->kid != NULL &&
+	    (key = tokens_keys_find(jws->kid, jws->alg)) != NULL) {
+		*legacy = 0;
+		return (key);
+	}
+	if ((lkey = tokens_keys_legacy()) != NULL &&
+	    jws->alg == crypto_key_alg(lkey) &&
+	    (cfg->jwt_legacy_issuer != NULL ? (iss != NULL &&
+	    strcmp(iss, cfg->jwt_legacy_issuer) == 0) :
+	    (!ours || jws->kid == NULL))) {
+		*legacy = 1;
+		return (lkey);
+	}
+	*reason = ours ? "token signed by an unknown key" :
+	    "unknown token issuer";
+	return (NULL);
+}
+
+/* The header and claims our tokens, or legacy ones, must have. */
+static int
+jwt_check_claims(const struct jose_jws *jws, const char *our, int legacy,
+    struct crypto_err *err)
+{
+	static const char *const	 own_required[] = {
+		"sub", "sid", "jti", NULL
+	};
+	static const char *const	 legacy_required[] = { "sub", NULL };
+	static const char *const	 typs[] = { "JWT", NULL };
+	struct jose_claims_rules	 rules;
+	const char			*auds[2] = { NULL, NULL };
+
+	memset(&rules, 0, sizeof rules);
+	rules.now = now_wall();
+	rules.leeway = TOKEN_LEEWAY;
+	rules.require_exp = 1;
+	if (!legacy) {
+		if (jose_check_typ(jws, typs, 0, err) == -1)
+			return (-1);
+		rules.issuer = our;
+		auds[0] = cfg->jwt_audience;
+		rules.audiences = auds;
+		rules.require_iat = 1;
+		rules.required = own_required;
+	} else {
+		rules.issuer = cfg->jwt_legacy_issuer;
+		rules.any_issuer = cfg->jwt_legacy_issuer == NULL;
+		auds[0] = cfg->jwt_legacy_audience;
+		rules.audiences = auds;
+		rules.any_audience = cfg->jwt_legacy_audience == NULL;
+		rules.required = legacy_required;
+	}
+	return (jose_claims_check(jws->claims, &rules, err));
+}
+
+/* Who a verified token stands for; NULL if it names no subject. */
+static struct principal *
+jwt_principal(const json_t *claims, int legacy)
+{
+	struct principal	*p;
+
+	p = principal_new(legacy ? PRINCIPAL_LEGACY : PRINCIPAL_JWT);
+	p->sub = jwt_claim_str(claims, "sub");
+	p->provider = jwt_claim_str(claims, "provider");
+	p->email = jwt_claim_str(claims, "email");
+	/* A legacy token's email is the operator's word (a shared secret). */
+	p->email_verified = legacy || json_is_true(json_object_get(claims,
+	    "email_verified"));
+	p->name = jwt_claim_str(claims, "name");
+	p->iat = jwt_claim_time(claims, "iat");
+	p->exp = jwt_claim_time(claims, "exp");
+	if (!legacy)
+		p->sid = jwt_claim_str(claims, "sid");
+	jwt_claim_strlist(claims, "groups", &p->groups);
+	jwt_claim_strlist(claims, "scopes", &p->scopes);
+	if (p->provider == NULL)
+		p->provider = xstrdup(legacy ? "legacy" : "local");
+	if (p->sub == NULL || *p->sub == '\0') {
+		principal_unref(p);
+		return (NULL);
+	}
+	return (p);
+}
+
+/*
  * Verify one of our JWTs or a legacy one, chosen by the token's issuer and
  * key id, never by trying keys in turn. On success *out holds a new
  * principal; on failure *reason says why (safe to show the client).
@@ -133,19 +244,12 @@ int
 tokens_verify_jwt(const char *token, size_t len, struct principal **out,
     const char **reason)
 {
-	static const char *const	 own_required[] = {
-		"sub", "sid", "jti", NULL
-	};
-	static const char *const	 typs[] = { "JWT", NULL };
-	static char			 why[200];
-	struct crypto_err		 err;
-	struct jose_jws			*jws;
-	struct jose_claims_rules	 rules;
-	const struct crypto_key		*key = NULL, *lkey;
-	const char			*iss, *our = tokens_issuer(cfg);
-	const char			*auds[2] = { NULL, NULL };
-	struct principal		*p;
-	int				 legacy = 0;
+	static char		 why[200];
+	struct crypto_err	 err;
+	struct jose_jws		*jws;
+	const struct crypto_key	*key;
+	const char		*our = tokens_issuer(cfg);
+	int			 legacy = 0, rc = -1;
 
 	*out = NULL;
 	if ((jws = jose_parse(token, len, &err)) == NULL) {
@@ -153,93 +257,20 @@ tokens_verify_jwt(const char *token, size_t len, struct principal **out,
 		*reason = why;
 		return (-1);
 	}
-	iss = json_string_value(json_object_get(jws->claims, "iss"));
-	if (iss != NULL && strcmp(iss, our) == 0 && jws->kid != NULL &&
-	    tokens_keys_find(jws->kid, jws->alg) == NULL) {
-		/*
-		 * An unknown kid of ours after another process wrote (say
-		 * "signing-key rotate", then "token mint"): catch up first.
-		 */
-		tokens_catch_up();
-	}
-	if (iss != NULL && strcmp(iss, our) == 0 && jws->kid != NULL &&
-	    (key = tokens_keys_find(jws->kid, jws->alg)) != NULL)
-		legacy = 0;
-	else if ((lkey = tokens_keys_legacy()) != NULL &&
-	    jws->alg == crypto_key_alg(lkey) &&
-	    (cfg->jwt_legacy_issuer != NULL ? (iss != NULL &&
-	    strcmp(iss, cfg->jwt_legacy_issuer) == 0) :
-	    (iss == NULL || strcmp(iss, our) != 0 || jws->kid == NULL))) {
-		key = lkey;
-		legacy = 1;
-	} else {
-		*reason = iss != NULL && strcmp(iss, our) == 0 ?
-		    "token signed by an unknown key" : "unknown token issuer";
-		jose_jws_free(jws);
-		return (-1);
-	}
-	if (jose_verify(jws, key, &err) == -1) {
+	if ((key = jwt_key(jws, our, &legacy, reason)) == NULL)
+		goto out;
+	if (jose_verify(jws, key, &err) == -1 ||
+	    jwt_check_claims(jws, our, legacy, &err) == -1) {
 		snprintf(why, sizeof why, "%s", err.msg);
 		*reason = why;
-		jose_jws_free(jws);
-		return (-1);
+		goto out;
 	}
-	memset(&rules, 0, sizeof rules);
-	rules.now = now_wall();
-	rules.leeway = TOKEN_LEEWAY;
-	rules.require_exp = 1;
-	if (!legacy) {
-		if (jose_check_typ(jws, typs, 0, &err) == -1) {
-			snprintf(why, sizeof why, "%s", err.msg);
-			*reason = why;
-			jose_jws_free(jws);
-			return (-1);
-		}
-		rules.issuer = our;
-		auds[0] = cfg->jwt_audience;
-		rules.audiences = auds;
-		rules.require_iat = 1;
-		rules.required = own_required;
-	} else {
-		static const char *const legacy_required[] = { "sub", NULL };
-
-		rules.issuer = cfg->jwt_legacy_issuer;
-		rules.any_issuer = cfg->jwt_legacy_issuer == NULL;
-		auds[0] = cfg->jwt_legacy_audience;
-		rules.audiences = auds;
-		rules.any_audience = cfg->jwt_legacy_audience == NULL;
-		rules.required = legacy_required;
-	}
-	if (jose_claims_check(jws->claims, &rules, &err) == -1) {
-		snprintf(why, sizeof why, "%s", err.msg);
-		*reason = why;
-		jose_jws_free(jws);
-		return (-1);
-	}
-
-	p = principal_new(legacy ? PRINCIPAL_LEGACY : PRINCIPAL_JWT);
-	p->sub = jwt_claim_str(jws->claims, "sub");
-	p->provider = jwt_claim_str(jws->claims, "provider");
-	p->email = jwt_claim_str(jws->claims, "email");
-	/* A legacy token's email is the operator's word (a shared secret). */
-	p->email_verified = legacy || json_is_true(json_object_get(jws->claims,
-	    "email_verified"));
-	p->name = jwt_claim_str(jws->claims, "name");
-	p->iat = jwt_claim_time(jws->claims, "iat");
-	p->exp = jwt_claim_time(jws->claims, "exp");
-	if (!legacy)
-		p->sid = jwt_claim_str(jws->claims, "sid");
-	jwt_claim_strlist(jws->claims, "groups", &p->groups);
-	jwt_claim_strlist(jws->claims, "scopes", &p->scopes);
-	if (p->provider == NULL)
-		p->provider = xstrdup(legacy ? "legacy" : "local");
-	if (p->sub == NULL || *p->sub == '\0') {
-		principal_unref(p);
-		jose_jws_free(jws);
+	if ((*out = jwt_principal(jws->claims, legacy)) == NULL) {
 		*reason = "token has no subject";
-		return (-1);
+		goto out;
 	}
+	rc = 0;
+out:
 	jose_jws_free(jws);
-	*out = p;
-	return (0);
+	return (rc);
 }

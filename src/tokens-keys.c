@@ -69,7 +69,12 @@ static int	 keys_insert(const struct crypto_key *, const uint8_t *,
 		    size_t);
 static int	 keys_retire_others(const struct config *, const char *);
 static struct crypto_key *keys_from_file(const struct config *, char **);
+static struct crypto_key *keys_dberr(struct crypto_key *, char **);
+static struct crypto_key *keys_active_file(const struct config *, char **);
+static int	 keys_stored(enum crypto_alg, struct crypto_key **, char **);
+static struct crypto_key *keys_generate_locked(enum crypto_alg, char **);
 static struct crypto_key *keys_active(const struct config *, int, char **);
+static void	 keys_add_retired(struct keystate *);
 static int	 keys_load(const struct config *, struct keystate *, int,
 		    char **);
 
@@ -170,8 +175,9 @@ keys_retire_others(const struct config *c, const char *kid)
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 	sqlite3_reset(st);
 	if (rc == 0 && sqlite3_changes(bsp_db) > 0)
-		log_info("signing keys: retired %d previous key(s); they verify "
-		    "until their last token expires", sqlite3_changes(bsp_db));
+		log_info("signing keys: retired %d previous key(s); they "
+		    "verify until their last token expires",
+		    sqlite3_changes(bsp_db));
 	return (rc);
 }
 
@@ -201,6 +207,103 @@ keys_from_file(const struct config *c, char **cause)
 	return (k);
 }
 
+/* A database error while choosing the active key: nothing changes. */
+static struct crypto_key *
+keys_dberr(struct crypto_key *k, char **cause)
+{
+	db_rollback();
+	crypto_key_free(k);
+	xasprintf(cause, "signing keys: database error: %s", db_errmsg());
+	return (NULL);
+}
+
+/* jwt.key_file's key becomes, or stays, the active one. */
+static struct crypto_key *
+keys_active_file(const struct config *c, char **cause)
+{
+	struct crypto_key	*k;
+	sqlite3_stmt		*st;
+
+	if ((k = keys_from_file(c, cause)) == NULL)
+		return (NULL);
+	if (db_begin() == -1 || keys_insert(k, NULL, 0) == -1)
+		return (keys_dberr(k, cause));
+	st = db_prepare(&st_key_unretire);
+	sqlite3_bind_text(st, 1, crypto_key_kid(k), -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE ||
+	    keys_retire_others(c, crypto_key_kid(k)) == -1 ||
+	    db_commit() == -1)
+		return (keys_dberr(k, cause));
+	return (k);
+}
+
+/*
+ * The stored active key for alg, opened with the KEK, in *kp (NULL if
+ * there is none). -1 with *cause set, the transaction rolled back, if it
+ * cannot be opened.
+ */
+static int
+keys_stored(enum crypto_alg alg, struct crypto_key **kp, char **cause)
+{
+	struct crypto_err	 err;
+	sqlite3_stmt		*st = db_prepare(&st_key_active);
+	int			 rc = 0;
+
+	*kp = NULL;
+	sqlite3_bind_text(st, 1, crypto_alg_name(alg), -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*kp = crypto_key_unseal(sqlite3_column_blob(st, 1),
+		    (size_t)sqlite3_column_bytes(st, 1), &err);
+		if (*kp == NULL) {
+			xasprintf(cause, "cannot open signing key %s: %s (is "
+			    "this the key-encryption key the database was made "
+			    "with?)", sqlite3_column_text(st, 0), err.msg);
+			rc = -1;
+		} else
+			crypto_key_set_kid(*kp,
+			    (const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_reset(st);
+	if (rc == -1)
+		db_rollback();
+	return (rc);
+}
+
+/*
+ * A new key for alg, named by its thumbprint and stored with its private
+ * half sealed, in the caller's transaction. NULL with *cause set, the
+ * transaction rolled back, on failure.
+ */
+static struct crypto_key *
+keys_generate_locked(enum crypto_alg alg, char **cause)
+{
+	struct crypto_err	 err;
+	struct crypto_key	*k;
+	uint8_t			*sealed = NULL;
+	size_t			 slen = 0;
+	char			 kid[44];
+
+	if ((k = crypto_key_generate(alg, alg == CRYPTO_ALG_RS256 ? 2048 : 0,
+	    &err)) == NULL) {
+		db_rollback();
+		xasprintf(cause, "cannot generate a signing key: %s", err.msg);
+		return (NULL);
+	}
+	if (jose_jwk_thumbprint(k, kid) == -1 ||
+	    crypto_key_set_kid(k, kid) == -1)
+		fatalx("cannot name the signing key");
+	if (crypto_key_seal(k, &sealed, &slen, &err) == -1) {
+		db_rollback();
+		crypto_key_free(k);
+		xasprintf(cause, "cannot seal the signing key: %s", err.msg);
+		return (NULL);
+	}
+	if (keys_insert(k, sealed, slen) == -1)
+		k = keys_dberr(k, cause);
+	free(sealed);
+	return (k);
+}
+
 /*
  * Find the active key for the configured algorithm, or generate one, in a
  * transaction so that a command and the daemon never both generate.
@@ -208,92 +311,73 @@ keys_from_file(const struct config *c, char **cause)
 static struct crypto_key *
 keys_active(const struct config *c, int may_generate, char **cause)
 {
-	struct crypto_err	 err;
-	struct crypto_key	*k = NULL;
-	sqlite3_stmt		*st;
+	struct crypto_key	*k;
 	enum crypto_alg		 alg = keys_alg(c->jwt_algorithm);
-	uint8_t			*sealed = NULL;
-	size_t			 slen = 0;
-	char			 kid[44];
 	int			 created = 0;
 
-	if (c->jwt_key_file != NULL) {
-		if ((k = keys_from_file(c, cause)) == NULL)
-			return (NULL);
-		if (db_begin() == -1)
-			goto dberr;
-		if (keys_insert(k, NULL, 0) == -1)
-			goto dberr;
-		st = db_prepare(&st_key_unretire);
-		sqlite3_bind_text(st, 1, crypto_key_kid(k), -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			goto dberr;
-		if (keys_retire_others(c, crypto_key_kid(k)) == -1 ||
-		    db_commit() == -1)
-			goto dberr;
-		return (k);
-	}
-
+	if (c->jwt_key_file != NULL)
+		return (keys_active_file(c, cause));
 	if (db_begin() == -1)
-		goto dberr;
-	st = db_prepare(&st_key_active);
-	sqlite3_bind_text(st, 1, crypto_alg_name(alg), -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		k = crypto_key_unseal(sqlite3_column_blob(st, 1),
-		    (size_t)sqlite3_column_bytes(st, 1), &err);
-		if (k == NULL) {
-			xasprintf(cause, "cannot open signing key %s: %s (is "
-			    "this the key-encryption key the database was made "
-			    "with?)", sqlite3_column_text(st, 0), err.msg);
-			sqlite3_reset(st);
-			db_rollback();
-			return (NULL);
-		}
-		crypto_key_set_kid(k, (const char *)sqlite3_column_text(st, 0));
-	}
-	sqlite3_reset(st);
+		return (keys_dberr(NULL, cause));
+	if (keys_stored(alg, &k, cause) == -1)
+		return (NULL);
 	if (k == NULL) {
 		if (!may_generate) {
 			db_rollback();
 			xasprintf(cause, "no active signing key");
 			return (NULL);
 		}
-		if ((k = crypto_key_generate(alg, alg == CRYPTO_ALG_RS256 ?
-		    2048 : 0, &err)) == NULL) {
-			db_rollback();
-			xasprintf(cause, "cannot generate a signing key: %s",
-			    err.msg);
+		if ((k = keys_generate_locked(alg, cause)) == NULL)
 			return (NULL);
-		}
-		if (jose_jwk_thumbprint(k, kid) == -1 ||
-		    crypto_key_set_kid(k, kid) == -1)
-			fatalx("cannot name the signing key");
-		if (crypto_key_seal(k, &sealed, &slen, &err) == -1) {
-			db_rollback();
-			crypto_key_free(k);
-			xasprintf(cause, "cannot seal the signing key: %s",
-			    err.msg);
-			return (NULL);
-		}
-		if (keys_insert(k, sealed, slen) == -1) {
-			free(sealed);
-			goto dberr;
-		}
-		free(sealed);
 		created = 1;
 	}
 	if (keys_retire_others(c, crypto_key_kid(k)) == -1 ||
 	    db_commit() == -1)
-		goto dberr;
+		return (keys_dberr(k, cause));
 	if (created)
 		log_info("signing keys: generated %s key %s",
 		    crypto_alg_name(alg), crypto_key_kid(k));
 	return (k);
-dberr:
-	db_rollback();
-	crypto_key_free(k);
-	xasprintf(cause, "signing keys: database error: %s", db_errmsg());
-	return (NULL);
+}
+
+/*
+ * The other keys that still verify tokens: retired ones until the last
+ * token they signed has expired.
+ */
+static void
+keys_add_retired(struct keystate *ks)
+{
+	struct crypto_err	 err;
+	struct crypto_key	*k;
+	sqlite3_stmt		*st;
+	enum crypto_alg		 allow[2];
+	json_t			*jwk;
+	const char		*s;
+
+	allow[0] = allow[1] = CRYPTO_ALG_NONE;
+	st = db_prepare(&st_key_verify);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		s = (const char *)sqlite3_column_text(st, 0);
+		if (s == NULL || strcmp(s, crypto_key_kid(ks->active)) == 0)
+			continue;
+		allow[0] = crypto_alg_from_name(
+		    (const char *)sqlite3_column_text(st, 1));
+		s = (const char *)sqlite3_column_text(st, 2);
+		if (s == NULL || allow[0] == CRYPTO_ALG_NONE ||
+		    (jwk = json_loads(s, 0, NULL)) == NULL)
+			continue;
+		k = jose_jwk_parse(jwk, allow, &err);
+		json_decref(jwk);
+		if (k == NULL) {
+			log_warnx("signing keys: stored key %s unusable: %s",
+			    sqlite3_column_text(st, 0), err.msg);
+			continue;
+		}
+		crypto_key_set_kid(k, (const char *)sqlite3_column_text(st, 0));
+		jose_keyset_add(ks->verify, k);
+	}
+	sqlite3_reset(st);
 }
 
 /* Build the complete key state for a configuration. */
@@ -302,12 +386,9 @@ keys_load(const struct config *c, struct keystate *ks, int may_generate,
     char **cause)
 {
 	struct crypto_err	 err;
-	struct crypto_key	*active, *k;
-	sqlite3_stmt		*st;
-	enum crypto_alg		 allow[2] = { CRYPTO_ALG_NONE, CRYPTO_ALG_NONE };
+	struct crypto_key	*active;
 	char			 kid[80], b[64];
-	json_t			*jwk;
-	const char		*s;
+	int			 rc = -1;
 
 	memset(ks, 0, sizeof *ks);
 	ks->verify = jose_keyset_new();
@@ -318,7 +399,7 @@ keys_load(const struct config *c, struct keystate *ks, int may_generate,
 		    strlen(c->jwt_legacy_secret), &err);
 		if (ks->legacy == NULL) {
 			xasprintf(cause, "jwt.legacy.secret: %s", err.msg);
-			goto fail;
+			goto out;
 		}
 	}
 	if (c->jwt_algorithm == JWT_ALG_HS256) {
@@ -326,52 +407,27 @@ keys_load(const struct config *c, struct keystate *ks, int may_generate,
 		    strlen(c->jwt_secret), &err);
 		if (active == NULL) {
 			xasprintf(cause, "jwt.secret: %s", err.msg);
-			goto fail;
+			goto out;
 		}
 		crypto_secret_id(c->jwt_secret, "bsp-kid", 12, b, sizeof b);
 		snprintf(kid, sizeof kid, "hs-%s", b);
 		crypto_key_set_kid(active, kid);
 		jose_keyset_add(ks->verify, active);
 		ks->active = active;
+		ks->jwks = json_pack("{s:[]}", "keys");
 	} else {
 		if ((active = keys_active(c, may_generate, cause)) == NULL)
-			goto fail;
+			goto out;
 		jose_keyset_add(ks->verify, active);
 		ks->active = active;
-		st = db_prepare(&st_key_verify);
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			s = (const char *)sqlite3_column_text(st, 0);
-			if (s == NULL || strcmp(s, crypto_key_kid(active)) == 0)
-				continue;
-			allow[0] = crypto_alg_from_name(
-			    (const char *)sqlite3_column_text(st, 1));
-			s = (const char *)sqlite3_column_text(st, 2);
-			if (s == NULL || allow[0] == CRYPTO_ALG_NONE ||
-			    (jwk = json_loads(s, 0, NULL)) == NULL)
-				continue;
-			k = jose_jwk_parse(jwk, allow, &err);
-			json_decref(jwk);
-			if (k == NULL) {
-				log_warnx("signing keys: stored key %s "
-				    "unusable: %s", sqlite3_column_text(st, 0),
-				    err.msg);
-				continue;
-			}
-			crypto_key_set_kid(k,
-			    (const char *)sqlite3_column_text(st, 0));
-			jose_keyset_add(ks->verify, k);
-		}
-		sqlite3_reset(st);
-	}
-	if (c->jwt_algorithm == JWT_ALG_HS256)
-		ks->jwks = json_pack("{s:[]}", "keys");
-	else
+		keys_add_retired(ks);
 		ks->jwks = jose_keyset_jwks(ks->verify);
-	return (0);
-fail:
-	keys_state_free(ks);
-	return (-1);
+	}
+	rc = 0;
+out:
+	if (rc == -1)
+		keys_state_free(ks);
+	return (rc);
 }
 
 static int
@@ -394,11 +450,11 @@ keys_kek(struct config *c, char **cause)
 	    c->jwt_algorithm != JWT_ALG_HS256 && c->jwt_key_file == NULL) {
 		st = db_prepare(&st_key_sealed);
 		if (sqlite3_step(st) == SQLITE_ROW) {
-			xasprintf(cause, "key-encryption key %s is missing, but "
-			    "the database holds signing key %s sealed under it: "
-			    "restore the file from where the database came from "
-			    "(a copied database alone cannot sign)", path,
-			    sqlite3_column_text(st, 0));
+			xasprintf(cause, "key-encryption key %s is missing, "
+			    "but the database holds signing key %s sealed "
+			    "under it: restore the file from where the "
+			    "database came from (a copied database alone "
+			    "cannot sign)", path, sqlite3_column_text(st, 0));
 			sqlite3_reset(st);
 			free(path);
 			return (-1);
@@ -568,6 +624,7 @@ tokens_signing_rotate(struct config *c, char **cause)
 	uint8_t			*sealed = NULL;
 	size_t			 slen = 0;
 	char			 kid[44];
+	int			 rc = -1;
 
 	if (c->jwt_algorithm == JWT_ALG_HS256) {
 		xasprintf(cause, "jwt.algorithm is HS256: rotate by changing "
@@ -596,20 +653,19 @@ tokens_signing_rotate(struct config *c, char **cause)
 	if (db_begin() == -1 || keys_insert(k, sealed, slen) == -1 ||
 	    keys_retire_others(c, kid) == -1) {
 		db_rollback();
-		goto dberr;
+		goto out;
 	}
 	audit_event("signing_key_rotated", NULL, "cli", NULL,
 	    json_pack("{s:s,s:s}", "kid", kid, "alg", crypto_alg_name(alg)));
 	if (db_commit() == -1)
-		goto dberr;
+		goto out;
 	log_info("signing keys: new active %s key %s", crypto_alg_name(alg),
 	    kid);
+	rc = 0;
+out:
+	if (rc == -1)
+		xasprintf(cause, "database error: %s", db_errmsg());
 	free(sealed);
 	crypto_key_free(k);
-	return (0);
-dberr:
-	xasprintf(cause, "database error: %s", db_errmsg());
-	free(sealed);
-	crypto_key_free(k);
-	return (-1);
+	return (rc);
 }

@@ -48,6 +48,24 @@ static struct db_stmt st_rt_rotate = { "UPDATE refresh_tokens SET used_at = "
     "?, successor = ?, successor_sealed = ? WHERE hash = ? AND used_at IS "
     "NULL", NULL, NULL };
 
+/* A refresh token presented, read in the transaction that will use it. */
+struct refresh_row {
+	const char	*token;
+	const char	*client;
+	time_t		 now;
+	uint8_t		 hash[CRYPTO_HASH_LEN];
+	char		*sid;
+	int		 used;
+	time_t		 used_at;
+	int		 has_succ;
+	uint8_t		 succ[CRYPTO_HASH_LEN];	/* its successor's hash */
+	uint8_t		*sealed;		/* the successor, sealed */
+	size_t		 slen;
+	char		*user_id;		/* of the family */
+	time_t		 fexp;
+	int		 frevoked;
+};
+
 static json_t	*refresh_response(const char *, time_t, const char *);
 static int	 refresh_insert(const char *, const char *, time_t);
 static int	 refresh_successor_seal(const char *, const char *, time_t,
@@ -55,6 +73,17 @@ static int	 refresh_successor_seal(const char *, const char *, time_t,
 static json_t	*refresh_successor_open(const char *, const void *, size_t);
 static int	 refresh_revoke_locked(const char *, const char *,
 		    const char *, const char *);
+static int	 refresh_row_get(struct refresh_row *);
+static int	 refresh_family_get(const char *, char **, time_t *, int *);
+static void	 refresh_row_clear(struct refresh_row *);
+static int	 refresh_dberr(void);
+static int	 refresh_refuse(const struct refresh_row *, const char *);
+static int	 refresh_user_gone(const struct refresh_row *,
+		    const struct user_state *, const char **);
+static int	 refresh_used(const struct refresh_row *, json_t **,
+		    const char **);
+static int	 refresh_rotate(const struct refresh_row *, json_t **,
+		    const char **);
 
 static json_t *
 refresh_response(const char *access, time_t exp, const char *refresh)
@@ -98,6 +127,7 @@ tokens_session_new(const struct user *u, const char *client,
 	sqlite3_stmt	*st;
 	char		*sid, *refresh = NULL, *access = NULL;
 	time_t		 now = now_wall(), expires, exp;
+	int		 rc = -1;
 
 	*resp = NULL;
 	sid = tokens_random_id(SID_BYTES);
@@ -106,35 +136,35 @@ tokens_session_new(const struct user *u, const char *client,
 	if (exp > expires)
 		exp = expires;
 	if (db_begin() == -1)
-		goto fail;
+		goto out;
 	st = db_prepare(&st_fam_insert);
 	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, u->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)expires);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		goto fail;
+		goto out;
 	refresh = crypto_new_secret(REFRESH_PREFIX);
 	if (refresh_insert(refresh, sid, expires) == -1)
-		goto fail;
+		goto out;
 	if ((access = tokens_mint(u, sid, NULL, exp, NULL)) == NULL)
-		goto fail;
+		goto out;
 	audit_event(event, u->id, u->id, client, json_pack("{s:s}", "session",
 	    sid));
 	if (db_commit() == -1)
-		goto fail;
+		goto out;
 	*resp = refresh_response(access, exp, refresh);
+	rc = 0;
+out:
+	if (rc == -1) {
+		log_warnx("cannot start a session for %s: %s", u->id,
+		    db_errmsg());
+		db_rollback();
+	}
 	free(sid);
 	freezero_str(refresh);
 	freezero_str(access);
-	return (0);
-fail:
-	log_warnx("cannot start a session for %s: %s", u->id, db_errmsg());
-	db_rollback();
-	free(sid);
-	freezero_str(refresh);
-	freezero_str(access);
-	return (-1);
+	return (rc);
 }
 
 /*
@@ -148,32 +178,34 @@ tokens_mint_session(const struct user *u, const struct strlist *scopes,
 	sqlite3_stmt	*st;
 	char		*sid, *t = NULL;
 	time_t		 now = now_wall(), exp = now + (time_t)ttl;
+	int		 rc = -1;
 
 	*out = NULL;
 	sid = tokens_random_id(SID_BYTES);
 	if (db_begin() == -1)
-		goto fail;
+		goto out;
 	st = db_prepare(&st_fam_insert);
 	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, u->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)exp);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		goto fail;
+		goto out;
 	if ((t = tokens_mint(u, sid, scopes, exp, NULL)) == NULL)
-		goto fail;
+		goto out;
 	audit_event("token_minted", u->id, actor, NULL,
 	    json_pack("{s:s,s:I}", "session", sid, "ttl", (json_int_t)ttl));
 	if (db_commit() == -1)
-		goto fail;
-	free(sid);
+		goto out;
 	*out = t;
-	return (0);
-fail:
-	db_rollback();
+	t = NULL;
+	rc = 0;
+out:
+	if (rc == -1)
+		db_rollback();
 	free(sid);
 	freezero_str(t);
-	return (-1);
+	return (rc);
 }
 
 /* Seal the successor pair under a key only the old token's holder has. */
@@ -240,6 +272,206 @@ refresh_revoke_locked(const char *sid, const char *reason,
 	return (apikeys_revoke_family_locked(sid, reason, actor, client));
 }
 
+/* The token's row; 0 if there is one. */
+static int
+refresh_row_get(struct refresh_row *rr)
+{
+	sqlite3_stmt	*st = db_prepare(&st_rt_get);
+	int		 rc = -1;
+
+	sqlite3_bind_blob(st, 1, rr->hash, sizeof rr->hash, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		goto out;
+	rr->sid = xstrdup((const char *)sqlite3_column_text(st, 0));
+	rr->used = sqlite3_column_type(st, 2) != SQLITE_NULL;
+	rr->used_at = (time_t)sqlite3_column_int64(st, 2);
+	if (sqlite3_column_bytes(st, 3) == (int)sizeof rr->succ) {
+		memcpy(rr->succ, sqlite3_column_blob(st, 3), sizeof rr->succ);
+		rr->has_succ = 1;
+	}
+	if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+		rr->slen = (size_t)sqlite3_column_bytes(st, 4);
+		rr->sealed = xmalloc(rr->slen > 0 ? rr->slen : 1);
+		memcpy(rr->sealed, sqlite3_column_blob(st, 4), rr->slen);
+	}
+	rc = 0;
+out:
+	sqlite3_reset(st);
+	return (rc);
+}
+
+/* The family of a session: its user, expiry and state; 0 if it exists. */
+static int
+refresh_family_get(const char *sid, char **user_id, time_t *fexp,
+    int *frevoked)
+{
+	sqlite3_stmt	*st = db_prepare(&st_fam_get);
+	int		 rc = -1;
+
+	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*user_id = xstrdup((const char *)sqlite3_column_text(st, 0));
+		*fexp = (time_t)sqlite3_column_int64(st, 1);
+		*frevoked = sqlite3_column_int(st, 2);
+		rc = 0;
+	}
+	sqlite3_reset(st);
+	return (rc);
+}
+
+static void
+refresh_row_clear(struct refresh_row *rr)
+{
+	free(rr->sid);
+	free(rr->sealed);
+	free(rr->user_id);
+	memset(rr, 0, sizeof *rr);
+}
+
+/* A server error: the transaction is rolled back. */
+static int
+refresh_dberr(void)
+{
+	log_warnx("refresh failed: %s", db_errmsg());
+	db_rollback();
+	return (-2);
+}
+
+/* The token is not (or no longer) good; nothing was written. */
+static int
+refresh_refuse(const struct refresh_row *rr, const char *why)
+{
+	db_rollback();
+	audit_event("refresh_failed", rr->user_id, NULL, rr->client,
+	    json_pack("{s:s}", "reason", why));
+	return (-1);
+}
+
+/* The user is disabled or no longer admitted: the session ends. */
+static int
+refresh_user_gone(const struct refresh_row *rr, const struct user_state *us,
+    const char **why)
+{
+	int	nkeys;
+
+	*why = us->disabled ? "user is disabled" :
+	    "the access policy no longer admits this user";
+	if ((nkeys = refresh_revoke_locked(rr->sid, us->disabled ?
+	    "user disabled" : "access policy", NULL, rr->client)) == -1)
+		return (refresh_dberr());
+	tokens_revoked_add(rr->sid, rr->fexp);
+	audit_event("refresh_failed", rr->user_id, NULL, rr->client,
+	    json_pack("{s:s}", "reason", *why));
+	if (db_commit() == -1)
+		return (refresh_dberr());
+	if (nkeys > 0)
+		apikeys_load();
+	return (-1);
+}
+
+/*
+ * A used token again: within the grace window, and if its successor has
+ * not been used since, the same successor (the answer was lost); else
+ * someone else has it too, and the session ends.
+ */
+static int
+refresh_used(const struct refresh_row *rr, json_t **resp, const char **why)
+{
+	sqlite3_stmt	*st;
+	int		 succ_used = 0, nkeys;
+
+	if (rr->has_succ) {
+		st = db_prepare(&st_rt_used);
+		sqlite3_bind_blob(st, 1, rr->succ, sizeof rr->succ,
+		    SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_type(st, 0) != SQLITE_NULL)
+			succ_used = 1;
+		sqlite3_reset(st);
+	}
+	if (rr->now - rr->used_at <= (time_t)cfg->jwt_refresh_grace &&
+	    !succ_used && rr->sealed != NULL &&
+	    (*resp = refresh_successor_open(rr->token, rr->sealed,
+	    rr->slen)) != NULL) {
+		db_rollback();
+		audit_event("refresh_retry", rr->user_id, rr->user_id,
+		    rr->client, json_pack("{s:s}", "session", rr->sid));
+		return (0);
+	}
+	if ((nkeys = refresh_revoke_locked(rr->sid, "refresh token reuse",
+	    NULL, rr->client)) == -1)
+		return (refresh_dberr());
+	tokens_revoked_add(rr->sid, rr->fexp);
+	audit_event("refresh_reuse_detected", rr->user_id, NULL, rr->client,
+	    json_pack("{s:s,s:i}", "session", rr->sid, "keys", nkeys));
+	*why = "refresh token was already used; the session has been revoked";
+	if (db_commit() == -1)
+		return (refresh_dberr());
+	if (nkeys > 0)
+		apikeys_load();
+	log_warnx("refresh token reuse detected for %s: session %s revoked",
+	    rr->user_id, rr->sid);
+	return (-1);
+}
+
+/*
+ * Rotate: a new refresh token and access token, the old token marked used
+ * with its successor sealed under it for a retry.
+ */
+static int
+refresh_rotate(const struct refresh_row *rr, json_t **resp,
+    const char **why)
+{
+	sqlite3_stmt	*st;
+	struct user	 u;
+	uint8_t		*sealed = NULL, succ[CRYPTO_HASH_LEN];
+	size_t		 slen = 0;
+	char		*access = NULL, *refresh = NULL;
+	time_t		 exp;
+	int		 rc = -2;
+
+	memset(&u, 0, sizeof u);
+	if (user_get(rr->user_id, &u) == -1) {
+		*why = "user no longer exists";
+		rc = refresh_refuse(rr, *why);
+		goto out;
+	}
+	exp = rr->now + (time_t)cfg->jwt_access_ttl;
+	if (exp > rr->fexp)
+		exp = rr->fexp;
+	refresh = crypto_new_secret(REFRESH_PREFIX);
+	if ((access = tokens_mint(&u, rr->sid, NULL, exp, NULL)) == NULL ||
+	    refresh_insert(refresh, rr->sid, rr->fexp) == -1 ||
+	    refresh_successor_seal(rr->token, access, exp, refresh, &sealed,
+	    &slen) == -1)
+		goto out;
+	crypto_hash_token(refresh, succ);
+	st = db_prepare(&st_rt_rotate);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)rr->now);
+	sqlite3_bind_blob(st, 2, succ, sizeof succ, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, sealed, (int)slen, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, rr->hash, sizeof rr->hash, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(bsp_db) != 1) {
+		sqlite3_reset(st);
+		goto out;
+	}
+	sqlite3_reset(st);
+	audit_event("refresh", rr->user_id, rr->user_id, rr->client,
+	    json_pack("{s:s}", "session", rr->sid));
+	if (db_commit() == -1)
+		goto out;
+	*resp = refresh_response(access, exp, refresh);
+	rc = 0;
+out:
+	if (rc == -2)
+		rc = refresh_dberr();
+	user_clear(&u);
+	free(sealed);
+	freezero_str(refresh);
+	freezero_str(access);
+	return (rc);
+}
+
 /*
  * Rotate a refresh token. 0 with *resp set on success; -1 with *why set
  * when the token is not (or no longer) good: the caller answers
@@ -249,183 +481,45 @@ int
 tokens_refresh(const char *token, const char *client, json_t **resp,
     const char **why)
 {
-	sqlite3_stmt	*st;
-	uint8_t		 h[CRYPTO_HASH_LEN], *sealed = NULL;
-	size_t		 slen = 0;
-	char		*sid = NULL, *user_id = NULL, *access = NULL;
-	char		*refresh = NULL;
-	time_t		 now = now_wall(), fexp, used_at, exp;
-	int		 frevoked, has_used, rc = -2, succ_used, nkeys = 0;
-	const struct user_state *us;
-	struct user	 u;
-	uint8_t		 succ[CRYPTO_HASH_LEN];
-	int		 has_succ = 0;
+	struct refresh_row	 rr;
+	const struct user_state	*us;
+	int			 rc;
 
 	*resp = NULL;
 	*why = "refresh token is not valid";
-	memset(&u, 0, sizeof u);
 	if (strncmp(token, REFRESH_PREFIX, 4) != 0 || strlen(token) != 47)
 		return (-1);
-	crypto_hash_token(token, h);
+	memset(&rr, 0, sizeof rr);
+	rr.token = token;
+	rr.client = client;
+	rr.now = now_wall();
+	crypto_hash_token(token, rr.hash);
 	if (db_begin() == -1)
 		return (-2);
-
-	st = db_prepare(&st_rt_get);
-	sqlite3_bind_blob(st, 1, h, sizeof h, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_reset(st);
+	if (refresh_row_get(&rr) == -1) {
 		db_rollback();
 		/* Anyone can send one: a log line, not an audit write. */
 		log_info("refresh refused: unknown token (from %s)",
 		    client != NULL ? client : "-");
 		return (-1);
 	}
-	sid = xstrdup((const char *)sqlite3_column_text(st, 0));
-	has_used = sqlite3_column_type(st, 2) != SQLITE_NULL;
-	used_at = (time_t)sqlite3_column_int64(st, 2);
-	if (sqlite3_column_bytes(st, 3) == (int)sizeof succ) {
-		memcpy(succ, sqlite3_column_blob(st, 3), sizeof succ);
-		has_succ = 1;
-	}
-	if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
-		slen = (size_t)sqlite3_column_bytes(st, 4);
-		sealed = xmalloc(slen > 0 ? slen : 1);
-		memcpy(sealed, sqlite3_column_blob(st, 4), slen);
-	}
-	sqlite3_reset(st);
-
-	st = db_prepare(&st_fam_get);
-	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_reset(st);
-		goto invalid;
-	}
-	user_id = xstrdup((const char *)sqlite3_column_text(st, 0));
-	fexp = (time_t)sqlite3_column_int64(st, 1);
-	frevoked = sqlite3_column_int(st, 2);
-	sqlite3_reset(st);
-	if (frevoked) {
+	if (refresh_family_get(rr.sid, &rr.user_id, &rr.fexp,
+	    &rr.frevoked) == -1)
+		rc = refresh_refuse(&rr, *why);
+	else if (rr.frevoked) {
 		*why = "session has been revoked";
-		goto invalid;
-	}
-	if (fexp <= now) {
+		rc = refresh_refuse(&rr, *why);
+	} else if (rr.fexp <= rr.now) {
 		*why = "session has expired; log in again";
-		goto invalid;
-	}
-	if ((us = user_state(user_id)) != NULL && (us->disabled ||
-	    us->denied)) {
-		*why = us->disabled ? "user is disabled" :
-		    "the access policy no longer admits this user";
-		if ((nkeys = refresh_revoke_locked(sid, us->disabled ?
-		    "user disabled" : "access policy", NULL, client)) == -1)
-			goto dberr;
-		tokens_revoked_add(sid, fexp);
-		goto invalid_commit;
-	}
-
-	if (has_used) {
-		/* Was the successor itself used since? Then this is reuse. */
-		succ_used = 0;
-		if (has_succ) {
-			st = db_prepare(&st_rt_used);
-			sqlite3_bind_blob(st, 1, succ, sizeof succ,
-			    SQLITE_STATIC);
-			if (sqlite3_step(st) == SQLITE_ROW &&
-			    sqlite3_column_type(st, 0) != SQLITE_NULL)
-				succ_used = 1;
-			sqlite3_reset(st);
-		}
-		if (now - used_at <= (time_t)cfg->jwt_refresh_grace &&
-		    !succ_used && sealed != NULL &&
-		    (*resp = refresh_successor_open(token, sealed, slen)) !=
-		    NULL) {
-			db_rollback();
-			audit_event("refresh_retry", user_id, user_id, client,
-			    json_pack("{s:s}", "session", sid));
-			rc = 0;
-			goto out;
-		}
-		/* Reuse after the grace window: someone else has it too. */
-		if ((nkeys = refresh_revoke_locked(sid,
-		    "refresh token reuse", NULL, client)) == -1)
-			goto dberr;
-		tokens_revoked_add(sid, fexp);
-		audit_event("refresh_reuse_detected", user_id, NULL, client,
-		    json_pack("{s:s,s:i}", "session", sid, "keys", nkeys));
-		*why = "refresh token was already used; the session has been "
-		    "revoked";
-		if (db_commit() == -1)
-			goto dberr;
-		if (nkeys > 0)
-			apikeys_load();
-		log_warnx("refresh token reuse detected for %s: session %s "
-		    "revoked", user_id, sid);
-		rc = -1;
-		goto out;
-	}
-
-	if (user_get(user_id, &u) == -1) {
-		*why = "user no longer exists";
-		goto invalid;
-	}
-	exp = now + (time_t)cfg->jwt_access_ttl;
-	if (exp > fexp)
-		exp = fexp;
-	refresh = crypto_new_secret(REFRESH_PREFIX);
-	if ((access = tokens_mint(&u, sid, NULL, exp, NULL)) == NULL)
-		goto dberr;
-	if (refresh_insert(refresh, sid, fexp) == -1)
-		goto dberr;
-	free(sealed);
-	sealed = NULL;
-	if (refresh_successor_seal(token, access, exp, refresh, &sealed,
-	    &slen) == -1)
-		goto dberr;
-	crypto_hash_token(refresh, succ);
-	st = db_prepare(&st_rt_rotate);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-	sqlite3_bind_blob(st, 2, succ, sizeof succ, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, sealed, (int)slen, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 4, h, sizeof h, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(bsp_db) != 1) {
-		sqlite3_reset(st);
-		goto dberr;
-	}
-	sqlite3_reset(st);
-	audit_event("refresh", user_id, user_id, client, json_pack("{s:s}",
-	    "session", sid));
-	if (db_commit() == -1)
-		goto dberr;
-	*resp = refresh_response(access, exp, refresh);
-	rc = 0;
-	goto out;
-
-invalid_commit:
-	audit_event("refresh_failed", user_id, NULL, client, json_pack("{s:s}",
-	    "reason", *why));
-	if (db_commit() == -1)
-		goto dberr;
-	if (nkeys > 0)
-		apikeys_load();
-	rc = -1;
-	goto out;
-invalid:
-	db_rollback();
-	audit_event("refresh_failed", user_id, NULL, client, json_pack("{s:s}",
-	    "reason", *why));
-	rc = -1;
-	goto out;
-dberr:
-	log_warnx("refresh failed: %s", db_errmsg());
-	db_rollback();
-	rc = -2;
-out:
-	user_clear(&u);
-	free(sealed);
-	free(sid);
-	free(user_id);
-	freezero_str(refresh);
-	freezero_str(access);
+		rc = refresh_refuse(&rr, *why);
+	} else if ((us = user_state(rr.user_id)) != NULL && (us->disabled ||
+	    us->denied))
+		rc = refresh_user_gone(&rr, us, why);
+	else if (rr.used)
+		rc = refresh_used(&rr, resp, why);
+	else
+		rc = refresh_rotate(&rr, resp, why);
+	refresh_row_clear(&rr);
 	return (rc);
 }
 
@@ -437,21 +531,13 @@ int
 tokens_revoke_family(const char *sid, const char *reason, const char *event,
     const char *actor, const char *client)
 {
-	sqlite3_stmt	*st;
-	char		*user_id = NULL;
-	time_t		 fexp = 0;
-	int		 nkeys;
+	char	*user_id = NULL;
+	time_t	 fexp = 0;
+	int	 frevoked, nkeys, rc = -1;
 
 	if (db_begin() == -1)
 		return (-1);
-	st = db_prepare(&st_fam_get);
-	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		user_id = xstrdup((const char *)sqlite3_column_text(st, 0));
-		fexp = (time_t)sqlite3_column_int64(st, 1);
-	}
-	sqlite3_reset(st);
-	if (user_id == NULL) {
+	if (refresh_family_get(sid, &user_id, &fexp, &frevoked) == -1) {
 		db_rollback();
 		return (-1);
 	}
@@ -459,20 +545,19 @@ tokens_revoke_family(const char *sid, const char *reason, const char *event,
 		actor = user_id;
 	if ((nkeys = refresh_revoke_locked(sid, reason, actor, client)) == -1) {
 		db_rollback();
-		free(user_id);
-		return (-1);
+		goto out;
 	}
 	audit_event(event, user_id, actor, client, json_pack("{s:s,s:i}",
 	    "session", sid, "keys", nkeys));
-	if (db_commit() == -1) {
-		free(user_id);
-		return (-1);
-	}
+	if (db_commit() == -1)
+		goto out;
 	tokens_revoked_add(sid, fexp);
 	if (nkeys > 0)
 		apikeys_load();
+	rc = 0;
+out:
 	free(user_id);
-	return (0);
+	return (rc);
 }
 
 /* Revoke the family a refresh token belongs to (logout, RFC 7009). */

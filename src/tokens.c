@@ -46,17 +46,19 @@ tokens_config_check(struct config *c, struct config_errors *errs)
 
 	if (c->jwt_algorithm == JWT_ALG_HS256) {
 		if (c->jwt_secret == NULL)
-			config_add_error(errs, c, "jwt.algorithm", "jwt.algorithm "
-			    "HS256 needs jwt.secret (or jwt.secret_file)");
+			config_add_error(errs, c, "jwt.algorithm",
+			    "jwt.algorithm HS256 needs jwt.secret (or "
+			    "jwt.secret_file)");
 		else if ((k = crypto_key_from_secret(CRYPTO_ALG_HS256,
 		    c->jwt_secret, strlen(c->jwt_secret), &err)) == NULL)
-			config_add_error(errs, c, "jwt.secret", "jwt.secret: %s",
-			    err.msg);
+			config_add_error(errs, c, "jwt.secret",
+			    "jwt.secret: %s", err.msg);
 		else
 			crypto_key_free(k);
 		if (c->jwt_key_file != NULL)
-			config_add_error(errs, c, "jwt.key_file", "jwt.key_file is "
-			    "for EdDSA, ES256 and RS256, not HS256");
+			config_add_error(errs, c, "jwt.key_file",
+			    "jwt.key_file is for EdDSA, ES256 and RS256, not "
+			    "HS256");
 	} else if (c->jwt_secret != NULL)
 		config_add_error(errs, c, "jwt.secret", "jwt.secret is only "
 		    "used when jwt.algorithm is HS256");
@@ -85,8 +87,8 @@ tokens_config_check(struct config *c, struct config_errors *errs)
 		    "within api_keys.max_ttl (%lld)", c->apikeys_default_ttl,
 		    c->apikeys_max_ttl);
 	if (*c->jwt_audience == '\0')
-		config_add_error(errs, c, "jwt.audience", "jwt.audience must not "
-		    "be empty");
+		config_add_error(errs, c, "jwt.audience", "jwt.audience must "
+		    "not be empty");
 }
 
 /* A random id (a session, a jti) of nbytes, in base64url. */
@@ -138,7 +140,8 @@ tokens_maint(time_t now)
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_warnx("cannot purge expired sessions: %s", db_errmsg());
 	st = db_prepare(&st_rt_forget);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)(now - cfg->jwt_refresh_grace));
+	sqlite3_bind_int64(st, 1,
+	    (sqlite3_int64)(now - cfg->jwt_refresh_grace));
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_warnx("cannot forget old successors: %s", db_errmsg());
 	st = db_prepare(&st_state_purge);
