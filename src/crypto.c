@@ -409,7 +409,7 @@ crypto_kek_create(const char *path, struct crypto_err *err)
 	uint8_t	 key[CRYPTO_KEY_LEN];
 	size_t	 off = 0;
 	ssize_t	 n;
-	int	 fd, saved;
+	int	 fd, saved = 0, rc = -1;
 
 	fd = open(path, O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0600);
 	if (fd == -1) {
@@ -425,27 +425,31 @@ crypto_kek_create(const char *path, struct crypto_err *err)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			goto fail;
+			goto out;
 		off += (size_t)n;
 	}
 	if (fsync(fd) == -1)
-		goto fail;
+		goto out;
 	sodium_memzero(key, sizeof key);
 	if (close(fd) == -1) {
 		fd = -1;
-		goto fail;
+		goto out;
 	}
+	fd = -1;
 	crypto_fsync_dir(path);
-	return (0);
-
-fail:
-	saved = errno;
+	rc = 0;
+out:
+	if (rc == -1)
+		saved = errno;
 	sodium_memzero(key, sizeof key);
 	if (fd != -1)
 		close(fd);
-	unlink(path);
-	crypto_seterr(err, "%s: cannot write: %s", path, strerror(saved));
-	return (-1);
+	if (rc == -1) {
+		unlink(path);
+		crypto_seterr(err, "%s: cannot write: %s", path,
+		    strerror(saved));
+	}
+	return (rc);
 }
 
 /* Best effort: make a new directory entry durable. */
@@ -481,7 +485,7 @@ crypto_kek_load(const char *path, struct crypto_err *err)
 	struct stat	st;
 	size_t		off = 0;
 	ssize_t		n;
-	int		fd;
+	int		fd, rc = -1;
 
 	fd = open(path, O_RDONLY|O_CLOEXEC);
 	if (fd == -1 && errno == ENOENT) {
@@ -495,26 +499,26 @@ crypto_kek_load(const char *path, struct crypto_err *err)
 	}
 	if (fstat(fd, &st) == -1) {
 		crypto_seterr(err, "%s: %s", path, strerror(errno));
-		goto fail;
+		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		crypto_seterr(err, "%s: not a regular file", path);
-		goto fail;
+		goto out;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
 		crypto_seterr(err, "%s: owned by uid %u, not by root or us",
 		    path, (unsigned int)st.st_uid);
-		goto fail;
+		goto out;
 	}
 	if ((st.st_mode & (S_IRWXG|S_IRWXO)) != 0) {
 		crypto_seterr(err, "%s: mode %04o lets group or others in;"
 		    " chmod 600 it", path, (unsigned int)(st.st_mode & 07777));
-		goto fail;
+		goto out;
 	}
 	if (st.st_size != CRYPTO_KEY_LEN) {
 		crypto_seterr(err, "%s: %lld bytes, want exactly %d", path,
 		    (long long)st.st_size, CRYPTO_KEY_LEN);
-		goto fail;
+		goto out;
 	}
 	while (off < sizeof buf) {
 		n = read(fd, buf + off, sizeof buf - off);
@@ -522,7 +526,7 @@ crypto_kek_load(const char *path, struct crypto_err *err)
 			continue;
 		if (n == -1) {
 			crypto_seterr(err, "%s: %s", path, strerror(errno));
-			goto fail;
+			goto out;
 		}
 		if (n == 0)
 			break;
@@ -531,19 +535,16 @@ crypto_kek_load(const char *path, struct crypto_err *err)
 	if (off != CRYPTO_KEY_LEN) {
 		crypto_seterr(err, "%s: read %zu bytes, want exactly %d", path,
 		    off, CRYPTO_KEY_LEN);
-		goto fail;
+		goto out;
 	}
-	close(fd);
 	memcpy(crypto_kek, buf, CRYPTO_KEY_LEN);
-	sodium_memzero(buf, sizeof buf);
 	(void)sodium_mlock(crypto_kek, sizeof crypto_kek);
 	crypto_kek_ok = 1;
-	return (0);
-
-fail:
+	rc = 0;
+out:
 	sodium_memzero(buf, sizeof buf);
 	close(fd);
-	return (-1);
+	return (rc);
 }
 
 int
@@ -953,6 +954,7 @@ crypto_key_from_pkey(enum crypto_alg alg, EVP_PKEY *pkey, int priv,
 	struct crypto_key	*key = NULL;
 	uint8_t			 seed[CRYPTO_ED_SEED_LEN];
 	size_t			 len;
+	int			 ok = 0;
 
 	if (crypto_check_pkey(alg, pkey, err) == -1)
 		goto out;
@@ -960,36 +962,34 @@ crypto_key_from_pkey(enum crypto_alg alg, EVP_PKEY *pkey, int priv,
 	key->has_private = priv;
 	if (key->kty != CRYPTO_KTY_OKP) {
 		key->pkey = pkey;
-		return (key);
-	}
-	if (priv) {
+		pkey = NULL;
+	} else if (priv) {
 		len = sizeof seed;
 		if (!EVP_PKEY_get_raw_private_key(pkey, seed, &len) ||
 		    len != sizeof seed) {
 			crypto_seterr(err, "cannot read the Ed25519 seed");
-			goto fail;
+			goto out;
 		}
 		crypto_sign_seed_keypair(key->ed_pk, key->ed_sk, seed);
-		sodium_memzero(seed, sizeof seed);
 	} else {
 		len = sizeof key->ed_pk;
 		if (!EVP_PKEY_get_raw_public_key(pkey, key->ed_pk, &len) ||
 		    len != sizeof key->ed_pk) {
 			crypto_seterr(err, "cannot read the Ed25519 key");
-			goto fail;
+			goto out;
 		}
 		if (!crypto_core_ed25519_is_valid_point(key->ed_pk)) {
 			crypto_seterr(err, "Ed25519 key is not a valid point");
-			goto fail;
+			goto out;
 		}
 	}
-	goto out;
-
-fail:
-	sodium_memzero(seed, sizeof seed);
-	crypto_key_free(key);
-	key = NULL;
+	ok = 1;
 out:
+	sodium_memzero(seed, sizeof seed);
+	if (!ok) {
+		crypto_key_free(key);
+		key = NULL;
+	}
 	EVP_PKEY_free(pkey);
 	ERR_clear_error();
 	return (key);
@@ -1543,16 +1543,11 @@ crypto_md_init(const struct crypto_key *key, int sign)
 		r = EVP_DigestSignInit(ctx, &pctx, ai->md(), NULL, key->pkey);
 	else
 		r = EVP_DigestVerifyInit(ctx, &pctx, ai->md(), NULL, key->pkey);
-	if (r != 1)
-		goto fail;
-	if (ai->pss &&
-	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+	if (r == 1 && (!ai->pss ||
+	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
 	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
-	    RSA_PSS_SALTLEN_DIGEST) <= 0))
-		goto fail;
-	return (ctx);
-
-fail:
+	    RSA_PSS_SALTLEN_DIGEST) > 0)))
+		return (ctx);
 	EVP_MD_CTX_free(ctx);
 	return (NULL);
 }
@@ -1687,17 +1682,17 @@ crypto_key_verify(const struct crypto_key *key, enum crypto_alg alg,
 	case CRYPTO_KTY_OCT:
 		if (crypto_hmac(key, data, len, mac, &n) == -1 ||
 		    n != siglen || CRYPTO_memcmp(mac, sig, n) != 0)
-			goto bad;
+			goto out;
 		break;
 	case CRYPTO_KTY_OKP:
 		if (crypto_sign_verify_detached(sig, data, len,
 		    key->ed_pk) != 0)
-			goto bad;
+			goto out;
 		break;
 	case CRYPTO_KTY_RSA:
 		if ((ctx = crypto_md_init(key, 0)) == NULL ||
 		    EVP_DigestVerify(ctx, sig, siglen, data, len) != 1)
-			goto bad;
+			goto out;
 		break;
 	case CRYPTO_KTY_EC:
 		if ((es = ECDSA_SIG_new()) == NULL ||
@@ -1710,23 +1705,21 @@ crypto_key_verify(const struct crypto_key *key, enum crypto_alg alg,
 		r = s = NULL;
 		derlen = i2d_ECDSA_SIG(es, NULL);
 		if (derlen <= 0 || (size_t)derlen > sizeof der)
-			goto bad;
+			goto out;
 		p = der;
 		if (i2d_ECDSA_SIG(es, &p) != derlen)
-			goto bad;
+			goto out;
 		if ((ctx = crypto_md_init(key, 0)) == NULL ||
 		    EVP_DigestVerify(ctx, der, (size_t)derlen, data, len) != 1)
-			goto bad;
+			goto out;
 		break;
 	default:
-		goto bad;
+		goto out;
 	}
 	ret = 0;
-	goto out;
-
-bad:
-	crypto_seterr(err, "signature does not verify");
 out:
+	if (ret == -1)
+		crypto_seterr(err, "signature does not verify");
 	sodium_memzero(mac, sizeof mac);
 	BN_free(r);
 	BN_free(s);
