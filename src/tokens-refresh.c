@@ -10,7 +10,8 @@
  *
  * Every way a family ends (logout, RFC 7009, refresh token reuse, a
  * disabled or no longer admitted user, "user logout") revokes the API keys
- * made in it in the same transaction.
+ * made in it in the same transaction; only "user logout --keep-keys" keeps
+ * them, with every other key of the user (bedrock-sso-proxy(8)).
  */
 
 #include <stdio.h>
@@ -250,8 +251,9 @@ refresh_successor_open(const char *old, const void *blob, size_t len)
 
 /*
  * Revoke a session family and the API keys made in it, inside the caller's
- * transaction. Every way a family ends goes through here. Returns the
- * number of keys revoked (the caller reloads them after its commit), or -1.
+ * transaction. Every way one family ends goes through here ("user logout"
+ * ends them all at once: tokens_revoke_user). Returns the number of keys
+ * revoked (the caller reloads them after its commit), or -1.
  */
 static int
 refresh_revoke_locked(const char *sid, const char *reason,

@@ -26,7 +26,7 @@
 #include "tokens.h"
 
 static struct {
-	long long	 data_version;	/* when tokens_sync() last ran */
+	long long	 data_version;	/* the database's, at the last sync */
 } tok;
 
 static struct db_stmt st_fam_purge = { "DELETE FROM token_families WHERE "
@@ -37,7 +37,7 @@ static struct db_stmt st_rt_forget = { "UPDATE refresh_tokens SET "
 static struct db_stmt st_state_purge = { "DELETE FROM oauth_states WHERE "
     "expires < ?", NULL, NULL };
 
-/* Configuration. */
+/* The checks of jwt.* and api_keys.* that need more than the table. */
 void
 tokens_config_check(struct config *c, struct config_errors *errs)
 {
@@ -104,7 +104,6 @@ tokens_random_id(size_t nbytes)
 	crypto_b64url_encode(r, nbytes, b, sizeof b);
 	return (xstrdup(b));
 }
-
 
 /*
  * Reload what another process may have changed here: revoked families and
