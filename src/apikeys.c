@@ -277,11 +277,89 @@ apikeys_purge(time_t before)
 }
 
 static int
-text_ok(const char *s, size_t max)
+apikeys_text_ok(const char *s, size_t max)
 {
 	size_t	len = strlen(s);
 
 	return (len > 0 && len <= max && str_is_printable(s, len));
+}
+
+/*
+ * Check what a key is asked for: its name, its model patterns (returned
+ * as a JSON array in *ma) and its ttl (< 0 becomes api_keys.default_ttl).
+ * -1 with *why set if refused.
+ */
+static int
+apikeys_request_ok(const char *name, const struct strlist *models,
+    long long *ttl, json_t **ma, const char **why)
+{
+	size_t	i;
+
+	*ma = NULL;
+	if (name != NULL && !apikeys_text_ok(name, APIKEY_NAME_MAX)) {
+		*why = "name must be 1 to 64 printable characters";
+		return (-1);
+	}
+	if (models != NULL && models->n > APIKEY_MODELS_MAX) {
+		*why = "too many model patterns";
+		return (-1);
+	}
+	*ma = json_array();
+	for (i = 0; models != NULL && i < models->n; i++) {
+		if (!apikeys_text_ok(models->v[i], 256)) {
+			*why = "model patterns must be printable text";
+			goto out;
+		}
+		json_array_append_new(*ma, json_string(models->v[i]));
+	}
+	if (*ttl < 0)
+		*ttl = cfg->apikeys_default_ttl;
+	if (*ttl > 315360000) {
+		*why = "ttl is too long";
+		goto out;
+	}
+	return (0);
+out:
+	json_decref(*ma);
+	*ma = NULL;
+	return (-1);
+}
+
+/*
+ * May the user have one more key, in this session (if any)? In the
+ * caller's transaction, which a revocation by another process ("user
+ * logout") is ordered with, so that no key is made in a session that has
+ * just ended: -3 with *why then, -1 over the limit, else 0.
+ */
+static int
+apikeys_room_locked(const char *user_id, const char *sid, time_t now,
+    const char **why)
+{
+	sqlite3_stmt	*st;
+	long long	 n;
+
+	if (sid != NULL) {
+		st = db_prepare(&st_family_live);
+		sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
+		n = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_reset(st);
+		if (!n) {
+			*why = "session has been revoked or has ended";
+			return (-3);
+		}
+	}
+	st = db_prepare(&st_count);
+	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
+	n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	if (n >= cfg->apikeys_max_per_user) {
+		*why = "API key limit reached; revoke one first";
+		return (-1);
+	}
+	return (0);
 }
 
 /*
@@ -299,78 +377,30 @@ apikey_create(const char *user_id, const char *sid, const char *name,
 {
 	sqlite3_stmt	*st;
 	uint8_t		 h[CRYPTO_HASH_LEN], r[12];
-	char		*key = NULL, id[32], idb[24], hint[16], *ms;
+	char		*key = NULL, id[32], idb[24], hint[16], *ms = NULL;
 	json_t		*ma;
 	time_t		 now = now_wall(), expires;
-	long long	 n;
-	size_t		 i;
+	int		 rc;
 
 	*key_out = NULL;
 	*info = NULL;
-	if (name != NULL && !text_ok(name, APIKEY_NAME_MAX)) {
-		*why = "name must be 1 to 64 printable characters";
+	if (apikeys_request_ok(name, models, &ttl, &ma, why) == -1)
 		return (-1);
-	}
-	if (models != NULL && models->n > APIKEY_MODELS_MAX) {
-		*why = "too many model patterns";
-		return (-1);
-	}
-	ma = json_array();
-	for (i = 0; models != NULL && i < models->n; i++) {
-		if (!text_ok(models->v[i], 256)) {
-			json_decref(ma);
-			*why = "model patterns must be printable text";
-			return (-1);
-		}
-		json_array_append_new(ma, json_string(models->v[i]));
-	}
-	if (ttl < 0)
-		ttl = cfg->apikeys_default_ttl;
-	if (ttl > 315360000) {
-		json_decref(ma);
-		*why = "ttl is too long";
-		return (-1);
-	}
 	expires = ttl > 0 ? now + (time_t)ttl : 0;
-
 	if (db_begin() == -1) {
 		json_decref(ma);
 		return (-2);
 	}
-	/*
-	 * The session is checked again here, in the transaction that a
-	 * revocation by another process ("user logout") is ordered with, so
-	 * that no key is made in a session that has just ended.
-	 */
-	if (sid != NULL) {
-		st = db_prepare(&st_family_live);
-		sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, user_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
-		n = sqlite3_step(st) == SQLITE_ROW;
-		sqlite3_reset(st);
-		if (!n) {
-			db_rollback();
-			json_decref(ma);
-			*why = "session has been revoked or has ended";
-			return (-3);
-		}
-	}
-	st = db_prepare(&st_count);
-	sqlite3_bind_text(st, 1, user_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
-	n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
-	if (n >= cfg->apikeys_max_per_user) {
+	if ((rc = apikeys_room_locked(user_id, sid, now, why)) != 0) {
 		db_rollback();
 		json_decref(ma);
-		*why = "API key limit reached; revoke one first";
-		return (-1);
+		return (rc);
 	}
+	rc = -2;
 	crypto_random(r, sizeof r);
 	crypto_b64url_encode(r, sizeof r, idb, sizeof idb);
 	snprintf(id, sizeof id, "key_%s", idb);
-	key = tokens_new_secret(APIKEY_PREFIX);
+	key = crypto_new_secret(APIKEY_PREFIX);
 	snprintf(hint, sizeof hint, "bsk_...%s", key + strlen(key) - 4);
 	crypto_hash_token(key, h);
 	ms = json_dumps(ma, JSON_COMPACT);
@@ -387,28 +417,31 @@ apikey_create(const char *user_id, const char *sid, const char *name,
 	sqlite3_bind_text(st, 9, sid, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		sqlite3_reset(st);
-		goto dberr;
+		goto out;
 	}
 	sqlite3_reset(st);
-	audit_event("key_created", user_id, actor, client, json_pack("{s:s,s:s?}",
-	    "key", id, "name", name));
+	audit_event("key_created", user_id, actor, client,
+	    json_pack("{s:s,s:s?}", "key", id, "name", name));
 	if (db_commit() == -1)
-		goto dberr;
-	free(ms);
+		goto out;
 	apikeys_load();
 	*info = json_pack("{s:s,s:s?,s:s,s:o,s:I}", "id", id, "name", name,
 	    "hint", hint, "models", ma, "created_at", (json_int_t)now);
+	ma = NULL;	/* now *info's */
 	json_object_set_new(*info, "expires_at", expires != 0 ?
 	    json_integer((json_int_t)expires) : json_null());
 	*key_out = key;
-	return (0);
-dberr:
-	log_warnx("cannot create API key: %s", db_errmsg());
-	db_rollback();
+	key = NULL;
+	rc = 0;
+out:
+	if (rc == -2) {
+		log_warnx("cannot create API key: %s", db_errmsg());
+		db_rollback();
+	}
 	free(ms);
 	json_decref(ma);
 	freezero_str(key);
-	return (-2);
+	return (rc);
 }
 
 /* The keys of a user (or of everyone), without the secrets. */
@@ -542,7 +575,7 @@ apikeys_revoke_selected(struct db_stmt *sel, const char *what,
 	struct strlist	 ids = { NULL, 0 }, users = { NULL, 0 };
 	time_t		 now = now_wall();
 	size_t		 i;
-	int		 rc;
+	int		 rc, n = -1;
 
 	st = db_prepare(sel);
 	sqlite3_bind_text(st, 1, what, -1, SQLITE_STATIC);
@@ -552,7 +585,7 @@ apikeys_revoke_selected(struct db_stmt *sel, const char *what,
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
-		goto fail;
+		goto out;
 	for (i = 0; i < ids.n; i++) {
 		st = db_prepare(&st_revoke);
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
@@ -561,20 +594,18 @@ apikeys_revoke_selected(struct db_stmt *sel, const char *what,
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
-			goto fail;
+			goto out;
 		audit_event("key_revoked", users.v[i], actor, client,
 		    json_pack("{s:s,s:s,s:s?}", "key", ids.v[i], "reason",
 		    reason, "session", sid));
 	}
-	rc = (int)ids.n;
+	n = (int)ids.n;
+out:
+	if (n == -1)
+		log_warnx("cannot revoke API keys: %s", db_errmsg());
 	strlist_free(&ids);
 	strlist_free(&users);
-	return (rc);
-fail:
-	log_warnx("cannot revoke API keys: %s", db_errmsg());
-	strlist_free(&ids);
-	strlist_free(&users);
-	return (-1);
+	return (n);
 }
 
 /* The keys made in a session that is being revoked (in a transaction). */

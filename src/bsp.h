@@ -830,13 +830,7 @@ struct user_state {
 };
 void		 users_state_free(void);
 
-/* tokens.c */
-enum jwt_alg {
-	JWT_ALG_EDDSA = 0,
-	JWT_ALG_ES256,
-	JWT_ALG_RS256,
-	JWT_ALG_HS256,
-};
+/* principal.c */
 enum principal_kind {
 	PRINCIPAL_JWT,		/* our own access token */
 	PRINCIPAL_LEGACY,	/* jwt.legacy */
@@ -860,26 +854,45 @@ struct principal {
 	time_t			 iat;
 	time_t			 exp;
 };
-#define SCOPE_INVOKE	"bedrock:invoke"
-extern const char *const jwt_alg_choices[];
-extern const char *const legacy_alg_choices[];
 struct principal *principal_new(enum principal_kind);
 struct principal *principal_ref(struct principal *);
 void		 principal_unref(struct principal *);
 int		 principal_has_scope(const struct principal *, const char *);
 const char	*principal_revoked(const struct principal *);
+
+/* tokens.c */
+enum jwt_alg {
+	JWT_ALG_EDDSA = 0,
+	JWT_ALG_ES256,
+	JWT_ALG_RS256,
+	JWT_ALG_HS256,
+};
+#define SCOPE_INVOKE	"bedrock:invoke"
+extern const char *const jwt_alg_choices[];
+extern const char *const legacy_alg_choices[];
 void		 tokens_config_check(struct config *, struct config_errors *);
 int		 tokens_init(struct config *, char **);
+void		 tokens_free(void);
+void		 tokens_sync(void);
+void		 tokens_maint(time_t);
+
+/* tokens-keys.c */
 int		 tokens_reload_prepare(struct config *, char **);
 void		 tokens_reload_commit(struct config *);
 void		 tokens_reload_abort(void);
 int		 tokens_check(struct config *, char **);
-void		 tokens_free(void);
+int		 tokens_signing_rotate(struct config *, char **);
+json_t		*tokens_jwks(void);
+int		 tokens_ready(const char **);
+
+/* tokens-jwt.c */
 const char	*tokens_issuer(const struct config *);
 int		 tokens_verify_jwt(const char *, size_t, struct principal **,
 		     const char **);
 char		*tokens_mint(const struct user *, const char *,
 		     const struct strlist *, time_t, time_t *);
+
+/* tokens-refresh.c */
 int		 tokens_session_new(const struct user *, const char *,
 		     const char *, json_t **);
 int		 tokens_mint_session(const struct user *,
@@ -892,12 +905,8 @@ int		 tokens_revoke_refresh(const char *, const char *,
 		     const char *);
 int		 tokens_revoke_user(const char *, const char *, int,
 		     const char *, const char *, int *);
-int		 tokens_signing_rotate(struct config *, char **);
-json_t		*tokens_jwks(void);
-int		 tokens_ready(const char **);
-void		 tokens_sync(void);
-void		 tokens_maint(time_t);
-char		*tokens_new_secret(const char *);
+
+/* tokens-revoked.c */
 int		 tokens_family_revoked(const char *);
 
 /* apikeys.c */

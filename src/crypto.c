@@ -7,8 +7,10 @@
  * one JOSE algorithm for their whole life: an RSA key made for RS256 can
  * never check an HS256 MAC, and an Ed25519 key never signs as anything but
  * EdDSA. Ed25519 runs on libsodium, RSA and ECDSA on OpenSSL 3, HMAC on
- * OpenSSL with a constant-time comparison. Nothing here logs; what went
- * wrong with an input is written to a caller-owned struct crypto_err.
+ * OpenSSL with a constant-time comparison. AWS SigV4 signing keys are
+ * derived and kept here too: sigv4.c hands in the string to sign and gets
+ * the signature back. Nothing here logs; what went wrong with an input is
+ * written to a caller-owned struct crypto_err.
  */
 
 #include <sys/types.h>
@@ -33,6 +35,7 @@
 #include <openssl/hmac.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -46,6 +49,8 @@
 #define CRYPTO_ED_SEED_LEN	crypto_sign_SEEDBYTES
 #define CRYPTO_ED_SIG_LEN	crypto_sign_BYTES
 #define CRYPTO_DER_SIG_MAX	256
+#define CRYPTO_SIGV4_CACHE	4
+#define CRYPTO_SIGV4_TERM	"aws4_request"
 
 struct crypto_key {
 	enum crypto_alg	 alg;
@@ -114,8 +119,28 @@ static const char *const crypto_crv_names[] = {
 static const char crypto_b64url_chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/*
+ * A SigV4 signing key, as an HMAC context keyed with it, for one (secret,
+ * date, region, service). The secret is kept to recognise it by: compared
+ * in constant time, which costs less than hashing it on every call.
+ */
+struct crypto_sigv4_key {
+	EVP_MAC_CTX	*ctx;
+	unsigned long	 stamp;		/* last use; 0: free */
+	char		 date[9];
+	char		 region[CRYPTO_SIGV4_FIELD_MAX];
+	char		 service[CRYPTO_SIGV4_FIELD_MAX];
+	size_t		 secretlen;
+	uint8_t		 secret[CRYPTO_SIGV4_SECRET_MAX];
+};
+
 static uint8_t	crypto_kek[CRYPTO_KEY_LEN];
 static int	crypto_kek_ok;
+
+static struct crypto_sigv4_key	 crypto_sigv4_keys[CRYPTO_SIGV4_CACHE];
+static unsigned long		 crypto_sigv4_stamp;
+static unsigned long		 crypto_sigv4_nderived;
+static EVP_MAC			*crypto_hmac_mac;	/* fetched once */
 
 static void	 crypto_seterr(struct crypto_err *, const char *, ...)
 		    printflike(2, 3);
@@ -134,8 +159,20 @@ static int	 crypto_no_pass(char *, int, int, void *);
 static EVP_MD_CTX *crypto_md_init(const struct crypto_key *, int);
 static int	 crypto_hmac(const struct crypto_key *, const void *, size_t,
 		    uint8_t *, size_t *);
+static void	 crypto_derive_key(const void *, size_t, const char *,
+		    uint8_t [CRYPTO_KEY_LEN]);
+static int	 crypto_seal_key(const uint8_t [CRYPTO_KEY_LEN], const void *,
+		    size_t, uint8_t **, size_t *);
+static int	 crypto_unseal_key(const uint8_t [CRYPTO_KEY_LEN],
+		    const uint8_t *, size_t, uint8_t **, size_t *);
 static int	 crypto_kek_create(const char *, struct crypto_err *);
 static void	 crypto_fsync_dir(const char *);
+static int	 crypto_sigv4_hmac(EVP_MAC_CTX *, const void *, size_t,
+		    const void *, size_t, uint8_t [CRYPTO_HASH_LEN]);
+static struct crypto_sigv4_key *crypto_sigv4_find(const char *, size_t,
+		    const char *, const char *, const char *);
+static struct crypto_sigv4_key *crypto_sigv4_derive(const char *, size_t,
+		    const char *, const char *, const char *);
 
 /* Write a reason for a refusal and drop whatever OpenSSL queued. */
 static void
@@ -237,7 +274,7 @@ crypto_streq(const char *a, const char *b)
  * inner hash is unrelated to crypto_hash_token()'s 256-bit one, so the
  * stored hash of a token does not give away keys derived from it.
  */
-void
+static void
 crypto_derive_key(const void *secret, size_t len, const char *context,
     uint8_t out[CRYPTO_KEY_LEN])
 {
@@ -254,6 +291,38 @@ crypto_derive_key(const void *secret, size_t len, const char *context,
 	crypto_generichash_final(&st, out, CRYPTO_KEY_LEN);
 	sodium_memzero(prk, sizeof prk);
 	sodium_memzero(&st, sizeof st);
+}
+
+/*
+ * A public name for a secret (a key id): base64url of the first n bytes,
+ * at most half, of a key derived from it for a purpose.
+ */
+void
+crypto_secret_id(const char *secret, const char *purpose, size_t n,
+    char *out, size_t outsize)
+{
+	uint8_t	key[CRYPTO_KEY_LEN];
+
+	if (n > CRYPTO_KEY_LEN / 2)
+		fatalx("%s: %zu bytes is too many", __func__, n);
+	crypto_derive_key(secret, strlen(secret), purpose, key);
+	crypto_b64url_encode(key, n, out, outsize);
+	sodium_memzero(key, sizeof key);
+}
+
+/* A new bearer secret: the prefix, then 256 random bits in base64url. */
+char *
+crypto_new_secret(const char *prefix)
+{
+	uint8_t	 r[CRYPTO_KEY_LEN];
+	char	 b[64], *s;
+
+	randombytes_buf(r, sizeof r);
+	crypto_b64url_encode(r, sizeof r, b, sizeof b);
+	sodium_memzero(r, sizeof r);
+	xasprintf(&s, "%s%s", prefix, b);
+	sodium_memzero(b, sizeof b);
+	return (s);
 }
 
 /* Length of the unpadded base64url text for n bytes, without the NUL. */
@@ -360,7 +429,7 @@ crypto_kek_create(const char *path, struct crypto_err *err)
 	uint8_t	 key[CRYPTO_KEY_LEN];
 	size_t	 off = 0;
 	ssize_t	 n;
-	int	 fd, saved;
+	int	 fd, saved = 0, rc = -1;
 
 	fd = open(path, O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0600);
 	if (fd == -1) {
@@ -376,27 +445,31 @@ crypto_kek_create(const char *path, struct crypto_err *err)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			goto fail;
+			goto out;
 		off += (size_t)n;
 	}
 	if (fsync(fd) == -1)
-		goto fail;
+		goto out;
 	sodium_memzero(key, sizeof key);
 	if (close(fd) == -1) {
 		fd = -1;
-		goto fail;
+		goto out;
 	}
+	fd = -1;
 	crypto_fsync_dir(path);
-	return (0);
-
-fail:
-	saved = errno;
+	rc = 0;
+out:
+	if (rc == -1)
+		saved = errno;
 	sodium_memzero(key, sizeof key);
 	if (fd != -1)
 		close(fd);
-	unlink(path);
-	crypto_seterr(err, "%s: cannot write: %s", path, strerror(saved));
-	return (-1);
+	if (rc == -1) {
+		unlink(path);
+		crypto_seterr(err, "%s: cannot write: %s", path,
+		    strerror(saved));
+	}
+	return (rc);
 }
 
 /* Best effort: make a new directory entry durable. */
@@ -432,7 +505,7 @@ crypto_kek_load(const char *path, struct crypto_err *err)
 	struct stat	st;
 	size_t		off = 0;
 	ssize_t		n;
-	int		fd;
+	int		fd, rc = -1;
 
 	fd = open(path, O_RDONLY|O_CLOEXEC);
 	if (fd == -1 && errno == ENOENT) {
@@ -446,26 +519,26 @@ crypto_kek_load(const char *path, struct crypto_err *err)
 	}
 	if (fstat(fd, &st) == -1) {
 		crypto_seterr(err, "%s: %s", path, strerror(errno));
-		goto fail;
+		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		crypto_seterr(err, "%s: not a regular file", path);
-		goto fail;
+		goto out;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
 		crypto_seterr(err, "%s: owned by uid %u, not by root or us",
 		    path, (unsigned int)st.st_uid);
-		goto fail;
+		goto out;
 	}
 	if ((st.st_mode & (S_IRWXG|S_IRWXO)) != 0) {
 		crypto_seterr(err, "%s: mode %04o lets group or others in;"
 		    " chmod 600 it", path, (unsigned int)(st.st_mode & 07777));
-		goto fail;
+		goto out;
 	}
 	if (st.st_size != CRYPTO_KEY_LEN) {
 		crypto_seterr(err, "%s: %lld bytes, want exactly %d", path,
 		    (long long)st.st_size, CRYPTO_KEY_LEN);
-		goto fail;
+		goto out;
 	}
 	while (off < sizeof buf) {
 		n = read(fd, buf + off, sizeof buf - off);
@@ -473,7 +546,7 @@ crypto_kek_load(const char *path, struct crypto_err *err)
 			continue;
 		if (n == -1) {
 			crypto_seterr(err, "%s: %s", path, strerror(errno));
-			goto fail;
+			goto out;
 		}
 		if (n == 0)
 			break;
@@ -482,19 +555,16 @@ crypto_kek_load(const char *path, struct crypto_err *err)
 	if (off != CRYPTO_KEY_LEN) {
 		crypto_seterr(err, "%s: read %zu bytes, want exactly %d", path,
 		    off, CRYPTO_KEY_LEN);
-		goto fail;
+		goto out;
 	}
-	close(fd);
 	memcpy(crypto_kek, buf, CRYPTO_KEY_LEN);
-	sodium_memzero(buf, sizeof buf);
 	(void)sodium_mlock(crypto_kek, sizeof crypto_kek);
 	crypto_kek_ok = 1;
-	return (0);
-
-fail:
+	rc = 0;
+out:
 	sodium_memzero(buf, sizeof buf);
 	close(fd);
-	return (-1);
+	return (rc);
 }
 
 int
@@ -514,7 +584,7 @@ crypto_kek_unload(void)
  * Seal: version byte, random 24-byte nonce, then secretbox (MAC and
  * ciphertext). The result is newly allocated.
  */
-int
+static int
 crypto_seal_key(const uint8_t key[CRYPTO_KEY_LEN], const void *pt,
     size_t ptlen, uint8_t **out, size_t *outlen)
 {
@@ -544,7 +614,7 @@ crypto_seal_key(const uint8_t key[CRYPTO_KEY_LEN], const void *pt,
  * Open a sealed blob. The plaintext is newly allocated with a NUL after
  * it, so sealed strings come back as strings; free it with freezero().
  */
-int
+static int
 crypto_unseal_key(const uint8_t key[CRYPTO_KEY_LEN], const uint8_t *in,
     size_t inlen, uint8_t **out, size_t *outlen)
 {
@@ -624,6 +694,38 @@ crypto_unseal_for(const char *purpose, const uint8_t *in, size_t inlen,
 	if (!crypto_kek_ok)
 		return (-1);
 	crypto_derive_key(crypto_kek, sizeof crypto_kek, purpose, key);
+	rc = crypto_unseal_key(key, in, inlen, out, outlen);
+	sodium_memzero(key, sizeof key);
+	return (rc);
+}
+
+/*
+ * Seal under a key derived from a bearer secret (a refresh token) for a
+ * purpose: only whoever holds the secret can open the blob, and only for
+ * that purpose. The database keeps the secret's hash, which gives the key
+ * away no more than it gives the secret.
+ */
+int
+crypto_seal_token(const char *token, const char *purpose, const void *pt,
+    size_t ptlen, uint8_t **out, size_t *outlen)
+{
+	uint8_t	key[CRYPTO_KEY_LEN];
+	int	rc;
+
+	crypto_derive_key(token, strlen(token), purpose, key);
+	rc = crypto_seal_key(key, pt, ptlen, out, outlen);
+	sodium_memzero(key, sizeof key);
+	return (rc);
+}
+
+int
+crypto_unseal_token(const char *token, const char *purpose,
+    const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen)
+{
+	uint8_t	key[CRYPTO_KEY_LEN];
+	int	rc;
+
+	crypto_derive_key(token, strlen(token), purpose, key);
 	rc = crypto_unseal_key(key, in, inlen, out, outlen);
 	sodium_memzero(key, sizeof key);
 	return (rc);
@@ -872,6 +974,7 @@ crypto_key_from_pkey(enum crypto_alg alg, EVP_PKEY *pkey, int priv,
 	struct crypto_key	*key = NULL;
 	uint8_t			 seed[CRYPTO_ED_SEED_LEN];
 	size_t			 len;
+	int			 ok = 0;
 
 	if (crypto_check_pkey(alg, pkey, err) == -1)
 		goto out;
@@ -879,36 +982,34 @@ crypto_key_from_pkey(enum crypto_alg alg, EVP_PKEY *pkey, int priv,
 	key->has_private = priv;
 	if (key->kty != CRYPTO_KTY_OKP) {
 		key->pkey = pkey;
-		return (key);
-	}
-	if (priv) {
+		pkey = NULL;
+	} else if (priv) {
 		len = sizeof seed;
 		if (!EVP_PKEY_get_raw_private_key(pkey, seed, &len) ||
 		    len != sizeof seed) {
 			crypto_seterr(err, "cannot read the Ed25519 seed");
-			goto fail;
+			goto out;
 		}
 		crypto_sign_seed_keypair(key->ed_pk, key->ed_sk, seed);
-		sodium_memzero(seed, sizeof seed);
 	} else {
 		len = sizeof key->ed_pk;
 		if (!EVP_PKEY_get_raw_public_key(pkey, key->ed_pk, &len) ||
 		    len != sizeof key->ed_pk) {
 			crypto_seterr(err, "cannot read the Ed25519 key");
-			goto fail;
+			goto out;
 		}
 		if (!crypto_core_ed25519_is_valid_point(key->ed_pk)) {
 			crypto_seterr(err, "Ed25519 key is not a valid point");
-			goto fail;
+			goto out;
 		}
 	}
-	goto out;
-
-fail:
-	sodium_memzero(seed, sizeof seed);
-	crypto_key_free(key);
-	key = NULL;
+	ok = 1;
 out:
+	sodium_memzero(seed, sizeof seed);
+	if (!ok) {
+		crypto_key_free(key);
+		key = NULL;
+	}
 	EVP_PKEY_free(pkey);
 	ERR_clear_error();
 	return (key);
@@ -1462,16 +1563,11 @@ crypto_md_init(const struct crypto_key *key, int sign)
 		r = EVP_DigestSignInit(ctx, &pctx, ai->md(), NULL, key->pkey);
 	else
 		r = EVP_DigestVerifyInit(ctx, &pctx, ai->md(), NULL, key->pkey);
-	if (r != 1)
-		goto fail;
-	if (ai->pss &&
-	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+	if (r == 1 && (!ai->pss ||
+	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
 	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
-	    RSA_PSS_SALTLEN_DIGEST) <= 0))
-		goto fail;
-	return (ctx);
-
-fail:
+	    RSA_PSS_SALTLEN_DIGEST) > 0)))
+		return (ctx);
 	EVP_MD_CTX_free(ctx);
 	return (NULL);
 }
@@ -1606,17 +1702,17 @@ crypto_key_verify(const struct crypto_key *key, enum crypto_alg alg,
 	case CRYPTO_KTY_OCT:
 		if (crypto_hmac(key, data, len, mac, &n) == -1 ||
 		    n != siglen || CRYPTO_memcmp(mac, sig, n) != 0)
-			goto bad;
+			goto out;
 		break;
 	case CRYPTO_KTY_OKP:
 		if (crypto_sign_verify_detached(sig, data, len,
 		    key->ed_pk) != 0)
-			goto bad;
+			goto out;
 		break;
 	case CRYPTO_KTY_RSA:
 		if ((ctx = crypto_md_init(key, 0)) == NULL ||
 		    EVP_DigestVerify(ctx, sig, siglen, data, len) != 1)
-			goto bad;
+			goto out;
 		break;
 	case CRYPTO_KTY_EC:
 		if ((es = ECDSA_SIG_new()) == NULL ||
@@ -1629,23 +1725,21 @@ crypto_key_verify(const struct crypto_key *key, enum crypto_alg alg,
 		r = s = NULL;
 		derlen = i2d_ECDSA_SIG(es, NULL);
 		if (derlen <= 0 || (size_t)derlen > sizeof der)
-			goto bad;
+			goto out;
 		p = der;
 		if (i2d_ECDSA_SIG(es, &p) != derlen)
-			goto bad;
+			goto out;
 		if ((ctx = crypto_md_init(key, 0)) == NULL ||
 		    EVP_DigestVerify(ctx, der, (size_t)derlen, data, len) != 1)
-			goto bad;
+			goto out;
 		break;
 	default:
-		goto bad;
+		goto out;
 	}
 	ret = 0;
-	goto out;
-
-bad:
-	crypto_seterr(err, "signature does not verify");
 out:
+	if (ret == -1)
+		crypto_seterr(err, "signature does not verify");
 	sodium_memzero(mac, sizeof mac);
 	BN_free(r);
 	BN_free(s);
@@ -1653,4 +1747,168 @@ out:
 	EVP_MD_CTX_free(ctx);
 	ERR_clear_error();
 	return (ret);
+}
+
+/*
+ * SigV4's HMAC-SHA256 under key, or if key is NULL under the key ctx
+ * already holds. With out NULL, only key the context.
+ */
+static int
+crypto_sigv4_hmac(EVP_MAC_CTX *ctx, const void *key, size_t keylen,
+    const void *data, size_t len, uint8_t out[CRYPTO_HASH_LEN])
+{
+	static char	sha256[] = "SHA256";
+	OSSL_PARAM	params[2];
+	size_t		outlen = 0;
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    sha256, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(ctx, key, keylen, key != NULL ? params : NULL) != 1) {
+		ERR_clear_error();
+		return (-1);
+	}
+	if (out == NULL)
+		return (0);
+	if (EVP_MAC_update(ctx, data, len) != 1 ||
+	    EVP_MAC_final(ctx, out, &outlen, CRYPTO_HASH_LEN) != 1 ||
+	    outlen != CRYPTO_HASH_LEN) {
+		ERR_clear_error();
+		return (-1);
+	}
+	return (0);
+}
+
+/* The cached signing key for this scope, or NULL. */
+static struct crypto_sigv4_key *
+crypto_sigv4_find(const char *secret, size_t secretlen, const char *date,
+    const char *region, const char *service)
+{
+	struct crypto_sigv4_key	*k;
+	size_t			 i;
+
+	for (i = 0; i < CRYPTO_SIGV4_CACHE; i++) {
+		k = &crypto_sigv4_keys[i];
+		/* The length of an AWS secret is no secret (40). */
+		if (k->stamp != 0 && strcmp(k->date, date) == 0 &&
+		    strcmp(k->region, region) == 0 &&
+		    strcmp(k->service, service) == 0 &&
+		    k->secretlen == secretlen &&
+		    sodium_memcmp(k->secret, secret, secretlen) == 0)
+			return (k);
+	}
+	return (NULL);
+}
+
+/*
+ * kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region),
+ * service), "aws4_request"), into a free slot or the least recently used.
+ */
+static struct crypto_sigv4_key *
+crypto_sigv4_derive(const char *secret, size_t secretlen, const char *date,
+    const char *region, const char *service)
+{
+	struct crypto_sigv4_key	*k, *victim = NULL;
+	EVP_MAC_CTX		*ctx = NULL;
+	uint8_t			 ksecret[4 + CRYPTO_SIGV4_SECRET_MAX];
+	uint8_t			 k1[CRYPTO_HASH_LEN], k2[CRYPTO_HASH_LEN];
+	size_t			 i;
+
+	for (i = 0; i < CRYPTO_SIGV4_CACHE; i++) {
+		k = &crypto_sigv4_keys[i];
+		if (victim == NULL || k->stamp < victim->stamp)
+			victim = k;
+	}
+	if (victim->ctx == NULL &&
+	    (victim->ctx = EVP_MAC_CTX_new(crypto_hmac_mac)) == NULL)
+		fatalx("%s: EVP_MAC_CTX_new", __func__);
+	victim->stamp = 0;
+	if ((ctx = EVP_MAC_CTX_new(crypto_hmac_mac)) == NULL)
+		fatalx("%s: EVP_MAC_CTX_new", __func__);
+	memcpy(ksecret, "AWS4", 4);
+	memcpy(ksecret + 4, secret, secretlen);
+	if (crypto_sigv4_hmac(ctx, ksecret, 4 + secretlen, date, strlen(date),
+	    k1) == -1 ||
+	    crypto_sigv4_hmac(ctx, k1, sizeof k1, region, strlen(region),
+	    k2) == -1 ||
+	    crypto_sigv4_hmac(ctx, k2, sizeof k2, service, strlen(service),
+	    k1) == -1 ||
+	    crypto_sigv4_hmac(ctx, k1, sizeof k1, CRYPTO_SIGV4_TERM,
+	    strlen(CRYPTO_SIGV4_TERM), k2) == -1 ||
+	    crypto_sigv4_hmac(victim->ctx, k2, sizeof k2, NULL, 0,
+	    NULL) == -1) {
+		EVP_MAC_CTX_free(victim->ctx);
+		sodium_memzero(victim, sizeof *victim);
+		victim = NULL;
+		goto out;
+	}
+	/* The lengths were checked by crypto_sigv4_sign(). */
+	bsp_strlcpy(victim->date, date, sizeof victim->date);
+	bsp_strlcpy(victim->region, region, sizeof victim->region);
+	bsp_strlcpy(victim->service, service, sizeof victim->service);
+	sodium_memzero(victim->secret, sizeof victim->secret);
+	memcpy(victim->secret, secret, secretlen);
+	victim->secretlen = secretlen;
+	crypto_sigv4_nderived++;
+out:
+	EVP_MAC_CTX_free(ctx);
+	sodium_memzero(ksecret, sizeof ksecret);
+	sodium_memzero(k1, sizeof k1);
+	sodium_memzero(k2, sizeof k2);
+	return (victim);
+}
+
+/*
+ * The AWS Signature Version 4 signature (RFC 2104 HMAC-SHA256) of a string
+ * to sign, under the signing key of the secret access key for (date,
+ * region, service). The signing key changes daily; a few are kept.
+ */
+int
+crypto_sigv4_sign(const char *secret, const char *date, const char *region,
+    const char *service, const void *sts, size_t stslen,
+    uint8_t sig[CRYPTO_HASH_LEN])
+{
+	struct crypto_sigv4_key	*k;
+	size_t			 secretlen;
+
+	if (secret == NULL || date == NULL || region == NULL ||
+	    service == NULL || strlen(date) != 8 ||
+	    strlen(region) >= CRYPTO_SIGV4_FIELD_MAX ||
+	    strlen(service) >= CRYPTO_SIGV4_FIELD_MAX)
+		return (-1);
+	if ((secretlen = strlen(secret)) == 0 ||
+	    secretlen > CRYPTO_SIGV4_SECRET_MAX)
+		return (-1);
+	if (crypto_hmac_mac == NULL &&
+	    (crypto_hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) {
+		ERR_clear_error();
+		return (-1);
+	}
+	if ((k = crypto_sigv4_find(secret, secretlen, date, region,
+	    service)) == NULL &&
+	    (k = crypto_sigv4_derive(secret, secretlen, date, region,
+	    service)) == NULL)
+		return (-1);
+	k->stamp = ++crypto_sigv4_stamp;
+	return (crypto_sigv4_hmac(k->ctx, NULL, 0, sts, stslen, sig));
+}
+
+/* Forget (and wipe) every SigV4 signing key, e.g. on credential change. */
+void
+crypto_sigv4_clear(void)
+{
+	size_t	i;
+
+	for (i = 0; i < CRYPTO_SIGV4_CACHE; i++) {
+		EVP_MAC_CTX_free(crypto_sigv4_keys[i].ctx);
+		sodium_memzero(&crypto_sigv4_keys[i],
+		    sizeof crypto_sigv4_keys[i]);
+	}
+}
+
+/* How many SigV4 signing keys have been derived (cache misses). */
+unsigned long
+crypto_sigv4_derivations(void)
+{
+	return (crypto_sigv4_nderived);
 }

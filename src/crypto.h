@@ -3,9 +3,9 @@
  *
  * Key bytes never leave crypto.c in the clear: callers get opaque
  * struct crypto_key objects, seal and unseal blobs under the key-encryption
- * key, and ask for signatures and verifications. Everything that can fail
- * because of its input reports why in a caller-owned struct crypto_err,
- * which is never allocated.
+ * key, and ask for signatures and verifications (JOSE, AWS SigV4).
+ * Everything that can fail because of its input reports why in a
+ * caller-owned struct crypto_err, which is never allocated.
  */
 
 #ifndef CRYPTO_H
@@ -27,6 +27,8 @@
 #define CRYPTO_EC_MAX_BYTES	48	/* a P-384 coordinate */
 #define CRYPTO_KID_MAX		256
 #define CRYPTO_PEM_MAX		65536
+#define CRYPTO_SIGV4_SECRET_MAX	256	/* an AWS secret access key */
+#define CRYPTO_SIGV4_FIELD_MAX	256	/* region, service, with the NUL */
 
 /* Why an input was refused; safe to log, never holds secret bytes. */
 struct crypto_err {
@@ -95,8 +97,11 @@ void		 crypto_sha256(const void *, size_t,
 		     uint8_t [CRYPTO_HASH_LEN]);
 int		 crypto_memeq(const void *, const void *, size_t);
 int		 crypto_streq(const char *, const char *);
-void		 crypto_derive_key(const void *, size_t, const char *,
-		     uint8_t [CRYPTO_KEY_LEN]);
+
+/* Bearer secrets: new ones, and public names for them. */
+char		*crypto_new_secret(const char *);
+void		 crypto_secret_id(const char *, const char *, size_t, char *,
+		     size_t);
 
 /* base64url without padding (RFC 4648 section 5, RFC 7515 section 2). */
 size_t		 crypto_b64url_len(size_t);
@@ -107,7 +112,7 @@ int		 crypto_b64url_decode(const char *, size_t, uint8_t *,
 
 /*
  * Sealing (XSalsa20-Poly1305) under the KEK, under a key derived from it
- * for one purpose, or under an explicit key.
+ * for one purpose, or under a key derived from a bearer secret.
  */
 int		 crypto_kek_load(const char *, struct crypto_err *);
 int		 crypto_kek_loaded(void);
@@ -115,14 +120,24 @@ void		 crypto_kek_unload(void);
 int		 crypto_seal(const void *, size_t, uint8_t **, size_t *);
 int		 crypto_unseal(const uint8_t *, size_t, uint8_t **,
 		     size_t *);
-int		 crypto_seal_key(const uint8_t [CRYPTO_KEY_LEN],
-		     const void *, size_t, uint8_t **, size_t *);
-int		 crypto_unseal_key(const uint8_t [CRYPTO_KEY_LEN],
-		     const uint8_t *, size_t, uint8_t **, size_t *);
 int		 crypto_seal_for(const char *, const void *, size_t,
 		     uint8_t **, size_t *);
 int		 crypto_unseal_for(const char *, const uint8_t *, size_t,
 		     uint8_t **, size_t *);
+int		 crypto_seal_token(const char *, const char *, const void *,
+		     size_t, uint8_t **, size_t *);
+int		 crypto_unseal_token(const char *, const char *,
+		     const uint8_t *, size_t, uint8_t **, size_t *);
+
+/*
+ * AWS Signature Version 4: the HMAC of a string to sign under the key
+ * derived from a secret access key for (date YYYYMMDD, region, service).
+ */
+int		 crypto_sigv4_sign(const char *, const char *, const char *,
+		     const char *, const void *, size_t,
+		     uint8_t [CRYPTO_HASH_LEN]);
+void		 crypto_sigv4_clear(void);
+unsigned long	 crypto_sigv4_derivations(void);
 
 /* Algorithm names and families. */
 enum crypto_alg	 crypto_alg_from_name(const char *);

@@ -42,6 +42,13 @@ static int	 jose_aud_match(const json_t *, const char *const *);
 static int	 jose_alg_allowed(const enum crypto_alg *, enum crypto_alg);
 static int	 jose_jwk_b64(const json_t *, const char *, uint8_t *, size_t,
 		    size_t *, struct crypto_err *);
+static int	 jose_header_check(struct jose_jws *, struct crypto_err *);
+static int	 jose_jwk_kind(const json_t *, struct crypto_pub *,
+		    struct crypto_err *);
+static enum crypto_alg jose_jwk_alg(const json_t *, const struct crypto_pub *,
+		    const enum crypto_alg *, struct crypto_err *);
+static struct crypto_key *jose_jwk_key(const json_t *, enum crypto_alg,
+		    struct crypto_pub *, struct crypto_err *);
 static int	 jose_set_b64(json_t *, const char *, const uint8_t *,
 		    size_t);
 
@@ -177,6 +184,56 @@ jose_b64_segment(const char *s, size_t len, size_t max, size_t *outlen)
 }
 
 /*
+ * The protected header's members: a known alg (never "none"), none of
+ * the refused ones, kid and typ strings if present.
+ */
+static int
+jose_header_check(struct jose_jws *jws, struct crypto_err *err)
+{
+	const char	*name;
+	json_t		*v;
+	size_t		 i;
+
+	v = json_object_get(jws->header, "alg");
+	if (!json_is_string(v)) {
+		jose_seterr(err, "token header has no alg");
+		return (-1);
+	}
+	name = json_string_value(v);
+	if (strcmp(name, "none") == 0) {
+		jose_seterr(err, "alg none is refused");
+		return (-1);
+	}
+	if ((jws->alg = crypto_alg_from_name(name)) == CRYPTO_ALG_NONE) {
+		jose_seterr(err, "token alg is not supported");
+		return (-1);
+	}
+	for (i = 0; i < nitems(jose_refused_headers); i++) {
+		if (json_object_get(jws->header, jose_refused_headers[i]) !=
+		    NULL) {
+			jose_seterr(err, "token header %s is refused",
+			    jose_refused_headers[i]);
+			return (-1);
+		}
+	}
+	if ((v = json_object_get(jws->header, "kid")) != NULL) {
+		if (!json_is_string(v)) {
+			jose_seterr(err, "token kid is not a string");
+			return (-1);
+		}
+		jws->kid = json_string_value(v);
+	}
+	if ((v = json_object_get(jws->header, "typ")) != NULL) {
+		if (!json_is_string(v)) {
+			jose_seterr(err, "token typ is not a string");
+			return (-1);
+		}
+		jws->typ = json_string_value(v);
+	}
+	return (0);
+}
+
+/*
  * Parse a compact JWS without verifying it. The result holds the header
  * and claims as JSON objects and the signing input and signature for
  * jose_verify().
@@ -185,10 +242,10 @@ struct jose_jws *
 jose_parse(const char *token, size_t len, struct crypto_err *err)
 {
 	struct jose_jws	*jws;
-	const char	*d1, *d2, *name;
-	uint8_t		*dec = NULL;
-	size_t		 hlen, plen, slen, declen, i;
-	json_t		*v;
+	const char	*d1, *d2;
+	uint8_t		*dec;
+	size_t		 hlen, plen, slen, declen;
+	int		 rc = -1;
 
 	if (len == 0) {
 		jose_seterr(err, "empty token");
@@ -218,80 +275,43 @@ jose_parse(const char *token, size_t len, struct crypto_err *err)
 	if ((dec = jose_b64_segment(jws->buf, hlen, JOSE_HEADER_MAX,
 	    &declen)) == NULL) {
 		jose_seterr(err, "token header is not base64url or too large");
-		goto fail;
+		goto out;
 	}
 	jws->header = jose_json_load((const char *)dec, declen,
 	    JOSE_HEADER_MAX, "token header", err);
 	free(dec);
-	dec = NULL;
-	if (jws->header == NULL)
-		goto fail;
-
-	v = json_object_get(jws->header, "alg");
-	if (!json_is_string(v)) {
-		jose_seterr(err, "token header has no alg");
-		goto fail;
-	}
-	name = json_string_value(v);
-	if (strcmp(name, "none") == 0) {
-		jose_seterr(err, "alg none is refused");
-		goto fail;
-	}
-	if ((jws->alg = crypto_alg_from_name(name)) == CRYPTO_ALG_NONE) {
-		jose_seterr(err, "token alg is not supported");
-		goto fail;
-	}
-	for (i = 0; i < nitems(jose_refused_headers); i++) {
-		if (json_object_get(jws->header, jose_refused_headers[i]) !=
-		    NULL) {
-			jose_seterr(err, "token header %s is refused",
-			    jose_refused_headers[i]);
-			goto fail;
-		}
-	}
-	if ((v = json_object_get(jws->header, "kid")) != NULL) {
-		if (!json_is_string(v)) {
-			jose_seterr(err, "token kid is not a string");
-			goto fail;
-		}
-		jws->kid = json_string_value(v);
-	}
-	if ((v = json_object_get(jws->header, "typ")) != NULL) {
-		if (!json_is_string(v)) {
-			jose_seterr(err, "token typ is not a string");
-			goto fail;
-		}
-		jws->typ = json_string_value(v);
-	}
+	if (jws->header == NULL || jose_header_check(jws, err) == -1)
+		goto out;
 
 	if ((dec = jose_b64_segment(jws->buf + hlen + 1, plen,
 	    JOSE_PAYLOAD_MAX, &declen)) == NULL) {
 		jose_seterr(err, "token payload is not base64url or too"
 		    " large");
-		goto fail;
+		goto out;
 	}
 	jws->claims = jose_json_load((const char *)dec, declen,
 	    JOSE_PAYLOAD_MAX, "token payload", err);
 	free(dec);
-	dec = NULL;
 	if (jws->claims == NULL)
-		goto fail;
+		goto out;
 
 	if (slen == 0) {
 		jose_seterr(err, "token has no signature");
-		goto fail;
+		goto out;
 	}
 	if ((jws->sig = jose_b64_segment(jws->buf + hlen + 1 + plen + 1, slen,
 	    CRYPTO_SIG_MAX, &jws->siglen)) == NULL) {
 		jose_seterr(err, "token signature is not base64url or too"
 		    " long");
-		goto fail;
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc == -1) {
+		jose_jws_free(jws);
+		jws = NULL;
 	}
 	return (jws);
-
-fail:
-	jose_jws_free(jws);
-	return (NULL);
 }
 
 void
@@ -619,39 +639,64 @@ jose_jwk_parse(const json_t *jwk, const enum crypto_alg *allow,
     struct crypto_err *err)
 {
 	struct crypto_pub	 pub;
-	struct crypto_key	*key = NULL;
-	enum crypto_alg		 alg = CRYPTO_ALG_NONE;
-	const char		*s;
-	json_t			*v, *op;
-	size_t			 i;
-	int			 ok;
+	struct crypto_key	*key;
+	enum crypto_alg		 alg;
+	json_t			*v;
 
 	if (!json_is_object(jwk)) {
 		jose_seterr(err, "JWK is not an object");
 		return (NULL);
 	}
 	memset(&pub, 0, sizeof pub);
+	if (jose_jwk_kind(jwk, &pub, err) == -1)
+		return (NULL);
+	if ((alg = jose_jwk_alg(jwk, &pub, allow, err)) == CRYPTO_ALG_NONE)
+		return (NULL);
+	if ((v = json_object_get(jwk, "kid")) != NULL &&
+	    (!json_is_string(v) || json_string_length(v) > CRYPTO_KID_MAX)) {
+		jose_seterr(err, "JWK kid is not a string or too long");
+		return (NULL);
+	}
+	key = jose_jwk_key(jwk, alg, &pub, err);
+	if (key != NULL && (v = json_object_get(jwk, "kid")) != NULL)
+		(void)crypto_key_set_kid(key, json_string_value(v));
+	return (key);
+}
+
+/*
+ * What kind of key a JWK holds (kty, and crv for EC and OKP), and that it
+ * is one for verifying signatures.
+ */
+static int
+jose_jwk_kind(const json_t *jwk, struct crypto_pub *pub,
+    struct crypto_err *err)
+{
+	const char	*s;
+	json_t		*v, *op;
+	size_t		 i;
+	int		 ok;
+
 	if (!json_is_string(v = json_object_get(jwk, "kty"))) {
 		jose_seterr(err, "JWK has no kty");
-		return (NULL);
+		return (-1);
 	}
 	s = json_string_value(v);
 	if (strcmp(s, "RSA") == 0)
-		pub.kty = CRYPTO_KTY_RSA;
+		pub->kty = CRYPTO_KTY_RSA;
 	else if (strcmp(s, "EC") == 0)
-		pub.kty = CRYPTO_KTY_EC;
+		pub->kty = CRYPTO_KTY_EC;
 	else if (strcmp(s, "OKP") == 0)
-		pub.kty = CRYPTO_KTY_OKP;
+		pub->kty = CRYPTO_KTY_OKP;
 	else if (strcmp(s, "oct") == 0)
-		pub.kty = CRYPTO_KTY_OCT;
+		pub->kty = CRYPTO_KTY_OCT;
 	else {
 		jose_seterr(err, "JWK kty is not supported");
-		return (NULL);
+		return (-1);
 	}
 	if ((v = json_object_get(jwk, "use")) != NULL &&
 	    (!json_is_string(v) || strcmp(json_string_value(v), "sig") != 0)) {
 		jose_seterr(err, "JWK is not for signatures");
-		return (NULL);
+		return (-1);
 	}
 	if ((v = json_object_get(jwk, "key_ops")) != NULL) {
 		ok = 0;
@@ -662,96 +707,104 @@ jose_jwk_parse(const json_t *jwk, const enum crypto_alg *allow,
 		}
 		if (!ok) {
 			jose_seterr(err, "JWK key_ops do not allow verify");
-			return (NULL);
+			return (-1);
 		}
 	}
-	if (pub.kty == CRYPTO_KTY_EC || pub.kty == CRYPTO_KTY_OKP) {
+	if (pub->kty == CRYPTO_KTY_EC || pub->kty == CRYPTO_KTY_OKP) {
 		v = json_object_get(jwk, "crv");
-		if (!json_is_string(v) || (pub.crv =
+		if (!json_is_string(v) || (pub->crv =
 		    crypto_crv_from_name(json_string_value(v))) ==
 		    CRYPTO_CRV_NONE ||
-		    (pub.kty == CRYPTO_KTY_OKP) !=
-		    (pub.crv == CRYPTO_CRV_ED25519)) {
+		    (pub->kty == CRYPTO_KTY_OKP) !=
+		    (pub->crv == CRYPTO_CRV_ED25519)) {
 			jose_seterr(err, "JWK crv is missing or not supported");
-			return (NULL);
+			return (-1);
 		}
 	}
+	return (0);
+}
+
+/*
+ * The algorithm a JWK is used with: its "alg", which must fit it and be
+ * allowed, or else the first allowed one that fits. CRYPTO_ALG_NONE with
+ * *err set if there is none.
+ */
+static enum crypto_alg
+jose_jwk_alg(const json_t *jwk, const struct crypto_pub *pub,
+    const enum crypto_alg *allow, struct crypto_err *err)
+{
+	enum crypto_alg	 alg;
+	json_t		*v;
+	size_t		 i;
+
 	if ((v = json_object_get(jwk, "alg")) != NULL) {
 		if (!json_is_string(v) || (alg =
 		    crypto_alg_from_name(json_string_value(v))) ==
 		    CRYPTO_ALG_NONE) {
 			jose_seterr(err, "JWK alg is not supported");
-			return (NULL);
+			return (CRYPTO_ALG_NONE);
 		}
-		if (crypto_alg_kty(alg) != pub.kty ||
-		    (pub.crv != CRYPTO_CRV_NONE &&
-		    crypto_alg_crv(alg) != pub.crv)) {
+		if (crypto_alg_kty(alg) != pub->kty ||
+		    (pub->crv != CRYPTO_CRV_NONE &&
+		    crypto_alg_crv(alg) != pub->crv)) {
 			jose_seterr(err, "JWK alg does not fit its key type");
-			return (NULL);
+			return (CRYPTO_ALG_NONE);
 		}
 		if (!jose_alg_allowed(allow, alg)) {
 			jose_seterr(err, "JWK alg %s is not allowed",
 			    crypto_alg_name(alg));
-			return (NULL);
+			return (CRYPTO_ALG_NONE);
 		}
-	} else {
-		for (i = 0; allow != NULL && allow[i] != CRYPTO_ALG_NONE;
-		    i++) {
-			if (crypto_alg_kty(allow[i]) == pub.kty &&
-			    (pub.crv == CRYPTO_CRV_NONE ||
-			    crypto_alg_crv(allow[i]) == pub.crv)) {
-				alg = allow[i];
-				break;
-			}
-		}
-		if (alg == CRYPTO_ALG_NONE) {
-			jose_seterr(err, "no allowed alg fits this JWK");
-			return (NULL);
-		}
+		return (alg);
 	}
-	if ((v = json_object_get(jwk, "kid")) != NULL &&
-	    (!json_is_string(v) || json_string_length(v) > CRYPTO_KID_MAX)) {
-		jose_seterr(err, "JWK kid is not a string or too long");
-		return (NULL);
+	for (i = 0; allow != NULL && allow[i] != CRYPTO_ALG_NONE; i++) {
+		if (crypto_alg_kty(allow[i]) == pub->kty &&
+		    (pub->crv == CRYPTO_CRV_NONE ||
+		    crypto_alg_crv(allow[i]) == pub->crv))
+			return (allow[i]);
 	}
+	jose_seterr(err, "no allowed alg fits this JWK");
+	return (CRYPTO_ALG_NONE);
+}
 
-	switch (pub.kty) {
+/* The key of a JWK of a known kind, from its members, for alg. */
+static struct crypto_key *
+jose_jwk_key(const json_t *jwk, enum crypto_alg alg, struct crypto_pub *pub,
+    struct crypto_err *err)
+{
+	json_t	*v;
+
+	switch (pub->kty) {
 	case CRYPTO_KTY_OCT:
 		if (!json_is_string(v = json_object_get(jwk, "k"))) {
 			jose_seterr(err, "JWK has no k");
 			return (NULL);
 		}
-		key = crypto_key_from_secret_b64url(alg, json_string_value(v),
-		    json_string_length(v), err);
-		break;
+		return (crypto_key_from_secret_b64url(alg,
+		    json_string_value(v), json_string_length(v), err));
 	case CRYPTO_KTY_RSA:
-		if (jose_jwk_b64(jwk, "n", pub.n, sizeof pub.n, &pub.nlen,
+		if (jose_jwk_b64(jwk, "n", pub->n, sizeof pub->n, &pub->nlen,
 		    err) == -1 ||
-		    jose_jwk_b64(jwk, "e", pub.e, sizeof pub.e, &pub.elen,
+		    jose_jwk_b64(jwk, "e", pub->e, sizeof pub->e, &pub->elen,
 		    err) == -1)
 			return (NULL);
-		key = crypto_key_from_pub(alg, &pub, err);
 		break;
 	case CRYPTO_KTY_EC:
-		if (jose_jwk_b64(jwk, "x", pub.x, sizeof pub.x, &pub.xlen,
+		if (jose_jwk_b64(jwk, "x", pub->x, sizeof pub->x, &pub->xlen,
 		    err) == -1 ||
-		    jose_jwk_b64(jwk, "y", pub.y, sizeof pub.y, &pub.ylen,
+		    jose_jwk_b64(jwk, "y", pub->y, sizeof pub->y, &pub->ylen,
 		    err) == -1)
 			return (NULL);
-		key = crypto_key_from_pub(alg, &pub, err);
 		break;
 	case CRYPTO_KTY_OKP:
-		if (jose_jwk_b64(jwk, "x", pub.x, sizeof pub.x, &pub.xlen,
+		if (jose_jwk_b64(jwk, "x", pub->x, sizeof pub->x, &pub->xlen,
 		    err) == -1)
 			return (NULL);
-		key = crypto_key_from_pub(alg, &pub, err);
 		break;
 	default:
-		break;
+		return (NULL);
 	}
-	if (key != NULL && (v = json_object_get(jwk, "kid")) != NULL)
-		(void)crypto_key_set_kid(key, json_string_value(v));
-	return (key);
+	return (crypto_key_from_pub(alg, pub, err));
 }
 
 static int

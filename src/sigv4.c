@@ -4,9 +4,9 @@
  * Builds the canonical request (botocore auth.py SigV4Auth and
  * @smithy/signature-v4 behaviour for non-S3 services: the wire path is
  * normalised and encoded once more, the query is decoded and re-encoded),
- * the string to sign, and the Authorization header. The derived signing
- * key only changes daily, so a few are cached per (date, region, service,
- * access key, secret) and wiped when evicted or cleared.
+ * the string to sign, and the Authorization header. The signing key and
+ * the signature are crypto.c's (crypto_sigv4_sign): no key byte is held
+ * here.
  */
 
 #include <sys/types.h>
@@ -18,19 +18,16 @@
 #include <time.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <sodium.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "sigv4.h"
 
-#define SIGV4_KEY_LEN		32
-#define SIGV4_CACHE_SIZE	4
-#define SIGV4_MAX_SECRET	256
+#define SIGV4_HASH_LEN		32
 #define SIGV4_REQUEST_TYPE	"aws4_request"
 
 /* A string under construction, with a ceiling. */
-struct sbuf {
+struct sigv4_sbuf {
 	char	*p;
 	size_t	 len;
 	size_t	 cap;
@@ -55,41 +52,26 @@ struct sigv4_qparam {
 
 /* Everything sigv4_sign() and sigv4_canonical() share. */
 struct sigv4_ctx {
-	struct sbuf	 creq;
-	struct sbuf	 sts;
-	struct sbuf	 signed_headers;
-	char		 amz_date[SIGV4_AMZDATE_LEN];
-	char		 date[9];
-	char		 content_sha256[SIGV4_HEX_LEN];
+	struct sigv4_sbuf	 creq;
+	struct sigv4_sbuf	 sts;
+	struct sigv4_sbuf	 signed_headers;
+	char			 amz_date[SIGV4_AMZDATE_LEN];
+	char			 date[9];
+	char			 content_sha256[SIGV4_HEX_LEN];
 };
 
-struct sigv4_key {
-	int		 used;
-	unsigned long	 stamp;
-	char		 date[9];
-	char		 region[SIGV4_MAX_FIELD];
-	char		 service[SIGV4_MAX_FIELD];
-	char		 akid[SIGV4_MAX_FIELD];
-	unsigned char	 secret_hash[SIGV4_KEY_LEN];
-	unsigned char	 key[SIGV4_KEY_LEN];
-};
-
-static struct sigv4_key	sigv4_keys[SIGV4_CACHE_SIZE];
-static unsigned long	sigv4_stamp;
-static unsigned long	sigv4_derivations;
-
-static void	 sbuf_add(struct sbuf *, const void *, size_t);
-static void	 sbuf_adds(struct sbuf *, const char *);
-static void	 sbuf_addc(struct sbuf *, char);
-static char	*sbuf_take(struct sbuf *);
-static void	 sbuf_free(struct sbuf *);
+static void	 sigv4_sbuf_add(struct sigv4_sbuf *, const void *, size_t);
+static void	 sigv4_sbuf_adds(struct sigv4_sbuf *, const char *);
+static void	 sigv4_sbuf_addc(struct sigv4_sbuf *, char);
+static char	*sigv4_sbuf_take(struct sigv4_sbuf *);
+static void	 sigv4_sbuf_free(struct sigv4_sbuf *);
 static int	 sigv4_unreserved(unsigned char);
-static void	 sigv4_encode(struct sbuf *, const char *, size_t, int);
+static void	 sigv4_encode(struct sigv4_sbuf *, const char *, size_t, int);
 static int	 sigv4_hexval(int);
 static char	*sigv4_decode_encode(const char *, size_t);
 static int	 sigv4_qparam_cmp(const void *, const void *);
-static void	 sigv4_add_uri(struct sbuf *, const char *);
-static void	 sigv4_add_query(struct sbuf *, const char *);
+static void	 sigv4_add_uri(struct sigv4_sbuf *, const char *);
+static void	 sigv4_add_query(struct sigv4_sbuf *, const char *);
 static int	 sigv4_is_token(const char *);
 static int	 sigv4_field_ok(const char *);
 static int	 sigv4_reserved_header(const char *);
@@ -100,18 +82,14 @@ static int	 sigv4_add_headers(struct sigv4_ctx *,
 		     const char **);
 static void	 sigv4_hex(const unsigned char *, size_t, char *);
 static int	 sigv4_sha256_hex(const void *, size_t, char *);
-static int	 sigv4_hmac(const void *, size_t, const void *, size_t,
-		     unsigned char *);
+static int	 sigv4_check(const struct sigv4_request *,
+		     const struct sigv4_creds *, const char **);
 static int	 sigv4_build(struct sigv4_ctx *, const struct sigv4_request *,
 		     const struct sigv4_creds *, const char **);
 static void	 sigv4_ctx_free(struct sigv4_ctx *);
-static int	 sigv4_derive(const char *, const char *, const char *,
-		     const char *, unsigned char *);
-static int	 sigv4_signing_key(const char *, const struct sigv4_request *,
-		     const struct sigv4_creds *, unsigned char *);
 
 static void
-sbuf_add(struct sbuf *sb, const void *data, size_t len)
+sigv4_sbuf_add(struct sigv4_sbuf *sb, const void *data, size_t len)
 {
 	size_t	newcap;
 
@@ -135,36 +113,36 @@ sbuf_add(struct sbuf *sb, const void *data, size_t len)
 }
 
 static void
-sbuf_adds(struct sbuf *sb, const char *s)
+sigv4_sbuf_adds(struct sigv4_sbuf *sb, const char *s)
 {
-	sbuf_add(sb, s, strlen(s));
+	sigv4_sbuf_add(sb, s, strlen(s));
 }
 
 static void
-sbuf_addc(struct sbuf *sb, char c)
+sigv4_sbuf_addc(struct sigv4_sbuf *sb, char c)
 {
-	sbuf_add(sb, &c, 1);
+	sigv4_sbuf_add(sb, &c, 1);
 }
 
 /* Hand over the string (never NULL unless overflowed). */
 static char *
-sbuf_take(struct sbuf *sb)
+sigv4_sbuf_take(struct sigv4_sbuf *sb)
 {
 	char	*p;
 
 	if (sb->overflow) {
-		sbuf_free(sb);
+		sigv4_sbuf_free(sb);
 		return (NULL);
 	}
 	if (sb->p == NULL)
-		sbuf_add(sb, "", 0);
+		sigv4_sbuf_add(sb, "", 0);
 	p = sb->p;
 	memset(sb, 0, sizeof *sb);
 	return (p);
 }
 
 static void
-sbuf_free(struct sbuf *sb)
+sigv4_sbuf_free(struct sigv4_sbuf *sb)
 {
 	free(sb->p);
 	memset(sb, 0, sizeof *sb);
@@ -180,7 +158,7 @@ sigv4_unreserved(unsigned char c)
 
 /* UriEncode(): unreserved bytes stay, the rest become %XX (upper case). */
 static void
-sigv4_encode(struct sbuf *sb, const char *s, size_t len, int keep_slash)
+sigv4_encode(struct sigv4_sbuf *sb, const char *s, size_t len, int keep_slash)
 {
 	static const char	 hex[] = "0123456789ABCDEF";
 	unsigned char		 c;
@@ -190,12 +168,12 @@ sigv4_encode(struct sbuf *sb, const char *s, size_t len, int keep_slash)
 	for (i = 0; i < len; i++) {
 		c = (unsigned char)s[i];
 		if (sigv4_unreserved(c) || (keep_slash && c == '/'))
-			sbuf_addc(sb, (char)c);
+			sigv4_sbuf_addc(sb, (char)c);
 		else {
 			pct[0] = '%';
 			pct[1] = hex[c >> 4];
 			pct[2] = hex[c & 0xf];
-			sbuf_add(sb, pct, 3);
+			sigv4_sbuf_add(sb, pct, 3);
 		}
 	}
 }
@@ -220,12 +198,12 @@ sigv4_hexval(int c)
 static char *
 sigv4_decode_encode(const char *s, size_t len)
 {
-	struct sbuf	 sb = { NULL, 0, 0, 0 };
-	char		 c;
-	size_t		 i;
-	int		 hi, lo;
+	struct sigv4_sbuf	 sb = { NULL, 0, 0, 0 };
+	char			 c;
+	size_t			 i;
+	int			 hi, lo;
 
-	sbuf_add(&sb, "", 0);
+	sigv4_sbuf_add(&sb, "", 0);
 	for (i = 0; i < len; i++) {
 		c = s[i];
 		if (c == '%' && len - i >= 3 &&
@@ -236,7 +214,7 @@ sigv4_decode_encode(const char *s, size_t len)
 		}
 		sigv4_encode(&sb, &c, 1, 0);
 	}
-	return (sbuf_take(&sb));
+	return (sigv4_sbuf_take(&sb));
 }
 
 static int
@@ -256,14 +234,14 @@ sigv4_qparam_cmp(const void *a, const void *b)
  * UriEncode each segment of what is left. The path is not decoded.
  */
 static void
-sigv4_add_uri(struct sbuf *sb, const char *path)
+sigv4_add_uri(struct sigv4_sbuf *sb, const char *path)
 {
 	struct sigv4_seg	*segs;
 	const char		*s;
 	size_t			 nmax, n, i, plen, start, end, len;
 
 	if (path == NULL || *path == '\0') {
-		sbuf_addc(sb, '/');
+		sigv4_sbuf_addc(sb, '/');
 		return;
 	}
 	plen = strlen(path);
@@ -291,14 +269,14 @@ sigv4_add_uri(struct sbuf *sb, const char *path)
 		n++;
 	}
 	if (path[0] == '/')
-		sbuf_addc(sb, '/');
+		sigv4_sbuf_addc(sb, '/');
 	for (i = 0; i < n; i++) {
 		if (i > 0)
-			sbuf_addc(sb, '/');
+			sigv4_sbuf_addc(sb, '/');
 		sigv4_encode(sb, segs[i].p, segs[i].len, 0);
 	}
 	if (path[plen - 1] == '/' && n > 0)
-		sbuf_addc(sb, '/');
+		sigv4_sbuf_addc(sb, '/');
 	free(segs);
 }
 
@@ -308,7 +286,7 @@ sigv4_add_uri(struct sbuf *sb, const char *path)
  * then value, join as k=v with '&'.
  */
 static void
-sigv4_add_query(struct sbuf *sb, const char *query)
+sigv4_add_query(struct sigv4_sbuf *sb, const char *query)
 {
 	struct sigv4_qparam	*qp;
 	const char		*s, *eq;
@@ -351,10 +329,10 @@ sigv4_add_query(struct sbuf *sb, const char *query)
 	qsort(qp, n, sizeof *qp, sigv4_qparam_cmp);
 	for (i = 0; i < n; i++) {
 		if (i > 0)
-			sbuf_addc(sb, '&');
-		sbuf_adds(sb, qp[i].key);
-		sbuf_addc(sb, '=');
-		sbuf_adds(sb, qp[i].value);
+			sigv4_sbuf_addc(sb, '&');
+		sigv4_sbuf_adds(sb, qp[i].key);
+		sigv4_sbuf_addc(sb, '=');
+		sigv4_sbuf_adds(sb, qp[i].value);
 		free(qp[i].key);
 		free(qp[i].value);
 	}
@@ -522,20 +500,20 @@ sigv4_add_headers(struct sigv4_ctx *ctx, const struct sigv4_request *req,
 	qsort(h, n, sizeof *h, sigv4_hdr_cmp);
 	for (i = 0; i < n; i++) {
 		if (i > 0 && strcmp(h[i].name, h[i - 1].name) == 0) {
-			sbuf_addc(&ctx->creq, ',');
-			sbuf_adds(&ctx->creq, h[i].value);
+			sigv4_sbuf_addc(&ctx->creq, ',');
+			sigv4_sbuf_adds(&ctx->creq, h[i].value);
 			continue;
 		}
 		if (i > 0) {
-			sbuf_addc(&ctx->creq, '\n');
-			sbuf_addc(&ctx->signed_headers, ';');
+			sigv4_sbuf_addc(&ctx->creq, '\n');
+			sigv4_sbuf_addc(&ctx->signed_headers, ';');
 		}
-		sbuf_adds(&ctx->creq, h[i].name);
-		sbuf_addc(&ctx->creq, ':');
-		sbuf_adds(&ctx->creq, h[i].value);
-		sbuf_adds(&ctx->signed_headers, h[i].name);
+		sigv4_sbuf_adds(&ctx->creq, h[i].name);
+		sigv4_sbuf_addc(&ctx->creq, ':');
+		sigv4_sbuf_adds(&ctx->creq, h[i].value);
+		sigv4_sbuf_adds(&ctx->signed_headers, h[i].name);
 	}
-	sbuf_adds(&ctx->creq, "\n\n");
+	sigv4_sbuf_adds(&ctx->creq, "\n\n");
 	rv = 0;
 out:
 	for (i = 0; i < nitems(h); i++) {
@@ -575,34 +553,17 @@ sigv4_sha256_hex(const void *data, size_t len, char *out)
 	if (data == NULL)
 		data = "";
 	if (EVP_Digest(data, len, dg, &dglen, md != NULL ? md : EVP_sha256(),
-	    NULL) != 1 || dglen != SIGV4_KEY_LEN)
+	    NULL) != 1 || dglen != SIGV4_HASH_LEN)
 		return (-1);
 	sigv4_hex(dg, dglen, out);
 	return (0);
 }
 
+/* Refuse what cannot be signed: each field the signer relies on. */
 static int
-sigv4_hmac(const void *key, size_t keylen, const void *data, size_t len,
-    unsigned char *out)
+sigv4_check(const struct sigv4_request *req, const struct sigv4_creds *creds,
+    const char **errstr)
 {
-	unsigned int	outlen = 0;
-
-	if (keylen > INT32_MAX ||
-	    HMAC(EVP_sha256(), key, (int)keylen, data, len, out,
-	    &outlen) == NULL || outlen != SIGV4_KEY_LEN)
-		return (-1);
-	return (0);
-}
-
-/* Validate the inputs and build the canonical request and string to sign. */
-static int
-sigv4_build(struct sigv4_ctx *ctx, const struct sigv4_request *req,
-    const struct sigv4_creds *creds, const char **errstr)
-{
-	struct tm	tm;
-	char		hash[SIGV4_HEX_LEN];
-
-	memset(ctx, 0, sizeof *ctx);
 	if (req == NULL || creds == NULL) {
 		*errstr = "missing request or credentials";
 		return (-1);
@@ -618,7 +579,7 @@ sigv4_build(struct sigv4_ctx *ctx, const struct sigv4_request *req,
 	if (!sigv4_field_ok(creds->access_key_id) ||
 	    creds->secret_access_key == NULL ||
 	    *creds->secret_access_key == '\0' ||
-	    strlen(creds->secret_access_key) > SIGV4_MAX_SECRET) {
+	    strlen(creds->secret_access_key) > CRYPTO_SIGV4_SECRET_MAX) {
 		*errstr = "invalid credentials";
 		return (-1);
 	}
@@ -626,6 +587,21 @@ sigv4_build(struct sigv4_ctx *ctx, const struct sigv4_request *req,
 		*errstr = "missing payload";
 		return (-1);
 	}
+	return (0);
+}
+
+/* Validate the inputs and build the canonical request and string to sign. */
+static int
+sigv4_build(struct sigv4_ctx *ctx, const struct sigv4_request *req,
+    const struct sigv4_creds *creds, const char **errstr)
+{
+	struct tm	tm;
+	char		hash[SIGV4_HEX_LEN];
+	int		rc = -1;
+
+	memset(ctx, 0, sizeof *ctx);
+	if (sigv4_check(req, creds, errstr) == -1)
+		return (-1);
 	if (gmtime_r(&req->when, &tm) == NULL ||
 	    strftime(ctx->amz_date, sizeof ctx->amz_date, "%Y%m%dT%H%M%SZ",
 	    &tm) != SIGV4_AMZDATE_LEN - 1) {
@@ -640,134 +616,54 @@ sigv4_build(struct sigv4_ctx *ctx, const struct sigv4_request *req,
 		return (-1);
 	}
 
-	sbuf_adds(&ctx->creq, req->method);
-	sbuf_addc(&ctx->creq, '\n');
+	sigv4_sbuf_adds(&ctx->creq, req->method);
+	sigv4_sbuf_addc(&ctx->creq, '\n');
 	sigv4_add_uri(&ctx->creq, req->path);
-	sbuf_addc(&ctx->creq, '\n');
+	sigv4_sbuf_addc(&ctx->creq, '\n');
 	sigv4_add_query(&ctx->creq, req->query);
-	sbuf_addc(&ctx->creq, '\n');
+	sigv4_sbuf_addc(&ctx->creq, '\n');
 	if (sigv4_add_headers(ctx, req, creds, errstr) == -1)
-		goto fail;
-	sbuf_add(&ctx->creq, ctx->signed_headers.p, ctx->signed_headers.len);
-	sbuf_addc(&ctx->creq, '\n');
-	sbuf_adds(&ctx->creq, ctx->content_sha256);
+		goto out;
+	sigv4_sbuf_add(&ctx->creq, ctx->signed_headers.p,
+	    ctx->signed_headers.len);
+	sigv4_sbuf_addc(&ctx->creq, '\n');
+	sigv4_sbuf_adds(&ctx->creq, ctx->content_sha256);
 	if (ctx->creq.overflow || ctx->signed_headers.overflow) {
 		*errstr = "canonical request too long";
-		goto fail;
+		goto out;
 	}
 
 	if (sigv4_sha256_hex(ctx->creq.p, ctx->creq.len, hash) == -1) {
 		*errstr = "SHA-256 failed";
-		goto fail;
+		goto out;
 	}
-	sbuf_adds(&ctx->sts, SIGV4_ALGORITHM "\n");
-	sbuf_adds(&ctx->sts, ctx->amz_date);
-	sbuf_addc(&ctx->sts, '\n');
-	sbuf_adds(&ctx->sts, ctx->date);
-	sbuf_addc(&ctx->sts, '/');
-	sbuf_adds(&ctx->sts, req->region);
-	sbuf_addc(&ctx->sts, '/');
-	sbuf_adds(&ctx->sts, req->service);
-	sbuf_adds(&ctx->sts, "/" SIGV4_REQUEST_TYPE "\n");
-	sbuf_adds(&ctx->sts, hash);
+	sigv4_sbuf_adds(&ctx->sts, SIGV4_ALGORITHM "\n");
+	sigv4_sbuf_adds(&ctx->sts, ctx->amz_date);
+	sigv4_sbuf_addc(&ctx->sts, '\n');
+	sigv4_sbuf_adds(&ctx->sts, ctx->date);
+	sigv4_sbuf_addc(&ctx->sts, '/');
+	sigv4_sbuf_adds(&ctx->sts, req->region);
+	sigv4_sbuf_addc(&ctx->sts, '/');
+	sigv4_sbuf_adds(&ctx->sts, req->service);
+	sigv4_sbuf_adds(&ctx->sts, "/" SIGV4_REQUEST_TYPE "\n");
+	sigv4_sbuf_adds(&ctx->sts, hash);
 	if (ctx->sts.overflow) {
 		*errstr = "string to sign too long";
-		goto fail;
+		goto out;
 	}
-	return (0);
-fail:
-	sigv4_ctx_free(ctx);
-	return (-1);
+	rc = 0;
+out:
+	if (rc == -1)
+		sigv4_ctx_free(ctx);
+	return (rc);
 }
 
 static void
 sigv4_ctx_free(struct sigv4_ctx *ctx)
 {
-	sbuf_free(&ctx->creq);
-	sbuf_free(&ctx->sts);
-	sbuf_free(&ctx->signed_headers);
-}
-
-/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), ...)). */
-static int
-sigv4_derive(const char *secret, const char *date, const char *region,
-    const char *service, unsigned char *key)
-{
-	unsigned char	ksecret[4 + SIGV4_MAX_SECRET];
-	unsigned char	k1[SIGV4_KEY_LEN], k2[SIGV4_KEY_LEN];
-	size_t		slen;
-	int		rv = -1;
-
-	slen = strlen(secret);
-	if (slen > SIGV4_MAX_SECRET)
-		return (-1);
-	memcpy(ksecret, "AWS4", 4);
-	memcpy(ksecret + 4, secret, slen);
-	if (sigv4_hmac(ksecret, 4 + slen, date, strlen(date), k1) == -1 ||
-	    sigv4_hmac(k1, sizeof k1, region, strlen(region), k2) == -1 ||
-	    sigv4_hmac(k2, sizeof k2, service, strlen(service), k1) == -1 ||
-	    sigv4_hmac(k1, sizeof k1, SIGV4_REQUEST_TYPE,
-	    strlen(SIGV4_REQUEST_TYPE), key) == -1)
-		goto out;
-	sigv4_derivations++;
-	rv = 0;
-out:
-	sodium_memzero(ksecret, sizeof ksecret);
-	sodium_memzero(k1, sizeof k1);
-	sodium_memzero(k2, sizeof k2);
-	return (rv);
-}
-
-/* The signing key for this scope, from the cache or freshly derived. */
-static int
-sigv4_signing_key(const char *date, const struct sigv4_request *req,
-    const struct sigv4_creds *creds, unsigned char *key)
-{
-	struct sigv4_key	*k, *victim;
-	unsigned char		 shash[SIGV4_KEY_LEN];
-	unsigned int		 shlen;
-	size_t			 i;
-
-	if (EVP_Digest(creds->secret_access_key,
-	    strlen(creds->secret_access_key), shash, &shlen, EVP_sha256(),
-	    NULL) != 1 || shlen != sizeof shash)
-		return (-1);
-	victim = &sigv4_keys[0];
-	for (i = 0; i < SIGV4_CACHE_SIZE; i++) {
-		k = &sigv4_keys[i];
-		if (k->used && strcmp(k->date, date) == 0 &&
-		    strcmp(k->region, req->region) == 0 &&
-		    strcmp(k->service, req->service) == 0 &&
-		    strcmp(k->akid, creds->access_key_id) == 0 &&
-		    sodium_memcmp(k->secret_hash, shash, sizeof shash) == 0) {
-			k->stamp = ++sigv4_stamp;
-			memcpy(key, k->key, SIGV4_KEY_LEN);
-			sodium_memzero(shash, sizeof shash);
-			return (0);
-		}
-		/* Evict an unused slot first, else the least recently used. */
-		if (victim->used && (!k->used || k->stamp < victim->stamp))
-			victim = k;
-	}
-
-	sodium_memzero(victim, sizeof *victim);
-	if (sigv4_derive(creds->secret_access_key, date, req->region,
-	    req->service, victim->key) == -1) {
-		sodium_memzero(victim, sizeof *victim);
-		sodium_memzero(shash, sizeof shash);
-		return (-1);
-	}
-	/* The field lengths were checked by sigv4_build(). */
-	bsp_strlcpy(victim->date, date, sizeof victim->date);
-	bsp_strlcpy(victim->region, req->region, sizeof victim->region);
-	bsp_strlcpy(victim->service, req->service, sizeof victim->service);
-	bsp_strlcpy(victim->akid, creds->access_key_id, sizeof victim->akid);
-	memcpy(victim->secret_hash, shash, sizeof shash);
-	victim->used = 1;
-	victim->stamp = ++sigv4_stamp;
-	memcpy(key, victim->key, SIGV4_KEY_LEN);
-	sodium_memzero(shash, sizeof shash);
-	return (0);
+	sigv4_sbuf_free(&ctx->creq);
+	sigv4_sbuf_free(&ctx->sts);
+	sigv4_sbuf_free(&ctx->signed_headers);
 }
 
 int
@@ -775,7 +671,7 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
     struct sigv4_result *res, const char **errstr)
 {
 	struct sigv4_ctx	 ctx;
-	unsigned char		 key[SIGV4_KEY_LEN], sig[SIGV4_KEY_LEN];
+	uint8_t			 sig[SIGV4_HASH_LEN];
 	const char		*dummy;
 	int			 n, rv = -1;
 
@@ -786,8 +682,8 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
 	if (sigv4_build(&ctx, req, creds, errstr) == -1)
 		return (-1);
 
-	if (sigv4_signing_key(ctx.date, req, creds, key) == -1 ||
-	    sigv4_hmac(key, sizeof key, ctx.sts.p, ctx.sts.len, sig) == -1) {
+	if (crypto_sigv4_sign(creds->secret_access_key, ctx.date, req->region,
+	    req->service, ctx.sts.p, ctx.sts.len, sig) == -1) {
 		*errstr = "HMAC failed";
 		goto out;
 	}
@@ -822,8 +718,6 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
 out:
 	if (rv == -1)
 		memset(res, 0, sizeof *res);
-	sodium_memzero(key, sizeof key);
-	sodium_memzero(sig, sizeof sig);
 	sigv4_ctx_free(&ctx);
 	return (rv);
 }
@@ -842,8 +736,8 @@ sigv4_canonical(const struct sigv4_request *req,
 	*creq = *sts = NULL;
 	if (sigv4_build(&ctx, req, creds, errstr) == -1)
 		return (-1);
-	*creq = sbuf_take(&ctx.creq);
-	*sts = sbuf_take(&ctx.sts);
+	*creq = sigv4_sbuf_take(&ctx.creq);
+	*sts = sigv4_sbuf_take(&ctx.sts);
 	sigv4_ctx_free(&ctx);
 	return (0);
 }
@@ -851,10 +745,10 @@ sigv4_canonical(const struct sigv4_request *req,
 char *
 sigv4_canonical_uri(const char *path)
 {
-	struct sbuf	sb = { NULL, 0, 0, 0 };
+	struct sigv4_sbuf	sb = { NULL, 0, 0, 0 };
 
 	sigv4_add_uri(&sb, path);
-	return (sbuf_take(&sb));
+	return (sigv4_sbuf_take(&sb));
 }
 
 /*
@@ -864,30 +758,30 @@ sigv4_canonical_uri(const char *path)
 char *
 sigv4_uri_encode(const char *s, size_t len)
 {
-	struct sbuf	sb = { NULL, 0, 0, 0 };
+	struct sigv4_sbuf	sb = { NULL, 0, 0, 0 };
 
-	sbuf_add(&sb, "", 0);
+	sigv4_sbuf_add(&sb, "", 0);
 	sigv4_encode(&sb, s, len, 0);
-	return (sbuf_take(&sb));
+	return (sigv4_sbuf_take(&sb));
 }
 
 char *
 sigv4_canonical_query(const char *query)
 {
-	struct sbuf	sb = { NULL, 0, 0, 0 };
+	struct sigv4_sbuf	sb = { NULL, 0, 0, 0 };
 
 	sigv4_add_query(&sb, query);
-	return (sbuf_take(&sb));
+	return (sigv4_sbuf_take(&sb));
 }
 
 void
 sigv4_cache_clear(void)
 {
-	sodium_memzero(sigv4_keys, sizeof sigv4_keys);
+	crypto_sigv4_clear();
 }
 
 unsigned long
 sigv4_cache_derivations(void)
 {
-	return (sigv4_derivations);
+	return (crypto_sigv4_derivations());
 }

@@ -5,6 +5,8 @@
  * deterministic, so ours must equal the RFC's byte for byte), A.3 (ES256,
  * verify only), RFC 8037 A.4 (Ed25519, deterministic). Then every algorithm
  * round trip, algorithm pinning, key validation, sealing and the KEK file.
+ * SigV4: the signing key of the AWS documentation's derivation example
+ * ("Create a signing key for SigV4"), checked through the HMAC it makes.
  * The PEM keys below are the RFC keys re-encoded as PKCS#8, plus a few
  * throwaway keys of the wrong kind; none of them protects anything.
  */
@@ -18,6 +20,8 @@
 #include <unistd.h>
 
 #include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sodium.h>
 
 #include "bsp.h"
@@ -196,9 +200,10 @@ test_b64url(void)
 static void
 test_hashes(void)
 {
-	uint8_t	h[CRYPTO_HASH_LEN], h2[CRYPTO_HASH_LEN], want[32];
-	uint8_t	k1[CRYPTO_KEY_LEN], k2[CRYPTO_KEY_LEN];
-	size_t	n;
+	uint8_t	 h[CRYPTO_HASH_LEN], h2[CRYPTO_HASH_LEN], want[32];
+	uint8_t	 k1[CRYPTO_KEY_LEN], k2[CRYPTO_KEY_LEN];
+	char	 id1[32], id2[32], *s1, *s2;
+	size_t	 n;
 
 	crypto_hash_token("abc", h);
 	sodium_hex2bin(want, sizeof want, "bddd813c634239723171ef3fee98579b"
@@ -216,60 +221,76 @@ test_hashes(void)
 	ok(crypto_memeq("abcd", "abcd", 4) && !crypto_memeq("abcd", "abce", 4),
 	    "memeq");
 
-	crypto_derive_key("bsr_token", 9, "refresh-successor", k1);
-	crypto_derive_key("bsr_token", 9, "refresh-successor", k2);
-	ok(crypto_memeq(k1, k2, sizeof k1), "derive_key is deterministic");
-	crypto_derive_key("bsr_token", 9, "other", k2);
-	ok(!crypto_memeq(k1, k2, sizeof k1), "derive_key separates contexts");
-	crypto_derive_key("bsr_tokeN", 9, "refresh-successor", k2);
-	ok(!crypto_memeq(k1, k2, sizeof k1), "derive_key separates secrets");
+	crypto_secret_id("bsr_token", "bsp-kid", 16, id1, sizeof id1);
+	crypto_secret_id("bsr_token", "bsp-kid", 16, id2, sizeof id2);
+	ok(strcmp(id1, id2) == 0 && strcmp(id1, "xB01I3ekBeV_37EzD0kGcg") == 0,
+	    "secret_id known answer (HS256 key ids depend on it)");
+	crypto_secret_id("bsr_token", "other", 16, id2, sizeof id2);
+	ok(strcmp(id1, id2) != 0, "secret_id separates purposes");
+	crypto_secret_id("bsr_tokeN", "bsp-kid", 16, id2, sizeof id2);
+	ok(strcmp(id1, id2) != 0, "secret_id separates secrets");
 	crypto_hash_token("bsr_token", h2);
-	ok(!crypto_memeq(k1, h2, sizeof k1),
-	    "derived key is not the stored token hash");
+	crypto_b64url_encode(h2, 16, id2, sizeof id2);
+	ok(strcmp(id1, id2) != 0, "secret_id is not the stored token hash");
+	crypto_secret_id("bsr_token", "bsp-kid", 12, id2, sizeof id2);
+	ok(strlen(id2) == 16 && strncmp(id1, id2, 16) == 0,
+	    "a shorter secret_id is a prefix of the longer");
+
+	s1 = crypto_new_secret("bsr_");
+	s2 = crypto_new_secret("bsr_");
+	ok(strlen(s1) == 47 && strncmp(s1, "bsr_", 4) == 0 &&
+	    crypto_b64url_decode(s1 + 4, 43, k1, sizeof k1, &n) == 0 &&
+	    n == 32, "new_secret: prefix and 256 bits in base64url");
+	ok(strcmp(s1, s2) != 0, "new_secret differs");
+	free(s1);
+	free(s2);
 
 	crypto_random(k1, sizeof k1);
 	crypto_random(k2, sizeof k2);
 	ok(!crypto_memeq(k1, k2, sizeof k1), "random differs");
 }
 
+/* Sealing under a key derived from a bearer secret (a refresh token). */
 static void
 test_seal(void)
 {
 	static const char	 msg[] = "provider refresh token";
-	uint8_t			 key[32], key2[32];
+	static const char	 tok[] = "bsr_one", tok2[] = "bsr_two";
+	static const char	 purpose[] = "bsp-test";
 	uint8_t			*box, *pt;
 	size_t			 boxlen, ptlen, i;
 	int			 all;
 
-	crypto_random(key, sizeof key);
-	crypto_random(key2, sizeof key2);
-	ok(crypto_seal_key(key, msg, strlen(msg), &box, &boxlen) == 0 &&
-	    boxlen == strlen(msg) + CRYPTO_SEAL_OVERHEAD &&
-	    box[0] == CRYPTO_SEAL_VERSION, "seal with a key");
-	ok(crypto_unseal_key(key, box, boxlen, &pt, &ptlen) == 0 &&
+	ok(crypto_seal_token(tok, purpose, msg, strlen(msg), &box,
+	    &boxlen) == 0 && boxlen == strlen(msg) + CRYPTO_SEAL_OVERHEAD &&
+	    box[0] == CRYPTO_SEAL_VERSION, "seal under a token");
+	ok(crypto_unseal_token(tok, purpose, box, boxlen, &pt, &ptlen) == 0 &&
 	    ptlen == strlen(msg) && strcmp((char *)pt, msg) == 0,
 	    "unseal gives the plaintext back, NUL-terminated");
 	freezero(pt, ptlen + 1);
-	ok(crypto_unseal_key(key2, box, boxlen, &pt, &ptlen) == -1 &&
-	    pt == NULL, "unseal with another key fails");
+	ok(crypto_unseal_token(tok2, purpose, box, boxlen, &pt, &ptlen) ==
+	    -1 && pt == NULL, "unseal with another token fails");
+	ok(crypto_unseal_token(tok, "bsp-other", box, boxlen, &pt, &ptlen) ==
+	    -1 && pt == NULL, "unseal for another purpose fails");
 	all = 1;
 	for (i = 0; i < boxlen; i++) {
 		box[i] ^= 0x20;
-		if (crypto_unseal_key(key, box, boxlen, &pt, &ptlen) == 0) {
+		if (crypto_unseal_token(tok, purpose, box, boxlen, &pt,
+		    &ptlen) == 0) {
 			all = 0;
 			freezero(pt, ptlen + 1);
 		}
 		box[i] ^= 0x20;
 	}
 	ok(all, "flipping any bit of a sealed blob is detected");
-	ok(crypto_unseal_key(key, box, boxlen - 1, &pt, &ptlen) == -1,
-	    "truncated blob is refused");
-	ok(crypto_unseal_key(key, box, CRYPTO_SEAL_OVERHEAD - 1, &pt,
-	    &ptlen) == -1, "blob shorter than the overhead is refused");
+	ok(crypto_unseal_token(tok, purpose, box, boxlen - 1, &pt, &ptlen) ==
+	    -1, "truncated blob is refused");
+	ok(crypto_unseal_token(tok, purpose, box, CRYPTO_SEAL_OVERHEAD - 1,
+	    &pt, &ptlen) == -1, "blob shorter than the overhead is refused");
 	free(box);
 
-	ok(crypto_seal_key(key, "", 0, &box, &boxlen) == 0 &&
-	    crypto_unseal_key(key, box, boxlen, &pt, &ptlen) == 0 &&
+	ok(crypto_seal_token(tok, purpose, "", 0, &box, &boxlen) == 0 &&
+	    crypto_unseal_token(tok, purpose, box, boxlen, &pt, &ptlen) == 0 &&
 	    ptlen == 0 && pt[0] == '\0', "empty plaintext round trip");
 	free(box);
 	freezero(pt, 1);
@@ -772,6 +793,91 @@ test_random_id(void)
 	ok(none[0] == 'x', "random_id: no room, nothing written");
 }
 
+/*
+ * The AWS example: secret wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, date
+ * 20120215, us-east-1, iam; kSigning f4780e2d... The signature must be
+ * HMAC-SHA256 under that key, computed here independently with OpenSSL.
+ */
+static void
+test_sigv4(void)
+{
+	static const char	 secret[] =
+	    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+	static const char	 sts[] = "AWS4-HMAC-SHA256\n20120215T000000Z\n"
+	    "20120215/us-east-1/iam/aws4_request\n0123";
+	uint8_t			 ksigning[32], want[32], sig[32], sig2[32];
+	char			 big[CRYPTO_SIGV4_SECRET_MAX + 2];
+	char			 field[CRYPTO_SIGV4_FIELD_MAX + 1];
+	unsigned int		 wlen = 0;
+	unsigned long		 d0;
+	size_t			 n;
+
+	sodium_hex2bin(ksigning, sizeof ksigning, "f4780e2d9f65fa895f9c67b32ce"
+	    "1baf0b0d8a43505a000a1a9e090d414db404d", 64, NULL, &n, NULL);
+	HMAC(EVP_sha256(), ksigning, sizeof ksigning, (const uint8_t *)sts,
+	    strlen(sts), want, &wlen);
+	crypto_sigv4_clear();
+	d0 = crypto_sigv4_derivations();
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == 0 && crypto_memeq(sig, want, sizeof want),
+	    "sigv4: HMAC under the AWS example's signing key");
+	ok(crypto_sigv4_derivations() - d0 == 1, "sigv4: one derivation");
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig2) == 0 && crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: the cached key signs the same");
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", "x", 1,
+	    sig2) == 0 && !crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: another string, another signature");
+	ok(crypto_sigv4_derivations() - d0 == 1, "sigv4: still one derivation");
+	ok(crypto_sigv4_sign("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ",
+	    "20120215", "us-east-1", "iam", sts, strlen(sts), sig2) == 0 &&
+	    !crypto_memeq(sig2, want, sizeof want) &&
+	    crypto_sigv4_derivations() - d0 == 2,
+	    "sigv4: another secret of the same length derives its own key");
+	ok(crypto_sigv4_sign(secret, "20120216", "us-east-1", "iam", sts,
+	    strlen(sts), sig2) == 0 && !crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: another day, another key");
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "sts", sts,
+	    strlen(sts), sig2) == 0 && !crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: another service, another key");
+	ok(crypto_sigv4_sign(secret, "20120215", "eu-west-1", "iam", sts,
+	    strlen(sts), sig2) == 0 && !crypto_memeq(sig2, want, sizeof want),
+	    "sigv4: another region, another key");
+	ok(crypto_sigv4_derivations() - d0 == 5, "sigv4: five keys derived");
+	/* Four slots: the first key was the least recently used. */
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == 0 && crypto_memeq(sig, want, sizeof want) &&
+	    crypto_sigv4_derivations() - d0 == 6,
+	    "sigv4: an evicted key is derived again, the same");
+	crypto_sigv4_clear();
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == 0 && crypto_memeq(sig, want, sizeof want) &&
+	    crypto_sigv4_derivations() - d0 == 7,
+	    "sigv4: cleared, derived again");
+
+	ok(crypto_sigv4_sign("", "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == -1, "sigv4: empty secret refused");
+	memset(big, 'a', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	ok(crypto_sigv4_sign(big, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == -1, "sigv4: over-long secret refused");
+	big[CRYPTO_SIGV4_SECRET_MAX] = '\0';
+	ok(crypto_sigv4_sign(big, "20120215", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == 0, "sigv4: longest secret accepted");
+	ok(crypto_sigv4_sign(secret, "2012021", "us-east-1", "iam", sts,
+	    strlen(sts), sig) == -1, "sigv4: short date refused");
+	memset(field, 'r', sizeof field - 1);
+	field[sizeof field - 1] = '\0';
+	ok(crypto_sigv4_sign(secret, "20120215", field, "iam", sts,
+	    strlen(sts), sig) == -1, "sigv4: over-long region refused");
+	ok(crypto_sigv4_sign(secret, "20120215", "us-east-1", field, sts,
+	    strlen(sts), sig) == -1, "sigv4: over-long service refused");
+	field[sizeof field - 2] = '\0';
+	ok(crypto_sigv4_sign(secret, "20120215", field, field, sts,
+	    strlen(sts), sig) == 0, "sigv4: longest region and service");
+	crypto_sigv4_clear();
+}
+
 int
 main(void)
 {
@@ -788,6 +894,7 @@ main(void)
 	test_roundtrips();
 	test_refusals();
 	test_random_id();
+	test_sigv4();
 	crypto_kek_unload();
 	return (tap_done());
 }

@@ -1,0 +1,454 @@
+/*
+ * test-tokens.c: sessions (token families) and refresh tokens against a
+ * temporary database.
+ *
+ * The rotation rules: a refresh token rotates once; a retry within
+ * jwt.refresh_reuse_grace gets the same successor back; a used token
+ * presented after the grace window, or after its successor was used,
+ * revokes the whole family. Revocation: a revoked family is held against
+ * its tokens until the family's expiry plus the leeway (60 s), in memory
+ * and in the database, and then forgotten. Time is moved by giving
+ * tokens_maint() its "now" and by ageing rows in the database, never by
+ * waiting.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bsp.h"
+#include "crypto.h"
+#include "tap.h"
+#include "tmpdb.h"
+
+#define LEEWAY	60	/* TOKEN_LEEWAY */
+#define S(s)	((s) != NULL ? (s) : "-")	/* a reason not yet set */
+
+struct session {
+	char	*access;
+	char	*refresh;
+	char	*sid;
+};
+
+static struct user	ann;
+
+static void
+session_clear(struct session *s)
+{
+	free(s->access);
+	free(s->refresh);
+	free(s->sid);
+	memset(s, 0, sizeof *s);
+}
+
+/* The tokens of a token response; 0 if both are there. */
+static int
+session_take(json_t *resp, struct session *s)
+{
+	const char	*a, *r;
+
+	a = json_string_value(json_object_get(resp, "access_token"));
+	r = json_string_value(json_object_get(resp, "refresh_token"));
+	if (a == NULL || r == NULL)
+		return (-1);
+	free(s->access);
+	free(s->refresh);
+	s->access = xstrdup(a);
+	s->refresh = xstrdup(r);
+	return (0);
+}
+
+/* The session (family) an access token of ours belongs to, or NULL. */
+static char *
+token_sid(const char *access)
+{
+	struct principal	*p;
+	const char		*why;
+	char			*sid = NULL;
+
+	if (access == NULL)
+		return (NULL);
+	if (tokens_verify_jwt(access, strlen(access), &p, &why) == -1) {
+		diag("verify: %s", why);
+		return (NULL);
+	}
+	if (p->sid != NULL)
+		sid = xstrdup(p->sid);
+	principal_unref(p);
+	return (sid);
+}
+
+static int
+session_start(struct session *s)
+{
+	json_t	*resp;
+	int	 rc;
+
+	memset(s, 0, sizeof *s);
+	if (tokens_session_new(&ann, "192.0.2.1", "login", &resp) == -1)
+		return (-1);
+	rc = session_take(resp, s);
+	json_decref(resp);
+	if (rc == 0 && (s->sid = token_sid(s->access)) == NULL)
+		rc = -1;
+	return (rc);
+}
+
+/* Refresh; on success the new tokens replace those in *s. */
+static int
+refresh(const char *token, struct session *s, const char **why)
+{
+	json_t	*resp = NULL;
+	int	 rc;
+
+	*why = NULL;
+	if (token == NULL)
+		return (-4);	/* an earlier step failed */
+	rc = tokens_refresh(token, "192.0.2.1", &resp, why);
+	if (rc == 0 && session_take(resp, s) == -1)
+		rc = -3;
+	json_decref(resp);
+	return (rc);
+}
+
+/* The stored form of a token: its hash, in hex for an SQL x'' literal. */
+static const char *
+token_hex(const char *token)
+{
+	static char	hex[2 * CRYPTO_HASH_LEN + 1];
+	uint8_t		h[CRYPTO_HASH_LEN];
+	size_t		i;
+
+	crypto_hash_token(token, h);
+	for (i = 0; i < sizeof h; i++)
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	return (hex);
+}
+
+static void
+test_session(void)
+{
+	struct session		 s;
+	struct principal	*p = NULL;
+	json_t			*resp = NULL;
+	const char		*why, *rt;
+
+	ok(tokens_session_new(&ann, "192.0.2.1", "login", &resp) == 0,
+	    "session: started");
+	is_str(json_string_value(json_object_get(resp, "token_type")),
+	    "Bearer", "session: bearer token");
+	rt = json_string_value(json_object_get(resp, "refresh_token"));
+	ok(rt != NULL && strncmp(rt, "bsr_", 4) == 0 && strlen(rt) == 47,
+	    "session: refresh token bsr_ + 256 bits");
+	ok(json_integer_value(json_object_get(resp, "expires_in")) > 0,
+	    "session: expires_in");
+	memset(&s, 0, sizeof s);
+	ok(session_take(resp, &s) == 0, "session: both tokens");
+	json_decref(resp);
+
+	ok(tokens_verify_jwt(s.access, strlen(s.access), &p, &why) == 0,
+	    "session: the access token verifies");
+	ok(p != NULL && p->kind == PRINCIPAL_JWT && p->sid != NULL &&
+	    strcmp(p->sub, ann.id) == 0, "session: for the user, in a family");
+	ok(p != NULL && principal_has_scope(p, SCOPE_INVOKE) &&
+	    !principal_has_scope(p, "admin"), "session: scope bedrock:invoke");
+	ok(p != NULL && principal_revoked(p) == NULL,
+	    "session: nothing held against it");
+	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE hash = "
+	    "x'%s'", token_hex(s.refresh)), 1, "session: the refresh token's "
+	    "hash is stored");
+	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE "
+	    "family_id = '%s'", p != NULL ? p->sid : ""), 1,
+	    "session: one refresh token in the family");
+	principal_unref(p);
+	session_clear(&s);
+}
+
+static void
+test_rotation(void)
+{
+	struct session		 s, r2, r3, again;
+	struct principal	*p = NULL;
+	const char		*why;
+	char			*rt1, *sid;
+
+	memset(&r2, 0, sizeof r2);
+	memset(&r3, 0, sizeof r3);
+	memset(&again, 0, sizeof again);
+	ok(session_start(&s) == 0, "rotation: session");
+	rt1 = s.refresh;
+	is_int(refresh(rt1, &r2, &why), 0, "rotation: the refresh token "
+	    "rotates");
+	ok(r2.refresh != NULL && strcmp(r2.refresh, rt1) != 0 &&
+	    strcmp(r2.access, s.access) != 0, "rotation: new tokens");
+	sid = token_sid(r2.access);
+	is_str(sid, s.sid, "rotation: in the same family");
+	free(sid);
+	is_int(tmpdb_int("SELECT used_at IS NOT NULL FROM refresh_tokens "
+	    "WHERE hash = x'%s'", token_hex(rt1)), 1, "rotation: the old "
+	    "token is marked used");
+
+	/* A retry (the answer was lost) within the grace window. */
+	is_int(refresh(rt1, &again, &why), 0, "rotation: a retry within the "
+	    "grace window succeeds");
+	is_str(again.refresh, r2.refresh, "rotation: with the same refresh "
+	    "successor");
+	is_str(again.access, r2.access, "rotation: and the same access token");
+	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE "
+	    "family_id = '%s'", s.sid), 2, "rotation: no third token made");
+
+	/* The successor rotates once too. */
+	is_int(refresh(r2.refresh, &r3, &why), 0, "rotation: the successor "
+	    "rotates");
+	ok(r3.refresh != NULL && strcmp(r3.refresh, r2.refresh) != 0,
+	    "rotation: to a third token");
+
+	/* Its successor was used: rt1 again is reuse, within grace or not. */
+	is_int(refresh(rt1, &again, &why), -1, "rotation: the first token "
+	    "after its successor was used is refused");
+	ok(why != NULL && strstr(why, "already used") != NULL,
+	    "rotation: as reuse (%s)", S(why));
+	ok(tokens_family_revoked(s.sid), "rotation: the family is revoked");
+	is_int(tmpdb_int("SELECT revoked FROM token_families WHERE id = '%s' "
+	    "AND revoked_reason = 'refresh token reuse'", s.sid), 1,
+	    "rotation: in the database, for reuse");
+	is_int(refresh(r3.refresh, &again, &why), -1, "rotation: the newest "
+	    "token of the family is refused too");
+	is_str(why, "session has been revoked", "rotation: as revoked");
+	ok(r3.access != NULL && tokens_verify_jwt(r3.access,
+	    strlen(r3.access), &p, &why) == 0 && p != NULL,
+	    "rotation: its access token still has a good signature");
+	is_str(p != NULL ? principal_revoked(p) : NULL,
+	    "session has been revoked", "rotation: but is held revoked");
+	principal_unref(p);
+	session_clear(&s);
+	session_clear(&r2);
+	session_clear(&r3);
+	session_clear(&again);
+}
+
+/* A used token after the grace window revokes the family. */
+static void
+test_reuse_after_grace(void)
+{
+	struct session	 s, r2, again;
+	const char	*why;
+
+	memset(&r2, 0, sizeof r2);
+	memset(&again, 0, sizeof again);
+	ok(session_start(&s) == 0, "grace: session");
+	is_int(refresh(s.refresh, &r2, &why), 0, "grace: rotated");
+	/* The use is aged to just inside the window: still a retry. */
+	is_int(tmpdb_exec("UPDATE refresh_tokens SET used_at = used_at - 20 "
+	    "WHERE hash = x'%s'", token_hex(s.refresh)), 0,
+	    "grace: the use aged by 20 s");
+	is_int(refresh(s.refresh, &again, &why), 0, "grace: a retry 20 s "
+	    "later (grace 30 s) gets the successor");
+	is_str(again.refresh, r2.refresh, "grace: the same one");
+	is_int(tmpdb_exec("UPDATE refresh_tokens SET used_at = used_at - 3600 "
+	    "WHERE hash = x'%s'", token_hex(s.refresh)), 0,
+	    "grace: the use aged by an hour");
+	is_int(refresh(s.refresh, &again, &why), -1, "grace: an hour later "
+	    "the used token is refused");
+	ok(why != NULL && strstr(why, "already used") != NULL,
+	    "grace: as reuse");
+	ok(tokens_family_revoked(s.sid), "grace: the family is revoked");
+	is_int(refresh(r2.refresh, &again, &why), -1, "grace: so is the "
+	    "successor the thief may hold");
+	session_clear(&s);
+	session_clear(&r2);
+	session_clear(&again);
+}
+
+/*
+ * A revoked family is held until exp + leeway (a token of it is accepted
+ * until then), by the housekeeping and by the loader.
+ */
+static void
+test_revocation_expiry(void)
+{
+	struct session	 s, t;
+	long long	 e;
+	time_t		 now;
+
+	ok(session_start(&s) == 0, "expiry: session");
+	is_int(tokens_revoke_family(s.sid, "logout", "logout", NULL,
+	    "192.0.2.1"), 0, "expiry: revoked");
+	ok(tokens_family_revoked(s.sid), "expiry: held revoked");
+	e = tmpdb_int("SELECT expires FROM token_families WHERE id = '%s'",
+	    s.sid);
+	ok(e > 0, "expiry: the family expires");
+
+	tokens_maint((time_t)e + LEEWAY);
+	ok(tokens_family_revoked(s.sid), "expiry: held at exp + leeway");
+	is_int(tmpdb_int("SELECT count(*) FROM token_families WHERE id = '%s'",
+	    s.sid), 1, "expiry: the row is kept at exp + leeway");
+	tokens_maint((time_t)e + LEEWAY + 1);
+	ok(!tokens_family_revoked(s.sid), "expiry: forgotten a second later");
+	is_int(tmpdb_int("SELECT count(*) FROM token_families WHERE id = '%s'",
+	    s.sid), 0, "expiry: and the row purged");
+
+	/* The loader keeps what may still be accepted, and no more. */
+	ok(session_start(&t) == 0, "expiry: another session");
+	is_int(tokens_revoke_family(t.sid, "logout", "logout", NULL, NULL), 0,
+	    "expiry: revoked");
+	now = now_wall();
+	tmpdb_exec("UPDATE token_families SET expires = %lld WHERE id = '%s'",
+	    (long long)now - LEEWAY / 2, t.sid);
+	tokens_sync();
+	ok(tokens_family_revoked(t.sid), "expiry: expired within the leeway, "
+	    "the loader keeps it");
+	tmpdb_exec("UPDATE token_families SET expires = %lld WHERE id = '%s'",
+	    (long long)now - 2 * LEEWAY, t.sid);
+	tokens_sync();
+	ok(!tokens_family_revoked(t.sid), "expiry: beyond it, the loader "
+	    "forgets it");
+	session_clear(&s);
+	session_clear(&t);
+}
+
+static void
+test_revoke_refresh(void)
+{
+	struct session	 s, again;
+	const char	*why;
+
+	memset(&again, 0, sizeof again);
+	ok(session_start(&s) == 0, "logout: session");
+	is_int(tokens_revoke_refresh(s.refresh, "logout", "192.0.2.1"), 0,
+	    "logout: by its refresh token");
+	ok(tokens_family_revoked(s.sid), "logout: the family is revoked");
+	is_int(refresh(s.refresh, &again, &why), -1, "logout: the refresh "
+	    "token no longer works");
+	is_str(why, "session has been revoked", "logout: as revoked");
+	is_int(tokens_revoke_refresh("bsr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAA", "logout", NULL), -1, "logout: an unknown token");
+	is_int(tokens_revoke_family("no-such-family", "logout", "logout",
+	    NULL, NULL), -1, "logout: an unknown family");
+	session_clear(&s);
+}
+
+static void
+test_revoke_user(void)
+{
+	struct session		 a, b, again;
+	const struct user_state	*us;
+	const char		*why;
+	int			 nkeys = -1;
+
+	memset(&again, 0, sizeof again);
+	ok(session_start(&a) == 0 && session_start(&b) == 0,
+	    "user logout: two sessions");
+	is_int(tokens_revoke_user(ann.id, "logout", 0, "cli:test", NULL,
+	    &nkeys), 2, "user logout: both sessions ended");
+	is_int(nkeys, 0, "user logout: no keys to revoke");
+	ok(tokens_family_revoked(a.sid) && tokens_family_revoked(b.sid),
+	    "user logout: both families revoked");
+	us = user_state(ann.id);
+	ok(us != NULL && us->revoked_before > 0, "user logout: tokens issued "
+	    "so far are cut off");
+	is_int(refresh(b.refresh, &again, &why), -1, "user logout: refresh "
+	    "refused");
+	is_int(tokens_revoke_user(ann.id, "logout", 0, "cli:test", NULL,
+	    &nkeys), 0, "user logout: again, nothing left to end");
+	session_clear(&a);
+	session_clear(&b);
+}
+
+static void
+test_disabled_user(void)
+{
+	struct session	 s, again;
+	const char	*why;
+
+	memset(&again, 0, sizeof again);
+	ok(session_start(&s) == 0, "disabled: session");
+	ok(user_set_disabled(ann.id, 1) == 0 && users_load_state() == 0,
+	    "disabled: the user is disabled");
+	is_int(refresh(s.refresh, &again, &why), -1, "disabled: refresh "
+	    "refused");
+	is_str(why, "user is disabled", "disabled: with the reason");
+	ok(tokens_family_revoked(s.sid), "disabled: the family is revoked");
+	is_int(tmpdb_int("SELECT count(*) FROM token_families WHERE id = '%s' "
+	    "AND revoked_reason = 'user disabled'", s.sid), 1,
+	    "disabled: for that reason");
+	ok(user_set_disabled(ann.id, 0) == 0 && users_load_state() == 0,
+	    "disabled: enabled again");
+	session_clear(&s);
+}
+
+static void
+test_mint_session(void)
+{
+	struct principal	*p = NULL;
+	struct strlist		 scopes = { NULL, 0 };
+	const char		*why;
+	char			*t = NULL;
+
+	strlist_add(&scopes, "bedrock:invoke");
+	strlist_add(&scopes, "keys:manage");
+	ok(tokens_mint_session(&ann, &scopes, 3600, "cli:test", &t) == 0 &&
+	    t != NULL, "mint: a token in a session of its own");
+	ok(t != NULL && tokens_verify_jwt(t, strlen(t), &p, &why) == 0,
+	    "mint: it verifies");
+	ok(p != NULL && principal_has_scope(p, "keys:manage"),
+	    "mint: with the scopes asked for");
+	ok(p != NULL && p->exp - p->iat >= 3599 && p->exp - p->iat <= 3600,
+	    "mint: for the ttl");
+	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE "
+	    "family_id = '%s'", p != NULL ? p->sid : ""), 0,
+	    "mint: no refresh token");
+	ok(p != NULL && tokens_revoke_family(p->sid, "revoke", "revoke",
+	    "cli:test", NULL) == 0, "mint: its session can be revoked");
+	is_str(p != NULL ? principal_revoked(p) : NULL,
+	    "session has been revoked", "mint: and the token with it");
+	principal_unref(p);
+	free(t);
+	strlist_free(&scopes);
+}
+
+static void
+test_refused(void)
+{
+	struct session		 s, again;
+	struct principal	*p = NULL;
+	const char		*why;
+	char			*bad;
+	size_t			 n;
+
+	memset(&again, 0, sizeof again);
+	is_int(refresh("bsr_short", &again, &why), -1, "refused: malformed");
+	is_int(refresh("bsr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	    &again, &why), -1, "refused: unknown");
+	is_str(why, "refresh token is not valid", "refused: not valid");
+	ok(session_start(&s) == 0, "refused: session");
+	bad = xstrdup(s.access);
+	n = strlen(bad);
+	bad[n - 2] = bad[n - 2] == 'A' ? 'B' : 'A';
+	ok(tokens_verify_jwt(bad, n, &p, &why) == -1 && p == NULL,
+	    "refused: a tampered access token (%s)", S(why));
+	free(bad);
+	session_clear(&s);
+}
+
+int
+main(void)
+{
+	tmpdb_open(NULL);
+	if (user_ensure_local("ann@example.com", &ann) == -1) {
+		printf("Bail out! cannot make a user\n");
+		return (1);
+	}
+	test_session();
+	test_rotation();
+	test_reuse_after_grace();
+	test_revocation_expiry();
+	test_revoke_refresh();
+	test_revoke_user();
+	test_disabled_user();
+	test_mint_session();
+	test_refused();
+	user_clear(&ann);
+	tmpdb_close();
+	return (tap_done());
+}
