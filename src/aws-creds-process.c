@@ -20,7 +20,6 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <sodium.h>
 
 #include "bsp.h"
 #include "aws-creds.h"
@@ -149,7 +148,7 @@ awscred_proc_read_cb(evutil_socket_t fd, short events, void *arg)
 		memcpy(p->err + p->errlen, buf, (size_t)n);
 		p->errlen += (size_t)n;
 	}
-	sodium_memzero(buf, sizeof buf);
+	memzero(buf, sizeof buf);
 }
 
 static void

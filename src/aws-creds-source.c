@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <sodium.h>
 
 #include "bsp.h"
 #include "aws-creds.h"
@@ -722,7 +721,7 @@ awscred_body_wipe(const struct hc_result *res)
 	if (res->body == NULL || (len = evbuffer_get_length(res->body)) == 0)
 		return;
 	if ((p = evbuffer_pullup(res->body, -1)) != NULL)
-		sodium_memzero(p, len);
+		memzero(p, len);
 }
 
 /* IMDS role list: the first line, checked before it goes in a path. */

@@ -33,9 +33,9 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <sodium.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "aws-creds.h"
 #include "aws-creds-local.h"
 
@@ -120,7 +120,7 @@ awscred_str_same(const char *a, const char *b)
 		return (a == b);
 	la = strlen(a);
 	lb = strlen(b);
-	return (la == lb && sodium_memcmp(a, b, la) == 0);
+	return (la == lb && crypto_memeq(a, b, la));
 }
 
 /* Same keys (the expiration may differ). */

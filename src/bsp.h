@@ -49,6 +49,7 @@ char		*xstrndup(const char *, size_t);
 char		*xmemdup0(const void *, size_t);
 int		 xasprintf(char **, const char *, ...) printflike(2, 3);
 int		 xvasprintf(char **, const char *, va_list) printflike(2, 0);
+void		 memzero(void *, size_t);
 void		 freezero(void *, size_t);
 void		 freezero_str(char *);
 size_t		 bsp_strlcpy(char *, const char *, size_t);

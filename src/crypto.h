@@ -96,6 +96,10 @@ void		 crypto_hash_token(const char *, uint8_t [CRYPTO_HASH_LEN]);
 void		 crypto_sha256(const void *, size_t,
 		     uint8_t [CRYPTO_HASH_LEN]);
 int		 crypto_memeq(const void *, const void *, size_t);
+char		*crypto_b64_encode_alloc(const void *, size_t);
+int		 crypto_b64_decode(const char *, size_t, uint8_t *, size_t,
+		     size_t *);
+const char	*crypto_sodium_version(void);
 int		 crypto_streq(const char *, const char *);
 
 /* Bearer secrets: new ones, and public names for them. */

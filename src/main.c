@@ -22,11 +22,11 @@
 #include <event2/event_struct.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <sodium.h>
 #include <sqlite3.h>
 #include <yaml.h>
 
 #include "bsp.h"
+#include "crypto.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -202,7 +202,7 @@ main_log_versions(void)
 		LFS("event_method", event_base_get_method(bsp_base)),
 		LFS("openssl", OpenSSL_version(OPENSSL_VERSION)),
 		LFS("sqlite", sqlite3_libversion()),
-		LFS("libsodium", sodium_version_string()),
+		LFS("libsodium", crypto_sodium_version()),
 		LFS("jansson", jansson_version_str()),
 		LFS("libyaml", yaml_get_version_string()),
 		LFS("config", cfg->path != NULL ? cfg->path :
@@ -323,8 +323,9 @@ main(int argc, char **argv)
 	int			 ch, check = 0, trace = 0, rc;
 
 	log_init(BSP_NAME);
-	if (sodium_init() == -1) {
-		fprintf(stderr, "%s: cannot initialise libsodium\n", BSP_NAME);
+	if (crypto_init() == -1) {
+		fprintf(stderr, "%s: cannot initialise the crypto libraries\n",
+		    BSP_NAME);
 		return (2);
 	}
 	log_libevent_init();

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
 #include <uthash.h>
 
 #include "bsp.h"
@@ -102,7 +101,7 @@ oauth_state_seal(const struct oauth_state *st)
 	if (crypto_seal_for(OAUTH_STATE_PURPOSE, pt, (size_t)(p - pt), &sealed,
 	    &slen) == 0)
 		text = crypto_b64url_encode_alloc(sealed, slen);
-	sodium_memzero(pt, sizeof pt);
+	memzero(pt, sizeof pt);
 	free(sealed);
 	return (text);
 }
@@ -166,7 +165,7 @@ oauth_state_open(const char *text, size_t len, time_t now,
 	rc = st->expires > (int64_t)now ? OAUTH_STATE_OK : OAUTH_STATE_EXPIRED;
 out:
 	if (rc != OAUTH_STATE_OK)
-		sodium_memzero(st, sizeof *st);
+		memzero(st, sizeof *st);
 	freezero(pt, plen + 1);
 	return (rc);
 }

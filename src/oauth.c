@@ -44,7 +44,6 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <sodium.h>
 #include <sqlite3.h>
 #include <uthash.h>
 
@@ -436,7 +435,7 @@ oauth_login_begin(const struct config *c, struct login_start *ls)
 	ls->url = login_authorize_url(ep, ls, &st);
 	rc = 0;
 out:
-	sodium_memzero(&st, sizeof st);
+	memzero(&st, sizeof st);
 	if (rc == -2 && iss != NULL) {
 		oidc_kick(iss);
 		ls->problem = oidc_problem_text(iss);
@@ -735,7 +734,7 @@ login_open_cookie(struct login *l, const struct login_redirect *in,
 	l->redirect_uri = oauth_callback_uri(l->cfg, pc);
 	crypto_sha256(l->redirect_uri, strlen(l->redirect_uri), rh);
 	same_uri = crypto_memeq(rh, st.redirect_hash, sizeof rh);
-	sodium_memzero(&st, sizeof st);
+	memzero(&st, sizeof st);
 	if (!ours) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed",
 		    "The answer does not belong to a sign-in with this "
@@ -872,7 +871,7 @@ oauth_login_grant(struct login *l, const struct login_grant *in)
 		if (!crypto_memeq(ch, st.challenge, sizeof ch))
 			bad = "code_verifier does not match the code_challenge";
 	}
-	sodium_memzero(&st, sizeof st);
+	memzero(&st, sizeof st);
 	if (bad != NULL) {
 		login_fail(l, 400, "invalid_grant", "", bad);
 		return;
@@ -1333,11 +1332,7 @@ login_exchange(struct login *l)
 		cid = evhttp_uriencode(pc->client_id, -1, 1);
 		csec = evhttp_uriencode(pc->client_secret, -1, 1);
 		xasprintf(&pair, "%s:%s", cid, csec);
-		basic = xmalloc(sodium_base64_ENCODED_LEN(strlen(pair),
-		    sodium_base64_VARIANT_ORIGINAL));
-		sodium_bin2base64(basic, sodium_base64_ENCODED_LEN(strlen(pair),
-		    sodium_base64_VARIANT_ORIGINAL), (const uint8_t *)pair,
-		    strlen(pair), sodium_base64_VARIANT_ORIGINAL);
+		basic = crypto_b64_encode_alloc(pair, strlen(pair));
 		free(cid);
 		freezero_str(csec);
 		freezero_str(pair);

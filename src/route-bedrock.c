@@ -34,9 +34,9 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <sodium.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "aws-creds.h"
 #include "eventstream.h"
 #include "http-client.h"
@@ -476,8 +476,7 @@ relay_chunk_usage(struct relay *rl, const char *b64, size_t b64len)
 	    CHUNK_DELTA_B64, sizeof CHUNK_DELTA_B64 - 1) == 0)
 		return;
 	raw = xmalloc(b64len + 1);
-	if (sodium_base642bin(raw, b64len, b64, b64len, NULL, &rawlen, NULL,
-	    sodium_base64_VARIANT_ORIGINAL) == 0 &&
+	if (crypto_b64_decode(b64, b64len, raw, b64len, &rawlen) == 0 &&
 	    (memmem(raw, rawlen, "usage", 5) != NULL ||
 	    memmem(raw, rawlen, "invocationMetrics", 17) != NULL) &&
 	    (inner = json_loadb((const char *)raw, rawlen, 0, NULL)) != NULL) {

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
 
 #include "bsp.h"
 #include "crypto.h"
@@ -539,23 +538,10 @@ sigv4_hex(const unsigned char *in, size_t len, char *out)
 static int
 sigv4_sha256_hex(const void *data, size_t len, char *out)
 {
-	static EVP_MD	*md;
-	unsigned char	 dg[EVP_MAX_MD_SIZE];
-	unsigned int	 dglen;
+	uint8_t	dg[CRYPTO_HASH_LEN];
 
-	/*
-	 * Fetched once: EVP_sha256() is looked up again on every call in
-	 * OpenSSL 3. OpenSSL rather than libsodium here, since its SHA-256
-	 * uses the CPU's SHA extensions and request bodies can be large.
-	 */
-	if (md == NULL)
-		md = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (data == NULL)
-		data = "";
-	if (EVP_Digest(data, len, dg, &dglen, md != NULL ? md : EVP_sha256(),
-	    NULL) != 1 || dglen != SIGV4_HASH_LEN)
-		return (-1);
-	sigv4_hex(dg, dglen, out);
+	crypto_sha256(data, len, dg);
+	sigv4_hex(dg, sizeof dg, out);
 	return (0);
 }
 

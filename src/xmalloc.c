@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
 
 #include "bsp.h"
 
@@ -111,12 +110,19 @@ xvasprintf(char **ret, const char *fmt, va_list ap)
 }
 
 /* Free a buffer that held a secret, wiping it first. */
+/* Wipe memory that held a secret; the compiler may not skip it. */
+void
+memzero(void *p, size_t len)
+{
+	explicit_bzero(p, len);
+}
+
 void
 freezero(void *p, size_t len)
 {
 	if (p == NULL)
 		return;
-	sodium_memzero(p, len);
+	memzero(p, len);
 	free(p);
 }
 
