@@ -447,18 +447,19 @@ anthropic_sse_event(struct evbuffer *out, const uint8_t *json, size_t len,
 	evbuffer_add_printf(out, "event: %s\n", type);
 	p = (const char *)json;
 	end = p + len;
-	do {
+	for (;;) {
 		for (n = 0; p + n < end && p[n] != '\n' && p[n] != '\r'; n++)
 			;
 		evbuffer_add(out, "data: ", 6);
 		evbuffer_add(out, p, n);
 		evbuffer_add(out, "\n", 1);
 		p += n;
-		if (p < end && *p == '\r')
+		if (p == end)
+			break;
+		/* A line end: CRLF, CR or LF (a last one, an empty line). */
+		if (*p++ == '\r' && p < end && *p == '\n')
 			p++;
-		if (p < end && *p == '\n')
-			p++;
-	} while (p < end);
+	}
 	evbuffer_add(out, "\n", 1);
 	return (1);
 }

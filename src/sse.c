@@ -50,8 +50,7 @@ sse_reader_free(struct sse_reader *s)
 int
 sse_reader_idle(const struct sse_reader *s)
 {
-	return (s->state == SSE_LINE_START && !s->has_data &&
-	    s->event[0] == '\0');
+	return (s->state == SSE_LINE_START && !s->has_data && s->elen == 0);
 }
 
 static int
@@ -101,12 +100,18 @@ sse_value(struct sse_reader *s, const char *p, size_t n)
 		sse_data_add(s, p, n);
 		break;
 	case SSE_F_EVENT:
-		have = strlen(s->event);
+		if (s->event_over)
+			break;
+		have = s->elen;
 		if (have + n < sizeof s->event) {
 			memcpy(s->event + have, p, n);
-			s->event[have + n] = '\0';
-		} else
+			s->elen = have + n;
+			s->event[s->elen] = '\0';
+		} else {
 			s->event[0] = '\0';	/* too long: unnamed */
+			s->elen = 0;
+			s->event_over = 1;
+		}
 		break;
 	}
 }
@@ -128,6 +133,7 @@ sse_dispatch(struct sse_reader *s)
 	s->over = 0;
 	s->len = 0;
 	s->event[0] = '\0';
+	s->elen = 0;
 }
 
 /* The end of a line. */
@@ -145,12 +151,15 @@ sse_eol(struct sse_reader *s)
 			sse_data_add(s, "\n", 1);
 			s->has_data = 1;
 		} else if (s->state == SSE_FIELD &&
-		    sse_field(s) == SSE_F_EVENT)
+		    sse_field(s) == SSE_F_EVENT) {
 			s->event[0] = '\0';
+			s->elen = 0;
+		}
 		break;
 	}
 	s->state = SSE_LINE_START;
 	s->flen = 0;
+	s->event_over = 0;
 }
 
 void
@@ -196,8 +205,10 @@ sse_reader_feed(struct sse_reader *s, const void *buf, size_t len)
 		case SSE_FIELD:
 			if (c == ':') {
 				s->state = SSE_AFTER_COLON;
-				if (sse_field(s) == SSE_F_EVENT)
+				if (sse_field(s) == SSE_F_EVENT) {
 					s->event[0] = '\0';
+					s->elen = 0;
+				}
 			} else if (s->flen < sizeof s->field)
 				s->field[s->flen++] = c;
 			else

@@ -27,6 +27,8 @@ struct sse_reader {
 	int		 has_data;
 	int		 over;		/* this event is too large: skipped */
 	char		 event[SSE_EVENT_MAX];
+	size_t		 elen;
+	int		 event_over;	/* this line's event name too long */
 
 	char		 field[16];	/* the current line's field name */
 	size_t		 flen;
