@@ -79,7 +79,7 @@ echo "interval	round	mode	wall_s	first_p50_us	first_p99_us	first_max_us	head_p50
 	bench_describe
 	echo "upstream and client: bench/streams.c on CPU $UPSTREAM_CPU and" \
 	    "$CLIENT_CPU; ulimit -n $(ulimit -n)"
-	echo "runs: $ROUNDS rounds x (direct, bsp) per interval" \
+	echo "runs: $ROUNDS rounds x (direct, bsp, anthropic) per interval" \
 	    "(INTERVALS=\"$INTERVALS\" ms between frames)"
 	echo
 } >"$OUT/summary.md"
@@ -358,11 +358,11 @@ done
 			    cell(fmax[ord[i]], "%.1f"), frames[ord[i]],
 			    exp_[ord[i]], lost[ord[i]], bad[ord[i]], ooo[ord[i]],
 			    err[ord[i]],
-			    kk[2] == "bsp" ? cell(cpu[ord[i]], "%.0f") : "-",
+			    kk[2] != "direct" ? cell(cpu[ord[i]], "%.0f") : "-",
 			    cell(upc[ord[i]], "%.0f"), ld[ord[i]]
 		}
 		print ""
-		print "the daemon during the bsp runs (VmHWM reset before each run):"
+		print "the daemon during the bsp and anthropic runs (VmHWM reset before each run):"
 		print ""
 		print "| interval, target | peak RSS VmHWM MiB | VmRSS sampled max MiB | RSS per stream kB ((VmHWM - idle) / streams) | VmRSS after MiB | fds before->after | k instr per frame (user+kernel) |"
 		print "|---|---|---|---|---|---|---|"
