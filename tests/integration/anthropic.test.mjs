@@ -434,3 +434,34 @@ test('messages (native): bedrock-runtime\'s /anthropic/v1/messages with only the
     await t2.stop();
   }
 });
+
+test('messages stream (invoke): a client that leaves mid-stream cancels the upstream call; its usage row is written', async () => {
+  const t = await startRelay();
+  try {
+    const token = await t.token();
+    const { rawStream } = await import('./lib/relay.mjs');
+    const body = JSON.stringify({ ...REQ, model: 'us.anthropic.test.stream-pause-3000', stream: true });
+    const sock = rawStream(t.d.url, '/v1/messages?beta=true', {
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, 'X-Claude-Code-Session-Id': 'gone-1' },
+      body,
+    });
+    let got = '';
+    await new Promise((resolve) => {
+      sock.on('data', (d) => {
+        got += d.toString();
+        if (got.includes('event: content_block_start')) resolve();
+      });
+    });
+    sock.destroy();
+    const up = await t.fake.waitForClose(() => true, 5000);
+    assert.equal(up.response.aborted, true, 'the upstream call was cancelled');
+    const [row] = await waitUsage(t.d.dir, 1);
+    assert.equal(row.status, 499);
+    assert.equal(row.outcome, 'client_gone');
+    assert.equal(row.session_id, 'gone-1');
+    assert.equal(row.input_tokens, up.usage.inputTokens, 'input tokens from message_start');
+    assert.equal((await t.d.request('/health')).status, 200);
+  } finally {
+    await t.stop();
+  }
+});
