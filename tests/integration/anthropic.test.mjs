@@ -296,6 +296,13 @@ test('errors in Anthropic\'s envelope: bad credential 401, denied or unknown mod
     assert.equal(e.error.error.type, 'authentication_error');
     e = await rejects(anthropic(t, { apiKey: 'bsk_nope' }).messages.create(REQ));
     assert.equal(e.status, 401);
+    // A token without the bedrock:invoke scope may not call models here either.
+    const narrow = await t.token('dev@example.com', '--scope', 'profile');
+    for (const call of [(x) => x.messages.create(REQ), (x) => x.models.list()]) {
+      e = await rejects(call(anthropic(t, { token: narrow })));
+      assert.equal(e.status, 403);
+      assert.equal(e.error.error.type, 'permission_error');
+    }
     e = await rejects(c.messages.create({ ...REQ, model: 'claude-opus-4-1' }));
     assert.equal(e.status, 400);
     assert.equal(e.error.error.type, 'invalid_request_error');
