@@ -298,9 +298,8 @@ am_rewrite_json(const uint8_t *body, size_t len,
     const struct anthropic_edit *ed, struct evbuffer *b)
 {
 	json_t		*j, *a;
-	const char	*p, *e, *st;
+	struct evbuffer	*bb;
 	char		*t;
-	size_t		 n;
 	int		 rc = -1;
 
 	if ((j = json_loadb((const char *)body, len, 0, NULL)) == NULL ||
@@ -319,21 +318,15 @@ am_rewrite_json(const uint8_t *body, size_t len,
 	    json_string(ed->version)) == -1)
 		goto out;
 	if (ed->betas != NULL && json_object_get(j, "anthropic_beta") == NULL) {
-		a = json_array();
-		for (p = ed->betas;; p += n + 1) {
-			n = strcspn(p, ",");
-			for (st = p, e = p + n; st < e &&
-			    isspace((unsigned char)*st); st++)
-				;
-			while (e > st && isspace((unsigned char)e[-1]))
-				e--;
-			json_array_append_new(a, json_stringn(st,
-			    (size_t)(e - st)));
-			if (p[n] == '\0')
-				break;
-		}
-		if (json_array_size(a) == 0 ||
-		    json_object_set_new(j, "anthropic_beta", a) == -1)
+		/* The list as the text path writes it, read back. */
+		if ((bb = evbuffer_new()) == NULL)
+			fatalx("evbuffer_new");
+		a = am_add_betas(bb, ed->betas) == 0 ? json_loadb((const char *)
+		    evbuffer_pullup(bb, -1), evbuffer_get_length(bb), 0, NULL) :
+		    NULL;
+		evbuffer_free(bb);
+		if (a == NULL || json_object_set_new(j, "anthropic_beta", a) ==
+		    -1)
 			goto out;
 	}
 	if (ed->profile != NULL &&

@@ -74,18 +74,22 @@ anthropic_betas(struct request *r, int *over)
 }
 
 /*
- * The body of a Messages request, read, its model resolved and checked:
- * 0 with *req and *bedrock, or -1 after answering.
+ * The body of a Messages request, read, its model resolved and checked,
+ * and the anthropic-beta headers: 0 with *req, *bedrock and *betas (NULL
+ * if none), or -1 after answering (what was set is the caller's to free).
  */
 static int
-anthropic_begin(struct request *r, struct anthropic_req *req, char **bedrock)
+anthropic_begin(struct request *r, struct anthropic_req *req, char **bedrock,
+    char **betas)
 {
 	const uint8_t	*body;
 	size_t		 len;
 	const char	*why;
 	char		*resolved;
+	int		 over;
 
-	*bedrock = NULL;
+	memset(req, 0, sizeof *req);
+	*bedrock = *betas = NULL;
 	if (server_body(r, &body, &len) == -1) {
 		server_error_api(r, 400, "invalid_request_error",
 		    "cannot read the request body");
@@ -111,6 +115,11 @@ anthropic_begin(struct request *r, struct anthropic_req *req, char **bedrock)
 		return (-1);
 	}
 	free(resolved);
+	if ((*betas = anthropic_betas(r, &over)) == NULL && over) {
+		server_error_api(r, 400, "invalid_request_error",
+		    "anthropic-beta is too long");
+		return (-1);
+	}
 	return (0);
 }
 
@@ -193,17 +202,10 @@ route_anthropic_messages(struct request *r)
 	struct anthropic_edit	 ed;
 	struct relay_call	 call;
 	char			*bedrock = NULL, *betas = NULL, *path = NULL;
-	int			 over;
 
 	memset(&call, 0, sizeof call);
-	memset(&req, 0, sizeof req);
-	if (anthropic_begin(r, &req, &bedrock) == -1)
+	if (anthropic_begin(r, &req, &bedrock, &betas) == -1)
 		goto out;
-	if ((betas = anthropic_betas(r, &over)) == NULL && over) {
-		server_error_api(r, 400, "invalid_request_error",
-		    "anthropic-beta is too long");
-		goto out;
-	}
 	call.name = "Messages";
 	call.model = bedrock;
 	if (r->cfg->anthropic_upstream == ANTHROPIC_UP_NATIVE) {
@@ -244,22 +246,15 @@ route_anthropic_count_tokens(struct request *r)
 	char			*b64 = NULL;
 	uint8_t			*inner = NULL;
 	size_t			 ilen, blen;
-	int			 over;
 
 	memset(&call, 0, sizeof call);
-	memset(&req, 0, sizeof req);
 	if (r->cfg->anthropic_count_tokens == ANTHROPIC_COUNT_OFF) {
 		server_error_api(r, 501, "not_supported", "token counting is "
 		    "not offered by this proxy (anthropic.count_tokens: off)");
 		return;
 	}
-	if (anthropic_begin(r, &req, &bedrock) == -1)
+	if (anthropic_begin(r, &req, &bedrock, &betas) == -1)
 		goto out;
-	if ((betas = anthropic_betas(r, &over)) == NULL && over) {
-		server_error_api(r, 400, "invalid_request_error",
-		    "anthropic-beta is too long");
-		goto out;
-	}
 	call.name = "CountTokens";
 	call.model = bedrock;
 	if (r->cfg->anthropic_count_tokens == ANTHROPIC_COUNT_NATIVE) {
