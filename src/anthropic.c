@@ -349,7 +349,8 @@ out:
 
 /*
  * The body with the edit made: 0 with *out (xmalloc'd), or -1 with *why
- * (static, safe to show). The body must be one anthropic_read() took.
+ * (static, safe to show). The body must be a JSON object jansson loads
+ * (anthropic_read() checked it; the OpenAI routes load it themselves).
  */
 int
 anthropic_rewrite(const uint8_t *body, size_t len,
