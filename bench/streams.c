@@ -365,6 +365,7 @@ struct cstream {
 
 static struct cstream	*cs;
 static int		 c_n, c_frames, c_left;
+static int		 c_sse;		/* /v1/messages: server-sent events */
 static const char	*c_host;
 static int		 c_port;
 static long		 c_total_frames, c_errors;
@@ -467,12 +468,66 @@ check_frame(struct cstream *s, const unsigned char *p, size_t len)
 	s->next++;
 }
 
+/*
+ * /v1/messages: each event "event: T\ndata: JSON\n\n" must carry the
+ * chunk's JSON unchanged (pings are skipped).
+ */
+static void
+client_feed_sse(struct cstream *s)
+{
+	struct evbuffer_ptr	 e;
+	char			*ev, *data, *nl, want[512];
+	size_t			 n;
+
+	for (;;) {
+		e = evbuffer_search(s->acc, "\n\n", 2, NULL);
+		if (e.pos < 0)
+			return;
+		n = (size_t)e.pos + 2;
+		ev = (char *)evbuffer_pullup(s->acc, (ev_ssize_t)n);
+		ev[n - 2] = '\0';
+		if (strncmp(ev, "event: ping\n", 12) == 0) {
+			evbuffer_drain(s->acc, n);
+			continue;
+		}
+		s->frames++;
+		c_total_frames++;
+		if (strncmp(ev, "event: ", 7) != 0 ||
+		    (nl = strchr(ev, '\n')) == NULL ||
+		    strncmp(nl + 1, "data: ", 6) != 0) {
+			s->bad_payload++;
+			cerr(s, "not an event: data: event");
+		} else if (s->got_stop) {
+			s->extra++;
+			cerr(s, "event after message_stop");
+		} else {
+			data = nl + 7;
+			inner_json(s->next < c_frames ? s->next : -1, c_frames,
+			    want, sizeof want);
+			if (strcmp(data, want) != 0) {
+				s->reorder++;
+				cerr(s, "unexpected event (lost, reordered or "
+				    "altered)");
+			} else {
+				if (s->next == c_frames)
+					s->got_stop = 1;
+				s->next++;
+			}
+		}
+		evbuffer_drain(s->acc, n);
+	}
+}
+
 static void
 client_feed(struct cstream *s)
 {
 	unsigned char	 pre[4], *p;
 	uint32_t	 total;
 
+	if (c_sse) {
+		client_feed_sse(s);
+		return;
+	}
 	for (;;) {
 		if (evbuffer_get_length(s->acc) < 12)
 			return;
@@ -504,8 +559,9 @@ client_head_cb(struct evhttp_request *req, void *arg)
 	    "Content-Type");
 	if (s->status != 200)
 		cerr(s, "status not 200");
-	else if (ct == NULL || strcmp(ct, "application/vnd.amazon.eventstream")
-	    != 0)
+	else if (ct == NULL || strcmp(ct, c_sse ?
+	    "text/event-stream; charset=utf-8" :
+	    "application/vnd.amazon.eventstream") != 0)
 		cerr(s, "wrong Content-Type");
 	return (0);
 }
@@ -583,6 +639,17 @@ client(const char *host, int port, const char *path, int n, int frames,
 	    "\"max_tokens\":256,\"messages\":[{\"role\":\"user\",\"content\":"
 	    "[{\"type\":\"text\",\"text\":\"Count to two hundred, one number "
 	    "per line.\"}]}]}";
+	char			 mbody[1024];
+
+	/* /v1/messages: the Anthropic request, model RELAY_MODEL. */
+	c_sse = strncmp(path, "/v1/messages", 12) == 0;
+	if (c_sse)
+		snprintf(mbody, sizeof mbody, "{\"model\":\"%s\",\"stream\":"
+		    "true,\"max_tokens\":256,\"messages\":[{\"role\":\"user\","
+		    "\"content\":[{\"type\":\"text\",\"text\":\"Count to two "
+		    "hundred, one number per line.\"}]}]}",
+		    getenv("RELAY_MODEL") != NULL ? getenv("RELAY_MODEL") :
+		    "anthropic.claude-3-haiku-20240307-v1:0");
 
 	c_n = c_left = n;
 	c_frames = frames;
@@ -606,9 +673,13 @@ client(const char *host, int port, const char *path, int n, int frames,
 		evhttp_add_header(oh, "Host", host);
 		evhttp_add_header(oh, "Authorization", auth);
 		evhttp_add_header(oh, "Content-Type", "application/json");
-		evhttp_add_header(oh, "Accept", "application/vnd.amazon.eventstream");
+		evhttp_add_header(oh, "Accept", c_sse ? "text/event-stream" :
+		    "application/vnd.amazon.eventstream");
 		ob = evhttp_request_get_output_buffer(req);
-		evbuffer_add(ob, body, sizeof body - 1);
+		if (c_sse)
+			evbuffer_add(ob, mbody, strlen(mbody));
+		else
+			evbuffer_add(ob, body, sizeof body - 1);
 		s->t0 = now();
 		if (evhttp_make_request(s->evcon, req, EVHTTP_REQ_POST,
 		    path) != 0) {

@@ -20,10 +20,17 @@
 #             (connect included: new connections for direct and proxied
 #             alike).  Pinned to CLIENT_CPU.
 #
+# The same streams are also asked for through the Anthropic front end
+# (`anthropic`: POST /v1/messages, stream: true, model RELAY_MODEL; the
+# daemon re-emits each chunk as a server-sent event, which the client
+# checks is the chunk's JSON unchanged) in the same round, so the cost of
+# the translation shows against the Bedrock-format relay: daemon CPU per
+# frame and RSS per stream, anthropic - bsp.
+#
 # For each INTERVAL in INTERVALS ("5 50 0": 200 frames over ~1 s, i.e. the
 # upstream offers 200 000 frames/s for 1000 streams, more than the proxy
 # relays on one core; over ~10 s, 20 000 frames/s; then unpaced), a fresh
-# upstream and daemon; each round runs `direct` then `bsp`.  Per bsp
+# upstream and daemon; each round runs `direct`, `bsp`, then `anthropic`.  Per bsp
 # run: the daemon's CPU (utime+stime) and perf stat instructions for the
 # whole run, VmHWM (peak reset with clear_refs before each run) and VmRSS
 # sampled every 50 ms, fds and bsp_active_streams after.  At the end the
@@ -60,6 +67,8 @@ STREAMS_BIN=$WORK/streams
 cc -O2 -g -Wall -o "$STREAMS_BIN" "$TOP/bench/streams.c" \
     $(pkg-config --cflags --libs libevent) -lz
 SPATH=/model/$RELAY_MODEL/invoke-with-response-stream
+APATH=/v1/messages
+export RELAY_MODEL
 ROWS=$OUT/streams.tsv
 echo "interval	round	mode	wall_s	first_p50_us	first_p99_us	first_max_us	head_p50_us	head_p99_us	frames	expected	lost	bad	out_of_order	errors	srv_cpu_ms	up_cpu_ms	client_cpu_s	rss_idle_kb	hwm_kb	rss_max_kb	rss_after_kb	fds_before	fds_after	kinst_u	kinst_k	active_after	listen_drops" >"$ROWS"
 
@@ -70,7 +79,7 @@ echo "interval	round	mode	wall_s	first_p50_us	first_p99_us	first_max_us	head_p50
 	bench_describe
 	echo "upstream and client: bench/streams.c on CPU $UPSTREAM_CPU and" \
 	    "$CLIENT_CPU; ulimit -n $(ulimit -n)"
-	echo "runs: $ROUNDS rounds x (direct, bsp) per interval" \
+	echo "runs: $ROUNDS rounds x (direct, bsp, anthropic) per interval" \
 	    "(INTERVALS=\"$INTERVALS\" ms between frames)"
 	echo
 } >"$OUT/summary.md"
@@ -107,6 +116,8 @@ active_streams()
 one_run()
 {
 	_iv=$1 _r=$2 _m=$3 _port=$4
+	_path=$SPATH
+	[ "$_m" = anthropic ] && _path=$APATH
 	_log=$OUT/client-i$_iv-$_m-r$_r.txt
 	_b0=$(proc_ticks "$BSP_PID")
 	_u0=$(proc_ticks "$UP_PID")
@@ -118,14 +129,14 @@ one_run()
 	rss_sampler "$BSP_PID" "$WORK/rssmax" &
 	_smp=$!
 	_perf=
-	if [ "$PERFSTAT" = 1 ] && [ "$_m" = bsp ]; then
+	if [ "$PERFSTAT" = 1 ] && [ "$_m" != direct ]; then
 		perf stat -x, -p "$BSP_PID" -e instructions:u,instructions:k \
 		    -o "$WORK/streams.perf" 2>/dev/null &
 		_perf=$!
 	fi
 	_rc=0
 	taskset -c "$CLIENT_CPU" "$STREAMS_BIN" client 127.0.0.1 "$_port" \
-	    "$SPATH" "$STREAMS" "$FRAMES" "$TOKEN" >"$_log" 2>&1 || _rc=$?
+	    "$_path" "$STREAMS" "$FRAMES" "$TOKEN" >"$_log" 2>&1 || _rc=$?
 	_b1=$(proc_ticks "$BSP_PID")
 	_u1=$(proc_ticks "$UP_PID")
 	_ld1=$(listen_drops)
@@ -257,10 +268,12 @@ for iv in $INTERVALS; do
 	bsp_start "$d"
 	sleep 0.5
 	# A check stream each way before timing.
-	for p in "$UP_PORT" "$BSP_PORT"; do
-		"$STREAMS_BIN" client 127.0.0.1 "$p" "$SPATH" 1 "$FRAMES" \
+	for pp in "$UP_PORT $SPATH" "$BSP_PORT $SPATH" "$BSP_PORT $APATH"; do
+		set -- $pp
+		"$STREAMS_BIN" client 127.0.0.1 "$1" "$2" 1 "$FRAMES" \
 		    "$TOKEN" >"$d/check.txt" 2>&1 || {
-			echo "streams.sh: check stream on port $p failed:" >&2
+			echo "streams.sh: check stream on port $1 ($2)" \
+			    "failed:" >&2
 			cat "$d/check.txt" >&2
 			exit 1
 		}
@@ -272,6 +285,7 @@ for iv in $INTERVALS; do
 		echo "interval $iv ms, round $r/$ROUNDS" >&2
 		one_run "$iv" $r direct "$UP_PORT"
 		one_run "$iv" $r bsp "$BSP_PORT"
+		one_run "$iv" $r anthropic "$BSP_PORT"
 		r=$((r + 1))
 	done
 	if [ "$PERF" = 1 ]; then
@@ -282,9 +296,10 @@ for iv in $INTERVALS; do
 	rows=$(sqlite3 "$d/proxy.db" "SELECT count(*) || ' rows; ' ||
 	    sum(status = 200 AND outcome = 'ok' AND input_tokens = 17 AND
 	    output_tokens = $FRAMES) || ' with 200, ok, tokens 17/$FRAMES'
-	    FROM usage WHERE route = 'InvokeModelWithResponseStream'")
+	    FROM usage WHERE route IN ('InvokeModelWithResponseStream',
+	    'Messages')")
 	echo "interval $iv ms: usage table $rows (expected" \
-	    "$((ROUNDS * STREAMS + 1 + (PERF == 1 ? STREAMS : 0)))" \
+	    "$((2 * ROUNDS * STREAMS + 2 + (PERF == 1 ? STREAMS : 0)))" \
 	    "including the check and perf streams);" \
 	    "daemon fds idle $IDLE_FDS, at the end $(proc_fds "$BSP_PID");" \
 	    "bsp_active_streams $(active_streams)" >>"$WORK/notes.txt"
@@ -329,6 +344,8 @@ done
 		ins[k] = ins[k] " " ($25 + $26) / (n * ($11 / n))
 		F50[$1, $2, $3] = $5; F99[$1, $2, $3] = $6
 		W[$1, $2, $3] = $4; rounds[$1, $2] = 1
+		CPU[$1, $2, $3] = $16; PER[$1, $2, $3] = ($20 - $19) / n
+		NF_[$1, $2, $3] = $11
 	}
 	END {
 		print "| interval, target | total s | TTFB p50 ms | TTFB p99 ms | TTFB max ms | frames received / expected | lost, corrupt, out of order, errors | daemon CPU ms (whole run) | upstream CPU ms | listen queue drops per run |"
@@ -341,18 +358,18 @@ done
 			    cell(fmax[ord[i]], "%.1f"), frames[ord[i]],
 			    exp_[ord[i]], lost[ord[i]], bad[ord[i]], ooo[ord[i]],
 			    err[ord[i]],
-			    kk[2] == "bsp" ? cell(cpu[ord[i]], "%.0f") : "-",
+			    kk[2] != "direct" ? cell(cpu[ord[i]], "%.0f") : "-",
 			    cell(upc[ord[i]], "%.0f"), ld[ord[i]]
 		}
 		print ""
-		print "the daemon during the bsp runs (VmHWM reset before each run):"
+		print "the daemon during the bsp and anthropic runs (VmHWM reset before each run):"
 		print ""
-		print "| interval | peak RSS VmHWM MiB | VmRSS sampled max MiB | RSS per stream kB ((VmHWM - idle) / streams) | VmRSS after MiB | fds before->after | k instr per frame (user+kernel) |"
+		print "| interval, target | peak RSS VmHWM MiB | VmRSS sampled max MiB | RSS per stream kB ((VmHWM - idle) / streams) | VmRSS after MiB | fds before->after | k instr per frame (user+kernel) |"
 		print "|---|---|---|---|---|---|---|"
 		for (i = 1; i <= nk; i++) {
 			split(ord[i], kk, SUBSEP)
-			if (kk[2] != "bsp") continue
-			printf "| %s ms | %s | %s | %s | %s | %s | %s |\n", kk[1],
+			if (kk[2] == "direct") continue
+			printf "| %s ms, %s | %s | %s | %s | %s | %s | %s |\n", kk[1], kk[2],
 			    cell(hwm[ord[i]], "%.1f"), cell(rmax[ord[i]], "%.1f"),
 			    cell(per[ord[i]], "%.1f"), cell(after[ord[i]], "%.1f"),
 			    fd[ord[i]], cell(ins[ord[i]], "%.2f")
@@ -373,6 +390,22 @@ done
 			printf "| %s ms | %s | %s | %s |\n", iv,
 			    cell(a50[iv], "%.1f"), cell(a99[iv], "%.1f"),
 			    cell(aw[iv], "%.2f")
+		print ""
+		print "added by /v1/messages (event stream re-emitted as SSE) over the Bedrock-format relay, within each round (anthropic - bsp):"
+		print ""
+		print "| interval | daemon CPU us per frame | RSS per stream kB | TTFB p50 ms |"
+		print "|---|---|---|---|"
+		for (k in rounds) {
+			split(k, kk, SUBSEP)
+			if (!((kk[1], kk[2], "anthropic") in CPU)) continue
+			xc[kk[1]] = xc[kk[1]] " " (CPU[kk[1], kk[2], "anthropic"] - CPU[kk[1], kk[2], "bsp"]) * 1000 / NF_[kk[1], kk[2], "bsp"]
+			xr[kk[1]] = xr[kk[1]] " " (PER[kk[1], kk[2], "anthropic"] - PER[kk[1], kk[2], "bsp"])
+			xf[kk[1]] = xf[kk[1]] " " (F50[kk[1], kk[2], "anthropic"] - F50[kk[1], kk[2], "bsp"]) / 1000
+		}
+		for (iv in xc)
+			printf "| %s ms | %s | %s | %s |\n", iv,
+			    cell(xc[iv], "%.2f"), cell(xr[iv], "%.1f"),
+			    cell(xf[iv], "%.1f")
 	}' "$ROWS"
 	echo
 	echo "TTFB: from the request being queued (connect included) to the" \

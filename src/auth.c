@@ -369,7 +369,7 @@ auth_still_valid(struct auth_result *res, int route_flags)
 		return (auth_fail(res, 401, strstr(why, "expired") ?
 		    "expired" : "revoked", why));
 	}
-	if ((route_flags & RF_BEDROCK) &&
+	if ((route_flags & (RF_BEDROCK | RF_API)) &&
 	    !principal_has_scope(res->p, SCOPE_INVOKE)) {
 		principal_unref(res->p);
 		return (auth_fail(res, 403, "scope", "token lacks the "

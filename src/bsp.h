@@ -191,6 +191,7 @@ enum config_scope {
 	CS_PROVIDER,
 	CS_ISSUER,
 	CS_RULE,
+	CS_ALIAS,
 };
 struct config_key {
 	const char		*name;
@@ -300,6 +301,14 @@ struct issuer_config {
 	char		*provider_name;
 };
 
+/* One entry of models.aliases. */
+struct model_alias {
+	char		*where;
+	char		*id;		/* an Anthropic model id */
+	char		*bedrock_id;	/* a Bedrock id, or another alias */
+	char		*display_name;
+};
+
 /* One entry of models.rules. */
 struct model_rule {
 	char		*where;
@@ -379,6 +388,11 @@ struct config {
 	int		 models_default;	/* 0 allow, 1 deny */
 	struct model_rule *model_rules;
 	size_t		 nmodel_rules;
+	struct model_alias *model_aliases;
+	size_t		 nmodel_aliases;
+	int		 models_builtin_aliases;
+	int		 models_map_unlisted;
+	char		*models_region_prefix;
 	long long	 rl_requests_per_minute;
 	long long	 rl_tokens_per_minute;
 
@@ -393,6 +407,18 @@ struct config {
 	char		*aws_ca_file;
 	char		*aws_region_env;	/* AWS_REGION at load time */
 	char		*aws_endpoint;		/* effective endpoint URL */
+
+	/* Anthropic and OpenAI front ends */
+	int		 anthropic_upstream;	/* ANTHROPIC_UP_* */
+	long long	 anthropic_ping_interval;
+	char		*anthropic_invoke_version;
+	int		 anthropic_count_tokens;	/* ANTHROPIC_COUNT_* */
+	char		*anthropic_native_path;
+	char		*anthropic_native_signing_name;
+	int		 anthropic_native_betas;	/* 0 header, 1 body */
+	int		 openai_enabled;
+	char		*openai_path;
+	char		*openai_signing_name;
 
 	/* logging */
 	int		 log_level;
@@ -424,6 +450,11 @@ struct config {
 	int		 public_https;
 };
 extern struct config	*cfg;
+#define ANTHROPIC_UP_INVOKE	0
+#define ANTHROPIC_UP_NATIVE	1
+#define ANTHROPIC_COUNT_BEDROCK	0
+#define ANTHROPIC_COUNT_NATIVE	1
+#define ANTHROPIC_COUNT_OFF	2
 #define LOG_OUT_STDERR	0
 #define LOG_OUT_SYSLOG	1
 
@@ -522,6 +553,9 @@ int		 server_bound_port(int);
 #define RF_HTML		0x0010	/* HTML page: CSP and friends */
 #define RF_METRICS	0x0020	/* metrics allow-list applies */
 #define RF_BODY		0x0040	/* reads a request body */
+#define RF_ANTHROPIC	0x0080	/* Anthropic error envelope */
+#define RF_OPENAI	0x0100	/* OpenAI error envelope */
+#define RF_API		(RF_ANTHROPIC | RF_OPENAI)
 struct route {
 	const char	*name;
 	int		 methods;
@@ -610,6 +644,8 @@ void		 server_error_bedrock(struct request *, int, const char *,
 		     const char *, ...) printflike(4, 5);
 void		 server_error(struct request *, int, const char *,
 		     const char *);
+void		 server_error_api(struct request *, int, const char *,
+		     const char *, ...) printflike(4, 5);
 void		 server_stream_start(struct request *, int);
 void		 server_stream_write(struct request *, struct evbuffer *,
 		     void (*)(struct request *));
@@ -661,6 +697,33 @@ void		 relay_reload_commit(struct config *);
 void		 relay_reload_abort(void);
 void		 relay_free_all(void);
 char		*relay_id_decode(const char *, size_t, size_t, const char **);
+#define RELAY_STREAM	0x01	/* the answer is streamed */
+#define RELAY_TO_SSE	0x02	/* event stream re-emitted as Anthropic SSE */
+#define RELAY_SSE	0x04	/* SSE relayed as is, usage read on the side */
+#define RELAY_COUNT	0x08	/* CountTokens answered as Anthropic's */
+#define RELAY_OPENAI	0x10	/* OpenAI usage names */
+/* A call of another front end (route-anthropic.c, route-openai.c). */
+struct relay_call {
+	const char	*name;		/* operation: usage rows, metrics */
+	int		 flags;		/* RELAY_* */
+	const char	*model;		/* the Bedrock id: policy, usage */
+	const char	*path;		/* below the endpoint's path */
+	const char	*service;	/* SigV4 signing name */
+	uint8_t		*body;		/* taken; NULL: the client's own */
+	size_t		 body_len;
+	const char *const *headers;	/* the client's headers forwarded */
+};
+void		 relay_call(struct request *, struct relay_call *);
+char		*relay_model_check(const char *, const char **);
+
+/* route-anthropic.c */
+void		 route_anthropic_messages(struct request *);
+void		 route_anthropic_count_tokens(struct request *);
+void		 route_anthropic_models(struct request *);
+void		 route_anthropic_model(struct request *);
+
+/* route-openai.c */
+void		 route_openai(struct request *);
 
 /* route-keys.c */
 void		 route_api_keys(struct request *);
@@ -765,6 +828,15 @@ void		 ratelimit_sweep(void);
 void		 ratelimit_maint(time_t);
 void		 ratelimit_free(void);
 void		 policy_config_check(struct config *, struct config_errors *);
+
+/* models.c */
+const char	*models_prefix(const struct config *);
+int		 models_resolve(const struct config *, const char *, char **,
+		     const char **, const char **, const char **);
+void		 models_list(const struct config *, void (*)(void *,
+		     const char *, const char *, const char *, const char *),
+		     void *);
+void		 models_config_check(struct config *, struct config_errors *);
 
 /* usage.c */
 struct usage {

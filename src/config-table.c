@@ -20,6 +20,7 @@
 #define OFF(f)	offsetof(struct config, f)
 
 static void	aws_config_check(struct config *, struct config_errors *);
+static void	api_config_check(struct config *, struct config_errors *);
 static int	aws_region_ok(const char *);
 #define LL(x)	((long long)(x))
 
@@ -35,10 +36,17 @@ const char *const jwt_alg_choices[] = {
 const char *const legacy_alg_choices[] = { "HS256", "HS384", "HS512", NULL };
 static const char *const model_default_choices[] = { "allow", "deny", NULL };
 static const char *const migrate_choices[] = { "auto", "off", NULL };
+/* Orders match ANTHROPIC_UP_* and ANTHROPIC_COUNT_* in bsp.h. */
+static const char *const upstream_choices[] = { "invoke", "native", NULL };
+static const char *const count_choices[] = {
+	"bedrock", "native", "off", NULL
+};
+static const char *const betas_choices[] = { "header", "body", NULL };
 
 #define RULE(f)	offsetof(struct model_rule, f)
 #define PROV(f)	offsetof(struct provider_config, f)
 #define ISS(f)	offsetof(struct issuer_config, f)
+#define ALIAS(f)	offsetof(struct model_alias, f)
 static const char *const token_auth_choices[] = {
 	"auto", "basic", "post", NULL
 };
@@ -273,6 +281,25 @@ const struct config_key config_keys[] = {
 	  NULL, 0, "model id globs the rule allows" },
 	{ "models.rules[].deny", CT_LIST, CS_RULE, RULE(deny), NULL, 0, 0, NULL,
 	  0, "model id globs the rule denies" },
+	{ "models.aliases[].id", CT_STRING, CS_ALIAS, ALIAS(id), NULL, 0, 0,
+	  NULL, 0, "an Anthropic model id clients may name" },
+	{ "models.aliases[].bedrock_id", CT_STRING, CS_ALIAS, ALIAS(bedrock_id),
+	  NULL, 0, 0, NULL, 0,
+	  "the Bedrock model or inference profile id it stands for (or "
+	  "another alias)" },
+	{ "models.aliases[].display_name", CT_STRING, CS_ALIAS,
+	  ALIAS(display_name), NULL, 0, 0, NULL, 0,
+	  "its name in GET /v1/models" },
+	{ "models.builtin_aliases", CT_BOOL, CS_ROOT,
+	  OFF(models_builtin_aliases), "true", 0, 0, NULL, 0,
+	  "also resolve the built-in Anthropic ids of current Claude models" },
+	{ "models.map_unlisted", CT_BOOL, CS_ROOT, OFF(models_map_unlisted),
+	  "true", 0, 0, NULL, 0,
+	  "send a claude-* id no alias names as anthropic.<id>; false: 400" },
+	{ "models.region_prefix", CT_STRING, CS_ROOT,
+	  OFF(models_region_prefix), "auto", 0, 0, NULL, 0,
+	  "inference profile prefix for aliased foundation models: auto "
+	  "(from aws.region), none, or us, eu, apac, global, ..." },
 	{ "rate_limits.requests_per_minute", CT_INT, CS_ROOT,
 	  OFF(rl_requests_per_minute), "0", 0, 1000000, NULL, 0,
 	  "per user and per API key; 0 is off" },
@@ -299,6 +326,42 @@ const struct config_key config_keys[] = {
 	  0, NULL, 0, "Bedrock runtime endpoint (VPC endpoint, FIPS, tests)" },
 	{ "aws.ca_file", CT_PATH, CS_ROOT, OFF(aws_ca_file), NULL, 0, 0, NULL, 0,
 	  "extra CA bundle trusted for outbound TLS" },
+
+	/* Anthropic and OpenAI front ends */
+	{ "anthropic.upstream", CT_ENUM, CS_ROOT, OFF(anthropic_upstream),
+	  "invoke", 0, 0, upstream_choices, 0,
+	  "invoke: /v1/messages through InvokeModel; native: through "
+	  "bedrock-runtime's own Messages API" },
+	{ "anthropic.ping_interval", CT_DURATION, CS_ROOT,
+	  OFF(anthropic_ping_interval), "15", 0, 3600, NULL, 0,
+	  "seconds of upstream silence before a ping event (invoke streams); "
+	  "0: none" },
+	{ "anthropic.invoke_version", CT_STRING, CS_ROOT,
+	  OFF(anthropic_invoke_version), "bedrock-2023-05-31", 0, 0, NULL, 0,
+	  "anthropic_version put in InvokeModel bodies; \"header\": the "
+	  "client's anthropic-version" },
+	{ "anthropic.count_tokens", CT_ENUM, CS_ROOT,
+	  OFF(anthropic_count_tokens), "bedrock", 0, 0, count_choices, 0,
+	  "/v1/messages/count_tokens through Bedrock's CountTokens, the native "
+	  "route, or off (501)" },
+	{ "anthropic.native_path", CT_STRING, CS_ROOT,
+	  OFF(anthropic_native_path), "/anthropic/v1/messages", 0, 0, NULL, 0,
+	  "path of the native Messages API on the Bedrock endpoint" },
+	{ "anthropic.native_signing_name", CT_STRING, CS_ROOT,
+	  OFF(anthropic_native_signing_name), "bedrock", 0, 0, NULL, 0,
+	  "SigV4 service name for the native Messages API" },
+	{ "anthropic.native_betas", CT_ENUM, CS_ROOT,
+	  OFF(anthropic_native_betas), "header", 0, 0, betas_choices, 0,
+	  "native: pass anthropic-beta as the header, or move it into the "
+	  "body's anthropic_beta" },
+	{ "openai.enabled", CT_BOOL, CS_ROOT, OFF(openai_enabled), "true", 0, 0,
+	  NULL, 0, "serve /openai/v1/chat/completions and /openai/v1/responses" },
+	{ "openai.path", CT_STRING, CS_ROOT, OFF(openai_path), "/openai/v1", 0,
+	  0, NULL, 0, "path of the OpenAI-compatible API on the Bedrock "
+	  "endpoint" },
+	{ "openai.signing_name", CT_STRING, CS_ROOT, OFF(openai_signing_name),
+	  "bedrock", 0, 0, NULL, 0,
+	  "SigV4 service name for the OpenAI-compatible API" },
 
 	/* logging */
 	{ "logging.level", CT_ENUM, CS_ROOT, OFF(log_level), "info", 0, 0,
@@ -358,6 +421,9 @@ const struct config_collection config_collections[] = {
 	{ "models.rules", "models.rules[]", CS_RULE, 0,
 	  sizeof(struct model_rule), OFF(model_rules), OFF(nmodel_rules), 0,
 	  RULE(where) },
+	{ "models.aliases", "models.aliases[]", CS_ALIAS, 0,
+	  sizeof(struct model_alias), OFF(model_aliases), OFF(nmodel_aliases),
+	  0, ALIAS(where) },
 };
 const size_t config_ncollections = nitems(config_collections);
 
@@ -369,6 +435,54 @@ void
 config_check_table(struct config *c, struct config_errors *errs)
 {
 	aws_config_check(c, errs);
+	api_config_check(c, errs);
+}
+
+/* anthropic.* and openai.*: paths and signing names. */
+static void
+api_config_check(struct config *c, struct config_errors *errs)
+{
+	const struct {
+		const char	*key;
+		const char	*v;
+		int		 path;
+	} k[] = {
+		{ "anthropic.native_path", c->anthropic_native_path, 1 },
+		{ "openai.path", c->openai_path, 1 },
+		{ "anthropic.native_signing_name",
+		  c->anthropic_native_signing_name, 0 },
+		{ "openai.signing_name", c->openai_signing_name, 0 },
+	};
+	size_t	i, j, len;
+	int	ok;
+
+	for (i = 0; i < nitems(k); i++) {
+		len = k[i].v != NULL ? strlen(k[i].v) : 0;
+		ok = len > 0 && len <= 256;
+		for (j = 0; ok && j < len; j++) {
+			if (k[i].path)
+				ok = isalnum((unsigned char)k[i].v[j]) ||
+				    strchr("/-._~", k[i].v[j]) != NULL;
+			else
+				ok = islower((unsigned char)k[i].v[j]) ||
+				    k[i].v[j] == '-';
+		}
+		if (ok && k[i].path)
+			ok = k[i].v[0] == '/' && strstr(k[i].v, "//") == NULL &&
+			    strstr(k[i].v, "/.") == NULL;
+		if (!ok)
+			config_add_error(errs, c, k[i].key, "%s: \"%s\" is not "
+			    "%s", k[i].key, k[i].v != NULL ? k[i].v : "",
+			    k[i].path ? "an absolute path of letters, digits and "
+			    "-._~" : "a service name such as bedrock");
+	}
+	if (strcmp(c->anthropic_invoke_version, "header") != 0 &&
+	    (c->anthropic_invoke_version[0] == '\0' ||
+	    !str_is_printable(c->anthropic_invoke_version,
+	    strlen(c->anthropic_invoke_version))))
+		config_add_error(errs, c, "anthropic.invoke_version",
+		    "anthropic.invoke_version: must be a version such as "
+		    "bedrock-2023-05-31, or header");
 }
 
 /* aws.*: the region, the endpoint, which credentials. */

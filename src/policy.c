@@ -227,6 +227,7 @@ policy_config_check(struct config *c, struct config_errors *errs)
 			free(name);
 		}
 	}
+	models_config_check(c, errs);
 }
 
 static struct bucket *

@@ -24,6 +24,16 @@
  *
  * Two Bedrock calls get a fixed answer instead: the bidirectional stream
  * (HTTP/2 only) and the control plane's inference profiles.
+ *
+ * The Anthropic and OpenAI front ends (route-anthropic.c, route-openai.c)
+ * use the same relay through relay_call(), with their own operation name,
+ * upstream path, body and headers, and errors in their API's envelope
+ * (server_error_bedrock() speaks the route's shape). Their streams are
+ * either an event stream re-emitted as Anthropic server-sent events
+ * (RELAY_TO_SSE: each chunk's JSON unchanged as an event's data, a ping
+ * after anthropic.ping_interval of upstream silence, exceptions and
+ * failures as an "error" event), or the upstream's own server-sent events
+ * passed on unchanged and read on the side for usage (RELAY_SSE).
  */
 
 #include <ctype.h>
@@ -32,15 +42,19 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
 #include "bsp.h"
 #include "crypto.h"
+#include "anthropic.h"
 #include "aws-creds.h"
 #include "eventstream.h"
 #include "http-client.h"
 #include "sigv4.h"
+#include "sse.h"
 
 #define RELAY_HIGH_WATER	(256 * 1024)
 #define RELAY_MAX_BODY		(64 * 1024 * 1024)
@@ -48,6 +62,7 @@
 #define RELAY_USAGE_FRAME_MAX	(64 * 1024)
 #define RELAY_MODEL_MAX		2048
 #define RELAY_MAX_HEADERS	(SIGV4_MAX_HEADERS + 8)
+#define RELAY_SSE_EVENT_MAX	(256 * 1024)	/* kept to read usage */
 
 struct relay_op {
 	const char	*route;		/* route name in the table */
@@ -78,7 +93,13 @@ static const char *const relay_state_names[] = {
 
 struct relay {
 	struct request		*r;
-	const struct relay_op	*op;
+	const struct relay_op	*op;		/* Bedrock routes */
+	const char		*name;		/* the operation */
+	int			 flags;		/* RELAY_* */
+	const char		*service;	/* SigV4 signing name */
+	uint8_t			*body;		/* rewritten, or NULL */
+	size_t			 body_len;
+	const char *const	*fwd;		/* headers forwarded, or NULL */
 	enum relay_state	 state;
 	char			*model;		/* decoded, for policy, usage */
 	char			*path;		/* wire path sent upstream */
@@ -101,6 +122,13 @@ struct relay {
 	const char		*outcome;
 	char			*exception;
 	char			*session;	/* X-Claude-Code-Session-Id */
+	struct sse_reader	 sse;		/* RELAY_SSE: read on the side */
+	int			 sse_on;
+	struct evbuffer		*events;	/* RELAY_TO_SSE: to send */
+	struct event		 ping;
+	int			 ping_on;
+	int			 saw_stop;	/* message_stop sent */
+	int			 ended;		/* an error event sent */
 };
 
 static struct {
@@ -115,6 +143,10 @@ static struct {
 
 static void	relay_send(struct relay *);
 static void	relay_finish(struct relay *);
+static void	relay_drained(struct request *);
+static void	relay_feed(struct relay *, struct evbuffer *);
+static void	relay_sse_event(void *, const char *, const char *, size_t);
+static void	relay_log_fields(struct relay *);
 
 static void
 relay_enter(struct relay *rl, enum relay_state s)
@@ -146,6 +178,13 @@ relay_free(void *arg)
 		evbuffer_free(rl->errbody);
 	if (rl->errheaders_set)
 		evhttp_clear_headers(&rl->errheaders);
+	if (rl->sse_on)
+		sse_reader_free(&rl->sse);
+	if (rl->ping_on)
+		evtimer_del(&rl->ping);
+	if (rl->events != NULL)
+		evbuffer_free(rl->events);
+	free(rl->body);
 	free(rl->model);
 	free(rl->path);
 	free(rl->exception);
@@ -228,8 +267,17 @@ relay_free_all(void)
 }
 
 static int
-relay_header_forwarded(const char *name)
+relay_header_forwarded(struct relay *rl, const char *name)
 {
+	size_t	i;
+
+	if (rl->fwd != NULL) {
+		for (i = 0; rl->fwd[i] != NULL; i++) {
+			if (strcasecmp(name, rl->fwd[i]) == 0)
+				return (1);
+		}
+		return (0);
+	}
 	return (strcasecmp(name, "Content-Type") == 0 ||
 	    strcasecmp(name, "Accept") == 0 ||
 	    strncasecmp(name, "X-Amzn-Bedrock-", 15) == 0);
@@ -255,8 +303,16 @@ relay_copy_headers(struct relay *rl, const struct evkeyvalq *h)
 	if (h == NULL)
 		return;
 	TAILQ_FOREACH(kv, h, next) {
-		if (relay_header_returned(kv->key))
-			server_set_header(rl->r, kv->key, kv->value);
+		if (!relay_header_returned(kv->key))
+			continue;
+		/* Re-emitted as server-sent events: our own type. */
+		if ((rl->flags & RELAY_TO_SSE) && rl->state == RS_STREAMING &&
+		    strncasecmp(kv->key, "Content-Type", 12) == 0)
+			continue;
+		if ((rl->r->route->flags & RF_API) &&
+		    strcasecmp(kv->key, "x-amzn-ErrorType") == 0)
+			continue;
+		server_set_header(rl->r, kv->key, kv->value);
 	}
 }
 
@@ -275,16 +331,19 @@ relay_header_num(const struct evkeyvalq *h, const char *name)
 
 /*
  * The members that carry the input, output, cache-read and cache-write
- * counts, each in Anthropic, Converse and InvokeModel-metrics spelling;
- * the first spelling present counts.
+ * counts, each in Anthropic, Converse, InvokeModel-metrics and OpenAI
+ * spelling (OpenAI's cached tokens are nested: relay_usage_openai); the
+ * first spelling present counts.
  */
-static const char *const relay_usage_names[4][3] = {
-	{ "input_tokens", "inputTokens", "inputTokenCount" },
-	{ "output_tokens", "outputTokens", "outputTokenCount" },
+#define RELAY_SPELLINGS	4
+static const char *const relay_usage_names[4][RELAY_SPELLINGS] = {
+	{ "input_tokens", "inputTokens", "inputTokenCount", "prompt_tokens" },
+	{ "output_tokens", "outputTokens", "outputTokenCount",
+	  "completion_tokens" },
 	{ "cache_read_input_tokens", "cacheReadInputTokens",
-	  "cacheReadInputTokenCount" },
+	  "cacheReadInputTokenCount", NULL },
 	{ "cache_creation_input_tokens", "cacheWriteInputTokens",
-	  "cacheWriteInputTokenCount" },
+	  "cacheWriteInputTokenCount", NULL },
 };
 
 /* json_members() callback: a usage member's count, read from its text. */
@@ -292,12 +351,13 @@ static void
 relay_usage_text_member(void *arg, const char *k, size_t klen, const char *v,
     size_t vlen)
 {
-	long long	(*got)[3] = arg;
+	long long	(*got)[RELAY_SPELLINGS] = arg;
 	size_t		 i, s;
 
 	for (i = 0; i < 4; i++) {
-		for (s = 0; s < 3; s++) {
-			if (strlen(relay_usage_names[i][s]) == klen &&
+		for (s = 0; s < RELAY_SPELLINGS; s++) {
+			if (relay_usage_names[i][s] != NULL &&
+			    strlen(relay_usage_names[i][s]) == klen &&
 			    memcmp(relay_usage_names[i][s], k, klen) == 0) {
 				got[i][s] = json_uint(v, vlen);
 				return;
@@ -313,13 +373,13 @@ relay_usage_text_member(void *arg, const char *k, size_t klen, const char *v,
 static int
 relay_usage_read(json_t *j, const char *text, size_t len, long long v[4])
 {
-	long long	 got[4][3], n;
+	long long	 got[4][RELAY_SPELLINGS], n;
 	size_t		 i, s;
 	json_t		*m;
 
 	for (i = 0; i < 4; i++) {
-		for (s = 0; s < 3; s++) {
-			m = j != NULL ?
+		for (s = 0; s < RELAY_SPELLINGS; s++) {
+			m = j != NULL && relay_usage_names[i][s] != NULL ?
 			    json_object_get(j, relay_usage_names[i][s]) : NULL;
 			got[i][s] = json_is_integer(m) &&
 			    json_integer_value(m) >= 0 ? json_integer_value(m) :
@@ -331,7 +391,7 @@ relay_usage_read(json_t *j, const char *text, size_t len, long long v[4])
 		return (-1);
 	for (i = 0; i < 4; i++) {
 		v[i] = -1;
-		for (s = 0; s < 3; s++) {
+		for (s = 0; s < RELAY_SPELLINGS; s++) {
 			if ((n = got[i][s]) == -2)
 				return (-1);
 			if (n >= 0) {
@@ -465,28 +525,118 @@ relay_chunk_bytes(const uint8_t *p, size_t len, size_t *outlen)
  * they mention usage or the invocation metrics.
  */
 #define CHUNK_DELTA_B64		"eyJ0eXBlIjoiY29udGVudF9ibG9ja19kZWx0"
-static void
-relay_chunk_usage(struct relay *rl, const char *b64, size_t b64len)
-{
-	uint8_t		*raw;
-	size_t		 rawlen;
-	json_t		*inner;
+#define CHUNK_DELTA_JSON	"{\"type\":\"content_block_delta\""
 
-	if (b64len >= sizeof CHUNK_DELTA_B64 - 1 && memcmp(b64,
-	    CHUNK_DELTA_B64, sizeof CHUNK_DELTA_B64 - 1) == 0)
+/* The usage in one chunk's (or Anthropic event's) JSON text. */
+static void
+relay_raw_usage(struct relay *rl, const uint8_t *raw, size_t rawlen)
+{
+	json_t	*inner;
+
+	if (rawlen >= sizeof CHUNK_DELTA_JSON - 1 && memcmp(raw,
+	    CHUNK_DELTA_JSON, sizeof CHUNK_DELTA_JSON - 1) == 0)
 		return;
-	raw = xmalloc(b64len + 1);
-	if (crypto_b64_decode(b64, b64len, raw, b64len, &rawlen) == 0 &&
-	    (memmem(raw, rawlen, "usage", 5) != NULL ||
+	if ((memmem(raw, rawlen, "usage", 5) != NULL ||
 	    memmem(raw, rawlen, "invocationMetrics", 17) != NULL) &&
 	    (inner = json_loadb((const char *)raw, rawlen, 0, NULL)) != NULL) {
 		relay_usage_from_chunk(rl, inner);
 		json_decref(inner);
 	}
+}
+
+/* A chunk's base64 payload decoded (xmalloc'd), or NULL. */
+static uint8_t *
+relay_chunk_decode(const char *b64, size_t b64len, size_t *rawlen)
+{
+	uint8_t	*raw;
+
+	raw = xmalloc(b64len + 1);
+	if (crypto_b64_decode(b64, b64len, raw, b64len, rawlen) != 0) {
+		free(raw);
+		return (NULL);
+	}
+	return (raw);
+}
+
+static void
+relay_chunk_usage(struct relay *rl, const char *b64, size_t b64len)
+{
+	uint8_t		*raw;
+	size_t		 rawlen;
+
+	if (b64len >= sizeof CHUNK_DELTA_B64 - 1 && memcmp(b64,
+	    CHUNK_DELTA_B64, sizeof CHUNK_DELTA_B64 - 1) == 0)
+		return;
+	if ((raw = relay_chunk_decode(b64, b64len, &rawlen)) != NULL) {
+		relay_raw_usage(rl, raw, rawlen);
+		free(raw);
+	}
+}
+
+/*
+ * RELAY_TO_SSE: one chunk re-emitted as an Anthropic event, its JSON
+ * unchanged; usage read on the way.
+ */
+static void
+relay_chunk_sse(struct relay *rl, const char *b64, size_t b64len)
+{
+	uint8_t		*raw;
+	size_t		 rawlen;
+	char		 type[ANTHROPIC_TYPE_MAX];
+
+	if ((raw = relay_chunk_decode(b64, b64len, &rawlen)) == NULL) {
+		log_warnx("relay %s: a stream chunk is not base64; dropped",
+		    rl->r->id);
+		return;
+	}
+	relay_raw_usage(rl, raw, rawlen);
+	if (anthropic_sse_event(rl->events, raw, rawlen, type, sizeof type) == 0)
+		log_debug("relay %s: a stream chunk without a type; dropped",
+		    rl->r->id);
+	else if (strcmp(type, "message_stop") == 0)
+		rl->saw_stop = 1;
 	free(raw);
 }
 
-/* The side decoder: usage and exceptions, bytes untouched. */
+/* RELAY_TO_SSE: end the events with an error event (once). */
+static void
+relay_sse_error(struct relay *rl, int status, const char *exception,
+    const char *msg)
+{
+	if (rl->ended)
+		return;
+	rl->ended = 1;
+	anthropic_sse_error(rl->events, anthropic_error_type(status, exception),
+	    msg);
+}
+
+/*
+ * RELAY_TO_SSE: an exception (or unmodelled error) frame as an error
+ * event, with the message it carries.
+ */
+static void
+relay_frame_error(struct relay *rl, const struct es_message *m, int unmodelled)
+{
+	char		 msg[512];
+	const char	*t;
+	json_t		*j = NULL;
+
+	msg[0] = '\0';
+	if (unmodelled)
+		(void)es_header_strcpy(m, ES_H_ERROR_MESSAGE, msg, sizeof msg);
+	else if ((j = json_loadb((const char *)m->payload, m->payload_len, 0,
+	    NULL)) != NULL && (t = json_string_value(json_object_get(j,
+	    "message"))) != NULL)
+		bsp_strlcpy(msg, t, sizeof msg);
+	json_decref(j);
+	relay_sse_error(rl, 200, rl->exception, msg[0] != '\0' ? msg :
+	    "Bedrock ended the stream with an error");
+}
+
+/*
+ * The side decoder: usage and exceptions, bytes untouched; with
+ * RELAY_TO_SSE, the chunks re-emitted as server-sent events.
+ */
 static int
 relay_frame(const struct es_message *m, void *arg)
 {
@@ -503,6 +653,25 @@ relay_frame(const struct es_message *m, void *arg)
 		    ES_H_ERROR_CODE : ES_H_EXCEPTION_TYPE, et, sizeof et) == 0) {
 			free(rl->exception);
 			rl->exception = xstrdup(et);
+		}
+		if (rl->flags & RELAY_TO_SSE)
+			relay_frame_error(rl, m, strcmp(mt, "error") == 0);
+		return (0);
+	}
+	if (rl->flags & RELAY_TO_SSE) {
+		if (rl->ended || es_header_strcpy(m, ES_H_EVENT_TYPE, et,
+		    sizeof et) == -1 || strcmp(et, "chunk") != 0)
+			return (0);
+		if ((b64 = relay_chunk_bytes(m->payload, m->payload_len,
+		    &b64len)) != NULL)
+			relay_chunk_sse(rl, b64, b64len);
+		else {
+			j = json_loadb((const char *)m->payload, m->payload_len,
+			    0, NULL);
+			if ((b64 = json_string_value(json_object_get(j,
+			    "bytes"))) != NULL)
+				relay_chunk_sse(rl, b64, strlen(b64));
+			json_decref(j);
 		}
 		return (0);
 	}
@@ -533,6 +702,251 @@ relay_frame(const struct es_message *m, void *arg)
 	return (0);
 }
 
+/* OpenAI's usage object: counts, and the cached tokens nested in it. */
+static void
+relay_usage_openai(struct relay *rl, json_t *u)
+{
+	json_t	*d, *n;
+
+	if (!json_is_object(u))
+		return;
+	relay_usage_from_json(rl, u, 1);
+	if ((d = json_object_get(u, "prompt_tokens_details")) == NULL)
+		d = json_object_get(u, "input_tokens_details");
+	n = json_object_get(d, "cached_tokens");
+	if (json_is_integer(n) && json_integer_value(n) >= 0)
+		rl->cache_read = json_integer_value(n);
+}
+
+/* The usage of a whole OpenAI answer. */
+static void
+relay_usage_openai_text(struct relay *rl, struct evbuffer *body)
+{
+	json_t	*j;
+
+	if ((j = json_loadb((const char *)evbuffer_pullup(body, -1),
+	    evbuffer_get_length(body), 0, NULL)) == NULL)
+		return;
+	relay_usage_openai(rl, json_object_get(j, "usage"));
+	json_decref(j);
+}
+
+/*
+ * RELAY_SSE: one event of the upstream's stream, read on the side: usage
+ * (Anthropic's message_start and message_delta, OpenAI's usage objects)
+ * and Anthropic's error events.
+ */
+static void
+relay_sse_event(void *arg, const char *event, const char *data, size_t len)
+{
+	struct relay	*rl = arg;
+	json_t		*j, *u;
+	const char	*t;
+
+	if (strcmp(event, "error") != 0 && memmem(data, len, "usage", 5) ==
+	    NULL)
+		return;
+	if ((j = json_loadb(data, len, 0, NULL)) == NULL)
+		return;
+	if (strcmp(event, "error") == 0) {
+		t = json_string_value(json_object_get(json_object_get(j,
+		    "error"), "type"));
+		free(rl->exception);
+		rl->exception = xstrdup(t != NULL && str_is_printable(t,
+		    strlen(t)) && strlen(t) < 64 ? t : "error");
+	} else if (rl->flags & RELAY_OPENAI) {
+		u = json_object_get(j, "usage");
+		if (!json_is_object(u))
+			u = json_object_get(json_object_get(j, "response"),
+			    "usage");
+		relay_usage_openai(rl, u);
+	} else
+		relay_usage_from_chunk(rl, j);
+	json_decref(j);
+}
+
+/* RELAY_TO_SSE: a ping after anthropic.ping_interval of silence. */
+static void
+relay_ping_cb(int fd, short ev, void *arg)
+{
+	struct relay	*rl = arg;
+	struct timeval	 tv;
+
+	if (rl->state != RS_STREAMING || rl->ended)
+		return;
+	if (!rl->paused) {
+		anthropic_sse_ping(rl->events);
+		server_stream_write(rl->r, rl->events, relay_drained);
+	}
+	tv.tv_sec = (time_t)rl->r->cfg->anthropic_ping_interval;
+	tv.tv_usec = 0;
+	evtimer_add(&rl->ping, &tv);
+}
+
+/* (Re)start the silence before a ping. */
+static void
+relay_ping_arm(struct relay *rl)
+{
+	struct timeval	tv;
+
+	if (rl->r->cfg->anthropic_ping_interval <= 0)
+		return;
+	if (!rl->ping_on) {
+		evtimer_assign(&rl->ping, bsp_base, relay_ping_cb, rl);
+		rl->ping_on = 1;
+	}
+	tv.tv_sec = (time_t)rl->r->cfg->anthropic_ping_interval;
+	tv.tv_usec = 0;
+	evtimer_add(&rl->ping, &tv);
+}
+
+/*
+ * RELAY_TO_SSE: upstream bytes in, events out. A stream the decoder cannot
+ * follow, or one that carried an exception, ends with an error event; the
+ * upstream call is stopped then.
+ */
+static void
+relay_to_sse(struct relay *rl, struct hc_req *up, struct evbuffer *data)
+{
+	if (!rl->ended && !rl->dec.failed)
+		relay_feed(rl, data);
+	evbuffer_drain(data, evbuffer_get_length(data));
+	if (rl->dec.failed && !rl->ended) {
+		log_warnx("relay %s: cannot read the upstream event stream "
+		    "(%s); ending it", rl->r->id, es_decoder_error(&rl->dec));
+		free(rl->exception);
+		rl->exception = xstrdup("internalServerException");
+		relay_sse_error(rl, 200, NULL, "the proxy cannot read the "
+		    "event stream Bedrock sent");
+	}
+	if (evbuffer_get_length(rl->events) > 0)
+		server_stream_write(rl->r, rl->events, relay_drained);
+	if (rl->ended) {
+		hc_cancel(up);
+		rl->up = NULL;
+		relay_log_fields(rl);
+		server_stream_end(rl->r);
+		relay_finish(rl);
+		return;
+	}
+	relay_ping_arm(rl);
+	if (!rl->paused && server_stream_pending(rl->r) > RELAY_HIGH_WATER) {
+		rl->paused = 1;
+		hc_pause(up);
+	}
+}
+
+/*
+ * A stream of server-sent events failed: an error event in the route's
+ * API (after an empty line if the upstream's last event was cut short).
+ */
+static void
+relay_sse_fail(struct relay *rl, const char *type, const char *msg)
+{
+	struct evbuffer	*b;
+	json_t		*j;
+	char		*t;
+
+	if (rl->flags & RELAY_TO_SSE) {
+		relay_sse_error(rl, 200, type, msg);
+		server_stream_write(rl->r, rl->events, NULL);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	if (rl->sse_on && !sse_reader_idle(&rl->sse))
+		evbuffer_add(b, "\n\n", 2);
+	if (rl->flags & RELAY_OPENAI) {
+		j = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message",
+		    msg, "type", "server_error", "param", "code");
+		if (j == NULL || (t = json_dumps(j, JSON_COMPACT)) == NULL)
+			fatalx("%s: json", __func__);
+		json_decref(j);
+		evbuffer_add_printf(b, "data: %s\n\n", t);
+		free(t);
+	} else
+		anthropic_sse_error(b, anthropic_error_type(200, type), msg);
+	rl->ended = 1;
+	server_stream_write(rl->r, b, NULL);
+	evbuffer_free(b);
+}
+
+/*
+ * Is an upstream error body already in the route's envelope (bedrock-
+ * runtime's Anthropic and OpenAI routes may answer in their API's words)?
+ */
+static int
+relay_api_envelope(struct relay *rl, struct evbuffer *body)
+{
+	json_t	*j, *e;
+	int	 yes;
+
+	if (body == NULL || evbuffer_get_length(body) == 0 ||
+	    (j = json_loadb((const char *)evbuffer_pullup(body, -1),
+	    evbuffer_get_length(body), 0, NULL)) == NULL)
+		return (0);
+	e = json_object_get(j, "error");
+	if (rl->r->route->flags & RF_OPENAI)
+		yes = json_is_string(json_object_get(e, "message"));
+	else
+		yes = json_is_string(json_object_get(e, "type")) &&
+		    json_is_string(json_object_get(j, "type")) &&
+		    strcmp(json_string_value(json_object_get(j, "type")),
+		    "error") == 0;
+	json_decref(j);
+	return (yes);
+}
+
+/*
+ * An upstream error in AWS's shape ({"message"} and x-amzn-ErrorType) in
+ * the route's envelope: the status as an Anthropic client expects it, the
+ * type from the exception, Bedrock's message unchanged (Claude Code reads
+ * some of its wording).
+ */
+static void
+relay_api_error(struct relay *rl, struct evbuffer *body)
+{
+	json_t		*j = NULL;
+	const char	*m = NULL;
+	char		 buf[64];
+
+	if (body != NULL && evbuffer_get_length(body) > 0 &&
+	    (j = json_loadb((const char *)evbuffer_pullup(body, -1),
+	    evbuffer_get_length(body), 0, NULL)) != NULL &&
+	    (m = json_string_value(json_object_get(j, "message"))) == NULL)
+		m = json_string_value(json_object_get(j, "Message"));
+	if (m == NULL) {
+		snprintf(buf, sizeof buf, "Bedrock answered %d", rl->status);
+		m = buf;
+	}
+	server_error_bedrock(rl->r, rl->status, rl->exception != NULL ?
+	    rl->exception : "", "%s", m);
+	json_decref(j);
+	if (body != NULL)
+		evbuffer_drain(body, evbuffer_get_length(body));
+}
+
+/* Bedrock's CountTokens answer, {"inputTokens":N}, in Anthropic's words. */
+static void
+relay_count_answer(struct relay *rl, struct evbuffer *body)
+{
+	json_t	*j = NULL, *n;
+
+	if (body != NULL && evbuffer_get_length(body) > 0)
+		j = json_loadb((const char *)evbuffer_pullup(body, -1),
+		    evbuffer_get_length(body), 0, NULL);
+	n = json_object_get(j, "inputTokens");
+	if (!json_is_integer(n) || json_integer_value(n) < 0)
+		server_error_bedrock(rl->r, 502, "InternalServerException",
+		    "Bedrock's CountTokens answer cannot be read");
+	else
+		server_reply_json(rl->r, 200, json_pack("{s:I}",
+		    "input_tokens", (json_int_t)json_integer_value(n)));
+	json_decref(j);
+	if (body != NULL)
+		evbuffer_drain(body, evbuffer_get_length(body));
+}
+
 /* What the access log line says about the upstream; before each reply. */
 static void
 relay_log_fields(struct relay *rl)
@@ -559,7 +973,7 @@ relay_account(struct relay *rl, int status)
 	u.user_id = p->sub;
 	u.api_key_id = p->key_id;
 	u.model = rl->model;
-	u.route = rl->op->name;
+	u.route = rl->name;
 	u.status = status;
 	u.input_tokens = rl->in > 0 ? rl->in : 0;
 	u.output_tokens = rl->out > 0 ? rl->out : 0;
@@ -584,10 +998,10 @@ relay_account(struct relay *rl, int status)
 	else
 		bsp_strlcpy(code, rl->outcome != NULL ? rl->outcome : "error",
 		    sizeof code);
-	metric_label(labels, sizeof labels, "operation", rl->op->name, "code",
+	metric_label(labels, sizeof labels, "operation", rl->name, "code",
 	    code, NULL);
 	metric_add(rel.m_upstream, labels, 1);
-	metric_label(labels, sizeof labels, "operation", rl->op->name, NULL);
+	metric_label(labels, sizeof labels, "operation", rl->name, NULL);
 	metric_observe(rel.m_upstream_seconds, labels, now - rl->t0);
 }
 
@@ -599,6 +1013,10 @@ relay_finish(struct relay *rl)
 
 	if (rl->state == RS_DONE)
 		return;
+	if (rl->ping_on) {
+		evtimer_del(&rl->ping);
+		rl->ping_on = 0;
+	}
 	status = rl->r->client_gone && !rl->r->replied ? 499 : rl->r->status;
 	relay_enter(rl, RS_DONE);
 	relay_account(rl, status);
@@ -658,10 +1076,24 @@ relay_on_head(struct hc_req *up, int status, const struct evkeyvalq *h,
 		}
 		return;
 	}
-	relay_copy_headers(rl, h);
-	es_decoder_init(&rl->dec, 0, relay_frame, rl);
-	rl->dec_on = 1;
 	relay_enter(rl, RS_STREAMING);
+	relay_copy_headers(rl, h);
+	if (rl->flags & RELAY_SSE) {
+		sse_reader_init(&rl->sse, RELAY_SSE_EVENT_MAX, relay_sse_event,
+		    rl);
+		rl->sse_on = 1;
+	} else {
+		es_decoder_init(&rl->dec, 0, relay_frame, rl);
+		rl->dec_on = 1;
+	}
+	if (rl->flags & RELAY_TO_SSE) {
+		server_set_header(rl->r, "Content-Type",
+		    "text/event-stream; charset=utf-8");
+		server_set_header(rl->r, "Cache-Control", "no-cache");
+		if ((rl->events = evbuffer_new()) == NULL)
+			fatalx("evbuffer_new");
+		relay_ping_arm(rl);
+	}
 	server_stream_start(rl->r, 200);
 }
 
@@ -680,7 +1112,7 @@ relay_feed(struct relay *rl, struct evbuffer *data)
 	int			 n, i;
 
 	total = evbuffer_get_length(data);
-	while (off < total && !rl->dec.failed) {
+	while (off < total && (rl->sse_on || !rl->dec.failed)) {
 		start = off;
 		if (evbuffer_ptr_set(data, &p, off, EVBUFFER_PTR_SET) == -1)
 			break;
@@ -691,7 +1123,12 @@ relay_feed(struct relay *rl, struct evbuffer *data)
 		for (i = 0; i < n && i < (int)nitems(v) && off < total; i++) {
 			if (v[i].iov_len > total - off)
 				v[i].iov_len = total - off;
-			es_decoder_feed(&rl->dec, v[i].iov_base, v[i].iov_len);
+			if (rl->sse_on)
+				sse_reader_feed(&rl->sse, v[i].iov_base,
+				    v[i].iov_len);
+			else
+				es_decoder_feed(&rl->dec, v[i].iov_base,
+				    v[i].iov_len);
 			off += v[i].iov_len;
 		}
 		if (off == start)
@@ -714,6 +1151,12 @@ relay_on_data(struct hc_req *up, struct evbuffer *data, void *arg)
 		}
 		return;
 	}
+	if (rl->flags & RELAY_TO_SSE) {
+		relay_to_sse(rl, up, data);
+		return;
+	}
+	if (rl->sse_on)
+		relay_feed(rl, data);
 	/* Read along, then pass the bytes on unchanged. */
 	if (rl->dec_on && !rl->dec.failed)
 		relay_feed(rl, data);
@@ -802,7 +1245,11 @@ relay_stream_fail(struct relay *rl, enum hc_error err)
 		type = "internalServerException";
 		msg = "the connection to Bedrock broke during the stream";
 	}
-	flen = es_encode_exception(type, msg, frame, sizeof frame);
+	if (rl->flags & (RELAY_TO_SSE | RELAY_SSE)) {
+		relay_sse_fail(rl, type, msg);
+		flen = 0;
+	} else
+		flen = es_encode_exception(type, msg, frame, sizeof frame);
 	if (flen > 0) {
 		b = evbuffer_new();
 		evbuffer_add(b, frame, flen);
@@ -839,7 +1286,7 @@ relay_upstream_failed(struct relay *rl, const struct hc_result *res)
 		code = 502;
 		break;
 	}
-	log_warnx("relay %s: %s %s: %s", r->id, rl->op->name,
+	log_warnx("relay %s: %s %s: %s", r->id, rl->name,
 	    hc_error_name(res->error), res->message);
 	relay_log_fields(rl);
 	/* The details (addresses, certificate names) are the log's. */
@@ -885,12 +1332,16 @@ relay_answer_usage(struct relay *rl, const struct evkeyvalq *h,
 	if ((v = relay_header_num(h,
 	    "X-Amzn-Bedrock-Cache-Write-Input-Token-Count")) >= 0)
 		rl->cache_write = v;
-	if (strcmp(rl->op->name, "CountTokens") == 0) {
+	if (strcmp(rl->name, "CountTokens") == 0) {
 		rl->in = rl->out = 0;
 		return;
 	}
 	if (body == NULL || evbuffer_get_length(body) >= RELAY_ERR_BODY_MAX)
 		return;
+	if (rl->flags & RELAY_OPENAI) {
+		relay_usage_openai_text(rl, body);
+		return;
+	}
 	hin = rl->in;
 	hout = rl->out;
 	relay_usage_from_answer(rl, (const char *)evbuffer_pullup(body, -1),
@@ -949,6 +1400,17 @@ relay_answer(struct relay *rl, const struct hc_result *res)
 	if (rl->status >= 400)
 		r->log_error = "upstream";
 	relay_log_fields(rl);
+	if ((r->route->flags & RF_API) && rl->status >= 400 &&
+	    !relay_api_envelope(rl, body)) {
+		relay_api_error(rl, body);
+		relay_finish(rl);
+		return;
+	}
+	if ((rl->flags & RELAY_COUNT) && rl->status == 200) {
+		relay_count_answer(rl, body);
+		relay_finish(rl);
+		return;
+	}
 	server_reply(r, rl->status, NULL, body);
 	relay_finish(rl);
 }
@@ -973,6 +1435,14 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 	if (rl->dec_on && es_decoder_finish(&rl->dec) == -1 && !rl->dec.failed)
 		log_warnx("relay %s: the upstream stream ended inside a frame",
 		    rl->r->id);
+	if ((rl->flags & RELAY_TO_SSE) && !rl->saw_stop && !rl->ended) {
+		/* Truncated, or cut inside a frame: say so, never end quietly. */
+		free(rl->exception);
+		rl->exception = xstrdup("internalServerException");
+		relay_sse_error(rl, 200, NULL, "the model stream from Bedrock "
+		    "ended before message_stop");
+		server_stream_write(rl->r, rl->events, NULL);
+	}
 	relay_log_fields(rl);
 	server_stream_end(rl->r);
 	relay_finish(rl);
@@ -991,7 +1461,7 @@ relay_forward_headers(struct relay *rl, struct sigv4_header *sh, size_t *ns,
 
 	in = evhttp_request_get_input_headers(rl->r->http);
 	TAILQ_FOREACH(kv, in, next) {
-		if (!relay_header_forwarded(kv->key))
+		if (!relay_header_forwarded(rl, kv->key))
 			continue;
 		if (*ns == SIGV4_MAX_HEADERS)
 			return (-1);
@@ -1040,7 +1510,7 @@ relay_sign(struct relay *rl, const uint8_t *body, size_t blen,
 	sreq.payload = body;
 	sreq.payload_len = blen;
 	sreq.region = c->aws_region;
-	sreq.service = "bedrock";
+	sreq.service = rl->service;
 	sreq.when = now_wall();
 	sreq.flags = SIGV4_CONTENT_SHA256;
 	sc.access_key_id = rl->creds->access_key_id;
@@ -1070,12 +1540,13 @@ relay_start(struct relay *rl, const struct hc_header *hdr, size_t nh,
 
 	to.connect_ms = c->to_upstream_connect * 1000;
 	to.first_byte_ms = c->to_upstream_first_byte * 1000;
-	to.idle_ms = (rl->op->stream ? c->to_stream_idle :
+	to.idle_ms = ((rl->flags & RELAY_STREAM) ? c->to_stream_idle :
 	    c->to_upstream_first_byte) * 1000;
 	to.total_ms = HC_TIMEOUT_NONE;
 	hc_request_init(&hreq, "POST", rl->path, hdr, nh, body, blen,
-	    rl->op->stream ? 0 : RELAY_MAX_BODY, &to, relay_on_done, rl);
-	if (rl->op->stream) {
+	    (rl->flags & RELAY_STREAM) ? 0 : RELAY_MAX_BODY, &to,
+	    relay_on_done, rl);
+	if (rl->flags & RELAY_STREAM) {
 		hreq.flags = HC_STREAM;
 		hreq.on_head = relay_on_head;
 		hreq.on_data = relay_on_data;
@@ -1107,7 +1578,10 @@ relay_send(struct relay *rl)
 	size_t			 blen, nh = 0, ns = 0, i;
 	char			*bearer = NULL;
 
-	if (server_body(r, &body, &blen) == -1) {
+	if (rl->body != NULL) {
+		body = rl->body;
+		blen = rl->body_len;
+	} else if (server_body(r, &body, &blen) == -1) {
 		rl->outcome = "bad_request";
 		server_error_bedrock(r, 400, "ValidationException",
 		    "cannot read the request body");
@@ -1239,30 +1713,76 @@ relay_upstream_path(const char *pattern, char *const *label, size_t n)
 	return (next);
 }
 
+/* A relay for a request: its owner struct, freed with the request. */
+static struct relay *
+relay_new(struct request *r)
+{
+	struct relay	*rl;
+
+	rl = xcalloc(1, sizeof *rl);
+	rl->r = r;
+	rl->t0 = now_mono();
+	rl->in = rl->out = rl->cache_read = rl->cache_write = -1;
+	r->state = rl;
+	r->state_free = relay_free;
+	return (rl);
+}
+
+/*
+ * The gate every relayed call passes once its model is known: the model
+ * policy (a denial is a 403 in Bedrock's words, a 400 in the Anthropic
+ * and OpenAI APIs'), the rate limits; then the call goes upstream.
+ */
+static void
+relay_go(struct relay *rl)
+{
+	struct request	*r = rl->r;
+	const char	*why, *sid;
+	long long	 retry;
+	char		 buf[32];
+
+	request_set_model(r, rl->model, strlen(rl->model));
+	/* Taken now: the inbound request may be gone when the row is made. */
+	if ((sid = server_header(r, "X-Claude-Code-Session-Id")) != NULL &&
+	    strlen(sid) <= 128 && str_is_printable(sid, strlen(sid)))
+		rl->session = xstrdup(sid);
+	if (!policy_model_allowed(r->cfg, r->principal, rl->model, &why)) {
+		server_error_bedrock(r, (r->route->flags & RF_API) ? 400 : 403,
+		    "AccessDeniedException", "%s: %s", why, rl->model);
+		return;
+	}
+	if (!ratelimit_check(r->cfg, r->principal, &retry)) {
+		snprintf(buf, sizeof buf, "%lld", retry);
+		server_set_header(r, "Retry-After", buf);
+		server_error_bedrock(r, 429, "ThrottlingException",
+		    "rate limit exceeded; retry in %lld seconds", retry);
+		return;
+	}
+	request_ref(r);
+	r->on_abort = relay_abort;
+	relay_send(rl);
+}
+
 /* Every Bedrock runtime route: the gate, then the relay. */
 void
 route_bedrock(struct request *r)
 {
 	struct relay		*rl;
 	const struct relay_op	*op = relay_op_find(r->route);
-	const char		*why, *sid;
+	const char		*why;
 	char			*label[REQUEST_MAX_PARAMS];
 	size_t			 i, n;
-	long long		 retry;
-	char			 buf[32];
 
 	if (op == NULL) {
 		server_error_bedrock(r, 500, "InternalServerException",
 		    "unknown operation");
 		return;
 	}
-	rl = xcalloc(1, sizeof *rl);
-	rl->r = r;
+	rl = relay_new(r);
 	rl->op = op;
-	rl->t0 = now_mono();
-	rl->in = rl->out = rl->cache_read = rl->cache_write = -1;
-	r->state = rl;
-	r->state_free = relay_free;
+	rl->name = op->name;
+	rl->flags = op->stream ? RELAY_STREAM : 0;
+	rl->service = "bedrock";
 
 	/* The ids, decoded and checked; all else derives from them. */
 	n = r->nparams;
@@ -1297,26 +1817,50 @@ route_bedrock(struct request *r)
 	}
 	for (i = 1; i < n; i++)
 		free(label[i]);
-	request_set_model(r, rl->model, strlen(rl->model));
-	/* Taken now: the inbound request may be gone when the row is made. */
-	if ((sid = server_header(r, "X-Claude-Code-Session-Id")) != NULL &&
-	    strlen(sid) <= 128 && str_is_printable(sid, strlen(sid)))
-		rl->session = xstrdup(sid);
-	if (!policy_model_allowed(r->cfg, r->principal, rl->model, &why)) {
-		server_error_bedrock(r, 403, "AccessDeniedException", "%s: %s",
-		    why, rl->model);
+	relay_go(rl);
+}
+
+/*
+ * A call for another front end (route-anthropic.c, route-openai.c): its
+ * operation name, flags, Bedrock id (already checked, relay_model_check),
+ * upstream path below the endpoint's own, signing name, body (taken) and
+ * forwarded headers; then the same gate and relay as Bedrock's routes.
+ */
+void
+relay_call(struct request *r, struct relay_call *call)
+{
+	struct relay	*rl;
+
+	rl = relay_new(r);
+	rl->name = call->name;
+	rl->flags = call->flags;
+	rl->service = call->service;
+	rl->fwd = call->headers;
+	rl->body = call->body;
+	rl->body_len = call->body_len;
+	call->body = NULL;
+	rl->model = xstrdup(call->model);
+	if ((rl->path = relay_upstream_path(call->path, NULL, 0)) == NULL) {
+		server_error_bedrock(r, 500, "InternalServerException",
+		    "the request path cannot be relayed");
 		return;
 	}
-	if (!ratelimit_check(r->cfg, r->principal, &retry)) {
-		snprintf(buf, sizeof buf, "%lld", retry);
-		server_set_header(r, "Retry-After", buf);
-		server_error_bedrock(r, 429, "ThrottlingException",
-		    "rate limit exceeded; retry in %lld seconds", retry);
-		return;
+	relay_go(rl);
+}
+
+/*
+ * A Bedrock id that came from a body or the alias table, held to the
+ * checks of the ids in Bedrock paths (relay_id_decode), with no percent
+ * sign at all: an xstrdup'd copy, or NULL with *why.
+ */
+char *
+relay_model_check(const char *id, const char **why)
+{
+	if (strchr(id, '%') != NULL) {
+		*why = "only letters, digits and -._:/ may be used";
+		return (NULL);
 	}
-	request_ref(r);
-	r->on_abort = relay_abort;
-	relay_send(rl);
+	return (relay_id_decode(id, strlen(id), RELAY_MODEL_MAX, why));
 }
 
 /* InvokeModelWithBidirectionalStream needs HTTP/2; evhttp speaks 1.1. */

@@ -5,7 +5,8 @@
  * name.
  *
  * "{}" matches one non-empty path segment; RF_BEDROCK routes are also
- * served under /bedrock. The metrics route has no pattern: its path comes
+ * served under /bedrock. A query string never takes part in matching
+ * (Claude Code posts to /v1/messages?beta=true). The metrics route has no pattern: its path comes
  * from metrics.path.
  */
 
@@ -66,6 +67,18 @@ static const struct route routes[] = {
 	  route_inference_profiles, RF_BEDROCK },
 	{ "inference_profile", GET, "/inference-profiles/{}",
 	  route_inference_profiles, RF_BEDROCK },
+	{ "anthropic_messages", POST, "/v1/messages", route_anthropic_messages,
+	  RF_ANTHROPIC | RF_AUTH },
+	{ "anthropic_count_tokens", POST, "/v1/messages/count_tokens",
+	  route_anthropic_count_tokens, RF_ANTHROPIC | RF_AUTH },
+	{ "anthropic_models", GET, "/v1/models", route_anthropic_models,
+	  RF_ANTHROPIC | RF_AUTH | RF_NO_STORE },
+	{ "anthropic_model", GET, "/v1/models/{}", route_anthropic_model,
+	  RF_ANTHROPIC | RF_AUTH | RF_NO_STORE },
+	{ "openai_chat", POST, "/openai/v1/chat/completions", route_openai,
+	  RF_OPENAI | RF_AUTH },
+	{ "openai_responses", POST, "/openai/v1/responses", route_openai,
+	  RF_OPENAI | RF_AUTH },
 };
 #undef GET
 #undef POST

@@ -27,6 +27,11 @@ server_auth_refuse(struct request *r, const struct auth_result *res)
 	}
 	log_trace(TRACE_AUTH, "%s %s refused: %s", r->method, r->path,
 	    res->why);
+	if (r->route != NULL && (r->route->flags & RF_API)) {
+		server_error_api(r, code, code == 401 ? "authentication_error" :
+		    "permission_error", "%s", res->why);
+		return;
+	}
 	if (r->route != NULL && (r->route->flags & RF_BEDROCK)) {
 		server_error_bedrock(r, code, code == 401 ?
 		    "UnrecognizedClientException" : "AccessDeniedException",

@@ -1,6 +1,7 @@
 /*
  * server-reply.c: answering a request: a whole reply, JSON, text, errors
- * in the shape of the route (RFC 6749 or Bedrock's), and streamed replies
+ * in the shape of the route (RFC 6749, Bedrock's, or the Anthropic and
+ * OpenAI APIs' envelopes), and streamed replies
  * with back-pressure. Every reply carries the common headers; once it has
  * been written, the connection goes back to the gate for its next request.
  */
@@ -16,6 +17,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "bsp.h"
+#include "anthropic.h"
 #include "server-int.h"
 
 static const char *
@@ -197,7 +199,40 @@ server_error_oauth(struct request *r, int code, const char *error,
 	server_reply_json(r, code, j);
 }
 
-/* Bedrock's own error shape, so SDKs raise the right exception. */
+/*
+ * The Anthropic API's error envelope, {"type":"error","error":{"type",
+ * "message"}}, or on an OpenAI route OpenAI's, {"error":{"message","type",
+ * "param","code"}}; type is in Anthropic's vocabulary.
+ */
+void
+server_error_api(struct request *r, int code, const char *type,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg, *clean;
+	json_t	*j;
+
+	va_start(ap, fmt);
+	xvasprintf(&msg, fmt, ap);
+	va_end(ap);
+	clean = utf8_sanitize(msg);
+	r->log_error = type;
+	if (r->route != NULL && (r->route->flags & RF_OPENAI))
+		j = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message",
+		    clean, "type", type, "param", "code");
+	else
+		j = json_pack("{s:s, s:{s:s, s:s}, s:s}", "type", "error",
+		    "error", "type", type, "message", clean, "request_id",
+		    r->id);
+	server_reply_json(r, code, j);
+	free(clean);
+	free(msg);
+}
+
+/*
+ * Bedrock's own error shape, so SDKs raise the right exception; on an
+ * Anthropic or OpenAI route, the same error in that API's envelope.
+ */
 void
 server_error_bedrock(struct request *r, int code, const char *type,
     const char *fmt, ...)
@@ -210,6 +245,13 @@ server_error_bedrock(struct request *r, int code, const char *type,
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
+	if (r->route != NULL && (r->route->flags & RF_API)) {
+		code = anthropic_error_status(code, type);
+		server_error_api(r, code, anthropic_error_type(code, type), "%s",
+		    msg);
+		free(msg);
+		return;
+	}
 	clean = utf8_sanitize(msg);
 	r->log_error = type;
 	server_set_header(r, "x-amzn-ErrorType", type);
@@ -225,6 +267,11 @@ server_error(struct request *r, int code, const char *error,
 {
 	const char	*type;
 
+	if (r->route != NULL && (r->route->flags & RF_API)) {
+		server_error_api(r, code, anthropic_error_type(code, NULL), "%s",
+		    desc);
+		return;
+	}
 	if (r->route == NULL || !(r->route->flags & RF_BEDROCK)) {
 		server_error_oauth(r, code, error, desc);
 		return;

@@ -1,7 +1,13 @@
 // A fake bedrock-runtime (HTTP/1.1, optionally TLS) built on the AWS libraries:
 // SigV4 is verified with @smithy/signature-v4 and event streams are framed with
 // @smithy/eventstream-codec, so real SDK clients accept what it sends.
-// See BEDROCK-FACTS.md §1-§3 for the wire formats it imitates.
+// See BEDROCK-FACTS.md §1-§3 for the wire formats it imitates. It also serves
+// bedrock-runtime's Anthropic Messages route (/anthropic/v1/messages[/count_tokens],
+// server-sent events) and its OpenAI-compatible routes (/openai/v1/chat/completions,
+// /openai/v1/responses), as GATEWAY-FACTS.md §A describes them; their model comes
+// from the JSON body. Stream scenarios (model `…test.<name>`): stream-throttle,
+// stream-cut (cut inside a frame), stream-truncated (ends before message_stop),
+// stream-bytewise (one byte per write), stream-pause-<ms> (silent mid-stream).
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { EventStreamCodec } from '@smithy/eventstream-codec';
 import { HttpRequest } from '@smithy/protocol-http';
@@ -418,6 +424,19 @@ export async function startFakeBedrock(options = {}) {
 
   function parseRoute(rec) {
     const path = rec.rawPath.split('?')[0];
+    const api = {
+      '/anthropic/v1/messages': 'anthropic-messages',
+      '/anthropic/v1/messages/count_tokens': 'anthropic-count-tokens',
+      '/openai/v1/chat/completions': 'openai-chat',
+      '/openai/v1/responses': 'openai-responses',
+    }[path];
+    if (api) {
+      rec.operation = api;
+      try { rec.modelId = JSON.parse(rec.body.toString('utf8')).model ?? null; } catch { rec.modelId = null; }
+      rec.scenario = scenarioOf(rec.modelId);
+      rec.service = 'bedrock';
+      return;
+    }
     let m = /^\/model\/([^/]+)\/([a-z-]+)$/.exec(path);
     if (m && MODEL_OPS.has(m[2])) {
       rec.operation = m[2];
@@ -455,6 +474,7 @@ export async function startFakeBedrock(options = {}) {
   }
 
   async function route(req, res, rec) {
+    if (req.method === 'POST' && /^(anthropic|openai)-/.test(rec.operation ?? '')) return apiRoute(req, res, rec);
     if (req.method !== 'POST' || !rec.operation) {
       return sendBedrockError(res, 404, 'UnknownOperationException', `Unknown operation ${req.method} ${rec.rawPath.split('?')[0]}`, { namespace: CORAL });
     }
@@ -508,6 +528,117 @@ export async function startFakeBedrock(options = {}) {
       });
       default: return sendStream(res, rec, ctx);
     }
+  }
+
+  /** bedrock-runtime's Anthropic (SSE) and OpenAI-compatible routes. */
+  async function apiRoute(req, res, rec) {
+    let json;
+    try { json = JSON.parse(rec.body.toString('utf8')); } catch {
+      return sendBedrockError(res, 400, 'ValidationException', 'Malformed input request, please reformat your input and try again.');
+    }
+    const sc = rec.scenario ?? '';
+    const m = /^error-(\d{3})$/.exec(sc);
+    if (m && ERROR_SCENARIOS[m[1]]) {
+      const e = ERROR_SCENARIOS[m[1]];
+      return sendBedrockError(res, Number(m[1]), e.type, e.message, { extra: e.extra, headers: e.headers });
+    }
+    if (sc === 'native-error') {
+      const body = JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: 'prompt is too long: 300000 tokens > 200000 maximum' } });
+      res.writeHead(400, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      return res.end(body);
+    }
+    if (rec.operation === 'anthropic-count-tokens') {
+      const input = tokens(lastUserText(json) || rec.body.toString('utf8'));
+      rec.usage = { inputTokens: input, outputTokens: 0 };
+      return sendJson(res, { input_tokens: input });
+    }
+    const openai = rec.operation.startsWith('openai-');
+    const userText = openai ? openaiUserText(json) : lastUserText(json);
+    const text = userText ? `echo: ${userText}` : 'Hello from fake Bedrock';
+    const inputTokens = tokens(userText || rec.body.toString('utf8'));
+    const outputTokens = tokens(text);
+    rec.usage = { inputTokens, outputTokens };
+    const ctx = { modelId: rec.modelId, text, inputTokens, outputTokens };
+    if (rec.operation === 'anthropic-messages') {
+      if (!json.stream) {
+        return sendJson(res, {
+          id: `msg_bdrk_${randomBytes(12).toString('hex')}`, type: 'message', role: 'assistant', model: rec.modelId,
+          content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null,
+          usage: { input_tokens: inputTokens, output_tokens: outputTokens, cache_read_input_tokens: 3, cache_creation_input_tokens: 2 },
+        });
+      }
+      const events = anthropicStreamEvents(ctx).slice(0, -1).concat([{ type: 'message_stop' }]);
+      events[0].message.usage.cache_read_input_tokens = 3;
+      events[0].message.usage.cache_creation_input_tokens = 2;
+      return sendSse(res, rec, events.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`));
+    }
+    const id = `${randomBytes(8).toString('hex')}`;
+    const usage = openai && rec.operation === 'openai-chat'
+      ? { prompt_tokens: inputTokens, completion_tokens: outputTokens, total_tokens: inputTokens + outputTokens, prompt_tokens_details: { cached_tokens: 4 } }
+      : { input_tokens: inputTokens, output_tokens: outputTokens, total_tokens: inputTokens + outputTokens, input_tokens_details: { cached_tokens: 4 }, output_tokens_details: { reasoning_tokens: 0 } };
+    if (rec.operation === 'openai-chat') {
+      const base = { id: `chatcmpl-${id}`, object: 'chat.completion', created: 1700000000, model: rec.modelId };
+      if (!json.stream) {
+        return sendJson(res, { ...base, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage });
+      }
+      const chunk = (delta, finish = null, extra = {}) => ({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }], ...extra });
+      const lines = [chunk({ role: 'assistant', content: '' }), ...splitText(text, 3).map((t) => chunk({ content: t })), chunk({}, 'stop')];
+      if (json.stream_options?.include_usage) lines.push({ ...base, object: 'chat.completion.chunk', choices: [], usage });
+      return sendSse(res, rec, [...lines.map((l) => `data: ${JSON.stringify(l)}\n\n`), 'data: [DONE]\n\n']);
+    }
+    const response = {
+      id: `resp_${id}`, object: 'response', created_at: 1700000000, status: 'completed', model: rec.modelId,
+      output: [{ type: 'message', id: `msg_${id}`, status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] }],
+      usage,
+    };
+    if (!json.stream) return sendJson(res, response);
+    const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    let seq = 0;
+    return sendSse(res, rec, [
+      ev('response.created', { sequence_number: seq++, response: { ...response, status: 'in_progress', output: [], usage: null } }),
+      ...splitText(text, 3).map((t) => ev('response.output_text.delta', { sequence_number: seq++, item_id: `msg_${id}`, output_index: 0, content_index: 0, delta: t })),
+      ev('response.completed', { sequence_number: seq++, response }),
+    ]);
+  }
+
+  async function sendSse(res, rec, events) {
+    const sc = rec.scenario ?? '';
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('x-amzn-RequestId', randomUUID());
+    res.writeHead(200);
+    res.flushHeaders();
+    const write = async (chunk) => {
+      if (res.destroyed || closing) return false;
+      rec.response.framesSent++;
+      if (!res.write(chunk)) await drainOrClose(res);
+      return !res.destroyed;
+    };
+    if (sc === 'stream-bytewise') {
+      res.socket?.setNoDelay(true);
+      const all = Buffer.from(events.join(''));
+      for (let i = 0; i < all.length; i++) {
+        if (!await write(all.subarray(i, i + 1))) return;
+        await sleepUnlessClosed(res, 1);
+      }
+      return res.end();
+    }
+    if (sc === 'stream-cut') {
+      for (const e of events.slice(0, 2)) if (!await write(e)) return;
+      await new Promise((r) => res.write(events[2].slice(0, Math.floor(events[2].length / 2)), r));
+      await sleepUnlessClosed(res, 20);
+      return res.socket?.destroy();
+    }
+    for (const e of events) {
+      if (!await write(e)) return;
+      if (opts.frameIntervalMs > 0) await sleepUnlessClosed(res, opts.frameIntervalMs);
+    }
+    res.end();
+  }
+
+  function openaiUserText(json) {
+    if (typeof json?.input === 'string') return json.input;
+    if (Array.isArray(json?.input)) return textOf(json.input.at(-1)?.content);
+    return lastUserText(json);
   }
 
   function countTokensText(json) {
@@ -574,6 +705,25 @@ export async function startFakeBedrock(options = {}) {
     if (sc === 'stream-throttle') {
       for (const f of frames.slice(0, 3)) if (!await write(f)) return;
       await write(encodeExceptionFrame('throttlingException', 'Too many tokens, please wait before trying again.'));
+      return res.end();
+    }
+    if (sc === 'stream-truncated') {
+      for (const f of frames.slice(0, 4)) if (!await write(f)) return;
+      return res.end();
+    }
+    if (sc === 'stream-bytewise') {
+      res.socket?.setNoDelay(true);
+      const all = Buffer.concat(frames);
+      for (let i = 0; i < all.length; i++) {
+        if (!await write(all.subarray(i, i + 1))) return;
+        await sleepUnlessClosed(res, 1);
+      }
+      return res.end();
+    }
+    if ((m = /^stream-pause-(\d+)$/.exec(sc))) {
+      for (const f of frames.slice(0, 3)) if (!await write(f)) return;
+      await sleepUnlessClosed(res, Number(m[1]));
+      for (const f of frames.slice(3)) if (!await write(f)) return;
       return res.end();
     }
     if (sc === 'stream-cut') {
