@@ -8,7 +8,7 @@
 # Callgrind counts the instructions the daemon executes (user space: the
 # daemon, libevent, OpenSSL, SQLite, libc, ...; not the kernel's) by
 # simulating the CPU, so the count is the same whatever else the machine
-# does; only the wall time grows (~50x).
+# does; only the wall time grows (~10x here, without cache simulation).
 #
 # For each revision: the optimized build of bench/build.sh (-O2 -g, no
 # sanitizers; BENCH_REV=<rev>, its own BSP_SRC and BSP_BUILD under /tmp),
@@ -34,8 +34,9 @@
 # line per request.
 #
 # Usage: bench/callgrind-relay.sh [REV_A [REV_B]]   (default: cc169df main)
-# Environment: N1 (1000), N2 (4000), WARMUP (200), CONNS (4), REPEAT (1:
-# pairs of runs per revision and kind), KINDS ("relay health"), TOP_ROWS (30:
+# Environment: N1 (1000), N2 (4000), WARMUP (200), CONNS (4), REPEAT (3:
+# pairs of runs per revision and kind, averaged; one pair moves by up to
+# 0.4 %), KINDS ("relay health"), TOP_ROWS (30:
 # rows of the per-function tables), NICE (10), RESULTS, KEEP.
 # With the defaults, about 6 minutes on this machine, plus the builds.
 
@@ -51,7 +52,7 @@ N1=${N1:-1000}
 N2=${N2:-4000}
 WARMUP=${WARMUP:-200}
 CONNS=${CONNS:-4}
-REPEAT=${REPEAT:-1}
+REPEAT=${REPEAT:-3}
 KINDS=${KINDS:-relay health}
 NTOP=${TOP_ROWS:-30}
 NICE=${NICE:-10}
