@@ -9,7 +9,11 @@
 # (git archive HEAD) plus the generated configure, Makefile.in and
 # build-aux/ from the checkout, so that work in progress in src/ cannot
 # break or skew a benchmark; BENCH_REV=worktree builds the checkout as it
-# is (tracked and new files), BENCH_REV=<commit> another commit.  The build
+# is (tracked and new files), BENCH_REV=<commit> another commit.  When the
+# checkout has not been generated, or the revision's Makefile.am or
+# configure.ac differ from the checkout's, autoreconf -fi generates them
+# in the export instead (a revision that adds or removes source files
+# needs its own Makefile.in).  The build
 # is redone from scratch when the revision changes.  Prints the build
 # directory and writes $BSP_BUILD/bench-rev.
 #
@@ -30,9 +34,15 @@ if [ "$REV" = worktree ]; then
 	    -- src Makefile.am configure.ac | cksum | cut -d' ' -f1)"
 else
 	id=$(git rev-parse --short "$REV^{commit}")
-	git diff --quiet "$REV" -- Makefile.am configure.ac ||
-	    echo "build.sh: warning: Makefile.am or configure.ac differ" \
-		"from $REV; the generated Makefile.in may not match" >&2
+fi
+# The checkout's generated files fit the export only if it was generated
+# (autoreconf) and its Makefile.am and configure.ac are those of the
+# export; otherwise they are generated again in the export.
+regen=
+[ -f configure ] && [ -f Makefile.in ] || regen=1
+if [ "$REV" != worktree ] &&
+    ! git diff --quiet "$REV" -- Makefile.am configure.ac; then
+	regen=1
 fi
 id="$id CFLAGS=$CFLAGS"
 if [ "$(cat "$BUILD/bench-rev" 2>/dev/null)" != "$id" ]; then
@@ -45,8 +55,17 @@ if [ "$(cat "$BUILD/bench-rev" 2>/dev/null)" != "$id" ]; then
 	else
 		git archive "$REV" | tar xf - -C "$SRC"
 	fi
-	tar cf - configure Makefile.in config.h.in aclocal.m4 build-aux |
-	    tar xf - -C "$SRC"
+	if [ -n "$regen" ]; then
+		(cd "$SRC" && autoreconf -fi) >"$BUILD/bench-autoreconf.log" \
+		    2>&1 || {
+			echo "build.sh: autoreconf failed," \
+			    "see $BUILD/bench-autoreconf.log" >&2
+			exit 1
+		}
+	else
+		tar cf - configure Makefile.in config.h.in aclocal.m4 \
+		    build-aux | tar xf - -C "$SRC"
+	fi
 	(cd "$BUILD" && "$SRC/configure" CFLAGS="$CFLAGS") \
 	    >"$BUILD/bench-configure.log" 2>&1 || {
 		echo "build.sh: configure failed," \
