@@ -461,7 +461,7 @@ void		 config_check_table(struct config *, struct config_errors *);
 void		 config_free_table(struct config *);
 
 /* db.c */
-#define DB_SCHEMA_VERSION	2
+#define DB_SCHEMA_VERSION	3
 struct db_stmt {
 	const char		*sql;
 	struct sqlite3_stmt	*stmt;

@@ -28,7 +28,7 @@ struct sqlite3		*bsp_db;
 static struct db_stmt	*db_stmts;
 static int		 db_lazy;	/* synchronous NORMAL: db_begin_lazy() */
 
-_Static_assert(DB_SCHEMA_VERSION == 2, "DB_SCHEMA_VERSION is the number "
+_Static_assert(DB_SCHEMA_VERSION == 3, "DB_SCHEMA_VERSION is the number "
     "of migrations in store-schema.c");
 
 /* sqlite://path (relative or absolute, as the seed design wrote it). */

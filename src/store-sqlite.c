@@ -330,6 +330,26 @@ sq_watch_start(void)
 	sq.polling = 1;
 }
 
+/* Another process wrote since we last looked: 1, and now we have seen it. */
+static int
+sq_catch_up(void)
+{
+	long long	v;
+
+	if (!sq.polling || bsp_db == NULL)
+		return (0);
+	if ((v = db_data_version()) == sq.data_version)
+		return (0);
+	sq.data_version = v;
+	return (1);
+}
+
+static const char *
+sq_version(void)
+{
+	return (sqlite3_libversion());
+}
+
 const struct store_backend store_sqlite_backend = {
 	"sqlite",
 	sq_open,
@@ -342,4 +362,6 @@ const struct store_backend store_sqlite_backend = {
 	sq_commit,
 	sq_rollback,
 	sq_watch_start,
+	sq_catch_up,
+	sq_version,
 };

@@ -138,6 +138,25 @@ store_config_check(struct config *c, struct config_errors *errs)
 	store_conf_clear(&sc);
 }
 
+/*
+ * The store's settings from a loaded configuration: database.url and the
+ * keys that go with it.
+ */
+int
+store_conf_from_config(const struct config *c, struct store_conf *sc,
+    char **cause)
+{
+	if (store_conf_from_url(c->database_url, sc, cause) == -1)
+		return (-1);
+	if (c->database_password != NULL)
+		sc->password = xstrdup(c->database_password);
+	sc->busy_timeout = c->database_busy_timeout;
+	sc->pool_size = c->database_pool_size;
+	sc->timeout = c->database_timeout;
+	sc->migrate = c->database_migrate == 0;		/* auto */
+	return (0);
+}
+
 int
 store_open(const struct store_conf *sc, char **cause)
 {
@@ -182,6 +201,14 @@ int
 store_schema_version(void)
 {
 	return (be != NULL ? be->schema_version() : -1);
+}
+
+/* The version of a backend's client library, for the start-up line. */
+const char *
+store_version(enum store_kind kind)
+{
+	return (kind == STORE_PG ? store_pg_backend.version() :
+	    store_sqlite_backend.version());
 }
 
 struct store_txn *
@@ -366,6 +393,25 @@ store_changed_cb(int fd, short ev, void *arg)
 		watchers[i].cb(watchers[i].arg);
 }
 
+/*
+ * Has another writer written since the watchers last ran? If so (SQLite,
+ * whose change counter is read here), run them now, before the caller
+ * looks at what they reload: a key made by a command a moment ago. 1 if
+ * they ran. PostgreSQL's notifications arrive on their own.
+ */
+int
+store_catch_up(void)
+{
+	size_t	i;
+
+	if (be == NULL || be->catch_up == NULL || nwatchers == 0 ||
+	    !be->catch_up())
+		return (0);
+	for (i = 0; i < nwatchers; i++)
+		watchers[i].cb(watchers[i].arg);
+	return (1);
+}
+
 /* A backend saw another writer: wake the watchers on the next turn. */
 void
 store_changed(void)
@@ -403,4 +449,104 @@ store_wait(volatile int *done)
 			return (-1);
 	}
 	return (0);
+}
+
+static void
+store_wait_timer_cb(int fd, short ev, void *arg)
+{
+	int	*expired = arg;
+
+	*expired = 1;
+}
+
+/*
+ * Outside the loop: run it until the store is ready, for at most ms
+ * milliseconds; -1 with *cause (why it is not) when it is not.
+ */
+int
+store_wait_ready(long long ms, char **cause)
+{
+	struct event	 ev;
+	struct timeval	 tv;
+	int		 expired = 0;
+	const char	*detail = NULL;
+
+	if (store_ready(&detail))
+		return (0);
+	if (bsp_base == NULL) {
+		xasprintf(cause, "database: %s", detail);
+		return (-1);
+	}
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_assign(&ev, bsp_base, store_wait_timer_cb, &expired);
+	evtimer_add(&ev, &tv);
+	while (!store_ready(&detail) && !expired) {
+		if (event_base_loop(bsp_base, EVLOOP_ONCE) == -1)
+			break;
+	}
+	evtimer_del(&ev);
+	if (store_ready(&detail))
+		return (0);
+	xasprintf(cause, "database: %s", detail);
+	return (-1);
+}
+
+/* Loaders. */
+struct store_load_waiter {
+	store_end_cb			 cb;
+	void				*arg;
+	struct store_load_waiter	*next;
+};
+
+static void
+store_load_add(struct store_load_waiter **list, store_end_cb cb, void *arg)
+{
+	struct store_load_waiter	*w, **p;
+
+	if (cb == NULL)
+		return;
+	w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	for (p = list; *p != NULL; p = &(*p)->next)
+		;
+	*p = w;
+}
+
+/* Run the loader, or once more after the run under way; cb may be NULL. */
+void
+store_load(struct store_load *l, store_end_cb cb, void *arg)
+{
+	if (l->busy) {
+		l->again = 1;
+		store_load_add(&l->next, cb, arg);
+		return;
+	}
+	store_load_add(&l->now, cb, arg);
+	l->busy = 1;
+	l->run(l);
+}
+
+/* The run is over: tell whoever waited for it; run again if asked. */
+void
+store_load_done(struct store_load *l, int status)
+{
+	struct store_load_waiter	*w, *next;
+
+	w = l->now;
+	l->now = NULL;
+	l->busy = 0;
+	for (; w != NULL; w = next) {
+		next = w->next;
+		w->cb(status, w->arg);
+		free(w);
+	}
+	if (l->again && !l->busy) {
+		l->again = 0;
+		l->now = l->next;
+		l->next = NULL;
+		l->busy = 1;
+		l->run(l);
+	}
 }

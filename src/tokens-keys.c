@@ -72,7 +72,8 @@ static struct crypto_key *keys_from_file(const struct config *, char **);
 static struct crypto_key *keys_dberr(struct crypto_key *, char **);
 static struct crypto_key *keys_active_file(const struct config *, char **);
 static int	 keys_stored(enum crypto_alg, struct crypto_key **, char **);
-static struct crypto_key *keys_generate_locked(enum crypto_alg, char **);
+static struct crypto_key *keys_generate_locked(const struct config *,
+		    enum crypto_alg, char **);
 static struct crypto_key *keys_active(const struct config *, int, char **);
 static void	 keys_add_retired(struct keystate *);
 static int	 keys_load(const struct config *, struct keystate *, int,
@@ -226,13 +227,13 @@ keys_active_file(const struct config *c, char **cause)
 
 	if ((k = keys_from_file(c, cause)) == NULL)
 		return (NULL);
-	if (db_begin() == -1 || keys_insert(k, NULL, 0) == -1)
+	/* One active key per algorithm: the others retire first. */
+	if (db_begin() == -1 || keys_retire_others(c, crypto_key_kid(k)) == -1 ||
+	    keys_insert(k, NULL, 0) == -1)
 		return (keys_dberr(k, cause));
 	st = db_prepare(&st_key_unretire);
 	sqlite3_bind_text(st, 1, crypto_key_kid(k), -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE ||
-	    keys_retire_others(c, crypto_key_kid(k)) == -1 ||
-	    db_commit() == -1)
+	if (sqlite3_step(st) != SQLITE_DONE || db_commit() == -1)
 		return (keys_dberr(k, cause));
 	return (k);
 }
@@ -275,7 +276,8 @@ keys_stored(enum crypto_alg alg, struct crypto_key **kp, char **cause)
  * transaction rolled back, on failure.
  */
 static struct crypto_key *
-keys_generate_locked(enum crypto_alg alg, char **cause)
+keys_generate_locked(const struct config *c, enum crypto_alg alg,
+    char **cause)
 {
 	struct crypto_err	 err;
 	struct crypto_key	*k;
@@ -298,7 +300,8 @@ keys_generate_locked(enum crypto_alg alg, char **cause)
 		xasprintf(cause, "cannot seal the signing key: %s", err.msg);
 		return (NULL);
 	}
-	if (keys_insert(k, sealed, slen) == -1)
+	if (keys_retire_others(c, kid) == -1 || keys_insert(k, sealed,
+	    slen) == -1)
 		k = keys_dberr(k, cause);
 	free(sealed);
 	return (k);
@@ -327,7 +330,7 @@ keys_active(const struct config *c, int may_generate, char **cause)
 			xasprintf(cause, "no active signing key");
 			return (NULL);
 		}
-		if ((k = keys_generate_locked(alg, cause)) == NULL)
+		if ((k = keys_generate_locked(c, alg, cause)) == NULL)
 			return (NULL);
 		created = 1;
 	}
@@ -650,8 +653,8 @@ tokens_signing_rotate(struct config *c, char **cause)
 		xasprintf(cause, "cannot seal the new key");
 		return (-1);
 	}
-	if (db_begin() == -1 || keys_insert(k, sealed, slen) == -1 ||
-	    keys_retire_others(c, kid) == -1) {
+	if (db_begin() == -1 || keys_retire_others(c, kid) == -1 ||
+	    keys_insert(k, sealed, slen) == -1) {
 		db_rollback();
 		goto out;
 	}
