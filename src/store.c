@@ -221,15 +221,85 @@ store_begin(int flags, store_step_cb cb, void *arg)
 	return (be->begin(flags, cb, arg));
 }
 
+/*
+ * A copy of a statement's parameters, text and blobs included, in one
+ * allocation: the caller's may go as soon as the call returns.
+ */
+static struct store_param *
+store_params_dup(const struct store_param *p, size_t n)
+{
+	struct store_param	*c;
+	uint8_t			*b;
+	size_t			 i, extra = 0;
+
+	for (i = 0; i < n; i++) {
+		if (p[i].type == STORE_P_TEXT || p[i].type == STORE_P_BLOB)
+			extra += p[i].len + 1;
+	}
+	c = xcalloc(1, (n > 0 ? n : 1) * sizeof *c + extra);
+	b = (uint8_t *)(c + (n > 0 ? n : 1));
+	for (i = 0; i < n; i++) {
+		c[i] = p[i];
+		if (p[i].type != STORE_P_TEXT && p[i].type != STORE_P_BLOB)
+			continue;
+		if (p[i].len > 0)
+			memcpy(b, p[i].p, p[i].len);
+		b[p[i].len] = '\0';
+		c[i].p = b;
+		b += p[i].len + 1;
+	}
+	return (c);
+}
+
+/* A statement under way: its callbacks, and its parameters' copy. */
+struct store_call {
+	store_row_cb		 row;
+	store_step_cb		 done;
+	void			*arg;
+	struct store_param	*p;
+};
+
+static void
+store_call_row(const struct store_row *r, void *arg)
+{
+	struct store_call	*c = arg;
+
+	c->row(r, c->arg);
+}
+
+static void
+store_call_done(struct store_txn *t, int status, void *arg)
+{
+	struct store_call	*c = arg;
+	store_step_cb		 done = c->done;
+	void			*darg = c->arg;
+
+	free(c->p);
+	free(c);
+	done(t, status, darg);
+}
+
+/*
+ * Run a statement in a unit; done(t, status, arg) when it is over, after
+ * row(r, arg) for each row of its result. The parameters are copied.
+ */
 void
 store_exec(struct store_txn *t, struct store_stmt *st,
     const struct store_param *p, size_t n, store_row_cb row,
     store_step_cb done, void *arg)
 {
+	struct store_call	*c;
+
 	if (log_trace_on(TRACE_DB))
 		log_trace(TRACE_DB, "sql: %s", st->sql_pg != NULL &&
 		    store_kind() == STORE_PG ? st->sql_pg : st->sql);
-	be->exec(t, st, p, n, row, done, arg);
+	c = xcalloc(1, sizeof *c);
+	c->row = row;
+	c->done = done;
+	c->arg = arg;
+	c->p = store_params_dup(p, n);
+	be->exec(t, st, c->p, n, row != NULL ? store_call_row : NULL,
+	    store_call_done, c);
 }
 
 long long
@@ -261,7 +331,7 @@ store_rollback(struct store_txn *t)
 /* store_run(): one statement in a unit of its own. */
 struct store_run {
 	struct store_stmt		*st;
-	const struct store_param	*p;
+	struct store_param		*p;	/* a copy */
 	size_t				 n;
 	store_row_cb			 row;
 	store_end_cb			 done;
@@ -278,6 +348,7 @@ store_run_ended(int status, void *arg)
 
 	if (r->status != STORE_OK)
 		status = r->status;
+	free(r->p);
 	free(r);
 	if (done != NULL)
 		done(status, darg);
@@ -318,15 +389,11 @@ store_run_begun(struct store_txn *t, int status, void *arg)
 		store_run_ended(status != STORE_OK ? status : STORE_ERROR, r);
 		return;
 	}
-	/* The parameters are the caller's: it waits for done. */
 	store_exec(t, r->st, r->p, r->n, r->row != NULL ? store_run_row : NULL,
 	    store_run_ran, r);
 }
 
-/*
- * One statement in a unit of its own. The parameters must stay valid
- * until done runs (with SQLite, before store_run returns).
- */
+/* One statement in a unit of its own; the parameters are copied. */
 void
 store_run(int flags, struct store_stmt *st, const struct store_param *p,
     size_t n, store_row_cb row, store_end_cb done, void *arg)
@@ -335,7 +402,7 @@ store_run(int flags, struct store_stmt *st, const struct store_param *p,
 
 	r = xcalloc(1, sizeof *r);
 	r->st = st;
-	r->p = p;
+	r->p = store_params_dup(p, n);
 	r->n = n;
 	r->row = row;
 	r->done = done;

@@ -19,7 +19,8 @@
  * CONFLICT, RETURNING, no FOR UPDATE (a claim is a conditional UPDATE);
  * where a backend needs its own text, the statement carries both. They
  * are prepared once per connection; parameters are always bound, never
- * spliced into SQL.
+ * spliced into SQL, and copied by the call that takes them (the caller's
+ * array may be on its stack).
  */
 
 #ifndef STORE_H
