@@ -34,8 +34,6 @@ struct evdns_base;
 struct evhttp_request;
 struct evhttp_connection;
 struct evbuffer;
-struct sqlite3;
-struct sqlite3_stmt;
 struct store_txn;
 
 /* The store's callbacks (store.h has the same). */
@@ -465,31 +463,6 @@ void		 config_add_error(struct config_errors *,
 /* config-table.c */
 void		 config_check_table(struct config *, struct config_errors *);
 void		 config_free_table(struct config *);
-
-/* db.c */
-#define DB_SCHEMA_VERSION	3
-struct db_stmt {
-	const char		*sql;
-	struct sqlite3_stmt	*stmt;
-	struct db_stmt		*next;
-};
-extern struct sqlite3	*bsp_db;
-int		 db_open(const char *, long long, char **);
-void		 db_close(void);
-struct sqlite3_stmt *db_prepare(struct db_stmt *);
-int		 db_exec(const char *);
-int		 db_begin(void);
-int		 db_begin_lazy(void);
-int		 db_end_lazy(void);
-int		 db_commit(void);
-void		 db_rollback(void);
-long long	 db_data_version(void);
-const char	*db_errmsg(void);
-char		*db_col_strdup(struct sqlite3_stmt *, int);
-int		 db_ok(void);
-int		 db_path_from_url(const char *, char **, char **);
-void		 db_config_check(struct config *, struct config_errors *);
-int		 db_schema_version(void);
 
 /* metrics.c */
 struct metric;

@@ -5,6 +5,7 @@
  * when another process or daemon has written.
  */
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,31 @@ static size_t		 nwatchers;
 static struct event	 changed_ev;
 static int		 changed_init;
 
+/* sqlite://path (relative or absolute, as the seed design wrote it). */
+static int
+store_sqlite_path(const char *url, char **path, char **cause)
+{
+	const char	*p;
+
+	*path = NULL;
+	if (strncmp(url, "sqlite://", 9) != 0) {
+		xasprintf(cause, "\"%s\" is not a sqlite://PATH URL", url);
+		return (-1);
+	}
+	p = url + 9;
+	if (*p == '\0' || strcmp(p, ":memory:") == 0 ||
+	    strchr(p, '?') != NULL) {
+		xasprintf(cause, "\"%s\" does not name a database file", url);
+		return (-1);
+	}
+	if (strlen(p) >= PATH_MAX) {
+		xasprintf(cause, "path too long");
+		return (-1);
+	}
+	*path = xstrdup(p);
+	return (0);
+}
+
 /*
  * database.url: sqlite://PATH, postgresql://... or postgres://... (libpq's
  * URI), or libpq's key=value form. A password in it is refused: it would
@@ -41,7 +67,7 @@ store_conf_from_url(const char *url, struct store_conf *sc, char **cause)
 	memset(sc, 0, sizeof *sc);
 	if (strncmp(url, "sqlite://", 9) == 0) {
 		sc->kind = STORE_SQLITE;
-		return (db_path_from_url(url, &sc->path, cause));
+		return (store_sqlite_path(url, &sc->path, cause));
 	}
 	if (strncmp(url, "postgresql://", 13) != 0 &&
 	    strncmp(url, "postgres://", 11) != 0 &&
