@@ -118,6 +118,7 @@ static struct {
 	int			 loaded;
 	int			 kek_checked;
 	char			*error;		/* the last load's failure */
+	int			 restarts;	/* units lost to a conflict */
 	struct store_load	 loader;
 	void			(*fatal)(const char *);
 } keys;
@@ -385,6 +386,7 @@ static void
 keys_restart(struct keys_op *op, struct store_txn *t)
 {
 	store_rollback(t);
+	keys.restarts++;
 	if (++op->tries >= KEYS_TRIES) {
 		xasprintf(&op->cause, "signing keys: another daemon keeps "
 		    "changing them");
@@ -881,6 +883,13 @@ void
 tokens_keys_on_fatal(void (*fn)(const char *))
 {
 	keys.fatal = fn;
+}
+
+/* How many units started again after a conflict (another daemon's key). */
+int
+tokens_keys_restarts(void)
+{
+	return (keys.restarts);
 }
 
 /* Why the last load failed, or NULL. */

@@ -547,7 +547,8 @@ static void
 refresh_end(struct refresh_op *op)
 {
 	refresh_enter(op, RS_DONE);
-	op->cb(op->rc, op->rc == 0 ? op->resp : NULL, op->why, op->arg);
+	op->cb(op->rc, op->rc == 0 ? op->resp : NULL, op->rc == 0 ? NULL :
+	    op->why, op->arg);
 	if (op->rc != 0)
 		json_decref(op->resp);
 	json_decref(op->detail);

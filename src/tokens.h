@@ -25,6 +25,7 @@ void		 tokens_purge(time_t, store_end_cb, void *);
 void		 tokens_keys_load(store_end_cb, void *);
 void		 tokens_keys_on_fatal(void (*)(const char *));
 const char	*tokens_keys_error(void);
+int		 tokens_keys_restarts(void);
 int		 tokens_keys_loaded(void);
 void		 tokens_keys_sync(void);
 int		 tokens_reload_pending(void);

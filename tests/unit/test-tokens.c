@@ -478,26 +478,49 @@ test_twins(void)
 {
 	struct session	 s, a, b;
 	struct twin	 t1, t2;
+	int		 i, waiting = 0;
 
 	memset(&a, 0, sizeof a);
 	memset(&b, 0, sizeof b);
 	memset(&t1, 0, sizeof t1);
 	memset(&t2, 0, sizeof t2);
 	ok(session_start(&s) == 0, "twins: session");
-	/* Both asked for before either is answered. */
+	/*
+	 * Both asked for before either is answered. With PostgreSQL the
+	 * test's own connection holds the token's row until both have read
+	 * it (unused) and wait to claim it: one claims it, the other's claim
+	 * finds it used, and that unit reads it again, as a retry.
+	 */
+	if (tmpdb_pg())
+		tmpdb_exec("BEGIN; SELECT 1 FROM refresh_tokens WHERE hash = %s "
+		    "FOR UPDATE", token_hex(s.refresh));
 	tokens_refresh(s.refresh, "192.0.2.1", twin_done, &t1);
 	tokens_refresh(s.refresh, "192.0.2.2", twin_done, &t2);
+	if (tmpdb_pg()) {
+		for (i = 0; i < 3000 && waiting < 2; i++) {
+			event_base_loop(bsp_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+			waiting = (int)tmpdb_int("SELECT count(*) FROM "
+			    "pg_stat_activity WHERE wait_event_type = 'Lock' "
+			    "AND datname = current_database()");
+			if (waiting < 2)
+				usleep(1000);
+		}
+		is_int(waiting, 2, "twins: both read it and wait to claim it");
+		tmpdb_exec("COMMIT");
+	}
 	store_wait(&t1.done);
 	store_wait(&t2.done);
-	is_int(t1.rc, 0, "twins: the first is answered (%s)", S(t1.why));
-	is_int(t2.rc, 0, "twins: so is the second, as a retry (%s)",
-	    S(t2.why));
+	is_int(t1.rc, 0, "twins: the first is answered");
+	is_int(t2.rc, 0, "twins: so is the second, as a retry");
 	ok(t1.resp != NULL && t2.resp != NULL && session_take(t1.resp, &a) ==
 	    0 && session_take(t2.resp, &b) == 0 && strcmp(a.refresh,
 	    b.refresh) == 0, "twins: with one and the same successor");
 	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE "
 	    "family_id = '%s'", s.sid), 2, "twins: one successor in the "
 	    "database");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'refresh_retry' AND detail = '{\"session\":\"%s\"}'", s.sid), 1,
+	    "twins: the second audited as a retry");
 	ok(!tokens_family_revoked(s.sid), "twins: not taken for reuse");
 	json_decref(t1.resp);
 	json_decref(t2.resp);
@@ -572,7 +595,9 @@ test_keys(void)
 /*
  * Two key loads at once on an empty database (as two daemons starting
  * together): one key between them. With PostgreSQL they run on two
- * connections: the second insert conflicts, and its unit starts again and
+ * connections; the test's own connection holds the table until both have
+ * looked for an active key (and found none) and wait on their inserts:
+ * one insert goes in, the other conflicts, and its unit starts again and
  * uses the first one's key.
  */
 static void
@@ -582,21 +607,42 @@ test_keys_race(void)
 	char			*cause = NULL;
 	const char		*detail;
 	const struct crypto_key	*k;
+	int			 i, waiting = 0, restarts;
 
 	tokens_free();
 	tmpdb_exec("DELETE FROM signing_keys");
+	if (tmpdb_pg())
+		tmpdb_exec("BEGIN; LOCK TABLE signing_keys IN EXCLUSIVE MODE");
+	restarts = tokens_keys_restarts();
 	memset(&w, 0, sizeof w);
 	tokens_keys_load(tw_rc, &w);
 	if (tokens_reload_prepare(cfg, &cause) == -1)
 		diag("prepare: %s", cause);
 	tokens_reload_commit(cfg);
+	if (tmpdb_pg()) {
+		for (i = 0; i < 3000 && waiting < 2; i++) {
+			event_base_loop(bsp_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+			/* (At the insert's parse: its text is not shown.) */
+			waiting = (int)tmpdb_int("SELECT count(*) FROM "
+			    "pg_stat_activity WHERE wait_event_type = 'Lock' "
+			    "AND datname = current_database()");
+			if (waiting < 2)
+				usleep(1000);
+		}
+		is_int(waiting, 2, "race: both looked, found none, and insert "
+		    "a key");
+		tmpdb_exec("COMMIT");
+	}
 	tw_wait(&w);
-	is_int(w.rc, STORE_OK, "race: the load made its key");
+	is_int(w.rc, STORE_OK, "race: the load has its key");
 	/* The prepare's unit, if still under way (PostgreSQL). */
 	while (tokens_reload_pending())
 		event_base_loop(bsp_base, EVLOOP_ONCE);
 	is_int(tmpdb_int("SELECT count(*) FROM signing_keys"), 1,
 	    "race: one key was made between the two");
+	if (tmpdb_pg())
+		is_int(tokens_keys_restarts() - restarts, 1, "race: the loser's "
+		    "unit conflicted and started again");
 	ok(tokens_ready(&detail) && (k = tokens_keys_signer()) != NULL &&
 	    tmpdb_int("SELECT count(*) FROM signing_keys WHERE kid = '%s' AND "
 	    "retired IS NULL", crypto_key_kid(k)) == 1,
