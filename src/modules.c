@@ -106,8 +106,10 @@ static void
 modules_sync(void *arg)
 {
 	const struct module	*m;
+	const char		*detail;
 
-	if (mod.stopping)
+	/* Down: it says when it is up again (the first connection). */
+	if (mod.stopping || !store_ready(&detail))
 		return;
 	log_debug("database changed by another process or came up; "
 	    "reloading state");

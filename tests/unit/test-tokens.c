@@ -650,6 +650,35 @@ test_keys_race(void)
 	free(cause);
 }
 
+/*
+ * A daemon given another key-encryption key than the database was made
+ * with refuses to start (the check value differs), naming jwt.kek_file,
+ * and makes no key of its own.
+ */
+static void
+test_wrong_kek(void)
+{
+	uint8_t	 other[CRYPTO_HASH_LEN];
+	char	*cause = NULL;
+	int	 rc;
+
+	memset(other, 7, sizeof other);
+	tokens_free();
+	ok(tmpdb_exec("UPDATE kek_check SET mac = %s", tmpdb_blob(other,
+	    sizeof other)) == 0 && tmpdb_exec("DELETE FROM signing_keys") ==
+	    0, "kek: the database's check value is another key's, and it has "
+	    "no signing key");
+	rc = tokens_init(cfg, &cause);
+	if (rc == 0 && tmpdb_pg())
+		rc = tokens_wait(&cause);
+	ok(rc == -1 && cause != NULL && strstr(cause, "wrong KEK") != NULL &&
+	    strstr(cause, "jwt.kek_file") != NULL, "kek: refused, naming "
+	    "jwt.kek_file (%s)", cause != NULL ? cause : "-");
+	is_int(tmpdb_int("SELECT count(*) FROM signing_keys"), 0,
+	    "kek: and no key of its own was made");
+	free(cause);
+}
+
 int
 main(void)
 {
@@ -670,6 +699,7 @@ main(void)
 	test_twins();
 	test_keys();
 	test_keys_race();
+	test_wrong_kek();
 	user_clear(&ann);
 	tmpdb_close();
 	return (tap_done());
