@@ -1014,7 +1014,8 @@ keysrev_step(struct store_txn *t, int status, void *arg)
 		i = op->i++;
 		audit_event(t, "key_revoked", op->users.v[i], op->actor,
 		    op->client, json_pack("{s:s,s:s,s:s?}", "key", op->ids.v[i],
-		    "reason", op->reason, "session", op->sid), keysrev_step, op);
+		    "reason", op->reason, "session", op->sid), keysrev_step,
+		    op);
 		return;
 	}
 	if (status == STORE_OK)

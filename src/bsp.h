@@ -806,8 +806,8 @@ void		 user_clear(struct user *);
 void		 user_copy(struct user *, const struct user *);
 void		 user_get(const char *, user_cb, void *);
 void		 user_find(const char *, user_cb, void *);
-void		 user_upsert(struct store_txn *, struct user *, store_step_cb,
-		     void *);
+void		 user_upsert(struct store_txn *, struct user *,
+		     store_step_cb, void *);
 void		 user_ensure_local(const char *, user_cb, void *);
 void		 user_set_disabled(struct store_txn *, const char *, int,
 		     store_step_cb, void *);

@@ -166,8 +166,8 @@ cmd_usage(int argc, char **argv)
 		if (run.rc != 0) {
 			fprintf(stderr, "%s: %s: %s\n", BSP_NAME, user_s,
 			    run.rc == -2 ? "more than one user has this email; "
-			    "give the user id" : run.rc == -3 ? "database error" :
-			    "no such user");
+			    "give the user id" : run.rc == -3 ?
+			    "database error" : "no such user");
 			user_clear(&run.u);
 			cmd_store_close();
 			return (run.rc == -3 ? 2 : 1);

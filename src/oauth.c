@@ -799,7 +799,8 @@ login_db_step(struct store_txn *t, int status, void *arg)
 				return;
 			}
 			login_db_enter(l, LDB_NONE);
-			l->genuine = 0;	/* its verdict is recorded elsewhere */
+			/* Its verdict is recorded elsewhere. */
+			l->genuine = 0;
 			login_fail(l, 400, "invalid_grant", "Sign-in failed",
 			    "This sign-in was already completed.");
 			return;
@@ -820,7 +821,7 @@ login_db_step(struct store_txn *t, int status, void *arg)
 	}
 	switch (l->db) {
 	case LDB_SAVE_BEGIN:
-		/* Redeemed: the state's row first, so it is never used again. */
+		/* Redeemed: its row first, so that it is never used again. */
 		login_db_enter(l, LDB_SAVE_SPEND);
 		login_spend(l, t);
 		return;

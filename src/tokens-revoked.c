@@ -45,7 +45,8 @@ static struct {
 static struct store_stmt st_fam_revoked = STORE_STMT("SELECT id, expires "
     "FROM token_families WHERE revoked != 0 AND expires >= $1");
 
-static void	revoked_del(struct revoked_family **, struct revoked_family *);
+static void	revoked_del(struct revoked_family **,
+		    struct revoked_family *);
 static void	revoked_load_run(struct store_load *);
 
 /* Families that expired before this may be forgotten. */

@@ -108,9 +108,10 @@ tokens_config_check(struct config *c, struct config_errors *errs)
 	if (c->jwt_kek_file == NULL && store_conf_from_url(c->database_url,
 	    &sc, &cause) == 0) {
 		if (sc.kind == STORE_PG)
-			config_add_error(errs, c, "database.url", "a PostgreSQL "
-			    "database.url needs jwt.kek_file: the key-encryption "
-			    "key every daemon sharing the database is given");
+			config_add_error(errs, c, "database.url", "a "
+			    "PostgreSQL database.url needs jwt.kek_file: the "
+			    "key-encryption key every daemon sharing the "
+			    "database is given");
 		store_conf_clear(&sc);
 	}
 	free(cause);
@@ -175,8 +176,10 @@ void
 tokens_purge(time_t now, store_end_cb done, void *arg)
 {
 	struct tokens_purge_op	*op;
-	struct store_param	 fam[] = { SP_INT(tokens_revoked_horizon(now)) };
-	struct store_param	 rt[] = { SP_INT(now - cfg->jwt_refresh_grace) };
+	time_t			 horizon = tokens_revoked_horizon(now);
+	time_t			 grace = now - (time_t)cfg->jwt_refresh_grace;
+	struct store_param	 fam[] = { SP_INT(horizon) };
+	struct store_param	 rt[] = { SP_INT(grace) };
 	struct store_param	 st[] = { SP_INT(now) };
 
 	tokens_revoked_expire(now);

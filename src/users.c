@@ -53,7 +53,8 @@ struct user_upsert_op {
 };
 
 static int	user_admitted(const struct user *);
-static void	user_state_set(struct user_state_entry **, const struct user *);
+static void	user_state_set(struct user_state_entry **,
+		    const struct user *);
 static void	users_load_run(struct store_load *);
 
 #define USER_COLS "id, provider, subject, email, email_verified, name, " \

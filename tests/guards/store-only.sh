@@ -13,7 +13,8 @@ if [ -z "$files" ]; then
 	echo "not ok 1 - no sources found under $srcdir/src"
 	exit 1
 fi
-inc='^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](sqlite3|sqlite3ext|libpq-fe|libpq-events|pg_config|postgres_ext)\.h[>"]'
+hdr='(sqlite3|sqlite3ext|libpq-fe|libpq-events|pg_config|postgres_ext)'
+inc="^[[:space:]]*#[[:space:]]*include[[:space:]]*[<\"]$hdr\\.h[>\"]"
 use='(^|[^_a-zA-Z0-9])(sqlite3_[a-z0-9_]+|PQ[a-zA-Z]+|pg_[a-z_]+_free)[ ]*\('
 n=0
 fail=0

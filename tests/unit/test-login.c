@@ -163,7 +163,8 @@ main(void)
 	const struct provider_config	*pc;
 	struct verdict			 v;
 	json_t				*resp = NULL;
-	char				*yaml, *uri, *state, *state2, *cause = NULL;
+	char				*yaml, *uri, *state, *state2;
+	char				*cause = NULL;
 	const char			*why;
 
 	log_init("test-login");

@@ -492,13 +492,14 @@ test_twins(void)
 	 * finds it used, and that unit reads it again, as a retry.
 	 */
 	if (tmpdb_pg())
-		tmpdb_exec("BEGIN; SELECT 1 FROM refresh_tokens WHERE hash = %s "
-		    "FOR UPDATE", token_hex(s.refresh));
+		tmpdb_exec("BEGIN; SELECT 1 FROM refresh_tokens WHERE "
+		    "hash = %s FOR UPDATE", token_hex(s.refresh));
 	tokens_refresh(s.refresh, "192.0.2.1", twin_done, &t1);
 	tokens_refresh(s.refresh, "192.0.2.2", twin_done, &t2);
 	if (tmpdb_pg()) {
 		for (i = 0; i < 3000 && waiting < 2; i++) {
-			event_base_loop(bsp_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+			event_base_loop(bsp_base, EVLOOP_ONCE |
+			    EVLOOP_NONBLOCK);
 			waiting = (int)tmpdb_int("SELECT count(*) FROM "
 			    "pg_stat_activity WHERE wait_event_type = 'Lock' "
 			    "AND datname = current_database()");
@@ -621,7 +622,8 @@ test_keys_race(void)
 	tokens_reload_commit(cfg);
 	if (tmpdb_pg()) {
 		for (i = 0; i < 3000 && waiting < 2; i++) {
-			event_base_loop(bsp_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+			event_base_loop(bsp_base, EVLOOP_ONCE |
+			    EVLOOP_NONBLOCK);
 			/* (At the insert's parse: its text is not shown.) */
 			waiting = (int)tmpdb_int("SELECT count(*) FROM "
 			    "pg_stat_activity WHERE wait_event_type = 'Lock' "
