@@ -1,32 +1,32 @@
 /*
  * audit.c: the audit log. Each security-relevant event becomes a row in
- * audit_log (written in the caller's transaction, so it commits or rolls
- * back with the change it describes) and a log line. Details are JSON built
+ * audit_log, written inside the unit of work it describes (so it commits
+ * or rolls back with the change), and a log line. Details are JSON built
  * by the caller from non-secret fields only.
  */
 
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "bsp.h"
+#include "store.h"
 
-static struct db_stmt	st_insert = { "INSERT INTO audit_log (ts, event, "
-    "user_id, actor, client_addr, detail) VALUES (?, ?, ?, ?, ?, ?)",
-    NULL, NULL };
-static struct db_stmt	st_purge = { "DELETE FROM audit_log WHERE ts < ?",
-    NULL, NULL };
+static struct store_stmt st_insert = STORE_STMT("INSERT INTO audit_log (ts, "
+    "event, user_id, actor, client_addr, detail) VALUES ($1, $2, $3, $4, $5, "
+    "$6)");
+static struct store_stmt st_purge = STORE_STMT("DELETE FROM audit_log WHERE "
+    "ts < $1");
 
 /*
- * Record one event. detail (may be NULL) is consumed. A failure to write is
- * logged; the caller's transaction decides whether the change stands.
+ * Record one event in the unit t; detail (may be NULL) is consumed.
+ * done(t, status, arg) when the row is written: a failure fails the unit,
+ * which the caller rolls back.
  */
 void
-audit_event(const char *event, const char *user_id, const char *actor,
-    const char *client, json_t *detail)
+audit_event(struct store_txn *t, const char *event, const char *user_id,
+    const char *actor, const char *client, json_t *detail, store_step_cb done,
+    void *arg)
 {
-	sqlite3_stmt		*st;
 	char			*d = NULL;
 	struct log_field	 f[] = {
 		LFS("event", event),
@@ -42,41 +42,39 @@ audit_event(const char *event, const char *user_id, const char *actor,
 		f[4].str = d;
 	}
 	log_fields(LOG_LVL_INFO, "audit", f, nitems(f));
-	if (bsp_db == NULL) {
-		free(d);
-		return;
+	{
+		struct store_param	p[] = {
+			SP_INT(now_wall()), SP_TEXT(event), SP_TEXT(user_id),
+			SP_TEXT(actor), SP_TEXT(client), SP_TEXT(d),
+		};
+
+		/* The parameters are copied: d is ours to free. */
+		store_exec(t, &st_insert, p, nitems(p), NULL, done, arg);
 	}
-	st = db_prepare(&st_insert);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
-	sqlite3_bind_text(st, 2, event, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, user_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, actor, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, client, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, d, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_warnx("audit: cannot record %s: %s", event, db_errmsg());
-	sqlite3_reset(st);
 	free(d);
 }
 
-/* Drop rows older than the cutoff; returns the number removed or -1. */
+static void
+audit_purged(int status, void *arg)
+{
+	if (status != STORE_OK)
+		log_warnx("audit: purge failed");
+}
+
+/* Drop rows older than the cutoff. */
+void
+audit_purge(time_t cutoff, store_end_cb done, void *arg)
+{
+	struct store_param	p[] = { SP_INT(cutoff) };
+
+	store_run(STORE_WRITE, &st_purge, p, nitems(p), NULL,
+	    done != NULL ? done : audit_purged, arg);
+}
+
 /* Housekeeping: rows older than audit.retention_days. */
 void
 audit_maint(time_t now)
 {
-	audit_purge(now - (time_t)cfg->audit_retention_days * 86400);
-}
-
-int
-audit_purge(time_t cutoff)
-{
-	sqlite3_stmt	*st;
-
-	st = db_prepare(&st_purge);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)cutoff);
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		log_warnx("audit: purge failed: %s", db_errmsg());
-		return (-1);
-	}
-	return (sqlite3_changes(bsp_db));
+	audit_purge(now - (time_t)cfg->audit_retention_days * 86400, NULL,
+	    NULL);
 }

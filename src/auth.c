@@ -309,6 +309,9 @@ auth_check1(const struct config *c, int route_flags, const char *authz,
 		wp = &none;
 	if ((t = auth_credential(authz, apikey, &why)) == NULL)
 		return (auth_fail(res, 401, "missing", why));
+	/* Nothing can be checked before the revocation state is in. */
+	if (!tokens_loaded(&why))
+		return (auth_fail(res, 503, "unavailable", why));
 	len = strlen(t);
 	if (len > AUTH_TOKEN_MAX)
 		return (auth_fail(res, 401, "malformed",
@@ -364,6 +367,10 @@ auth_still_valid(struct auth_result *res, int route_flags)
 {
 	const char	*why;
 
+	if (!tokens_loaded(&why)) {
+		principal_unref(res->p);
+		return (auth_fail(res, 503, "unavailable", why));
+	}
 	if ((why = principal_revoked(res->p)) != NULL) {
 		principal_unref(res->p);
 		return (auth_fail(res, 401, strstr(why, "expired") ?

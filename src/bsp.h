@@ -34,8 +34,11 @@ struct evdns_base;
 struct evhttp_request;
 struct evhttp_connection;
 struct evbuffer;
-struct sqlite3;
-struct sqlite3_stmt;
+struct store_txn;
+
+/* The store's callbacks (store.h has the same). */
+typedef void	(*store_step_cb)(struct store_txn *, int, void *);
+typedef void	(*store_end_cb)(int, void *);
 
 extern struct event_base	*bsp_base;
 extern struct evdns_base	*bsp_dns;
@@ -349,6 +352,7 @@ struct config {
 	/* tokens */
 	int		 jwt_algorithm;
 	char		*jwt_key_file;
+	char		*jwt_kek_file;
 	char		*jwt_secret;
 	char		*jwt_issuer;
 	char		*jwt_audience;
@@ -490,31 +494,6 @@ void		 config_add_error(struct config_errors *,
 /* config-table.c */
 void		 config_check_table(struct config *, struct config_errors *);
 void		 config_free_table(struct config *);
-
-/* db.c */
-#define DB_SCHEMA_VERSION	2
-struct db_stmt {
-	const char		*sql;
-	struct sqlite3_stmt	*stmt;
-	struct db_stmt		*next;
-};
-extern struct sqlite3	*bsp_db;
-int		 db_open(const char *, long long, char **);
-void		 db_close(void);
-struct sqlite3_stmt *db_prepare(struct db_stmt *);
-int		 db_exec(const char *);
-int		 db_begin(void);
-int		 db_begin_lazy(void);
-int		 db_end_lazy(void);
-int		 db_commit(void);
-void		 db_rollback(void);
-long long	 db_data_version(void);
-const char	*db_errmsg(void);
-char		*db_col_strdup(struct sqlite3_stmt *, int);
-int		 db_ok(void);
-int		 db_path_from_url(const char *, char **, char **);
-void		 db_config_check(struct config *, struct config_errors *);
-int		 db_schema_version(void);
 
 /* metrics.c */
 struct metric;
@@ -858,15 +837,17 @@ struct usage {
 };
 void		 usage_record(const struct usage *);
 void		 usage_flush(void);
+void		 usage_purge(time_t, store_end_cb, void *);
 int		 usage_init(struct config *, char **);
 void		 usage_free(void);
 size_t		 usage_queued(void);
 extern struct metric	*m_tokens;
 
 /* audit.c */
-void		 audit_event(const char *, const char *, const char *,
-		     const char *, json_t *);
-int		 audit_purge(time_t);
+void		 audit_event(struct store_txn *, const char *, const char *,
+		     const char *, const char *, json_t *, store_step_cb,
+		     void *);
+void		 audit_purge(time_t, store_end_cb, void *);
 void		 audit_maint(time_t);
 
 /* users.c */
@@ -885,22 +866,30 @@ struct user {
 	time_t		 first_login;
 	time_t		 last_login;
 };
-void		 user_clear(struct user *);
-int		 user_find(const char *, struct user *);
-int		 user_get(const char *, struct user *);
-int		 user_upsert(const struct user *);
-int		 user_ensure_local(const char *, struct user *);
-int		 user_set_disabled(const char *, int);
-int		 user_set_revoked_before(const char *, time_t);
-int		 users_load_state(void);
-void		 users_sync(void);
-const struct user_state *user_state(const char *);
 struct user_state {
 	char		*id;
 	int		 disabled;
 	int		 denied;	/* the access policy no longer admits */
 	time_t		 revoked_before;
 };
+/* A lookup's answer: rc, and the user (valid during the call) if found. */
+typedef void	(*user_cb)(int, const struct user *, void *);
+void		 user_clear(struct user *);
+void		 user_copy(struct user *, const struct user *);
+void		 user_get(const char *, user_cb, void *);
+void		 user_find(const char *, user_cb, void *);
+void		 user_upsert(struct store_txn *, struct user *,
+		     store_step_cb, void *);
+void		 user_ensure_local(const char *, user_cb, void *);
+void		 user_set_disabled(struct store_txn *, const char *, int,
+		     store_step_cb, void *);
+void		 user_set_revoked_before(struct store_txn *, const char *,
+		     time_t, store_step_cb, void *);
+void		 users_load_state(store_end_cb, void *);
+void		 users_sync(void);
+int		 users_loaded(void);
+int		 user_state_note(const struct user *);
+const struct user_state *user_state(const char *);
 void		 users_state_free(void);
 
 /* principal.c */
@@ -945,6 +934,9 @@ extern const char *const jwt_alg_choices[];
 extern const char *const legacy_alg_choices[];
 void		 tokens_config_check(struct config *, struct config_errors *);
 int		 tokens_init(struct config *, char **);
+int		 tokens_wait(char **);
+void		 tokens_on_fatal(void (*)(const char *));
+int		 tokens_loaded(const char **);
 void		 tokens_free(void);
 void		 tokens_sync(void);
 void		 tokens_maint(time_t);
@@ -954,7 +946,8 @@ int		 tokens_reload_prepare(struct config *, char **);
 void		 tokens_reload_commit(struct config *);
 void		 tokens_reload_abort(void);
 int		 tokens_check(struct config *, char **);
-int		 tokens_signing_rotate(struct config *, char **);
+void		 tokens_signing_rotate(struct config *, void (*)(int,
+		     const char *, void *), void *);
 json_t		*tokens_jwks(void);
 int		 tokens_ready(const char **);
 
@@ -966,44 +959,55 @@ char		*tokens_mint(const struct user *, const char *,
 		     const struct strlist *, time_t, time_t *);
 
 /* tokens-refresh.c */
-int		 tokens_session_new(const struct user *, const char *,
-		     const char *, json_t **);
-int		 tokens_mint_session(const struct user *,
-		     const struct strlist *, long long, const char *, char **);
-int		 tokens_refresh(const char *, const char *, json_t **,
-		     const char **);
-int		 tokens_revoke_family(const char *, const char *, const char *,
-		     const char *, const char *);
-int		 tokens_revoke_refresh(const char *, const char *,
-		     const char *);
-int		 tokens_revoke_user(const char *, const char *, int,
-		     const char *, const char *, int *);
+void		 tokens_session_add(struct store_txn *, const struct user *,
+		     const char *, const char *, json_t **, store_step_cb,
+		     void *);
+void		 tokens_session_new(const struct user *, const char *,
+		     const char *, void (*)(int, json_t *, void *), void *);
+void		 tokens_mint_session(const struct user *,
+		     const struct strlist *, long long, const char *,
+		     void (*)(int, char *, void *), void *);
+void		 tokens_refresh(const char *, const char *, void (*)(int,
+		     json_t *, const char *, void *), void *);
+void		 tokens_revoke_family(const char *, const char *,
+		     const char *, const char *, const char *, void (*)(int,
+		     void *), void *);
+void		 tokens_revoke_refresh(const char *, const char *,
+		     const char *, void (*)(int, void *), void *);
+void		 tokens_revoke_user(const char *, const char *, int,
+		     const char *, const char *, void (*)(int, int, void *),
+		     void *);
 
 /* tokens-revoked.c */
 int		 tokens_family_revoked(const char *);
 
 /* apikeys.c */
 #define APIKEY_PREFIX	"bsk_"
-int		 apikeys_load(void);
+void		 apikeys_load(store_end_cb, void *);
+int		 apikeys_loaded(void);
 void		 apikeys_free(void);
-int		 apikey_create(const char *, const char *, const char *,
+void		 apikey_create(const char *, const char *, const char *,
 		     long long, const struct strlist *, const char *,
-		     const char *, char **, json_t **, const char **);
-json_t		*apikey_list(const char *);
-int		 apikey_revoke(const char *, const char *, const char *,
-		     const char *, const char *);
-int		 apikeys_revoke_family_locked(const char *, const char *,
-		     const char *, const char *);
-int		 apikeys_revoke_user_locked(const char *, const char *,
-		     const char *, const char *);
-int		 apikey_revoke_by_secret(const char *, const char *,
-		     const char *);
+		     const char *, void (*)(int, char *, json_t *,
+		     const char *, void *), void *);
+void		 apikey_list(const char *, void (*)(int, json_t *, void *),
+		     void *);
+void		 apikey_revoke(const char *, const char *, const char *,
+		     const char *, const char *, void (*)(int, void *), void *);
+void		 apikeys_revoke_family(struct store_txn *, const char *,
+		     const char *, const char *, const char *, int *,
+		     store_step_cb, void *);
+void		 apikeys_revoke_user(struct store_txn *, const char *,
+		     const char *, const char *, const char *, int *,
+		     store_step_cb, void *);
+void		 apikey_revoke_by_secret(const char *, const char *,
+		     const char *, void (*)(int, void *), void *);
 int		 apikey_verify(const char *, struct principal **,
 		     const char **);
-void		 apikeys_flush_last_used(void);
+void		 apikeys_flush_last_used(store_end_cb, void *);
 void		 apikeys_sync(void);
 void		 apikeys_maint(time_t);
-void		 apikeys_purge(time_t);
+void		 apikeys_purge(time_t, store_end_cb, void *);
 
 /* auth.c */
 struct auth_wait;
@@ -1030,6 +1034,7 @@ void		 modules_abort(void);
 int		 modules_check(struct config *, char **);
 void		 modules_config_check(struct config *, struct config_errors *);
 void		 modules_free(void);
+int		 modules_failed(void);
 
 /* cmd.c */
 struct command {
@@ -1045,6 +1050,10 @@ int		 command_run(int, char **);
 
 /* cmd-print.c */
 void		 cmd_cell(const char *, int, const char *);
+
+/* cmd-store.c */
+int		 cmd_store_open(char **);
+void		 cmd_store_close(void);
 
 /* cmd-usage.c */
 int		 cmd_usage(int, char **);

@@ -9,11 +9,37 @@
 #include <string.h>
 #include <time.h>
 
-#include <sqlite3.h>
-
 #include "bsp.h"
+#include "store.h"
 
 #define USAGE_DEFAULT_SINCE	(30 * 86400)
+
+/* The totals of a grouping: requests, tokens of each kind, errors. */
+#define USAGE_SUMS "count(*), sum(input_tokens), sum(output_tokens), " \
+    "sum(cache_read_tokens), sum(cache_write_tokens), sum(CASE WHEN status " \
+    ">= 400 OR (outcome IS NOT NULL AND outcome != 'ok') THEN 1 ELSE 0 END) " \
+    "FROM usage WHERE ts >= $1 AND "
+#define USAGE_WHERE_SQLITE "($2 IS NULL OR user_id = $2) GROUP BY k ORDER BY k"
+#define USAGE_WHERE_PG "($2::text IS NULL OR user_id = $2) GROUP BY k " \
+    "ORDER BY k NULLS FIRST"
+static struct store_stmt st_by_user = STORE_STMT2(
+    "SELECT user_id AS k, " USAGE_SUMS USAGE_WHERE_SQLITE,
+    "SELECT user_id AS k, " USAGE_SUMS USAGE_WHERE_PG);
+static struct store_stmt st_by_model = STORE_STMT2(
+    "SELECT model AS k, " USAGE_SUMS USAGE_WHERE_SQLITE,
+    "SELECT model AS k, " USAGE_SUMS USAGE_WHERE_PG);
+static struct store_stmt st_by_day = STORE_STMT2(
+    "SELECT date(ts, 'unixepoch') AS k, " USAGE_SUMS USAGE_WHERE_SQLITE,
+    "SELECT to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS k, "
+    USAGE_SUMS USAGE_WHERE_PG);
+
+/* The report being printed, and the answers waited for. */
+struct cmd_usage_run {
+	volatile int	 done;
+	int		 rc;
+	long long	 t[6];
+	struct user	 u;
+};
 
 /* "2026-11-01" (UTC midnight) or a duration back from now ("7d"). */
 static int
@@ -44,36 +70,39 @@ cmd_usage_synopsis(void)
 	return (1);
 }
 
-/*
- * The table of the grouped rows in st, headed by the grouping (user,
- * model or day), and their total: 0, or -1 if reading them failed.
- */
-static int
-cmd_usage_table(sqlite3_stmt *st, const char *by)
+/* One grouped row of the table. */
+static void
+cmd_usage_row(const struct store_row *r, void *arg)
 {
-	long long	 t[6] = { 0, 0, 0, 0, 0, 0 };
-	int		 i, rc;
+	struct cmd_usage_run	*run = arg;
+	int			 i;
 
-	printf("%-44s %10s %14s %14s %12s %12s %8s\n", by[0] == 'u' ? "USER" :
-	    by[0] == 'm' ? "MODEL" : "DAY", "REQUESTS", "INPUT_TOKENS",
-	    "OUTPUT_TOKENS", "CACHE_READ", "CACHE_WRITE", "ERRORS");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		cmd_cell((const char *)sqlite3_column_text(st, 0), 44, "");
-		for (i = 0; i < 6; i++)
-			t[i] += sqlite3_column_int64(st, i + 1);
-		printf(" %10lld %14lld %14lld %12lld %12lld %8lld\n",
-		    (long long)sqlite3_column_int64(st, 1),
-		    (long long)sqlite3_column_int64(st, 2),
-		    (long long)sqlite3_column_int64(st, 3),
-		    (long long)sqlite3_column_int64(st, 4),
-		    (long long)sqlite3_column_int64(st, 5),
-		    (long long)sqlite3_column_int64(st, 6));
-	}
-	if (rc != SQLITE_DONE)
-		return (-1);
-	printf("%-44s %10lld %14lld %14lld %12lld %12lld %8lld\n", "TOTAL",
-	    t[0], t[1], t[2], t[3], t[4], t[5]);
-	return (0);
+	cmd_cell(store_text(r, 0), 44, "");
+	for (i = 0; i < 6; i++)
+		run->t[i] += store_int(r, i + 1);
+	printf(" %10lld %14lld %14lld %12lld %12lld %8lld\n",
+	    store_int(r, 1), store_int(r, 2), store_int(r, 3), store_int(r, 4),
+	    store_int(r, 5), store_int(r, 6));
+}
+
+static void
+cmd_usage_ran(int status, void *arg)
+{
+	struct cmd_usage_run	*run = arg;
+
+	run->rc = status;
+	run->done = 1;
+}
+
+static void
+cmd_usage_user(int rc, const struct user *u, void *arg)
+{
+	struct cmd_usage_run	*run = arg;
+
+	run->rc = rc;
+	if (u != NULL)
+		user_copy(&run->u, u);
+	run->done = 1;
 }
 
 int
@@ -85,15 +114,14 @@ cmd_usage(int argc, char **argv)
 		{ "by", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char	*since_s = NULL, *user_s = NULL, *by = "user";
-	const char	*key;
-	char		 sql[768], *cause = NULL, day[32];
-	sqlite3_stmt	*st = NULL;
-	struct user	 u;
-	time_t		 since;
-	int		 ch, rc = 0;
+	const char		*since_s = NULL, *user_s = NULL, *by = "user";
+	struct store_stmt	*st;
+	struct cmd_usage_run	 run;
+	char			*cause = NULL, day[32];
+	time_t			 since;
+	int			 ch, rc = 0;
 
-	memset(&u, 0, sizeof u);
+	memset(&run, 0, sizeof run);
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		switch (ch) {
@@ -113,11 +141,11 @@ cmd_usage(int argc, char **argv)
 	if (optind != argc)
 		return (cmd_usage_synopsis());
 	if (strcmp(by, "user") == 0)
-		key = "user_id";
+		st = &st_by_user;
 	else if (strcmp(by, "model") == 0)
-		key = "model";
+		st = &st_by_model;
 	else if (strcmp(by, "day") == 0)
-		key = "date(ts, 'unixepoch')";
+		st = &st_by_day;
 	else
 		return (cmd_usage_synopsis());
 	since = now_wall() - USAGE_DEFAULT_SINCE;
@@ -126,46 +154,47 @@ cmd_usage(int argc, char **argv)
 		    "like 7d\n", BSP_NAME);
 		return (1);
 	}
-	if (db_open(cfg->db_path, cfg->database_busy_timeout, &cause) == -1) {
+	if (cmd_store_open(&cause) == -1) {
 		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
 		free(cause);
 		return (2);
 	}
 	if (user_s != NULL) {
-		rc = user_find(user_s, &u);
-		if (rc != 0) {
+		user_find(user_s, cmd_usage_user, &run);
+		store_wait(&run.done);
+		run.done = 0;
+		if (run.rc != 0) {
 			fprintf(stderr, "%s: %s: %s\n", BSP_NAME, user_s,
-			    rc == -2 ? "more than one user has this email; "
-			    "give the user id" : "no such user");
-			db_close();
-			return (1);
+			    run.rc == -2 ? "more than one user has this email; "
+			    "give the user id" : run.rc == -3 ?
+			    "database error" : "no such user");
+			user_clear(&run.u);
+			cmd_store_close();
+			return (run.rc == -3 ? 2 : 1);
 		}
-		rc = 0;
 	}
-	snprintf(sql, sizeof sql, "SELECT %s AS k, count(*), "
-	    "sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), "
-	    "sum(cache_write_tokens), sum(status >= 400 OR (outcome IS NOT "
-	    "NULL AND outcome != 'ok')) FROM usage WHERE ts >= ?1 AND (?2 IS "
-	    "NULL OR user_id = ?2) GROUP BY k ORDER BY k", key);
-	if (sqlite3_prepare_v2(bsp_db, sql, -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "%s: %s\n", BSP_NAME, db_errmsg());
-		rc = 2;
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)since);
-	if (u.id != NULL)
-		sqlite3_bind_text(st, 2, u.id, -1, SQLITE_STATIC);
 	time_iso8601(since, day, sizeof day);
-	printf("# usage since %s%s%s, by %s\n", day, u.id != NULL ? " for " :
-	    "", u.id != NULL ? u.id : "", by);
-	if (cmd_usage_table(st, by) == -1) {
-		fprintf(stderr, "%s: reading usage failed: %s\n", BSP_NAME,
-		    db_errmsg());
-		rc = 2;
+	printf("# usage since %s%s%s, by %s\n", day, run.u.id != NULL ?
+	    " for " : "", run.u.id != NULL ? run.u.id : "", by);
+	printf("%-44s %10s %14s %14s %12s %12s %8s\n", by[0] == 'u' ? "USER" :
+	    by[0] == 'm' ? "MODEL" : "DAY", "REQUESTS", "INPUT_TOKENS",
+	    "OUTPUT_TOKENS", "CACHE_READ", "CACHE_WRITE", "ERRORS");
+	{
+		struct store_param p[] = { SP_INT(since), SP_TEXT(run.u.id) };
+
+		store_run(0, st, p, nitems(p), cmd_usage_row, cmd_usage_ran,
+		    &run);
 	}
-out:
-	sqlite3_finalize(st);
-	user_clear(&u);
-	db_close();
+	store_wait(&run.done);
+	if (run.rc != STORE_OK) {
+		fprintf(stderr, "%s: reading usage failed: database error\n",
+		    BSP_NAME);
+		rc = 2;
+	} else
+		printf("%-44s %10lld %14lld %14lld %12lld %12lld %8lld\n",
+		    "TOTAL", run.t[0], run.t[1], run.t[2], run.t[3], run.t[4],
+		    run.t[5]);
+	user_clear(&run.u);
+	cmd_store_close();
 	return (rc);
 }

@@ -1,9 +1,10 @@
 /*
  * cmd.c: the administrative commands (bedrock-sso-proxy COMMAND ...). They
  * work on the configured database and may run while the daemon does: the
- * daemon notices their writes through PRAGMA data_version within a second.
- * Text that came from identity providers is escaped before it reaches the
- * terminal.
+ * daemon notices their writes within a second (SQLite's change counter,
+ * PostgreSQL's notifications). They run the daemon's asynchronous calls
+ * and wait for each (cmd-store.c). Text that came from identity providers
+ * is escaped before it reaches the terminal.
  */
 
 #include <sys/types.h>
@@ -15,9 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "bsp.h"
+#include "store.h"
 
 static int	cmd_token_mint(int, char **);
 static int	cmd_key_create(int, char **);
@@ -64,6 +64,146 @@ command_usage(FILE *f)
 		    commands[i].args != NULL ? commands[i].args : "");
 }
 
+/* One asynchronous call's answer, waited for. */
+struct cmd_wait {
+	volatile int	 done;
+	int		 rc;
+	int		 n;
+	struct user	 u;
+	json_t		*j;
+	char		*s;
+	const char	*why;
+	char		*cause;
+	struct store_txn *t;
+};
+
+static void
+cmd_wait_init(struct cmd_wait *w)
+{
+	memset(w, 0, sizeof *w);
+}
+
+static void
+cmd_wait_clear(struct cmd_wait *w)
+{
+	user_clear(&w->u);
+	json_decref(w->j);
+	freezero_str(w->s);
+	free(w->cause);
+	memset(w, 0, sizeof *w);
+}
+
+static void
+cmd_rc_cb(int rc, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = rc;
+	w->done = 1;
+}
+
+static void
+cmd_user_cb(int rc, const struct user *u, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = rc;
+	user_clear(&w->u);
+	if (u != NULL)
+		user_copy(&w->u, u);
+	w->done = 1;
+}
+
+static void
+cmd_step_cb(struct store_txn *t, int status, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = status;
+	w->n = status == STORE_OK ? (int)store_changes(t) : 0;
+	w->done = 1;
+}
+
+static void
+cmd_end_cb(int status, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = status;
+	w->done = 1;
+}
+
+static void
+cmd_str_cb(int rc, char *s, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = rc;
+	w->s = s;
+	w->done = 1;
+}
+
+static void
+cmd_json_cb(int rc, json_t *j, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = rc;
+	w->j = j;
+	w->done = 1;
+}
+
+static void
+cmd_key_cb(int rc, char *key, json_t *info, const char *why, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = rc;
+	w->s = key;
+	w->j = info;
+	w->why = why;
+	w->done = 1;
+}
+
+static void
+cmd_logout_cb(int n, int nkeys, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = n;
+	w->n = nkeys;
+	w->done = 1;
+}
+
+static void
+cmd_cause_cb(int rc, const char *cause, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = rc;
+	w->cause = cause != NULL ? xstrdup(cause) : NULL;
+	w->done = 1;
+}
+
+static void
+cmd_begin_cb(struct store_txn *t, int status, void *arg)
+{
+	struct cmd_wait	*w = arg;
+
+	w->rc = t != NULL ? status : STORE_UNAVAILABLE;
+	w->t = t;
+	w->done = 1;
+}
+
+/* Wait for the call that was just made. */
+static int
+cmd_wait(struct cmd_wait *w)
+{
+	store_wait(&w->done);
+	w->done = 0;
+	return (w->rc);
+}
+
 /* Open the database and the token state the commands work on. */
 static int
 cmd_open(void)
@@ -74,12 +214,17 @@ cmd_open(void)
 	pw = getpwuid(getuid());
 	snprintf(cmd_actor, sizeof cmd_actor, "cli:%s",
 	    pw != NULL ? pw->pw_name : "unknown");
-	if (db_open(cfg->db_path, cfg->database_busy_timeout, &cause) == -1 ||
-	    tokens_init(cfg, &cause) == -1) {
+	if (cmd_store_open(&cause) == -1) {
+		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
+		free(cause);
+		return (-1);
+	}
+	if (tokens_init(cfg, &cause) == -1 || (store_kind() == STORE_PG &&
+	    tokens_wait(&cause) == -1)) {
 		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
 		free(cause);
 		tokens_free();
-		db_close();
+		cmd_store_close();
 		return (-1);
 	}
 	return (0);
@@ -89,7 +234,7 @@ static void
 cmd_close(void)
 {
 	tokens_free();
-	db_close();
+	cmd_store_close();
 }
 
 /* A string member of a JSON object, or NULL. */
@@ -115,22 +260,41 @@ cmd_time(time_t t, char *buf, size_t len)
 static int
 cmd_user(const char *key, int create, struct user *u)
 {
-	int	rc;
+	struct cmd_wait	w;
+	int		rc;
 
 	memset(u, 0, sizeof *u);
-	rc = user_find(key, u);
+	cmd_wait_init(&w);
+	user_find(key, cmd_user_cb, &w);
+	rc = cmd_wait(&w);
 	if (rc == -2) {
 		fprintf(stderr, "%s: more than one user has the email %s; "
 		    "name the user by id (see \"user list\")\n", BSP_NAME, key);
+		cmd_wait_clear(&w);
 		return (-1);
 	}
-	if (rc == 0)
-		return (0);
-	if (create && user_ensure_local(key, u) == 0) {
-		fprintf(stderr, "created local account %s\n", u->id);
+	if (rc == 0) {
+		*u = w.u;
+		memset(&w.u, 0, sizeof w.u);
+		cmd_wait_clear(&w);
 		return (0);
 	}
-	fprintf(stderr, "%s: no such user: %s\n", BSP_NAME, key);
+	if (rc == -1 && create) {
+		user_ensure_local(key, cmd_user_cb, &w);
+		if (cmd_wait(&w) == 0) {
+			*u = w.u;
+			memset(&w.u, 0, sizeof w.u);
+			cmd_wait_clear(&w);
+			fprintf(stderr, "created local account %s\n", u->id);
+			return (0);
+		}
+	}
+	cmd_wait_clear(&w);
+	if (rc == -3)
+		fprintf(stderr, "%s: database error looking up %s\n", BSP_NAME,
+		    key);
+	else
+		fprintf(stderr, "%s: no such user: %s\n", BSP_NAME, key);
 	return (-1);
 }
 
@@ -214,8 +378,9 @@ cmd_token_mint(int argc, char **argv)
 	struct cmd_opts		 o;
 	struct user		 u;
 	struct strlist		 scopes = { NULL, 0 };
+	struct cmd_wait		 w;
 	long long		 ttl;
-	char			*t = NULL, *copy, *p, *s;
+	char			*copy, *p, *s;
 	int			 rc = 2;
 
 	if (cmd_parse(argc, argv, allowed, &o, 0) == -1 || o.user == NULL) {
@@ -253,6 +418,7 @@ cmd_token_mint(int argc, char **argv)
 		strlist_free(&scopes);
 		return (2);
 	}
+	cmd_wait_init(&w);
 	if (cmd_user(o.user, 1, &u) == -1) {
 		rc = 1;
 		goto out;
@@ -262,15 +428,17 @@ cmd_token_mint(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	if (tokens_mint_session(&u, &scopes, ttl, cmd_actor, &t) == -1) {
-		fprintf(stderr, "%s: cannot mint a token: %s\n", BSP_NAME,
-		    db_errmsg());
+	cmd_wait_init(&w);
+	tokens_mint_session(&u, &scopes, ttl, cmd_actor, cmd_str_cb, &w);
+	if (cmd_wait(&w) == -1) {
+		fprintf(stderr, "%s: cannot mint a token: database error\n",
+		    BSP_NAME);
 		goto out;
 	}
-	printf("%s\n", t);
+	printf("%s\n", w.s);
 	rc = 0;
 out:
-	freezero_str(t);
+	cmd_wait_clear(&w);
 	user_clear(&u);
 	strlist_free(&scopes);
 	cmd_close();
@@ -286,10 +454,9 @@ cmd_key_create(int argc, char **argv)
 	struct cmd_opts		 o;
 	struct user		 u;
 	struct strlist		 models = { NULL, 0 };
+	struct cmd_wait		 w;
 	long long		 ttl = -1;
-	char			*key = NULL, *copy, *p, *s, *js;
-	const char		*why = NULL;
-	json_t			*info = NULL;
+	char			*copy, *p, *s, *js;
 	int			 rc = 2, r;
 
 	if (cmd_parse(argc, argv, allowed, &o, 0) == -1 || o.user == NULL) {
@@ -314,31 +481,32 @@ cmd_key_create(int argc, char **argv)
 		strlist_free(&models);
 		return (2);
 	}
+	cmd_wait_init(&w);
 	if (cmd_user(o.user, 1, &u) == -1) {
 		rc = 1;
 		goto out;
 	}
 	/* No session: "key revoke", "user logout" or "user disable" end it. */
-	r = apikey_create(u.id, NULL, o.name, ttl, &models, cmd_actor, NULL,
-	    &key, &info, &why);
+	apikey_create(u.id, NULL, o.name, ttl, &models, cmd_actor, NULL,
+	    cmd_key_cb, &w);
+	r = cmd_wait(&w);
 	if (r == -1) {
-		fprintf(stderr, "%s: %s\n", BSP_NAME, why);
+		fprintf(stderr, "%s: %s\n", BSP_NAME, w.why);
 		rc = 1;
 		goto out;
 	}
-	if (r == -2) {
-		fprintf(stderr, "%s: cannot create the key: %s\n", BSP_NAME,
-		    db_errmsg());
+	if (r != 0) {
+		fprintf(stderr, "%s: cannot create the key: database error\n",
+		    BSP_NAME);
 		goto out;
 	}
-	printf("%s\n", key);
-	js = json_dumps(info, JSON_COMPACT);
+	printf("%s\n", w.s);
+	js = json_dumps(w.j, JSON_COMPACT);
 	fprintf(stderr, "%s (shown once; store it now)\n", js);
 	free(js);
 	rc = 0;
 out:
-	json_decref(info);
-	freezero_str(key);
+	cmd_wait_clear(&w);
 	user_clear(&u);
 	strlist_free(&models);
 	cmd_close();
@@ -352,6 +520,7 @@ cmd_key_list(int argc, char **argv)
 	static const char	 allowed[] = { OPT_USER, 0 };
 	struct cmd_opts		 o;
 	struct user		 u;
+	struct cmd_wait		 w;
 	json_t			*a, *k, *m;
 	size_t			 i, j;
 	char			 c[32], e[32], l[32], *ms, *st;
@@ -369,7 +538,17 @@ cmd_key_list(int argc, char **argv)
 		cmd_close();
 		return (1);
 	}
-	a = apikey_list(o.user != NULL ? u.id : NULL);
+	cmd_wait_init(&w);
+	apikey_list(o.user != NULL ? u.id : NULL, cmd_json_cb, &w);
+	if (cmd_wait(&w) != 0) {
+		fprintf(stderr, "%s: cannot list the keys: database error\n",
+		    BSP_NAME);
+		user_clear(&u);
+		cmd_close();
+		return (2);
+	}
+	a = w.j;
+	w.j = NULL;
 	/* SESSION: the one the key ends with; "-" for the administrator's. */
 	printf("%-22s  %-30s  %-16s  %-14s  %-20s  %-20s  %-20s  %-20s  %-22s  "
 	    "%s\n", "ID", "USER", "NAME", "HINT", "MODELS", "CREATED",
@@ -424,6 +603,7 @@ static int
 cmd_key_revoke(int argc, char **argv)
 {
 	struct cmd_opts	o;
+	struct cmd_wait	w;
 	int		rc;
 
 	if (cmd_parse(argc, argv, "", &o, 1) == -1) {
@@ -432,31 +612,47 @@ cmd_key_revoke(int argc, char **argv)
 	}
 	if (cmd_open() == -1)
 		return (2);
-	rc = apikey_revoke(argv[optind], NULL, "key revoke", cmd_actor, NULL);
+	cmd_wait_init(&w);
+	apikey_revoke(argv[optind], NULL, "key revoke", cmd_actor, NULL,
+	    cmd_rc_cb, &w);
+	rc = cmd_wait(&w);
 	cmd_close();
 	if (rc == -1) {
 		fprintf(stderr, "%s: no active key %s\n", BSP_NAME, argv[optind]);
 		return (1);
 	}
-	if (rc == -2) {
-		fprintf(stderr, "%s: cannot revoke: %s\n", BSP_NAME,
-		    db_errmsg());
+	if (rc != 0) {
+		fprintf(stderr, "%s: cannot revoke: database error\n",
+		    BSP_NAME);
 		return (2);
 	}
 	printf("revoked %s\n", argv[optind]);
 	return (0);
 }
 
-static struct db_stmt st_user_list = { "SELECT id, email, name, groups, "
-    "disabled, last_login FROM users ORDER BY id", NULL, NULL };
+static struct store_stmt st_user_list = STORE_STMT("SELECT id, email, name, "
+    "groups, disabled, last_login FROM users ORDER BY id");
+
+static void
+cmd_user_list_row(const struct store_row *r, void *arg)
+{
+	char	l[32];
+
+	cmd_cell(store_text(r, 0), 40, "  ");
+	cmd_cell(store_text(r, 1), 32, "  ");
+	cmd_cell(store_text(r, 2), 24, "  ");
+	cmd_cell(store_text(r, 3), 30, "  ");
+	cmd_time((time_t)store_int(r, 5), l, sizeof l);
+	printf("%-8s  %s\n", store_int(r, 4) ? "disabled" : "active", l);
+}
 
 /* user list */
 static int
 cmd_user_list(int argc, char **argv)
 {
 	struct cmd_opts	 o;
-	sqlite3_stmt	*st;
-	char		 l[32];
+	struct cmd_wait	 w;
+	int		 rc;
 
 	if (cmd_parse(argc, argv, "", &o, 0) == -1) {
 		fprintf(stderr, "usage: %s user list\n", BSP_NAME);
@@ -466,19 +662,48 @@ cmd_user_list(int argc, char **argv)
 		return (2);
 	printf("%-40s  %-32s  %-24s  %-30s  %-8s  %s\n", "ID", "EMAIL", "NAME",
 	    "GROUPS", "STATUS", "LAST_LOGIN");
-	st = db_prepare(&st_user_list);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		cmd_cell((const char *)sqlite3_column_text(st, 0), 40, "  ");
-		cmd_cell((const char *)sqlite3_column_text(st, 1), 32, "  ");
-		cmd_cell((const char *)sqlite3_column_text(st, 2), 24, "  ");
-		cmd_cell((const char *)sqlite3_column_text(st, 3), 30, "  ");
-		cmd_time((time_t)sqlite3_column_int64(st, 5), l, sizeof l);
-		printf("%-8s  %s\n", sqlite3_column_int(st, 4) ? "disabled" :
-		    "active", l);
-	}
-	sqlite3_reset(st);
+	cmd_wait_init(&w);
+	store_run(0, &st_user_list, NULL, 0, cmd_user_list_row, cmd_end_cb,
+	    &w);
+	rc = cmd_wait(&w);
 	cmd_close();
+	if (rc != STORE_OK) {
+		fprintf(stderr, "%s: cannot list the users: database error\n",
+		    BSP_NAME);
+		return (2);
+	}
 	return (0);
+}
+
+/*
+ * "user disable" and "user enable": the flag and its audit row, in one
+ * unit; 0, or -1 (the database failed, or there is no such user).
+ */
+static int
+cmd_user_flag(const struct user *u, int disabled)
+{
+	struct cmd_wait	w;
+	int		changed;
+
+	cmd_wait_init(&w);
+	store_begin(STORE_WRITE, cmd_begin_cb, &w);
+	if (cmd_wait(&w) != STORE_OK)
+		return (-1);
+	user_set_disabled(w.t, u->id, disabled, cmd_step_cb, &w);
+	if (cmd_wait(&w) != STORE_OK)
+		return (-1);
+	changed = w.n;
+	if (changed != 1) {
+		store_rollback(w.t);
+		return (-1);
+	}
+	audit_event(w.t, disabled ? "user_disabled" : "user_enabled", u->id,
+	    cmd_actor, NULL, NULL, cmd_step_cb, &w);
+	if (cmd_wait(&w) != STORE_OK)
+		return (-1);
+	store_notify(w.t, "users");
+	store_commit(w.t, cmd_end_cb, &w);
+	return (cmd_wait(&w) == STORE_OK ? 0 : -1);
 }
 
 static int
@@ -487,7 +712,8 @@ cmd_user_change(int argc, char **argv, const char *usage, int what)
 	static const char	 logout_allowed[] = { OPT_KEEP_KEYS, 0 };
 	struct cmd_opts		 o;
 	struct user		 u;
-	int			 rc = 0, n, nkeys;
+	struct cmd_wait		 w;
+	int			 rc = 0, n;
 
 	if (cmd_parse(argc, argv, what == 'l' ? logout_allowed : "", &o,
 	    1) == -1) {
@@ -501,39 +727,33 @@ cmd_user_change(int argc, char **argv, const char *usage, int what)
 		cmd_close();
 		return (1);
 	}
+	cmd_wait_init(&w);
 	switch (what) {
 	case 'd':
-		if (db_begin() == -1 || user_set_disabled(u.id, 1) == -1) {
-			db_rollback();
+		if (cmd_user_flag(&u, 1) == -1) {
 			rc = 2;
 			break;
 		}
-		audit_event("user_disabled", u.id, cmd_actor, NULL, NULL);
-		if (db_commit() == -1 ||
-		    (n = tokens_revoke_user(u.id, "user disabled", 0, cmd_actor,
-		    NULL, &nkeys)) == -1) {
+		tokens_revoke_user(u.id, "user disabled", 0, cmd_actor, NULL,
+		    cmd_logout_cb, &w);
+		if ((n = cmd_wait(&w)) == -1) {
 			rc = 2;
 			break;
 		}
 		printf("disabled %s; ended %d session(s) and revoked %d API "
-		    "key(s)\n", u.id, n, nkeys);
+		    "key(s)\n", u.id, n, w.n);
 		break;
 	case 'e':
-		if (db_begin() == -1 || user_set_disabled(u.id, 0) == -1) {
-			db_rollback();
-			rc = 2;
-			break;
-		}
-		audit_event("user_enabled", u.id, cmd_actor, NULL, NULL);
-		if (db_commit() == -1) {
+		if (cmd_user_flag(&u, 0) == -1) {
 			rc = 2;
 			break;
 		}
 		printf("enabled %s\n", u.id);
 		break;
 	case 'l':
-		if ((n = tokens_revoke_user(u.id, "user logout", o.keep_keys,
-		    cmd_actor, NULL, &nkeys)) == -1) {
+		tokens_revoke_user(u.id, "user logout", o.keep_keys, cmd_actor,
+		    NULL, cmd_logout_cb, &w);
+		if ((n = cmd_wait(&w)) == -1) {
 			rc = 2;
 			break;
 		}
@@ -544,12 +764,11 @@ cmd_user_change(int argc, char **argv, const char *usage, int what)
 		else
 			printf("logged out %s: ended %d session(s) and revoked "
 			    "%d API key(s); tokens issued so far no longer "
-			    "work\n", u.id, n, nkeys);
+			    "work\n", u.id, n, w.n);
 		break;
 	}
 	if (rc == 2)
-		fprintf(stderr, "%s: database error: %s\n", BSP_NAME,
-		    db_errmsg());
+		fprintf(stderr, "%s: database error\n", BSP_NAME);
 	user_clear(&u);
 	cmd_close();
 	return (rc);
@@ -578,7 +797,7 @@ static int
 cmd_signing_rotate(int argc, char **argv)
 {
 	struct cmd_opts	 o;
-	char		*cause = NULL;
+	struct cmd_wait	 w;
 	int		 rc = 0;
 
 	if (cmd_parse(argc, argv, "", &o, 0) == -1) {
@@ -587,13 +806,16 @@ cmd_signing_rotate(int argc, char **argv)
 	}
 	if (cmd_open() == -1)
 		return (2);
-	if (tokens_signing_rotate(cfg, &cause) == -1) {
-		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
-		free(cause);
+	cmd_wait_init(&w);
+	tokens_signing_rotate(cfg, cmd_cause_cb, &w);
+	if (cmd_wait(&w) == -1) {
+		fprintf(stderr, "%s: %s\n", BSP_NAME, w.cause != NULL ?
+		    w.cause : "database error");
 		rc = 1;
 	} else
 		printf("rotated; the previous key keeps verifying until its "
 		    "last token expires\n");
+	cmd_wait_clear(&w);
 	cmd_close();
 	return (rc);
 }

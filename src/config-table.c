@@ -118,6 +118,10 @@ const struct config_key config_keys[] = {
 	{ "jwt.key_file", CT_PATH, CS_ROOT, OFF(jwt_key_file), NULL, 0, 0,
 	  NULL, CK_SECRET_PERMS,
 	  "PKCS#8 PEM private key for jwt.algorithm; else one is generated" },
+	{ "jwt.kek_file", CT_PATH, CS_ROOT, OFF(jwt_kek_file), NULL, 0, 0,
+	  NULL, CK_SECRET_PERMS | CK_RESTART,
+	  "32-byte key-encryption key every daemon sharing the database has "
+	  "(PostgreSQL); default: beside the SQLite file" },
 	{ "jwt.secret", CT_SECRET, CS_ROOT, OFF(jwt_secret), NULL, 0, 0, NULL,
 	  0, "HS256 signing secret, at least 32 bytes" },
 	{ "jwt.issuer", CT_STRING, CS_ROOT, OFF(jwt_issuer), NULL, 0, 0, NULL,

@@ -618,6 +618,28 @@ crypto_kek_loaded(void)
 	return (crypto_kek_ok);
 }
 
+/*
+ * The loaded KEK's check value: a MAC of a fixed label under a key derived
+ * from it for this purpose alone. Kept in the database, it tells whether
+ * a daemon was given the KEK the database's keys are sealed under, and
+ * says nothing about the KEK itself. -1 if no KEK is loaded.
+ */
+int
+crypto_kek_check(uint8_t out[CRYPTO_HASH_LEN])
+{
+	static const char	label[] = "bedrock-sso-proxy KEK check v1";
+	uint8_t			key[CRYPTO_KEY_LEN];
+
+	if (!crypto_kek_ok)
+		return (-1);
+	crypto_derive_key(crypto_kek, sizeof crypto_kek, "bsp-kek-check-v1",
+	    key);
+	crypto_generichash(out, CRYPTO_HASH_LEN, (const unsigned char *)label,
+	    sizeof label - 1, key, sizeof key);
+	sodium_memzero(key, sizeof key);
+	return (0);
+}
+
 void
 crypto_kek_unload(void)
 {

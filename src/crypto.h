@@ -120,6 +120,7 @@ int		 crypto_b64url_decode(const char *, size_t, uint8_t *,
  */
 int		 crypto_kek_load(const char *, struct crypto_err *);
 int		 crypto_kek_loaded(void);
+int		 crypto_kek_check(uint8_t [CRYPTO_HASH_LEN]);
 void		 crypto_kek_unload(void);
 int		 crypto_seal(const void *, size_t, uint8_t **, size_t *);
 int		 crypto_unseal(const uint8_t *, size_t, uint8_t **,

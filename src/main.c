@@ -22,11 +22,11 @@
 #include <event2/event_struct.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <sqlite3.h>
 #include <yaml.h>
 
 #include "bsp.h"
 #include "crypto.h"
+#include "store.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -179,7 +179,7 @@ main_sighup(int sig, short ev, void *arg)
 	cfg = c;
 	config_unref(old);
 	/* The access policy may have changed: who is still admitted? */
-	users_load_state();
+	users_load_state(NULL, NULL);
 	main_log_configure(cfg);
 	log_info("configuration reloaded");
 	sd_notify_send("READY=1");
@@ -196,20 +196,41 @@ main_sigusr1(int sig, short ev, void *arg)
 static void
 main_log_versions(void)
 {
-	struct log_field	f[] = {
+	char			*db = store_url_redacted(cfg->database_url);
+	struct log_field	 f[] = {
 		LFS("version", PACKAGE_VERSION),
 		LFS("libevent", event_get_version()),
 		LFS("event_method", event_base_get_method(bsp_base)),
 		LFS("openssl", OpenSSL_version(OPENSSL_VERSION)),
-		LFS("sqlite", sqlite3_libversion()),
+		LFS("sqlite", store_version(STORE_SQLITE)),
+		LFS("libpq", store_version(STORE_PG)),
 		LFS("libsodium", crypto_sodium_version()),
 		LFS("jansson", jansson_version_str()),
 		LFS("libyaml", yaml_get_version_string()),
 		LFS("config", cfg->path != NULL ? cfg->path :
 		    "built-in defaults"),
+		LFS("database", db),
 	};
 
 	log_fields(LOG_LVL_INFO, "starting " BSP_NAME, f, nitems(f));
+	free(db);
+}
+
+/*
+ * Open the database: SQLite at once; PostgreSQL connects in the
+ * background (the modules load their state when it comes up).
+ */
+static int
+main_store_open(char **cause)
+{
+	struct store_conf	sc;
+	int			rc;
+
+	if (store_conf_from_config(cfg, &sc, cause) == -1)
+		return (-1);
+	rc = store_open(&sc, cause);
+	store_conf_clear(&sc);
+	return (rc);
 }
 
 static int
@@ -246,7 +267,7 @@ main_daemon(void)
 		if ((bsp_dns = evdns_base_new(bsp_base, 0)) == NULL)
 			fatalx("evdns_base_new");
 	}
-	if (db_open(cfg->db_path, cfg->database_busy_timeout, &cause) == -1) {
+	if (main_store_open(&cause) == -1) {
 		log_errorx("%s", cause);
 		free(cause);
 		return (2);
@@ -259,7 +280,7 @@ main_daemon(void)
 		free(cause);
 		modules_free();
 		server_free();
-		db_close();
+		store_close();
 		return (2);
 	}
 
@@ -275,6 +296,8 @@ main_daemon(void)
 	sd_notify_send("READY=1");
 	log_info("ready; public URL %s", cfg->server_public_url);
 	event_base_dispatch(bsp_base);
+	if (modules_failed())
+		bsp_exit_code = 2;
 
 	/*
 	 * Already stopping: further signals must not cut the cleanup short.
@@ -297,7 +320,7 @@ main_daemon(void)
 	signal(SIGUSR1, SIG_IGN);
 	server_free();
 	modules_free();
-	db_close();
+	store_close();
 	evdns_base_free(bsp_dns, 0);
 	event_base_free(bsp_base);
 	bsp_base = NULL;

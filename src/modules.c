@@ -2,9 +2,10 @@
  * modules.c: start, reload, check and stop the subsystems that hold state
  * derived from the configuration, in a fixed order; run their checks of
  * the configuration, and their housekeeping: a sync when another process
- * (an admin command) has written to the database, and maintenance every
- * cache.cleanup_interval. The lower layers never call up for any of this:
- * each module is called from here.
+ * (an admin command) or daemon has written to the database, and when the
+ * database first comes up (the store's watcher, store_watch), and
+ * maintenance every cache.cleanup_interval. The lower layers never call up
+ * for any of this: each module is called from here.
  */
 
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 
 #include "bsp.h"
 #include "aws-creds.h"
+#include "store.h"
+
+#define MODULES_RETRY_SECS	2	/* a first load that failed, again */
 
 /*
  * A reload is two steps: prepare (may fail, changes nothing anyone sees)
@@ -30,7 +34,10 @@ struct module {
 	void		(*commit)(struct config *);
 	void		(*abort)(void);
 	int		(*check)(struct config *, char **);
-	/* Another process wrote to the database: reload what it keeps. */
+	/*
+	 * Another process or daemon wrote to the database, or it came up:
+	 * reload what it keeps.
+	 */
 	void		(*sync)(void);
 	/* Housekeeping, every cache.cleanup_interval. */
 	void		(*maint)(time_t);
@@ -46,8 +53,8 @@ static void	auth_module_maint(time_t);
 
 /* Started in this order, stopped in the reverse. */
 static const struct module modules[] = {
-	{ "db", db_config_check, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-	  NULL },
+	{ "store", store_config_check, NULL, NULL, NULL, NULL, NULL, NULL,
+	  NULL, NULL },
 	{ "users", NULL, NULL, NULL, NULL, NULL, NULL, users_sync, NULL,
 	  NULL },
 	{ "tokens", tokens_config_check, tokens_module_init,
@@ -76,8 +83,9 @@ static const struct module modules[] = {
 /* The housekeeping timers; only in the daemon. */
 static struct {
 	int		 started;
-	long long	 data_version;
-	struct event	 poll_ev;
+	int		 stopping;
+	int		 failed;
+	struct event	 retry_ev;
 	struct event	 maint_ev;
 } mod;
 
@@ -95,27 +103,50 @@ modules_config_check(struct config *c, struct config_errors *errs)
 
 /* Reload, in every module, what another process may have changed. */
 static void
-modules_sync(void)
+modules_sync(void *arg)
 {
 	const struct module	*m;
+	const char		*detail;
 
-	log_debug("database changed by another process; reloading state");
+	/* Down: it says when it is up again (the first connection). */
+	if (mod.stopping || !store_ready(&detail))
+		return;
+	log_debug("database changed by another process or came up; "
+	    "reloading state");
 	for (m = modules; m->name != NULL; m++) {
 		if (m->sync != NULL)
 			m->sync();
 	}
 }
 
-/* PRAGMA data_version tells within a second that another process wrote. */
+/*
+ * Until the state the credential checks need has been loaded once (the
+ * database was down, or a load failed), try again now and then.
+ */
 static void
-modules_poll_cb(int fd, short ev, void *arg)
+modules_retry_cb(int fd, short ev, void *arg)
 {
-	long long	v = db_data_version();
+	const char	*detail;
 
-	if (v != mod.data_version) {
-		mod.data_version = v;
-		modules_sync();
-	}
+	if (store_ready(&detail) && !tokens_loaded(&detail))
+		modules_sync(NULL);
+}
+
+/* What no retry mends (another daemon's KEK): stop, saying why. */
+static void
+modules_fatal(const char *cause)
+{
+	log_errorx("%s", cause);
+	mod.failed = 1;
+	if (bsp_base != NULL)
+		event_base_loopexit(bsp_base, NULL);
+}
+
+/* Did a module stop the daemon (exit status 2)? */
+int
+modules_failed(void)
+{
+	return (mod.failed);
 }
 
 static void
@@ -133,14 +164,15 @@ modules_maint_cb(int fd, short ev, void *arg)
 static void
 modules_timers_start(struct config *c)
 {
-	struct timeval	one = { 1, 0 }, maint;
+	struct timeval	retry = { MODULES_RETRY_SECS, 0 }, maint;
 
 	if (bsp_base == NULL || mod.started)
 		return;
-	mod.data_version = db_data_version();
-	event_assign(&mod.poll_ev, bsp_base, -1, EV_PERSIST, modules_poll_cb,
+	mod.stopping = 0;
+	store_watch(modules_sync, NULL);
+	event_assign(&mod.retry_ev, bsp_base, -1, EV_PERSIST, modules_retry_cb,
 	    NULL);
-	event_add(&mod.poll_ev, &one);
+	event_add(&mod.retry_ev, &retry);
 	maint.tv_sec = (time_t)c->cache_cleanup_interval;
 	maint.tv_usec = 0;
 	event_assign(&mod.maint_ev, bsp_base, -1, EV_PERSIST,
@@ -209,6 +241,7 @@ tokens_module_init(struct config *c, char **cause)
 {
 	if (tokens_init(c, cause) == -1)
 		return (-1);
+	tokens_on_fatal(modules_fatal);
 	health_register("signing_key", tokens_ready);
 	return (0);
 }
@@ -292,8 +325,9 @@ modules_free(void)
 	const struct module	*m;
 	size_t			 n = 0;
 
+	mod.stopping = 1;
 	if (mod.started) {
-		event_del(&mod.poll_ev);
+		event_del(&mod.retry_ev);
 		event_del(&mod.maint_ev);
 		mod.started = 0;
 	}

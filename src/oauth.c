@@ -33,6 +33,10 @@
  *
  * Each login is a state machine (login_enter() traces it):
  * NEW -> TOKEN -> [KEYS] -> [USERINFO] -> [EMAILS] -> [ORGS] -> DONE.
+ * What it writes and reads in the database runs beside it as a small
+ * state machine of its own (login_db_step(): the state's row, the user,
+ * the session, a refusal's audit row); while that is under way a client
+ * that leaves still gets its verdict, which nobody reads.
  * Provider error text reaches pages escaped and never with secrets.
  */
 
@@ -44,7 +48,6 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <sqlite3.h>
 #include <uthash.h>
 
 #include "bsp.h"
@@ -53,6 +56,7 @@
 #include "jose.h"
 #include "oauth-state.h"
 #include "oidc.h"
+#include "store.h"
 
 #define LOGIN_DOC_MAX		(256 * 1024)
 #define CLAIM_OURS		"_bsp_"	/* our claims, never an IdP's */
@@ -103,6 +107,42 @@ struct login {
 	struct identity			 id;
 	struct hc_target		*target;
 	struct hc_req			*up;
+	/* the database's part (login_db_step) */
+	int				 db;		/* LDB_* under way */
+	int				 cancelled;	/* the client left */
+	int				 dup;		/* redeemed elsewhere */
+	struct user			 user;		/* being saved */
+	json_t				*session;
+	char				*uid;
+	/* a refusal, told once its audit row is written */
+	int				 fail_code;
+	char				*fail_error;
+	char				*fail_title;
+	char				*fail_detail;
+	/* the IdP's redirect, kept across the claim */
+	int				 iss_ok;
+	char				*idp_said;
+};
+
+/* What a login is doing in the database. */
+enum login_db {
+	LDB_NONE,
+	LDB_CLAIM,		/* is the state spent? */
+	LDB_ADMIT,		/* is the user disabled? */
+	LDB_SAVE_BEGIN,		/* the state's row, the user, the session */
+	LDB_SAVE_SPEND,
+	LDB_SAVE_USER,
+	LDB_SAVE_SESSION,
+	LDB_SAVE_COMMIT,
+	LDB_REFUSE_BEGIN,	/* the state's row and a refusal's audit row */
+	LDB_REFUSE_SPEND,
+	LDB_REFUSE_AUDIT,
+	LDB_REFUSE_COMMIT,
+};
+static const char *const login_db_names[] = {
+	"NONE", "CLAIM", "ADMIT", "SAVE_BEGIN", "SAVE_SPEND", "SAVE_USER",
+	"SAVE_SESSION", "SAVE_COMMIT", "REFUSE_BEGIN", "REFUSE_SPEND",
+	"REFUSE_AUDIT", "REFUSE_COMMIT"
 };
 
 /* A state whose callback is running in this process. */
@@ -121,13 +161,22 @@ static struct {
  * Redeemed states, by the hash of their id; kept until well after they
  * expire (tokens.c purges them), so that no clock can make one live again.
  */
-static struct db_stmt st_spent = { "SELECT 1 FROM oauth_states WHERE "
-    "hash = ?", NULL, NULL };
-static struct db_stmt st_spend = { "INSERT INTO oauth_states (hash, "
-    "provider, flow, redirect_uri, client_addr, created, expires) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?)", NULL, NULL };
+static struct store_stmt st_spent = STORE_STMT("SELECT 1 FROM oauth_states "
+    "WHERE hash = $1");
+static struct store_stmt st_user_disabled = STORE_STMT("SELECT disabled "
+    "FROM users WHERE id = $1");
+static struct store_stmt st_spend = STORE_STMT("INSERT INTO oauth_states "
+    "(hash, provider, flow, redirect_uri, client_addr, created, expires) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)");
 
 static void	login_release(struct login *);
+static void	login_db_enter(struct login *, enum login_db);
+static void	login_db_row(const struct store_row *, void *);
+static void	login_db_ran(int, void *);
+static void	login_db_step(struct store_txn *, int, void *);
+static void	login_claimed(struct login *, int);
+static void	login_verdict(struct login *);
+static void	login_finish_admitted(struct login *);
 static void	login_step(struct login *);
 static void	login_fail(struct login *, int, const char *, const char *,
 		    const char *);
@@ -180,6 +229,13 @@ oauth_login_free(void *arg)
 	free(l->id_sub);
 	json_decref(l->claims);
 	identity_clear(&l->id);
+	user_clear(&l->user);
+	json_decref(l->session);
+	free(l->uid);
+	free(l->fail_error);
+	free(l->fail_title);
+	free(l->fail_detail);
+	free(l->idp_said);
 	free(l);
 }
 
@@ -448,37 +504,31 @@ out:
 
 /*
  * Claim a state for this request, which has shown that it may redeem it.
- * A read, never a write: -1 while another request redeems it (this
- * process), -2 once it has been redeemed (the row, written by any daemon
- * sharing the database), -3 if the database cannot tell; 0 claimed.
+ * A read, never a write; login_claimed(l, rc) follows: -1 while another
+ * request redeems it (this process), -2 once it has been redeemed (the
+ * row, written by any daemon sharing the database), -3 if the database
+ * cannot tell; 0 claimed.
  */
-static int
+static void
 login_claim(struct login *l, const uint8_t key[CRYPTO_HASH_LEN])
 {
 	struct login_busy	*b;
-	sqlite3_stmt		*q;
-	int			 rc;
+	struct store_param	 p[] = { SP_BLOB(key, CRYPTO_HASH_LEN) };
 
 	HASH_FIND(hh, oa.busy, key, CRYPTO_HASH_LEN, b);
-	if (b != NULL)
-		return (-1);
-	q = db_prepare(&st_spent);
-	sqlite3_bind_blob(q, 1, key, CRYPTO_HASH_LEN, SQLITE_STATIC);
-	rc = sqlite3_step(q);
-	sqlite3_reset(q);
-	if (rc == SQLITE_ROW)
-		return (-2);
-	if (rc != SQLITE_DONE) {
-		log_warnx("login via %s: cannot look up its state: %s",
-		    l->pc->name, db_errmsg());
-		return (-3);
+	if (b != NULL) {
+		login_claimed(l, -1);
+		return;
 	}
+	/* Ours while the row is looked for: a twin request waits out. */
 	b = xcalloc(1, sizeof *b);
 	memcpy(b->key, key, sizeof b->key);
 	HASH_ADD(hh, oa.busy, key, sizeof b->key, b);
 	memcpy(l->skey, b->key, sizeof l->skey);
 	l->busy = 1;
-	return (0);
+	login_db_enter(l, LDB_CLAIM);
+	l->dup = 0;
+	store_run(0, &st_spent, p, nitems(p), login_db_row, login_db_ran, l);
 }
 
 /* The request is done with its state (redeemed or not). */
@@ -498,38 +548,20 @@ login_release(struct login *l)
 }
 
 /*
- * Record that the claimed state is redeemed: its row, in the caller's
- * transaction if there is one. -1 if it cannot be written, with *dup set
- * when the row is there already (another daemon redeemed it meanwhile).
+ * Record that the claimed state is redeemed: its row, in the unit t; a
+ * taken key (STORE_CONFLICT) means another daemon redeemed it meanwhile.
  */
-static int
-login_spend(struct login *l, int *dup)
+static void
+login_spend(struct login *l, struct store_txn *t)
 {
-	sqlite3_stmt	*st = db_prepare(&st_spend);
-	time_t		 now = now_wall();
+	struct store_param	p[] = {
+		SP_BLOB(l->skey, sizeof l->skey), SP_TEXT(l->pc->name),
+		SP_TEXT(l->api ? "api" : "browser"), SP_TEXT(l->redirect_uri),
+		SP_TEXT(l->client), SP_INT(now_wall()),
+		SP_INT(l->expires + OAUTH_STATE_TTL),
+	};
 
-	*dup = 0;
-	sqlite3_bind_blob(st, 1, l->skey, sizeof l->skey, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, l->pc->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, l->api ? "api" : "browser", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, l->redirect_uri, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, l->client, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, (sqlite3_int64)now);
-	sqlite3_bind_int64(st, 7, (sqlite3_int64)(l->expires +
-	    OAUTH_STATE_TTL));
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		*dup = sqlite3_extended_errcode(bsp_db) ==
-		    SQLITE_CONSTRAINT_PRIMARYKEY;
-		if (!*dup)
-			log_warnx("login via %s: cannot record its state: %s",
-			    l->pc->name, db_errmsg());
-		sqlite3_reset(st);
-		return (-1);
-	}
-	sqlite3_reset(st);
-	l->spent = 1;
-	return (0);
+	store_exec(t, &st_spend, p, nitems(p), NULL, login_db_step, l);
 }
 
 /*
@@ -579,6 +611,11 @@ oauth_login_cancel(struct login *l)
 {
 	if (l == NULL || l->state == LS_DONE)
 		return (0);
+	if (l->db != LDB_NONE) {
+		/* The database answers first; the verdict follows it. */
+		l->cancelled = 1;
+		return (0);
+	}
 	if (l->up != NULL) {
 		hc_cancel(l->up);
 		l->up = NULL;
@@ -589,31 +626,21 @@ oauth_login_cancel(struct login *l)
 	return (1);
 }
 
-/* The state is spent by this refusal, which the audit log records. */
+/* The verdict of a refusal kept in l (login_fail), to the caller. */
 static void
-login_record_refusal(struct login *l, const char *error, const char *uid,
-    const char *detail)
+login_verdict(struct login *l)
 {
-	int	dup;
+	struct login_result	res;
 
-	if (db_begin() == -1) {
-		log_warnx("login via %s: cannot record its refusal: %s",
-		    l->pc->name, db_errmsg());
-		return;
-	}
-	if (!l->spent && login_spend(l, &dup) == -1) {
-		db_rollback();
-		if (dup)
-			log_info("login via %s refused; its state was redeemed "
-			    "elsewhere meanwhile: %s", l->pc->name, detail);
-		return;
-	}
-	audit_event(strcmp(error, "access_denied") == 0 ? "login_refused" :
-	    "login_failed", uid, NULL, l->client, json_pack("{s:s,s:s}",
-	    "provider", l->pc->name, "reason", detail));
-	if (db_commit() == -1)
-		log_warnx("login via %s: cannot record its refusal: %s",
-		    l->pc->name, db_errmsg());
+	login_enter(l, LS_DONE);
+	memset(&res, 0, sizeof res);
+	res.api = l->api;
+	res.pc = l->pc;
+	res.code = l->fail_code;
+	res.error = l->fail_error;
+	res.title = l->fail_title;
+	res.detail = l->fail_detail;
+	l->done(&res, l->arg);
 }
 
 /*
@@ -624,34 +651,222 @@ static void
 login_fail(struct login *l, int code, const char *error, const char *title,
     const char *detail)
 {
-	struct login_result	 res;
-	char			*uid = NULL;
-
 	login_count(l->pc, strcmp(error, "access_denied") == 0 ? "denied" :
 	    "error");
-	/* The user as the users table names them: provider:subject. */
-	if (l->id.subject != NULL)
-		xasprintf(&uid, "%s:%s", l->pc->name, l->id.subject);
+	l->fail_code = code;
+	free(l->fail_error);
+	free(l->fail_title);
+	free(l->fail_detail);
+	l->fail_error = xstrdup(error);
+	l->fail_title = xstrdup(title);
+	l->fail_detail = xstrdup(detail);
+	login_enter(l, LS_DONE);
 	/*
-	 * Writes (the state's row and an audit row, in one transaction) only
-	 * for the verdict on a live state of this client, once; junk from
+	 * Writes (the state's row and an audit row, in one unit) only for
+	 * the verdict on a live state of this client, once; junk from
 	 * anyone gets a log line, so it cannot make us write to the disk.
 	 */
-	if (l->genuine)
-		login_record_refusal(l, error, uid, detail);
-	else
+	if (!l->genuine) {
 		log_info("login via %s refused before any state: %s",
 		    l->pc->name, detail);
-	free(uid);
+		login_verdict(l);
+		return;
+	}
+	/* The user as the users table names them: provider:subject. */
+	free(l->uid);
+	l->uid = NULL;
+	if (l->id.subject != NULL)
+		xasprintf(&l->uid, "%s:%s", l->pc->name, l->id.subject);
+	login_db_enter(l, LDB_REFUSE_BEGIN);
+	store_begin(STORE_WRITE, login_db_step, l);
+}
+
+static void
+login_db_enter(struct login *l, enum login_db s)
+{
+	if (l->db != (int)s)
+		log_trace(TRACE_OAUTH, "login %s (%s): database %s -> %s",
+		    l->reqid, l->pc->name, login_db_names[l->db],
+		    login_db_names[s]);
+	l->db = s;
+}
+
+/* A read's row: the state's (claim), or the user's (admit). */
+static void
+login_db_row(const struct store_row *r, void *arg)
+{
+	struct login	*l = arg;
+
+	if (l->db == LDB_CLAIM)
+		l->dup = 1;
+	else if (l->db == LDB_ADMIT)
+		l->dup = (int)store_int(r, 0);	/* disabled */
+}
+
+/* A read is over: the claim's, or the admission's. */
+static void
+login_db_ran(int status, void *arg)
+{
+	struct login	*l = arg;
+	int		 db = l->db, rc;
+
+	login_db_enter(l, LDB_NONE);
+	if (db == LDB_CLAIM) {
+		rc = status != STORE_OK ? -3 : l->dup ? -2 : 0;
+		if (rc != 0) {
+			if (rc == -3)
+				log_warnx("login via %s: cannot look up its "
+				    "state", l->pc->name);
+			login_release(l);
+		}
+		l->dup = 0;
+		login_claimed(l, rc);
+		return;
+	}
+	if (status != STORE_OK) {
+		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
+		    "Your sign-in could not be recorded. Try again.");
+		return;
+	}
+	if (l->dup) {
+		login_fail(l, 403, "access_denied", "Access denied", "Your "
+		    "account on this proxy is disabled.");
+		return;
+	}
+	login_finish_admitted(l);
+}
+
+/* The unit is over: the session's verdict, or the refusal's. */
+static void
+login_db_committed(int status, void *arg)
+{
+	struct login		*l = arg;
+	struct login_result	 res;
+	int			 db = l->db;
+
+	login_db_enter(l, LDB_NONE);
+	if (db == LDB_REFUSE_COMMIT) {
+		if (status != STORE_OK)
+			log_warnx("login via %s: cannot record its refusal",
+			    l->pc->name);
+		else
+			l->spent = 1;
+		login_verdict(l);
+		return;
+	}
+	if (status != STORE_OK) {
+		json_decref(l->session);
+		l->session = NULL;
+		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
+		    "Your sign-in could not be recorded. Try again.");
+		return;
+	}
+	l->spent = 1;
+	(void)user_state_note(&l->user);
+	login_count(l->pc, "ok");
 	login_enter(l, LS_DONE);
 	memset(&res, 0, sizeof res);
 	res.api = l->api;
 	res.pc = l->pc;
-	res.code = code;
-	res.error = error;
-	res.title = title;
-	res.detail = detail;
+	res.code = 200;
+	res.user = &l->user;
+	res.session = l->session;
 	l->done(&res, l->arg);
+}
+
+/*
+ * The one step function of a login's units: saving a sign-in (the
+ * state's row, the user, the session) and recording a refusal (the
+ * state's row, if not yet, and the audit row).
+ */
+static void
+login_db_step(struct store_txn *t, int status, void *arg)
+{
+	struct login	*l = arg;
+
+	if (t == NULL || status != STORE_OK) {
+		if (t != NULL)
+			store_rollback(t);
+		if (status == STORE_CONFLICT && (l->db == LDB_SAVE_SPEND ||
+		    l->db == LDB_REFUSE_SPEND)) {
+			/* Redeemed elsewhere meanwhile. */
+			if (l->db == LDB_REFUSE_SPEND) {
+				login_db_enter(l, LDB_NONE);
+				log_info("login via %s refused; its state was "
+				    "redeemed elsewhere meanwhile: %s",
+				    l->pc->name, l->fail_detail);
+				login_verdict(l);
+				return;
+			}
+			login_db_enter(l, LDB_NONE);
+			/* Its verdict is recorded elsewhere. */
+			l->genuine = 0;
+			login_fail(l, 400, "invalid_grant", "Sign-in failed",
+			    "This sign-in was already completed.");
+			return;
+		}
+		if (l->db >= LDB_REFUSE_BEGIN) {
+			login_db_enter(l, LDB_NONE);
+			log_warnx("login via %s: cannot record its refusal",
+			    l->pc->name);
+			login_verdict(l);
+			return;
+		}
+		login_db_enter(l, LDB_NONE);
+		json_decref(l->session);
+		l->session = NULL;
+		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
+		    "Your sign-in could not be recorded. Try again.");
+		return;
+	}
+	switch (l->db) {
+	case LDB_SAVE_BEGIN:
+		/* Redeemed: its row first, so that it is never used again. */
+		login_db_enter(l, LDB_SAVE_SPEND);
+		login_spend(l, t);
+		return;
+	case LDB_SAVE_SPEND:
+		login_db_enter(l, LDB_SAVE_USER);
+		user_upsert(t, &l->user, login_db_step, l);
+		return;
+	case LDB_SAVE_USER:
+		login_db_enter(l, LDB_SAVE_SESSION);
+		tokens_session_add(t, &l->user, l->client, "login",
+		    &l->session, login_db_step, l);
+		return;
+	case LDB_SAVE_SESSION:
+		login_db_enter(l, LDB_SAVE_COMMIT);
+		/* Other daemons may hold something against this user. */
+		if (user_state(l->user.id) != NULL || l->user.disabled ||
+		    l->user.revoked_before != 0)
+			store_notify(t, "users");
+		store_commit(t, login_db_committed, l);
+		return;
+	case LDB_REFUSE_BEGIN:
+		if (!l->spent) {
+			login_db_enter(l, LDB_REFUSE_SPEND);
+			login_spend(l, t);
+			return;
+		}
+		/* FALLTHROUGH */
+	case LDB_REFUSE_SPEND:
+		login_db_enter(l, LDB_REFUSE_AUDIT);
+		audit_event(t, strcmp(l->fail_error, "access_denied") == 0 ?
+		    "login_refused" : "login_failed", l->uid, NULL, l->client,
+		    json_pack("{s:s,s:s}", "provider", l->pc->name, "reason",
+		    l->fail_detail), login_db_step, l);
+		return;
+	case LDB_REFUSE_AUDIT:
+		login_db_enter(l, LDB_REFUSE_COMMIT);
+		store_commit(t, login_db_committed, l);
+		return;
+	default:
+		store_rollback(t);
+		login_db_enter(l, LDB_NONE);
+		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
+		    "Your sign-in could not be recorded. Try again.");
+		return;
+	}
 }
 
 /* The callback (browser) or POST /auth/token (API) has a code: go. */
@@ -766,14 +981,29 @@ login_open_cookie(struct login *l, const struct login_redirect *in,
 void
 oauth_login_redirect(struct login *l, const struct login_redirect *in)
 {
-	char				*msg;
-	const char			*desc;
-	uint8_t				 key[CRYPTO_HASH_LEN];
-	int				 rc;
+	const char	*desc;
+	uint8_t		 key[CRYPTO_HASH_LEN];
 
 	if (login_open_cookie(l, in, key) == -1)
 		return;
-	if ((rc = login_claim(l, key)) == -3) {
+	/* What the answer says, judged once the state is claimed. */
+	l->iss_ok = login_iss_ok(l, in);
+	if (in->error != NULL) {
+		desc = in->error_description != NULL ? in->error_description :
+		    "";
+		xasprintf(&l->idp_said, "The identity provider said: %s%s%s",
+		    in->error, *desc != '\0' ? ": " : "", desc);
+	}
+	if (in->code != NULL)
+		l->code = xstrdup(in->code);
+	login_claim(l, key);
+}
+
+/* The browser's claim is settled: refuse, or exchange the code. */
+static void
+login_redirect_claimed(struct login *l, int rc)
+{
+	if (rc == -3) {
 		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
 		    "This sign-in cannot be checked right now. Try again.");
 		return;
@@ -786,29 +1016,60 @@ oauth_login_redirect(struct login *l, const struct login_redirect *in)
 		return;
 	}
 	l->genuine = 1;
-	if (!login_iss_ok(l, in)) {
+	if (!l->iss_ok) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed", "The "
 		    "answer names another identity provider as its issuer "
 		    "(iss), or none although this one always does.");
 		return;
 	}
-	if (in->error != NULL) {
-		desc = in->error_description != NULL ? in->error_description :
-		    "";
-		xasprintf(&msg, "The identity provider said: %s%s%s", in->error,
-		    *desc != '\0' ? ": " : "", desc);
+	if (l->idp_said != NULL) {
 		login_fail(l, 400, "access_denied", "Sign-in was not completed",
-		    msg);
-		free(msg);
+		    l->idp_said);
 		return;
 	}
-	if (in->code == NULL) {
+	if (l->code == NULL) {
 		login_fail(l, 400, "invalid_request", "Sign-in failed",
 		    "The identity provider's answer carried no code.");
 		return;
 	}
-	l->code = xstrdup(in->code);
 	login_go(l);
+}
+
+/* The API client's claim is settled: refuse, or exchange the code. */
+static void
+login_grant_claimed(struct login *l, int rc)
+{
+	if (rc != 0) {
+		if (rc == -3)
+			login_fail(l, 503, "temporarily_unavailable", "",
+			    "the state cannot be checked right now; try again");
+		else
+			login_fail(l, 400, "invalid_grant", "", rc == -1 ?
+			    "state is being redeemed by another request" :
+			    "state is unknown, expired or already used");
+		return;
+	}
+	l->genuine = 1;
+	login_go(l);
+}
+
+/*
+ * The claim of the state is settled (login_claim). A client that left
+ * meanwhile gets a verdict nobody reads, and nothing is written.
+ */
+static void
+login_claimed(struct login *l, int rc)
+{
+	if (l->cancelled) {
+		login_release(l);
+		login_fail(l, 400, "invalid_request", "Sign-in failed",
+		    "The client went away.");
+		return;
+	}
+	if (l->api)
+		login_grant_claimed(l, rc);
+	else
+		login_redirect_claimed(l, rc);
 }
 
 /* RFC 7636 section 4.1: 43 to 128 unreserved characters. */
@@ -877,19 +1138,8 @@ oauth_login_grant(struct login *l, const struct login_grant *in)
 		return;
 	}
 	l->redirect_uri = xstrdup(in->redirect_uri);
-	if ((rc = login_claim(l, key)) != 0) {
-		if (rc == -3)
-			login_fail(l, 503, "temporarily_unavailable", "",
-			    "the state cannot be checked right now; try again");
-		else
-			login_fail(l, 400, "invalid_grant", "", rc == -1 ?
-			    "state is being redeemed by another request" :
-			    "state is unknown, expired or already used");
-		return;
-	}
-	l->genuine = 1;
 	l->code = xstrdup(in->code);
-	login_go(l);
+	login_claim(l, key);
 }
 
 /* Identity from the merged claims, by the provider's field names. */
@@ -1350,14 +1600,14 @@ login_exchange(struct login *l)
 }
 
 /*
- * May the user the IdP named (uid, provider:subject) sign in here: their
- * organization, the access policy, their account? 0, or -1 refused.
+ * May the user the IdP named (l->uid, provider:subject) sign in here:
+ * their organization, the access policy? 0, or -1 refused. Their account
+ * (disabled?) is read next (LDB_ADMIT).
  */
 static int
-login_admit(struct login *l, const char *uid)
+login_admit(struct login *l)
 {
 	const struct config	*c = l->cfg;
-	struct user		 cur;
 	const char		*why;
 
 	/*
@@ -1378,23 +1628,15 @@ login_admit(struct login *l, const char *uid)
 		login_fail(l, 403, "access_denied", "Access denied", why);
 		return (-1);
 	}
-	memset(&cur, 0, sizeof cur);
-	if (user_get(uid, &cur) == 0 && cur.disabled) {
-		user_clear(&cur);
-		login_fail(l, 403, "access_denied", "Access denied", "Your "
-		    "account on this proxy is disabled.");
-		return (-1);
-	}
-	user_clear(&cur);
 	return (0);
 }
 
-/* The users table's row for the identity; u takes uid. */
+/* The users table's row for the identity. */
 static void
-login_user(struct login *l, char *uid, struct user *u)
+login_user(struct login *l, struct user *u)
 {
-	memset(u, 0, sizeof *u);
-	u->id = uid;
+	user_clear(u);
+	u->id = xstrdup(l->uid);
 	u->provider = xstrdup(l->pc->name);
 	u->subject = xstrdup(l->id.subject);
 	if (l->id.email != NULL)
@@ -1408,15 +1650,11 @@ login_user(struct login *l, char *uid, struct user *u)
 		u->tenant = xstrdup(l->id.tenant);
 }
 
-/* The IdP has told us who it is: policy, user record, session, verdict. */
+/* The IdP has told us who it is: policy, then the user's account. */
 static void
 login_finish(struct login *l)
 {
-	struct login_result	 res;
-	struct user		 u;
-	json_t			*resp;
-	char			*uid;
-	int			 dup;
+	struct store_param	p[1];
 
 	identity_from_claims(l);
 	if (l->id.subject == NULL) {
@@ -1424,41 +1662,30 @@ login_finish(struct login *l)
 		    "identity provider did not say who you are.");
 		return;
 	}
-	xasprintf(&uid, "%s:%s", l->pc->name, l->id.subject);
-	if (login_admit(l, uid) == -1) {
-		free(uid);
+	free(l->uid);
+	xasprintf(&l->uid, "%s:%s", l->pc->name, l->id.subject);
+	if (login_admit(l) == -1)
+		return;
+	p[0] = (struct store_param)SP_TEXT(l->uid);
+	login_db_enter(l, LDB_ADMIT);
+	l->dup = 0;
+	store_run(0, &st_user_disabled, p, nitems(p), login_db_row,
+	    login_db_ran, l);
+}
+
+/* Admitted: the state's row, the user and the session, in one unit. */
+static void
+login_finish_admitted(struct login *l)
+{
+	if (l->cancelled) {
+		l->genuine = 0;
+		login_fail(l, 400, "invalid_request", "Sign-in failed",
+		    "The client went away.");
 		return;
 	}
-	/* Redeemed: the state's row first, so it can never be used again. */
-	if (login_spend(l, &dup) == -1) {
-		free(uid);
-		if (dup)
-			l->genuine = 0;	/* its verdict is recorded elsewhere */
-		login_fail(l, dup ? 400 : 503, dup ? "invalid_grant" :
-		    "temporarily_unavailable", "Sign-in failed", dup ? "This "
-		    "sign-in was already completed." : "Your sign-in could not "
-		    "be recorded. Try again.");
-		return;
-	}
-	login_user(l, uid, &u);
-	if (user_upsert(&u) == -1 ||
-	    tokens_session_new(&u, l->client, "login", &resp) == -1) {
-		user_clear(&u);
-		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
-		    "Your sign-in could not be recorded. Try again.");
-		return;
-	}
-	login_count(l->pc, "ok");
-	login_enter(l, LS_DONE);
-	memset(&res, 0, sizeof res);
-	res.api = l->api;
-	res.pc = l->pc;
-	res.code = 200;
-	res.user = &u;
-	res.session = resp;
-	l->done(&res, l->arg);
-	json_decref(resp);
-	user_clear(&u);
+	login_user(l, &l->user);
+	login_db_enter(l, LDB_SAVE_BEGIN);
+	store_begin(STORE_WRITE, login_db_step, l);
 }
 
 /* Run the state machine one step. */

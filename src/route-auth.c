@@ -47,33 +47,73 @@ refresh_param(struct request *r, const char **why)
 	return (out);
 }
 
+/* The rotation is over: answer it. */
+static void
+refresh_done(int rc, json_t *resp, const char *why, void *arg)
+{
+	struct request	*r = arg;
+
+	if (rc == -2)
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    "cannot refresh right now; try again");
+	else if (rc == -1) {
+		metric_add(m_refreshes, "result=\"invalid\"", 1);
+		server_error_oauth(r, 400, "invalid_grant", why);
+	} else {
+		metric_add(m_refreshes, "result=\"ok\"", 1);
+		server_reply_json(r, 200, resp);
+	}
+	request_unref(r);
+}
+
 /* POST /auth/refresh: rotate a refresh token, answer a new pair. */
 void
 route_auth_refresh(struct request *r)
 {
 	const char	*why = "malformed request";
 	char		*t;
-	json_t		*resp;
-	int		 rc;
 
 	if ((t = refresh_param(r, &why)) == NULL) {
 		server_error_oauth(r, 400, "invalid_request", why);
 		return;
 	}
-	rc = tokens_refresh(t, r->client, &resp, &why);
+	/* Held until the answer, which comes from the callback. */
+	request_ref(r);
+	tokens_refresh(t, r->client, refresh_done, r);
 	freezero_str(t);
-	if (rc == -2) {
+}
+
+/* The session of a bearer token has ended, or could not be. */
+static void
+logout_bearer_done(int rc, void *arg)
+{
+	struct request	*r = arg;
+
+	if (rc != 0)
 		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot refresh right now; try again");
-		return;
-	}
-	if (rc == -1) {
-		metric_add(m_refreshes, "result=\"invalid\"", 1);
-		server_error_oauth(r, 400, "invalid_grant", why);
-		return;
-	}
-	metric_add(m_refreshes, "result=\"ok\"", 1);
-	server_reply_json(r, 200, resp);
+		    "cannot log out right now; try again");
+	else
+		server_reply_json(r, 200, json_pack("{s:s}", "status",
+		    "logged_out"));
+	request_unref(r);
+}
+
+/* The session of a refresh token has ended, or could not be. */
+static void
+logout_refresh_done(int rc, void *arg)
+{
+	struct request	*r = arg;
+
+	if (rc == -1)
+		server_error_oauth(r, 400, "invalid_grant",
+		    "refresh token is not valid");
+	else if (rc != 0)
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    "cannot log out right now; try again");
+	else
+		server_reply_json(r, 200, json_pack("{s:s}", "status",
+		    "logged_out"));
+	request_unref(r);
 }
 
 /*
@@ -112,35 +152,36 @@ route_auth_logout(struct request *r)
 			    "this token has no session to end");
 			return;
 		}
-		rc = tokens_revoke_family(p->sid, "logout", "logout", p->sub,
-		    r->client);
 		request_set_user(r, p->sub);
+		request_ref(r);
+		tokens_revoke_family(p->sid, "logout", "logout", p->sub,
+		    r->client, logout_bearer_done, r);
 		principal_unref(p);
-	} else {
-		if ((t = refresh_param(r, &why)) == NULL) {
-			server_error_oauth(r, 400, "invalid_request",
-			    "send a bearer token or {\"refresh_token\": ...}");
-			return;
-		}
-		rc = tokens_revoke_refresh(t, "logout", r->client);
-		freezero_str(t);
-		if (rc == -1) {
-			server_error_oauth(r, 400, "invalid_grant",
-			    "refresh token is not valid");
-			return;
-		}
-	}
-	if (rc == -1) {
-		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot log out right now; try again");
 		return;
 	}
-	server_reply_json(r, 200, json_pack("{s:s}", "status", "logged_out"));
+	if ((t = refresh_param(r, &why)) == NULL) {
+		server_error_oauth(r, 400, "invalid_request",
+		    "send a bearer token or {\"refresh_token\": ...}");
+		return;
+	}
+	request_ref(r);
+	tokens_revoke_refresh(t, "logout", r->client, logout_refresh_done, r);
+	freezero_str(t);
+}
+
+/* RFC 7009: the revocation is over, whatever it found: 200. */
+static void
+revoke_done(int rc, void *arg)
+{
+	struct request	*r = arg;
+
+	server_reply_text(r, 200, "application/json", "{}\n");
+	request_unref(r);
 }
 
 /*
  * POST /auth/revoke (RFC 7009): revoke whatever token is given. Always 200,
- * so the answer says nothing about the token.
+ * once the revocation is done, so the answer says nothing about the token.
  */
 void
 route_auth_revoke(struct request *r)
@@ -169,18 +210,21 @@ route_auth_revoke(struct request *r)
 		    "token is missing");
 		return;
 	}
+	request_ref(r);
 	if (strncmp(t, "bsr_", 4) == 0)
-		tokens_revoke_refresh(t, "revoke", r->client);
+		tokens_revoke_refresh(t, "revoke", r->client, revoke_done, r);
 	else if (strncmp(t, APIKEY_PREFIX, 4) == 0)
-		apikey_revoke_by_secret(t, "revoke", r->client);
+		apikey_revoke_by_secret(t, "revoke", r->client, revoke_done, r);
 	else if (tokens_verify_jwt(t, strlen(t), &p, &why) == 0) {
 		if (p->sid != NULL)
 			tokens_revoke_family(p->sid, "revoke", "revoke", p->sub,
-			    r->client);
+			    r->client, revoke_done, r);
+		else
+			revoke_done(0, r);
 		principal_unref(p);
-	}
+	} else
+		revoke_done(0, r);
 	freezero(t, TOKEN_FIELD_MAX);
-	server_reply_text(r, 200, "application/json", "{}\n");
 }
 
 /* GET /auth/validate: who is this credential? */
@@ -214,6 +258,13 @@ route_auth_validate(struct request *r)
 void
 route_jwks(struct request *r)
 {
+	const char	*detail;
+
+	if (!tokens_ready(&detail)) {
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    "the signing keys are not loaded yet; try again");
+		return;
+	}
 	server_set_header(r, "Cache-Control", "public, max-age=300");
 	server_reply_json(r, 200, tokens_jwks());
 }

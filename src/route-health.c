@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 
 #include "bsp.h"
+#include "store.h"
 
 #define HEALTH_MAX_CHECKS 8
 
@@ -18,13 +19,16 @@ static struct {
 } health_checks[HEALTH_MAX_CHECKS];
 static size_t	nhealth_checks;
 
+/*
+ * The database, and what the credential checks need from it in memory
+ * (loaded once: with PostgreSQL, after it first comes up).
+ */
 static int
 health_database(const char **detail)
 {
-	if (db_ok())
-		return (1);
-	*detail = "database not usable";
-	return (0);
+	if (!store_ready(detail))
+		return (0);
+	return (tokens_loaded(detail));
 }
 
 /* Add a component to /health/ready; fn returns 1 when it is ready. */

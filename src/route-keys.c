@@ -27,16 +27,37 @@ ttl_param(json_t *v, long long *ttl)
 	return (-1);
 }
 
+/* The key is made (and works), or refused: answer. */
+static void
+keys_created(int rc, char *key, json_t *info, const char *why, void *arg)
+{
+	struct request	*r = arg;
+
+	if (rc == -1)
+		server_error_oauth(r, 400, "invalid_request", why);
+	else if (rc == -3) {
+		server_set_header(r, "WWW-Authenticate", "Bearer realm=\""
+		    BSP_NAME "\", error=\"invalid_token\"");
+		server_error_oauth(r, 401, "invalid_token", why);
+	} else if (rc != 0)
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    "cannot create a key right now");
+	else {
+		json_object_set_new(info, "key", json_string(key));
+		freezero_str(key);
+		server_reply_json(r, 201, info);
+	}
+	request_unref(r);
+}
+
 static void
 keys_create(struct request *r)
 {
-	json_t		*j, *v, *info;
+	json_t		*j, *v;
 	const char	*why, *name = NULL;
 	struct strlist	 models = { NULL, 0 };
 	long long	 ttl;
-	char		*key;
 	size_t		 i;
-	int		 rc;
 
 	if ((j = server_body_json(r, &why)) == NULL) {
 		/* An empty body is fine: all defaults. */
@@ -93,28 +114,12 @@ keys_create(struct request *r)
 			    json_string_value(json_array_get(v, i)));
 		}
 	}
-	rc = apikey_create(r->principal->sub, r->principal->sid, name, ttl,
-	    &models, r->principal->sub, r->client, &key, &info, &why);
+	/* Held until the answer, which comes from the callback. */
+	request_ref(r);
+	apikey_create(r->principal->sub, r->principal->sid, name, ttl,
+	    &models, r->principal->sub, r->client, keys_created, r);
 	strlist_free(&models);
 	json_decref(j);
-	if (rc == -1) {
-		server_error_oauth(r, 400, "invalid_request", why);
-		return;
-	}
-	if (rc == -3) {
-		server_set_header(r, "WWW-Authenticate", "Bearer realm=\""
-		    BSP_NAME "\", error=\"invalid_token\"");
-		server_error_oauth(r, 401, "invalid_token", why);
-		return;
-	}
-	if (rc == -2) {
-		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot create a key right now");
-		return;
-	}
-	json_object_set_new(info, "key", json_string(key));
-	freezero_str(key);
-	server_reply_json(r, 201, info);
 }
 
 /*
@@ -141,6 +146,19 @@ keys_caller_ok(struct request *r)
 	return (1);
 }
 
+static void
+keys_listed(int rc, json_t *list, void *arg)
+{
+	struct request	*r = arg;
+
+	if (rc != 0)
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    "cannot list the keys right now");
+	else
+		server_reply_json(r, 200, json_pack("{s:o}", "keys", list));
+	request_unref(r);
+}
+
 /* POST /api/keys makes a key; GET /api/keys lists the caller's. */
 void
 route_api_keys(struct request *r)
@@ -155,8 +173,23 @@ route_api_keys(struct request *r)
 		keys_create(r);
 		return;
 	}
-	server_reply_json(r, 200, json_pack("{s:o}", "keys",
-	    apikey_list(r->principal->sub)));
+	request_ref(r);
+	apikey_list(r->principal->sub, keys_listed, r);
+}
+
+static void
+keys_deleted(int rc, void *arg)
+{
+	struct request	*r = arg;
+
+	if (rc == -1)
+		server_error_oauth(r, 404, "not_found", "no such API key");
+	else if (rc != 0)
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    "cannot revoke the key right now");
+	else
+		server_reply(r, 204, NULL, NULL);
+	request_unref(r);
 }
 
 /* DELETE /api/keys/{id} */
@@ -164,22 +197,12 @@ void
 route_api_key_delete(struct request *r)
 {
 	char	*id;
-	int	 rc;
 
 	if (!keys_caller_ok(r))
 		return;
 	id = xmemdup0(r->params[0].p, r->params[0].len);
-	rc = apikey_revoke(id, r->principal->sub, "deleted", r->principal->sub,
-	    r->client);
+	request_ref(r);
+	apikey_revoke(id, r->principal->sub, "deleted", r->principal->sub,
+	    r->client, keys_deleted, r);
 	free(id);
-	if (rc == -1) {
-		server_error_oauth(r, 404, "not_found", "no such API key");
-		return;
-	}
-	if (rc == -2) {
-		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot revoke the key right now");
-		return;
-	}
-	server_reply(r, 204, NULL, NULL);
 }

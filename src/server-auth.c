@@ -27,6 +27,18 @@ server_auth_refuse(struct request *r, const struct auth_result *res)
 	}
 	log_trace(TRACE_AUTH, "%s %s refused: %s", r->method, r->path,
 	    res->why);
+	if (code == 503) {
+		/* Not a refusal: the state to check against is not in yet. */
+		if (r->route != NULL && (r->route->flags & RF_API))
+			server_error_api(r, 503, "api_error", "%s", res->why);
+		else if (r->route != NULL && (r->route->flags & RF_BEDROCK))
+			server_error_bedrock(r, 503,
+			    "ServiceUnavailableException", "%s", res->why);
+		else
+			server_error_oauth(r, 503, "temporarily_unavailable",
+			    res->why);
+		return;
+	}
 	if (r->route != NULL && (r->route->flags & RF_API)) {
 		server_error_api(r, code, code == 401 ? "authentication_error" :
 		    "permission_error", "%s", res->why);

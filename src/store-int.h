@@ -25,6 +25,8 @@ struct store_backend {
 	void		(*commit)(struct store_txn *, store_end_cb, void *);
 	void		(*rollback)(struct store_txn *);
 	void		(*watch_start)(void);
+	int		(*catch_up)(void);
+	const char	*(*version)(void);
 };
 
 extern const struct store_backend store_sqlite_backend;

@@ -49,6 +49,7 @@
 #define PG_LOCK_ID		"7392105511"	/* the migration lock */
 #define PG_CHANNEL		"bsp_changes"
 #define PG_SQLSTATE_UNIQUE	"23505"
+#define PG_PARAMS_MAX		4096	/* a statement's; usage batches */
 
 enum pgc_state {
 	PGC_DOWN,
@@ -122,6 +123,7 @@ static struct {
 	size_t			 nconns;
 	struct pg_conn		 listen;
 	int			 schema_ok;	/* checked and migrated */
+	int			 was_up;	/* a pool connection is up */
 	int			 schema_version;
 	int			 schema_busy;	/* a connection migrates */
 	const char		*problem;	/* why not ready (static) */
@@ -141,6 +143,7 @@ static void	pgc_fail(struct pg_conn *, const char *);
 static void	pgc_send(struct pg_conn *);
 static void	pgc_io(struct pg_conn *, short);
 static void	pg_assign(void);
+static int	pg_any_up(void);
 
 /* Rows: text format, bytea as "\x" and hex. */
 struct pg_row {
@@ -413,6 +416,8 @@ pgc_fail(struct pg_conn *c, const char *why)
 	free(c->prepared);
 	c->prepared = NULL;
 	c->nprepared = 0;
+	if (!c->listener && !pg_any_up())
+		pg.was_up = 0;
 	pgc_fail_txn(c);
 	c->cmd = CMD_NONE;
 	if (!pg.open)
@@ -679,6 +684,14 @@ pgc_send(struct pg_conn *c)
 			return;
 		}
 		pg.problem = NULL;
+		/*
+		 * The first connection up (at start, or after they were all
+		 * down): what the modules keep may be older than the
+		 * database, so their watchers load it again.
+		 */
+		if (!pg.was_up)
+			store_changed();
+		pg.was_up = 1;
 		pg_assign();
 		return;
 	}
@@ -734,14 +747,18 @@ static void
 pgc_exec_send(struct pg_conn *c)
 {
 	struct pg_txn	*x = c->txn;
-	const char	*vals[64];
-	int		 lens[64], fmts[64];
-	char		 nums[64][24];
+	const char	**vals;
+	int		*lens, *fmts, ok;
+	char		(*nums)[24];
 	char		 name[16];
-	size_t		 i;
+	size_t		 i, n = x->n > 0 ? x->n : 1;
 
-	if (x->n > nitems(vals))
+	if (x->n > PG_PARAMS_MAX)
 		fatalx("%s: too many parameters", __func__);
+	vals = xcalloc(n, sizeof *vals);
+	lens = xcalloc(n, sizeof *lens);
+	fmts = xcalloc(n, sizeof *fmts);
+	nums = xcalloc(n, sizeof *nums);
 	for (i = 0; i < x->n; i++) {
 		switch (x->p[i].type) {
 		case STORE_P_NULL:
@@ -768,8 +785,12 @@ pgc_exec_send(struct pg_conn *c)
 		}
 	}
 	snprintf(name, sizeof name, "s%d", x->st->pg_id);
-	if (!PQsendQueryPrepared(c->pg, name, (int)x->n, vals, lens, fmts,
-	    0)) {
+	ok = PQsendQueryPrepared(c->pg, name, (int)x->n, vals, lens, fmts, 0);
+	free(vals);
+	free(lens);
+	free(fmts);
+	free(nums);
+	if (!ok) {
 		pgc_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -1294,6 +1315,21 @@ pg_schema_version(void)
 	return (pg.schema_ok ? pg.schema_version : -1);
 }
 
+/* libpq's version, as "15.18". */
+static const char *
+pg_version(void)
+{
+	static char	v[32];
+	int		n = PQlibVersion();
+
+	if (n >= 100000)
+		snprintf(v, sizeof v, "%d.%d", n / 10000, n % 10000);
+	else
+		snprintf(v, sizeof v, "%d.%d.%d", n / 10000, n / 100 % 100,
+		    n % 100);
+	return (v);
+}
+
 const struct store_backend store_pg_backend = {
 	"postgresql",
 	pg_open,
@@ -1306,4 +1342,6 @@ const struct store_backend store_pg_backend = {
 	pg_commit,
 	pg_rollback,
 	pg_watch_start,
+	NULL,
+	pg_version,
 };

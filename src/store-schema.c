@@ -233,5 +233,44 @@ const struct store_migration store_migrations[] = {
 	    "ALTER TABLE api_keys ADD COLUMN revoked_reason TEXT;"
 	    "CREATE INDEX api_keys_family ON api_keys(family_id);"
 	},
+	/*
+	 * 2 -> 3: at most one active signing key per algorithm, so that
+	 * daemons starting at once on an empty database make one between
+	 * them (the others' inserts conflict, and they use the winner's);
+	 * the key-encryption key's check value, so that a daemon given
+	 * another one refuses to start; and the counters of the shared rate
+	 * limits: a window's requests and tokens per key (a user or an API
+	 * key), summed over the daemons.
+	 */
+	{
+	    "CREATE UNIQUE INDEX signing_keys_active ON signing_keys(alg) "
+	    "  WHERE retired IS NULL;"
+	    "CREATE TABLE kek_check ("
+	    "  id INTEGER PRIMARY KEY,"
+	    "  mac BLOB NOT NULL,"
+	    "  created INTEGER NOT NULL"
+	    ");"
+	    "CREATE TABLE rate_counters ("
+	    "  key TEXT NOT NULL,"
+	    "  window_start INTEGER NOT NULL,"
+	    "  requests INTEGER NOT NULL DEFAULT 0,"
+	    "  tokens INTEGER NOT NULL DEFAULT 0,"
+	    "  PRIMARY KEY (key, window_start)"
+	    ");",
+	    "CREATE UNIQUE INDEX signing_keys_active ON signing_keys(alg) "
+	    "  WHERE retired IS NULL;"
+	    "CREATE TABLE kek_check ("
+	    "  id INTEGER PRIMARY KEY,"
+	    "  mac BYTEA NOT NULL,"
+	    "  created BIGINT NOT NULL"
+	    ");"
+	    "CREATE TABLE rate_counters ("
+	    "  key TEXT NOT NULL,"
+	    "  window_start BIGINT NOT NULL,"
+	    "  requests BIGINT NOT NULL DEFAULT 0,"
+	    "  tokens BIGINT NOT NULL DEFAULT 0,"
+	    "  PRIMARY KEY (key, window_start)"
+	    ");"
+	},
 };
 const size_t store_nmigrations = nitems(store_migrations);

@@ -1,16 +1,28 @@
 /*
  * store-sqlite.c: the store on SQLite, the embedded default.
  *
- * One connection (db.c opens it: WAL, migrations), so one unit of work at
- * a time: a unit asked for while another is open waits in a queue and
- * starts when that one ends. Statements run as they are asked for, so
- * every callback runs before the call that asked returns. Another process
- * (an admin command) that writes is seen through PRAGMA data_version,
- * polled every second while somebody watches.
+ * One connection per process, WAL mode so admin commands can write while
+ * the daemon reads, a busy timeout for the moments they collide. The
+ * schema is versioned with PRAGMA user_version and migrated forward on
+ * open (store-schema.c); a file that is not a database, or is newer than
+ * this binary, is refused.
+ *
+ * One connection, so one unit of work at a time: a unit asked for while
+ * another is open waits in a queue and starts when that one ends.
+ * Statements run as they are asked for, so every callback runs before the
+ * call that asked returns. Another process (an admin command) that writes
+ * is seen through PRAGMA data_version, polled every second while somebody
+ * watches.
  */
 
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -27,9 +39,10 @@ struct sq_wait {
 };
 
 static struct {
+	sqlite3			*db;
 	struct store_txn	 txn;
 	int			 busy;		/* txn is open */
-	int			 lazy;
+	int			 lazy;		/* synchronous NORMAL */
 	int			 starting;	/* sq_start_next() running */
 	TAILQ_HEAD(, sq_wait)	 queue;
 	int			 queue_init;
@@ -40,6 +53,122 @@ static struct {
 } sq;
 
 static void	sq_start_next(void);
+static void	sq_rollback_now(void);
+
+/* mkdir -p, each created directory 0700. */
+static int
+sq_mkdirs(const char *dir, char **cause)
+{
+	char		*copy, *p;
+	struct stat	 st;
+
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			xasprintf(cause, "%s is not a directory", dir);
+			return (-1);
+		}
+		return (0);
+	}
+	copy = xstrdup(dir);
+	for (p = copy + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, 0700) == -1 && errno != EEXIST) {
+			xasprintf(cause, "cannot create %s: %s", copy,
+			    strerror(errno));
+			free(copy);
+			return (-1);
+		}
+		*p = '/';
+	}
+	if (mkdir(copy, 0700) == -1 && errno != EEXIST) {
+		xasprintf(cause, "cannot create %s: %s", copy, strerror(errno));
+		free(copy);
+		return (-1);
+	}
+	free(copy);
+	return (0);
+}
+
+/* Run SQL of our own (no parameters); -1 logged. */
+static int
+sq_exec_sql(const char *sql)
+{
+	char	*err = NULL;
+
+	if (sqlite3_exec(sq.db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		log_warnx("database: %s", err != NULL ? err :
+		    sqlite3_errmsg(sq.db));
+		sqlite3_free(err);
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+sq_pragma_int(const char *sql, long long *out)
+{
+	sqlite3_stmt	*st;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(sq.db, sql, -1, &st, NULL) != SQLITE_OK)
+		return (-1);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return (rc == SQLITE_ROW ? 0 : -1);
+}
+
+static int
+sq_migrate(char **cause)
+{
+	long long	v;
+	size_t		i;
+	char		sql[64];
+
+	if (sq_pragma_int("PRAGMA user_version", &v) == -1) {
+		xasprintf(cause, "%s", sqlite3_errmsg(sq.db));
+		return (-1);
+	}
+	if (v > (long long)store_nmigrations) {
+		xasprintf(cause, "the database has schema version %lld, newer "
+		    "than this binary understands (%zu); use a newer "
+		    BSP_NAME, v, store_nmigrations);
+		return (-1);
+	}
+	if (v == (long long)store_nmigrations)
+		return (0);
+	if (sq_exec_sql("BEGIN IMMEDIATE") == -1) {
+		xasprintf(cause, "cannot lock the database for migration: %s",
+		    sqlite3_errmsg(sq.db));
+		return (-1);
+	}
+	/* Someone else may have migrated while we waited for the lock. */
+	if (sq_pragma_int("PRAGMA user_version", &v) == -1)
+		goto fail;
+	for (i = (size_t)v; i < store_nmigrations; i++) {
+		log_info("database: migrating schema %zu -> %zu", i, i + 1);
+		if (sq_exec_sql(store_migrations[i].sqlite) == -1)
+			goto fail;
+	}
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %zu",
+	    store_nmigrations);
+	if (sq_exec_sql(sql) == -1 || sq_exec_sql("COMMIT") == -1)
+		goto fail;
+	return (0);
+fail:
+	xasprintf(cause, "schema migration failed: %s", sqlite3_errmsg(sq.db));
+	sq_exec_sql("ROLLBACK");
+	return (-1);
+}
+
+static void
+sq_trace_cb(void *arg, int code, const char *msg)
+{
+	log_trace(TRACE_DB, "sqlite %d: %s", code, msg);
+}
 
 static int
 sq_ncols(const struct store_row *r)
@@ -80,16 +209,6 @@ static const struct store_row_ops sq_row_ops = {
 	sq_ncols, sq_null, sq_integer, sq_text, sq_blob
 };
 
-static int
-sq_open(const struct store_conf *sc, char **cause)
-{
-	if (!sq.queue_init) {
-		TAILQ_INIT(&sq.queue);
-		sq.queue_init = 1;
-	}
-	return (db_open(sc->path, sc->busy_timeout, cause));
-}
-
 static void
 sq_close(void)
 {
@@ -111,13 +230,87 @@ sq_close(void)
 		}
 	}
 	sq.busy = 0;
-	db_close();
+	sq.lazy = 0;
+	if (sq.db != NULL) {
+		sqlite3_close_v2(sq.db);
+		sq.db = NULL;
+	}
+}
+
+/*
+ * Open (creating if needed) the database at sc->path: its directories
+ * 0700, the file private, WAL, the schema migrated. -1 with *cause (the
+ * daemon exits 2).
+ */
+static int
+sq_open(const struct store_conf *sc, char **cause)
+{
+	const char	*path = sc->path;
+	char		*dir, *slash, sql[64];
+	mode_t		 old;
+	long long	 v;
+	int		 rc;
+
+	if (!sq.queue_init) {
+		TAILQ_INIT(&sq.queue);
+		sq.queue_init = 1;
+	}
+	if (sq.db != NULL)
+		return (0);
+	dir = xstrdup(path);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (sq_mkdirs(dir, cause) == -1) {
+			free(dir);
+			return (-1);
+		}
+	}
+	free(dir);
+
+	sqlite3_config(SQLITE_CONFIG_LOG, sq_trace_cb, NULL);
+	old = umask(077);
+	rc = sqlite3_open_v2(path, &sq.db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	umask(old);
+	if (rc != SQLITE_OK) {
+		xasprintf(cause, "cannot open database %s: %s", path,
+		    sq.db != NULL ? sqlite3_errmsg(sq.db) :
+		    sqlite3_errstr(rc));
+		sq_close();
+		return (-1);
+	}
+	sqlite3_extended_result_codes(sq.db, 1);
+	sqlite3_busy_timeout(sq.db, (int)sc->busy_timeout);
+	/* The first real read tells whether this is a database at all. */
+	if (sq_pragma_int("PRAGMA user_version", &v) == -1) {
+		xasprintf(cause, "%s: %s", path, sqlite3_errmsg(sq.db));
+		sq_close();
+		return (-1);
+	}
+	if (sq_exec_sql("PRAGMA journal_mode = WAL") == -1 ||
+	    sq_exec_sql("PRAGMA synchronous = FULL") == -1 ||
+	    sq_exec_sql("PRAGMA foreign_keys = ON") == -1 ||
+	    sq_exec_sql("PRAGMA trusted_schema = OFF") == -1) {
+		xasprintf(cause, "%s: %s", path, sqlite3_errmsg(sq.db));
+		sq_close();
+		return (-1);
+	}
+	snprintf(sql, sizeof sql, "PRAGMA busy_timeout = %lld",
+	    sc->busy_timeout);
+	sq_exec_sql(sql);
+	if (sq_migrate(cause) == -1) {
+		sq_close();
+		return (-1);
+	}
+	log_debug("database: %s open, schema version %d", path,
+	    (int)store_nmigrations);
+	return (0);
 }
 
 static int
 sq_ready(const char **detail)
 {
-	if (bsp_db == NULL) {
+	if (sq.db == NULL) {
 		*detail = "not open";
 		return (0);
 	}
@@ -127,7 +320,30 @@ sq_ready(const char **detail)
 static int
 sq_schema_version(void)
 {
-	return (db_schema_version());
+	long long	v;
+
+	if (sq.db == NULL || sq_pragma_int("PRAGMA user_version", &v) == -1)
+		return (-1);
+	return ((int)v);
+}
+
+/*
+ * A unit whose commit need not survive a power cut, only a crash (usage
+ * rows): with synchronous=NORMAL a WAL commit costs no fsync (about a
+ * millisecond of a stalled loop on this project's VM). Every other unit
+ * commits with FULL, and the next such commit or checkpoint makes these
+ * durable too.
+ */
+static int
+sq_lazy(int on)
+{
+	if (on == sq.lazy)
+		return (0);
+	if (sq_exec_sql(on ? "PRAGMA synchronous = NORMAL" :
+	    "PRAGMA synchronous = FULL") == -1)
+		return (-1);
+	sq.lazy = on;
+	return (0);
 }
 
 /* Open a unit now: BEGIN, the callback, and nothing else. */
@@ -138,14 +354,15 @@ sq_start(int flags, store_step_cb cb, void *arg)
 
 	memset(&sq.txn, 0, sizeof sq.txn);
 	sq.txn.flags = flags;
-	if (flags & STORE_LAZY)
-		rc = db_begin_lazy();
-	else if (flags & STORE_WRITE)
-		rc = db_begin();
+	/* Never a durable unit without its fsync. */
+	if (sq_lazy((flags & STORE_LAZY) != 0) == -1)
+		rc = -1;
 	else
-		rc = db_exec("BEGIN");
-	sq.lazy = (flags & STORE_LAZY) && rc == 0;
+		rc = sq_exec_sql(flags & (STORE_WRITE | STORE_LAZY) ?
+		    "BEGIN IMMEDIATE" : "BEGIN");
 	if (rc == -1) {
+		/* FULL again, or the next unit tries before it begins. */
+		(void)sq_lazy(0);
 		cb(NULL, STORE_ERROR, arg);
 		return;
 	}
@@ -175,7 +392,7 @@ sq_begin(int flags, store_step_cb cb, void *arg)
 {
 	struct sq_wait	*w;
 
-	if (bsp_db == NULL) {
+	if (sq.db == NULL) {
 		cb(NULL, STORE_UNAVAILABLE, arg);
 		return (NULL);
 	}
@@ -230,11 +447,11 @@ sq_exec(struct store_txn *t, struct store_stmt *st,
 	int			 rc, status = STORE_OK;
 
 	if (st->sq == NULL) {
-		if (sqlite3_prepare_v3(bsp_db, st->sql, -1,
+		if (sqlite3_prepare_v3(sq.db, st->sql, -1,
 		    SQLITE_PREPARE_PERSISTENT, (sqlite3_stmt **)&st->sq,
 		    NULL) != SQLITE_OK) {
 			log_warnx("database: cannot prepare \"%s\": %s",
-			    st->sql, sqlite3_errmsg(bsp_db));
+			    st->sql, sqlite3_errmsg(sq.db));
 			st->sq = NULL;
 			done(t, STORE_ERROR, arg);
 			return;
@@ -247,7 +464,7 @@ sq_exec(struct store_txn *t, struct store_stmt *st,
 	sqlite3_clear_bindings(s);
 	if (sq_bind(s, p, n) != SQLITE_OK) {
 		log_warnx("database: cannot bind \"%s\": %s", st->sql,
-		    sqlite3_errmsg(bsp_db));
+		    sqlite3_errmsg(sq.db));
 		done(t, STORE_ERROR, arg);
 		return;
 	}
@@ -264,9 +481,9 @@ sq_exec(struct store_txn *t, struct store_stmt *st,
 		    rc == SQLITE_CONSTRAINT_PRIMARYKEY) ? STORE_CONFLICT :
 		    STORE_ERROR;
 		if (status == STORE_ERROR)
-			log_warnx("database: %s", sqlite3_errmsg(bsp_db));
+			log_warnx("database: %s", sqlite3_errmsg(sq.db));
 	}
-	t->changes = status == STORE_OK ? sqlite3_changes64(bsp_db) : 0;
+	t->changes = status == STORE_OK ? sqlite3_changes64(sq.db) : 0;
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 	done(t, status, arg);
@@ -278,20 +495,30 @@ sq_notify(struct store_txn *t, const char *what)
 {
 }
 
+/* The unit is over: durable again (FULL) whatever became of it. */
 static void
 sq_end(void)
 {
 	sq.busy = 0;
-	if (sq.lazy)
-		(void)db_end_lazy();
-	sq.lazy = 0;
+	(void)sq_lazy(0);
+}
+
+static void
+sq_rollback_now(void)
+{
+	if (sq.db != NULL && !sqlite3_get_autocommit(sq.db))
+		sq_exec_sql("ROLLBACK");
 }
 
 static void
 sq_commit(struct store_txn *t, store_end_cb cb, void *arg)
 {
-	int	status = db_commit() == 0 ? STORE_OK : STORE_ERROR;
+	int	status = STORE_OK;
 
+	if (sq_exec_sql("COMMIT") == -1) {
+		sq_rollback_now();
+		status = STORE_ERROR;
+	}
 	sq_end();
 	if (cb != NULL)
 		cb(status, arg);
@@ -301,15 +528,26 @@ sq_commit(struct store_txn *t, store_end_cb cb, void *arg)
 static void
 sq_rollback(struct store_txn *t)
 {
-	db_rollback();
+	sq_rollback_now();
 	sq_end();
 	sq_start_next();
+}
+
+/* Changes when another connection (an admin command) commits. */
+static long long
+sq_data_version(void)
+{
+	long long	v = 0;
+
+	if (sq.db != NULL)
+		sq_pragma_int("PRAGMA data_version", &v);
+	return (v);
 }
 
 static void
 sq_poll_cb(int fd, short ev, void *arg)
 {
-	long long	v = db_data_version();
+	long long	v = sq_data_version();
 
 	if (v != sq.data_version) {
 		sq.data_version = v;
@@ -324,10 +562,30 @@ sq_watch_start(void)
 
 	if (sq.polling || bsp_base == NULL)
 		return;
-	sq.data_version = db_data_version();
+	sq.data_version = sq_data_version();
 	event_assign(&sq.poll_ev, bsp_base, -1, EV_PERSIST, sq_poll_cb, NULL);
 	event_add(&sq.poll_ev, &one);
 	sq.polling = 1;
+}
+
+/* Another process wrote since we last looked: 1, and now we have seen it. */
+static int
+sq_catch_up(void)
+{
+	long long	v;
+
+	if (!sq.polling || sq.db == NULL)
+		return (0);
+	if ((v = sq_data_version()) == sq.data_version)
+		return (0);
+	sq.data_version = v;
+	return (1);
+}
+
+static const char *
+sq_version(void)
+{
+	return (sqlite3_libversion());
 }
 
 const struct store_backend store_sqlite_backend = {
@@ -342,4 +600,6 @@ const struct store_backend store_sqlite_backend = {
 	sq_commit,
 	sq_rollback,
 	sq_watch_start,
+	sq_catch_up,
+	sq_version,
 };

@@ -5,6 +5,7 @@
  * when another process or daemon has written.
  */
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,31 @@ static size_t		 nwatchers;
 static struct event	 changed_ev;
 static int		 changed_init;
 
+/* sqlite://path (relative or absolute, as the seed design wrote it). */
+static int
+store_sqlite_path(const char *url, char **path, char **cause)
+{
+	const char	*p;
+
+	*path = NULL;
+	if (strncmp(url, "sqlite://", 9) != 0) {
+		xasprintf(cause, "\"%s\" is not a sqlite://PATH URL", url);
+		return (-1);
+	}
+	p = url + 9;
+	if (*p == '\0' || strcmp(p, ":memory:") == 0 ||
+	    strchr(p, '?') != NULL) {
+		xasprintf(cause, "\"%s\" does not name a database file", url);
+		return (-1);
+	}
+	if (strlen(p) >= PATH_MAX) {
+		xasprintf(cause, "path too long");
+		return (-1);
+	}
+	*path = xstrdup(p);
+	return (0);
+}
+
 /*
  * database.url: sqlite://PATH, postgresql://... or postgres://... (libpq's
  * URI), or libpq's key=value form. A password in it is refused: it would
@@ -41,7 +67,7 @@ store_conf_from_url(const char *url, struct store_conf *sc, char **cause)
 	memset(sc, 0, sizeof *sc);
 	if (strncmp(url, "sqlite://", 9) == 0) {
 		sc->kind = STORE_SQLITE;
-		return (db_path_from_url(url, &sc->path, cause));
+		return (store_sqlite_path(url, &sc->path, cause));
 	}
 	if (strncmp(url, "postgresql://", 13) != 0 &&
 	    strncmp(url, "postgres://", 11) != 0 &&
@@ -138,6 +164,25 @@ store_config_check(struct config *c, struct config_errors *errs)
 	store_conf_clear(&sc);
 }
 
+/*
+ * The store's settings from a loaded configuration: database.url and the
+ * keys that go with it.
+ */
+int
+store_conf_from_config(const struct config *c, struct store_conf *sc,
+    char **cause)
+{
+	if (store_conf_from_url(c->database_url, sc, cause) == -1)
+		return (-1);
+	if (c->database_password != NULL)
+		sc->password = xstrdup(c->database_password);
+	sc->busy_timeout = c->database_busy_timeout;
+	sc->pool_size = c->database_pool_size;
+	sc->timeout = c->database_timeout;
+	sc->migrate = c->database_migrate == 0;		/* auto */
+	return (0);
+}
+
 int
 store_open(const struct store_conf *sc, char **cause)
 {
@@ -184,6 +229,14 @@ store_schema_version(void)
 	return (be != NULL ? be->schema_version() : -1);
 }
 
+/* The version of a backend's client library, for the start-up line. */
+const char *
+store_version(enum store_kind kind)
+{
+	return (kind == STORE_PG ? store_pg_backend.version() :
+	    store_sqlite_backend.version());
+}
+
 struct store_txn *
 store_begin(int flags, store_step_cb cb, void *arg)
 {
@@ -194,15 +247,85 @@ store_begin(int flags, store_step_cb cb, void *arg)
 	return (be->begin(flags, cb, arg));
 }
 
+/*
+ * A copy of a statement's parameters, text and blobs included, in one
+ * allocation: the caller's may go as soon as the call returns.
+ */
+static struct store_param *
+store_params_dup(const struct store_param *p, size_t n)
+{
+	struct store_param	*c;
+	uint8_t			*b;
+	size_t			 i, extra = 0;
+
+	for (i = 0; i < n; i++) {
+		if (p[i].type == STORE_P_TEXT || p[i].type == STORE_P_BLOB)
+			extra += p[i].len + 1;
+	}
+	c = xcalloc(1, (n > 0 ? n : 1) * sizeof *c + extra);
+	b = (uint8_t *)(c + (n > 0 ? n : 1));
+	for (i = 0; i < n; i++) {
+		c[i] = p[i];
+		if (p[i].type != STORE_P_TEXT && p[i].type != STORE_P_BLOB)
+			continue;
+		if (p[i].len > 0)
+			memcpy(b, p[i].p, p[i].len);
+		b[p[i].len] = '\0';
+		c[i].p = b;
+		b += p[i].len + 1;
+	}
+	return (c);
+}
+
+/* A statement under way: its callbacks, and its parameters' copy. */
+struct store_call {
+	store_row_cb		 row;
+	store_step_cb		 done;
+	void			*arg;
+	struct store_param	*p;
+};
+
+static void
+store_call_row(const struct store_row *r, void *arg)
+{
+	struct store_call	*c = arg;
+
+	c->row(r, c->arg);
+}
+
+static void
+store_call_done(struct store_txn *t, int status, void *arg)
+{
+	struct store_call	*c = arg;
+	store_step_cb		 done = c->done;
+	void			*darg = c->arg;
+
+	free(c->p);
+	free(c);
+	done(t, status, darg);
+}
+
+/*
+ * Run a statement in a unit; done(t, status, arg) when it is over, after
+ * row(r, arg) for each row of its result. The parameters are copied.
+ */
 void
 store_exec(struct store_txn *t, struct store_stmt *st,
     const struct store_param *p, size_t n, store_row_cb row,
     store_step_cb done, void *arg)
 {
+	struct store_call	*c;
+
 	if (log_trace_on(TRACE_DB))
 		log_trace(TRACE_DB, "sql: %s", st->sql_pg != NULL &&
 		    store_kind() == STORE_PG ? st->sql_pg : st->sql);
-	be->exec(t, st, p, n, row, done, arg);
+	c = xcalloc(1, sizeof *c);
+	c->row = row;
+	c->done = done;
+	c->arg = arg;
+	c->p = store_params_dup(p, n);
+	be->exec(t, st, c->p, n, row != NULL ? store_call_row : NULL,
+	    store_call_done, c);
 }
 
 long long
@@ -234,7 +357,7 @@ store_rollback(struct store_txn *t)
 /* store_run(): one statement in a unit of its own. */
 struct store_run {
 	struct store_stmt		*st;
-	const struct store_param	*p;
+	struct store_param		*p;	/* a copy */
 	size_t				 n;
 	store_row_cb			 row;
 	store_end_cb			 done;
@@ -251,6 +374,7 @@ store_run_ended(int status, void *arg)
 
 	if (r->status != STORE_OK)
 		status = r->status;
+	free(r->p);
 	free(r);
 	if (done != NULL)
 		done(status, darg);
@@ -291,15 +415,11 @@ store_run_begun(struct store_txn *t, int status, void *arg)
 		store_run_ended(status != STORE_OK ? status : STORE_ERROR, r);
 		return;
 	}
-	/* The parameters are the caller's: it waits for done. */
 	store_exec(t, r->st, r->p, r->n, r->row != NULL ? store_run_row : NULL,
 	    store_run_ran, r);
 }
 
-/*
- * One statement in a unit of its own. The parameters must stay valid
- * until done runs (with SQLite, before store_run returns).
- */
+/* One statement in a unit of its own; the parameters are copied. */
 void
 store_run(int flags, struct store_stmt *st, const struct store_param *p,
     size_t n, store_row_cb row, store_end_cb done, void *arg)
@@ -308,7 +428,7 @@ store_run(int flags, struct store_stmt *st, const struct store_param *p,
 
 	r = xcalloc(1, sizeof *r);
 	r->st = st;
-	r->p = p;
+	r->p = store_params_dup(p, n);
 	r->n = n;
 	r->row = row;
 	r->done = done;
@@ -366,6 +486,25 @@ store_changed_cb(int fd, short ev, void *arg)
 		watchers[i].cb(watchers[i].arg);
 }
 
+/*
+ * Has another writer written since the watchers last ran? If so (SQLite,
+ * whose change counter is read here), run them now, before the caller
+ * looks at what they reload: a key made by a command a moment ago. 1 if
+ * they ran. PostgreSQL's notifications arrive on their own.
+ */
+int
+store_catch_up(void)
+{
+	size_t	i;
+
+	if (be == NULL || be->catch_up == NULL || nwatchers == 0 ||
+	    !be->catch_up())
+		return (0);
+	for (i = 0; i < nwatchers; i++)
+		watchers[i].cb(watchers[i].arg);
+	return (1);
+}
+
 /* A backend saw another writer: wake the watchers on the next turn. */
 void
 store_changed(void)
@@ -403,4 +542,104 @@ store_wait(volatile int *done)
 			return (-1);
 	}
 	return (0);
+}
+
+static void
+store_wait_timer_cb(int fd, short ev, void *arg)
+{
+	int	*expired = arg;
+
+	*expired = 1;
+}
+
+/*
+ * Outside the loop: run it until the store is ready, for at most ms
+ * milliseconds; -1 with *cause (why it is not) when it is not.
+ */
+int
+store_wait_ready(long long ms, char **cause)
+{
+	struct event	 ev;
+	struct timeval	 tv;
+	int		 expired = 0;
+	const char	*detail = NULL;
+
+	if (store_ready(&detail))
+		return (0);
+	if (bsp_base == NULL) {
+		xasprintf(cause, "database: %s", detail);
+		return (-1);
+	}
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_assign(&ev, bsp_base, store_wait_timer_cb, &expired);
+	evtimer_add(&ev, &tv);
+	while (!store_ready(&detail) && !expired) {
+		if (event_base_loop(bsp_base, EVLOOP_ONCE) == -1)
+			break;
+	}
+	evtimer_del(&ev);
+	if (store_ready(&detail))
+		return (0);
+	xasprintf(cause, "database: %s", detail);
+	return (-1);
+}
+
+/* Loaders. */
+struct store_load_waiter {
+	store_end_cb			 cb;
+	void				*arg;
+	struct store_load_waiter	*next;
+};
+
+static void
+store_load_add(struct store_load_waiter **list, store_end_cb cb, void *arg)
+{
+	struct store_load_waiter	*w, **p;
+
+	if (cb == NULL)
+		return;
+	w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	for (p = list; *p != NULL; p = &(*p)->next)
+		;
+	*p = w;
+}
+
+/* Run the loader, or once more after the run under way; cb may be NULL. */
+void
+store_load(struct store_load *l, store_end_cb cb, void *arg)
+{
+	if (l->busy) {
+		l->again = 1;
+		store_load_add(&l->next, cb, arg);
+		return;
+	}
+	store_load_add(&l->now, cb, arg);
+	l->busy = 1;
+	l->run(l);
+}
+
+/* The run is over: tell whoever waited for it; run again if asked. */
+void
+store_load_done(struct store_load *l, int status)
+{
+	struct store_load_waiter	*w, *next;
+
+	w = l->now;
+	l->now = NULL;
+	l->busy = 0;
+	for (; w != NULL; w = next) {
+		next = w->next;
+		w->cb(status, w->arg);
+		free(w);
+	}
+	if (l->again && !l->busy) {
+		l->again = 0;
+		l->now = l->next;
+		l->next = NULL;
+		l->busy = 1;
+		l->run(l);
+	}
 }

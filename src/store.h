@@ -19,7 +19,8 @@
  * CONFLICT, RETURNING, no FOR UPDATE (a claim is a conditional UPDATE);
  * where a backend needs its own text, the statement carries both. They
  * are prepared once per connection; parameters are always bound, never
- * spliced into SQL.
+ * spliced into SQL, and copied by the call that takes them (the caller's
+ * array may be on its stack).
  */
 
 #ifndef STORE_H
@@ -122,6 +123,8 @@ struct store_conf {
 };
 int		 store_conf_from_url(const char *, struct store_conf *,
 		     char **);
+int		 store_conf_from_config(const struct config *,
+		     struct store_conf *, char **);
 void		 store_conf_clear(struct store_conf *);
 char		*store_url_redacted(const char *);
 void		 store_config_check(struct config *, struct config_errors *);
@@ -130,11 +133,32 @@ void		 store_close(void);
 enum store_kind	 store_kind(void);
 int		 store_ready(const char **);
 int		 store_schema_version(void);
+const char	*store_version(enum store_kind);
 
 /* Another process or daemon wrote: cb(arg) runs (at most once a turn). */
 void		 store_watch(void (*)(void *), void *);
+int		 store_catch_up(void);
+
+/*
+ * A loader of what a module keeps in memory: one run at a time; asked for
+ * while it runs, it runs once more when that run is over, so that every
+ * caller's callback sees a run that started after it asked. run() starts
+ * the work and calls store_load_done() when it is over (with SQLite,
+ * before it returns).
+ */
+struct store_load_waiter;
+struct store_load {
+	void			 (*run)(struct store_load *);
+	int			  busy;
+	int			  again;
+	struct store_load_waiter *now;		/* told when this run ends */
+	struct store_load_waiter *next;		/* told when the next does */
+};
+void		 store_load(struct store_load *, store_end_cb, void *);
+void		 store_load_done(struct store_load *, int);
 
 /* Outside the loop: run it until *done is set. */
 int		 store_wait(volatile int *);
+int		 store_wait_ready(long long, char **);
 
 #endif /* STORE_H */

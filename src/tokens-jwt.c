@@ -11,6 +11,7 @@
 #include "bsp.h"
 #include "crypto.h"
 #include "jose.h"
+#include "store.h"
 #include "tokens.h"
 
 static json_t	*jwt_strlist_json(const struct strlist *);
@@ -150,7 +151,7 @@ jwt_key(const struct jose_jws *jws, const char *our, int *legacy,
 		 * An unknown kid of ours after another process wrote (say
 		 * "signing-key rotate", then "token mint"): catch up first.
 		 */
-		tokens_catch_up();
+		(void)store_catch_up();
 	}
 	if (ours && jws->kid != NULL &&
 	    (key = tokens_keys_find(jws->kid, jws->alg)) != NULL) {

@@ -3,12 +3,21 @@
  *
  * Asymmetric keys are generated on first start (or read from jwt.key_file)
  * and kept in signing_keys with the private part sealed under a
- * key-encryption key (KEK) in a 0600 file beside the database, so a copied
- * database alone does not leak them. Every key that may still verify an
- * unexpired token stays in the JWKS until the last token it signed has
- * expired. With HS256 the one key is jwt.secret. A reload builds the new
- * key state first and puts it in place only when every module is ready;
- * "signing-key rotate" makes a new active key.
+ * key-encryption key (KEK): jwt.kek_file, or with SQLite by default a 0600
+ * file beside the database, so a copied database alone does not leak them.
+ * The database keeps the KEK's check value, so that a daemon given another
+ * KEK refuses to start rather than make keys of its own. Every key that
+ * may still verify an unexpired token stays in the JWKS until the last
+ * token it signed has expired. With HS256 the one key is jwt.secret.
+ *
+ * Loading the keys is one unit of work (struct keys_op, keys_step()):
+ * the KEK's check value, the active key for the configured algorithm (made
+ * if there is none: at most one is active per algorithm, so of several
+ * daemons starting at once on an empty database one makes it, and the
+ * others' inserts conflict: they start again and use it), the other keys
+ * retired, and those that still verify. A reload builds the new key state
+ * first and puts it in place only when every module is ready; "signing-key
+ * rotate" makes a new active key.
  */
 
 #include <sys/types.h>
@@ -19,12 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "bsp.h"
 #include "crypto.h"
 #include "jose.h"
+#include "store.h"
 #include "tokens.h"
+
+#define KEYS_TRIES	3	/* units started again after a conflict */
 
 struct keystate {
 	struct jose_keyset	*verify;	/* owns every key */
@@ -33,50 +43,119 @@ struct keystate {
 	json_t			*jwks;
 };
 
+enum keys_mode {
+	KM_LOAD,	/* at start, or another writer wrote */
+	KM_PREPARE,	/* a reload's new configuration */
+	KM_ROTATE,	/* "signing-key rotate" */
+};
+
+enum keys_step {
+	KS_START,
+	KS_BEGUN,
+	KS_SEALED,	/* no KEK file: does the database need one? */
+	KS_KEK_READ,	/* the KEK's check value */
+	KS_KEK_WRITE,
+	KS_ACTIVE,	/* the active key for the algorithm */
+	KS_OTHERS,	/* are other keys active? */
+	KS_FAM_LAST,	/* until when retired keys must verify */
+	KS_RETIRE,
+	KS_INSERT,
+	KS_UNRETIRE,	/* jwt.key_file's key, active again */
+	KS_AUDIT,
+	KS_VERIFY,	/* the keys that still verify */
+	KS_COMMIT,
+	KS_DONE,
+};
+static const char *const keys_step_names[] = {
+	"START", "BEGUN", "SEALED", "KEK_READ", "KEK_WRITE", "ACTIVE",
+	"OTHERS", "FAM_LAST", "RETIRE", "INSERT", "UNRETIRE", "AUDIT",
+	"VERIFY", "COMMIT", "DONE"
+};
+
+struct keys_op {
+	enum keys_mode		 mode;
+	enum keys_step		 step;
+	struct config		*c;		/* a reference */
+	int			 may_generate;
+	struct store_txn	*txn;
+	struct keystate		 ks;		/* being built */
+	struct crypto_key	*key;		/* the active one, until in ks */
+	int			 make;		/* key is new: insert it */
+	int			 from_file;	/* key is jwt.key_file's */
+	uint8_t			*sealed;	/* a new key's private half */
+	size_t			 slen;
+	char			*stale;		/* an active key we cannot use */
+	int			 created;	/* the new key went in */
+	int			 kek_rows;	/* KS_SEALED: check values */
+	int			 kek_bad;	/* another KEK's check value */
+	int			 kek_tries;
+	int			 rows;
+	long long		 others;
+	time_t			 until;
+	int			 have_until;
+	int			 retired;
+	int			 notify;
+	int			 tries;
+	int			 status;
+	char			*cause;
+	int			 fatal;		/* no retry will help */
+	void			(*done)(int, const char *, void *);
+	void			*arg;
+	/* "signing-key rotate": its caller */
+	void			(*rot_done)(int, const char *, void *);
+	void			*rot_arg;
+};
+
 static struct {
 	struct keystate		 ks;
 	struct keystate		 next;		/* prepared by a reload */
 	int			 has_next;
+	struct keys_op		*pending;	/* a prepare still loading */
+	int			 pending_commit;
+	int			 prepare_sync;	/* within tokens_reload_prepare */
+	int			 prep_status;
+	char			*prep_cause;
 	int			 loaded;
+	int			 kek_checked;
+	char			*error;		/* the last load's failure */
+	int			 restarts;	/* units lost to a conflict */
+	struct store_load	 loader;
+	void			(*fatal)(const char *);
 } keys;
 
-static struct db_stmt st_key_active = { "SELECT kid, private_sealed FROM "
-    "signing_keys WHERE retired IS NULL AND alg = ? AND private_sealed IS NOT "
-    "NULL ORDER BY created DESC, kid LIMIT 1", NULL, NULL };
-static struct db_stmt st_key_sealed = { "SELECT kid FROM signing_keys "
-    "WHERE retired IS NULL AND private_sealed IS NOT NULL LIMIT 1", NULL,
-    NULL };
-static struct db_stmt st_key_insert = { "INSERT OR IGNORE INTO signing_keys "
-    "(kid, alg, created, public_jwk, private_sealed) VALUES (?, ?, ?, ?, ?)",
-    NULL, NULL };
-static struct db_stmt st_key_retire = { "UPDATE signing_keys SET retired = "
-    "?1, verify_until = ?2 WHERE retired IS NULL AND kid != ?3", NULL, NULL };
-static struct db_stmt st_key_unretire = { "UPDATE signing_keys SET retired = "
-    "NULL, verify_until = NULL WHERE kid = ?", NULL, NULL };
-static struct db_stmt st_key_verify = { "SELECT kid, alg, public_jwk FROM "
-    "signing_keys WHERE retired IS NULL OR verify_until > ?", NULL, NULL };
-static struct db_stmt st_key_purge = { "DELETE FROM signing_keys WHERE "
-    "retired IS NOT NULL AND verify_until < ?", NULL, NULL };
-static struct db_stmt st_fam_last = { "SELECT max(expires) FROM "
+static struct store_stmt st_sealed = STORE_STMT("SELECT (SELECT kid FROM "
+    "signing_keys WHERE retired IS NULL AND private_sealed IS NOT NULL "
+    "LIMIT 1), (SELECT count(*) FROM kek_check)");
+static struct store_stmt st_kek_read = STORE_STMT("SELECT mac FROM kek_check "
+    "WHERE id = 1");
+static struct store_stmt st_kek_write = STORE_STMT("INSERT INTO kek_check "
+    "(id, mac, created) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING");
+static struct store_stmt st_key_active = STORE_STMT("SELECT kid, "
+    "private_sealed FROM signing_keys WHERE retired IS NULL AND alg = $1 "
+    "ORDER BY created DESC, kid LIMIT 1");
+static struct store_stmt st_key_others = STORE_STMT("SELECT count(*) FROM "
+    "signing_keys WHERE retired IS NULL AND kid != $1");
+static struct store_stmt st_fam_last = STORE_STMT("SELECT max(expires) FROM "
     "token_families f WHERE revoked = 0 AND NOT EXISTS (SELECT 1 FROM "
-    "refresh_tokens r WHERE r.family_id = f.id)", NULL, NULL };
+    "refresh_tokens r WHERE r.family_id = f.id)");
+static struct store_stmt st_key_retire = STORE_STMT("UPDATE signing_keys SET "
+    "retired = $1, verify_until = $2 WHERE retired IS NULL AND kid != $3");
+static struct store_stmt st_key_insert = STORE_STMT("INSERT INTO "
+    "signing_keys (kid, alg, created, public_jwk, private_sealed) VALUES ($1, "
+    "$2, $3, $4, $5) ON CONFLICT (kid) DO NOTHING");
+static struct store_stmt st_key_unretire = STORE_STMT("UPDATE signing_keys "
+    "SET retired = NULL, verify_until = NULL WHERE kid = $1");
+static struct store_stmt st_key_verify = STORE_STMT("SELECT kid, alg, "
+    "public_jwk FROM signing_keys WHERE retired IS NULL OR verify_until > $1");
+static struct store_stmt st_key_purge = STORE_STMT("DELETE FROM signing_keys "
+    "WHERE retired IS NOT NULL AND verify_until < $1");
 
 static enum crypto_alg keys_alg(int);
 static void	 keys_state_free(struct keystate *);
 static char	*keys_kek_path(const struct config *);
-static int	 keys_kek(struct config *, char **);
-static int	 keys_insert(const struct crypto_key *, const uint8_t *,
-		    size_t);
-static int	 keys_retire_others(const struct config *, const char *);
-static struct crypto_key *keys_from_file(const struct config *, char **);
-static struct crypto_key *keys_dberr(struct crypto_key *, char **);
-static struct crypto_key *keys_active_file(const struct config *, char **);
-static int	 keys_stored(enum crypto_alg, struct crypto_key **, char **);
-static struct crypto_key *keys_generate_locked(enum crypto_alg, char **);
-static struct crypto_key *keys_active(const struct config *, int, char **);
-static void	 keys_add_retired(struct keystate *);
-static int	 keys_load(const struct config *, struct keystate *, int,
-		    char **);
+static void	 keys_step(struct store_txn *, int, void *);
+static void	 keys_committed(int, void *);
+static void	 keys_load_run(struct store_load *);
 
 /* The algorithm of jwt.algorithm. */
 static enum crypto_alg
@@ -117,68 +196,16 @@ keys_state_free(struct keystate *ks)
 	memset(ks, 0, sizeof *ks);
 }
 
+/* jwt.kek_file, or the file beside an SQLite database. */
 static char *
 keys_kek_path(const struct config *c)
 {
 	char	*p;
 
-	xasprintf(&p, "%s.kek", c->db_path);
+	if (c->jwt_kek_file != NULL)
+		return (xstrdup(c->jwt_kek_file));
+	xasprintf(&p, "%s.kek", c->db_path != NULL ? c->db_path : "proxy.db");
 	return (p);
-}
-
-/* Store a key's public half (and its sealed private half, if given). */
-static int
-keys_insert(const struct crypto_key *k, const uint8_t *sealed, size_t slen)
-{
-	sqlite3_stmt	*st = db_prepare(&st_key_insert);
-	json_t		*jwk = jose_jwk_public(k);
-	char		*s = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS);
-	int		 rc;
-
-	json_decref(jwk);
-	sqlite3_bind_text(st, 1, crypto_key_kid(k), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, crypto_alg_name(crypto_key_alg(k)), -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)now_wall());
-	sqlite3_bind_text(st, 4, s, -1, SQLITE_STATIC);
-	if (sealed != NULL)
-		sqlite3_bind_blob(st, 5, sealed, (int)slen, SQLITE_STATIC);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	sqlite3_reset(st);
-	free(s);
-	return (rc);
-}
-
-/*
- * Retire every active key but kid; tokens they signed stay verifiable:
- * those of login sessions for jwt.access_token_ttl, those of "token mint"
- * (a session without refresh tokens, ending when its token does, whose
- * --ttl may be longer) until the last of them expires.
- */
-static int
-keys_retire_others(const struct config *c, const char *kid)
-{
-	sqlite3_stmt	*st;
-	time_t		 now = now_wall(), until;
-	int		 rc;
-
-	until = now + (time_t)c->jwt_access_ttl;
-	st = db_prepare(&st_fam_last);
-	if (sqlite3_step(st) == SQLITE_ROW &&
-	    (time_t)sqlite3_column_int64(st, 0) > until)
-		until = (time_t)sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	st = db_prepare(&st_key_retire);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)(until + TOKEN_LEEWAY));
-	sqlite3_bind_text(st, 3, kid, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	sqlite3_reset(st);
-	if (rc == 0 && sqlite3_changes(bsp_db) > 0)
-		log_info("signing keys: retired %d previous key(s); they "
-		    "verify until their last token expires",
-		    sqlite3_changes(bsp_db));
-	return (rc);
 }
 
 static struct crypto_key *
@@ -207,309 +234,691 @@ keys_from_file(const struct config *c, char **cause)
 	return (k);
 }
 
-/* A database error while choosing the active key: nothing changes. */
+/* A new key for alg, named by its thumbprint, its private half sealed. */
 static struct crypto_key *
-keys_dberr(struct crypto_key *k, char **cause)
-{
-	db_rollback();
-	crypto_key_free(k);
-	xasprintf(cause, "signing keys: database error: %s", db_errmsg());
-	return (NULL);
-}
-
-/* jwt.key_file's key becomes, or stays, the active one. */
-static struct crypto_key *
-keys_active_file(const struct config *c, char **cause)
-{
-	struct crypto_key	*k;
-	sqlite3_stmt		*st;
-
-	if ((k = keys_from_file(c, cause)) == NULL)
-		return (NULL);
-	if (db_begin() == -1 || keys_insert(k, NULL, 0) == -1)
-		return (keys_dberr(k, cause));
-	st = db_prepare(&st_key_unretire);
-	sqlite3_bind_text(st, 1, crypto_key_kid(k), -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE ||
-	    keys_retire_others(c, crypto_key_kid(k)) == -1 ||
-	    db_commit() == -1)
-		return (keys_dberr(k, cause));
-	return (k);
-}
-
-/*
- * The stored active key for alg, opened with the KEK, in *kp (NULL if
- * there is none). -1 with *cause set, the transaction rolled back, if it
- * cannot be opened.
- */
-static int
-keys_stored(enum crypto_alg alg, struct crypto_key **kp, char **cause)
-{
-	struct crypto_err	 err;
-	sqlite3_stmt		*st = db_prepare(&st_key_active);
-	int			 rc = 0;
-
-	*kp = NULL;
-	sqlite3_bind_text(st, 1, crypto_alg_name(alg), -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*kp = crypto_key_unseal(sqlite3_column_blob(st, 1),
-		    (size_t)sqlite3_column_bytes(st, 1), &err);
-		if (*kp == NULL) {
-			xasprintf(cause, "cannot open signing key %s: %s (is "
-			    "this the key-encryption key the database was made "
-			    "with?)", sqlite3_column_text(st, 0), err.msg);
-			rc = -1;
-		} else
-			crypto_key_set_kid(*kp,
-			    (const char *)sqlite3_column_text(st, 0));
-	}
-	sqlite3_reset(st);
-	if (rc == -1)
-		db_rollback();
-	return (rc);
-}
-
-/*
- * A new key for alg, named by its thumbprint and stored with its private
- * half sealed, in the caller's transaction. NULL with *cause set, the
- * transaction rolled back, on failure.
- */
-static struct crypto_key *
-keys_generate_locked(enum crypto_alg alg, char **cause)
+keys_generate(enum crypto_alg alg, uint8_t **sealed, size_t *slen,
+    char **cause)
 {
 	struct crypto_err	 err;
 	struct crypto_key	*k;
-	uint8_t			*sealed = NULL;
-	size_t			 slen = 0;
 	char			 kid[44];
 
 	if ((k = crypto_key_generate(alg, alg == CRYPTO_ALG_RS256 ? 2048 : 0,
 	    &err)) == NULL) {
-		db_rollback();
 		xasprintf(cause, "cannot generate a signing key: %s", err.msg);
 		return (NULL);
 	}
 	if (jose_jwk_thumbprint(k, kid) == -1 ||
 	    crypto_key_set_kid(k, kid) == -1)
 		fatalx("cannot name the signing key");
-	if (crypto_key_seal(k, &sealed, &slen, &err) == -1) {
-		db_rollback();
+	if (crypto_key_seal(k, sealed, slen, &err) == -1) {
 		crypto_key_free(k);
 		xasprintf(cause, "cannot seal the signing key: %s", err.msg);
 		return (NULL);
 	}
-	if (keys_insert(k, sealed, slen) == -1)
-		k = keys_dberr(k, cause);
-	free(sealed);
 	return (k);
 }
 
 /*
- * Find the active key for the configured algorithm, or generate one, in a
- * transaction so that a command and the daemon never both generate.
+ * What can be done before the database: the legacy key, HS256's key,
+ * jwt.key_file's key. -1 with op->cause.
  */
-static struct crypto_key *
-keys_active(const struct config *c, int may_generate, char **cause)
-{
-	struct crypto_key	*k;
-	enum crypto_alg		 alg = keys_alg(c->jwt_algorithm);
-	int			 created = 0;
-
-	if (c->jwt_key_file != NULL)
-		return (keys_active_file(c, cause));
-	if (db_begin() == -1)
-		return (keys_dberr(NULL, cause));
-	if (keys_stored(alg, &k, cause) == -1)
-		return (NULL);
-	if (k == NULL) {
-		if (!may_generate) {
-			db_rollback();
-			xasprintf(cause, "no active signing key");
-			return (NULL);
-		}
-		if ((k = keys_generate_locked(alg, cause)) == NULL)
-			return (NULL);
-		created = 1;
-	}
-	if (keys_retire_others(c, crypto_key_kid(k)) == -1 ||
-	    db_commit() == -1)
-		return (keys_dberr(k, cause));
-	if (created)
-		log_info("signing keys: generated %s key %s",
-		    crypto_alg_name(alg), crypto_key_kid(k));
-	return (k);
-}
-
-/*
- * The other keys that still verify tokens: retired ones until the last
- * token they signed has expired.
- */
-static void
-keys_add_retired(struct keystate *ks)
-{
-	struct crypto_err	 err;
-	struct crypto_key	*k;
-	sqlite3_stmt		*st;
-	enum crypto_alg		 allow[2];
-	json_t			*jwk;
-	const char		*s;
-
-	allow[0] = allow[1] = CRYPTO_ALG_NONE;
-	st = db_prepare(&st_key_verify);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		s = (const char *)sqlite3_column_text(st, 0);
-		if (s == NULL || strcmp(s, crypto_key_kid(ks->active)) == 0)
-			continue;
-		allow[0] = crypto_alg_from_name(
-		    (const char *)sqlite3_column_text(st, 1));
-		s = (const char *)sqlite3_column_text(st, 2);
-		if (s == NULL || allow[0] == CRYPTO_ALG_NONE ||
-		    (jwk = json_loads(s, 0, NULL)) == NULL)
-			continue;
-		k = jose_jwk_parse(jwk, allow, &err);
-		json_decref(jwk);
-		if (k == NULL) {
-			log_warnx("signing keys: stored key %s unusable: %s",
-			    sqlite3_column_text(st, 0), err.msg);
-			continue;
-		}
-		crypto_key_set_kid(k, (const char *)sqlite3_column_text(st, 0));
-		jose_keyset_add(ks->verify, k);
-	}
-	sqlite3_reset(st);
-}
-
-/* Build the complete key state for a configuration. */
 static int
-keys_load(const struct config *c, struct keystate *ks, int may_generate,
-    char **cause)
+keys_local(struct keys_op *op)
 {
+	const struct config	*c = op->c;
 	struct crypto_err	 err;
 	struct crypto_key	*active;
 	char			 kid[80], b[64];
-	int			 rc = -1;
 
-	memset(ks, 0, sizeof *ks);
-	ks->verify = jose_keyset_new();
-	/* What can fail without touching the database first. */
+	op->ks.verify = jose_keyset_new();
 	if (c->jwt_legacy_secret != NULL) {
-		ks->legacy = crypto_key_from_secret(tokens_keys_legacy_alg(
+		op->ks.legacy = crypto_key_from_secret(tokens_keys_legacy_alg(
 		    c->jwt_legacy_algorithm), c->jwt_legacy_secret,
 		    strlen(c->jwt_legacy_secret), &err);
-		if (ks->legacy == NULL) {
-			xasprintf(cause, "jwt.legacy.secret: %s", err.msg);
-			goto out;
+		if (op->ks.legacy == NULL) {
+			xasprintf(&op->cause, "jwt.legacy.secret: %s", err.msg);
+			return (-1);
 		}
 	}
 	if (c->jwt_algorithm == JWT_ALG_HS256) {
 		active = crypto_key_from_secret(CRYPTO_ALG_HS256, c->jwt_secret,
 		    strlen(c->jwt_secret), &err);
 		if (active == NULL) {
-			xasprintf(cause, "jwt.secret: %s", err.msg);
-			goto out;
+			xasprintf(&op->cause, "jwt.secret: %s", err.msg);
+			return (-1);
 		}
 		crypto_secret_id(c->jwt_secret, "bsp-kid", 12, b, sizeof b);
 		snprintf(kid, sizeof kid, "hs-%s", b);
 		crypto_key_set_kid(active, kid);
-		jose_keyset_add(ks->verify, active);
-		ks->active = active;
-		ks->jwks = json_pack("{s:[]}", "keys");
-	} else {
-		if ((active = keys_active(c, may_generate, cause)) == NULL)
-			goto out;
-		jose_keyset_add(ks->verify, active);
-		ks->active = active;
-		keys_add_retired(ks);
-		ks->jwks = jose_keyset_jwks(ks->verify);
+		jose_keyset_add(op->ks.verify, active);
+		op->ks.active = active;
+		op->ks.jwks = json_pack("{s:[]}", "keys");
+		return (0);
 	}
-	rc = 0;
-out:
-	if (rc == -1)
-		keys_state_free(ks);
+	if (c->jwt_key_file != NULL) {
+		if ((op->key = keys_from_file(c, &op->cause)) == NULL)
+			return (-1);
+		op->from_file = 1;
+		op->make = 1;
+	}
+	return (0);
+}
+
+/*
+ * The KEK, loaded from its file; -1 with op->cause. A missing file is
+ * made only where it is ours to make (beside an SQLite database), and only
+ * once the database has shown that it needs no other (KS_SEALED).
+ */
+static int
+keys_kek_load(struct keys_op *op)
+{
+	struct crypto_err	 err;
+	char			*path = keys_kek_path(op->c);
+	int			 rc = 0;
+
+	if (crypto_kek_load(path, &err) == -1) {
+		xasprintf(&op->cause, "key-encryption key %s: %s", path,
+		    err.msg);
+		op->fatal = 1;
+		rc = -1;
+	}
+	free(path);
 	return (rc);
 }
 
+/* Is the KEK's file missing (and ours to make)? */
 static int
-keys_kek(struct config *c, char **cause)
+keys_kek_missing(const struct config *c)
 {
-	struct crypto_err	 err;
-	struct stat		 sb;
-	sqlite3_stmt		*st;
-	char			*path;
+	struct stat	 sb;
+	char		*path = keys_kek_path(c);
+	int		 missing;
 
-	if (crypto_kek_loaded())
-		return (0);
-	path = keys_kek_path(c);
-	/*
-	 * A missing KEK beside a database that holds keys sealed under one
-	 * means the database was copied or restored without it: say so,
-	 * rather than make a new KEK that cannot open them.
-	 */
-	if (stat(path, &sb) == -1 && errno == ENOENT &&
-	    c->jwt_algorithm != JWT_ALG_HS256 && c->jwt_key_file == NULL) {
-		st = db_prepare(&st_key_sealed);
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			xasprintf(cause, "key-encryption key %s is missing, "
-			    "but the database holds signing key %s sealed "
-			    "under it: restore the file from where the "
-			    "database came from (a copied database alone "
-			    "cannot sign)", path, sqlite3_column_text(st, 0));
-			sqlite3_reset(st);
-			free(path);
-			return (-1);
-		}
-		sqlite3_reset(st);
-	}
-	if (crypto_kek_load(path, &err) == -1) {
-		xasprintf(cause, "key-encryption key %s: %s", path, err.msg);
-		free(path);
-		return (-1);
-	}
+	missing = stat(path, &sb) == -1 && errno == ENOENT;
 	free(path);
-	return (0);
+	return (missing);
 }
 
-/* Start: the key-encryption key, then the signing keys (made if need be). */
-int
-tokens_keys_init(struct config *c, char **cause)
+static void
+keys_enter(struct keys_op *op, enum keys_step s)
 {
-	if (keys_kek(c, cause) == -1)
-		return (-1);
-	if (keys_load(c, &keys.ks, 1, cause) == -1)
-		return (-1);
-	keys.loaded = 1;
-	return (0);
+	if (op->step != s)
+		log_trace(TRACE_DB, "signing keys: %s -> %s",
+		    keys_step_names[op->step], keys_step_names[s]);
+	op->step = s;
+}
+
+static void
+keys_op_free(struct keys_op *op)
+{
+	keys_state_free(&op->ks);
+	crypto_key_free(op->key);
+	free(op->sealed);
+	free(op->stale);
+	free(op->cause);
+	config_unref(op->c);
+	free(op);
+}
+
+/* The unit is over, committed or not: tell whoever asked (who frees op). */
+static void
+keys_finish(struct keys_op *op, int status)
+{
+	op->status = status;
+	keys_enter(op, KS_DONE);
+	if (status != STORE_OK && op->cause == NULL)
+		xasprintf(&op->cause, "signing keys: the database failed");
+	op->done(status, op->cause, op->arg);
+}
+
+/* Something failed in the unit: roll it back, and finish. */
+static void
+keys_fail(struct keys_op *op, struct store_txn *t, int status)
+{
+	if (t != NULL)
+		store_rollback(t);
+	keys_finish(op, status != STORE_OK ? status : STORE_ERROR);
+}
+
+/* Start the unit again (another daemon's key won a race). */
+static void
+keys_restart(struct keys_op *op, struct store_txn *t)
+{
+	store_rollback(t);
+	keys.restarts++;
+	if (++op->tries >= KEYS_TRIES) {
+		xasprintf(&op->cause, "signing keys: another daemon keeps "
+		    "changing them");
+		keys_finish(op, STORE_CONFLICT);
+		return;
+	}
+	log_info("signing keys: another daemon changed them meanwhile; "
+	    "reading them again");
+	if (!op->from_file && op->mode != KM_ROTATE) {
+		crypto_key_free(op->key);
+		op->key = NULL;
+		free(op->sealed);
+		op->sealed = NULL;
+	}
+	op->make = op->from_file || op->mode == KM_ROTATE;
+	op->notify = 0;
+	free(op->stale);
+	op->stale = NULL;
+	op->retired = 0;
+	op->have_until = 0;
+	keys_enter(op, KS_START);
+	store_begin(STORE_WRITE, keys_step, op);
+}
+
+static void
+keys_row(const struct store_row *r, void *arg)
+{
+	struct keys_op		*op = arg;
+	struct crypto_err	 err;
+	const uint8_t		*b;
+	const char		*kid, *s;
+	struct crypto_key	*k;
+	enum crypto_alg		 allow[2];
+	uint8_t			 mine[CRYPTO_HASH_LEN];
+	size_t			 len;
+	json_t			*jwk;
+
+	op->rows++;
+	switch (op->step) {
+	case KS_SEALED:
+		if ((kid = store_text(r, 0)) != NULL)
+			op->stale = xstrdup(kid);
+		op->kek_rows = (int)store_int(r, 1);
+		break;
+	case KS_KEK_READ:
+		b = store_blob(r, 0, &len);
+		if (crypto_kek_check(mine) == -1 || b == NULL ||
+		    len != sizeof mine || !crypto_memeq(b, mine, sizeof mine))
+			op->kek_bad = 1;
+		break;
+	case KS_ACTIVE:
+		kid = store_text(r, 0);
+		b = store_blob(r, 1, &len);
+		if (kid == NULL)
+			break;
+		if (b == NULL || store_null(r, 1)) {
+			/* jwt.key_file's, no longer configured. */
+			op->stale = xstrdup(kid);
+			break;
+		}
+		if ((op->key = crypto_key_unseal(b, len, &err)) == NULL) {
+			xasprintf(&op->cause, "cannot open signing key %s: %s "
+			    "(is this the key-encryption key the database was "
+			    "made with?)", kid, err.msg);
+			op->fatal = 1;
+			break;
+		}
+		crypto_key_set_kid(op->key, kid);
+		break;
+	case KS_OTHERS:
+		op->others = store_int(r, 0);
+		break;
+	case KS_FAM_LAST:
+		if (!store_null(r, 0) && (time_t)store_int(r, 0) > op->until)
+			op->until = (time_t)store_int(r, 0);
+		break;
+	case KS_VERIFY:
+		/* The other keys that still verify: retired ones. */
+		kid = store_text(r, 0);
+		if (kid == NULL || strcmp(kid, crypto_key_kid(op->ks.active)) ==
+		    0)
+			break;
+		allow[0] = crypto_alg_from_name(store_text(r, 1));
+		allow[1] = CRYPTO_ALG_NONE;
+		s = store_text(r, 2);
+		if (s == NULL || allow[0] == CRYPTO_ALG_NONE ||
+		    (jwk = json_loads(s, 0, NULL)) == NULL)
+			break;
+		k = jose_jwk_parse(jwk, allow, &err);
+		json_decref(jwk);
+		if (k == NULL) {
+			log_warnx("signing keys: stored key %s unusable: %s",
+			    kid, err.msg);
+			break;
+		}
+		crypto_key_set_kid(k, kid);
+		jose_keyset_add(op->ks.verify, k);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Run a statement of the unit; its answer comes back to keys_step. */
+static void
+keys_exec(struct keys_op *op, struct store_txn *t, enum keys_step s,
+    struct store_stmt *st, const struct store_param *p, size_t n)
+{
+	keys_enter(op, s);
+	op->rows = 0;
+	store_exec(t, st, p, n, keys_row, keys_step, op);
+}
+
+/* Retire the active keys but kid (NULL: all), from when to op->until. */
+static void
+keys_retire(struct keys_op *op, struct store_txn *t, const char *kid)
+{
+	struct store_param	p[] = { SP_INT(now_wall()),
+				    SP_INT(op->until + TOKEN_LEEWAY),
+				    SP_TEXT(kid != NULL ? kid : "") };
+
+	keys_exec(op, t, KS_RETIRE, &st_key_retire, p, nitems(p));
+}
+
+/*
+ * What comes after the active key is settled: the others retired (which
+ * needs op->until first), then the keys that verify.
+ */
+static void
+keys_after_active(struct keys_op *op, struct store_txn *t)
+{
+	struct store_param	p[] = { SP_TEXT(crypto_key_kid(op->key)) };
+
+	keys_exec(op, t, KS_OTHERS, &st_key_others, p, nitems(p));
+}
+
+/*
+ * Retired keys keep verifying the tokens they signed: those of login
+ * sessions for jwt.access_token_ttl, those of "token mint" (a session
+ * without refresh tokens, ending when its token does, whose --ttl may be
+ * longer) until the last of them expires.
+ */
+static void
+keys_fam_last(struct keys_op *op, struct store_txn *t)
+{
+	op->until = now_wall() + (time_t)op->c->jwt_access_ttl;
+	keys_exec(op, t, KS_FAM_LAST, &st_fam_last, NULL, 0);
+}
+
+static void
+keys_insert(struct keys_op *op, struct store_txn *t)
+{
+	json_t	*jwk = jose_jwk_public(op->key);
+	char	*s = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS);
+
+	json_decref(jwk);
+	{
+		struct store_param	p[] = {
+			SP_TEXT(crypto_key_kid(op->key)),
+			SP_TEXT(crypto_alg_name(crypto_key_alg(op->key))),
+			SP_INT(now_wall()), SP_TEXT(s),
+			SP_BLOB(op->sealed, op->slen),
+		};
+
+		keys_exec(op, t, KS_INSERT, &st_key_insert, p, nitems(p));
+	}
+	free(s);
+}
+
+static void
+keys_verify(struct keys_op *op, struct store_txn *t)
+{
+	struct store_param	p[] = { SP_INT(now_wall()) };
+
+	jose_keyset_add(op->ks.verify, op->key);
+	op->ks.active = op->key;
+	op->key = NULL;
+	keys_exec(op, t, KS_VERIFY, &st_key_verify, p, nitems(p));
+}
+
+/* The KEK's check value is right, or was just stored: the keys. */
+static void
+keys_after_kek(struct keys_op *op, struct store_txn *t)
+{
+	keys.kek_checked = 1;
+	if (op->c->jwt_algorithm == JWT_ALG_HS256) {
+		keys_enter(op, KS_COMMIT);
+		store_commit(t, keys_committed, op);
+		return;
+	}
+	if (op->mode == KM_ROTATE || op->from_file) {
+		/* One active key per algorithm: the others go first. */
+		keys_fam_last(op, t);
+		return;
+	}
+	{
+		struct store_param	p[] = { SP_TEXT(crypto_alg_name(
+					    keys_alg(op->c->jwt_algorithm))) };
+
+		keys_exec(op, t, KS_ACTIVE, &st_key_active, p, nitems(p));
+	}
+}
+
+/* The one step function of the unit: each answer, and what comes next. */
+static void
+keys_step(struct store_txn *t, int status, void *arg)
+{
+	struct keys_op	*op = arg;
+	uint8_t		 mac[CRYPTO_HASH_LEN];
+	char		*path;
+
+	if (t == NULL || status != STORE_OK) {
+		if (status == STORE_CONFLICT && t != NULL &&
+		    (op->step == KS_INSERT || op->step == KS_UNRETIRE)) {
+			keys_restart(op, t);
+			return;
+		}
+		keys_fail(op, t, status);
+		return;
+	}
+	switch (op->step) {
+	case KS_START:
+		op->txn = t;
+		keys_enter(op, KS_BEGUN);
+		if (keys.kek_checked && crypto_kek_loaded()) {
+			keys_after_kek(op, t);
+			return;
+		}
+		if (!crypto_kek_loaded() && keys_kek_missing(op->c)) {
+			if (op->c->jwt_kek_file != NULL) {
+				xasprintf(&op->cause, "jwt.kek_file %s does "
+				    "not exist", op->c->jwt_kek_file);
+				op->fatal = 1;
+				keys_fail(op, t, STORE_ERROR);
+				return;
+			}
+			keys_exec(op, t, KS_SEALED, &st_sealed, NULL, 0);
+			return;
+		}
+		if (!crypto_kek_loaded() && keys_kek_load(op) == -1) {
+			keys_fail(op, t, STORE_ERROR);
+			return;
+		}
+		keys_exec(op, t, KS_KEK_READ, &st_kek_read, NULL, 0);
+		return;
+	case KS_SEALED:
+		/*
+		 * A missing KEK beside a database that holds keys sealed
+		 * under one (or its check value) means the database was
+		 * copied or restored without it: say so, rather than make a
+		 * new KEK that cannot open them.
+		 */
+		if (op->stale != NULL || op->kek_rows > 0) {
+			path = keys_kek_path(op->c);
+			if (op->stale != NULL)
+				xasprintf(&op->cause, "key-encryption key %s "
+				    "is missing, but the database holds "
+				    "signing key %s sealed under it: restore "
+				    "the file from where the database came "
+				    "from (a copied database alone cannot "
+				    "sign)", path, op->stale);
+			else
+				xasprintf(&op->cause, "key-encryption key %s "
+				    "is missing, but the database was made "
+				    "with one: restore the file from where the "
+				    "database came from", path);
+			free(path);
+			op->fatal = 1;
+			keys_fail(op, t, STORE_ERROR);
+			return;
+		}
+		if (keys_kek_load(op) == -1) {
+			keys_fail(op, t, STORE_ERROR);
+			return;
+		}
+		keys_exec(op, t, KS_KEK_READ, &st_kek_read, NULL, 0);
+		return;
+	case KS_KEK_READ:
+		if (op->kek_bad) {
+			path = keys_kek_path(op->c);
+			xasprintf(&op->cause, "wrong KEK: the key-encryption "
+			    "key in %s is not the one this database was made "
+			    "with (its check value differs); every daemon "
+			    "sharing the database needs the same one, "
+			    "jwt.kek_file", path);
+			free(path);
+			op->fatal = 1;
+			keys_fail(op, t, STORE_ERROR);
+			return;
+		}
+		if (op->rows > 0) {
+			keys_after_kek(op, t);
+			return;
+		}
+		if (op->kek_tries++ > 0 || crypto_kek_check(mac) == -1) {
+			keys_fail(op, t, STORE_ERROR);
+			return;
+		}
+		{
+			struct store_param p[] = { SP_BLOB(mac, sizeof mac),
+				SP_INT(now_wall()) };
+
+			keys_exec(op, t, KS_KEK_WRITE, &st_kek_write, p,
+			    nitems(p));
+		}
+		return;
+	case KS_KEK_WRITE:
+		/* Ours, or another daemon's that won: read it back. */
+		keys_exec(op, t, KS_KEK_READ, &st_kek_read, NULL, 0);
+		return;
+	case KS_ACTIVE:
+		if (op->fatal) {
+			keys_fail(op, t, STORE_ERROR);
+			return;
+		}
+		if (op->key != NULL) {
+			keys_after_active(op, t);
+			return;
+		}
+		if (!op->may_generate) {
+			xasprintf(&op->cause, "no active signing key");
+			keys_fail(op, t, STORE_ERROR);
+			return;
+		}
+		op->key = keys_generate(keys_alg(op->c->jwt_algorithm),
+		    &op->sealed, &op->slen, &op->cause);
+		if (op->key == NULL) {
+			op->fatal = 1;
+			keys_fail(op, t, STORE_ERROR);
+			return;
+		}
+		op->make = 1;
+		op->notify = 1;
+		if (op->stale != NULL) {
+			/* The old key file's key retires first. */
+			keys_fam_last(op, t);
+			return;
+		}
+		keys_insert(op, t);
+		return;
+	case KS_OTHERS:
+		if (op->others == 0) {
+			keys_verify(op, t);
+			return;
+		}
+		keys_fam_last(op, t);
+		return;
+	case KS_FAM_LAST:
+		op->have_until = 1;
+		keys_retire(op, t, crypto_key_kid(op->key));
+		return;
+	case KS_RETIRE:
+		if (store_changes(t) > 0) {
+			log_info("signing keys: retired %lld previous key(s); "
+			    "they verify until their last token expires",
+			    store_changes(t));
+			op->retired = 1;
+			op->notify = 1;
+		}
+		if (op->make) {
+			keys_insert(op, t);
+			return;
+		}
+		keys_verify(op, t);
+		return;
+	case KS_INSERT:
+		op->make = 0;
+		op->created = 1;
+		if (op->from_file) {
+			struct store_param p[] = {
+				SP_TEXT(crypto_key_kid(op->key)) };
+
+			keys_exec(op, t, KS_UNRETIRE, &st_key_unretire, p,
+			    nitems(p));
+			return;
+		}
+		if (op->mode == KM_ROTATE) {
+			keys_enter(op, KS_AUDIT);
+			audit_event(t, "signing_key_rotated", NULL, "cli",
+			    NULL, json_pack("{s:s,s:s}", "kid",
+			    crypto_key_kid(op->key), "alg", crypto_alg_name(
+			    crypto_key_alg(op->key))), keys_step, op);
+			return;
+		}
+		keys_after_active(op, t);
+		return;
+	case KS_UNRETIRE:
+		if (store_changes(t) > 0)
+			op->notify = 1;
+		keys_after_active(op, t);
+		return;
+	case KS_AUDIT:
+		op->notify = 1;
+		keys_verify(op, t);
+		return;
+	case KS_VERIFY:
+		op->ks.jwks = jose_keyset_jwks(op->ks.verify);
+		keys_enter(op, KS_COMMIT);
+		if (op->notify)
+			store_notify(t, "signing_keys");
+		store_commit(t, keys_committed, op);
+		return;
+	default:
+		keys_fail(op, t, STORE_ERROR);
+		return;
+	}
+}
+
+static void
+keys_committed(int status, void *arg)
+{
+	struct keys_op	*op = arg;
+
+	if (status == STORE_OK && op->created && !op->from_file &&
+	    op->ks.active != NULL && op->mode != KM_ROTATE)
+		log_info("signing keys: generated %s key %s",
+		    crypto_alg_name(crypto_key_alg(op->ks.active)),
+		    crypto_key_kid(op->ks.active));
+	keys_finish(op, status);
+}
+
+/* A unit for configuration c; done(status, cause, op) when it is over. */
+static void
+keys_op_start(enum keys_mode mode, struct config *c, int may_generate,
+    void (*done)(int, const char *, void *))
+{
+	struct keys_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->mode = mode;
+	op->c = config_ref(c);
+	op->may_generate = may_generate;
+	op->done = done;
+	op->arg = op;
+	if (keys_local(op) == -1) {
+		op->fatal = 1;
+		keys_finish(op, STORE_ERROR);
+		return;
+	}
+	if (c->jwt_algorithm == JWT_ALG_HS256 && keys.kek_checked &&
+	    crypto_kek_loaded()) {
+		/* Nothing of it is in the database. */
+		keys_finish(op, STORE_OK);
+		return;
+	}
+	store_begin(STORE_WRITE, keys_step, op);
+}
+
+/* A load (KM_LOAD) is over: its state in place, or kept out. */
+static void
+keys_loaded(int status, const char *cause, void *arg)
+{
+	struct keys_op	*op = arg;
+
+	free(keys.error);
+	keys.error = NULL;
+	if (status == STORE_OK && op->c == cfg) {
+		keys_state_free(&keys.ks);
+		keys.ks = op->ks;
+		memset(&op->ks, 0, sizeof op->ks);
+		keys.loaded = 1;
+	} else if (status != STORE_OK) {
+		keys.error = xstrdup(cause);
+		/* Before the first load, whoever started it says why. */
+		if (keys.loaded)
+			log_warnx("cannot load the signing keys: %s", cause);
+		if (op->fatal && keys.fatal != NULL)
+			keys.fatal(cause);
+	}
+	keys_op_free(op);
+	store_load_done(&keys.loader, status);
+}
+
+static void
+keys_load_run(struct store_load *l)
+{
+	/* Until they are loaded once, a missing key may be made. */
+	keys_op_start(KM_LOAD, cfg, !keys.loaded, keys_loaded);
+}
+
+/*
+ * Load the key state for the configuration in use (at start, and when
+ * another writer wrote); done(status, arg) if given. A failure no retry
+ * will mend (the KEK) is also told to the hook of tokens_keys_on_fatal().
+ */
+void
+tokens_keys_load(store_end_cb done, void *arg)
+{
+	keys.loader.run = keys_load_run;
+	store_load(&keys.loader, done, arg);
+}
+
+void
+tokens_keys_on_fatal(void (*fn)(const char *))
+{
+	keys.fatal = fn;
+}
+
+/* How many units started again after a conflict (another daemon's key). */
+int
+tokens_keys_restarts(void)
+{
+	return (keys.restarts);
+}
+
+/* Why the last load failed, or NULL. */
+const char *
+tokens_keys_error(void)
+{
+	return (keys.error);
 }
 
 /* Another process may have made a new key ("signing-key rotate"). */
 void
 tokens_keys_sync(void)
 {
-	struct keystate	 ks;
-	char		*cause = NULL;
+	tokens_keys_load(NULL, NULL);
+}
 
-	if (cfg->jwt_algorithm == JWT_ALG_HS256)
-		return;
-	if (keys_load(cfg, &ks, 0, &cause) == 0) {
-		keys_state_free(&keys.ks);
-		keys.ks = ks;
-	} else {
-		log_warnx("cannot reload signing keys: %s", cause);
-		free(cause);
-	}
+int
+tokens_keys_loaded(void)
+{
+	return (keys.loaded);
 }
 
 /* Housekeeping: retired keys no token needs any more. */
 void
-tokens_keys_maint(time_t now)
+tokens_keys_purge(time_t now, store_end_cb done, void *arg)
 {
-	sqlite3_stmt	*st;
+	struct store_param	p[] = { SP_INT(now) };
 
-	st = db_prepare(&st_key_purge);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_warnx("cannot purge old signing keys: %s", db_errmsg());
+	store_run(STORE_WRITE, &st_key_purge, p, nitems(p), NULL, done, arg);
 }
 
 void
@@ -518,6 +927,9 @@ tokens_keys_free(void)
 	tokens_reload_abort();
 	keys_state_free(&keys.ks);
 	keys.loaded = 0;
+	keys.kek_checked = 0;
+	free(keys.error);
+	keys.error = NULL;
 	crypto_kek_unload();
 }
 
@@ -543,6 +955,43 @@ tokens_keys_legacy(void)
 }
 
 /*
+ * A reload's key state is in: with SQLite before tokens_reload_prepare()
+ * returns; with PostgreSQL maybe after the commit (then it goes in place
+ * at once) or the abort (then it is dropped).
+ */
+static void
+keys_prepared(int status, const char *cause, void *arg)
+{
+	struct keys_op	*op = arg;
+
+	if (keys.pending != op) {
+		/* Aborted: nobody wants it now. */
+		keys_op_free(op);
+		return;
+	}
+	keys.pending = NULL;
+	if (keys.prepare_sync) {
+		keys.prep_status = status;
+		if (status != STORE_OK)
+			keys.prep_cause = xstrdup(cause);
+		else {
+			keys.next = op->ks;
+			memset(&op->ks, 0, sizeof op->ks);
+			keys.has_next = 1;
+		}
+	} else if (status != STORE_OK)
+		log_warnx("signing keys for the new configuration: %s", cause);
+	else if (keys.pending_commit) {
+		keys_state_free(&keys.ks);
+		keys.ks = op->ks;
+		memset(&op->ks, 0, sizeof op->ks);
+		keys.loaded = 1;
+	}
+	keys.pending_commit = 0;
+	keys_op_free(op);
+}
+
+/*
  * On SIGHUP, in two steps so a later module's failure leaves nothing
  * changed: build the new key state, then (commit) put it in place. The
  * one lasting effect of a prepare is in the database: a key for a newly
@@ -551,16 +1000,48 @@ tokens_keys_legacy(void)
 int
 tokens_reload_prepare(struct config *c, char **cause)
 {
+	struct keys_op	*op;
+
 	tokens_reload_abort();
-	if (keys_load(c, &keys.next, 1, cause) == -1)
+	op = xcalloc(1, sizeof *op);
+	op->mode = KM_PREPARE;
+	op->c = config_ref(c);
+	op->may_generate = 1;
+	op->done = keys_prepared;
+	op->arg = op;
+	if (keys_local(op) == -1) {
+		*cause = op->cause;
+		op->cause = NULL;
+		keys_op_free(op);
 		return (-1);
-	keys.has_next = 1;
+	}
+	keys.pending = op;
+	keys.prepare_sync = 1;
+	keys.prep_status = STORE_OK;
+	store_begin(STORE_WRITE, keys_step, op);
+	keys.prepare_sync = 0;
+	if (keys.pending != NULL)
+		return (0);	/* still loading (PostgreSQL) */
+	if (keys.prep_status != STORE_OK) {
+		*cause = keys.prep_cause;
+		keys.prep_cause = NULL;
+		return (-1);
+	}
 	return (0);
+}
+
+/* Is a reload's key state still loading (PostgreSQL)? */
+int
+tokens_reload_pending(void)
+{
+	return (keys.pending != NULL);
 }
 
 void
 tokens_reload_commit(struct config *c)
 {
+	if (keys.pending != NULL)
+		keys.pending_commit = 1;
 	if (!keys.has_next)
 		return;
 	keys_state_free(&keys.ks);
@@ -575,6 +1056,9 @@ tokens_reload_abort(void)
 	if (keys.has_next)
 		keys_state_free(&keys.next);
 	keys.has_next = 0;
+	/* A prepare still loading is dropped when it is in. */
+	keys.pending = NULL;
+	keys.pending_commit = 0;
 }
 
 /* For -n: can the configured key file be used? Says where it was set. */
@@ -614,58 +1098,56 @@ tokens_jwks(void)
 	    json_pack("{s:[]}", "keys"));
 }
 
-/* "signing-key rotate": a new active key; the old one keeps verifying. */
-int
-tokens_signing_rotate(struct config *c, char **cause)
+/* "signing-key rotate" is over. */
+static void
+keys_rotated(int status, const char *cause, void *arg)
 {
-	struct crypto_err	 err;
-	struct crypto_key	*k;
-	enum crypto_alg		 alg = keys_alg(c->jwt_algorithm);
-	uint8_t			*sealed = NULL;
-	size_t			 slen = 0;
-	char			 kid[44];
-	int			 rc = -1;
+	struct keys_op	*op = arg;
+
+	if (status == STORE_OK)
+		log_info("signing keys: new active %s key %s",
+		    crypto_alg_name(crypto_key_alg(op->ks.active)),
+		    crypto_key_kid(op->ks.active));
+	op->rot_done(status == STORE_OK ? 0 : -1, cause, op->rot_arg);
+	keys_op_free(op);
+}
+
+/*
+ * "signing-key rotate": a new active key; the old one keeps verifying.
+ * done(0, NULL, arg), or done(-1, cause, arg).
+ */
+void
+tokens_signing_rotate(struct config *c, void (*done)(int, const char *,
+    void *), void *arg)
+{
+	struct keys_op	*op;
+	char		*cause = NULL;
 
 	if (c->jwt_algorithm == JWT_ALG_HS256) {
-		xasprintf(cause, "jwt.algorithm is HS256: rotate by changing "
-		    "jwt.secret");
-		return (-1);
+		done(-1, "jwt.algorithm is HS256: rotate by changing "
+		    "jwt.secret", arg);
+		return;
 	}
 	if (c->jwt_key_file != NULL) {
-		xasprintf(cause, "jwt.key_file is set: rotate by replacing the "
-		    "file and reloading");
-		return (-1);
+		done(-1, "jwt.key_file is set: rotate by replacing the file "
+		    "and reloading", arg);
+		return;
 	}
-	if (keys_kek(c, cause) == -1)
-		return (-1);
-	if ((k = crypto_key_generate(alg, alg == CRYPTO_ALG_RS256 ? 2048 : 0,
-	    &err)) == NULL) {
-		xasprintf(cause, "cannot generate a key: %s", err.msg);
-		return (-1);
+	op = xcalloc(1, sizeof *op);
+	op->mode = KM_ROTATE;
+	op->c = config_ref(c);
+	op->ks.verify = jose_keyset_new();
+	op->rot_done = done;
+	op->rot_arg = arg;
+	op->done = keys_rotated;
+	op->arg = op;
+	if ((op->key = keys_generate(keys_alg(c->jwt_algorithm), &op->sealed,
+	    &op->slen, &cause)) == NULL) {
+		done(-1, cause, arg);
+		free(cause);
+		keys_op_free(op);
+		return;
 	}
-	if (jose_jwk_thumbprint(k, kid) == -1 ||
-	    crypto_key_set_kid(k, kid) == -1 ||
-	    crypto_key_seal(k, &sealed, &slen, &err) == -1) {
-		crypto_key_free(k);
-		xasprintf(cause, "cannot seal the new key");
-		return (-1);
-	}
-	if (db_begin() == -1 || keys_insert(k, sealed, slen) == -1 ||
-	    keys_retire_others(c, kid) == -1) {
-		db_rollback();
-		goto out;
-	}
-	audit_event("signing_key_rotated", NULL, "cli", NULL,
-	    json_pack("{s:s,s:s}", "kid", kid, "alg", crypto_alg_name(alg)));
-	if (db_commit() == -1)
-		goto out;
-	log_info("signing keys: new active %s key %s", crypto_alg_name(alg),
-	    kid);
-	rc = 0;
-out:
-	if (rc == -1)
-		xasprintf(cause, "database error: %s", db_errmsg());
-	free(sealed);
-	crypto_key_free(k);
-	return (rc);
+	op->make = 1;
+	store_begin(STORE_WRITE, keys_step, op);
 }

@@ -2,89 +2,65 @@
  * tokens-refresh.c: sessions (token families) and their refresh tokens.
  *
  * Refresh tokens are opaque ("bsr_" + 256 random bits), stored only as a
- * hash, and rotate on every use inside one transaction. Each login starts a
- * family (the sid claim); presenting a used refresh token after
- * jwt.refresh_reuse_grace revokes the whole family. A retry within the grace
- * window gets the same successor back: it is stored sealed under a key
- * derived from the old token itself, so only its holder can open it.
+ * hash, and rotate on every use inside one unit of work. Each login starts
+ * a family (the sid claim); presenting a used refresh token after
+ * jwt.refresh_reuse_grace revokes the whole family. A retry within the
+ * grace window gets the same successor back: it is stored sealed under a
+ * key derived from the old token itself, so only its holder can open it.
+ * The rotation claims the token with a conditional UPDATE (used_at IS
+ * NULL): of two daemons rotating the same token at once one wins, and the
+ * other reads it again as a used token, which within the grace window
+ * answers the winner's successor.
  *
  * Every way a family ends (logout, RFC 7009, refresh token reuse, a
  * disabled or no longer admitted user, "user logout") revokes the API keys
- * made in it in the same transaction; only "user logout --keep-keys" keeps
- * them, with every other key of the user (bedrock-sso-proxy(8)).
+ * made in it in the same unit; only "user logout --keep-keys" keeps them,
+ * with every other key of the user (bedrock-sso-proxy(8)).
+ *
+ * Each operation is a unit with one step function (refresh_step,
+ * revoke_step, ...) that runs a statement and takes its answer; what the
+ * daemon holds in memory changes after the unit has committed.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "bsp.h"
 #include "crypto.h"
+#include "store.h"
 #include "tokens.h"
 
 #define REFRESH_PREFIX	"bsr_"
 #define SID_BYTES	16
 #define SUCCESSOR_PURPOSE "bsp-refresh-successor"
+#define REFRESH_TRIES	3	/* a claim lost to another daemon: again */
 
-static struct db_stmt st_fam_insert = { "INSERT INTO token_families (id, "
-    "user_id, created, expires) VALUES (?, ?, ?, ?)", NULL, NULL };
-static struct db_stmt st_fam_get = { "SELECT user_id, expires, revoked FROM "
-    "token_families WHERE id = ?", NULL, NULL };
-static struct db_stmt st_fam_revoke = { "UPDATE token_families SET revoked = "
-    "1, revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked = 0",
-    NULL, NULL };
-static struct db_stmt st_fam_revoke_user = { "UPDATE token_families SET "
-    "revoked = 1, revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND "
-    "revoked = 0", NULL, NULL };
-static struct db_stmt st_rt_insert = { "INSERT INTO refresh_tokens (hash, "
-    "family_id, created, expires) VALUES (?, ?, ?, ?)", NULL, NULL };
-static struct db_stmt st_rt_get = { "SELECT family_id, expires, used_at, "
-    "successor, successor_sealed FROM refresh_tokens WHERE hash = ?",
-    NULL, NULL };
-static struct db_stmt st_rt_used = { "SELECT used_at FROM refresh_tokens "
-    "WHERE hash = ?", NULL, NULL };
-static struct db_stmt st_rt_rotate = { "UPDATE refresh_tokens SET used_at = "
-    "?, successor = ?, successor_sealed = ? WHERE hash = ? AND used_at IS "
-    "NULL", NULL, NULL };
-
-/* A refresh token presented, read in the transaction that will use it. */
-struct refresh_row {
-	const char	*token;
-	const char	*client;
-	time_t		 now;
-	uint8_t		 hash[CRYPTO_HASH_LEN];
-	char		*sid;
-	int		 used;
-	time_t		 used_at;
-	int		 has_succ;
-	uint8_t		 succ[CRYPTO_HASH_LEN];	/* its successor's hash */
-	uint8_t		*sealed;		/* the successor, sealed */
-	size_t		 slen;
-	char		*user_id;		/* of the family */
-	time_t		 fexp;
-	int		 frevoked;
-};
+static struct store_stmt st_fam_insert = STORE_STMT("INSERT INTO "
+    "token_families (id, user_id, created, expires) VALUES ($1, $2, $3, $4)");
+static struct store_stmt st_fam_get = STORE_STMT("SELECT user_id, expires, "
+    "revoked FROM token_families WHERE id = $1");
+static struct store_stmt st_fam_revoke = STORE_STMT("UPDATE token_families "
+    "SET revoked = 1, revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND "
+    "revoked = 0");
+static struct store_stmt st_fam_revoke_user = STORE_STMT("UPDATE "
+    "token_families SET revoked = 1, revoked_at = $1, revoked_reason = $2 "
+    "WHERE user_id = $3 AND revoked = 0");
+static struct store_stmt st_rt_insert = STORE_STMT("INSERT INTO "
+    "refresh_tokens (hash, family_id, created, expires) VALUES ($1, $2, $3, "
+    "$4)");
+static struct store_stmt st_rt_get = STORE_STMT("SELECT family_id, expires, "
+    "used_at, successor, successor_sealed FROM refresh_tokens WHERE hash = "
+    "$1");
+static struct store_stmt st_rt_used = STORE_STMT("SELECT used_at FROM "
+    "refresh_tokens WHERE hash = $1");
+static struct store_stmt st_rt_rotate = STORE_STMT("UPDATE refresh_tokens SET "
+    "used_at = $1, successor = $2, successor_sealed = $3 WHERE hash = $4 AND "
+    "used_at IS NULL");
+static struct store_stmt st_user_get = STORE_STMT("SELECT id, provider, "
+    "subject, email, email_verified, name, groups FROM users WHERE id = $1");
 
 static json_t	*refresh_response(const char *, time_t, const char *);
-static int	 refresh_insert(const char *, const char *, time_t);
-static int	 refresh_successor_seal(const char *, const char *, time_t,
-		    const char *, uint8_t **, size_t *);
-static json_t	*refresh_successor_open(const char *, const void *, size_t);
-static int	 refresh_revoke_locked(const char *, const char *,
-		    const char *, const char *);
-static int	 refresh_row_get(struct refresh_row *);
-static int	 refresh_family_get(const char *, char **, time_t *, int *);
-static void	 refresh_row_clear(struct refresh_row *);
-static int	 refresh_dberr(void);
-static int	 refresh_refuse(const struct refresh_row *, const char *);
-static int	 refresh_user_gone(const struct refresh_row *,
-		    const struct user_state *, const char **);
-static int	 refresh_used(const struct refresh_row *, json_t **,
-		    const char **);
-static int	 refresh_rotate(const struct refresh_row *, json_t **,
-		    const char **);
 
 static json_t *
 refresh_response(const char *access, time_t exp, const char *refresh)
@@ -100,113 +76,336 @@ refresh_response(const char *access, time_t exp, const char *refresh)
 	return (j);
 }
 
-static int
-refresh_insert(const char *token, const char *sid, time_t expires)
-{
-	sqlite3_stmt	*st = db_prepare(&st_rt_insert);
-	uint8_t		 h[CRYPTO_HASH_LEN];
-	int		 rc;
+/*
+ * Revoking one family inside a unit: the family, then the API keys made
+ * in it. Every way one family ends goes through here ("user logout" ends
+ * them all at once: tokens_revoke_user).
+ */
+struct famrev_op {
+	int		 state;		/* 0 family, 1 keys */
+	char		*sid;
+	char		*reason;
+	char		*actor;
+	char		*client;
+	int		*nkeys;
+	store_step_cb	 done;
+	void		*arg;
+};
 
-	crypto_hash_token(token, h);
-	sqlite3_bind_blob(st, 1, h, sizeof h, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, sid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)now_wall());
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)expires);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	sqlite3_reset(st);
-	return (rc);
+static void
+famrev_step(struct store_txn *t, int status, void *arg)
+{
+	struct famrev_op	*op = arg;
+	store_step_cb		 done = op->done;
+	void			*darg = op->arg;
+
+	if (status == STORE_OK && op->state == 0) {
+		op->state = 1;
+		apikeys_revoke_family(t, op->sid, op->reason, op->actor,
+		    op->client, op->nkeys, famrev_step, op);
+		return;
+	}
+	if (status != STORE_OK)
+		log_warnx("cannot revoke session %s", op->sid);
+	free(op->sid);
+	free(op->reason);
+	free(op->actor);
+	free(op->client);
+	free(op);
+	done(t, status, darg);
 }
 
 /*
- * Start a session (token family) for a user who just logged in: a refresh
- * token and an access token, committed before the caller answers.
+ * Revoke a session family and the API keys made in it, in the unit t;
+ * *nkeys gets how many keys (after its commit the caller reloads them).
  */
-int
-tokens_session_new(const struct user *u, const char *client,
-    const char *event, json_t **resp)
+static void
+refresh_revoke_family(struct store_txn *t, const char *sid,
+    const char *reason, const char *actor, const char *client, int *nkeys,
+    store_step_cb done, void *arg)
 {
-	sqlite3_stmt	*st;
-	char		*sid, *refresh = NULL, *access = NULL;
-	time_t		 now = now_wall(), expires, exp;
-	int		 rc = -1;
+	struct famrev_op	*op;
+	struct store_param	 p[] = { SP_INT(now_wall()), SP_TEXT(reason),
+				    SP_TEXT(sid) };
+
+	op = xcalloc(1, sizeof *op);
+	op->sid = xstrdup(sid);
+	op->reason = xstrdup(reason);
+	op->actor = actor != NULL ? xstrdup(actor) : NULL;
+	op->client = client != NULL ? xstrdup(client) : NULL;
+	op->nkeys = nkeys;
+	op->done = done;
+	op->arg = arg;
+	*nkeys = 0;
+	store_exec(t, &st_fam_revoke, p, nitems(p), NULL, famrev_step, op);
+}
+
+/*
+ * A new session inside a unit: its family, its refresh token, an access
+ * token and the audit row.
+ */
+enum sess_state {
+	SS_FAMILY,
+	SS_REFRESH,
+	SS_AUDIT,
+};
+
+struct sess_op {
+	enum sess_state	 state;
+	const struct user *u;		/* the caller's, until done */
+	char		*sid;
+	char		*refresh;
+	char		*access;
+	char		*client;
+	char		*event;
+	time_t		 expires;
+	time_t		 exp;
+	json_t		**resp;
+	store_step_cb	 done;
+	void		*arg;
+};
+
+static void
+sess_step(struct store_txn *t, int status, void *arg)
+{
+	struct sess_op	*op = arg;
+	store_step_cb	 done = op->done;
+	void		*darg = op->arg;
+	uint8_t		 h[CRYPTO_HASH_LEN];
+
+	if (status != STORE_OK)
+		goto out;
+	switch (op->state) {
+	case SS_FAMILY:
+		op->state = SS_REFRESH;
+		op->refresh = crypto_new_secret(REFRESH_PREFIX);
+		crypto_hash_token(op->refresh, h);
+		{
+			struct store_param p[] = { SP_BLOB(h, sizeof h),
+			    SP_TEXT(op->sid), SP_INT(now_wall()),
+			    SP_INT(op->expires) };
+
+			store_exec(t, &st_rt_insert, p, nitems(p), NULL,
+			    sess_step, op);
+		}
+		return;
+	case SS_REFRESH:
+		if ((op->access = tokens_mint(op->u, op->sid, NULL, op->exp,
+		    NULL)) == NULL) {
+			status = STORE_ERROR;
+			goto out;
+		}
+		op->state = SS_AUDIT;
+		audit_event(t, op->event, op->u->id, op->u->id, op->client,
+		    json_pack("{s:s}", "session", op->sid), sess_step, op);
+		return;
+	case SS_AUDIT:
+		*op->resp = refresh_response(op->access, op->exp, op->refresh);
+		break;
+	}
+out:
+	if (status != STORE_OK)
+		log_warnx("cannot start a session for %s", op->u->id);
+	free(op->sid);
+	freezero_str(op->refresh);
+	freezero_str(op->access);
+	free(op->client);
+	free(op->event);
+	free(op);
+	done(t, status, darg);
+}
+
+/*
+ * Start a session (token family) for a user who just logged in, in the
+ * unit t: a refresh token and an access token, in *resp when done(t,
+ * STORE_OK, arg) (the caller answers with it once the unit has
+ * committed). u must stay until done.
+ */
+void
+tokens_session_add(struct store_txn *t, const struct user *u,
+    const char *client, const char *event, json_t **resp,
+    store_step_cb done, void *arg)
+{
+	struct sess_op	*op;
+	time_t		 now = now_wall();
 
 	*resp = NULL;
-	sid = tokens_random_id(SID_BYTES);
-	expires = now + (time_t)cfg->jwt_refresh_ttl;
-	exp = now + (time_t)cfg->jwt_access_ttl;
-	if (exp > expires)
-		exp = expires;
-	if (db_begin() == -1)
-		goto out;
-	st = db_prepare(&st_fam_insert);
-	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, u->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)expires);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto out;
-	refresh = crypto_new_secret(REFRESH_PREFIX);
-	if (refresh_insert(refresh, sid, expires) == -1)
-		goto out;
-	if ((access = tokens_mint(u, sid, NULL, exp, NULL)) == NULL)
-		goto out;
-	audit_event(event, u->id, u->id, client, json_pack("{s:s}", "session",
-	    sid));
-	if (db_commit() == -1)
-		goto out;
-	*resp = refresh_response(access, exp, refresh);
-	rc = 0;
-out:
-	if (rc == -1) {
-		log_warnx("cannot start a session for %s: %s", u->id,
-		    db_errmsg());
-		db_rollback();
+	op = xcalloc(1, sizeof *op);
+	op->u = u;
+	op->sid = tokens_random_id(SID_BYTES);
+	op->client = client != NULL ? xstrdup(client) : NULL;
+	op->event = xstrdup(event);
+	op->expires = now + (time_t)cfg->jwt_refresh_ttl;
+	op->exp = now + (time_t)cfg->jwt_access_ttl;
+	if (op->exp > op->expires)
+		op->exp = op->expires;
+	op->resp = resp;
+	op->done = done;
+	op->arg = arg;
+	op->state = SS_FAMILY;
+	{
+		struct store_param p[] = { SP_TEXT(op->sid), SP_TEXT(u->id),
+		    SP_INT(now), SP_INT(op->expires) };
+
+		store_exec(t, &st_fam_insert, p, nitems(p), NULL, sess_step,
+		    op);
 	}
-	free(sid);
-	freezero_str(refresh);
-	freezero_str(access);
-	return (rc);
+}
+
+/*
+ * A session in a unit of its own (tokens_session_new) and an access token
+ * in a session of its own (tokens_mint_session), for a copy of the user.
+ */
+enum own_state {
+	OS_BEGIN,
+	OS_SESSION,
+	OS_FAMILY,
+	OS_AUDIT,
+	OS_COMMIT,
+};
+
+struct own_op {
+	enum own_state	 state;
+	int		 mint;		/* tokens_mint_session */
+	struct user	 u;
+	char		*client;	/* or the actor */
+	char		*event;
+	char		*sid;
+	char		*token;
+	struct strlist	 scopes;
+	long long	 ttl;
+	time_t		 exp;
+	json_t		*resp;
+	void		(*session_cb)(int, json_t *, void *);
+	void		(*mint_cb)(int, char *, void *);
+	void		*arg;
+};
+
+static void	own_committed(int, void *);
+
+static void
+own_end(struct own_op *op, int status)
+{
+	if (op->mint)
+		op->mint_cb(status == STORE_OK ? 0 : -1, status == STORE_OK ?
+		    op->token : NULL, op->arg);
+	else
+		op->session_cb(status == STORE_OK ? 0 : -1, status ==
+		    STORE_OK ? op->resp : NULL, op->arg);
+	if (status != STORE_OK || op->mint)
+		json_decref(op->resp);
+	if (status != STORE_OK || !op->mint)
+		freezero_str(op->token);
+	user_clear(&op->u);
+	strlist_free(&op->scopes);
+	free(op->client);
+	free(op->event);
+	free(op->sid);
+	free(op);
+}
+
+static void
+own_step(struct store_txn *t, int status, void *arg)
+{
+	struct own_op	*op = arg;
+
+	if (t == NULL || status != STORE_OK) {
+		if (t != NULL)
+			store_rollback(t);
+		own_end(op, status != STORE_OK ? status : STORE_ERROR);
+		return;
+	}
+	switch (op->state) {
+	case OS_BEGIN:
+		if (!op->mint) {
+			op->state = OS_SESSION;
+			tokens_session_add(t, &op->u, op->client, op->event,
+			    &op->resp, own_step, op);
+			return;
+		}
+		op->state = OS_FAMILY;
+		op->sid = tokens_random_id(SID_BYTES);
+		op->exp = now_wall() + (time_t)op->ttl;
+		{
+			struct store_param p[] = { SP_TEXT(op->sid),
+			    SP_TEXT(op->u.id), SP_INT(now_wall()),
+			    SP_INT(op->exp) };
+
+			store_exec(t, &st_fam_insert, p, nitems(p), NULL,
+			    own_step, op);
+		}
+		return;
+	case OS_FAMILY:
+		if ((op->token = tokens_mint(&op->u, op->sid, &op->scopes,
+		    op->exp, NULL)) == NULL) {
+			store_rollback(t);
+			own_end(op, STORE_ERROR);
+			return;
+		}
+		op->state = OS_AUDIT;
+		audit_event(t, "token_minted", op->u.id, op->client, NULL,
+		    json_pack("{s:s,s:I}", "session", op->sid, "ttl",
+		    (json_int_t)op->ttl), own_step, op);
+		return;
+	case OS_SESSION:
+	case OS_AUDIT:
+		op->state = OS_COMMIT;
+		store_commit(t, own_committed, op);
+		return;
+	default:
+		store_rollback(t);
+		own_end(op, STORE_ERROR);
+		return;
+	}
+}
+
+static void
+own_committed(int status, void *arg)
+{
+	own_end(arg, status);
+}
+
+/*
+ * A session for a user who just logged in, in a unit of its own:
+ * cb(0, response, arg) (the callback owns it), or cb(-1, NULL, arg).
+ */
+void
+tokens_session_new(const struct user *u, const char *client,
+    const char *event, void (*cb)(int, json_t *, void *), void *arg)
+{
+	struct own_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	user_copy(&op->u, u);
+	op->client = client != NULL ? xstrdup(client) : NULL;
+	op->event = xstrdup(event);
+	op->session_cb = cb;
+	op->arg = arg;
+	store_begin(STORE_WRITE, own_step, op);
 }
 
 /*
  * "token mint": an access token in a session of its own (so that it can be
- * revoked like any other), valid for ttl seconds.
+ * revoked like any other), valid for ttl seconds: cb(0, token, arg) (the
+ * callback owns it), or cb(-1, NULL, arg).
  */
-int
+void
 tokens_mint_session(const struct user *u, const struct strlist *scopes,
-    long long ttl, const char *actor, char **out)
+    long long ttl, const char *actor, void (*cb)(int, char *, void *),
+    void *arg)
 {
-	sqlite3_stmt	*st;
-	char		*sid, *t = NULL;
-	time_t		 now = now_wall(), exp = now + (time_t)ttl;
-	int		 rc = -1;
+	struct own_op	*op;
 
-	*out = NULL;
-	sid = tokens_random_id(SID_BYTES);
-	if (db_begin() == -1)
-		goto out;
-	st = db_prepare(&st_fam_insert);
-	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, u->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)exp);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto out;
-	if ((t = tokens_mint(u, sid, scopes, exp, NULL)) == NULL)
-		goto out;
-	audit_event("token_minted", u->id, actor, NULL,
-	    json_pack("{s:s,s:I}", "session", sid, "ttl", (json_int_t)ttl));
-	if (db_commit() == -1)
-		goto out;
-	*out = t;
-	t = NULL;
-	rc = 0;
-out:
-	if (rc == -1)
-		db_rollback();
-	free(sid);
-	freezero_str(t);
-	return (rc);
+	op = xcalloc(1, sizeof *op);
+	op->mint = 1;
+	user_copy(&op->u, u);
+	if (scopes != NULL)
+		strlist_copy(&op->scopes, scopes);
+	op->ttl = ttl;
+	op->client = actor != NULL ? xstrdup(actor) : NULL;
+	op->mint_cb = cb;
+	op->arg = arg;
+	store_begin(STORE_WRITE, own_step, op);
 }
 
 /* Seal the successor pair under a key only the old token's holder has. */
@@ -250,388 +449,863 @@ refresh_successor_open(const char *old, const void *blob, size_t len)
 }
 
 /*
- * Revoke a session family and the API keys made in it, inside the caller's
- * transaction. Every way one family ends goes through here ("user logout"
- * ends them all at once: tokens_revoke_user). Returns the number of keys
- * revoked (the caller reloads them after its commit), or -1.
+ * A refresh token presented, as one unit: its row and its family; then,
+ * by what they say, a refusal, the end of the session (its user is gone,
+ * or the token was used again after the grace window: reuse), the
+ * successor again (a retry within it), or the rotation.
  */
-static int
-refresh_revoke_locked(const char *sid, const char *reason,
-    const char *actor, const char *client)
+enum refresh_state {
+	RS_BEGIN,
+	RS_ROW,		/* the token's row */
+	RS_FAMILY,	/* its family */
+	RS_SUCC,	/* a used token: was its successor used too? */
+	RS_USER,	/* the user, for the new access token */
+	RS_CLAIM,	/* the conditional UPDATE of used_at */
+	RS_INSERT,	/* the successor's row */
+	RS_REVOKE,	/* the family and its keys */
+	RS_AUDIT,
+	RS_COMMIT,
+	RS_KEYS,	/* the API keys in memory, after a revocation */
+	RS_DONE,
+};
+static const char *const refresh_state_names[] = {
+	"BEGIN", "ROW", "FAMILY", "SUCC", "USER", "CLAIM", "INSERT", "REVOKE",
+	"AUDIT", "COMMIT", "KEYS", "DONE"
+};
+
+struct refresh_op {
+	enum refresh_state state;
+	char		*token;
+	char		*client;
+	time_t		 now;
+	int		 tries;
+	uint8_t		 hash[CRYPTO_HASH_LEN];
+	/* the token's row */
+	int		 found;
+	char		*sid;
+	int		 used;
+	time_t		 used_at;
+	int		 has_succ;
+	uint8_t		 succ[CRYPTO_HASH_LEN];	/* its successor's hash */
+	uint8_t		*sealed;		/* the successor, sealed */
+	size_t		 slen;
+	/* its family */
+	int		 fam_found;
+	char		*user_id;
+	time_t		 fexp;
+	int		 frevoked;
+	int		 succ_used;
+	struct user	 u;
+	int		 user_found;
+	/* the successor */
+	char		*access;
+	char		*refresh;
+	time_t		 exp;
+	uint8_t		 new_hash[CRYPTO_HASH_LEN];
+	/* the verdict */
+	int		 rc;		/* 0, -1 refused, -2 server error */
+	const char	*why;
+	const char	*event;		/* the audit row's */
+	json_t		*detail;
+	json_t		*resp;
+	int		 revoked;	/* the family was revoked */
+	int		 nkeys;
+	void		(*cb)(int, json_t *, const char *, void *);
+	void		*arg;
+};
+
+static void	refresh_step(struct store_txn *, int, void *);
+static void	refresh_row(const struct store_row *, void *);
+static void	refresh_committed(int, void *);
+
+static void
+refresh_enter(struct refresh_op *op, enum refresh_state s)
 {
-	sqlite3_stmt	*st = db_prepare(&st_fam_revoke);
-	int		 rc;
-
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now_wall());
-	sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, sid, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		log_warnx("cannot revoke session: %s", db_errmsg());
-		return (-1);
-	}
-	return (apikeys_revoke_family_locked(sid, reason, actor, client));
-}
-
-/* The token's row; 0 if there is one. */
-static int
-refresh_row_get(struct refresh_row *rr)
-{
-	sqlite3_stmt	*st = db_prepare(&st_rt_get);
-	int		 rc = -1;
-
-	sqlite3_bind_blob(st, 1, rr->hash, sizeof rr->hash, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		goto out;
-	rr->sid = xstrdup((const char *)sqlite3_column_text(st, 0));
-	rr->used = sqlite3_column_type(st, 2) != SQLITE_NULL;
-	rr->used_at = (time_t)sqlite3_column_int64(st, 2);
-	if (sqlite3_column_bytes(st, 3) == (int)sizeof rr->succ) {
-		memcpy(rr->succ, sqlite3_column_blob(st, 3), sizeof rr->succ);
-		rr->has_succ = 1;
-	}
-	if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
-		rr->slen = (size_t)sqlite3_column_bytes(st, 4);
-		rr->sealed = xmalloc(rr->slen > 0 ? rr->slen : 1);
-		memcpy(rr->sealed, sqlite3_column_blob(st, 4), rr->slen);
-	}
-	rc = 0;
-out:
-	sqlite3_reset(st);
-	return (rc);
-}
-
-/* The family of a session: its user, expiry and state; 0 if it exists. */
-static int
-refresh_family_get(const char *sid, char **user_id, time_t *fexp,
-    int *frevoked)
-{
-	sqlite3_stmt	*st = db_prepare(&st_fam_get);
-	int		 rc = -1;
-
-	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*user_id = xstrdup((const char *)sqlite3_column_text(st, 0));
-		*fexp = (time_t)sqlite3_column_int64(st, 1);
-		*frevoked = sqlite3_column_int(st, 2);
-		rc = 0;
-	}
-	sqlite3_reset(st);
-	return (rc);
+	if (op->state != s)
+		log_trace(TRACE_AUTH, "refresh: %s -> %s",
+		    refresh_state_names[op->state], refresh_state_names[s]);
+	op->state = s;
 }
 
 static void
-refresh_row_clear(struct refresh_row *rr)
+refresh_clear_row(struct refresh_op *op)
 {
-	free(rr->sid);
-	free(rr->sealed);
-	free(rr->user_id);
-	memset(rr, 0, sizeof *rr);
+	free(op->sid);
+	free(op->sealed);
+	free(op->user_id);
+	user_clear(&op->u);
+	op->sid = op->user_id = NULL;
+	op->sealed = NULL;
+	op->slen = 0;
+	op->found = op->used = op->has_succ = op->fam_found = 0;
+	op->frevoked = op->succ_used = op->user_found = 0;
+	op->used_at = op->fexp = 0;
 }
 
-/* A server error: the transaction is rolled back. */
-static int
-refresh_dberr(void)
+/* The verdict, to the caller; the op is done. */
+static void
+refresh_end(struct refresh_op *op)
 {
-	log_warnx("refresh failed: %s", db_errmsg());
-	db_rollback();
-	return (-2);
+	refresh_enter(op, RS_DONE);
+	op->cb(op->rc, op->rc == 0 ? op->resp : NULL, op->rc == 0 ? NULL :
+	    op->why, op->arg);
+	if (op->rc != 0)
+		json_decref(op->resp);
+	json_decref(op->detail);
+	refresh_clear_row(op);
+	freezero_str(op->token);
+	freezero_str(op->access);
+	freezero_str(op->refresh);
+	free(op->client);
+	free(op);
 }
 
-/* The token is not (or no longer) good; nothing was written. */
-static int
-refresh_refuse(const struct refresh_row *rr, const char *why)
+/* A server error: the unit, if any, rolled back. */
+static void
+refresh_dberr(struct refresh_op *op, struct store_txn *t)
 {
-	db_rollback();
-	audit_event("refresh_failed", rr->user_id, NULL, rr->client,
-	    json_pack("{s:s}", "reason", why));
-	return (-1);
+	if (t != NULL)
+		store_rollback(t);
+	log_warnx("refresh failed: the database failed");
+	op->rc = -2;
+	json_decref(op->resp);
+	op->resp = NULL;
+	refresh_end(op);
 }
 
-/* The user is disabled or no longer admitted: the session ends. */
-static int
-refresh_user_gone(const struct refresh_row *rr, const struct user_state *us,
-    const char **why)
+/* The audit row of the verdict, then the commit. */
+static void
+refresh_audit(struct refresh_op *op, struct store_txn *t, const char *event,
+    const char *actor, json_t *detail)
 {
-	int	nkeys;
+	refresh_enter(op, RS_AUDIT);
+	audit_event(t, event, op->user_id, actor, op->client, detail,
+	    refresh_step, op);
+}
 
-	*why = us->disabled ? "user is disabled" :
-	    "the access policy no longer admits this user";
-	if ((nkeys = refresh_revoke_locked(rr->sid, us->disabled ?
-	    "user disabled" : "access policy", NULL, rr->client)) == -1)
-		return (refresh_dberr());
-	tokens_revoked_add(rr->sid, rr->fexp);
-	audit_event("refresh_failed", rr->user_id, NULL, rr->client,
-	    json_pack("{s:s}", "reason", *why));
-	if (db_commit() == -1)
-		return (refresh_dberr());
-	if (nkeys > 0)
-		apikeys_load();
-	return (-1);
+/* The token is not (or no longer) good; nothing else is written. */
+static void
+refresh_refuse(struct refresh_op *op, struct store_txn *t, const char *why)
+{
+	op->rc = -1;
+	op->why = why;
+	refresh_audit(op, t, "refresh_failed", NULL, json_pack("{s:s}",
+	    "reason", why));
+}
+
+/* The session ends (its user is gone, or reuse): revoke it, keys too. */
+static void
+refresh_revoke(struct refresh_op *op, struct store_txn *t, const char *reason,
+    const char *event, json_t *detail)
+{
+	op->rc = -1;
+	op->event = event;
+	op->detail = detail;
+	op->revoked = 1;
+	refresh_enter(op, RS_REVOKE);
+	refresh_revoke_family(t, op->sid, reason, NULL, op->client, &op->nkeys,
+	    refresh_step, op);
 }
 
 /*
- * A used token again: within the grace window, and if its successor has
- * not been used since, the same successor (the answer was lost); else
+ * The used token again: within the grace window, and if its successor
+ * has not been used since, the same successor (the answer was lost); else
  * someone else has it too, and the session ends.
  */
-static int
-refresh_used(const struct refresh_row *rr, json_t **resp, const char **why)
+static void
+refresh_used(struct refresh_op *op, struct store_txn *t)
 {
-	sqlite3_stmt	*st;
-	int		 succ_used = 0, nkeys;
-
-	if (rr->has_succ) {
-		st = db_prepare(&st_rt_used);
-		sqlite3_bind_blob(st, 1, rr->succ, sizeof rr->succ,
-		    SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW &&
-		    sqlite3_column_type(st, 0) != SQLITE_NULL)
-			succ_used = 1;
-		sqlite3_reset(st);
+	if (op->now - op->used_at <= (time_t)cfg->jwt_refresh_grace &&
+	    !op->succ_used && op->sealed != NULL &&
+	    (op->resp = refresh_successor_open(op->token, op->sealed,
+	    op->slen)) != NULL) {
+		op->rc = 0;
+		refresh_audit(op, t, "refresh_retry", op->user_id,
+		    json_pack("{s:s}", "session", op->sid));
+		return;
 	}
-	if (rr->now - rr->used_at <= (time_t)cfg->jwt_refresh_grace &&
-	    !succ_used && rr->sealed != NULL &&
-	    (*resp = refresh_successor_open(rr->token, rr->sealed,
-	    rr->slen)) != NULL) {
-		db_rollback();
-		audit_event("refresh_retry", rr->user_id, rr->user_id,
-		    rr->client, json_pack("{s:s}", "session", rr->sid));
-		return (0);
-	}
-	if ((nkeys = refresh_revoke_locked(rr->sid, "refresh token reuse",
-	    NULL, rr->client)) == -1)
-		return (refresh_dberr());
-	tokens_revoked_add(rr->sid, rr->fexp);
-	audit_event("refresh_reuse_detected", rr->user_id, NULL, rr->client,
-	    json_pack("{s:s,s:i}", "session", rr->sid, "keys", nkeys));
-	*why = "refresh token was already used; the session has been revoked";
-	if (db_commit() == -1)
-		return (refresh_dberr());
-	if (nkeys > 0)
-		apikeys_load();
-	log_warnx("refresh token reuse detected for %s: session %s revoked",
-	    rr->user_id, rr->sid);
-	return (-1);
+	op->why = "refresh token was already used; the session has been "
+	    "revoked";
+	refresh_revoke(op, t, "refresh token reuse", "refresh_reuse_detected",
+	    NULL);
 }
 
-/*
- * Rotate: a new refresh token and access token, the old token marked used
- * with its successor sealed under it for a retry.
- */
-static int
-refresh_rotate(const struct refresh_row *rr, json_t **resp,
-    const char **why)
+/* What the family and the user's state say about the token. */
+static void
+refresh_judge(struct refresh_op *op, struct store_txn *t)
 {
-	sqlite3_stmt	*st;
-	struct user	 u;
-	uint8_t		*sealed = NULL, succ[CRYPTO_HASH_LEN];
-	size_t		 slen = 0;
-	char		*access = NULL, *refresh = NULL;
-	time_t		 exp;
-	int		 rc = -2;
-
-	memset(&u, 0, sizeof u);
-	if (user_get(rr->user_id, &u) == -1) {
-		*why = "user no longer exists";
-		rc = refresh_refuse(rr, *why);
-		goto out;
-	}
-	exp = rr->now + (time_t)cfg->jwt_access_ttl;
-	if (exp > rr->fexp)
-		exp = rr->fexp;
-	refresh = crypto_new_secret(REFRESH_PREFIX);
-	if ((access = tokens_mint(&u, rr->sid, NULL, exp, NULL)) == NULL ||
-	    refresh_insert(refresh, rr->sid, rr->fexp) == -1 ||
-	    refresh_successor_seal(rr->token, access, exp, refresh, &sealed,
-	    &slen) == -1)
-		goto out;
-	crypto_hash_token(refresh, succ);
-	st = db_prepare(&st_rt_rotate);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)rr->now);
-	sqlite3_bind_blob(st, 2, succ, sizeof succ, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, sealed, (int)slen, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 4, rr->hash, sizeof rr->hash, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(bsp_db) != 1) {
-		sqlite3_reset(st);
-		goto out;
-	}
-	sqlite3_reset(st);
-	audit_event("refresh", rr->user_id, rr->user_id, rr->client,
-	    json_pack("{s:s}", "session", rr->sid));
-	if (db_commit() == -1)
-		goto out;
-	*resp = refresh_response(access, exp, refresh);
-	rc = 0;
-out:
-	if (rc == -2)
-		rc = refresh_dberr();
-	user_clear(&u);
-	free(sealed);
-	freezero_str(refresh);
-	freezero_str(access);
-	return (rc);
-}
-
-/*
- * Rotate a refresh token. 0 with *resp set on success; -1 with *why set
- * when the token is not (or no longer) good: the caller answers
- * invalid_grant; -2 on a server error.
- */
-int
-tokens_refresh(const char *token, const char *client, json_t **resp,
-    const char **why)
-{
-	struct refresh_row	 rr;
 	const struct user_state	*us;
-	int			 rc;
 
-	*resp = NULL;
-	*why = "refresh token is not valid";
-	if (strncmp(token, REFRESH_PREFIX, 4) != 0 || strlen(token) != 47)
-		return (-1);
-	memset(&rr, 0, sizeof rr);
-	rr.token = token;
-	rr.client = client;
-	rr.now = now_wall();
-	crypto_hash_token(token, rr.hash);
-	if (db_begin() == -1)
-		return (-2);
-	if (refresh_row_get(&rr) == -1) {
-		db_rollback();
-		/* Anyone can send one: a log line, not an audit write. */
-		log_info("refresh refused: unknown token (from %s)",
-		    client != NULL ? client : "-");
-		return (-1);
+	if (!op->fam_found) {
+		refresh_refuse(op, t, "refresh token is not valid");
+		return;
 	}
-	if (refresh_family_get(rr.sid, &rr.user_id, &rr.fexp,
-	    &rr.frevoked) == -1)
-		rc = refresh_refuse(&rr, *why);
-	else if (rr.frevoked) {
-		*why = "session has been revoked";
-		rc = refresh_refuse(&rr, *why);
-	} else if (rr.fexp <= rr.now) {
-		*why = "session has expired; log in again";
-		rc = refresh_refuse(&rr, *why);
-	} else if ((us = user_state(rr.user_id)) != NULL && (us->disabled ||
-	    us->denied))
-		rc = refresh_user_gone(&rr, us, why);
-	else if (rr.used)
-		rc = refresh_used(&rr, resp, why);
-	else
-		rc = refresh_rotate(&rr, resp, why);
-	refresh_row_clear(&rr);
-	return (rc);
+	if (op->frevoked) {
+		refresh_refuse(op, t, "session has been revoked");
+		return;
+	}
+	if (op->fexp <= op->now) {
+		refresh_refuse(op, t, "session has expired; log in again");
+		return;
+	}
+	if ((us = user_state(op->user_id)) != NULL && (us->disabled ||
+	    us->denied)) {
+		/* The user is disabled or no longer admitted. */
+		op->why = us->disabled ? "user is disabled" :
+		    "the access policy no longer admits this user";
+		refresh_revoke(op, t, us->disabled ? "user disabled" :
+		    "access policy", "refresh_failed", json_pack("{s:s}",
+		    "reason", op->why));
+		return;
+	}
+	if (op->used) {
+		if (!op->has_succ) {
+			refresh_used(op, t);
+			return;
+		}
+		refresh_enter(op, RS_SUCC);
+		{
+			struct store_param p[] = { SP_BLOB(op->succ,
+			    sizeof op->succ) };
+
+			store_exec(t, &st_rt_used, p, nitems(p), refresh_row,
+			    refresh_step, op);
+		}
+		return;
+	}
+	refresh_enter(op, RS_USER);
+	{
+		struct store_param p[] = { SP_TEXT(op->user_id) };
+
+		store_exec(t, &st_user_get, p, nitems(p), refresh_row,
+		    refresh_step, op);
+	}
+}
+
+/*
+ * Rotate: a new refresh token and access token, the old token claimed
+ * (marked used, with its successor sealed under it for a retry).
+ */
+static void
+refresh_rotate(struct refresh_op *op, struct store_txn *t)
+{
+	uint8_t		*sealed = NULL;
+	size_t		 slen = 0;
+
+	if (!op->user_found) {
+		refresh_refuse(op, t, "user no longer exists");
+		return;
+	}
+	op->exp = op->now + (time_t)cfg->jwt_access_ttl;
+	if (op->exp > op->fexp)
+		op->exp = op->fexp;
+	freezero_str(op->refresh);
+	freezero_str(op->access);
+	op->refresh = crypto_new_secret(REFRESH_PREFIX);
+	if ((op->access = tokens_mint(&op->u, op->sid, NULL, op->exp,
+	    NULL)) == NULL || refresh_successor_seal(op->token, op->access,
+	    op->exp, op->refresh, &sealed, &slen) == -1) {
+		free(sealed);
+		refresh_dberr(op, t);
+		return;
+	}
+	crypto_hash_token(op->refresh, op->new_hash);
+	refresh_enter(op, RS_CLAIM);
+	{
+		struct store_param p[] = { SP_INT(op->now),
+		    SP_BLOB(op->new_hash, sizeof op->new_hash),
+		    SP_BLOB(sealed, slen), SP_BLOB(op->hash, sizeof op->hash) };
+
+		store_exec(t, &st_rt_rotate, p, nitems(p), NULL, refresh_step,
+		    op);
+	}
+	free(sealed);
+}
+
+static void
+refresh_row(const struct store_row *r, void *arg)
+{
+	struct refresh_op	*op = arg;
+	const uint8_t		*b;
+	size_t			 len;
+
+	switch (op->state) {
+	case RS_ROW:
+		op->found = 1;
+		op->sid = store_strdup(r, 0);
+		op->used = !store_null(r, 2);
+		op->used_at = (time_t)store_int(r, 2);
+		b = store_blob(r, 3, &len);
+		if (b != NULL && len == sizeof op->succ) {
+			memcpy(op->succ, b, sizeof op->succ);
+			op->has_succ = 1;
+		}
+		if (!store_null(r, 4)) {
+			b = store_blob(r, 4, &len);
+			op->slen = len;
+			op->sealed = xmalloc(len > 0 ? len : 1);
+			if (len > 0 && b != NULL)
+				memcpy(op->sealed, b, len);
+		}
+		break;
+	case RS_FAMILY:
+		op->fam_found = 1;
+		op->user_id = store_strdup(r, 0);
+		op->fexp = (time_t)store_int(r, 1);
+		op->frevoked = (int)store_int(r, 2);
+		break;
+	case RS_SUCC:
+		if (!store_null(r, 0))
+			op->succ_used = 1;
+		break;
+	case RS_USER:
+		user_clear(&op->u);
+		op->u.id = store_strdup(r, 0);
+		op->u.provider = store_strdup(r, 1);
+		op->u.subject = store_strdup(r, 2);
+		op->u.email = store_strdup(r, 3);
+		op->u.email_verified = (int)store_int(r, 4);
+		op->u.name = store_strdup(r, 5);
+		strlist_from_json_text(&op->u.groups, store_text(r, 6));
+		op->user_found = 1;
+		break;
+	default:
+		break;
+	}
+}
+
+/* The one step function of a refresh: each answer, and what comes next. */
+static void
+refresh_step(struct store_txn *t, int status, void *arg)
+{
+	struct refresh_op	*op = arg;
+	json_t			*detail;
+
+	if (t == NULL || status != STORE_OK) {
+		refresh_dberr(op, t);
+		return;
+	}
+	switch (op->state) {
+	case RS_BEGIN:
+		refresh_enter(op, RS_ROW);
+		{
+			struct store_param p[] = { SP_BLOB(op->hash,
+			    sizeof op->hash) };
+
+			store_exec(t, &st_rt_get, p, nitems(p), refresh_row,
+			    refresh_step, op);
+		}
+		return;
+	case RS_ROW:
+		if (!op->found) {
+			store_rollback(t);
+			/* Anyone can send one: a log line, not an audit row. */
+			log_info("refresh refused: unknown token (from %s)",
+			    op->client != NULL ? op->client : "-");
+			op->rc = -1;
+			refresh_end(op);
+			return;
+		}
+		refresh_enter(op, RS_FAMILY);
+		{
+			struct store_param p[] = { SP_TEXT(op->sid) };
+
+			store_exec(t, &st_fam_get, p, nitems(p), refresh_row,
+			    refresh_step, op);
+		}
+		return;
+	case RS_FAMILY:
+		refresh_judge(op, t);
+		return;
+	case RS_SUCC:
+		refresh_used(op, t);
+		return;
+	case RS_USER:
+		refresh_rotate(op, t);
+		return;
+	case RS_CLAIM:
+		if (store_changes(t) != 1) {
+			/*
+			 * Another daemon used it since we read it: read it
+			 * again, now as a used token.
+			 */
+			store_rollback(t);
+			if (++op->tries >= REFRESH_TRIES) {
+				refresh_dberr(op, NULL);
+				return;
+			}
+			refresh_clear_row(op);
+			refresh_enter(op, RS_BEGIN);
+			op->now = now_wall();
+			store_begin(STORE_WRITE, refresh_step, op);
+			return;
+		}
+		refresh_enter(op, RS_INSERT);
+		{
+			struct store_param p[] = { SP_BLOB(op->new_hash,
+			    sizeof op->new_hash), SP_TEXT(op->sid),
+			    SP_INT(now_wall()), SP_INT(op->fexp) };
+
+			store_exec(t, &st_rt_insert, p, nitems(p), NULL,
+			    refresh_step, op);
+		}
+		return;
+	case RS_INSERT:
+		op->rc = 0;
+		op->resp = refresh_response(op->access, op->exp, op->refresh);
+		refresh_audit(op, t, "refresh", op->user_id, json_pack("{s:s}",
+		    "session", op->sid));
+		return;
+	case RS_REVOKE:
+		detail = op->detail != NULL ? op->detail : json_pack(
+		    "{s:s,s:i}", "session", op->sid, "keys", op->nkeys);
+		op->detail = NULL;	/* the audit row's now */
+		refresh_audit(op, t, op->event, NULL, detail);
+		return;
+	case RS_AUDIT:
+		refresh_enter(op, RS_COMMIT);
+		if (op->revoked)
+			store_notify(t, "families");
+		store_commit(t, refresh_committed, op);
+		return;
+	default:
+		refresh_dberr(op, t);
+		return;
+	}
+}
+
+static void
+refresh_keys_loaded(int status, void *arg)
+{
+	refresh_end(arg);
+}
+
+static void
+refresh_committed(int status, void *arg)
+{
+	struct refresh_op	*op = arg;
+
+	if (status != STORE_OK) {
+		refresh_dberr(op, NULL);
+		return;
+	}
+	if (!op->revoked) {
+		refresh_end(op);
+		return;
+	}
+	tokens_revoked_add(op->sid, op->fexp);
+	if (strcmp(op->event, "refresh_reuse_detected") == 0)
+		log_warnx("refresh token reuse detected for %s: session %s "
+		    "revoked", op->user_id, op->sid);
+	if (op->nkeys == 0) {
+		refresh_end(op);
+		return;
+	}
+	/* The session's keys stop before the answer goes out. */
+	refresh_enter(op, RS_KEYS);
+	apikeys_load(refresh_keys_loaded, op);
+}
+
+/*
+ * Rotate a refresh token: cb(0, response, NULL, arg) (the callback owns
+ * the response); cb(-1, NULL, why, arg) when the token is not (or no
+ * longer) good: the caller answers invalid_grant; cb(-2, NULL, ..., arg)
+ * on a server error (or before the revocation state is loaded).
+ */
+void
+tokens_refresh(const char *token, const char *client,
+    void (*cb)(int, json_t *, const char *, void *), void *arg)
+{
+	struct refresh_op	*op;
+	const char		*detail;
+
+	if (strncmp(token, REFRESH_PREFIX, 4) != 0 || strlen(token) != 47) {
+		cb(-1, NULL, "refresh token is not valid", arg);
+		return;
+	}
+	if (!tokens_loaded(&detail)) {
+		cb(-2, NULL, detail, arg);
+		return;
+	}
+	op = xcalloc(1, sizeof *op);
+	op->token = xstrdup(token);
+	op->client = client != NULL ? xstrdup(client) : NULL;
+	op->now = now_wall();
+	op->why = "refresh token is not valid";
+	op->cb = cb;
+	op->arg = arg;
+	crypto_hash_token(token, op->hash);
+	store_begin(STORE_WRITE, refresh_step, op);
+}
+
+/*
+ * Revoking one session: by its id (logout with an access token, RFC 7009
+ * with one) or by one of its refresh tokens (logout, RFC 7009).
+ */
+enum revoke_state {
+	VS_BEGIN,
+	VS_TOKEN,	/* the refresh token's family */
+	VS_FAMILY,
+	VS_REVOKE,
+	VS_AUDIT,
+	VS_COMMIT,
+};
+
+struct revoke_op {
+	enum revoke_state state;
+	uint8_t		 hash[CRYPTO_HASH_LEN];
+	int		 by_token;
+	char		*sid;
+	char		*reason;
+	char		*event;
+	char		*actor;
+	char		*client;
+	char		*user_id;
+	int		 found;
+	time_t		 fexp;
+	int		 nkeys;
+	int		 rc;
+	void		(*cb)(int, void *);
+	void		*arg;
+};
+
+static void	revoke_step(struct store_txn *, int, void *);
+
+static void
+revoke_end(struct revoke_op *op, int rc)
+{
+	op->cb(rc, op->arg);
+	free(op->sid);
+	free(op->reason);
+	free(op->event);
+	free(op->actor);
+	free(op->client);
+	free(op->user_id);
+	free(op);
+}
+
+static void
+revoke_row(const struct store_row *r, void *arg)
+{
+	struct revoke_op	*op = arg;
+
+	op->found = 1;
+	if (op->state == VS_TOKEN) {
+		free(op->sid);
+		op->sid = store_strdup(r, 0);
+		return;
+	}
+	free(op->user_id);
+	op->user_id = store_strdup(r, 0);
+	op->fexp = (time_t)store_int(r, 1);
+}
+
+static void
+revoke_keys_loaded(int status, void *arg)
+{
+	revoke_end(arg, 0);
+}
+
+static void
+revoke_committed(int status, void *arg)
+{
+	struct revoke_op	*op = arg;
+
+	if (status != STORE_OK) {
+		revoke_end(op, -2);
+		return;
+	}
+	tokens_revoked_add(op->sid, op->fexp);
+	if (op->nkeys == 0) {
+		revoke_end(op, 0);
+		return;
+	}
+	/* The session's keys stop before the answer goes out. */
+	apikeys_load(revoke_keys_loaded, op);
+}
+
+static void
+revoke_step(struct store_txn *t, int status, void *arg)
+{
+	struct revoke_op	*op = arg;
+
+	if (t == NULL || status != STORE_OK) {
+		if (t != NULL)
+			store_rollback(t);
+		revoke_end(op, -2);
+		return;
+	}
+	switch (op->state) {
+	case VS_BEGIN:
+		if (op->by_token) {
+			op->state = VS_TOKEN;
+			{
+				struct store_param p[] = { SP_BLOB(op->hash,
+				    sizeof op->hash) };
+
+				store_exec(t, &st_rt_get, p, nitems(p),
+				    revoke_row, revoke_step, op);
+			}
+			return;
+		}
+		/* FALLTHROUGH */
+	case VS_TOKEN:
+		if (op->state == VS_TOKEN && !op->found) {
+			store_rollback(t);
+			revoke_end(op, -1);
+			return;
+		}
+		op->found = 0;
+		op->state = VS_FAMILY;
+		{
+			struct store_param p[] = { SP_TEXT(op->sid) };
+
+			store_exec(t, &st_fam_get, p, nitems(p), revoke_row,
+			    revoke_step, op);
+		}
+		return;
+	case VS_FAMILY:
+		if (!op->found) {
+			store_rollback(t);
+			revoke_end(op, -1);
+			return;
+		}
+		if (op->actor == NULL && op->user_id != NULL)
+			op->actor = xstrdup(op->user_id);
+		op->state = VS_REVOKE;
+		refresh_revoke_family(t, op->sid, op->reason, op->actor,
+		    op->client, &op->nkeys, revoke_step, op);
+		return;
+	case VS_REVOKE:
+		op->state = VS_AUDIT;
+		audit_event(t, op->event, op->user_id, op->actor, op->client,
+		    json_pack("{s:s,s:i}", "session", op->sid, "keys",
+		    op->nkeys), revoke_step, op);
+		return;
+	case VS_AUDIT:
+		op->state = VS_COMMIT;
+		store_notify(t, "families");
+		store_commit(t, revoke_committed, op);
+		return;
+	default:
+		store_rollback(t);
+		revoke_end(op, -2);
+		return;
+	}
+}
+
+static struct revoke_op *
+revoke_new(const char *reason, const char *event, const char *actor,
+    const char *client, void (*cb)(int, void *), void *arg)
+{
+	struct revoke_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->reason = xstrdup(reason);
+	op->event = xstrdup(event);
+	op->actor = actor != NULL ? xstrdup(actor) : NULL;
+	op->client = client != NULL ? xstrdup(client) : NULL;
+	op->cb = cb;
+	op->arg = arg;
+	return (op);
 }
 
 /*
  * Revoke one session family: its refresh and access tokens, and the API
- * keys made with them, stop at once.
+ * keys made with them, stop at once. cb(0, arg) done, cb(-1, arg) no such
+ * session, cb(-2, arg) the database failed.
  */
-int
+void
 tokens_revoke_family(const char *sid, const char *reason, const char *event,
-    const char *actor, const char *client)
+    const char *actor, const char *client, void (*cb)(int, void *),
+    void *arg)
 {
-	char	*user_id = NULL;
-	time_t	 fexp = 0;
-	int	 frevoked, nkeys, rc = -1;
+	struct revoke_op	*op;
 
-	if (db_begin() == -1)
-		return (-1);
-	if (refresh_family_get(sid, &user_id, &fexp, &frevoked) == -1) {
-		db_rollback();
-		return (-1);
-	}
-	if (actor == NULL)
-		actor = user_id;
-	if ((nkeys = refresh_revoke_locked(sid, reason, actor, client)) == -1) {
-		db_rollback();
-		goto out;
-	}
-	audit_event(event, user_id, actor, client, json_pack("{s:s,s:i}",
-	    "session", sid, "keys", nkeys));
-	if (db_commit() == -1)
-		goto out;
-	tokens_revoked_add(sid, fexp);
-	if (nkeys > 0)
-		apikeys_load();
-	rc = 0;
-out:
-	free(user_id);
-	return (rc);
+	op = revoke_new(reason, event, actor, client, cb, arg);
+	op->sid = xstrdup(sid);
+	store_begin(STORE_WRITE, revoke_step, op);
 }
 
-/* Revoke the family a refresh token belongs to (logout, RFC 7009). */
-int
+/*
+ * Revoke the family a refresh token belongs to (logout, RFC 7009):
+ * cb(0, arg), cb(-1, arg) not a token of ours, cb(-2, arg) the database
+ * failed.
+ */
+void
 tokens_revoke_refresh(const char *token, const char *event,
-    const char *client)
+    const char *client, void (*cb)(int, void *), void *arg)
 {
-	sqlite3_stmt	*st;
-	uint8_t		 h[CRYPTO_HASH_LEN];
-	char		*sid = NULL;
-	int		 rc;
+	struct revoke_op	*op;
 
-	if (strncmp(token, REFRESH_PREFIX, 4) != 0)
-		return (-1);
-	crypto_hash_token(token, h);
-	st = db_prepare(&st_rt_get);
-	sqlite3_bind_blob(st, 1, h, sizeof h, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		sid = xstrdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_reset(st);
-	if (sid == NULL)
-		return (-1);
-	rc = tokens_revoke_family(sid, event, event, NULL, client);
-	free(sid);
-	return (rc);
+	if (strncmp(token, REFRESH_PREFIX, 4) != 0) {
+		cb(-1, arg);
+		return;
+	}
+	op = revoke_new(event, event, NULL, client, cb, arg);
+	op->by_token = 1;
+	crypto_hash_token(token, op->hash);
+	store_begin(STORE_WRITE, revoke_step, op);
 }
 
 /*
  * "user logout" and "user disable" (reason): every family of the user,
  * every token issued so far and, unless keep_keys, every API key of the
- * user, the administrator's too. Returns the number of sessions ended and
- * in *nkeys the number of keys revoked, or -1.
+ * user, the administrator's too. cb(n, nkeys, arg): the number of
+ * sessions ended and of keys revoked, or n -1 if it failed.
  */
-int
-tokens_revoke_user(const char *user_id, const char *reason, int keep_keys,
-    const char *actor, const char *client, int *nkeys)
-{
-	sqlite3_stmt	*st;
-	time_t		 now = now_wall();
-	int		 n, rc;
+enum ulogout_state {
+	US_BEGIN,
+	US_FAMILIES,
+	US_USER,
+	US_KEYS,
+	US_AUDIT,
+	US_COMMIT,
+	US_LOAD_USERS,
+	US_LOAD_FAMILIES,
+	US_LOAD_KEYS,
+};
 
-	*nkeys = 0;
-	if (db_begin() == -1)
-		return (-1);
-	st = db_prepare(&st_fam_revoke_user);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-	sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, user_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		db_rollback();
-		return (-1);
+struct ulogout_op {
+	enum ulogout_state state;
+	char		*user_id;
+	char		*reason;
+	char		*actor;
+	char		*client;
+	int		 keep_keys;
+	time_t		 now;
+	int		 n;
+	int		 nkeys;
+	void		(*cb)(int, int, void *);
+	void		*arg;
+};
+
+static void	ulogout_step(struct store_txn *, int, void *);
+
+static void
+ulogout_end(struct ulogout_op *op, int ok)
+{
+	op->cb(ok ? op->n : -1, ok ? op->nkeys : 0, op->arg);
+	free(op->user_id);
+	free(op->reason);
+	free(op->actor);
+	free(op->client);
+	free(op);
+}
+
+/* After the commit: what is held in memory, loaded again. */
+static void
+ulogout_loaded(int status, void *arg)
+{
+	struct ulogout_op	*op = arg;
+
+	switch (op->state) {
+	case US_COMMIT:
+		op->state = US_LOAD_USERS;
+		users_load_state(ulogout_loaded, op);
+		return;
+	case US_LOAD_USERS:
+		op->state = US_LOAD_FAMILIES;
+		tokens_revoked_load(ulogout_loaded, op);
+		return;
+	case US_LOAD_FAMILIES:
+		op->state = US_LOAD_KEYS;
+		apikeys_load(ulogout_loaded, op);
+		return;
+	default:
+		ulogout_end(op, 1);
+		return;
 	}
-	n = sqlite3_changes(bsp_db);
-	if (user_set_revoked_before(user_id, now) == -1) {
-		db_rollback();
-		return (-1);
+}
+
+static void
+ulogout_committed(int status, void *arg)
+{
+	struct ulogout_op	*op = arg;
+
+	if (status != STORE_OK) {
+		ulogout_end(op, 0);
+		return;
 	}
-	if (!keep_keys && (*nkeys = apikeys_revoke_user_locked(user_id, reason,
-	    actor, client)) == -1) {
-		*nkeys = 0;
-		db_rollback();
-		return (-1);
+	ulogout_loaded(STORE_OK, op);
+}
+
+static void
+ulogout_step(struct store_txn *t, int status, void *arg)
+{
+	struct ulogout_op	*op = arg;
+
+	if (t == NULL || status != STORE_OK) {
+		if (t != NULL)
+			store_rollback(t);
+		ulogout_end(op, 0);
+		return;
 	}
-	audit_event("user_logout", user_id, actor, client,
-	    json_pack("{s:s,s:i,s:i,s:b}", "reason", reason, "sessions", n,
-	    "keys", *nkeys, "keep_keys", keep_keys));
-	if (db_commit() == -1)
-		return (-1);
-	users_load_state();
-	tokens_revoked_load();
-	apikeys_load();
-	return (n);
+	switch (op->state) {
+	case US_BEGIN:
+		op->state = US_FAMILIES;
+		{
+			struct store_param p[] = { SP_INT(op->now),
+			    SP_TEXT(op->reason), SP_TEXT(op->user_id) };
+
+			store_exec(t, &st_fam_revoke_user, p, nitems(p), NULL,
+			    ulogout_step, op);
+		}
+		return;
+	case US_FAMILIES:
+		op->n = (int)store_changes(t);
+		op->state = US_USER;
+		user_set_revoked_before(t, op->user_id, op->now, ulogout_step,
+		    op);
+		return;
+	case US_USER:
+		if (store_changes(t) != 1) {
+			store_rollback(t);
+			ulogout_end(op, 0);
+			return;
+		}
+		op->state = US_KEYS;
+		if (!op->keep_keys) {
+			apikeys_revoke_user(t, op->user_id, op->reason,
+			    op->actor, op->client, &op->nkeys, ulogout_step,
+			    op);
+			return;
+		}
+		/* FALLTHROUGH */
+	case US_KEYS:
+		op->state = US_AUDIT;
+		audit_event(t, "user_logout", op->user_id, op->actor,
+		    op->client, json_pack("{s:s,s:i,s:i,s:b}", "reason",
+		    op->reason, "sessions", op->n, "keys", op->nkeys,
+		    "keep_keys", op->keep_keys), ulogout_step, op);
+		return;
+	case US_AUDIT:
+		op->state = US_COMMIT;
+		store_notify(t, "users");
+		store_commit(t, ulogout_committed, op);
+		return;
+	default:
+		store_rollback(t);
+		ulogout_end(op, 0);
+		return;
+	}
+}
+
+void
+tokens_revoke_user(const char *user_id, const char *reason, int keep_keys,
+    const char *actor, const char *client, void (*cb)(int, int, void *),
+    void *arg)
+{
+	struct ulogout_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->user_id = xstrdup(user_id);
+	op->reason = xstrdup(reason);
+	op->actor = actor != NULL ? xstrdup(actor) : NULL;
+	op->client = client != NULL ? xstrdup(client) : NULL;
+	op->keep_keys = keep_keys;
+	op->now = now_wall();
+	op->cb = cb;
+	op->arg = arg;
+	store_begin(STORE_WRITE, ulogout_step, op);
 }

@@ -1,8 +1,9 @@
 /*
  * tokens-revoked.c: the revoked sessions (token families) held in memory,
  * so that revocation is enforced on every request without a query: loaded
- * at start, added to by our own revocations, reloaded when another process
- * (an admin command) changes the database.
+ * at start, added to by our own revocations, reloaded (into a fresh table
+ * that replaces the old one when it is complete) when another process or
+ * daemon changes the database.
  *
  * A family's tokens expire at the latest when it does, and are accepted
  * until TOKEN_LEEWAY after that: a family that expired before the horizon
@@ -14,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
 #include <uthash.h>
 
 #include "bsp.h"
+#include "store.h"
 #include "tokens.h"
 
 struct revoked_family {
@@ -26,12 +27,27 @@ struct revoked_family {
 	UT_hash_handle	 hh;
 };
 
-static struct revoked_family	*revoked;
+/* A load under way. */
+struct revoked_load_op {
+	struct revoked_family	*table;
+	unsigned int		 gen;
+	int			 tries;
+	time_t			 horizon;
+};
 
-static struct db_stmt st_fam_revoked = { "SELECT id, expires FROM "
-    "token_families WHERE revoked != 0 AND expires >= ?", NULL, NULL };
+static struct {
+	struct revoked_family	*table;
+	int			 loaded;
+	unsigned int		 gen;		/* bumped by each add */
+	struct store_load	 loader;
+} rv;
 
-static void	revoked_del(struct revoked_family *);
+static struct store_stmt st_fam_revoked = STORE_STMT("SELECT id, expires "
+    "FROM token_families WHERE revoked != 0 AND expires >= $1");
+
+static void	revoked_del(struct revoked_family **,
+		    struct revoked_family *);
+static void	revoked_load_run(struct store_load *);
 
 /* Families that expired before this may be forgotten. */
 time_t
@@ -41,50 +57,117 @@ tokens_revoked_horizon(time_t now)
 }
 
 static void
-revoked_del(struct revoked_family *f)
+revoked_del(struct revoked_family **table, struct revoked_family *f)
 {
-	HASH_DEL(revoked, f);
+	HASH_DEL(*table, f);
 	free(f->id);
 	free(f);
+}
+
+static void
+revoked_table_free(struct revoked_family **table)
+{
+	struct revoked_family	*f, *tmp;
+
+	HASH_ITER(hh, *table, f, tmp)
+		revoked_del(table, f);
 }
 
 void
 tokens_revoked_clear(void)
 {
-	struct revoked_family	*f, *tmp;
-
-	HASH_ITER(hh, revoked, f, tmp)
-		revoked_del(f);
+	revoked_table_free(&rv.table);
+	rv.loaded = 0;
 }
 
-void
-tokens_revoked_add(const char *id, time_t expires)
+static void
+revoked_put(struct revoked_family **table, const char *id, time_t expires)
 {
 	struct revoked_family	*f;
 
-	HASH_FIND_STR(revoked, id, f);
+	HASH_FIND_STR(*table, id, f);
 	if (f != NULL)
 		return;
 	f = xcalloc(1, sizeof *f);
 	f->id = xstrdup(id);
 	f->expires = expires;
-	HASH_ADD_KEYPTR(hh, revoked, f->id, strlen(f->id), f);
+	HASH_ADD_KEYPTR(hh, *table, f->id, strlen(f->id), f);
+}
+
+/* Our own revocation has committed: hold it at once. */
+void
+tokens_revoked_add(const char *id, time_t expires)
+{
+	revoked_put(&rv.table, id, expires);
+	rv.gen++;
+}
+
+static void
+revoked_load_row(const struct store_row *r, void *arg)
+{
+	struct revoked_load_op	*op = arg;
+	const char		*id = store_text(r, 0);
+
+	if (id != NULL)
+		revoked_put(&op->table, id, (time_t)store_int(r, 1));
+}
+
+static void
+revoked_load_end(int status, void *arg)
+{
+	struct revoked_load_op	*op = arg;
+	struct store_param	 p[] = { SP_INT(op->horizon) };
+
+	if (status != STORE_OK) {
+		log_warnx("cannot load the revoked sessions");
+		revoked_table_free(&op->table);
+		free(op);
+		store_load_done(&rv.loader, status);
+		return;
+	}
+	if (op->gen != rv.gen && ++op->tries < 3) {
+		/* Our own revocation landed meanwhile: read again. */
+		revoked_table_free(&op->table);
+		op->gen = rv.gen;
+		store_run(0, &st_fam_revoked, p, nitems(p), revoked_load_row,
+		    revoked_load_end, op);
+		return;
+	}
+	revoked_table_free(&rv.table);
+	rv.table = op->table;
+	rv.loaded = 1;
+	free(op);
+	store_load_done(&rv.loader, STORE_OK);
+}
+
+static void
+revoked_load_run(struct store_load *l)
+{
+	struct revoked_load_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->gen = rv.gen;
+	op->horizon = tokens_revoked_horizon(now_wall());
+	{
+		struct store_param	p[] = { SP_INT(op->horizon) };
+
+		store_run(0, &st_fam_revoked, p, nitems(p), revoked_load_row,
+		    revoked_load_end, op);
+	}
+}
+
+/* (Re)load the revoked families; done(status, arg) if given. */
+void
+tokens_revoked_load(store_end_cb done, void *arg)
+{
+	rv.loader.run = revoked_load_run;
+	store_load(&rv.loader, done, arg);
 }
 
 int
-tokens_revoked_load(void)
+tokens_revoked_loaded(void)
 {
-	sqlite3_stmt	*st = db_prepare(&st_fam_revoked);
-	int		 rc;
-
-	tokens_revoked_clear();
-	sqlite3_bind_int64(st, 1,
-	    (sqlite3_int64)tokens_revoked_horizon(now_wall()));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		tokens_revoked_add((const char *)sqlite3_column_text(st, 0),
-		    (time_t)sqlite3_column_int64(st, 1));
-	sqlite3_reset(st);
-	return (rc == SQLITE_DONE ? 0 : -1);
+	return (rv.loaded);
 }
 
 /* Forget the families that expired before the horizon. */
@@ -93,9 +176,9 @@ tokens_revoked_expire(time_t now)
 {
 	struct revoked_family	*f, *tmp;
 
-	HASH_ITER(hh, revoked, f, tmp) {
+	HASH_ITER(hh, rv.table, f, tmp) {
 		if (f->expires < tokens_revoked_horizon(now))
-			revoked_del(f);
+			revoked_del(&rv.table, f);
 	}
 }
 
@@ -104,6 +187,6 @@ tokens_family_revoked(const char *sid)
 {
 	struct revoked_family	*f;
 
-	HASH_FIND_STR(revoked, sid, f);
+	HASH_FIND_STR(rv.table, sid, f);
 	return (f != NULL);
 }

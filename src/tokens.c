@@ -10,32 +10,42 @@
  *
  * Revocation is enforced in memory on every request: revoked families and
  * the users' state are loaded at start, updated by our own writes, and
- * reloaded when another process (an admin command) changes the database,
- * which modules.c learns from PRAGMA data_version within a second. The
- * admin commands start this module alone (cmd.c's cmd_open), so tokens_init
- * loads the users' state and the API keys too.
+ * loaded again when another process (an admin command) or daemon changes
+ * the database, which the store tells modules.c (store_watch). Until they
+ * have been loaded once (PostgreSQL connects in the background), the
+ * credential checks answer 503. The admin commands start this module
+ * alone (cmd.c's cmd_open), so tokens_init loads the users' state and the
+ * API keys too.
  */
 
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "bsp.h"
 #include "crypto.h"
+#include "store.h"
 #include "tokens.h"
 
 static struct {
-	long long	 data_version;	/* the database's, at the last sync */
+	int		 pending;	/* loads of the first round not over */
+	int		 failed;
+	char		*cause;
+	volatile int	 first_done;
 } tok;
 
-static struct db_stmt st_fam_purge = { "DELETE FROM token_families WHERE "
-    "expires < ?", NULL, NULL };
-static struct db_stmt st_rt_forget = { "UPDATE refresh_tokens SET "
-    "successor_sealed = NULL WHERE used_at IS NOT NULL AND used_at < ? AND "
-    "successor_sealed IS NOT NULL", NULL, NULL };
-static struct db_stmt st_state_purge = { "DELETE FROM oauth_states WHERE "
-    "expires < ?", NULL, NULL };
+/* What a load or a purge is of, for its callback (and the log). */
+static char	what_keys[] = "signing keys";
+static char	what_users[] = "users";
+static char	what_revoked[] = "revoked sessions";
+static char	what_apikeys[] = "API keys";
+
+static struct store_stmt st_fam_purge = STORE_STMT("DELETE FROM "
+    "token_families WHERE expires < $1");
+static struct store_stmt st_rt_forget = STORE_STMT("UPDATE refresh_tokens "
+    "SET successor_sealed = NULL WHERE used_at IS NOT NULL AND used_at < $1 "
+    "AND successor_sealed IS NOT NULL");
+static struct store_stmt st_state_purge = STORE_STMT("DELETE FROM "
+    "oauth_states WHERE expires < $1");
 
 /* The checks of jwt.* and api_keys.* that need more than the table. */
 void
@@ -43,6 +53,8 @@ tokens_config_check(struct config *c, struct config_errors *errs)
 {
 	struct crypto_err	 err;
 	struct crypto_key	*k;
+	struct store_conf	 sc;
+	char			*cause = NULL;
 
 	if (c->jwt_algorithm == JWT_ALG_HS256) {
 		if (c->jwt_secret == NULL)
@@ -89,6 +101,20 @@ tokens_config_check(struct config *c, struct config_errors *errs)
 	if (*c->jwt_audience == '\0')
 		config_add_error(errs, c, "jwt.audience", "jwt.audience must "
 		    "not be empty");
+	/*
+	 * Daemons sharing a PostgreSQL database share the key-encryption
+	 * key too: there is no file beside the database to keep it in.
+	 */
+	if (c->jwt_kek_file == NULL && store_conf_from_url(c->database_url,
+	    &sc, &cause) == 0) {
+		if (sc.kind == STORE_PG)
+			config_add_error(errs, c, "database.url", "a "
+			    "PostgreSQL database.url needs jwt.kek_file: the "
+			    "key-encryption key every daemon sharing the "
+			    "database is given");
+		store_conf_clear(&sc);
+	}
+	free(cause);
 }
 
 /* A random id (a session, a jti) of nbytes, in base64url. */
@@ -113,72 +139,184 @@ tokens_random_id(size_t nbytes)
 void
 tokens_sync(void)
 {
-	if (tokens_revoked_load() == -1)
-		log_warnx("cannot reload revoked sessions: %s", db_errmsg());
+	tokens_revoked_load(NULL, NULL);
 	tokens_keys_sync();
-	tok.data_version = db_data_version();
 }
 
-/* Sync now if another process wrote since the last sync. */
-void
-tokens_catch_up(void)
+/* The housekeeping's purges under way. */
+struct tokens_purge_op {
+	int		 pending;
+	int		 status;
+	store_end_cb	 done;
+	void		*arg;
+};
+
+static void
+tokens_purged(int status, void *arg)
 {
-	if (db_data_version() != tok.data_version)
-		tokens_sync();
+	struct tokens_purge_op	*op = arg;
+
+	if (status != STORE_OK)
+		op->status = status;
+	if (--op->pending > 0)
+		return;
+	if (op->status != STORE_OK)
+		log_warnx("cannot purge expired sessions, login states or old "
+		    "signing keys");
+	if (op->done != NULL)
+		op->done(op->status, op->arg);
+	free(op);
+}
+
+/*
+ * Expired sessions, old successors, login states, old signing keys and
+ * the revocations held that no token needs; done(status, arg) if given.
+ */
+void
+tokens_purge(time_t now, store_end_cb done, void *arg)
+{
+	struct tokens_purge_op	*op;
+	time_t			 horizon = tokens_revoked_horizon(now);
+	time_t			 grace = now - (time_t)cfg->jwt_refresh_grace;
+	struct store_param	 fam[] = { SP_INT(horizon) };
+	struct store_param	 rt[] = { SP_INT(grace) };
+	struct store_param	 st[] = { SP_INT(now) };
+
+	tokens_revoked_expire(now);
+	op = xcalloc(1, sizeof *op);
+	op->pending = 4;
+	op->done = done;
+	op->arg = arg;
+	store_run(STORE_WRITE, &st_fam_purge, fam, nitems(fam), NULL,
+	    tokens_purged, op);
+	store_run(STORE_WRITE, &st_rt_forget, rt, nitems(rt), NULL,
+	    tokens_purged, op);
+	store_run(STORE_WRITE, &st_state_purge, st, nitems(st), NULL,
+	    tokens_purged, op);
+	tokens_keys_purge(now, tokens_purged, op);
 }
 
 /* Housekeeping: expired sessions, states, old signing keys. */
 void
 tokens_maint(time_t now)
 {
-	sqlite3_stmt	*st;
+	tokens_purge(now, NULL, NULL);
+}
 
-	st = db_prepare(&st_fam_purge);
-	sqlite3_bind_int64(st, 1,
-	    (sqlite3_int64)tokens_revoked_horizon(now));
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_warnx("cannot purge expired sessions: %s", db_errmsg());
-	st = db_prepare(&st_rt_forget);
-	sqlite3_bind_int64(st, 1,
-	    (sqlite3_int64)(now - cfg->jwt_refresh_grace));
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_warnx("cannot forget old successors: %s", db_errmsg());
-	st = db_prepare(&st_state_purge);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_warnx("cannot purge login states: %s", db_errmsg());
-	tokens_keys_maint(now);
-	tokens_revoked_expire(now);
+/* One load of the first round is over. */
+static void
+tokens_first_loaded(int status, void *arg)
+{
+	const char	*what = arg;
+
+	if (status != STORE_OK && !tok.failed) {
+		tok.failed = 1;
+		free(tok.cause);
+		if (what == what_keys &&
+		    tokens_keys_error() != NULL)
+			tok.cause = xstrdup(tokens_keys_error());
+		else
+			xasprintf(&tok.cause, "cannot load token state: %s",
+			    what);
+	}
+	if (--tok.pending == 0)
+		tok.first_done = 1;
 }
 
 /*
  * Start: the key-encryption key, signing keys (generated if needed), the
  * revocation state: the users' and the revoked families; and the API keys.
+ * With SQLite all of it is loaded when this returns (-1 with *cause if it
+ * cannot be); with PostgreSQL it loads when the database is ready
+ * (tokens_wait, or the modules' sync), and a failure that no retry mends
+ * goes to the hook of tokens_on_fatal().
  */
 int
 tokens_init(struct config *c, char **cause)
 {
+	const char	*detail;
+
 	if (crypto_init() == -1) {
 		xasprintf(cause, "cannot initialise the crypto library");
 		return (-1);
 	}
-	if (tokens_keys_init(c, cause) == -1)
-		return (-1);
-	if (users_load_state() == -1 || tokens_revoked_load() == -1 ||
-	    apikeys_load() == -1) {
-		xasprintf(cause, "cannot load token state: %s", db_errmsg());
+	free(tok.cause);
+	memset(&tok, 0, sizeof tok);
+	if (!store_ready(&detail))
+		return (0);	/* the first sync loads it all */
+	tok.pending = 4;
+	tokens_keys_load(tokens_first_loaded, what_keys);
+	users_load_state(tokens_first_loaded, what_users);
+	tokens_revoked_load(tokens_first_loaded, what_revoked);
+	apikeys_load(tokens_first_loaded, what_apikeys);
+	if (tok.first_done && tok.failed) {
+		*cause = tok.cause;
+		tok.cause = NULL;
 		return (-1);
 	}
-	tok.data_version = db_data_version();
 	return (0);
+}
+
+/* A failure no retry mends (another KEK): fn(cause). */
+void
+tokens_on_fatal(void (*fn)(const char *))
+{
+	tokens_keys_on_fatal(fn);
+}
+
+/* Outside the loop (commands, tests): wait for tokens_init's loads. */
+int
+tokens_wait(char **cause)
+{
+	if (tok.pending == 0 && !tok.first_done) {
+		xasprintf(cause, "the database is not ready");
+		return (-1);
+	}
+	store_wait(&tok.first_done);
+	if (tok.failed) {
+		*cause = tok.cause;
+		tok.cause = NULL;
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Is what the credential checks need in memory: the users' state, the
+ * revoked sessions, the API keys and the signing keys, loaded once?
+ */
+int
+tokens_loaded(const char **detail)
+{
+	if (users_loaded() && tokens_revoked_loaded() && apikeys_loaded() &&
+	    tokens_keys_loaded())
+		return (1);
+	*detail = "the users' state, revoked sessions, API keys and signing "
+	    "keys are not loaded yet";
+	return (0);
+}
+
+static void
+tokens_flushed(int status, void *arg)
+{
+	int	*done = arg;
+
+	*done = 1;
 }
 
 void
 tokens_free(void)
 {
-	apikeys_flush_last_used();
+	int	done = 0;
+
+	/* The last API key uses, written before we go. */
+	apikeys_flush_last_used(tokens_flushed, &done);
+	if (!done && bsp_base != NULL)
+		store_wait(&done);
 	tokens_keys_free();
 	tokens_revoked_clear();
 	users_state_free();
 	apikeys_free();
+	free(tok.cause);
+	memset(&tok, 0, sizeof tok);
 }

@@ -8,6 +8,7 @@
 #define TOKENS_H
 
 #include "crypto.h"
+#include "store.h"
 
 /*
  * Clock skew allowed on exp, nbf and iat (SPEC: 60 s). A token is accepted
@@ -18,12 +19,17 @@
 
 /* tokens.c */
 char		*tokens_random_id(size_t);
-void		 tokens_catch_up(void);
+void		 tokens_purge(time_t, store_end_cb, void *);
 
 /* tokens-keys.c */
-int		 tokens_keys_init(struct config *, char **);
+void		 tokens_keys_load(store_end_cb, void *);
+void		 tokens_keys_on_fatal(void (*)(const char *));
+const char	*tokens_keys_error(void);
+int		 tokens_keys_restarts(void);
+int		 tokens_keys_loaded(void);
 void		 tokens_keys_sync(void);
-void		 tokens_keys_maint(time_t);
+int		 tokens_reload_pending(void);
+void		 tokens_keys_purge(time_t, store_end_cb, void *);
 void		 tokens_keys_free(void);
 enum crypto_alg	 tokens_keys_legacy_alg(int);
 const struct crypto_key *tokens_keys_signer(void);
@@ -33,7 +39,8 @@ const struct crypto_key *tokens_keys_legacy(void);
 /* tokens-revoked.c */
 time_t		 tokens_revoked_horizon(time_t);
 void		 tokens_revoked_add(const char *, time_t);
-int		 tokens_revoked_load(void);
+void		 tokens_revoked_load(store_end_cb, void *);
+int		 tokens_revoked_loaded(void);
 void		 tokens_revoked_expire(time_t);
 void		 tokens_revoked_clear(void);
 

@@ -2,25 +2,30 @@
  * usage.c: usage rows for every Bedrock call, written in batches.
  *
  * A finished call (complete, failed upstream, or abandoned by its client)
- * queues one row; a timer writes the queue in one transaction every second,
- * so no request ever waits on the disk. If the database refuses (a full
- * disk), rows stay queued and are retried; the queue is bounded and the
- * oldest rows are dropped, counted and logged, past the bound. Rows older
- * than usage.retention_days are purged every hour.
+ * queues one row; a timer writes the queue every second, a batch of at
+ * most 512 rows a unit of work, as multi-row INSERTs (statements made
+ * once for 64, 16, 4 and 1 rows), so no request ever waits on the
+ * database. If the database refuses (a full disk, a server down), rows
+ * stay queued and are retried; the queue is bounded and the oldest rows
+ * are dropped, counted and logged, past the bound. Rows older than
+ * usage.retention_days are purged every hour.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <sqlite3.h>
 
 #include "bsp.h"
+#include "store.h"
 
 #define USAGE_QUEUE_MAX		100000
 #define USAGE_BATCH		512
 #define USAGE_PURGE_SECS	3600
+#define USAGE_COLS		15	/* the parameters of a row */
+#define USAGE_SQL_MAX		8192
 
 /* A queued row: the numbers, and copies of the strings it owns. */
 struct usage_row {
@@ -28,10 +33,19 @@ struct usage_row {
 	char			*s[7];
 	TAILQ_ENTRY(usage_row)	 entry;
 };
+TAILQ_HEAD(usage_rows, usage_row);
+
+/* A batch being written: its rows, out of the queue until it is over. */
+struct usage_batch {
+	struct usage_rows	 rows;
+	size_t			 n;
+	struct usage_row	*next;		/* the next to insert */
+	size_t			 left;
+};
 
 static struct {
-	TAILQ_HEAD(, usage_row)	 queue;
-	size_t			 n;
+	struct usage_rows	 queue;
+	size_t			 n;		/* queued and being written */
 	unsigned long long	 dropped;
 	struct event		 flush_ev;
 	struct event		 more_ev;	/* the next batch, soon */
@@ -39,19 +53,24 @@ static struct {
 	int			 started;
 	int			 failing;	/* retry on the 1 s tick only */
 	double			 last_warn;
+	struct usage_batch	*batch;		/* being written */
+	int			 starting;	/* within usage_write_batch */
+	int			 batch_rc;	/* of the last batch */
+	volatile int		 batch_over;
 } us;
 
-static struct db_stmt st_insert = { "INSERT INTO usage (ts, user_id, "
-    "api_key_id, model, route, status, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, latency_ms, first_byte_ms, "
-    "request_id, session_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "?, ?, ?, ?, ?)", NULL, NULL };
-static struct db_stmt st_purge = { "DELETE FROM usage WHERE ts < ?", NULL,
-    NULL };
+/* The multi-row INSERTs, for these numbers of rows. */
+static const size_t	 usage_sizes[] = { 64, 16, 4, 1 };
+static char		 usage_sql[nitems(usage_sizes)][USAGE_SQL_MAX];
+static struct store_stmt usage_stmts[nitems(usage_sizes)];
+
+static struct store_stmt st_purge = STORE_STMT("DELETE FROM usage WHERE ts "
+    "< $1");
 
 struct metric	*m_tokens;
 
 static void	usage_soon(void);
+static void	usage_step(struct store_txn *, int, void *);
 
 static char *
 dup_or_null(const char *s)
@@ -67,6 +86,49 @@ usage_row_free(struct usage_row *row)
 	for (i = 0; i < nitems(row->s); i++)
 		free(row->s[i]);
 	free(row);
+}
+
+static void
+usage_start(void)
+{
+	if (!us.started) {
+		TAILQ_INIT(&us.queue);
+		us.started = 1;
+	}
+}
+
+/*
+ * The text of the INSERT of n rows: placeholders only, numbered in
+ * order, made from constants once.
+ */
+static void
+usage_stmts_init(void)
+{
+	size_t	i, r, c, len;
+	char	*b;
+
+	if (usage_stmts[0].sql != NULL)
+		return;
+	for (i = 0; i < nitems(usage_sizes); i++) {
+		b = usage_sql[i];
+		len = (size_t)snprintf(b, USAGE_SQL_MAX, "INSERT INTO usage "
+		    "(ts, user_id, api_key_id, model, route, status, "
+		    "input_tokens, output_tokens, cache_read_tokens, "
+		    "cache_write_tokens, latency_ms, first_byte_ms, "
+		    "request_id, session_id, outcome) VALUES ");
+		for (r = 0; r < usage_sizes[i]; r++) {
+			for (c = 0; c < USAGE_COLS; c++) {
+				len += (size_t)snprintf(b + len,
+				    USAGE_SQL_MAX - len, "%s$%zu%s",
+				    c == 0 ? (r == 0 ? "(" : ", (") : ", ",
+				    r * USAGE_COLS + c + 1,
+				    c == USAGE_COLS - 1 ? ")" : "");
+				if (len >= USAGE_SQL_MAX)
+					fatalx("%s: too long", __func__);
+			}
+		}
+		usage_stmts[i].sql = b;
+	}
 }
 
 /* bsp_tokens_total{direction,model}; nothing for a zero count. */
@@ -88,9 +150,7 @@ usage_record(const struct usage *u)
 {
 	struct usage_row	*row;
 
-	if (!us.started)
-		TAILQ_INIT(&us.queue);
-	us.started = 1;
+	usage_start();
 	if (m_tokens != NULL) {
 		usage_count_tokens("input", u->model, u->input_tokens);
 		usage_count_tokens("output", u->model, u->output_tokens);
@@ -99,7 +159,11 @@ usage_record(const struct usage *u)
 		    u->cache_write_tokens);
 	}
 	if (us.n >= USAGE_QUEUE_MAX) {
-		row = TAILQ_FIRST(&us.queue);
+		/* The oldest waiting row goes (not one being written). */
+		if ((row = TAILQ_FIRST(&us.queue)) == NULL) {
+			us.dropped++;
+			return;
+		}
 		TAILQ_REMOVE(&us.queue, row, entry);
 		usage_row_free(row);
 		us.n--;
@@ -120,101 +184,173 @@ usage_record(const struct usage *u)
 		usage_soon();
 }
 
+/* A row's parameters, at p. */
 static void
-bind_text(sqlite3_stmt *st, int i, const char *s)
+usage_params(const struct usage_row *row, struct store_param *p)
 {
-	if (s != NULL)
-		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	const struct usage	*u = &row->u;
+	struct store_param	 v[USAGE_COLS] = {
+		SP_INT(u->ts), SP_TEXT(u->user_id), SP_TEXT(u->api_key_id),
+		SP_TEXT(u->model), SP_TEXT(u->route), SP_INT(u->status),
+		SP_INT(u->input_tokens), SP_INT(u->output_tokens),
+		SP_INT(u->cache_read_tokens), SP_INT(u->cache_write_tokens),
+		SP_INT(u->latency_ms), SP_NULL, SP_TEXT(u->request_id),
+		SP_TEXT(u->session_id), SP_TEXT(u->outcome),
+	};
+
+	if (u->first_byte_ms >= 0)
+		v[11] = (struct store_param)SP_INT(u->first_byte_ms);
+	memcpy(p, v, sizeof v);
 }
 
 /*
- * Write at most one batch, in one transaction. Returns 1 if rows remain,
- * 0 when the queue is empty, -1 when the database refused (rows are kept
- * for the next try).
+ * The batch is over: written (its rows go), or refused (they go back to
+ * the head of the queue, for the next try).
+ */
+static void
+usage_batch_end(struct usage_batch *b, int ok)
+{
+	struct usage_row	*row;
+	double			 now;
+
+	us.batch = NULL;
+	if (ok) {
+		us.failing = 0;
+		while ((row = TAILQ_FIRST(&b->rows)) != NULL) {
+			TAILQ_REMOVE(&b->rows, row, entry);
+			usage_row_free(row);
+			us.n--;
+		}
+		if (!TAILQ_EMPTY(&us.queue))
+			us.batch_rc = 1;
+		else {
+			us.batch_rc = 0;
+			if (us.dropped > 0) {
+				log_warnx("usage: %llu rows were dropped while "
+				    "the database could not take them",
+				    us.dropped);
+				us.dropped = 0;
+			}
+		}
+	} else {
+		while ((row = TAILQ_LAST(&b->rows, usage_rows)) != NULL) {
+			TAILQ_REMOVE(&b->rows, row, entry);
+			TAILQ_INSERT_HEAD(&us.queue, row, entry);
+		}
+		us.failing = 1;
+		us.batch_rc = -1;
+		now = now_mono();
+		if (now - us.last_warn > 60) {
+			log_warnx("usage: cannot write %zu queued rows; will "
+			    "retry", us.n);
+			us.last_warn = now;
+		}
+	}
+	free(b);
+	us.batch_over = 1;
+	/* Over on a later turn (PostgreSQL): the next batch, soon. */
+	if (!us.starting && us.batch_rc == 1)
+		usage_soon();
+}
+
+static void
+usage_committed(int status, void *arg)
+{
+	usage_batch_end(arg, status == STORE_OK);
+}
+
+/* The batch's next INSERT, as many rows as one statement takes. */
+static void
+usage_step(struct store_txn *t, int status, void *arg)
+{
+	struct usage_batch	*b = arg;
+	struct store_param	*p;
+	size_t			 i, k, size;
+
+	if (t == NULL || status != STORE_OK) {
+		if (t != NULL)
+			store_rollback(t);
+		usage_batch_end(b, 0);
+		return;
+	}
+	if (b->left == 0) {
+		store_commit(t, usage_committed, b);
+		return;
+	}
+	for (i = 0; usage_sizes[i] > b->left; i++)
+		;
+	size = usage_sizes[i];
+	p = xcalloc(size * USAGE_COLS, sizeof *p);
+	for (k = 0; k < size; k++) {
+		usage_params(b->next, p + k * USAGE_COLS);
+		b->next = TAILQ_NEXT(b->next, entry);
+	}
+	b->left -= size;
+	/* The parameters are copied: p is ours to free. */
+	store_exec(t, &usage_stmts[i], p, size * USAGE_COLS, NULL, usage_step,
+	    b);
+	free(p);
+}
+
+/*
+ * Start writing one batch. Returns 1 if rows remain after it, 0 when the
+ * queue is empty, -1 when the database refused (rows are kept for the
+ * next try), 2 while it is being written (PostgreSQL: the next batch
+ * follows when it is over).
  */
 static int
 usage_write_batch(void)
 {
+	struct usage_batch	*b;
 	struct usage_row	*row;
-	sqlite3_stmt		*st;
-	size_t			 n;
-	double			 now;
 
-	if (!us.started || bsp_db == NULL)
-		return (0);
-	if (TAILQ_EMPTY(&us.queue))
-		goto done;
-	/* Rows a power cut may take, as a crash takes the queue. */
-	if (db_begin_lazy() == -1)
-		goto fail;
-	n = 0;
-	TAILQ_FOREACH(row, &us.queue, entry) {
-		if (n == USAGE_BATCH)
-			break;
-		st = db_prepare(&st_insert);
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)row->u.ts);
-		bind_text(st, 2, row->u.user_id);
-		bind_text(st, 3, row->u.api_key_id);
-		bind_text(st, 4, row->u.model);
-		bind_text(st, 5, row->u.route);
-		sqlite3_bind_int(st, 6, row->u.status);
-		sqlite3_bind_int64(st, 7, row->u.input_tokens);
-		sqlite3_bind_int64(st, 8, row->u.output_tokens);
-		sqlite3_bind_int64(st, 9, row->u.cache_read_tokens);
-		sqlite3_bind_int64(st, 10, row->u.cache_write_tokens);
-		sqlite3_bind_int64(st, 11, row->u.latency_ms);
-		if (row->u.first_byte_ms >= 0)
-			sqlite3_bind_int64(st, 12, row->u.first_byte_ms);
-		bind_text(st, 13, row->u.request_id);
-		bind_text(st, 14, row->u.session_id);
-		bind_text(st, 15, row->u.outcome);
-		if (sqlite3_step(st) != SQLITE_DONE) {
-			sqlite3_reset(st);
-			db_rollback();
-			(void)db_end_lazy();
-			goto fail;
+	usage_start();
+	if (us.batch != NULL)
+		return (2);
+	if (TAILQ_EMPTY(&us.queue)) {
+		if (us.dropped > 0) {
+			log_warnx("usage: %llu rows were dropped while the "
+			    "database could not take them", us.dropped);
+			us.dropped = 0;
 		}
-		sqlite3_reset(st);
-		n++;	/* only rows inserted are removed below */
+		return (0);
 	}
-	if (db_commit() == -1) {
-		(void)db_end_lazy();
-		goto fail;
-	}
-	(void)db_end_lazy();
-	us.failing = 0;
-	/* Committed: drop what was written. */
-	while (n-- > 0 && (row = TAILQ_FIRST(&us.queue)) != NULL) {
+	usage_stmts_init();
+	b = xcalloc(1, sizeof *b);
+	TAILQ_INIT(&b->rows);
+	while (b->n < USAGE_BATCH && (row = TAILQ_FIRST(&us.queue)) != NULL) {
 		TAILQ_REMOVE(&us.queue, row, entry);
-		usage_row_free(row);
-		us.n--;
+		TAILQ_INSERT_TAIL(&b->rows, row, entry);
+		b->n++;
 	}
-	if (!TAILQ_EMPTY(&us.queue))
-		return (1);
-done:
-	if (us.dropped > 0) {
-		log_warnx("usage: %llu rows were dropped while the database "
-		    "could not take them", us.dropped);
-		us.dropped = 0;
-	}
-	return (0);
-fail:
-	us.failing = 1;
-	now = now_mono();
-	if (now - us.last_warn > 60) {
-		log_warnx("usage: cannot write %zu queued rows (%s); will retry",
-		    us.n, db_errmsg());
-		us.last_warn = now;
-	}
-	return (-1);
+	b->next = TAILQ_FIRST(&b->rows);
+	b->left = b->n;
+	us.batch = b;
+	us.batch_over = 0;
+	us.starting = 1;
+	/* Rows a power cut may take, as a crash takes the queue. */
+	store_begin(STORE_WRITE | STORE_LAZY, usage_step, b);
+	us.starting = 0;
+	return (us.batch_over ? us.batch_rc : 2);
 }
 
 /* Write everything queued now (at exit, and for tests). */
 void
 usage_flush(void)
 {
-	while (usage_write_batch() == 1)
-		;
+	int	rc;
+
+	for (;;) {
+		rc = usage_write_batch();
+		if (rc == 2) {
+			if (bsp_base == NULL)
+				return;
+			store_wait(&us.batch_over);
+			rc = us.batch_rc;
+		}
+		if (rc != 1)
+			return;
+	}
 }
 
 /*
@@ -241,15 +377,27 @@ usage_flush_cb(int fd, short ev, void *arg)
 }
 
 static void
+usage_purged(int status, void *arg)
+{
+	if (status != STORE_OK)
+		log_warnx("usage: purge failed");
+}
+
+/* Drop rows older than cutoff; done(status, arg) if given. */
+void
+usage_purge(time_t cutoff, store_end_cb done, void *arg)
+{
+	struct store_param	p[] = { SP_INT(cutoff) };
+
+	store_run(STORE_WRITE, &st_purge, p, nitems(p), NULL, done != NULL ?
+	    done : usage_purged, arg);
+}
+
+static void
 usage_purge_cb(int fd, short ev, void *arg)
 {
-	sqlite3_stmt	*st = db_prepare(&st_purge);
-
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)(now_wall() -
-	    (time_t)cfg->usage_retention_days * 86400));
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_warnx("usage: purge failed: %s", db_errmsg());
-	sqlite3_reset(st);
+	usage_purge(now_wall() - (time_t)cfg->usage_retention_days * 86400,
+	    NULL, NULL);
 }
 
 int
@@ -257,10 +405,7 @@ usage_init(struct config *c, char **cause)
 {
 	struct timeval	one = { 1, 0 }, hour = { USAGE_PURGE_SECS, 0 };
 
-	if (!us.started) {
-		TAILQ_INIT(&us.queue);
-		us.started = 1;
-	}
+	usage_start();
 	if (m_tokens == NULL)
 		m_tokens = metric_new("bsp_tokens_total", METRIC_COUNTER,
 		    "Bedrock tokens by direction (input, output, cache_read, "

@@ -1,9 +1,10 @@
 /*
- * test-apikeys.c: API keys against a temporary database: making one (and
- * what is refused), checking one, its model patterns, its expiry, revoking
- * it, and its end with the session (token family) it was made in, on
- * every path that ends a family: logout, refresh token reuse, a disabled
- * user, "user logout".
+ * test-apikeys.c: API keys against a temporary database (SQLite, or the
+ * PostgreSQL database of $BSP_TEST_STORE_URL: test-apikeys-pg.sh): making
+ * one (and what is refused), checking one, its model patterns, its expiry,
+ * revoking it, and its end with the session (token family) it was made
+ * in, on every path that ends a family: logout, refresh token reuse, a
+ * disabled user, "user logout"; the audit rows of each.
  */
 
 #include <stdio.h>
@@ -30,7 +31,7 @@ key_new(const struct user *u, const char *sid, const char *name,
 	int		 rc;
 
 	*id = NULL;
-	rc = apikey_create(u->id, sid, name, ttl, models, u->id, "192.0.2.1",
+	rc = t_key_create(u->id, sid, name, ttl, models, u->id, "192.0.2.1",
 	    &key, &info, &why);
 	if (rc != 0) {
 		diag("apikey_create: %d %s", rc, why != NULL ? why : "-");
@@ -71,7 +72,7 @@ session_start(const struct user *u, char **refresh, char **sid)
 	const char		*a, *why;
 
 	*refresh = *sid = NULL;
-	if (tokens_session_new(u, "192.0.2.1", "login", &resp) == -1)
+	if (t_session(u, "192.0.2.1", &resp) == -1)
 		return (-1);
 	a = json_string_value(json_object_get(resp, "access_token"));
 	*refresh = xstrdup(json_string_value(json_object_get(resp,
@@ -95,7 +96,7 @@ test_create(void)
 	size_t		 i;
 
 	strlist_add(&models, "anthropic.*");
-	ok(apikey_create(ann.id, NULL, "ci", -1, &models, "cli:test", NULL,
+	ok(t_key_create(ann.id, NULL, "ci", -1, &models, "cli:test", NULL,
 	    &key, &info, &why) == 0, "create: a key");
 	ok(key != NULL && strncmp(key, APIKEY_PREFIX, 4) == 0 &&
 	    strlen(key) == 47, "create: bsk_ + 256 bits");
@@ -116,7 +117,7 @@ test_create(void)
 	ok((key = key_new(&ann, NULL, NULL, 0, NULL, &id)) != NULL,
 	    "create: no name, no expiry");
 	free(key);
-	list = apikey_list(ann.id);
+	list = t_key_list(ann.id);
 	is_int(json_array_size(list), 2, "create: two keys listed");
 	for (i = 0; i < json_array_size(list); i++) {
 		o = json_array_get(list, i);
@@ -133,28 +134,31 @@ test_create(void)
 	/* Refusals change nothing. */
 	memset(name, 'n', sizeof name - 1);
 	name[sizeof name - 1] = '\0';
-	ok(apikey_create(ann.id, NULL, name, -1, NULL, "cli:test", NULL,
+	ok(t_key_create(ann.id, NULL, name, -1, NULL, "cli:test", NULL,
 	    &key, &info, &why) == -1 && key == NULL, "refused: a 79-byte name "
 	    "(%s)", S(why));
-	ok(apikey_create(ann.id, NULL, "a\tb", -1, NULL, "cli:test", NULL,
+	ok(t_key_create(ann.id, NULL, "a\tb", -1, NULL, "cli:test", NULL,
 	    &key, &info, &why) == -1, "refused: a name with a control");
-	ok(apikey_create(ann.id, NULL, "x", 315360001, NULL, "cli:test", NULL,
+	ok(t_key_create(ann.id, NULL, "x", 315360001, NULL, "cli:test", NULL,
 	    &key, &info, &why) == -1, "refused: over ten years (%s)", S(why));
 	strlist_add(&models, "bad\npattern");
-	ok(apikey_create(ann.id, NULL, "x", -1, &models, "cli:test", NULL,
+	ok(t_key_create(ann.id, NULL, "x", -1, &models, "cli:test", NULL,
 	    &key, &info, &why) == -1, "refused: a pattern with a control "
 	    "(%s)", S(why));
 	strlist_free(&models);
 	for (i = 0; i < 33; i++)
 		strlist_add(&models, "m.*");
-	ok(apikey_create(ann.id, NULL, "x", -1, &models, "cli:test", NULL,
+	ok(t_key_create(ann.id, NULL, "x", -1, &models, "cli:test", NULL,
 	    &key, &info, &why) == -1, "refused: 33 patterns (%s)", S(why));
 	strlist_free(&models);
-	ok(apikey_create(ann.id, "no-such-session", "x", -1, NULL, "cli:test",
+	ok(t_key_create(ann.id, "no-such-session", "x", -1, NULL, "cli:test",
 	    NULL, &key, &info, &why) == -3, "refused: in a session that does "
 	    "not exist (%s)", S(why));
 	is_int(tmpdb_int("SELECT count(*) FROM api_keys WHERE user_id = '%s'",
 	    ann.id), 2, "refused: no key made");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'key_created' AND user_id = '%s'", ann.id), 2,
+	    "create: each key made has its audit row");
 }
 
 static void
@@ -173,9 +177,9 @@ test_limit(void)
 		free(id);
 	}
 	is_int(made, cfg->apikeys_max_per_user, "limit: max_per_user made");
-	ok(apikey_create(bob.id, NULL, "k", -1, NULL, "cli:test", NULL, &key,
+	ok(t_key_create(bob.id, NULL, "k", -1, NULL, "cli:test", NULL, &key,
 	    &info, &why) == -1, "limit: one more is refused (%s)", S(why));
-	ok(tokens_revoke_user(bob.id, "logout", 0, "cli:test", NULL,
+	ok(t_revoke_user(bob.id, "logout", 0, "cli:test", NULL,
 	    &nkeys) == 0 && nkeys == cfg->apikeys_max_per_user,
 	    "limit: user logout revokes them");
 	is_int(tmpdb_int("SELECT count(*) FROM api_keys WHERE user_id = '%s' "
@@ -259,13 +263,13 @@ test_expiry(void)
 	ok(key != NULL && key_ok(key, NULL, &why), "expiry: accepted before");
 	tmpdb_exec("UPDATE api_keys SET expires = %lld WHERE id = '%s'",
 	    (long long)now - 1, id);
-	apikeys_sync();
+	t_keys_load();
 	ok(!key_ok(key, NULL, &why), "expiry: refused once expired (%s)",
 	    S(why));
-	apikeys_purge(now);
+	t_keys_purge(now);
 	is_int(tmpdb_int("SELECT count(*) FROM api_keys WHERE id = '%s'", id),
 	    0, "expiry: purged later");
-	list = apikey_list(ann.id);
+	list = t_key_list(ann.id);
 	json_array_foreach(list, i, o) {
 		if (strcmp(json_string_value(json_object_get(o, "id")), id) ==
 		    0)
@@ -289,17 +293,17 @@ test_revoke(void)
 
 	key = key_new(&ann, NULL, "to revoke", -1, NULL, &id);
 	ok(key != NULL && key_ok(key, &p, &why), "revoke: accepted");
-	is_int(apikey_revoke(id, bob.id, "revoke", bob.id, NULL), -1,
+	is_int(t_key_revoke(id, bob.id, "revoke", bob.id, NULL), -1,
 	    "revoke: not by someone else");
 	ok(key_ok(key, NULL, &why), "revoke: still accepted");
-	is_int(apikey_revoke(id, ann.id, "revoke", ann.id, NULL), 0,
+	is_int(t_key_revoke(id, ann.id, "revoke", ann.id, NULL), 0,
 	    "revoke: by its owner");
 	ok(!key_ok(key, NULL, &why), "revoke: refused at once (%s)", S(why));
-	is_int(apikey_revoke(id, ann.id, "revoke", ann.id, NULL), -1,
+	is_int(t_key_revoke(id, ann.id, "revoke", ann.id, NULL), -1,
 	    "revoke: not twice");
-	apikeys_sync();
+	t_keys_load();
 	ok(!key_ok(key, NULL, &why), "revoke: and after a reload");
-	list = apikey_list(ann.id);
+	list = t_key_list(ann.id);
 	json_array_foreach(list, i, o) {
 		if (strcmp(json_string_value(json_object_get(o, "id")), id) ==
 		    0 && json_is_true(json_object_get(o, "revoked")))
@@ -312,10 +316,10 @@ test_revoke(void)
 	free(id);
 
 	key = key_new(&ann, NULL, "by secret", -1, NULL, &id);
-	is_int(apikey_revoke_by_secret(key, ann.id, NULL), 0,
+	is_int(t_key_revoke_secret(key, ann.id, NULL), 0,
 	    "revoke: by its secret (RFC 7009)");
 	ok(!key_ok(key, NULL, &why), "revoke: refused");
-	is_int(apikey_revoke_by_secret(key, ann.id, NULL), -1,
+	is_int(t_key_revoke_secret(key, ann.id, NULL), -1,
 	    "revoke: by its secret, not twice");
 	free(key);
 	free(id);
@@ -334,12 +338,19 @@ test_session_keys(void)
 	ok(session_start(&ann, &rt, &sid) == 0, "session: started");
 	key = key_new(&ann, sid, "in session", -1, NULL, &id);
 	ok(key != NULL && key_ok(key, NULL, &why), "session: a key made in it");
-	is_int(tokens_revoke_refresh(rt, "logout", NULL), 0, "session: logout");
+	is_int(t_revoke_refresh(rt, "logout", NULL), 0, "session: logout");
 	ok(!key_ok(key, NULL, &why), "session: its key is refused (%s)",
 	    S(why));
 	is_int(tmpdb_int("SELECT count(*) FROM api_keys WHERE id = '%s' AND "
 	    "revoked = 1 AND revoked_reason = 'logout'", id), 1,
 	    "session: revoked with the session's reason");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'key_revoked' AND user_id = '%s' AND detail = '{\"key\":\"%s\","
+	    "\"reason\":\"logout\",\"session\":\"%s\"}'", ann.id, id, sid),
+	    1, "session: its audit row names the key, reason and session");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'logout' AND detail = '{\"keys\":1,\"session\":\"%s\"}'", sid),
+	    1, "session: the logout's audit row counts the key");
 	ok(key_new(&ann, sid, "late", -1, NULL, &aid) == NULL,
 	    "session: no key is made in it any more");
 	free(rt);
@@ -350,12 +361,12 @@ test_session_keys(void)
 	/* Refresh token reuse. */
 	ok(session_start(&ann, &rt, &sid) == 0, "reuse: session");
 	key = key_new(&ann, sid, "in session", -1, NULL, &id);
-	ok(tokens_refresh(rt, NULL, &resp, &why) == 0, "reuse: rotated");
+	ok(t_refresh(rt, NULL, &resp, &why) == 0, "reuse: rotated");
 	json_decref(resp);
 	resp = NULL;
 	tmpdb_exec("UPDATE refresh_tokens SET used_at = used_at - 3600 "
 	    "WHERE family_id = '%s'", sid);
-	ok(tokens_refresh(rt, NULL, &resp, &why) == -1, "reuse: detected");
+	ok(t_refresh(rt, NULL, &resp, &why) == -1, "reuse: detected");
 	ok(!key_ok(key, NULL, &why), "reuse: the session's key is refused");
 	free(rt);
 	free(sid);
@@ -365,13 +376,13 @@ test_session_keys(void)
 	/* A disabled user at refresh. */
 	ok(session_start(&ann, &rt, &sid) == 0, "disabled: session");
 	key = key_new(&ann, sid, "in session", -1, NULL, &id);
-	user_set_disabled(ann.id, 1);
-	users_load_state();
-	ok(tokens_refresh(rt, NULL, &resp, &why) == -1, "disabled: refresh "
+	t_user_set(ann.id, 1, 0);
+	t_users_load();
+	ok(t_refresh(rt, NULL, &resp, &why) == -1, "disabled: refresh "
 	    "refused");
 	ok(!key_ok(key, NULL, &why), "disabled: the session's key is refused");
-	user_set_disabled(ann.id, 0);
-	users_load_state();
+	t_user_set(ann.id, 0, 0);
+	t_users_load();
 	free(rt);
 	free(sid);
 	free(key);
@@ -385,12 +396,12 @@ test_session_keys(void)
 	ok(session_start(&ann, &rt, &sid) == 0, "user logout: session");
 	key = key_new(&ann, sid, "in session", -1, NULL, &id);
 	admin = key_new(&ann, NULL, "admin's", -1, NULL, &aid);
-	ok(tokens_revoke_user(ann.id, "logout", 1, "cli:test", NULL,
+	ok(t_revoke_user(ann.id, "logout", 1, "cli:test", NULL,
 	    &nkeys) >= 1 && nkeys == 0 && tokens_family_revoked(sid),
 	    "user logout --keep-keys: the sessions end");
 	ok(key_ok(key, NULL, &why) && key_ok(admin, NULL, &why),
 	    "user logout --keep-keys: the keys stay, the session's too");
-	ok(tokens_revoke_user(ann.id, "logout", 0, "cli:test", NULL,
+	ok(t_revoke_user(ann.id, "logout", 0, "cli:test", NULL,
 	    &nkeys) == 0 && nkeys >= 2, "user logout: keys revoked (%d)",
 	    nkeys);
 	ok(!key_ok(key, NULL, &why) && !key_ok(admin, NULL, &why),
@@ -407,8 +418,8 @@ int
 main(void)
 {
 	tmpdb_open("api_keys:\n  max_per_user: 10\n");
-	if (user_ensure_local("ann@example.com", &ann) == -1 ||
-	    user_ensure_local("bob", &bob) == -1) {
+	if (t_user_local("ann@example.com", &ann) != 0 ||
+	    t_user_local("bob", &bob) != 0) {
 		printf("Bail out! cannot make users\n");
 		return (1);
 	}

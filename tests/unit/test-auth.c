@@ -7,8 +7,10 @@
  * disabled), checked on every request, cached or not.
  *
  * The fixture is a real token state: a configuration with its database in
- * a temporary directory, a local user, tokens minted for them and an API
- * key, as "token mint" and "key create" make them.
+ * a temporary directory (tmpdb.h), a local user, tokens minted for them and
+ * an API key, as "token mint" and "key create" make them. Before the
+ * revocation state is loaded (PostgreSQL connects in the background) the
+ * check answers 503.
  */
 
 #include <sys/stat.h>
@@ -20,6 +22,7 @@
 
 #include "bsp.h"
 #include "tap.h"
+#include "tmpdb.h"
 
 /* Route flags as the route table gives them. */
 #define ROUTE_VALIDATE	(RF_NO_STORE | RF_AUTH)			/* /auth/validate */
@@ -28,7 +31,6 @@
 
 #define AUTH_TOKEN_MAX	16384	/* auth.c's ceiling */
 
-static char	tmpdir[] = "/tmp/bsp-test-auth.XXXXXX";
 
 static const char *
 kind_name(enum principal_kind k)
@@ -105,54 +107,6 @@ filled(const char *prefix, size_t n, char c)
 	return (s);
 }
 
-static void
-setup(void)
-{
-	struct config_source	 src;
-	struct config_errors	 errs;
-	char			*path, *cause = NULL;
-	FILE			*f;
-
-	if (mkdtemp(tmpdir) == NULL)
-		fatal("mkdtemp");
-	xasprintf(&path, "%s/bsp.yaml", tmpdir);
-	if ((f = fopen(path, "w")) == NULL)
-		fatal("fopen");
-	fprintf(f, "database:\n  url: sqlite://%s/proxy.db\n", tmpdir);
-	fclose(f);
-	chmod(path, 0600);
-	memset(&src, 0, sizeof src);
-	src.path = path;
-	src.path_explicit = 1;
-	src.check = modules_config_check;
-	memset(&errs, 0, sizeof errs);
-	if ((cfg = config_load(&src, &errs)) == NULL) {
-		config_errors_print(&errs, stderr);
-		fatalx("cannot load %s", path);
-	}
-	config_errors_free(&errs);
-	free(path);
-	if (db_open(cfg->db_path, cfg->database_busy_timeout, &cause) == -1 ||
-	    tokens_init(cfg, &cause) == -1)
-		fatalx("%s", cause);
-}
-
-static void
-teardown(void)
-{
-	char	*cmd;
-
-	auth_cache_clear();
-	tokens_free();
-	db_close();
-	config_unref(cfg);
-	cfg = NULL;
-	xasprintf(&cmd, "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		diag("cannot remove %s", tmpdir);
-	free(cmd);
-}
-
 int
 main(void)
 {
@@ -165,16 +119,16 @@ main(void)
 	char			*h, *big, *sid, *unknown;
 	const char		*ann = "local:ann@example.com";
 
-	setup();
+	tmpdb_open(NULL);
 	memset(&u, 0, sizeof u);
-	if (user_ensure_local("ann@example.com", &u) == -1 ||
-	    tokens_mint_session(&u, NULL, 3600, "test", &jwt) == -1 ||
-	    tokens_mint_session(&u, NULL, -3600, "test", &old_jwt) == -1)
-		fatalx("cannot mint tokens: %s", db_errmsg());
+	if (t_user_local("ann@example.com", &u) != 0 ||
+	    t_mint(&u, NULL, 3600, "test", &jwt) != 0 ||
+	    t_mint(&u, NULL, -3600, "test", &old_jwt) != 0)
+		fatalx("cannot mint tokens");
 	strlist_add(&narrow, "profile");
-	if (tokens_mint_session(&u, &narrow, 3600, "test", &narrow_jwt) == -1)
-		fatalx("cannot mint a token: %s", db_errmsg());
-	if (apikey_create(u.id, NULL, "ci", -1, NULL, "test", NULL, &key,
+	if (t_mint(&u, &narrow, 3600, "test", &narrow_jwt) != 0)
+		fatalx("cannot mint a token");
+	if (t_key_create(u.id, NULL, "ci", -1, NULL, "test", NULL, &key,
 	    &info, &why) != 0)
 		fatalx("cannot create an API key: %s", why);
 	json_decref(info);
@@ -279,7 +233,7 @@ main(void)
 		fatalx("the token no longer checks");
 	sid = xstrdup(res.p->sid);
 	auth_result_clear(&res);
-	ok(tokens_revoke_family(sid, "logout", "logout", ann, "test") == 0,
+	ok(t_revoke_family(sid, "logout", "logout", ann, "test") == 0,
 	    "the token's session is revoked");
 	free(sid);
 	refused("a token of a revoked session, verified before",
@@ -290,12 +244,21 @@ main(void)
 	    jwt, 401, "revoked", "session has been revoked");
 	accepted("an API key made without a session outlives it",
 	    ROUTE_BEDROCK, NULL, key, PRINCIPAL_API_KEY, ann);
-	ok(user_set_disabled(u.id, 1) == 0 && users_load_state() == 0,
+	ok(t_user_set(u.id, 1, 0) == 1 && t_users_load() == 0,
 	    "the user is disabled");
 	refused("a disabled user's API key", ROUTE_BEDROCK, NULL, key, 401,
 	    "revoked", "user is disabled");
 	refused("a disabled user's token, verified before", ROUTE_VALIDATE,
 	    NULL, narrow_jwt, 401, "revoked", "user is disabled");
+
+	/* Nothing is checked against state not loaded yet. */
+	users_state_free();
+	h = bearer(narrow_jwt);
+	refused("before the users' state is loaded", ROUTE_VALIDATE, h, NULL,
+	    503, "unavailable", "not loaded yet");
+	free(h);
+	refused("an API key then", ROUTE_BEDROCK, NULL, key, 503,
+	    "unavailable", "not loaded yet");
 
 	freezero_str(jwt);
 	freezero_str(narrow_jwt);
@@ -304,6 +267,7 @@ main(void)
 	free(unknown);
 	strlist_free(&narrow);
 	user_clear(&u);
-	teardown();
+	auth_cache_clear();
+	tmpdb_close();
 	return (tap_done());
 }

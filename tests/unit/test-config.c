@@ -175,6 +175,45 @@ main(void)
 	config_errors_free(&errs);
 	free(p);
 
+	/*
+	 * PostgreSQL: every daemon sharing the database is given the same
+	 * key-encryption key, jwt.kek_file; with SQLite it may be left out.
+	 */
+	p = write_file("pg.yaml", "database:\n  url: postgresql://u@h/d\n",
+	    0600);
+	c = load(p, NULL, NULL, &errs);
+	ok(c == NULL && has_error(&errs, NULL, "needs jwt.kek_file"),
+	    "a PostgreSQL database.url needs jwt.kek_file");
+	config_errors_free(&errs);
+	free(p);
+	{
+		char	*kek, *text;
+
+		kek = write_file("kek", "0123456789abcdef0123456789abcdef",
+		    0600);
+		xasprintf(&text, "database:\n  url: postgresql://u@h/d\njwt:\n"
+		    "  kek_file: %s\n", kek);
+		p = write_file("pg2.yaml", text, 0600);
+		c = load(p, NULL, NULL, &errs);
+		ok(c != NULL && c->jwt_kek_file != NULL &&
+		    strcmp(c->jwt_kek_file, kek) == 0, "with jwt.kek_file it "
+		    "loads");
+		config_unref(c);
+		free(p);
+		free(text);
+		chmod(kek, 0644);
+		xasprintf(&text, "jwt:\n  kek_file: %s\n", kek);
+		p = write_file("kek.yaml", text, 0600);
+		c = load(p, NULL, NULL, &errs);
+		ok(c == NULL && has_error(&errs, at(p, 2), "chmod 600"),
+		    "a jwt.kek_file others can read is refused");
+		config_errors_free(&errs);
+		free(p);
+		free(text);
+		unlink(kek);
+		free(kek);
+	}
+
 	/* YAML-level problems. */
 	p = write_file("syntax.yaml", "server:\n  port: [1, 2\n", 0600);
 	c = load(p, NULL, NULL, &errs);

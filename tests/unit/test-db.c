@@ -1,5 +1,9 @@
 /*
- * test-db.c: opening, migrating and refusing databases.
+ * test-db.c: opening, migrating and refusing SQLite databases through the
+ * store (store-sqlite.c): database.url read, directories made 0700, the
+ * file private, the schema brought to this binary's version (from version
+ * 1 and 2 fixtures with their rows intact), a newer schema and a file that
+ * is not a database refused; usage batches on the store's connection.
  *
  * Usage: test-db [fixture]; default $srcdir/tests/unit/data/db-v1.sql, a
  * database at schema version 1.
@@ -16,7 +20,10 @@
 #include <sqlite3.h>
 
 #include "bsp.h"
+#include "store.h"
 #include "tap.h"
+
+#define SCHEMA_VERSION	3	/* the migrations in store-schema.c */
 
 /* Read a whole (small) file; NULL if it cannot be read. */
 static char *
@@ -40,16 +47,20 @@ slurp(const char *path)
 	return (buf);
 }
 
-/* One row of a query as "a|b|c", or NULL when there is none. */
+/* One row of a query on the file, as "a|b|c", or NULL when there is none. */
 static char *
-row(const char *sql)
+row(const char *path, const char *sql)
 {
+	sqlite3		*db;
 	sqlite3_stmt	*q;
 	char		*out = NULL, *t;
 	int		 i;
 
-	if (sqlite3_prepare_v2(bsp_db, sql, -1, &q, NULL) != SQLITE_OK) {
-		diag("%s: %s", sql, sqlite3_errmsg(bsp_db));
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return (NULL);
+	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
+		diag("%s: %s", sql, sqlite3_errmsg(db));
+		sqlite3_close(db);
 		return (NULL);
 	}
 	if (sqlite3_step(q) == SQLITE_ROW) {
@@ -63,7 +74,93 @@ row(const char *sql)
 		}
 	}
 	sqlite3_finalize(q);
+	sqlite3_close(db);
 	return (out);
+}
+
+/* Run SQL on the file with a connection of the test's own. */
+static int
+raw(const char *path, const char *sql)
+{
+	sqlite3	*db;
+	int	 rc;
+
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return (-1);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	if (rc == -1)
+		diag("%s: %s", sql, sqlite3_errmsg(db));
+	sqlite3_close(db);
+	return (rc);
+}
+
+/* Open the file as the daemon does; -1 with *cause. */
+static int
+open_db(const char *path, char **cause)
+{
+	struct store_conf	sc;
+	char			*url;
+	int			rc;
+
+	xasprintf(&url, "sqlite://%s", path);
+	free(*cause);
+	*cause = NULL;
+	if (store_conf_from_url(url, &sc, cause) == -1) {
+		free(url);
+		return (-1);
+	}
+	free(url);
+	sc.busy_timeout = 1000;
+	rc = store_open(&sc, cause);
+	store_conf_clear(&sc);
+	return (rc);
+}
+
+/* A statement through the store, waited for. */
+struct ran {
+	volatile int	 done;
+	int		 status;
+	long long	 n;
+	json_t		*j;
+};
+
+static void
+ran_row(const struct store_row *r, void *arg)
+{
+	struct ran	*w = arg;
+
+	w->n = store_int(r, 0);
+}
+
+static void
+ran_end(int status, void *arg)
+{
+	struct ran	*w = arg;
+
+	w->status = status;
+	w->done = 1;
+}
+
+static void
+ran_json(int rc, json_t *j, void *arg)
+{
+	struct ran	*w = arg;
+
+	w->status = rc;
+	w->j = j;
+	w->done = 1;
+}
+
+static long long
+store_pragma(struct store_stmt *st)
+{
+	struct ran	w;
+
+	memset(&w, 0, sizeof w);
+	w.n = -1;
+	store_run(0, st, NULL, 0, ran_row, ran_end, &w);
+	store_wait(&w.done);
+	return (w.status == STORE_OK ? w.n : -1);
 }
 
 /*
@@ -73,7 +170,7 @@ row(const char *sql)
 static void
 test_migrate_v1(const char *dir, const char *fixture)
 {
-	struct sqlite3	*raw = NULL;
+	struct ran	 w;
 	char		*path, *sql, *cause = NULL, *r;
 	json_t		*a;
 
@@ -83,48 +180,96 @@ test_migrate_v1(const char *dir, const char *fixture)
 		free(path);
 		return;
 	}
-	ok(sqlite3_open(path, &raw) == SQLITE_OK &&
-	    sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK,
-	    "made a version-1 database from %s", fixture);
-	sqlite3_close(raw);
+	ok(raw(path, sql) == 0, "made a version-1 database from %s", fixture);
 	free(sql);
 
-	ok(db_open(path, 1000, &cause) == 0, "a version-1 database opens");
+	ok(open_db(path, &cause) == 0, "a version-1 database opens");
 	if (cause != NULL)
 		diag("%s", cause);
-	is_int(db_schema_version(), DB_SCHEMA_VERSION, "and is migrated to "
+	is_int(store_schema_version(), SCHEMA_VERSION, "and is migrated to "
 	    "the current version");
-	ok(db_ok(), "db_ok after the migration");
-	r = row("SELECT id, hex(hash), hint, user_id, name, models, created, "
-	    "expires, last_used_at, revoked, revoked_at, family_id, "
+	r = row(path, "SELECT id, hex(hash), hint, user_id, name, models, "
+	    "created, expires, last_used_at, revoked, revoked_at, family_id, "
 	    "revoked_reason FROM api_keys WHERE id = 'key_live'");
 	is_str(r, "key_live|" "0000000000000000000000000000000000000000000000"
 	    "000000000000000000|bsk_...live|local:ann@example.com|ci|"
 	    "[\"anthropic.*\"]|1700000000|NULL|1700000500|0|NULL|NULL|NULL",
 	    "a live key is intact, without a session");
 	free(r);
-	r = row("SELECT id, hex(hash), name, expires, revoked, revoked_at, "
-	    "family_id FROM api_keys WHERE id = 'key_old'");
+	r = row(path, "SELECT id, hex(hash), name, expires, revoked, "
+	    "revoked_at, family_id FROM api_keys WHERE id = 'key_old'");
 	is_str(r, "key_old|" "0101010101010101010101010101010101010101010101"
 	    "010101010101010101|NULL|1800000000|1|1700000100|NULL",
 	    "a revoked key stays revoked");
 	free(r);
-	r = row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
-	    "name = 'api_keys_family'");
-	is_str(r, "1", "keys are indexed by session");
+	r = row(path, "SELECT count(*) FROM sqlite_master WHERE type = "
+	    "'index' AND name IN ('api_keys_family', 'signing_keys_active')");
+	is_str(r, "2", "keys are indexed by session; one active signing key "
+	    "per algorithm");
 	free(r);
-	ok(apikeys_load() == 0, "the key loader reads the migrated table");
+	r = row(path, "SELECT count(*) FROM sqlite_master WHERE type = "
+	    "'table' AND name IN ('kek_check', 'rate_counters')");
+	is_str(r, "2", "the KEK's check value and the rate counters have "
+	    "their tables");
+	free(r);
+	memset(&w, 0, sizeof w);
+	apikeys_load(ran_end, &w);
+	store_wait(&w.done);
+	is_int(w.status, STORE_OK, "the key loader reads the migrated table");
 	apikeys_free();
-	a = apikey_list(NULL);
+	memset(&w, 0, sizeof w);
+	apikey_list(NULL, ran_json, &w);
+	store_wait(&w.done);
+	a = w.j;
 	is_int(json_array_size(a), 2, "both keys are listed");
 	ok(json_is_null(json_object_get(json_array_get(a, 0), "session")) &&
 	    json_is_null(json_object_get(json_array_get(a, 1), "session")),
 	    "with no session");
 	json_decref(a);
-	db_close();
-	ok(db_open(path, 1000, &cause) == 0 && db_schema_version() ==
-	    DB_SCHEMA_VERSION, "a migrated database opens again as it is");
-	db_close();
+	store_close();
+	ok(open_db(path, &cause) == 0 && store_schema_version() ==
+	    SCHEMA_VERSION, "a migrated database opens again as it is");
+	store_close();
+	free(cause);
+	free(path);
+}
+
+/*
+ * A version-2 database, with a retired signing key and an active one of
+ * each of two algorithms, migrates to 3: the index takes them.
+ */
+static void
+test_migrate_v2(const char *dir, const char *fixture)
+{
+	char	*path, *sql, *cause = NULL, *r;
+
+	xasprintf(&path, "%s/v2.db", dir);
+	if ((sql = slurp(fixture)) == NULL) {
+		ok(0, "read the fixture %s", fixture);
+		free(path);
+		return;
+	}
+	ok(raw(path, sql) == 0 && raw(path, "ALTER TABLE api_keys ADD COLUMN "
+	    "family_id TEXT; ALTER TABLE api_keys ADD COLUMN revoked_reason "
+	    "TEXT; CREATE INDEX api_keys_family ON api_keys(family_id); "
+	    "INSERT INTO signing_keys (kid, alg, created, retired, "
+	    "verify_until) VALUES ('old', 'EdDSA', 1, 2, 3), ('cur', 'EdDSA', "
+	    "2, NULL, NULL), ('es', 'ES256', 2, NULL, NULL); PRAGMA "
+	    "user_version = 2") == 0, "made a version-2 database with signing "
+	    "keys");
+	free(sql);
+	ok(open_db(path, &cause) == 0, "it opens");
+	if (cause != NULL)
+		diag("%s", cause);
+	is_int(store_schema_version(), SCHEMA_VERSION, "migrated from 2");
+	store_close();
+	r = row(path, "SELECT group_concat(kid) FROM (SELECT kid FROM "
+	    "signing_keys WHERE retired IS NULL ORDER BY kid)");
+	is_str(r, "cur,es", "its active keys stay active");
+	free(r);
+	ok(raw(path, "INSERT INTO signing_keys (kid, alg, created) VALUES "
+	    "('two', 'EdDSA', 3)") == -1, "a second active EdDSA key is "
+	    "refused");
 	free(cause);
 	free(path);
 }
@@ -132,50 +277,59 @@ test_migrate_v1(const char *dir, const char *fixture)
 int
 main(int argc, char **argv)
 {
-	char		 dir[] = "/tmp/bsp-test-db.XXXXXX", *path, *cause = NULL;
-	char		*sub, *fixture;
-	const char	*srcdir;
-	struct stat	 st;
-	FILE		*f;
+	char			 dir[] = "/tmp/bsp-test-db.XXXXXX", *path;
+	char			*cause = NULL, *sub, *fixture, *file;
+	const char		*srcdir, *detail;
+	static struct store_stmt st_sync = STORE_STMT("PRAGMA synchronous");
+	struct store_conf	 sc;
+	struct stat		 st;
+	FILE			*f;
 
 	if (mkdtemp(dir) == NULL)
 		fatal("mkdtemp");
 	xasprintf(&sub, "%s/a/b", dir);
 	xasprintf(&path, "%s/proxy.db", sub);
 
-	{
-		char *dbp = NULL;
+	ok(store_conf_from_url("sqlite:///var/x.db", &sc, &cause) == 0 &&
+	    sc.kind == STORE_SQLITE && strcmp(sc.path, "/var/x.db") == 0,
+	    "absolute sqlite URL");
+	store_conf_clear(&sc);
+	ok(store_conf_from_url("sqlite://data/x.db", &sc, &cause) == 0 &&
+	    strcmp(sc.path, "data/x.db") == 0, "relative sqlite URL");
+	store_conf_clear(&sc);
+	ok(store_conf_from_url("postgres://u@h/d", &sc, &cause) == 0 &&
+	    sc.kind == STORE_PG, "a PostgreSQL URL is the other backend");
+	store_conf_clear(&sc);
+	ok(store_conf_from_url("ftp://x", &sc, &cause) == -1,
+	    "other schemes refused");
+	free(cause);
+	cause = NULL;
+	ok(store_conf_from_url("sqlite://", &sc, &cause) == -1,
+	    "an SQLite URL without a file refused");
+	free(cause);
+	cause = NULL;
+	ok(store_conf_from_url("sqlite://x.db?mode=ro", &sc, &cause) == -1,
+	    "an SQLite URL with options refused");
+	free(cause);
+	cause = NULL;
 
-		ok(db_path_from_url("sqlite:///var/x.db", &dbp, &cause) == 0 &&
-		    strcmp(dbp, "/var/x.db") == 0, "absolute sqlite URL");
-		free(dbp);
-		ok(db_path_from_url("sqlite://data/x.db", &dbp, &cause) == 0 &&
-		    strcmp(dbp, "data/x.db") == 0, "relative sqlite URL");
-		free(dbp);
-		ok(db_path_from_url("postgres://x", &dbp, &cause) == -1,
-		    "other schemes refused");
-		free(cause);
-		cause = NULL;
-	}
-
-	ok(db_open(path, 1000, &cause) == 0, "open creates directories and "
-	    "the database");
+	ok(open_db(path, &cause) == 0, "open creates directories and the "
+	    "database");
 	ok(stat(sub, &st) == 0 && (st.st_mode & 0777) == 0700,
 	    "created directory is 0700");
 	ok(stat(path, &st) == 0 && (st.st_mode & 077) == 0,
 	    "database file is private");
-	is_int(db_schema_version(), DB_SCHEMA_VERSION, "schema migrated");
-	ok(db_ok(), "db_ok");
-	db_close();
-	ok(db_open(path, 1000, &cause) == 0, "reopen an existing database");
-	is_int(db_schema_version(), DB_SCHEMA_VERSION, "still current");
-	ok(db_exec("PRAGMA user_version = 99") == 0, "pretend to be newer");
-	db_close();
-	ok(db_open(path, 1000, &cause) == -1 && cause != NULL &&
+	is_int(store_schema_version(), SCHEMA_VERSION, "schema migrated");
+	ok(store_ready(&detail), "ready");
+	store_close();
+	ok(open_db(path, &cause) == 0, "reopen an existing database");
+	is_int(store_schema_version(), SCHEMA_VERSION, "still current");
+	store_close();
+	ok(raw(path, "PRAGMA user_version = 99") == 0, "pretend to be newer");
+	ok(open_db(path, &cause) == -1 && cause != NULL &&
 	    strstr(cause, "newer than this binary") != NULL,
 	    "a newer schema is refused");
-	free(cause);
-	cause = NULL;
+	ok(!store_ready(&detail), "and nothing is open");
 
 	free(path);
 	xasprintf(&path, "%s/garbage.db", dir);
@@ -184,39 +338,32 @@ main(int argc, char **argv)
 	    "look like a header page........................................",
 	    f);
 	fclose(f);
-	ok(db_open(path, 1000, &cause) == -1 && cause != NULL &&
+	ok(open_db(path, &cause) == -1 && cause != NULL &&
 	    strstr(cause, "not a database") != NULL,
 	    "a file that is not a database is refused");
-	free(cause);
-	cause = NULL;
 
 	free(path);
 	xasprintf(&path, "%s/file/x.db", dir);
-	{
-		char *file;
-		xasprintf(&file, "%s/file", dir);
-		f = fopen(file, "w");
-		fclose(f);
-		free(file);
-	}
-	ok(db_open(path, 1000, &cause) == -1 && cause != NULL &&
+	xasprintf(&file, "%s/file", dir);
+	f = fopen(file, "w");
+	fclose(f);
+	free(file);
+	ok(open_db(path, &cause) == -1 && cause != NULL &&
 	    strstr(cause, "not a directory") != NULL,
 	    "a file in the way of the directory is refused");
-	free(cause);
-	cause = NULL;
 
 	/*
-	 * Usage rows are written in batches of 512, one transaction each:
-	 * every queued row must reach the table, however many batches.
+	 * Usage rows are written in batches of 512, one unit each: every
+	 * queued row must reach the table, however many batches; and the
+	 * connection is durable again (synchronous FULL) after them.
 	 */
 	free(path);
 	xasprintf(&path, "%s/usage.db", dir);
-	ok(db_open(path, 1000, &cause) == 0, "open a database for usage");
+	ok(open_db(path, &cause) == 0, "open a database for usage");
 	{
 		struct usage	 u;
-		sqlite3_stmt	*q = NULL;
-		char		 rid[32];
-		int		 i, rows = -1, ids = -1, sum = -1;
+		char		 rid[32], *r;
+		int		 i;
 
 		memset(&u, 0, sizeof u);
 		u.user_id = "u1";
@@ -234,24 +381,13 @@ main(int argc, char **argv)
 		is_int((long long)usage_queued(), 1300, "1300 rows queued");
 		usage_flush();
 		is_int((long long)usage_queued(), 0, "queue empty after flush");
-		if (sqlite3_prepare_v2(bsp_db, "PRAGMA synchronous", -1, &q,
-		    NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
-			rows = sqlite3_column_int(q, 0);
-		sqlite3_finalize(q);
-		is_int(rows, 2, "synchronous is FULL again after the lazy "
-		    "usage batches");
-		rows = -1;
-		if (sqlite3_prepare_v2(bsp_db, "SELECT count(*), count(DISTINCT "
-		    "request_id), sum(input_tokens) FROM usage", -1, &q,
-		    NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
-			rows = sqlite3_column_int(q, 0);
-			ids = sqlite3_column_int(q, 1);
-			sum = sqlite3_column_int(q, 2);
-		}
-		sqlite3_finalize(q);
-		is_int(rows, 1300, "every row written across three batches");
-		is_int(ids, 1300, "each row once");
-		is_int(sum, 1300 * 1299 / 2, "with its own values");
+		is_int(store_pragma(&st_sync), 2, "synchronous is FULL again "
+		    "after the lazy usage batches");
+		r = row(path, "SELECT count(*), count(DISTINCT request_id), "
+		    "sum(input_tokens) FROM usage");
+		is_str(r, "1300|1300|844350", "every row written across three "
+		    "batches, each once, with its own values");
+		free(r);
 
 		/*
 		 * On the loop, a full batch is written soon, one batch per
@@ -271,16 +407,14 @@ main(int argc, char **argv)
 		is_int((long long)usage_queued(), 1300 - 1024, "then the next");
 		event_base_loop(bsp_base, EVLOOP_ONCE);
 		is_int((long long)usage_queued(), 0, "then the rest");
-		if (sqlite3_prepare_v2(bsp_db, "SELECT count(*) FROM usage",
-		    -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
-			rows = sqlite3_column_int(q, 0);
-		sqlite3_finalize(q);
-		is_int(rows, 2600, "all written");
+		r = row(path, "SELECT count(*) FROM usage");
+		is_str(r, "2600", "all written");
+		free(r);
 		usage_free();
 		event_base_free(bsp_base);
 		bsp_base = NULL;
 	}
-	db_close();
+	store_close();
 
 	if (argc > 1)
 		fixture = xstrdup(argv[1]);
@@ -290,6 +424,7 @@ main(int argc, char **argv)
 		xasprintf(&fixture, "%s/tests/unit/data/db-v1.sql", srcdir);
 	}
 	test_migrate_v1(dir, fixture);
+	test_migrate_v2(dir, fixture);
 	free(fixture);
 
 	{
@@ -299,6 +434,7 @@ main(int argc, char **argv)
 			diag("cleanup failed");
 		free(cmd);
 	}
+	free(cause);
 	free(path);
 	free(sub);
 	return (tap_done());

@@ -1,6 +1,7 @@
 /*
- * test-tokens.c: sessions (token families) and refresh tokens against a
- * temporary database.
+ * test-tokens.c: sessions (token families), refresh tokens and signing
+ * keys against a temporary database: SQLite, or the PostgreSQL database of
+ * $BSP_TEST_STORE_URL (tests/unit/test-tokens-pg.sh).
  *
  * The rotation rules: a refresh token rotates once; a retry within
  * jwt.refresh_reuse_grace gets the same successor back; a used token
@@ -8,8 +9,10 @@
  * revokes the whole family. Revocation: a revoked family is held against
  * its tokens until the family's expiry plus the leeway (60 s), in memory
  * and in the database, and then forgotten. Time is moved by giving
- * tokens_maint() its "now" and by ageing rows in the database, never by
- * waiting.
+ * tokens_purge() its "now" and by ageing rows in the database, never by
+ * waiting. Two refreshes of one token at once (two connections with
+ * PostgreSQL) end with one successor; of two key loads at once on an
+ * empty database, one makes the signing key and the other uses it.
  */
 
 #include <stdio.h>
@@ -20,6 +23,7 @@
 #include "crypto.h"
 #include "tap.h"
 #include "tmpdb.h"
+#include "tokens.h"
 
 #define LEEWAY	60	/* TOKEN_LEEWAY */
 #define S(s)	((s) != NULL ? (s) : "-")	/* a reason not yet set */
@@ -85,7 +89,7 @@ session_start(struct session *s)
 	int	 rc;
 
 	memset(s, 0, sizeof *s);
-	if (tokens_session_new(&ann, "192.0.2.1", "login", &resp) == -1)
+	if (t_session(&ann, "192.0.2.1", &resp) == -1)
 		return (-1);
 	rc = session_take(resp, s);
 	json_decref(resp);
@@ -104,25 +108,45 @@ refresh(const char *token, struct session *s, const char **why)
 	*why = NULL;
 	if (token == NULL)
 		return (-4);	/* an earlier step failed */
-	rc = tokens_refresh(token, "192.0.2.1", &resp, why);
+	rc = t_refresh(token, "192.0.2.1", &resp, why);
 	if (rc == 0 && session_take(resp, s) == -1)
 		rc = -3;
 	json_decref(resp);
 	return (rc);
 }
 
-/* The stored form of a token: its hash, in hex for an SQL x'' literal. */
+/* The stored form of a token: its hash, as an SQL literal. */
 static const char *
 token_hex(const char *token)
 {
-	static char	hex[2 * CRYPTO_HASH_LEN + 1];
-	uint8_t		h[CRYPTO_HASH_LEN];
-	size_t		i;
+	uint8_t	h[CRYPTO_HASH_LEN];
 
 	crypto_hash_token(token, h);
-	for (i = 0; i < sizeof h; i++)
-		snprintf(hex + 2 * i, 3, "%02x", h[i]);
-	return (hex);
+	return (tmpdb_blob(h, sizeof h));
+}
+
+/* tokens_sync(), waited for: the revoked families and the keys. */
+static void
+tokens_sync_wait(void)
+{
+	struct tmpdb_wait	w;
+
+	memset(&w, 0, sizeof w);
+	tokens_revoked_load(tw_rc, &w);
+	tw_wait(&w);
+	tokens_keys_load(tw_rc, &w);
+	tw_wait(&w);
+}
+
+/* tokens_maint(now), waited for. */
+static void
+tokens_maint_wait(time_t now)
+{
+	struct tmpdb_wait	w;
+
+	memset(&w, 0, sizeof w);
+	tokens_purge(now, tw_rc, &w);
+	tw_wait(&w);
 }
 
 static void
@@ -133,8 +157,7 @@ test_session(void)
 	json_t			*resp = NULL;
 	const char		*why, *rt;
 
-	ok(tokens_session_new(&ann, "192.0.2.1", "login", &resp) == 0,
-	    "session: started");
+	ok(t_session(&ann, "192.0.2.1", &resp) == 0, "session: started");
 	is_str(json_string_value(json_object_get(resp, "token_type")),
 	    "Bearer", "session: bearer token");
 	rt = json_string_value(json_object_get(resp, "refresh_token"));
@@ -155,7 +178,7 @@ test_session(void)
 	ok(p != NULL && principal_revoked(p) == NULL,
 	    "session: nothing held against it");
 	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE hash = "
-	    "x'%s'", token_hex(s.refresh)), 1, "session: the refresh token's "
+	    "%s", token_hex(s.refresh)), 1, "session: the refresh token's "
 	    "hash is stored");
 	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE "
 	    "family_id = '%s'", p != NULL ? p->sid : ""), 1,
@@ -185,7 +208,7 @@ test_rotation(void)
 	is_str(sid, s.sid, "rotation: in the same family");
 	free(sid);
 	is_int(tmpdb_int("SELECT used_at IS NOT NULL FROM refresh_tokens "
-	    "WHERE hash = x'%s'", token_hex(rt1)), 1, "rotation: the old "
+	    "WHERE hash = %s", token_hex(rt1)), 1, "rotation: the old "
 	    "token is marked used");
 
 	/* A retry (the answer was lost) within the grace window. */
@@ -240,13 +263,13 @@ test_reuse_after_grace(void)
 	is_int(refresh(s.refresh, &r2, &why), 0, "grace: rotated");
 	/* The use is aged to just inside the window: still a retry. */
 	is_int(tmpdb_exec("UPDATE refresh_tokens SET used_at = used_at - 20 "
-	    "WHERE hash = x'%s'", token_hex(s.refresh)), 0,
+	    "WHERE hash = %s", token_hex(s.refresh)), 0,
 	    "grace: the use aged by 20 s");
 	is_int(refresh(s.refresh, &again, &why), 0, "grace: a retry 20 s "
 	    "later (grace 30 s) gets the successor");
 	is_str(again.refresh, r2.refresh, "grace: the same one");
 	is_int(tmpdb_exec("UPDATE refresh_tokens SET used_at = used_at - 3600 "
-	    "WHERE hash = x'%s'", token_hex(s.refresh)), 0,
+	    "WHERE hash = %s", token_hex(s.refresh)), 0,
 	    "grace: the use aged by an hour");
 	is_int(refresh(s.refresh, &again, &why), -1, "grace: an hour later "
 	    "the used token is refused");
@@ -272,35 +295,35 @@ test_revocation_expiry(void)
 	time_t		 now;
 
 	ok(session_start(&s) == 0, "expiry: session");
-	is_int(tokens_revoke_family(s.sid, "logout", "logout", NULL,
-	    "192.0.2.1"), 0, "expiry: revoked");
+	is_int(t_revoke_family(s.sid, "logout", "logout", NULL, "192.0.2.1"),
+	    0, "expiry: revoked");
 	ok(tokens_family_revoked(s.sid), "expiry: held revoked");
 	e = tmpdb_int("SELECT expires FROM token_families WHERE id = '%s'",
 	    s.sid);
 	ok(e > 0, "expiry: the family expires");
 
-	tokens_maint((time_t)e + LEEWAY);
+	tokens_maint_wait((time_t)e + LEEWAY);
 	ok(tokens_family_revoked(s.sid), "expiry: held at exp + leeway");
 	is_int(tmpdb_int("SELECT count(*) FROM token_families WHERE id = '%s'",
 	    s.sid), 1, "expiry: the row is kept at exp + leeway");
-	tokens_maint((time_t)e + LEEWAY + 1);
+	tokens_maint_wait((time_t)e + LEEWAY + 1);
 	ok(!tokens_family_revoked(s.sid), "expiry: forgotten a second later");
 	is_int(tmpdb_int("SELECT count(*) FROM token_families WHERE id = '%s'",
 	    s.sid), 0, "expiry: and the row purged");
 
 	/* The loader keeps what may still be accepted, and no more. */
 	ok(session_start(&t) == 0, "expiry: another session");
-	is_int(tokens_revoke_family(t.sid, "logout", "logout", NULL, NULL), 0,
+	is_int(t_revoke_family(t.sid, "logout", "logout", NULL, NULL), 0,
 	    "expiry: revoked");
 	now = now_wall();
 	tmpdb_exec("UPDATE token_families SET expires = %lld WHERE id = '%s'",
 	    (long long)now - LEEWAY / 2, t.sid);
-	tokens_sync();
+	tokens_sync_wait();
 	ok(tokens_family_revoked(t.sid), "expiry: expired within the leeway, "
 	    "the loader keeps it");
 	tmpdb_exec("UPDATE token_families SET expires = %lld WHERE id = '%s'",
 	    (long long)now - 2 * LEEWAY, t.sid);
-	tokens_sync();
+	tokens_sync_wait();
 	ok(!tokens_family_revoked(t.sid), "expiry: beyond it, the loader "
 	    "forgets it");
 	session_clear(&s);
@@ -315,16 +338,16 @@ test_revoke_refresh(void)
 
 	memset(&again, 0, sizeof again);
 	ok(session_start(&s) == 0, "logout: session");
-	is_int(tokens_revoke_refresh(s.refresh, "logout", "192.0.2.1"), 0,
+	is_int(t_revoke_refresh(s.refresh, "logout", "192.0.2.1"), 0,
 	    "logout: by its refresh token");
 	ok(tokens_family_revoked(s.sid), "logout: the family is revoked");
 	is_int(refresh(s.refresh, &again, &why), -1, "logout: the refresh "
 	    "token no longer works");
 	is_str(why, "session has been revoked", "logout: as revoked");
-	is_int(tokens_revoke_refresh("bsr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	is_int(t_revoke_refresh("bsr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	    "AAAAAAA", "logout", NULL), -1, "logout: an unknown token");
-	is_int(tokens_revoke_family("no-such-family", "logout", "logout",
-	    NULL, NULL), -1, "logout: an unknown family");
+	is_int(t_revoke_family("no-such-family", "logout", "logout", NULL,
+	    NULL), -1, "logout: an unknown family");
 	session_clear(&s);
 }
 
@@ -339,8 +362,8 @@ test_revoke_user(void)
 	memset(&again, 0, sizeof again);
 	ok(session_start(&a) == 0 && session_start(&b) == 0,
 	    "user logout: two sessions");
-	is_int(tokens_revoke_user(ann.id, "logout", 0, "cli:test", NULL,
-	    &nkeys), 2, "user logout: both sessions ended");
+	is_int(t_revoke_user(ann.id, "logout", 0, "cli:test", NULL, &nkeys),
+	    2, "user logout: both sessions ended");
 	is_int(nkeys, 0, "user logout: no keys to revoke");
 	ok(tokens_family_revoked(a.sid) && tokens_family_revoked(b.sid),
 	    "user logout: both families revoked");
@@ -349,8 +372,8 @@ test_revoke_user(void)
 	    "so far are cut off");
 	is_int(refresh(b.refresh, &again, &why), -1, "user logout: refresh "
 	    "refused");
-	is_int(tokens_revoke_user(ann.id, "logout", 0, "cli:test", NULL,
-	    &nkeys), 0, "user logout: again, nothing left to end");
+	is_int(t_revoke_user(ann.id, "logout", 0, "cli:test", NULL, &nkeys),
+	    0, "user logout: again, nothing left to end");
 	session_clear(&a);
 	session_clear(&b);
 }
@@ -363,7 +386,7 @@ test_disabled_user(void)
 
 	memset(&again, 0, sizeof again);
 	ok(session_start(&s) == 0, "disabled: session");
-	ok(user_set_disabled(ann.id, 1) == 0 && users_load_state() == 0,
+	ok(t_user_set(ann.id, 1, 0) == 1 && t_users_load() == 0,
 	    "disabled: the user is disabled");
 	is_int(refresh(s.refresh, &again, &why), -1, "disabled: refresh "
 	    "refused");
@@ -372,7 +395,7 @@ test_disabled_user(void)
 	is_int(tmpdb_int("SELECT count(*) FROM token_families WHERE id = '%s' "
 	    "AND revoked_reason = 'user disabled'", s.sid), 1,
 	    "disabled: for that reason");
-	ok(user_set_disabled(ann.id, 0) == 0 && users_load_state() == 0,
+	ok(t_user_set(ann.id, 0, 0) == 1 && t_users_load() == 0,
 	    "disabled: enabled again");
 	session_clear(&s);
 }
@@ -387,8 +410,8 @@ test_mint_session(void)
 
 	strlist_add(&scopes, "bedrock:invoke");
 	strlist_add(&scopes, "keys:manage");
-	ok(tokens_mint_session(&ann, &scopes, 3600, "cli:test", &t) == 0 &&
-	    t != NULL, "mint: a token in a session of its own");
+	ok(t_mint(&ann, &scopes, 3600, "cli:test", &t) == 0 && t != NULL,
+	    "mint: a token in a session of its own");
 	ok(t != NULL && tokens_verify_jwt(t, strlen(t), &p, &why) == 0,
 	    "mint: it verifies");
 	ok(p != NULL && principal_has_scope(p, "keys:manage"),
@@ -398,7 +421,7 @@ test_mint_session(void)
 	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE "
 	    "family_id = '%s'", p != NULL ? p->sid : ""), 0,
 	    "mint: no refresh token");
-	ok(p != NULL && tokens_revoke_family(p->sid, "revoke", "revoke",
+	ok(p != NULL && t_revoke_family(p->sid, "revoke", "revoke",
 	    "cli:test", NULL) == 0, "mint: its session can be revoked");
 	is_str(p != NULL ? principal_revoked(p) : NULL,
 	    "session has been revoked", "mint: and the token with it");
@@ -431,11 +454,238 @@ test_refused(void)
 	session_clear(&s);
 }
 
+/* Two refreshes of one token at once: one successor, for both. */
+struct twin {
+	volatile int	 done;
+	int		 rc;
+	json_t		*resp;
+	const char	*why;
+};
+
+static void
+twin_done(int rc, json_t *resp, const char *why, void *arg)
+{
+	struct twin	*t = arg;
+
+	t->rc = rc;
+	t->resp = resp;
+	t->why = why;
+	t->done = 1;
+}
+
+static void
+test_twins(void)
+{
+	struct session	 s, a, b;
+	struct twin	 t1, t2;
+	int		 i, waiting = 0;
+
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	memset(&t1, 0, sizeof t1);
+	memset(&t2, 0, sizeof t2);
+	ok(session_start(&s) == 0, "twins: session");
+	/*
+	 * Both asked for before either is answered. With PostgreSQL the
+	 * test's own connection holds the token's row until both have read
+	 * it (unused) and wait to claim it: one claims it, the other's claim
+	 * finds it used, and that unit reads it again, as a retry.
+	 */
+	if (tmpdb_pg())
+		tmpdb_exec("BEGIN; SELECT 1 FROM refresh_tokens WHERE "
+		    "hash = %s FOR UPDATE", token_hex(s.refresh));
+	tokens_refresh(s.refresh, "192.0.2.1", twin_done, &t1);
+	tokens_refresh(s.refresh, "192.0.2.2", twin_done, &t2);
+	if (tmpdb_pg()) {
+		for (i = 0; i < 3000 && waiting < 2; i++) {
+			event_base_loop(bsp_base, EVLOOP_ONCE |
+			    EVLOOP_NONBLOCK);
+			waiting = (int)tmpdb_int("SELECT count(*) FROM "
+			    "pg_stat_activity WHERE wait_event_type = 'Lock' "
+			    "AND datname = current_database()");
+			if (waiting < 2)
+				usleep(1000);
+		}
+		is_int(waiting, 2, "twins: both read it and wait to claim it");
+		tmpdb_exec("COMMIT");
+	}
+	store_wait(&t1.done);
+	store_wait(&t2.done);
+	is_int(t1.rc, 0, "twins: the first is answered");
+	is_int(t2.rc, 0, "twins: so is the second, as a retry");
+	ok(t1.resp != NULL && t2.resp != NULL && session_take(t1.resp, &a) ==
+	    0 && session_take(t2.resp, &b) == 0 && strcmp(a.refresh,
+	    b.refresh) == 0, "twins: with one and the same successor");
+	is_int(tmpdb_int("SELECT count(*) FROM refresh_tokens WHERE "
+	    "family_id = '%s'", s.sid), 2, "twins: one successor in the "
+	    "database");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'refresh_retry' AND detail = '{\"session\":\"%s\"}'", s.sid), 1,
+	    "twins: the second audited as a retry");
+	ok(!tokens_family_revoked(s.sid), "twins: not taken for reuse");
+	json_decref(t1.resp);
+	json_decref(t2.resp);
+	session_clear(&s);
+	session_clear(&a);
+	session_clear(&b);
+}
+
+/* The signing keys: made once, one active per algorithm, rotated. */
+static void
+rotated(int rc, const char *cause, void *arg)
+{
+	struct tmpdb_wait	*w = arg;
+
+	w->rc = rc;
+	if (cause != NULL)
+		diag("rotate: %s", cause);
+	w->done = 1;
+}
+
+static void
+test_keys(void)
+{
+	struct tmpdb_wait	 w;
+	struct principal	*p = NULL;
+	const struct crypto_key	*k;
+	const char		*why, *detail;
+	char			*before = NULL, *t = NULL, *after;
+	json_t			*jwks;
+
+	ok(tokens_ready(&detail), "keys: a signing key is loaded");
+	is_int(tmpdb_int("SELECT count(*) FROM signing_keys WHERE retired IS "
+	    "NULL"), 1, "keys: one active key");
+	is_int(tmpdb_int("SELECT count(*) FROM kek_check"), 1,
+	    "keys: the key-encryption key's check value is stored");
+	ok(tmpdb_exec("INSERT INTO signing_keys (kid, alg, created) VALUES "
+	    "('second', 'EdDSA', 1)") == -1, "keys: a second active key of "
+	    "the algorithm is refused by the database");
+	if ((k = tokens_keys_signer()) != NULL)
+		before = xstrdup(crypto_key_kid(k));
+	ok(t_mint(&ann, NULL, 600, "cli:test", &t) == 0, "keys: a token "
+	    "signed with it");
+
+	memset(&w, 0, sizeof w);
+	tokens_signing_rotate(cfg, rotated, &w);
+	tw_wait(&w);
+	is_int(w.rc, 0, "keys: rotated");
+	is_int(tmpdb_int("SELECT count(*) FROM signing_keys WHERE retired IS "
+	    "NULL"), 1, "keys: still one active key");
+	is_int(tmpdb_int("SELECT count(*) FROM signing_keys WHERE retired IS "
+	    "NOT NULL AND verify_until > %lld", (long long)now_wall()), 1,
+	    "keys: the old one retired, verifying until its tokens expire");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'signing_key_rotated'"), 1, "keys: the rotation audited");
+	tokens_sync_wait();
+	after = (k = tokens_keys_signer()) != NULL ?
+	    xstrdup(crypto_key_kid(k)) : NULL;
+	ok(before != NULL && after != NULL && strcmp(before, after) != 0,
+	    "keys: a sync loads the new active key");
+	jwks = tokens_jwks();
+	is_int(json_array_size(json_object_get(jwks, "keys")), 2,
+	    "keys: the JWKS has both");
+	json_decref(jwks);
+	ok(t != NULL && tokens_verify_jwt(t, strlen(t), &p, &why) == 0,
+	    "keys: a token of the old key still verifies");
+	principal_unref(p);
+	free(before);
+	free(after);
+	free(t);
+}
+
+/*
+ * Two key loads at once on an empty database (as two daemons starting
+ * together): one key between them. With PostgreSQL they run on two
+ * connections; the test's own connection holds the table until both have
+ * looked for an active key (and found none) and wait on their inserts:
+ * one insert goes in, the other conflicts, and its unit starts again and
+ * uses the first one's key.
+ */
+static void
+test_keys_race(void)
+{
+	struct tmpdb_wait	 w;
+	char			*cause = NULL;
+	const char		*detail;
+	const struct crypto_key	*k;
+	int			 i, waiting = 0, restarts;
+
+	tokens_free();
+	tmpdb_exec("DELETE FROM signing_keys");
+	if (tmpdb_pg())
+		tmpdb_exec("BEGIN; LOCK TABLE signing_keys IN EXCLUSIVE MODE");
+	restarts = tokens_keys_restarts();
+	memset(&w, 0, sizeof w);
+	tokens_keys_load(tw_rc, &w);
+	if (tokens_reload_prepare(cfg, &cause) == -1)
+		diag("prepare: %s", cause);
+	tokens_reload_commit(cfg);
+	if (tmpdb_pg()) {
+		for (i = 0; i < 3000 && waiting < 2; i++) {
+			event_base_loop(bsp_base, EVLOOP_ONCE |
+			    EVLOOP_NONBLOCK);
+			/* (At the insert's parse: its text is not shown.) */
+			waiting = (int)tmpdb_int("SELECT count(*) FROM "
+			    "pg_stat_activity WHERE wait_event_type = 'Lock' "
+			    "AND datname = current_database()");
+			if (waiting < 2)
+				usleep(1000);
+		}
+		is_int(waiting, 2, "race: both looked, found none, and insert "
+		    "a key");
+		tmpdb_exec("COMMIT");
+	}
+	tw_wait(&w);
+	is_int(w.rc, STORE_OK, "race: the load has its key");
+	/* The prepare's unit, if still under way (PostgreSQL). */
+	while (tokens_reload_pending())
+		event_base_loop(bsp_base, EVLOOP_ONCE);
+	is_int(tmpdb_int("SELECT count(*) FROM signing_keys"), 1,
+	    "race: one key was made between the two");
+	if (tmpdb_pg())
+		is_int(tokens_keys_restarts() - restarts, 1, "race: the loser's "
+		    "unit conflicted and started again");
+	ok(tokens_ready(&detail) && (k = tokens_keys_signer()) != NULL &&
+	    tmpdb_int("SELECT count(*) FROM signing_keys WHERE kid = '%s' AND "
+	    "retired IS NULL", crypto_key_kid(k)) == 1,
+	    "race: and it is the active one here");
+	free(cause);
+}
+
+/*
+ * A daemon given another key-encryption key than the database was made
+ * with refuses to start (the check value differs), naming jwt.kek_file,
+ * and makes no key of its own.
+ */
+static void
+test_wrong_kek(void)
+{
+	uint8_t	 other[CRYPTO_HASH_LEN];
+	char	*cause = NULL;
+	int	 rc;
+
+	memset(other, 7, sizeof other);
+	tokens_free();
+	ok(tmpdb_exec("UPDATE kek_check SET mac = %s", tmpdb_blob(other,
+	    sizeof other)) == 0 && tmpdb_exec("DELETE FROM signing_keys") ==
+	    0, "kek: the database's check value is another key's, and it has "
+	    "no signing key");
+	rc = tokens_init(cfg, &cause);
+	if (rc == 0 && tmpdb_pg())
+		rc = tokens_wait(&cause);
+	ok(rc == -1 && cause != NULL && strstr(cause, "wrong KEK") != NULL &&
+	    strstr(cause, "jwt.kek_file") != NULL, "kek: refused, naming "
+	    "jwt.kek_file (%s)", cause != NULL ? cause : "-");
+	is_int(tmpdb_int("SELECT count(*) FROM signing_keys"), 0,
+	    "kek: and no key of its own was made");
+	free(cause);
+}
+
 int
 main(void)
 {
 	tmpdb_open(NULL);
-	if (user_ensure_local("ann@example.com", &ann) == -1) {
+	if (t_user_local("ann@example.com", &ann) != 0) {
 		printf("Bail out! cannot make a user\n");
 		return (1);
 	}
@@ -448,6 +698,10 @@ main(void)
 	test_disabled_user();
 	test_mint_session();
 	test_refused();
+	test_twins();
+	test_keys();
+	test_keys_race();
+	test_wrong_kek();
 	user_clear(&ann);
 	tmpdb_close();
 	return (tap_done());

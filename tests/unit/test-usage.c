@@ -1,9 +1,12 @@
 /*
  * test-usage.c: usage rows are queued in memory and written in batches of
- * at most 512 per transaction, one batch per turn of the loop; a database
- * that refuses keeps the rows queued (none lost) until it takes them; the
- * queue is bounded, the oldest rows dropped first; every field lands in
- * its column (no first byte: NULL).
+ * at most 512 per unit of work (multi-row INSERTs), one batch per turn of
+ * the loop (SQLite; with PostgreSQL the next when one is over); a database
+ * that refuses (a trigger here) keeps the rows queued (none lost) until
+ * it takes them; the queue is bounded, the oldest rows dropped first;
+ * every field lands in its column (no first byte: NULL); old rows are
+ * purged. Against SQLite, or the PostgreSQL database of
+ * $BSP_TEST_STORE_URL (test-usage-pg.sh).
  */
 
 #include <stdio.h>
@@ -12,25 +15,35 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <sqlite3.h>
 
 #include "bsp.h"
 #include "tap.h"
+#include "tmpdb.h"
 
-static char	 dir[] = "/tmp/bsp-test-usage.XXXXXX";
+#define count(sql)	tmpdb_int("%s", (sql))
 
-static long long
-count(const char *sql)
+/* Make the database refuse new usage rows, or take them again. */
+static int
+refuse(int on)
 {
-	sqlite3_stmt	*q;
-	long long	 n = -1;
+	if (tmpdb_pg() && on)
+		return (tmpdb_exec("CREATE OR REPLACE FUNCTION usage_refuse() "
+		    "RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE "
+		    "EXCEPTION 'refused'; END $$; CREATE TRIGGER usage_refuse "
+		    "BEFORE INSERT ON usage FOR EACH STATEMENT EXECUTE FUNCTION "
+		    "usage_refuse()"));
+	if (tmpdb_pg())
+		return (tmpdb_exec("DROP TRIGGER usage_refuse ON usage"));
+	if (on)
+		return (tmpdb_exec("CREATE TRIGGER usage_refuse BEFORE INSERT "
+		    "ON usage BEGIN SELECT RAISE(ABORT, 'refused'); END"));
+	return (tmpdb_exec("DROP TRIGGER usage_refuse"));
+}
 
-	if (sqlite3_prepare_v2(bsp_db, sql, -1, &q, NULL) != SQLITE_OK)
-		return (-1);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	return (n);
+static void
+purged(int status, void *arg)
+{
+	*(int *)arg = 1;
 }
 
 static void
@@ -55,7 +68,7 @@ record(int i)
 	usage_record(&u);
 }
 
-/* Run the loop until nothing is pending or n turns have passed. */
+/* Run the loop n turns (SQLite: each writes at most one batch). */
 static void
 turns(int n)
 {
@@ -66,32 +79,12 @@ turns(int n)
 int
 main(void)
 {
-	struct config_source	 src;
-	struct config_errors	 errs;
-	char			*path, *cause = NULL;
-	FILE			*f;
-	int			 i;
-	long long		 written;
+	char		*cause = NULL;
+	int		 i;
+	long long	 written;
 
-	if (mkdtemp(dir) == NULL)
-		fatal("mkdtemp");
 	log_init("test-usage");
-	xasprintf(&path, "%s/c.yaml", dir);
-	if ((f = fopen(path, "w")) == NULL)
-		fatal("%s", path);
-	fprintf(f, "database:\n  url: sqlite://%s/proxy.db\n", dir);
-	fclose(f);
-	memset(&src, 0, sizeof src);
-	src.path = path;
-	src.path_explicit = 1;
-	src.check = modules_config_check;
-	if ((cfg = config_load(&src, &errs)) == NULL)
-		fatalx("configuration refused");
-	free(path);
-	if ((bsp_base = event_base_new()) == NULL)
-		fatalx("event_base_new");
-	if (db_open(cfg->db_path, 1000, &cause) == -1)
-		fatalx("%s", cause);
+	tmpdb_setup(NULL);
 	metrics_init();
 	ok(usage_init(cfg, &cause) == 0, "start");
 
@@ -117,44 +110,64 @@ main(void)
 	for (i = 0; i < 1300; i++)
 		record(1000 + i);
 	is_int(usage_queued(), 1300, "1,300 queued");
-	turns(1);
-	written = count("SELECT count(*) FROM usage WHERE request_id LIKE "
-	    "'req-1%' AND ts >= 1700001000");
-	ok(written == 512, "one turn writes one batch of 512 (%lld)", written);
-	turns(3);
-	is_int(usage_queued(), 0, "the next batches follow, turn by turn");
+	if (!tmpdb_pg()) {
+		turns(1);
+		written = count("SELECT count(*) FROM usage WHERE request_id "
+		    "LIKE 'req-1%' AND ts >= 1700001000");
+		ok(written == 512, "one turn writes one batch of 512 (%lld)",
+		    written);
+		turns(3);
+		is_int(usage_queued(), 0, "the next batches follow, turn by "
+		    "turn");
+	} else {
+		/* A batch over, the next starts; the 1 s tick drives them. */
+		for (i = 0; i < 200 && usage_queued() > 0; i++)
+			event_base_loop(bsp_base, EVLOOP_ONCE);
+		is_int(usage_queued(), 0, "the batches follow one another");
+	}
 	is_int(count("SELECT count(*) FROM usage WHERE ts >= 1700001000"),
 	    1300, "all 1,300 written, none twice");
+	is_int(count("SELECT count(DISTINCT request_id) FROM usage WHERE ts "
+	    ">= 1700001000"), 1300, "each its own row");
+	is_int(count("SELECT sum(input_tokens) FROM usage WHERE ts >= "
+	    "1700001000"), 1300 * 1000 + 1300 * 1299 / 2, "with its own "
+	    "values");
 
 	/* A database that refuses: the rows wait, none lost. */
-	ok(sqlite3_exec(bsp_db, "PRAGMA query_only = 1", NULL, NULL, NULL) ==
-	    SQLITE_OK, "the database refuses writes");
+	ok(refuse(1) == 0, "the database refuses usage rows");
 	for (i = 0; i < 20; i++)
 		record(5000 + i);
 	usage_flush();
 	is_int(usage_queued(), 20, "refused: the 20 rows stay queued");
-	ok(sqlite3_exec(bsp_db, "PRAGMA query_only = 0", NULL, NULL, NULL) ==
-	    SQLITE_OK, "it takes writes again");
+	ok(refuse(0) == 0, "it takes them again");
 	usage_flush();
 	is_int(usage_queued(), 0, "then they are written");
 	is_int(count("SELECT count(*) FROM usage WHERE ts >= 1700005000"), 20,
 	    "all 20, once each");
 
 	/* The queue is bounded: the oldest go first. */
-	ok(sqlite3_exec(bsp_db, "PRAGMA query_only = 1", NULL, NULL, NULL) ==
-	    SQLITE_OK, "refusing again");
+	ok(refuse(1) == 0, "refusing again");
 	for (i = 0; i < 100005; i++)
 		record(200000 + i);
 	is_int(usage_queued(), 100000, "at most 100,000 rows wait");
-	ok(sqlite3_exec(bsp_db, "PRAGMA query_only = 0", NULL, NULL, NULL) ==
-	    SQLITE_OK, "taking writes");
+	ok(refuse(0) == 0, "taking them");
 	usage_flush();
 	is_int(count("SELECT min(ts) FROM usage WHERE ts >= 1700200000"),
 	    1700200005, "the five oldest were dropped");
+	is_int(count("SELECT count(*) FROM usage WHERE ts >= 1700200000"),
+	    100000, "the others are all there");
+
+	/* Rows older than usage.retention_days go. */
+	{
+		int	done = 0;
+
+		usage_purge(1700100000, purged, &done);
+		store_wait(&done);
+		is_int(count("SELECT count(*) FROM usage WHERE ts < "
+		    "1700100000"), 0, "old rows purged");
+	}
 
 	usage_free();
-	db_close();
-	config_unref(cfg);
-	event_base_free(bsp_base);
+	tmpdb_close();
 	return (tap_done());
 }

@@ -3,7 +3,8 @@
  * memory: upsert and lookup by id and by email (ambiguous emails refused),
  * local accounts, disabling, "logged out before", the access policy
  * (a user it no longer admits is denied), and a reload after another
- * process wrote.
+ * process wrote. Against SQLite, or the PostgreSQL database of
+ * $BSP_TEST_STORE_URL (test-users-pg.sh).
  */
 
 #include <sys/stat.h>
@@ -13,12 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "bsp.h"
 #include "tap.h"
-
-static char	 dir[] = "/tmp/bsp-test-users.XXXXXX";
+#include "tmpdb.h"
 
 #define PROVIDERS	"oauth:\n  providers:\n    google:\n" \
 			"      client_id: x\n      client_secret: y\n" \
@@ -35,10 +33,11 @@ load(const char *yaml)
 	char			*path;
 	FILE			*f;
 
-	xasprintf(&path, "%s/c.yaml", dir);
+	/* A policy to judge by; its database is never opened. */
+	xasprintf(&path, "%s/c.yaml", tmpdb_dir);
 	if ((f = fopen(path, "w")) == NULL)
 		fatal("%s", path);
-	fprintf(f, "database:\n  url: sqlite://%s/state/proxy.db\n%s", dir,
+	fprintf(f, "database:\n  url: sqlite://%s/unused.db\n%s", tmpdb_dir,
 	    yaml);
 	fclose(f);
 	chmod(path, 0600);	/* it holds client secrets */
@@ -50,6 +49,7 @@ load(const char *yaml)
 		config_errors_print(&errs, stderr);
 		fatalx("configuration refused");
 	}
+	unlink(path);
 	free(path);
 	return (c);
 }
@@ -74,19 +74,19 @@ test_table(void)
 	struct user	 u, v;
 
 	user_fill(&u, "google", "1001", "ann@example.com");
-	ok(user_upsert(&u) == 0, "upsert a new user");
-	ok(user_get("google:1001", &v) == 0 && v.email != NULL &&
+	ok(t_user_upsert(&u) == 0, "upsert a new user");
+	ok(t_user_get("google:1001", &v) == 0 && v.email != NULL &&
 	    strcmp(v.email, "ann@example.com") == 0 && v.groups.n == 1 &&
 	    strcmp(v.groups.v[0], "dev") == 0 && v.email_verified,
 	    "read it back by id, groups and all");
 	user_clear(&v);
-	ok(user_find("ann@example.com", &v) == 0 && strcmp(v.id,
+	ok(t_user_find("ANN@example.com", &v) == 0 && strcmp(v.id,
 	    "google:1001") == 0, "find it by email");
 	user_clear(&v);
 	free(u.email);
 	u.email = xstrdup("ann@new.example.com");
 	u.last_login = 1700000100;
-	ok(user_upsert(&u) == 0 && user_get("google:1001", &v) == 0 &&
+	ok(t_user_upsert(&u) == 0 && t_user_get("google:1001", &v) == 0 &&
 	    strcmp(v.email, "ann@new.example.com") == 0 && v.first_login > 0 &&
 	    v.first_login <= v.last_login,
 	    "an upsert refreshes the email; first login <= last login");
@@ -94,21 +94,23 @@ test_table(void)
 	user_clear(&u);
 
 	user_fill(&u, "github", "77", "bob@example.com");
-	ok(user_upsert(&u) == 0, "a second user");
+	ok(t_user_upsert(&u) == 0, "a second user");
 	user_clear(&u);
 	user_fill(&u, "gitlab", "88", "bob@example.com");
-	ok(user_upsert(&u) == 0, "a third, with the same email elsewhere");
+	ok(t_user_upsert(&u) == 0, "a third, with the same email elsewhere");
 	user_clear(&u);
-	ok(user_find("bob@example.com", &v) == -2,
+	ok(t_user_find("bob@example.com", &v) == -2,
 	    "an email two users share is ambiguous");
-	ok(user_find("nobody@example.com", &v) == -1, "no such user");
-	ok(user_get("google:9999", &v) == -1, "no such id");
+	ok(t_user_find("nobody@example.com", &v) == -1, "no such user");
+	ok(t_user_get("google:9999", &v) == -1, "no such id");
 
-	ok(user_ensure_local("ci", &v) == 0 && strcmp(v.id, "local:ci") ==
+	ok(t_user_local("ci", &v) == 0 && strcmp(v.id, "local:ci") ==
 	    0 && strcmp(v.provider, "local") == 0, "a local account");
 	user_clear(&v);
-	ok(user_ensure_local("ci", &v) == 0 && strcmp(v.id, "local:ci") == 0,
+	ok(t_user_local("ci", &v) == 0 && strcmp(v.id, "local:ci") == 0,
 	    "made once, found again");
+	user_clear(&v);
+	ok(t_user_local("", &v) == -1, "a local account needs a name");
 	user_clear(&v);
 }
 
@@ -117,25 +119,26 @@ test_state(void)
 {
 	const struct user_state	*s;
 
-	ok(users_load_state() == 0, "load the state");
+	ok(t_users_load() == 0 && users_loaded(), "load the state");
 	ok(user_state("google:1001") == NULL && user_state("local:ci") ==
 	    NULL, "nothing held against admitted, active users");
-	ok(user_set_disabled("google:1001", 1) == 0, "disable");
-	ok(user_set_revoked_before("github:77", 1700000500) == 0,
+	is_int(t_user_set("google:1001", 1, 0), 1, "disable");
+	is_int(t_user_set("nobody:1", 1, 0), 0, "no such user to disable");
+	is_int(t_user_set("github:77", 0, 1700000500), 1,
 	    "log out everywhere");
-	ok(users_load_state() == 0 && (s = user_state("google:1001")) !=
+	ok(t_users_load() == 0 && (s = user_state("google:1001")) !=
 	    NULL && s->disabled && !s->denied, "the disabled user is held");
 	ok((s = user_state("github:77")) != NULL && !s->disabled &&
 	    s->revoked_before == 1700000500,
 	    "tokens of the logged-out user before then are held");
-	ok(user_set_disabled("google:1001", 0) == 0 && users_load_state() ==
-	    0 && user_state("google:1001") == NULL, "enable again");
+	ok(t_user_set("google:1001", 0, 0) == 1 && t_users_load() == 0 &&
+	    user_state("google:1001") == NULL, "enable again");
 
 	/* Another process writes; a sync picks it up. */
-	ok(sqlite3_exec(bsp_db, "UPDATE users SET disabled = 1 WHERE id = "
-	    "'gitlab:88'", NULL, NULL, NULL) == SQLITE_OK, "a write behind "
-	    "our back");
+	ok(tmpdb_exec("UPDATE users SET disabled = 1 WHERE id = "
+	    "'gitlab:88'") == 0, "a write behind our back");
 	users_sync();
+	t_users_load();
 	ok((s = user_state("gitlab:88")) != NULL && s->disabled,
 	    "users_sync reads it");
 }
@@ -149,7 +152,7 @@ test_policy(void)
 
 	cfg = load(PROVIDERS "access:\n  allowed_email_domains: "
 	    "[new.example.com]\n");
-	ok(users_load_state() == 0, "load under a narrower policy");
+	ok(t_users_load() == 0, "load under a narrower policy");
 	ok(user_state("google:1001") == NULL, "ann@new.example.com is still "
 	    "admitted");
 	ok((s = user_state("github:77")) != NULL && s->denied,
@@ -165,20 +168,12 @@ test_policy(void)
 int
 main(void)
 {
-	char	*cause = NULL;
-
-	if (mkdtemp(dir) == NULL)
-		fatal("mkdtemp");
 	log_init("test-users");
-	cfg = load(PROVIDERS "    gitlab:\n      client_id: x\n"
+	tmpdb_setup(PROVIDERS "    gitlab:\n      client_id: x\n"
 	    "      client_secret: y\naccess:\n  allow_any_user: true\n");
-	if (db_open(cfg->db_path, 1000, &cause) == -1)
-		fatalx("%s", cause);
 	test_table();
 	test_state();
 	test_policy();
-	users_state_free();
-	db_close();
-	config_unref(cfg);
+	tmpdb_close();
 	return (tap_done());
 }
