@@ -29,12 +29,20 @@
 #
 # RSS figures: the medians of the samples in the first and the last WINDOW
 # (300, at most DURATION/3) seconds of the soak, the maximum, and the
-# least-squares slope of VmRSS after the first window.
+# least-squares slope of VmRSS after the first window.  An ASan process's
+# RSS mostly holds ASan's quarantine of freed blocks (256 MB) and its
+# allocator's caches, and swings by ~80 MB; so every HEAP_PROBE (60) seconds
+# gdb asks the ASan daemon for the bytes its program holds
+# (__sanitizer_get_current_allocated_bytes(), and the heap size) into
+# heap-asan.csv: that live heap is the ASan build's figure for "flat".
+# HEAP_PROBE=0 (or no gdb) turns it off.  Each probe stops the daemon for
+# well under a second.
 #
 # Usage: bench/soak.sh                 (BUILD=both: about 65 minutes)
 #        DURATION=120 BUILD=release bench/soak.sh     (a quick look)
 # Environment: DURATION (1800), STREAMS (1000), BUILD (asan|release|both),
 # FRAMES (300), INTERVAL (50), PER_CONN (2), SAMPLE (5), WINDOW (300),
+# HEAP_PROBE (60),
 # SERVER_CPU, CLIENT_CPU, UPSTREAM_CPU, RESULTS, KEEP, BENCH_REV.  The
 # builds go to /tmp/soak-asan and /tmp/soak-rel (sources exported to
 # /tmp/soak-src-*), apart from the other benchmarks' /tmp/bsp-rel.
@@ -53,6 +61,8 @@ FRAMES=${FRAMES:-300}
 INTERVAL=${INTERVAL:-50}
 PER_CONN=${PER_CONN:-2}
 SAMPLE=${SAMPLE:-5}
+HEAP_PROBE=${HEAP_PROBE:-60}
+command -v gdb >/dev/null || HEAP_PROBE=0
 WINDOW=${WINDOW:-300}
 [ "$WINDOW" -gt $((DURATION / 3)) ] && WINDOW=$((DURATION / 3))
 case $SOAK_BUILDS in
@@ -102,6 +112,59 @@ sampler()
 		    "$(proc_status "$4" VmRSS 2>/dev/null || true)" >>"$2"
 		sleep "$SAMPLE"
 	done
+}
+
+# heap_sampler pid csv: the ASan allocator's live bytes and heap size every
+# HEAP_PROBE seconds, through gdb, until $WORK/stop-sampler appears.
+heap_sampler()
+{
+	echo "t_s,allocated_bytes,heap_bytes" >"$2"
+	_t0=$(date +%s)
+	while [ ! -e "$WORK/stop-sampler" ] && [ -r "/proc/$1/status" ]; do
+		gdb -p "$1" -batch -nx \
+		    -ex 'p (unsigned long)__sanitizer_get_current_allocated_bytes()' \
+		    -ex 'p (unsigned long)__sanitizer_get_heap_size()' 2>/dev/null |
+		    awk -v t=$(($(date +%s) - _t0)) '
+		    /^\$1 = / { a = $3 } /^\$2 = / { h = $3 }
+		    END { if (a != "") print t "," a "," h }' >>"$2"
+		_i=0
+		while [ $_i -lt "$HEAP_PROBE" ] && [ ! -e "$WORK/stop-sampler" ]; do
+			sleep 1
+			_i=$((_i + 1))
+		done
+	done
+}
+
+# med_slope csv column duration window: "first-window median, last-window
+# median, max, least-squares slope per minute after the first window" of
+# that column.
+med_slope()
+{
+	awk -F, -v c="$2" -v dur="$3" -v w="$4" '
+	function med(a, n,   i, j, x) {
+		for (i = 2; i <= n; i++) {
+			x = a[i]
+			for (j = i - 1; j >= 1 && a[j] > x; j--)
+				a[j + 1] = a[j]
+			a[j + 1] = x
+		}
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	NR == 1 || $c == "" { next }
+	{
+		t = $1; r = $c + 0
+		if (r > mx) mx = r
+		if (t <= w) f[++nf] = r
+		if (t > dur - w && t <= dur) l[++nl] = r
+		if (t > w && t <= dur) {
+			n++; sx += t; sy += r; sxx += t * t; sxy += t * r
+		}
+	}
+	END {
+		slope = n > 1 ? (n * sxy - sx * sy) / (n * sxx - sx * sx) : 0
+		printf "%.0f %.0f %d %.1f\n", med(f, nf), med(l, nl), mx,
+		    slope * 60
+	}' "$1"
 }
 
 # soak_build asan|release
@@ -158,12 +221,18 @@ soak_build()
 	sampler "$BSP_PID" "$OUT/rss-$_b.csv" "$d/client.log" "$UP_PID" \
 	    "$_cl" &
 	_smp=$!
-	BENCH_PIDS="$BENCH_PIDS $_cl $_smp"
+	_hsmp=
+	if [ "$_b" = asan ] && [ "$HEAP_PROBE" -gt 0 ]; then
+		heap_sampler "$BSP_PID" "$OUT/heap-asan.csv" &
+		_hsmp=$!
+	fi
+	BENCH_PIDS="$BENCH_PIDS $_cl $_smp $_hsmp"
 	_rc=0
 	wait "$_cl" || _rc=$?
 	sleep 2		# usage rows are written every second
 	touch "$WORK/stop-sampler"
 	wait "$_smp" || true
+	[ -z "$_hsmp" ] || wait "$_hsmp" || true
 	_c1=$(proc_ticks "$BSP_PID")
 	_hwm=$(proc_status "$BSP_PID" VmHWM)
 	_after=$(proc_status "$BSP_PID" VmRSS)
@@ -192,31 +261,17 @@ soak_build()
 	_warn=$(grep -cE 'level=(warn|error|fatal)' "$d/daemon.log") || true
 	[ "$BSP_RC" = 0 ] && [ "$_san" = 0 ] || FAILED=1
 
-	awk -F, -v dur="$DURATION" -v w="$WINDOW" '
-	function med(a, n,   i, j, x) {
-		for (i = 2; i <= n; i++) {
-			x = a[i]
-			for (j = i - 1; j >= 1 && a[j] > x; j--)
-				a[j + 1] = a[j]
-			a[j + 1] = x
-		}
-		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-	}
-	NR == 1 || $2 == "" { next }
-	{
-		t = $1; r = $2 + 0
-		if (r > mx) mx = r
-		if (t <= w) f[++nf] = r
-		if (t > dur - w && t <= dur) l[++nl] = r
-		if (t > w && t <= dur) {
-			n++; sx += t; sy += r; sxx += t * t; sxy += t * r
-		}
-	}
-	END {
-		slope = n > 1 ? (n * sxy - sx * sy) / (n * sxx - sx * sx) : 0
-		printf "%.0f %.0f %d %.1f\n", med(f, nf), med(l, nl), mx,
-		    slope * 60
-	}' "$OUT/rss-$_b.csv" >"$WORK/rss-$_b.txt"
+	med_slope "$OUT/rss-$_b.csv" 2 "$DURATION" "$WINDOW" \
+	    >"$WORK/rss-$_b.txt"
+	if [ -s "$OUT/heap-$_b.csv" ]; then
+		med_slope "$OUT/heap-$_b.csv" 2 "$DURATION" "$WINDOW" |
+		    awk -v b="$_b" '{ printf "%s: ASan live heap (gdb, " \
+		    "__sanitizer_get_current_allocated_bytes): median first " \
+		    "window %.2f MiB, last window %.2f MiB, max %.2f MiB, " \
+		    "slope after the first window %+.1f kB/min\n", b,
+		    $1 / 1048576, $2 / 1048576, $3 / 1048576, $4 / 1024 }' \
+		    >>"$WORK/heap.txt"
+	fi
 	read -r _rf _rl _rmax _slope <"$WORK/rss-$_b.txt"
 	set -- $_usage
 	awk -v b="$_b" -v idle="$_idle" -v rf="$_rf" -v rl="$_rl" \
@@ -284,6 +339,7 @@ done
 		printf "%s: TTFB (first frame) p50 %s ms, p99 %s ms; output tokens in usage %s (expected %s); VmHWM at the end %.1f MiB, VmRSS after the drain %.1f MiB; fds idle %s, at the end %s; bsp_active_streams at the end %s; warnings/errors in the log %s\n",
 		    $1, $20, $21, $25, $26, $7 / 1024, $8 / 1024, $30, $31,
 		    $32, $33 }' "$ROWS"
+	[ ! -s "$WORK/heap.txt" ] || cat "$WORK/heap.txt"
 	echo
 	for b in $SOAK_BUILDS; do
 		echo "$b: sanitizer report lines in the daemon's stderr:"
