@@ -114,19 +114,29 @@ sampler()
 	done
 }
 
+# heap_probe pid: "allocated_bytes,heap_bytes,sqlite_bytes" of the ASan
+# daemon, through gdb (nothing if gdb cannot attach): the bytes the program
+# holds, ASan's mapped heap, and of the first those SQLite holds
+# (sqlite3_memory_used(): its page cache grows to its 2 MB default bound).
+heap_probe()
+{
+	gdb -p "$1" -batch -nx \
+	    -ex 'p (unsigned long)__sanitizer_get_current_allocated_bytes()' \
+	    -ex 'p (unsigned long)__sanitizer_get_heap_size()' \
+	    -ex 'p (long)sqlite3_memory_used()' 2>/dev/null |
+	    awk '/^\$1 = / { a = $3 } /^\$2 = / { h = $3 } /^\$3 = / { q = $3 }
+	    END { if (a != "") print a "," h "," q }'
+}
+
 # heap_sampler pid csv: the ASan allocator's live bytes and heap size every
-# HEAP_PROBE seconds, through gdb, until $WORK/stop-sampler appears.
+# HEAP_PROBE seconds, until $WORK/stop-sampler appears.
 heap_sampler()
 {
-	echo "t_s,allocated_bytes,heap_bytes" >"$2"
+	echo "t_s,allocated_bytes,heap_bytes,sqlite_bytes" >"$2"
 	_t0=$(date +%s)
 	while [ ! -e "$WORK/stop-sampler" ] && [ -r "/proc/$1/status" ]; do
-		gdb -p "$1" -batch -nx \
-		    -ex 'p (unsigned long)__sanitizer_get_current_allocated_bytes()' \
-		    -ex 'p (unsigned long)__sanitizer_get_heap_size()' 2>/dev/null |
-		    awk -v t=$(($(date +%s) - _t0)) '
-		    /^\$1 = / { a = $3 } /^\$2 = / { h = $3 }
-		    END { if (a != "") print t "," a "," h }' >>"$2"
+		_h=$(heap_probe "$1")
+		[ -z "$_h" ] || echo "$(($(date +%s) - _t0)),$_h" >>"$2"
 		_i=0
 		while [ $_i -lt "$HEAP_PROBE" ] && [ ! -e "$WORK/stop-sampler" ]; do
 			sleep 1
@@ -206,6 +216,9 @@ soak_build()
 		exit 1
 	}
 	_idle=$(proc_status "$BSP_PID" VmRSS)
+	_heap0=
+	[ "$_b" != asan ] || [ "$HEAP_PROBE" -le 0 ] ||
+	    _heap0=$(heap_probe "$BSP_PID")
 	_fd0=$(proc_fds "$BSP_PID")
 	_c0=$(proc_ticks "$BSP_PID")
 
@@ -233,6 +246,15 @@ soak_build()
 	touch "$WORK/stop-sampler"
 	wait "$_smp" || true
 	[ -z "$_hsmp" ] || wait "$_hsmp" || true
+	if [ -n "$_heap0" ]; then
+		echo "$_heap0 $(heap_probe "$BSP_PID")" | awk -F'[, ]' -v b="$_b" '
+		{ printf "%s: ASan live heap idle after the check stream " \
+		    "%.2f MiB (SQLite %.2f), after the soak had drained " \
+		    "%.2f MiB (SQLite %.2f; upstream connections still " \
+		    "pooled); ASan heap mapped %.0f MiB, %.0f MiB\n", b,
+		    $1 / 1048576, $3 / 1048576, $4 / 1048576, $6 / 1048576,
+		    $2 / 1048576, $5 / 1048576 }' >>"$WORK/heap.txt"
+	fi
 	_c1=$(proc_ticks "$BSP_PID")
 	_hwm=$(proc_status "$BSP_PID" VmHWM)
 	_after=$(proc_status "$BSP_PID" VmRSS)
