@@ -393,7 +393,7 @@ look_step(struct store_txn *t, int status, void *arg)
 		}
 		op->why = !op->found ? "no such code" :
 		    op->info.expires <= now_wall() ? "the code has expired" :
-		    "the code was already used";
+		    "the code was already used or refused";
 		op->state = LK_AUDIT;
 		audit_event(t, "device_code_refused", NULL, NULL, op->client,
 		    json_pack("{s:s}", "reason", op->why), look_step, op);
