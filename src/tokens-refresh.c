@@ -12,6 +12,10 @@
  * other reads it again as a used token, which within the grace window
  * answers the winner's successor.
  *
+ * A family may have an access token lifetime of its own (a session the
+ * device flow started: device.access_token_ttl), which its refreshes keep;
+ * others get jwt.access_token_ttl.
+ *
  * Every way a family ends (logout, RFC 7009, refresh token reuse, a
  * disabled or no longer admitted user, "user logout") revokes the API keys
  * made in it in the same unit; only "user logout --keep-keys" keeps them,
