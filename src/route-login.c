@@ -8,7 +8,10 @@
  * The handlers read what the request carries and answer it; the sign-in
  * itself (sealed states, the code exchange, the ID token, the policy, the
  * session) is oauth.c's, which reports its verdict through signin_done():
- * an HTML page for a browser, JSON for an API client.
+ * an HTML page for a browser, JSON for an API client. A sign-in the
+ * device flow's verification page started (route-device.c) comes back
+ * through the same callback; its verdict is a page saying the device is
+ * signed in, without tokens.
  */
 
 #include <sys/queue.h>
@@ -172,6 +175,21 @@ signin_loopback(const char *u)
 	return (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0);
 }
 
+/* A device sign-in's verdict: the device is signed in. */
+static void
+signin_page_device(struct request *r, const struct login_result *res)
+{
+	const struct user	*u = res->user;
+	struct evbuffer		*b = evbuffer_new();
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_render_device_done(b, u->email != NULL ? u->email : u->id, u->name,
+	    res->pc->display_name != NULL ? res->pc->display_name :
+	    res->pc->name);
+	signin_page_reply(r, 200, b);
+}
+
 /* A sign-in's verdict: a session, or a refusal; answer it. */
 static void
 signin_done(const struct login_result *res, void *arg)
@@ -189,12 +207,18 @@ signin_done(const struct login_result *res, void *arg)
 			signin_page_error(r, res->code, res->title, res->detail,
 			    strcmp(res->error, "access_denied") == 0 ? "If you "
 			    "think you should have access, ask the "
-			    "administrator of this proxy." : "Start again from "
-			    "the sign-in page.");
+			    "administrator of this proxy." : res->device ?
+			    "Start the sign-in again in the program that asked "
+			    "for it." : "Start again from the sign-in page.");
 		request_unref(r);
 		return;
 	}
 	request_set_user(r, u->email != NULL ? u->email : u->id);
+	if (res->device) {
+		signin_page_device(r, res);
+		request_unref(r);
+		return;
+	}
 	if (res->api)
 		server_reply_json(r, 200, json_incref(s));
 	else {
@@ -280,13 +304,31 @@ route_auth_providers(struct request *r)
 	server_reply_json(r, 200, json_pack("{s:o}", "providers", a));
 }
 
+/*
+ * The browser's sealed sign-in, as the cookie its callback reads (the
+ * browser flow's, and the device flow's verification page's).
+ */
+void
+route_login_cookie(struct request *r, const char *sealed)
+{
+	char	*cookie;
+
+	xasprintf(&cookie, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; "
+	    "SameSite=Lax%s", r->cfg->public_https ? LOGIN_COOKIE_SECURE :
+	    LOGIN_COOKIE, sealed, r->cfg->public_https ? "/" :
+	    "/auth/callback", OAUTH_STATE_TTL, r->cfg->public_https ?
+	    "; Secure" : "");
+	server_set_header(r, "Set-Cookie", cookie);
+	freezero_str(cookie);
+}
+
 /* GET /auth/login/{provider}: browser flow, state cookie, 302. */
 void
 route_auth_login(struct request *r)
 {
 	const struct provider_config	*pc = signin_provider(r);
 	struct login_start		 ls;
-	char				*uri, *cookie;
+	char				*uri;
 	int				 rc;
 
 	if (pc == NULL) {
@@ -313,17 +355,11 @@ route_auth_login(struct request *r)
 		    "tell the administrator of this proxy.");
 		return;
 	}
-	xasprintf(&cookie, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; "
-	    "SameSite=Lax%s", r->cfg->public_https ? LOGIN_COOKIE_SECURE :
-	    LOGIN_COOKIE, ls.sealed, r->cfg->public_https ? "/" :
-	    "/auth/callback", OAUTH_STATE_TTL, r->cfg->public_https ?
-	    "; Secure" : "");
-	server_set_header(r, "Set-Cookie", cookie);
+	route_login_cookie(r, ls.sealed);
 	server_set_header(r, "Location", ls.url);
 	log_trace(TRACE_OAUTH, "login via %s started", pc->name);
 	server_reply_text(r, 302, "text/plain; charset=utf-8",
 	    "Redirecting to the identity provider.\n");
-	freezero_str(cookie);
 	freezero_str(ls.sealed);
 	free(ls.url);
 }
