@@ -2,9 +2,9 @@
  * fuzz-relay-usage.c: libFuzzer target for the relay's reading of what
  * Bedrock sends back: the side reader of a streamed answer (relay_feed()
  * and relay_frame(): event and exception types, the {"bytes":"<base64>"}
- * chunks found by chunk_bytes() without a parser, their decoded JSON, the
+ * chunks found by relay_relay_chunk_bytes() without a parser, their decoded JSON, the
  * ConverseStream metadata) and the usage of a whole answer read from its
- * text (usage_from_answer()), and the x-amzn-ErrorType test of
+ * text (relay_usage_from_answer()), and the x-amzn-ErrorType test of
  * relay_expired(). These functions are static, so route-bedrock.c is
  * compiled into this file.
  *
@@ -16,9 +16,9 @@
  *
  * Oracles that abort: a stream fed in one buffer and one fed byte by byte
  * give the same counts and exception; every count is -1 (absent) or not
- * negative; a span chunk_bytes() finds lies inside the payload and, when
+ * negative; a span relay_chunk_bytes() finds lies inside the payload and, when
  * jansson loads the payload as an object (without duplicate names), is
- * exactly its "bytes" string; usage_from_answer() agrees with jansson's
+ * exactly its "bytes" string; relay_relay_usage_from_answer() agrees with jansson's
  * reading of the same answer whenever jansson loads it without duplicate
  * names (an answer with a NUL byte is left out: jansson 2.14 drops a NUL
  * after a number); relay_expired() says yes only for a status of 400 or
@@ -123,7 +123,7 @@ fz_chunk_bytes(const uint8_t *p, size_t len)
 	size_t		 slen;
 	json_t		*j, *b;
 
-	if ((s = chunk_bytes(p, len, &slen)) == NULL)
+	if ((s = relay_chunk_bytes(p, len, &slen)) == NULL)
 		return;
 	if (s < (const char *)p || s + slen > (const char *)p + len ||
 	    memchr(s, '"', slen) != NULL || memchr(s, '\\', slen) != NULL)
@@ -154,7 +154,7 @@ fz_stream(const uint8_t *data, size_t size)
 	const uint8_t	*p, *end, *sep;
 	uint8_t		*stream = NULL;
 	char		*b64, *wrap;
-	size_t		 len = 0, cap, n, i, rec = 0, b64cap;
+	size_t		 len = 0, cap, n, i, rec = 0;
 	int		 mode;
 
 	if (size < 1)
@@ -179,11 +179,7 @@ fz_stream(const uint8_t *data, size_t size)
 				(void)fz_frame(stream, &len, cap, "event",
 				    "chunk", p, n);
 			} else if (mode == 2) {
-				b64cap = sodium_base64_ENCODED_LEN(n,
-				    sodium_base64_VARIANT_ORIGINAL);
-				b64 = xmalloc(b64cap);
-				sodium_bin2base64(b64, b64cap, p, n,
-				    sodium_base64_VARIANT_ORIGINAL);
+				b64 = crypto_b64_encode_alloc(p, n);
 				xasprintf(&wrap,
 				    "{\"bytes\":\"%s\",\"p\":\"x\"}", b64);
 				fz_chunk_bytes((uint8_t *)wrap, strlen(wrap));
@@ -234,14 +230,14 @@ fz_answer(const uint8_t *data, size_t size)
 	memset(&a, 0, sizeof a);
 	a.in = a.out = a.cache_read = a.cache_write = -1;
 	b = a;
-	usage_from_answer(&a, (const char *)data, size);
+	relay_usage_from_answer(&a, (const char *)data, size);
 	fz_counts(&a);
 	if (memchr(data, '\0', size) != NULL ||
 	    (j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES,
 	    NULL)) == NULL)
 		return;
 	if (json_is_object(j))
-		usage_from_json(&b, json_object_get(j, "usage"), 1);
+		relay_usage_from_json(&b, json_object_get(j, "usage"), 1);
 	json_decref(j);
 	if (a.in != b.in || a.out != b.out || a.cache_read != b.cache_read ||
 	    a.cache_write != b.cache_write)
