@@ -793,6 +793,17 @@ int		 oauth_verify_external(const struct config *,
 		     const char *, size_t, struct principal **, const char **,
 		     int *, void (*)(void *), void *);
 
+/* counters.c */
+int		 counters_shared(void);
+long long	 counters_window(long long, time_t);
+void		 counters_get(const char *, long long, time_t, long long *,
+		     long long *);
+void		 counters_add(const char *, long long, time_t, long long,
+		     long long);
+void		 counters_sync(store_end_cb, void *);
+void		 counters_maint(time_t);
+void		 counters_free(void);
+
 /* policy.c */
 int		 access_allowed(const struct config *,
 		     const struct provider_config *, const struct identity *,
