@@ -441,6 +441,7 @@ struct config {
 	long long	 database_pool_size;
 	long long	 database_timeout;
 	int		 database_migrate;	/* 0 auto, 1 off */
+	long long	 database_offline_grace;
 	long long	 database_busy_timeout;
 	long long	 usage_retention_days;
 	long long	 audit_retention_days;
@@ -948,6 +949,7 @@ int		 tokens_init(struct config *, char **);
 int		 tokens_wait(char **);
 void		 tokens_on_fatal(void (*)(const char *));
 int		 tokens_loaded(const char **);
+int		 tokens_fresh(const struct config *, const char **);
 void		 tokens_free(void);
 void		 tokens_sync(void);
 void		 tokens_maint(time_t);

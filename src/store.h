@@ -133,6 +133,7 @@ void		 store_close(void);
 enum store_kind	 store_kind(void);
 int		 store_ready(const char **);
 int		 store_schema_version(void);
+double		 store_stale_for(void);
 const char	*store_version(enum store_kind);
 
 /* Another process or daemon wrote: cb(arg) runs (at most once a turn). */
