@@ -1066,7 +1066,11 @@ void		 cmd_cell(const char *, int, const char *);
 
 /* cmd-store.c */
 int		 cmd_store_open(char **);
+int		 cmd_store_open_url(const char *, const char *, char **);
 void		 cmd_store_close(void);
+
+/* cmd-db.c */
+int		 cmd_db_copy(int, char **);
 
 /* cmd-usage.c */
 int		 cmd_usage(int, char **);
