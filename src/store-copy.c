@@ -276,9 +276,26 @@ cp_close(struct cp_db *db)
 	memset(db, 0, sizeof *db);
 }
 
-/* Open a database that exists: an SQLite file, or a PostgreSQL one. */
+static int	cp_open1(struct cp_db *, const char *, const char *,
+		    long long, char **);
+
+/*
+ * Open a database that exists: an SQLite file, or a PostgreSQL one; on
+ * failure nothing stays open.
+ */
 static int
 cp_open(struct cp_db *db, const char *url, const char *password,
+    long long timeout, char **cause)
+{
+	if (cp_open1(db, url, password, timeout, cause) == -1) {
+		cp_close(db);
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+cp_open1(struct cp_db *db, const char *url, const char *password,
     long long timeout, char **cause)
 {
 	struct store_conf	 sc;
@@ -1154,8 +1171,9 @@ store_copy(const struct store_copy_args *a, FILE *out, char **cause)
 			goto out;
 		if (v != 0) {
 			cp_err(cause, "%s is not empty (table %s has %lld "
-			    "rows): db copy only copies into an empty "
-			    "database", to.shown, cp_tables[i].name, v);
+			    "row%s): db copy only copies into an empty "
+			    "database", to.shown, cp_tables[i].name, v,
+			    v == 1 ? "" : "s");
 			rc = STORE_COPY_REFUSED;
 			goto out;
 		}
