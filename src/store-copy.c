@@ -108,6 +108,10 @@ struct cp_reader {
 	struct cp_val	 v[CP_COLS_MAX];
 };
 
+static int	cp_open1(struct cp_db *, const char *, const char *,
+		    long long, char **);
+static void	cp_close(struct cp_db *);
+
 static void __attribute__((format(printf, 2, 3)))
 cp_err(char **cause, const char *fmt, ...)
 {
@@ -275,9 +279,6 @@ cp_close(struct cp_db *db)
 	free(db->shown);
 	memset(db, 0, sizeof *db);
 }
-
-static int	cp_open1(struct cp_db *, const char *, const char *,
-		    long long, char **);
 
 /*
  * Open a database that exists: an SQLite file, or a PostgreSQL one; on
