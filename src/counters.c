@@ -28,6 +28,7 @@
 #include <uthash.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "store.h"
 
 #define COUNTERS_SYNC_MS	500
@@ -36,6 +37,7 @@
 #define COUNTERS_READ_COLS	2	/* key, window_start */
 #define COUNTERS_SQL_MAX	4096
 #define COUNTERS_KEY_MAX	512
+#define COUNTERS_KEY_LONG	200	/* longer keys are counted by hash */
 
 /* One key's counts in one window. */
 struct counter {
@@ -206,19 +208,27 @@ counters_timer_start(void)
 	cn.timer = 1;
 }
 
-/* The counter of key in now's window of period, made if need be. */
+/*
+ * The counter of key in now's window of period, made if need be. A key
+ * too long to store as it is (a subject an IdP made long) is counted
+ * under its hash: never left uncounted.
+ */
 static struct counter *
 counter_get(const char *key, long long period, time_t now)
 {
 	struct counter	*k;
-	char		 id[COUNTERS_KEY_MAX + 48];
+	char		 id[COUNTERS_KEY_MAX + 48], hk[64];
+	uint8_t		 h[CRYPTO_HASH_LEN];
 	long long	 w = counters_window(period, now);
 	size_t		 i;
-	int		 n;
 
-	n = snprintf(id, sizeof id, "%lld/%s@%lld", period, key, w);
-	if (n < 0 || (size_t)n >= sizeof id)
-		return (NULL);
+	if (strlen(key) > COUNTERS_KEY_LONG) {
+		crypto_hash_token(key, h);
+		memcpy(hk, "#", 2);
+		crypto_b64url_encode(h, sizeof h, hk + 1, sizeof hk - 1);
+		key = hk;
+	}
+	snprintf(id, sizeof id, "%lld/%s@%lld", period, key, w);
 	HASH_FIND_STR(cn.table, id, k);
 	if (k != NULL)
 		return (k);
@@ -246,9 +256,7 @@ counters_get(const char *key, long long period, time_t now, long long *req,
 {
 	struct counter	*k;
 
-	*req = *tok = 0;
-	if ((k = counter_get(key, period, now)) == NULL)
-		return;
+	k = counter_get(key, period, now);
 	k->consulted = 1;
 	*req = k->mine[0] + k->others[0];
 	*tok = k->mine[1] + k->others[1];
@@ -261,8 +269,7 @@ counters_add(const char *key, long long period, time_t now, long long req,
 {
 	struct counter	*k;
 
-	if ((k = counter_get(key, period, now)) == NULL)
-		return;
+	k = counter_get(key, period, now);
 	k->mine[0] += req;
 	k->mine[1] += tok;
 }

@@ -166,6 +166,22 @@ test_shared(void)
 	is_int(sync_now(), STORE_OK, "sync");
 	ok(!ratelimit_check(cfg, &p, &retry), "then the key's limit holds");
 
+	/* A subject too long to be a key as it is: counted by its hash. */
+	{
+		char	longsub[600];
+
+		memset(longsub, 'x', sizeof longsub - 1);
+		longsub[sizeof longsub - 1] = '\0';
+		p.sub = longsub;
+		p.key_id = NULL;
+		for (i = 0, n = 0; i < 12; i++)
+			n += ratelimit_check(cfg, &p, &retry);
+		is_int(n, 10, "a 599-byte subject is limited too");
+		is_int(sync_now(), STORE_OK, "sync");
+		is_int(tmpdb_int("SELECT requests FROM rate_counters WHERE key "
+		    "LIKE '60/#%%'"), 10, "under its hash");
+	}
+
 	/* Tokens, charged when known. */
 	cfg->rl_requests_per_minute = 0;
 	cfg->rl_tokens_per_minute = 1000;
