@@ -49,7 +49,10 @@ function run(file, args, { env = {}, timeoutMs = 60000 } = {}) {
 
 const livePg = new Set();
 process.on('exit', () => {
-  for (const dir of livePg) spawnSync(PGCTL, ['stop', dir], { stdio: 'ignore' });
+  for (const dir of livePg) {
+    spawnSync(PGCTL, ['stop', dir], { stdio: 'ignore' });
+    if (!process.env.BSP_KEEP_TMP) removeDir(dir);
+  }
 });
 
 /**
@@ -57,7 +60,7 @@ process.on('exit', () => {
  * createDb(name), urlOf(db), close()}. URLs name 127.0.0.1 with sslmode=disable.
  */
 export async function startPg() {
-  const dir = makeTempDir('bsp-pg-');
+  const dir = makeTempDir('bsp-scale-pg-');
   chmodSync(dir, 0o755);
   livePg.add(dir);
   const { stdout } = await run(PGCTL, ['start', dir]);
