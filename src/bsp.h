@@ -468,6 +468,7 @@ struct config {
 	long long	 database_pool_size;
 	long long	 database_timeout;
 	int		 database_migrate;	/* 0 auto, 1 off */
+	long long	 database_offline_grace;
 	long long	 database_busy_timeout;
 	long long	 usage_retention_days;
 	long long	 audit_retention_days;
@@ -896,6 +897,17 @@ int		 oauth_verify_external(const struct config *,
 		     const char *, size_t, struct principal **, const char **,
 		     int *, void (*)(void *), void *);
 
+/* counters.c */
+int		 counters_shared(void);
+long long	 counters_window(long long, time_t);
+void		 counters_get(const char *, long long, time_t, long long *,
+		     long long *);
+void		 counters_add(const char *, long long, time_t, long long,
+		     long long);
+void		 counters_sync(store_end_cb, void *);
+void		 counters_maint(time_t);
+void		 counters_free(void);
+
 /* policy.c */
 int		 access_allowed(const struct config *,
 		     const struct provider_config *, const struct identity *,
@@ -1040,6 +1052,7 @@ int		 tokens_init(struct config *, char **);
 int		 tokens_wait(char **);
 void		 tokens_on_fatal(void (*)(const char *));
 int		 tokens_loaded(const char **);
+int		 tokens_fresh(const struct config *, const char **);
 void		 tokens_free(void);
 void		 tokens_sync(void);
 void		 tokens_maint(time_t);
@@ -1156,7 +1169,11 @@ void		 cmd_cell(const char *, int, const char *);
 
 /* cmd-store.c */
 int		 cmd_store_open(char **);
+int		 cmd_store_open_url(const char *, const char *, char **);
 void		 cmd_store_close(void);
+
+/* cmd-db.c */
+int		 cmd_db_copy(int, char **);
 
 /* cmd-usage.c */
 int		 cmd_usage(int, char **);

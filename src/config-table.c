@@ -453,6 +453,10 @@ const struct config_key config_keys[] = {
 	  0, 0, migrate_choices, CK_RESTART,
 	  "auto: bring the schema to this binary's version on start; off: "
 	  "refuse an older schema" },
+	{ "database.offline_grace", CT_DURATION, CS_ROOT,
+	  OFF(database_offline_grace), "300", 0, 86400, NULL, 0,
+	  "seconds the state loaded last is trusted while PostgreSQL is "
+	  "unreachable; then authenticated routes answer 503" },
 	{ "database.busy_timeout", CT_INT, CS_ROOT, OFF(database_busy_timeout),
 	  "5000", 0, 600000, NULL, CK_RESTART,
 	  "milliseconds to wait for a lock held by another process" },

@@ -8,8 +8,14 @@
 #include <string.h>
 
 #include "bsp.h"
+#include "store.h"
 
 #define TOKEN_FIELD_MAX	16384
+
+/* A 503's text: why, when the database is out of reach. */
+#define DB_DOWN(what) (store_ready(&detail) ? "cannot " what " right " \
+	"now; try again" : "cannot " what " right now: the database is " \
+	"unreachable; try again shortly")
 
 /*
  * The refresh token of a request: JSON {"refresh_token"} or, for OAuth
@@ -52,10 +58,11 @@ static void
 refresh_done(int rc, json_t *resp, const char *why, void *arg)
 {
 	struct request	*r = arg;
+	const char	*detail;
 
 	if (rc == -2)
 		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot refresh right now; try again");
+		    DB_DOWN("refresh"));
 	else if (rc == -1) {
 		metric_add(m_refreshes, "result=\"invalid\"", 1);
 		server_error_oauth(r, 400, "invalid_grant", why);
@@ -88,10 +95,11 @@ static void
 logout_bearer_done(int rc, void *arg)
 {
 	struct request	*r = arg;
+	const char	*detail;
 
 	if (rc != 0)
 		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot log out right now; try again");
+		    DB_DOWN("log out"));
 	else
 		server_reply_json(r, 200, json_pack("{s:s}", "status",
 		    "logged_out"));
@@ -103,13 +111,14 @@ static void
 logout_refresh_done(int rc, void *arg)
 {
 	struct request	*r = arg;
+	const char	*detail;
 
 	if (rc == -1)
 		server_error_oauth(r, 400, "invalid_grant",
 		    "refresh token is not valid");
 	else if (rc != 0)
 		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot log out right now; try again");
+		    DB_DOWN("log out"));
 	else
 		server_reply_json(r, 200, json_pack("{s:s}", "status",
 		    "logged_out"));

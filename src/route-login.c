@@ -28,12 +28,15 @@
 #include "bsp.h"
 #include "crypto.h"
 #include "oauth-state.h"
+#include "store.h"
 #include "web.h"
 
 #define LOGIN_COOKIE		"bsp_login"
 #define LOGIN_COOKIE_SECURE	"__Host-bsp_login"
 #define HTML_TYPE		"text/html; charset=utf-8"
 #define EXAMPLE_MODEL		"us.anthropic.claude-sonnet-4-20250514-v1:0"
+#define SIGNIN_NO_DATABASE	"Signing in needs the database, which this " \
+				"proxy cannot reach right now."
 
 static void	signin_page_error(struct request *, int, const char *,
 		    const char *, const char *);
@@ -328,6 +331,7 @@ route_auth_login(struct request *r)
 {
 	const struct provider_config	*pc = signin_provider(r);
 	struct login_start		 ls;
+	const char			*detail;
 	char				*uri;
 	int				 rc;
 
@@ -336,6 +340,13 @@ route_auth_login(struct request *r)
 		    "proxy has no identity provider by that name.", "Go back "
 		    "to the start page and pick one of the providers listed "
 		    "there.");
+		return;
+	}
+	if (!store_ready(&detail)) {
+		/* Not at the IdP first, only to fail at the callback. */
+		signin_page_error(r, 503, "Cannot start signing in",
+		    SIGNIN_NO_DATABASE, "Try again in a minute. If it keeps "
+		    "failing, tell the administrator of this proxy.");
 		return;
 	}
 	uri = oauth_callback_uri(r->cfg, pc);
@@ -371,6 +382,7 @@ route_auth_authorize(struct request *r)
 	const struct provider_config	*pc = signin_provider(r);
 	struct login_start		 ls;
 	char				 ru[2048], *uri;
+	const char			*detail;
 	char				 ccs[64], ccm[16];
 	uint8_t				 cc[CRYPTO_HASH_LEN];
 	size_t				 cclen;
@@ -379,6 +391,11 @@ route_auth_authorize(struct request *r)
 	if (pc == NULL) {
 		server_error_oauth(r, 404, "invalid_request",
 		    "unknown provider");
+		return;
+	}
+	if (!store_ready(&detail)) {
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    SIGNIN_NO_DATABASE);
 		return;
 	}
 	if (server_query(r, "redirect_uri", ru, sizeof ru) == NULL) {

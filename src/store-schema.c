@@ -314,5 +314,17 @@ const struct store_migration store_migrations[] = {
 	    "CREATE INDEX device_codes_expires ON device_codes(expires);"
 	    "ALTER TABLE token_families ADD COLUMN access_ttl BIGINT;"
 	},
+	/*
+	 * 4 -> 5: a usage row's own random key, so that a batch written
+	 * again (its commit was not acknowledged: the server or the
+	 * connection went away meanwhile) adds no row twice; rows made
+	 * before have none.
+	 */
+	{
+	    "ALTER TABLE usage ADD COLUMN row_key BLOB;"
+	    "CREATE UNIQUE INDEX usage_row_key ON usage(row_key);",
+	    "ALTER TABLE usage ADD COLUMN row_key BYTEA;"
+	    "CREATE UNIQUE INDEX usage_row_key ON usage(row_key);"
+	},
 };
 const size_t store_nmigrations = nitems(store_migrations);
