@@ -62,6 +62,7 @@ static const struct {
 	{ "usage", { "id", NULL } },
 	{ "audit_log", { "id", NULL } },
 	{ "rate_counters", { "key", "window_start" } },
+	{ "device_codes", { "device_hash", NULL } },
 };
 
 /* Tables of the store's own bookkeeping (PostgreSQL), not copied. */
