@@ -450,6 +450,10 @@ struct config {
 	int		 gateway_model_discovery;
 	struct strlist	 gateway_env;
 	json_t		*gateway_settings;	/* derived: the file's object */
+	char		*gateway_telemetry_url;
+	char		*gateway_telemetry_authorization;
+	long long	 gateway_telemetry_timeout;
+	long long	 gateway_telemetry_max_forwards;
 
 	/* logging */
 	int		 log_level;

@@ -414,6 +414,19 @@ const struct config_key config_keys[] = {
 	{ "gateway.managed_settings.env", CT_LIST, CS_ROOT, OFF(gateway_env),
 	  NULL, 0, 0, NULL, 0,
 	  "NAME=value entries added to the settings' env" },
+	{ "gateway.telemetry.url", CT_STRING, CS_ROOT,
+	  OFF(gateway_telemetry_url), NULL, 0, 0, NULL, 0,
+	  "OTLP/HTTP collector the /v1/metrics, /v1/logs and /v1/traces "
+	  "exports are forwarded to; unset: taken and dropped" },
+	{ "gateway.telemetry.authorization", CT_SECRET, CS_ROOT,
+	  OFF(gateway_telemetry_authorization), NULL, 0, 0, NULL, 0,
+	  "Authorization header value sent to the collector" },
+	{ "gateway.telemetry.timeout", CT_DURATION, CS_ROOT,
+	  OFF(gateway_telemetry_timeout), "10", 1, 300, NULL, 0,
+	  "seconds a forwarded export may take in all; then 504" },
+	{ "gateway.telemetry.max_forwards", CT_INT, CS_ROOT,
+	  OFF(gateway_telemetry_max_forwards), "64", 1, 100000, NULL, 0,
+	  "exports forwarded at once; beyond, 503 with Retry-After" },
 
 	/* logging */
 	{ "logging.level", CT_ENUM, CS_ROOT, OFF(log_level), "info", 0, 0,

@@ -22,14 +22,18 @@
 static void
 dispatch_refused(struct request *r, struct server_gate *g)
 {
-	struct evbuffer	*in;
-	int		 allowed;
+	struct evbuffer		*in;
+	const struct route	*owner;
+	int			 allowed;
 
 	free(r->path);
 	r->path = xstrdup(g->path != NULL ? g->path : "-");
 	r->method = server_method_name(g->mtype);
+	/* A known path with another method: its family's words still. */
 	r->route = server_route_find(r->cfg, r->path, g->mtype, &allowed,
-	    NULL);
+	    &owner, NULL);
+	if (r->route == NULL)
+		r->route = owner;
 	if (r->conn != NULL) {
 		/* Whatever came after the stand-in is the refused body. */
 		in = bufferevent_get_input(r->conn->bev);
@@ -61,9 +65,10 @@ dispatch_watch_hangup(struct request *r)
 static void
 dispatch_route(struct request *r, int method, struct server_gate *g)
 {
-	const char	*uri, *q;
-	int		 allowed;
-	char		 buf[256];
+	const struct route	*owner;
+	const char		*uri, *q;
+	int			 allowed;
+	char			 buf[256];
 
 	if (g->status != 0) {
 		dispatch_refused(r, g);
@@ -88,9 +93,16 @@ dispatch_route(struct request *r, int method, struct server_gate *g)
 		return;
 	}
 
-	r->route = server_route_find(r->cfg, r->path, method, &allowed, r);
+	r->route = server_route_find(r->cfg, r->path, method, &allowed, &owner,
+	    r);
 	if (r->route == NULL) {
 		if (allowed != 0) {
+			/*
+			 * The path is known: the 405 is in the envelope of
+			 * its route's API (Anthropic, OpenAI, Bedrock), and
+			 * is logged under its name; the handler never runs.
+			 */
+			r->route = owner;
 			buf[0] = '\0';
 			if (allowed & EVHTTP_REQ_GET)
 				bsp_strlcat(buf, ", GET, HEAD", sizeof buf);

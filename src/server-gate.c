@@ -231,7 +231,7 @@ gate_head_check(struct server_conn *conn, int deferred)
 		gate_refuse(conn, rc, "invalid_request", why);
 		goto out;
 	}
-	rt = server_route_find(c, g->path, g->mtype, &allowed, NULL);
+	rt = server_route_find(c, g->path, g->mtype, &allowed, NULL, NULL);
 	g->flags = rt != NULL ? rt->flags : 0;
 	if (g->flags & RF_AUTH) {
 		if (h.authorization.p != NULL)

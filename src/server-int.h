@@ -132,7 +132,7 @@ const char	*server_method_name(int);
 
 /* server-route.c */
 const struct route *server_route_find(const struct config *, const char *,
-		     int, int *, struct request *);
+		     int, int *, const struct route **, struct request *);
 void		 server_route_none(struct request *);
 
 #endif /* SERVER_INT_H */

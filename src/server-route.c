@@ -78,11 +78,13 @@ server_route_match(const char *pattern, const char *path, struct request *r)
 
 /*
  * Find the route for a raw path; *allowed gets the methods any match
- * takes. With r, its parameters are captured too.
+ * takes, and *owner (if not NULL) the first route the path matches
+ * whatever the method: a 405 is answered in its family's words. With r,
+ * its parameters are captured too.
  */
 const struct route *
 server_route_find(const struct config *c, const char *rawpath, int method,
-    int *allowed, struct request *r)
+    int *allowed, const struct route **owner, struct request *r)
 {
 	const struct route	*rt;
 	const char		*path = rawpath;
@@ -92,6 +94,8 @@ server_route_find(const struct config *c, const char *rawpath, int method,
 	if (table.v == NULL)
 		fatalx("%s: no route table", __func__);
 	*allowed = 0;
+	if (owner != NULL)
+		*owner = NULL;
 	for (pass = 0; pass < 2; pass++) {
 		if (pass == 1) {
 			if (strncmp(rawpath, "/bedrock/", 9) != 0)
@@ -110,6 +114,8 @@ server_route_find(const struct config *c, const char *rawpath, int method,
 			    NULL))
 				continue;
 			*allowed |= rt->methods;
+			if (owner != NULL && *owner == NULL)
+				*owner = rt;
 			if ((rt->methods & method) == 0)
 				continue;
 			if (rt->pattern != NULL && r != NULL)

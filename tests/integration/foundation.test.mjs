@@ -93,6 +93,52 @@ test('unknown paths and methods get JSON errors in the right shape', async () =>
   }
 });
 
+test('a wrong method on a known path: 405 with Allow, in the envelope of the path\'s API', async () => {
+  const d = await startDaemon();
+  try {
+    // Anthropic: {"type":"error","error":{"type","message"}}.
+    for (const [method, path, allow] of [['GET', '/v1/messages', 'POST'], ['GET', '/v1/messages/count_tokens?beta=true', 'POST'],
+      ['POST', '/v1/models', 'GET, HEAD'], ['DELETE', '/v1/models/claude-sonnet-4-5', 'GET, HEAD'], ['GET', '/v1/metrics', 'POST'],
+      ['PUT', '/managed/settings', 'GET, HEAD']]) {
+      const r = await d.request(path, { method, body: method === 'GET' ? undefined : '' });
+      assert.equal(r.status, 405, `${method} ${path}`);
+      assert.equal(r.headers.allow, allow, `${method} ${path}`);
+      const j = r.json();
+      assert.equal(j.type, 'error', `${method} ${path}: ${r.text()}`);
+      assert.equal(j.error.type, 'invalid_request_error');
+      assert.equal(j.error.message, 'method not allowed');
+      assert.equal(r.headers['x-amzn-errortype'], undefined);
+    }
+    // OpenAI: {"error":{"message","type","param","code"}}.
+    for (const path of ['/openai/v1/chat/completions', '/openai/v1/responses']) {
+      const r = await d.request(path);
+      assert.equal(r.status, 405, path);
+      assert.equal(r.headers.allow, 'POST');
+      const j = r.json();
+      assert.deepEqual(Object.keys(j), ['error'], r.text());
+      assert.equal(j.error.message, 'method not allowed');
+      assert.equal(j.error.type, 'invalid_request_error');
+      assert.ok('param' in j.error && 'code' in j.error, r.text());
+    }
+    // Bedrock: {"message"} and x-amzn-ErrorType, also under /bedrock.
+    for (const path of ['/model/m/invoke', '/bedrock/model/m/converse-stream', '/bedrock/guardrail/g/version/1/apply']) {
+      const r = await d.request(path);
+      assert.equal(r.status, 405, path);
+      assert.equal(r.headers.allow, 'POST');
+      assert.match(r.headers['x-amzn-errortype'], /^ValidationException/, path);
+      assert.deepEqual(r.json(), { message: 'method not allowed' });
+    }
+    // Everything else keeps the OAuth shape.
+    const r = await d.request('/auth/token');
+    assert.equal(r.status, 405);
+    assert.equal(r.headers.allow, 'POST');
+    assert.equal(r.json().error, 'invalid_request');
+    assert.equal(r.json().error_description, 'method not allowed');
+  } finally {
+    await d.stop();
+  }
+});
+
 test('metrics: Prometheus text for allowed addresses only', async () => {
   const d = await startDaemon();
   try {
