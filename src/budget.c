@@ -62,32 +62,37 @@ struct builtin_price {
  * prices of these models equal (global cross-region inference; the
  * regional profiles of the 4.5 models and later cost 10% more, and
  * prompts over 200K tokens cost more on Sonnet 4 and 4.5: set
- * models.prices for those), as published on 2026-12-07. In micro-dollars:
- * input, output, cache read, 5-minute and 1-hour cache writes.
+ * models.prices for those), from the models' pages on
+ * platform.claude.com as read on 2026-12-07. Claude Opus 4.7 had no page
+ * there: it is priced as Opus 4.6 and 4.8 are. In micro-dollars: input,
+ * output, cache read, 5-minute and 1-hour cache writes (1.25 and 2 times
+ * input; reads a tenth). First match wins.
  */
+#define P_HAIKU3	{ 250000, 1250000, 30000, 300000, 500000 }
+#define P_HAIKU35	{ 800000, 4000000, 80000, 1000000, 1600000 }
+#define P_HAIKU45	{ 1000000, 5000000, 100000, 1250000, 2000000 }
+#define P_SONNET	{ 3000000, 15000000, 300000, 3750000, 6000000 }
+#define P_SONNET5	{ 2000000, 10000000, 200000, 2500000, 4000000 }
+#define P_OPUS4		{ 15000000, 75000000, 1500000, 18750000, 30000000 }
+#define P_OPUS45	{ 5000000, 25000000, 500000, 6250000, 10000000 }
+#define P_OPUS55	{ 4000000, 20000000, 400000, 5000000, 8000000 }
 static const struct builtin_price builtin_prices[] = {
-	{ "*anthropic.claude-3-haiku-*",
-	  { 250000, 1250000, 30000, 300000, 500000 } },
-	{ "*anthropic.claude-3-5-haiku-*",
-	  { 800000, 4000000, 80000, 1000000, 1600000 } },
-	{ "*anthropic.claude-haiku-4-5*",
-	  { 1000000, 5000000, 100000, 1250000, 2000000 } },
-	{ "*anthropic.claude-3-7-sonnet-*",
-	  { 3000000, 15000000, 300000, 3750000, 6000000 } },
-	{ "*anthropic.claude-sonnet-4-2*",
-	  { 3000000, 15000000, 300000, 3750000, 6000000 } },
-	{ "*anthropic.claude-sonnet-4-5*",
-	  { 3000000, 15000000, 300000, 3750000, 6000000 } },
-	{ "*anthropic.claude-sonnet-4-6*",
-	  { 3000000, 15000000, 300000, 3750000, 6000000 } },
-	{ "*anthropic.claude-opus-4-2*",
-	  { 15000000, 75000000, 1500000, 18750000, 30000000 } },
-	{ "*anthropic.claude-opus-4-1*",
-	  { 15000000, 75000000, 1500000, 18750000, 30000000 } },
-	{ "*anthropic.claude-opus-4-5*",
-	  { 5000000, 25000000, 500000, 6250000, 10000000 } },
-	{ "*anthropic.claude-opus-4-6*",
-	  { 5000000, 25000000, 500000, 6250000, 10000000 } },
+	{ "*anthropic.claude-3-haiku-*", P_HAIKU3 },
+	{ "*anthropic.claude-3-5-haiku-*", P_HAIKU35 },
+	{ "*anthropic.claude-haiku-4-5*", P_HAIKU45 },
+	{ "*anthropic.claude-3-7-sonnet-*", P_SONNET },
+	{ "*anthropic.claude-sonnet-4-2*", P_SONNET },		/* 4 */
+	{ "*anthropic.claude-sonnet-4-5*", P_SONNET },
+	{ "*anthropic.claude-sonnet-4-6*", P_SONNET },
+	{ "*anthropic.claude-sonnet-5*", P_SONNET5 },
+	{ "*anthropic.claude-opus-4-2*", P_OPUS4 },		/* 4 */
+	{ "*anthropic.claude-opus-4-1*", P_OPUS4 },
+	{ "*anthropic.claude-opus-4-5*", P_OPUS45 },
+	{ "*anthropic.claude-opus-4-6*", P_OPUS45 },
+	{ "*anthropic.claude-opus-4-7*", P_OPUS45 },
+	{ "*anthropic.claude-opus-4-8*", P_OPUS45 },
+	{ "*anthropic.claude-opus-5-5*", P_OPUS55 },
+	{ "*anthropic.claude-opus-5*", P_OPUS45 },
 };
 
 /* A ledger a call reserved in: a counter key, its window. */
