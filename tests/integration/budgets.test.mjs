@@ -8,6 +8,7 @@
 // soft threshold; GET /auth/me against the usage command; refusals in
 // Bedrock's and Anthropic's shapes.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -286,6 +287,14 @@ test('budgets: a group cap and a key cap together, the tightest refuses; budget 
   ]);
   assert.equal(fake.requests.length, 3);
   assert.ok(token);
+  // The status-line script for Claude Code shows the tightest cap (the group's, for a token).
+  if (existsSync('/usr/bin/jq') && existsSync('/usr/bin/curl')) {
+    const line = execFileSync(join(import.meta.dirname, '../../contrib/claude-code/budget-statusline.sh'), {
+      input: '{"model":{}}',
+      env: { PATH: process.env.PATH, BEDROCK_PROXY_URL: d.url, ANTHROPIC_AUTH_TOKEN: token2, XDG_RUNTIME_DIR: d.dir, BUDGET_STATUS_TTL: '0' },
+    }).toString();
+    assert.equal(line, 'groupcap $0.00 left of $0.01 until 00:00Z | today $0.00\n');
+  }
 
   // budget set: bob's own limit of peruser, below what he has spent.
   const set = await cmd(d, null, 'budget', 'set', 'bob@example.com', 'peruser', '--limit', '0.003');
