@@ -373,3 +373,40 @@ test('budgets: a client that goes away, and an upstream error, give their reserv
   const rows = await waitUsage(d.dir, 2);
   assert.deepEqual(rows.map((x) => [x.status, x.cost_micros]), [[499, 0], [500, 0]]);
 });
+
+test('budgets: two daemons on one PostgreSQL share the ledgers (reservations seen within a second) and keep them across a restart', async () => {
+  const { startCluster, startPg } = await import('./lib/cluster.mjs');
+  const { fake, held, release } = await heldBedrock();
+  const pg = await startPg();
+  cleanups.push(() => pg.close());
+  const base = relayConfig(fake, {});
+  const config = {
+    aws: base.aws, access: base.access, models: { prices: PRICES },
+    budgets: { caps: [{ name: 'daily', scope: 'user', limit_usd: '0.01' }] },
+  };
+  const c = await startCluster({ pg, n: 2, config });
+  cleanups.push(() => c.stop());
+  cleanups.push(release);
+  const [a, b] = c.daemons;
+  const token = (await runCommand(['token', 'mint', '--user', 'pat@example.com'], { dir: a.dir })).stdout.trim();
+  // Five calls held upstream through daemon a: the cap is reserved in full.
+  const calls = Array.from({ length: 5 }, () => invoke(a, token));
+  await waitFor(() => held.length === 5 || null, { timeoutMs: 10000 });
+  // Daemon b learns of a's reservations (as spent: they are not its own) and refuses.
+  await waitFor(async () => ((await me(b, token)).budgets[0].remaining_usd === '0.000000') || null,
+    { timeoutMs: 5000, message: 'b sees a\'s reservations' });
+  const r = await invoke(b, token);
+  assert.equal(r.status, 429);
+  assert.match(r.json().message, /budget "daily"/);
+  assert.equal(fake.requests.length, 5);
+  release();
+  assert.deepEqual((await Promise.all(calls)).map((x) => x.status), Array(5).fill(200));
+  await waitFor(async () => ((await me(b, token)).budgets[0].spent_usd === '0.005125') || null,
+    { timeoutMs: 5000, message: 'b sees a\'s settlements' });
+  // Both stopped, one started again: the spend is still there.
+  await c.stop();
+  const c2 = await startCluster({ pg, n: 1, config, shared: c.shared });
+  cleanups.push(() => c2.stop());
+  await waitFor(async () => ((await me(c2.daemons[0], token)).budgets[0].spent_usd === '0.005125') || null,
+    { timeoutMs: 5000, message: 'the restarted daemon reads the shared ledger' });
+});
