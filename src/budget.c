@@ -577,17 +577,6 @@ budget_apps(const struct config *c, const struct principal *p, time_t now,
 	return (n);
 }
 
-/* Does any cap apply to this principal? */
-int
-budget_applies(const struct config *c, const struct principal *p)
-{
-	struct budget_app	 v[BUDGET_LEDGERS_MAX];
-
-	if (c->nbudget_caps == 0 || p == NULL)
-		return (0);
-	return (budget_apps(c, p, now_wall(), v, nitems(v)) > 0);
-}
-
 /* This daemon's reservation in a ledger slice, up or down. */
 static void
 budget_mine_add(const char *key, long long window, long long amount)

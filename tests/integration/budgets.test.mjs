@@ -203,6 +203,14 @@ test('budgets: 20 concurrent calls against $0.01 a day: 5 reach Bedrock, 15 refu
   assert.equal(r.json().type, 'error');
   assert.equal(r.json().error.type, 'billing_error');
   assert.match(r.json().error.message, /budget "daily"/);
+  // And the OpenAI route in OpenAI's: insufficient_quota.
+  r = await d.request('/openai/v1/chat/completions', {
+    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ model: MODEL, max_tokens: 1000, messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  assert.equal(r.status, 429);
+  assert.equal(r.headers['x-should-retry'], 'false');
+  assert.equal(r.json().error.type, 'insufficient_quota');
   assert.equal(fake.requests.length, 8);
   await waitUsage(d.dir, 8);
 
