@@ -13,7 +13,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { runCommand, startDaemon } from './lib/daemon.mjs';
-import { startFakeBedrock } from './lib/fake-bedrock.mjs';
+import { decodeChunkEvents, encodeChunkFrame, startFakeBedrock } from './lib/fake-bedrock.mjs';
 import { CREDS, REGION, relayConfig, scrape, usageRows, waitUsage } from './lib/relay.mjs';
 import { withDb } from './lib/tokens.mjs';
 import { makeTempDir, waitFor } from './lib/util.mjs';
@@ -417,4 +417,32 @@ test('budgets: two daemons on one PostgreSQL share the ledgers (reservations see
   cleanups.push(() => c2.stop());
   await waitFor(async () => ((await me(c2.daemons[0], token)).budgets[0].spent_usd === '0.005125') || null,
     { timeoutMs: 5000, message: 'the restarted daemon reads the shared ledger' });
+});
+
+test('budgets: a streamed call (InvokeModelWithResponseStream) carries the headers and settles with the stream\'s usage', async () => {
+  const fake = await startFakeBedrock({ region: REGION, credentials: CREDS });
+  cleanups.push(() => fake.close());
+  fake.setHandler(async (req, res, rec) => {
+    if (rec.modelId !== 'test.stream') return false;
+    res.writeHead(200, { 'Content-Type': 'application/vnd.amazon.eventstream' });
+    res.write(encodeChunkFrame({ type: 'message_start', message: { usage: { input_tokens: 100, output_tokens: 1, cache_read_input_tokens: 1000 } } }));
+    res.write(encodeChunkFrame({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 50 } }));
+    res.end(encodeChunkFrame({ type: 'message_stop', 'amazon-bedrock-invocationMetrics': { inputTokenCount: 100, outputTokenCount: 50, cacheReadInputTokenCount: 1000 } }));
+    return true;
+  });
+  const d = await start(fake, { caps: [{ name: 'c', scope: 'user', limit_usd: '1' }] });
+  cleanups.push(() => d.stop());
+  const token = await cmd(d, null, 'token', 'mint', '--user', 'sam@example.com');
+  const r = await d.request(`/model/${enc('test.stream')}/invoke-with-response-stream`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` }, body: body400(),
+  });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['x-budget-remaining-usd'], '1.000000');
+  assert.equal(r.headers['x-budget-name'], 'c');
+  assert.equal(decodeChunkEvents(r.body).length, 3);
+  // 100 in, 50 out, 1000 cache reads: $0.0001 + $0.0005 + $0.0001.
+  const rows = await waitUsage(d.dir, 1);
+  assert.equal(rows[0].cost_micros, 700);
+  const m = await me(d, token);
+  assert.deepEqual([m.budgets[0].spent_usd, m.budgets[0].reserved_usd], ['0.000700', '0.000000']);
 });
