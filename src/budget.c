@@ -601,6 +601,16 @@ budget_mine_add(const char *key, long long window, long long amount)
 	}
 }
 
+/* What this daemon has reserved for calls under way: the gauge. */
+static void
+budget_reserved(long long delta)
+{
+	bg.reserved_here += delta;
+	if (bg.m_reserved != NULL)
+		metric_set(bg.m_reserved, NULL, (double)bg.reserved_here /
+		    (double)BUDGET_MICROS);
+}
+
 /* Log a soft threshold passed, once per ledger and window. */
 static void
 budget_warn_once(const struct budget_app *a, const struct principal *p)
@@ -781,7 +791,7 @@ budget_admit(const struct config *c, const struct principal *p,
 			budget_warn_once(a, p);
 		}
 	}
-	bg.reserved_here += h->worst;
+	budget_reserved(h->worst);
 	if (tight != NULL) {
 		note->have = 1;
 		bsp_strlcpy(note->cap, tight->cap->name, sizeof note->cap);
@@ -880,7 +890,7 @@ budget_settle(struct budget_hold *h, const struct config *c,
 			    tokens - h->worst_tokens);
 			budget_mine_add(h->v[i].key, h->v[i].window, -h->worst);
 		}
-		bg.reserved_here -= h->worst;
+		budget_reserved(-h->worst);
 		free(h);
 	}
 	if (p != NULL && p->sub != NULL) {
@@ -910,7 +920,7 @@ budget_hold_free(struct budget_hold *h)
 		    -h->worst, -h->worst_tokens);
 		budget_mine_add(h->v[i].key, h->v[i].window, -h->worst);
 	}
-	bg.reserved_here -= h->worst;
+	budget_reserved(-h->worst);
 	free(h);
 }
 
@@ -1323,6 +1333,9 @@ budget_init(struct config *c, char **cause)
 		bg.m_refusals = metric_new("bsp_budget_refusals_total",
 		    METRIC_COUNTER, "Calls refused because a budget cap was "
 		    "reached, by cap and scope.");
+		bg.m_reserved = metric_new("bsp_budget_reserved_usd",
+		    METRIC_GAUGE, "Dollars this daemon has reserved against the "
+		    "budget caps for calls under way.");
 	}
 	bg.load.run = budget_load_run;
 	if (store_ready(&detail))

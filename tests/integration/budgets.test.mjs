@@ -304,6 +304,12 @@ test('budgets: a group cap and a key cap together, the tightest refuses; budget 
     assert.equal(line, 'groupcap $0.00 left of $0.01 until 00:00Z | today $0.00\n');
   }
 
+  // budget show: a line per cap, the key's and the group's with what the usage table holds.
+  await waitUsage(d.dir, 3);
+  const show = await cmd(d, null, 'budget', 'show', 'bob@example.com');
+  assert.match(show, new RegExp(`^keycap\\s+key\\s+${kid}\\s+day\\s+0\\.003000\\s+0\\.001025\\s+0\\.001975\\s+-\\s+`, 'm'));
+  assert.match(show, /^groupcap\s+group\s+eng\s+day\s+0\.005000\s+0\.003075\s+0\.001925\s+-\s+/m);
+  assert.match(show, /^peruser\s+user\s+local:bob@example\.com\s+day\s+1\.000000\s+0\.003075\s+0\.996925\s+-\s+/m);
   // budget set: bob's own limit of peruser, below what he has spent.
   const set = await cmd(d, null, 'budget', 'set', 'bob@example.com', 'peruser', '--limit', '0.003');
   assert.match(set, /peruser for local:bob@example.com: limit 0.003/);
