@@ -42,6 +42,7 @@
 #include <uthash.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "store.h"
 
 #define BUDGET_MICROS		1000000LL
@@ -440,6 +441,23 @@ budget_glob_any(const struct strlist *l, const char *a, const char *b)
 	return (0);
 }
 
+/*
+ * The name of an entity in its ledger: as it is, or, when it is too long
+ * to keep (a subject an IdP made long), its hash: never left uncapped.
+ */
+static const char *
+budget_entity(const char *in, char out[BUDGET_ENTITY_MAX])
+{
+	uint8_t	h[CRYPTO_HASH_LEN];
+
+	if (strlen(in) < BUDGET_ENTITY_MAX)
+		return (in);
+	crypto_hash_token(in, h);
+	out[0] = '#';
+	crypto_b64url_encode(h, sizeof h, out + 1, BUDGET_ENTITY_MAX - 1);
+	return (out);
+}
+
 /* The ledger key of a cap's entity: "b/CAP/ENTITY". */
 static void
 budget_key(const struct budget_cap *cap, const char *entity, char *buf,
@@ -454,14 +472,15 @@ budget_limits(const struct budget_cap *cap, const char *entity,
     long long *limit, long long *soft)
 {
 	struct budget_override	*o = NULL;
-	char			 id[BUDGET_KEY_MAX];
+	char			*id;
 
 	*limit = cap->limit;
 	*soft = cap->soft;
 	if (cap->scope != BUDGET_SCOPE_USER || bg.overrides == NULL)
 		return;
-	snprintf(id, sizeof id, "%s\t%s", cap->name, entity);
+	xasprintf(&id, "%s\t%s", cap->name, entity);
 	HASH_FIND_STR(bg.overrides, id, o);
+	free(id);
 	if (o == NULL)
 		return;
 	if (o->limit >= 0)
@@ -522,13 +541,15 @@ budget_app_add(struct budget_app *v, size_t *n, size_t max,
     const struct budget_cap *cap, const char *entity, time_t now)
 {
 	struct budget_app	*a;
+	char			 hashed[BUDGET_ENTITY_MAX];
 
-	if (*n >= max || strlen(entity) >= BUDGET_ENTITY_MAX)
+	if (*n >= max)
 		return;
 	a = &v[(*n)++];
 	memset(a, 0, sizeof *a);
 	a->cap = cap;
-	bsp_strlcpy(a->entity, entity, sizeof a->entity);
+	bsp_strlcpy(a->entity, budget_entity(entity, hashed),
+	    sizeof a->entity);
 	budget_limits(cap, entity, &a->limit, &a->soft);
 	if (budget_window(cap, cfg->budgets_tz, now, &a->start, &a->end) == -1)
 		(*n)--;
@@ -1142,6 +1163,17 @@ struct budget_loader {
 	int			 rebuild;
 };
 
+/* A rebuilt row's cost and tokens into one entity's ledger slice. */
+static void
+budget_rebuild_add(const struct budget_cap *cap, const char *entity,
+    long long period, long long w, const struct store_row *r)
+{
+	char	k[BUDGET_KEY_MAX], hashed[BUDGET_ENTITY_MAX];
+
+	budget_key(cap, budget_entity(entity, hashed), k, sizeof k);
+	counters_add_at(k, period, w, store_int(r, 5), store_int(r, 6));
+}
+
 static void
 budget_rebuild_row(const struct store_row *r, void *arg)
 {
@@ -1151,9 +1183,8 @@ budget_rebuild_row(const struct store_row *r, void *arg)
 	const char		*user = store_text(r, 0), *key = store_text(r, 1);
 	const char		*email = store_text(r, 2);
 	struct strlist		 groups;
-	char			 k[BUDGET_KEY_MAX];
 	long long		 period, win[BUDGET_SLICES], w;
-	size_t			 i, n;
+	size_t			 i, n, ng;
 
 	memset(&groups, 0, sizeof groups);
 	n = budget_slices(cap, rb->start, rb->end, &period, win);
@@ -1161,35 +1192,30 @@ budget_rebuild_row(const struct store_row *r, void *arg)
 	    win[0];
 	if (w < win[0] || w > win[n - 1])
 		return;
-#define REBUILD_ADD(entity) do {					\
-	if (strlen(entity) < BUDGET_ENTITY_MAX) {			\
-		budget_key(cap, (entity), k, sizeof k);			\
-		counters_add_at(k, period, w, store_int(r, 5),		\
-		    store_int(r, 6));					\
-	}								\
-} while (0)
 	switch (cap->scope) {
 	case BUDGET_SCOPE_USER:
 		if (user != NULL && budget_glob_any(&cap->match, email, user))
-			REBUILD_ADD(user);
+			budget_rebuild_add(cap, user, period, w, r);
 		break;
 	case BUDGET_SCOPE_GROUP:
 		strlist_from_json_text(&groups, store_text(r, 3));
-		for (i = 0; i < groups.n && i < BUDGET_GROUPS_MAX; i++) {
-			if (budget_glob_any(&cap->match, groups.v[i], NULL))
-				REBUILD_ADD(groups.v[i]);
+		for (i = 0, ng = 0; i < groups.n && ng < BUDGET_GROUPS_MAX;
+		    i++) {
+			if (!budget_glob_any(&cap->match, groups.v[i], NULL))
+				continue;
+			budget_rebuild_add(cap, groups.v[i], period, w, r);
+			ng++;
 		}
 		strlist_free(&groups);
 		break;
 	case BUDGET_SCOPE_KEY:
 		if (key != NULL && budget_glob_any(&cap->match, key, NULL))
-			REBUILD_ADD(key);
+			budget_rebuild_add(cap, key, period, w, r);
 		break;
 	case BUDGET_SCOPE_GLOBAL:
-		REBUILD_ADD("*");
+		budget_rebuild_add(cap, "*", period, w, r);
 		break;
 	}
-#undef REBUILD_ADD
 }
 
 static void

@@ -388,6 +388,35 @@ test('budgets: a client that goes away, and an upstream error, give their reserv
   assert.deepEqual(rows.map((x) => [x.status, x.cost_micros]), [[499, 0], [500, 0]]);
 });
 
+test('budgets: a user whose id is too long to name a ledger is capped all the same (under its hash), also after a restart', async () => {
+  const { fake, held, release } = await heldBedrock();
+  const dir = makeTempDir('bsp-budget-long-');
+  const budgets = { caps: [{ name: 'c', scope: 'user', limit_usd: '0.003' }] };
+  let d = await start(fake, budgets, { dir });
+  cleanups.push(() => d.stop());
+  cleanups.push(release);
+  // An IdP's long subject (the command makes no such user: one signed in).
+  const sub = 's'.repeat(300);
+  withDb(d.dir, (db) => db.prepare('INSERT INTO users (id, provider, subject, email, email_verified, first_login, last_login) '
+    + "VALUES (?, 'local', ?, 'long@example.com', 1, 1, 1)").run(`local:${sub}`, sub));
+  const token = await cmd(d, null, 'token', 'mint', '--user', 'long@example.com');
+  const p = invoke(d, token);
+  await waitFor(() => held.length === 1 || null, { timeoutMs: 5000 });
+  release();
+  assert.equal((await p).status, 200);
+  let m = await me(d, token);
+  assert.match(m.budgets[0].entity, /^#[A-Za-z0-9_-]{43}$/);
+  assert.equal(m.budgets[0].spent_usd, '0.001025');
+  assert.equal((await invoke(d, token)).status, 429);
+  await waitUsage(d.dir, 1);
+  await d.stop({ keepDir: true });
+  d = await start(fake, budgets, { dir });
+  m = await me(d, token);
+  assert.equal(m.budgets[0].spent_usd, '0.001025', 'rebuilt under the same hash');
+  assert.equal((await invoke(d, token)).status, 429);
+  assert.equal(fake.requests.length, 1);
+});
+
 test('budgets: two daemons on one PostgreSQL share the ledgers (reservations seen within a second) and keep them across a restart', async () => {
   const { startCluster, startPg } = await import('./lib/cluster.mjs');
   const { fake, held, release } = await heldBedrock();
