@@ -48,7 +48,7 @@
 #define BUDGET_MICROS		1000000LL
 #define BUDGET_SLICES		25	/* of a rolling window */
 #define BUDGET_GROUPS_MAX	16	/* ledgers of one group cap a call */
-#define BUDGET_LEDGERS_MAX	64	/* ledgers one call may touch */
+#define BUDGET_LEDGERS_MAX	128	/* ledgers one call may touch */
 #define BUDGET_ENTITY_MAX	256
 #define BUDGET_KEY_MAX		(BUDGET_ENTITY_MAX + 80)
 #define BUDGET_BIG_SLICE	(1LL << 40)	/* one slice: the whole window */
@@ -104,7 +104,7 @@ struct budget_ledger {
 };
 
 struct budget_hold {
-	struct budget_ledger	 v[BUDGET_LEDGERS_MAX];
+	struct budget_ledger	*v;		/* n of them */
 	size_t			 n;
 	long long		 worst;		/* micro-dollars */
 	long long		 worst_tokens;
@@ -543,8 +543,10 @@ budget_app_add(struct budget_app *v, size_t *n, size_t max,
 	struct budget_app	*a;
 	char			 hashed[BUDGET_ENTITY_MAX];
 
-	if (*n >= max)
+	if (*n >= max) {
+		(*n)++;		/* more than fit: the caller refuses */
 		return;
+	}
 	a = &v[(*n)++];
 	memset(a, 0, sizeof *a);
 	a->cap = cap;
@@ -733,6 +735,18 @@ budget_admit(const struct config *c, const struct principal *p,
 		return (0);
 	if ((n = budget_apps(c, p, now, v, nitems(v))) == 0)
 		return (0);
+	if (n > nitems(v)) {
+		/* Fail closed: a cap left out could be passed. */
+		why->code = 503;
+		snprintf(why->msg, sizeof why->msg, "%zu budget ledgers apply "
+		    "to this caller, more than the %zu a call may check; the "
+		    "budgets need fewer caps or narrower matches", n,
+		    nitems(v));
+		log_warnx("budgets: %zu ledgers apply to %s, more than %zu; "
+		    "calls refused", n, p->sub != NULL ? p->sub : "?",
+		    nitems(v));
+		return (-1);
+	}
 	if (!bg.loaded && !counters_shared()) {
 		why->code = 503;
 		snprintf(why->msg, sizeof why->msg, "the budgets are being "
@@ -761,6 +775,7 @@ budget_admit(const struct config *c, const struct principal *p,
 	t.output = max_out >= 0 ? max_out : c->budgets_default_max_tokens;
 	pr.input = in_price;
 	h = xcalloc(1, sizeof *h);
+	h->v = xcalloc(n, sizeof *h->v);
 	h->worst = budget_cost(&pr, &t);
 	h->worst_tokens = add_sat(t.input, t.output);
 
@@ -780,6 +795,7 @@ budget_admit(const struct config *c, const struct principal *p,
 	}
 	if (tight != NULL) {
 		budget_refuse(tight, h->worst, why);
+		free(h->v);
 		free(h);
 		return (-1);
 	}
@@ -789,15 +805,13 @@ budget_admit(const struct config *c, const struct principal *p,
 		a = &v[i];
 		budget_key(a->cap, a->entity, key, sizeof key);
 		k = budget_slices(a->cap, a->start, a->end, &period, win);
-		if (h->n < nitems(h->v)) {
-			bsp_strlcpy(h->v[h->n].key, key, sizeof h->v[h->n].key);
-			h->v[h->n].period = period;
-			h->v[h->n].window = win[k - 1];	/* the newest */
-			counters_add_at(key, period, win[k - 1], h->worst,
-			    h->worst_tokens);
-			budget_mine_add(key, win[k - 1], h->worst);
-			h->n++;
-		}
+		bsp_strlcpy(h->v[h->n].key, key, sizeof h->v[h->n].key);
+		h->v[h->n].period = period;
+		h->v[h->n].window = win[k - 1];	/* the newest */
+		counters_add_at(key, period, win[k - 1], h->worst,
+		    h->worst_tokens);
+		budget_mine_add(key, win[k - 1], h->worst);
+		h->n++;
 		if (a->limit < 0)
 			continue;
 		left = a->limit - a->spent;
@@ -912,6 +926,7 @@ budget_settle(struct budget_hold *h, const struct config *c,
 			budget_mine_add(h->v[i].key, h->v[i].window, -h->worst);
 		}
 		budget_reserved(-h->worst);
+		free(h->v);
 		free(h);
 	}
 	if (p != NULL && p->sub != NULL) {
@@ -942,6 +957,7 @@ budget_hold_free(struct budget_hold *h)
 		budget_mine_add(h->v[i].key, h->v[i].window, -h->worst);
 	}
 	budget_reserved(-h->worst);
+	free(h->v);
 	free(h);
 }
 
@@ -986,6 +1002,8 @@ budget_me(const struct principal *p, time_t now)
 	    (json_int_t)(d != NULL ? d->t[4] : 0));
 	caps = json_array();
 	n = cfg->nbudget_caps > 0 ? budget_apps(cfg, p, now, v, nitems(v)) : 0;
+	if (n > nitems(v))
+		n = nitems(v);
 	for (i = 0; i < n; i++) {
 		a = &v[i];
 		spent = a->spent - a->mine;

@@ -481,3 +481,20 @@ test('budgets: a streamed call (InvokeModelWithResponseStream) carries the heade
   const m = await me(d, token);
   assert.deepEqual([m.budgets[0].spent_usd, m.budgets[0].reserved_usd], ['0.000700', '0.000000']);
 });
+
+test('budgets: a caller to whom more ledgers apply than a call checks is refused (503), not let past the caps left out', async () => {
+  const { fake } = await heldBedrock();
+  // 9 group caps x 16 groups each = 144 ledgers, more than 128.
+  const caps = Array.from({ length: 9 }, (_, i) => ({ name: `g${i}`, scope: 'group', limit_usd: '100' }));
+  const d = await start(fake, { caps });
+  cleanups.push(() => d.stop());
+  await cmd(d, null, 'token', 'mint', '--user', 'many@example.com');
+  withDb(d.dir, (db) => db.prepare('UPDATE users SET groups = ? WHERE email = ?')
+    .run(JSON.stringify(Array.from({ length: 20 }, (_, i) => `team${i}`)), 'many@example.com'));
+  const token = await cmd(d, null, 'token', 'mint', '--user', 'many@example.com');
+  const r = await invoke(d, token);
+  assert.equal(r.status, 503);
+  assert.match(r.json().message, /144 budget ledgers apply to this caller, more than the 128/);
+  assert.equal(fake.requests.length, 0);
+  await d.waitForLog((e) => typeof e.msg === 'string' && e.msg.startsWith('budgets: 144 ledgers apply'));
+});
