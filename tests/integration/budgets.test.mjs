@@ -15,7 +15,7 @@ import { after, test } from 'node:test';
 import { runCommand, startDaemon } from './lib/daemon.mjs';
 import { decodeChunkEvents, encodeChunkFrame, startFakeBedrock } from './lib/fake-bedrock.mjs';
 import { CREDS, REGION, relayConfig, scrape, usageRows, waitUsage } from './lib/relay.mjs';
-import { withDb } from './lib/tokens.mjs';
+import { auditRows, withDb } from './lib/tokens.mjs';
 import { makeTempDir, waitFor } from './lib/util.mjs';
 
 const FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
@@ -321,6 +321,9 @@ test('budgets: a group cap and a key cap together, the tightest refuses; budget 
   assert.match(list, /^keycap\s+key\s+\*\s+day\s+0\.003000\s+-\s+-$/m);
   assert.match(list, /^local:bob@example\.com\s+peruser\s+0\.003000\s+-\s+/m);
   await cmd(d, null, 'budget', 'set', 'bob@example.com', 'peruser', '--clear');
+  assert.deepEqual(auditRows(d.dir, 'budget_override_set').map((a) => JSON.parse(a.detail)),
+    [{ cap: 'peruser', limit_micros: 3000, soft_micros: null }]);
+  assert.equal(auditRows(d.dir, 'budget_override_cleared').length, 1);
   await waitFor(async () => ((await me(d, token2)).budgets.find((b) => b.name === 'peruser').limit_usd === '1.000000') || null, { timeoutMs: 5000 });
   const bad = await runCommand(['budget', 'set', 'bob@example.com', 'groupcap', '--limit', '1'], { dir: d.dir });
   assert.equal(bad.code, 1);
