@@ -455,6 +455,18 @@ test('budgets: two daemons on one PostgreSQL share the ledgers (reservations see
   cleanups.push(() => c2.stop());
   await waitFor(async () => ((await me(c2.daemons[0], token)).budgets[0].spent_usd === '0.005125') || null,
     { timeoutMs: 5000, message: 'the restarted daemon reads the shared ledger' });
+  // The commands on PostgreSQL: show from the usage table, set reaching the daemon.
+  const dir = c2.daemons[0].dir;
+  const show = await runCommand(['budget', 'show', 'pat@example.com'], { dir });
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, /^daily\s+user\s+local:pat@example\.com\s+day\s+0\.010000\s+0\.005125\s+0\.004875\s+/m);
+  const usage = await runCommand(['usage', '--cost', '--user', 'pat@example.com'], { dir });
+  assert.match(usage.stdout, /^TOTAL\s+5\s+500\s+250\s+5000\s+1000\s+0\s+0\.005125$/m);
+  const set = await runCommand(['budget', 'set', 'pat@example.com', 'daily', '--limit', '0.02', '--soft', '0.015'], { dir });
+  assert.equal(set.code, 0, set.stderr);
+  await waitFor(async () => ((await me(c2.daemons[0], token)).budgets[0].limit_usd === '0.020000') || null,
+    { timeoutMs: 5000, message: 'the daemon takes the override' });
+  assert.match((await runCommand(['budget', 'list'], { dir })).stdout, /^local:pat@example\.com\s+daily\s+0\.020000\s+0\.015000\s+/m);
 });
 
 test('budgets: a streamed call (InvokeModelWithResponseStream) carries the headers and settles with the stream\'s usage', async () => {
