@@ -9,7 +9,7 @@
 // Bedrock's and Anthropic's shapes.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { runCommand, startDaemon } from './lib/daemon.mjs';
@@ -18,7 +18,16 @@ import { CREDS, REGION, relayConfig, scrape, usageRows, waitUsage } from './lib/
 import { auditRows, withDb } from './lib/tokens.mjs';
 import { makeTempDir, waitFor } from './lib/util.mjs';
 
-const FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+// libfaketime (Debian's libfaketime), under the machine's multiarch directory.
+const FAKETIME = (() => {
+  try {
+    for (const d of readdirSync('/usr/lib')) {
+      const f = join('/usr/lib', d, 'faketime', 'libfaketime.so.1');
+      if (existsSync(f)) return f;
+    }
+  } catch { /* none */ }
+  return '/usr/lib/faketime/libfaketime.so.1';
+})();
 const MODEL = 'test.priced';
 const enc = encodeURIComponent;
 
