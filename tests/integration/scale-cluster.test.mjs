@@ -297,7 +297,13 @@ test('all daemons sign with the same active key and publish the same JWKS; a tok
 });
 
 test('usage and audit rows from every daemon land, none lost, none doubled', async () => {
-  const users = await Promise.all(['usage1', 'usage2', 'usage3'].map((u) => session(u)));
+  // One after another: the fake IdP signs in whoever op.user is when its
+  // login form is posted, so three at once could all come back as one user
+  // (and run into that user's rate limit).
+  const users = [];
+  for (const u of ['usage1', 'usage2', 'usage3']) users.push(await session(u));
+  const subs = users.map((s) => JSON.parse(Buffer.from(s.access.split('.')[1], 'base64url')).sub);
+  assert.deepEqual(subs, ['op:usage1', 'op:usage2', 'op:usage3'], 'three users, not one');
   const ids = [];
   const served = new Set();
   for (let i = 0; i < 30; i++) {
