@@ -281,6 +281,8 @@ apikey_verify(const char *key, struct principal **out, const char **reason)
 	p = principal_new(PRINCIPAL_API_KEY);
 	p->sub = xstrdup(k->user_id);
 	p->key_id = xstrdup(k->id);
+	if (k->name != NULL)
+		p->key_name = xstrdup(k->name);
 	p->provider = k->provider != NULL ? xstrdup(k->provider) :
 	    xstrdup("local");
 	if (k->email != NULL)

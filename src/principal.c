@@ -39,6 +39,7 @@ principal_unref(struct principal *p)
 	free(p->name);
 	free(p->sid);
 	free(p->key_id);
+	free(p->key_name);
 	free(p->tenant);
 	strlist_free(&p->groups);
 	strlist_free(&p->scopes);
