@@ -1213,6 +1213,10 @@ void		 apikey_revoke_by_secret(const char *, const char *,
 		     const char *, void (*)(int, void *), void *);
 int		 apikey_verify(const char *, struct principal **,
 		     const char **);
+/* Scopes (bedrock:invoke, aws:credentials) added to a new key's model
+   patterns, as apikey_create() takes them; -1 with *why if unknown. */
+int		 apikey_scopes_encode(struct strlist *,
+		     const struct strlist *, const char **);
 void		 apikeys_flush_last_used(store_end_cb, void *);
 void		 apikeys_sync(void);
 void		 apikeys_maint(time_t);

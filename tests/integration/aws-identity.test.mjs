@@ -282,7 +282,7 @@ test('per-user roles: one STS session per user with its SourceIdentity and tags,
 test('credential vending: allowed by group, refused otherwise, audited, rate-limited, no-store', async () => {
   const t = await startAws({
     aws: {
-      credentials_per_minute: 4,
+      credentials_per_minute: 5,
       credential_roles: [
         { name: 's3-dev', role_arn: ROLE_S3, allow: { groups: ['dev'] }, duration: 900,
           session_policy: '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}' },
@@ -354,6 +354,41 @@ test('credential vending: allowed by group, refused otherwise, audited, rate-lim
     r = await vend(key, { role: 's3-dev' });
     assert.equal(r.status, 403, r.text());
     assert.equal(r.json().error, 'insufficient_scope');
+    // ... which the owner may give a key (POST /api/keys) or the admin (key create --scope).
+    r = await t.d.request('/api/keys', {
+      method: 'POST', headers: { Authorization: `Bearer ${alice}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'aws only', scopes: ['aws:credentials'] }),
+    });
+    assert.equal(r.status, 201, r.text());
+    assert.deepEqual(r.json().scopes, ['aws:credentials']);
+    assert.deepEqual(r.json().models, []);
+    const awsKey = r.json().key;
+    r = await t.d.request('/api/keys', {
+      method: 'POST', headers: { Authorization: `Bearer ${alice}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ scopes: ['admin'] }),
+    });
+    assert.equal(r.status, 400);
+    r = await t.d.request('/api/keys', {
+      method: 'POST', headers: { Authorization: `Bearer ${alice}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ models: ['scope:admin'] }),
+    });
+    assert.equal(r.status, 400, 'a scope cannot be smuggled in as a model pattern');
+    await waitFor(async () => (await t.d.request('/auth/validate', { headers: { Authorization: `Bearer ${awsKey}` } })).status === 200,
+      { timeoutMs: 5000, message: 'the scoped key never worked' });
+    r = await vend(awsKey, { role: 's3-dev' });
+    assert.equal(r.status, 200, r.text());
+    assert.equal(t.sts.sessions.at(-1).sourceIdentity, 'alice@example.com');
+    // A key with only aws:credentials does not call models.
+    r = await t.invoke(awsKey);
+    assert.equal(r.status, 403);
+    assert.match(r.text(), /bedrock:invoke/);
+    const both = await t.key('local:dave', '--scope', 'bedrock:invoke,aws:credentials');
+    assert.deepEqual(both.info.scopes, ['bedrock:invoke', 'aws:credentials']);
+    const listed = await runCommand(['key', 'list', '--user', 'local:dave'], { dir: t.d.dir });
+    assert.equal(listed.code, 0, listed.stderr);
+    const bad = await runCommand(['key', 'create', '--user', 'local:dave', '--scope', 'root'], { dir: t.d.dir });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--scope: scopes may be/);
 
     // STS refuses: a 403 with the class, STS's words only in the log.
     t.sts.setError({ code: 'AccessDenied', message: 'not authorized to perform sts:AssumeRole on dev-s3', status: 403 });
@@ -364,7 +399,7 @@ test('credential vending: allowed by group, refused otherwise, audited, rate-lim
     assert.doesNotMatch(r.text(), /dev-s3|sts:AssumeRole/);
     t.sts.setError(null);
 
-    // Rate limit: 4 a minute per user (alice has used 3 successful + 1 bad request).
+    // Rate limit: 5 a minute per user (alice has used 4 successful + 1 bad request).
     r = await vend(alice, { role: 's3-dev' });
     assert.equal(r.status, 429);
     assert.ok(Number(r.headers['retry-after']) >= 1);
