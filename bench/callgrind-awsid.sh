@@ -235,16 +235,17 @@ fnpercall()
 	    "$WARMUP warm-up requests then N1 = $N1 or N2 = $N2, curl" \
 	    "--parallel-max $CONNS, keep-alive"
 	echo
-	echo "| kind | Ir per call (each pair) | - plain | relay_metadata | relay_sign | awsrole_user_get |"
+	echo "| kind | Ir per call (each pair) | - plain | awsid_metadata + awsid_metadata_header | awsrole_user_get | sigv4_sign |"
 	echo "|---|---|---|---|---|---|"
 	base=$(percall plain | cut -d' ' -f1)
 	for k in $KINDS; do
 		p=$(percall "$k")
 		printf '| %s | %s | %+d | %s | %s | %s |\n' "$k" "$p" \
 		    $(( $(echo "$p" | cut -d' ' -f1) - base )) \
-		    "$(fnpercall "$k" relay_metadata)" \
-		    "$(fnpercall "$k" relay_sign)" \
-		    "$(fnpercall "$k" awsrole_user_get)"
+		    "$(( $(fnpercall "$k" awsid_metadata) + \
+		    $(fnpercall "$k" awsid_metadata_header) ))" \
+		    "$(fnpercall "$k" awsrole_user_get)" \
+		    "$(fnpercall "$k" sigv4_sign)"
 	done
 	echo
 	echo "each run: total Ir, usage rows, AssumeRole calls:"
