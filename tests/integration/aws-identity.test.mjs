@@ -423,3 +423,20 @@ test('credential vending: off (no roles) is a 404 the laptop client recognises',
     await t.stop();
   }
 });
+
+test('per-user roles: a daemon stopped while calls wait for STS exits cleanly', async () => {
+  const t = await startAws({ server: { shutdown_timeout: 1 }, aws: { per_user_role: { role_arn: ROLE } } });
+  let stopped = false;
+  try {
+    const tok = await t.token('local:alice');
+    t.sts.setDelay(4000);
+    const pending = Promise.all([t.invoke(tok).catch((e) => e), t.invoke(tok).catch((e) => e)]);
+    await waitFor(() => t.sts.requests.length === 1, { timeoutMs: 5000, message: 'no AssumeRole' });
+    await t.stop();
+    stopped = true;
+    const out = await pending;
+    assert.ok(out.every((x) => x instanceof Error || x.status >= 500), 'the waiting calls end with the daemon');
+  } finally {
+    if (!stopped) await t.stop();
+  }
+});
