@@ -440,3 +440,34 @@ test('per-user roles: a daemon stopped while calls wait for STS exits cleanly', 
     if (!stopped) await t.stop();
   }
 });
+
+test('configuration: bad aws identity settings are refused by -n, all at once, with their lines', async () => {
+  const configText = `database: { url: "sqlite:///nonexistent-bsp/x.db" }
+aws:
+  region: us-east-1
+  request_metadata: [user, bogus, "bad{=email", user]
+  per_user_role:
+    role_arn: not-an-arn
+    session_tags: [session]
+  credential_roles:
+    - name: s3
+      role_arn: arn:aws:iam::123456789012:role/s3
+    - name: s3
+      role_arn: arn:aws:iam::123456789012:role/s3
+      allow: { groups: [dev] }
+      session_policy: "[1]"
+`;
+  const r = await runCommand(['-n'], { configText });
+  assert.equal(r.code, 1, r.stderr);
+  for (const re of [
+    /:4: aws\.request_metadata: "bogus" is not FIELD/, /:4: aws\.request_metadata: "bad\{" is not a key/,
+    /:4: aws\.request_metadata: the key "user" is given twice/, /:6: aws\.per_user_role\.role_arn: "not-an-arn"/,
+    /:7: aws\.per_user_role\.session_tags: session is per request/, /:9: aws\.credential_roles entry 0: allow names no/,
+    /:11: aws\.credential_roles: the name "s3" is given twice/, /:11: aws\.credential_roles entry 1: session_policy/,
+  ]) assert.match(r.stderr, re);
+  const ok = await runCommand(['-n'], {
+    configText: 'database: { url: "sqlite:///nonexistent-bsp/x.db" }\naws: { region: us-east-1, bearer_token: abc, per_user_role: { role_arn: "arn:aws:iam::123456789012:role/r" } }\n',
+  });
+  assert.equal(ok.code, 1);
+  assert.match(ok.stderr, /aws\.bearer_token cannot assume roles/);
+});
