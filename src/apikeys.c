@@ -30,6 +30,15 @@
 #define APIKEY_LEN	47	/* bsk_ + 43 base64url characters */
 #define APIKEY_NAME_MAX	64
 #define APIKEY_MODELS_MAX 32
+/*
+ * A key's scopes ride in its list of model patterns as "scope:NAME" (no
+ * schema change): no such entry is a key made before scopes, which may
+ * invoke models and nothing else.
+ */
+#define APIKEY_SCOPE_PREFIX	"scope:"
+static const char *const apikey_scope_names[] = {
+	SCOPE_INVOKE, SCOPE_AWS_CREDENTIALS,
+};
 
 struct apikey {
 	uint8_t		 hash[CRYPTO_HASH_LEN];
@@ -37,6 +46,7 @@ struct apikey {
 	char		*user_id;
 	char		*name;
 	struct strlist	 models;
+	struct strlist	 scopes;
 	time_t		 expires;	/* 0: never */
 	char		*email;
 	char		*provider;
@@ -95,6 +105,75 @@ static struct store_stmt st_purge = STORE_STMT("DELETE FROM api_keys WHERE "
 
 static void	apikeys_load_run(struct store_load *);
 
+static int
+apikey_scope_known(const char *s)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(apikey_scope_names); i++) {
+		if (strcmp(s, apikey_scope_names[i]) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/* Move the "scope:" entries of a stored list into scopes. */
+static void
+apikey_split(struct strlist *models, struct strlist *scopes)
+{
+	struct strlist	 m = { NULL, 0 };
+	size_t		 i, plen = strlen(APIKEY_SCOPE_PREFIX);
+
+	for (i = 0; i < models->n; i++) {
+		if (strncmp(models->v[i], APIKEY_SCOPE_PREFIX, plen) == 0)
+			strlist_add(scopes, models->v[i] + plen);
+		else
+			strlist_add(&m, models->v[i]);
+	}
+	strlist_free(models);
+	*models = m;
+}
+
+/* The same for a JSON list (answers): the scopes, taken out of models. */
+static json_t *
+apikey_json_split(json_t *models)
+{
+	json_t		*scopes = json_array(), *v;
+	size_t		 i, plen = strlen(APIKEY_SCOPE_PREFIX);
+	const char	*s;
+
+	for (i = 0; i < json_array_size(models);) {
+		v = json_array_get(models, i);
+		s = json_string_value(v);
+		if (s != NULL && strncmp(s, APIKEY_SCOPE_PREFIX, plen) == 0) {
+			json_array_append_new(scopes, json_string(s + plen));
+			json_array_remove(models, i);
+		} else
+			i++;
+	}
+	return (scopes);
+}
+
+int
+apikey_scopes_encode(struct strlist *models, const struct strlist *scopes,
+    const char **why)
+{
+	char	*e;
+	size_t	 i;
+
+	for (i = 0; i < scopes->n; i++) {
+		if (!apikey_scope_known(scopes->v[i])) {
+			*why = "scopes may be " SCOPE_INVOKE " and "
+			    SCOPE_AWS_CREDENTIALS;
+			return (-1);
+		}
+		xasprintf(&e, "%s%s", APIKEY_SCOPE_PREFIX, scopes->v[i]);
+		strlist_add(models, e);
+		free(e);
+	}
+	return (0);
+}
+
 static void
 apikey_free(struct apikey *k)
 {
@@ -104,6 +183,7 @@ apikey_free(struct apikey *k)
 	free(k->email);
 	free(k->provider);
 	strlist_free(&k->models);
+	strlist_free(&k->scopes);
 	strlist_free(&k->groups);
 	free(k);
 }
@@ -151,6 +231,7 @@ apikeys_load_row(const struct store_row *r, void *arg)
 	k->user_id = store_strdup(r, 2);
 	k->name = store_strdup(r, 3);
 	strlist_from_json_text(&k->models, store_text(r, 4));
+	apikey_split(&k->models, &k->scopes);
 	k->expires = (time_t)store_int(r, 5);
 	k->email = store_strdup(r, 6);
 	k->provider = store_strdup(r, 7);
@@ -281,6 +362,8 @@ apikey_verify(const char *key, struct principal **out, const char **reason)
 	p = principal_new(PRINCIPAL_API_KEY);
 	p->sub = xstrdup(k->user_id);
 	p->key_id = xstrdup(k->id);
+	if (k->name != NULL)
+		p->key_name = xstrdup(k->name);
 	p->provider = k->provider != NULL ? xstrdup(k->provider) :
 	    xstrdup("local");
 	if (k->email != NULL)
@@ -288,6 +371,7 @@ apikey_verify(const char *key, struct principal **out, const char **reason)
 	p->email_verified = k->email_verified;
 	strlist_copy(&p->groups, &k->groups);
 	strlist_copy(&p->key_models, &k->models);
+	strlist_copy(&p->scopes, &k->scopes);
 	p->exp = k->expires;
 	*out = p;
 	return (0);
@@ -446,6 +530,13 @@ apikeys_request_ok(const char *name, const struct strlist *models,
 			*why = "model patterns must be printable text";
 			goto out;
 		}
+		if (strncmp(models->v[i], APIKEY_SCOPE_PREFIX,
+		    strlen(APIKEY_SCOPE_PREFIX)) == 0 && !apikey_scope_known(
+		    models->v[i] + strlen(APIKEY_SCOPE_PREFIX))) {
+			*why = "scopes may be " SCOPE_INVOKE " and "
+			    SCOPE_AWS_CREDENTIALS;
+			goto out;
+		}
 		json_array_append_new(*ma, json_string(models->v[i]));
 	}
 	if (*ttl < 0)
@@ -507,9 +598,11 @@ create_end(struct create_op *op, int rc)
 	json_t	*info = NULL;
 
 	if (rc == 0) {
-		info = json_pack("{s:s,s:s?,s:s,s:O,s:I}", "id", op->id, "name",
-		    op->name, "hint", op->hint, "models", op->ma, "created_at",
-		    (json_int_t)op->now);
+		info = json_pack("{s:s,s:s?,s:s,s:o,s:I}", "id", op->id, "name",
+		    op->name, "hint", op->hint, "models", json_deep_copy(op->ma),
+		    "created_at", (json_int_t)op->now);
+		json_object_set_new(info, "scopes", apikey_json_split(
+		    json_object_get(info, "models")));
 		json_object_set_new(info, "expires_at", op->expires != 0 ?
 		    json_integer((json_int_t)op->expires) : json_null());
 	} else if (rc == -2)
@@ -699,12 +792,13 @@ static void
 list_row(const struct store_row *r, void *arg)
 {
 	struct list_op	*op = arg;
-	json_t		*m, *o;
+	json_t		*m, *o, *scopes;
 	const char	*ms;
 
 	ms = store_text(r, 4);
 	if (ms == NULL || (m = json_loads(ms, 0, NULL)) == NULL)
 		m = json_array();
+	scopes = apikey_json_split(m);
 	o = json_pack("{s:s?,s:s?,s:s?,s:s?,s:o,s:I,s:b}",
 	    "id", store_text(r, 0),
 	    "user", store_text(r, 1),
@@ -713,6 +807,7 @@ list_row(const struct store_row *r, void *arg)
 	    "models", m,
 	    "created_at", (json_int_t)store_int(r, 5),
 	    "revoked", (int)store_int(r, 8));
+	json_object_set_new(o, "scopes", scopes);
 	json_object_set_new(o, "expires_at", store_null(r, 6) ? json_null() :
 	    json_integer((json_int_t)store_int(r, 6)));
 	json_object_set_new(o, "last_used_at", store_null(r, 7) ?

@@ -219,6 +219,7 @@ enum config_scope {
 	CS_ALIAS,
 	CS_PRICE,
 	CS_CAP,
+	CS_AWSROLE,
 };
 struct config_key {
 	const char		*name;
@@ -390,6 +391,18 @@ struct model_rule {
 	struct strlist	 deny;
 };
 
+/* One entry of aws.credential_roles. */
+struct aws_credential_role {
+	char		*where;
+	char		*name;
+	char		*role_arn;
+	struct strlist	 groups;
+	struct strlist	 emails;
+	struct strlist	 domains;
+	long long	 duration;
+	char		*session_policy;
+};
+
 struct config {
 	int		 refcnt;
 	char		*path;
@@ -497,6 +510,15 @@ struct config {
 	char		*aws_ca_file;
 	char		*aws_region_env;	/* AWS_REGION at load time */
 	char		*aws_endpoint;		/* effective endpoint URL */
+	struct strlist	 aws_request_metadata;
+	char		*aws_user_role_arn;
+	long long	 aws_user_role_duration;
+	struct strlist	 aws_user_role_tags;
+	long long	 aws_user_role_cache;
+	char		*aws_user_role_external_id;
+	struct aws_credential_role *aws_credential_roles;
+	size_t		 naws_credential_roles;
+	long long	 aws_credentials_per_minute;
 
 	/* Anthropic and OpenAI front ends */
 	int		 anthropic_upstream;	/* ANTHROPIC_UP_* */
@@ -793,6 +815,7 @@ char		*relay_id_decode(const char *, size_t, size_t, const char **);
 #define RELAY_SSE	0x04	/* SSE relayed as is, usage read on the side */
 #define RELAY_COUNT	0x08	/* CountTokens answered as Anthropic's */
 #define RELAY_OPENAI	0x10	/* OpenAI usage names */
+#define RELAY_META	0x20	/* InvokeModel: request metadata header */
 /* A call of another front end (route-anthropic.c, route-openai.c). */
 struct relay_call {
 	const char	*name;		/* operation: usage rows, metrics */
@@ -826,6 +849,10 @@ void		 route_oauth_token(struct request *);
 void		 route_managed_settings(struct request *);
 void		 route_telemetry(struct request *);
 void		 gateway_config_check(struct config *, struct config_errors *);
+
+/* route-aws.c */
+void		 route_aws_credentials(struct request *);
+void		 vend_free_all(void);
 
 /* route-keys.c */
 void		 route_api_keys(struct request *);
@@ -997,6 +1024,9 @@ void		 counters_free(void);
 int		 access_allowed(const struct config *,
 		     const struct provider_config *, const struct identity *,
 		     const char **);
+int		 policy_who(const struct config *, const struct strlist *,
+		     const struct strlist *, const struct strlist *,
+		     const struct principal *);
 int		 policy_model_allowed(const struct config *,
 		     const struct principal *, const char *, const char **);
 int		 ratelimit_check(const struct config *, const struct principal *,
@@ -1165,6 +1195,7 @@ struct principal {
 	struct strlist		 scopes;
 	char			*sid;		/* token family */
 	char			*key_id;	/* API key */
+	char			*key_name;	/* API key: its name, or NULL */
 	struct strlist		 key_models;	/* API key model patterns */
 	char			*tenant;
 	time_t			 iat;
@@ -1176,6 +1207,67 @@ void		 principal_unref(struct principal *);
 int		 principal_has_scope(const struct principal *, const char *);
 const char	*principal_revoked(const struct principal *);
 
+/* aws-identity.c */
+enum awsid_field {
+	AWSID_USER,
+	AWSID_EMAIL,
+	AWSID_PROVIDER,
+	AWSID_GROUPS,
+	AWSID_API_KEY,
+	AWSID_SESSION,
+};
+#define AWSID_NAME_MAX	64	/* RoleSessionName, SourceIdentity */
+int		 awsid_spec_parse(const char *, char *, size_t, int *);
+int		 awsid_meta_key_ok(const char *);
+/* The identity's pairs of aws.request_metadata (a new object). */
+json_t		*awsid_metadata(const struct config *,
+		     const struct principal *, const char *);
+/* The header's value: ours merged with the client's header (or NULL);
+   allocated, or NULL with *why. */
+char		*awsid_metadata_header(json_t *, const char *, const char **);
+/* A Converse body with ours merged into its requestMetadata: 0 and *out
+   (allocated), or -1 with *why. */
+int		 awsid_metadata_body(json_t *, const uint8_t *, size_t,
+		     uint8_t **, size_t *, const char **);
+void		 awsid_session_name(const struct principal *,
+		     char [AWSID_NAME_MAX + 1]);
+/* The AssumeRole form for this user (allocated). */
+char		*awsid_assume_form(const struct config *,
+		     const struct principal *, const char *, long long,
+		     const char *);
+void		 awsid_config_check(struct config *, struct config_errors *);
+
+/* aws-roles.c */
+struct aws_creds;
+struct awsrole_wait;
+struct awsrole_op;
+/* creds (a reference the callee owns) or NULL; the class is an enum
+   aws_call_class (aws-call.h); msg is short and safe to show. */
+typedef void	(*awsrole_cb)(struct aws_creds *, int, const char *, void *);
+int		 awsrole_init(struct config *, char **);
+void		 awsrole_commit(struct config *);
+void		 awsrole_maint(time_t);
+void		 awsrole_free(void);
+/*
+ * The user's per-user role session: 1 and *out (a reference) from the
+ * cache; 0: cb(creds, class, msg, arg) on a later loop pass, *wait to
+ * cancel it; -1: failed a moment ago, *cls says how (no call is made).
+ */
+int		 awsrole_user_get(const struct config *, struct principal *,
+		     struct aws_creds **, int *, awsrole_cb, void *,
+		     struct awsrole_wait **);
+void		 awsrole_user_cancel(struct awsrole_wait *);
+/* AWS refused these (expired): the next get assumes the role again. */
+void		 awsrole_user_rejected(const struct principal *,
+		     const struct aws_creds *);
+/* Users cached now; *assumes: AssumeRole calls started so far. */
+size_t		 awsrole_cached(unsigned long *);
+/* One AssumeRole of an aws.credential_roles entry for this user. */
+struct awsrole_op *awsrole_assume(const struct config *,
+		     const struct principal *,
+		     const struct aws_credential_role *, awsrole_cb, void *);
+void		 awsrole_assume_cancel(struct awsrole_op *);
+
 /* tokens.c */
 enum jwt_alg {
 	JWT_ALG_EDDSA = 0,
@@ -1184,6 +1276,7 @@ enum jwt_alg {
 	JWT_ALG_HS256,
 };
 #define SCOPE_INVOKE	"bedrock:invoke"
+#define SCOPE_AWS_CREDENTIALS	"aws:credentials"
 extern const char *const jwt_alg_choices[];
 extern const char *const legacy_alg_choices[];
 void		 tokens_config_check(struct config *, struct config_errors *);
@@ -1259,6 +1352,10 @@ void		 apikey_revoke_by_secret(const char *, const char *,
 		     const char *, void (*)(int, void *), void *);
 int		 apikey_verify(const char *, struct principal **,
 		     const char **);
+/* Scopes (bedrock:invoke, aws:credentials) added to a new key's model
+   patterns, as apikey_create() takes them; -1 with *why if unknown. */
+int		 apikey_scopes_encode(struct strlist *,
+		     const struct strlist *, const char **);
 void		 apikeys_flush_last_used(store_end_cb, void *);
 void		 apikeys_sync(void);
 void		 apikeys_maint(time_t);

@@ -33,7 +33,8 @@ const struct command commands[] = {
 	{ "token", "mint", "--user EMAIL|SUB [--ttl SECONDS] [--scope S]",
 	  cmd_token_mint, "print an access token" },
 	{ "key", "create", "--user USER [--name N] [--ttl D] "
-	  "[--models PATTERN,...]", cmd_key_create, "make an API key" },
+	  "[--models PATTERN,...] [--scope S,...]", cmd_key_create,
+	  "make an API key" },
 	{ "key", "list", "[--user USER]", cmd_key_list, "list API keys" },
 	{ "key", "revoke", "ID", cmd_key_revoke, "revoke an API key" },
 	{ "user", "list", "", cmd_user_list, "list users" },
@@ -453,15 +454,16 @@ out:
 	return (rc);
 }
 
-/* key create --user U [--name N] [--ttl D] [--models P,...] */
+/* key create --user U [--name N] [--ttl D] [--models P,...] [--scope S] */
 static int
 cmd_key_create(int argc, char **argv)
 {
 	static const char	 allowed[] = { OPT_USER, OPT_TTL, OPT_NAME,
-				    OPT_MODELS, 0 };
+				    OPT_MODELS, OPT_SCOPE, 0 };
 	struct cmd_opts		 o;
 	struct user		 u;
-	struct strlist		 models = { NULL, 0 };
+	struct strlist		 models = { NULL, 0 }, scopes = { NULL, 0 };
+	const char		*why;
 	struct cmd_wait		 w;
 	long long		 ttl = -1;
 	char			*copy, *p, *s, *js;
@@ -469,7 +471,8 @@ cmd_key_create(int argc, char **argv)
 
 	if (cmd_parse(argc, argv, allowed, &o, 0) == -1 || o.user == NULL) {
 		fprintf(stderr, "usage: %s key create --user USER [--name N] "
-		    "[--ttl D] [--models PATTERN,...]\n", BSP_NAME);
+		    "[--ttl D] [--models PATTERN,...] [--scope S,...]\n",
+		    BSP_NAME);
 		return (1);
 	}
 	if (o.ttl != NULL && parse_duration(o.ttl, &ttl) == -1) {
@@ -484,6 +487,21 @@ cmd_key_create(int argc, char **argv)
 				strlist_add(&models, s);
 		}
 		free(copy);
+	}
+	if (o.scope != NULL) {
+		copy = p = xstrdup(o.scope);
+		while ((s = strsep(&p, ",")) != NULL) {
+			if (*s != '\0')
+				strlist_add(&scopes, s);
+		}
+		free(copy);
+		r = apikey_scopes_encode(&models, &scopes, &why);
+		strlist_free(&scopes);
+		if (r == -1) {
+			fprintf(stderr, "%s: --scope: %s\n", BSP_NAME, why);
+			strlist_free(&models);
+			return (1);
+		}
 	}
 	if (cmd_open() == -1) {
 		strlist_free(&models);

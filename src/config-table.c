@@ -59,6 +59,7 @@ static const char *const cap_window_choices[] = {
 static const char *const unknown_model_choices[] = {
 	"refuse", "default", NULL
 };
+#define AROLE(f)	offsetof(struct aws_credential_role, f)
 static const char *const token_auth_choices[] = {
 	"auto", "basic", "post", NULL
 };
@@ -415,6 +416,49 @@ const struct config_key config_keys[] = {
 	  0, NULL, 0, "Bedrock runtime endpoint (VPC endpoint, FIPS, tests)" },
 	{ "aws.ca_file", CT_PATH, CS_ROOT, OFF(aws_ca_file), NULL, 0, 0, NULL, 0,
 	  "extra CA bundle trusted for outbound TLS" },
+	{ "aws.request_metadata", CT_LIST, CS_ROOT, OFF(aws_request_metadata),
+	  NULL, 0, 0, NULL, 0,
+	  "identity fields sent as Bedrock request metadata, FIELD or "
+	  "KEY=FIELD: user, email, provider, groups, api_key, session" },
+	{ "aws.per_user_role.role_arn", CT_STRING, CS_ROOT,
+	  OFF(aws_user_role_arn), NULL, 0, 0, NULL, 0,
+	  "sign each user's Bedrock calls with an sts:AssumeRole session of "
+	  "this role made for that user" },
+	{ "aws.per_user_role.duration", CT_DURATION, CS_ROOT,
+	  OFF(aws_user_role_duration), "3600", 900, 43200, NULL, 0,
+	  "seconds a per-user role session lasts (DurationSeconds)" },
+	{ "aws.per_user_role.session_tags", CT_LIST, CS_ROOT,
+	  OFF(aws_user_role_tags), "user,email,groups,provider", 0, 0, NULL, 0,
+	  "session tags from the identity, FIELD or KEY=FIELD; empty: none" },
+	{ "aws.per_user_role.cache_size", CT_INT, CS_ROOT,
+	  OFF(aws_user_role_cache), "10000", 1, 1000000, NULL, 0,
+	  "users whose role sessions are kept (least recently used go "
+	  "first)" },
+	{ "aws.per_user_role.external_id", CT_STRING, CS_ROOT,
+	  OFF(aws_user_role_external_id), NULL, 0, 0, NULL, 0,
+	  "ExternalId sent with every AssumeRole (the trust policy's "
+	  "sts:ExternalId)" },
+	{ "aws.credential_roles[].name", CT_STRING, CS_AWSROLE, AROLE(name),
+	  NULL, 0, 0, NULL, 0, "what POST /aws/credentials names (\"role\")" },
+	{ "aws.credential_roles[].role_arn", CT_STRING, CS_AWSROLE,
+	  AROLE(role_arn), NULL, 0, 0, NULL, 0, "the IAM role assumed" },
+	{ "aws.credential_roles[].allow.groups", CT_LIST, CS_AWSROLE,
+	  AROLE(groups), NULL, 0, 0, NULL, 0,
+	  "members of these groups may have it" },
+	{ "aws.credential_roles[].allow.emails", CT_LIST, CS_AWSROLE,
+	  AROLE(emails), NULL, 0, 0, NULL, 0, "these users may have it" },
+	{ "aws.credential_roles[].allow.domains", CT_LIST, CS_AWSROLE,
+	  AROLE(domains), NULL, 0, 0, NULL, 0,
+	  "users of these email domains may have it" },
+	{ "aws.credential_roles[].duration", CT_DURATION, CS_AWSROLE,
+	  AROLE(duration), "3600", 900, 43200, NULL, 0,
+	  "seconds the credentials last (DurationSeconds)" },
+	{ "aws.credential_roles[].session_policy", CT_STRING, CS_AWSROLE,
+	  AROLE(session_policy), NULL, 0, 0, NULL, 0,
+	  "an inline session policy (JSON) that narrows the role" },
+	{ "aws.credentials_per_minute", CT_INT, CS_ROOT,
+	  OFF(aws_credentials_per_minute), "10", 1, 10000, NULL, 0,
+	  "POST /aws/credentials calls one user may make per minute" },
 
 	/* Anthropic and OpenAI front ends */
 	{ "anthropic.upstream", CT_ENUM, CS_ROOT, OFF(anthropic_upstream),
@@ -584,6 +628,9 @@ const struct config_collection config_collections[] = {
 	{ "budgets.caps", "budgets.caps[]", CS_CAP, 0,
 	  sizeof(struct budget_cap), OFF(budget_caps), OFF(nbudget_caps), 0,
 	  CAP(where) },
+	{ "aws.credential_roles", "aws.credential_roles[]", CS_AWSROLE, 0,
+	  sizeof(struct aws_credential_role), OFF(aws_credential_roles),
+	  OFF(naws_credential_roles), 0, AROLE(where) },
 };
 const size_t config_ncollections = nitems(config_collections);
 

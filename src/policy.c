@@ -120,27 +120,39 @@ email_domain(const char *email)
  * group must not reach a rule for ceo@example.com by claiming that
  * address at an IdP that never checked it.
  */
-static int
-rule_applies(const struct config *c, const struct model_rule *mr,
+/*
+ * Is the principal one of these groups, emails or email domains (as a
+ * model rule names who it applies to)? Lists all empty: everyone.
+ */
+int
+policy_who(const struct config *c, const struct strlist *groups,
+    const struct strlist *emails, const struct strlist *domains,
     const struct principal *p)
 {
 	size_t		 i;
 	const char	*dom;
 
-	if (mr->groups.n == 0 && mr->emails.n == 0 && mr->domains.n == 0)
+	if (groups->n == 0 && emails->n == 0 && domains->n == 0)
 		return (1);
-	for (i = 0; i < mr->groups.n; i++) {
-		if (strlist_contains(&p->groups, mr->groups.v[i]))
+	for (i = 0; i < groups->n; i++) {
+		if (strlist_contains(&p->groups, groups->v[i]))
 			return (1);
 	}
 	if (!p->email_verified && c->access_require_verified)
 		return (0);
-	if (p->email != NULL && strlist_contains_nocase(&mr->emails, p->email))
+	if (p->email != NULL && strlist_contains_nocase(emails, p->email))
 		return (1);
 	if ((dom = email_domain(p->email)) != NULL &&
-	    strlist_contains_nocase(&mr->domains, dom))
+	    strlist_contains_nocase(domains, dom))
 		return (1);
 	return (0);
+}
+
+static int
+rule_applies(const struct config *c, const struct model_rule *mr,
+    const struct principal *p)
+{
+	return (policy_who(c, &mr->groups, &mr->emails, &mr->domains, p));
 }
 
 /*

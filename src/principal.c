@@ -6,6 +6,7 @@
  */
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "bsp.h"
 #include "tokens.h"
@@ -39,6 +40,7 @@ principal_unref(struct principal *p)
 	free(p->name);
 	free(p->sid);
 	free(p->key_id);
+	free(p->key_name);
 	free(p->tenant);
 	strlist_free(&p->groups);
 	strlist_free(&p->scopes);
@@ -49,9 +51,11 @@ principal_unref(struct principal *p)
 int
 principal_has_scope(const struct principal *p, const char *scope)
 {
-	if (p->kind == PRINCIPAL_API_KEY || p->kind == PRINCIPAL_EXTERNAL ||
-	    p->kind == PRINCIPAL_LEGACY)
-		return (1);
+	/* A key made before scopes (none listed) may do what keys did. */
+	if (p->kind == PRINCIPAL_API_KEY && p->scopes.n == 0)
+		return (strcmp(scope, SCOPE_INVOKE) == 0);
+	if (p->kind == PRINCIPAL_EXTERNAL || p->kind == PRINCIPAL_LEGACY)
+		return (strcmp(scope, SCOPE_INVOKE) == 0);
 	return (strlist_contains(&p->scopes, scope));
 }
 

@@ -224,7 +224,8 @@ route_anthropic_messages(struct request *r)
 		}
 		call.path = path;
 		call.service = "bedrock";
-		call.flags = req.stream ? RELAY_STREAM | RELAY_TO_SSE : 0;
+		call.flags = (req.stream ? RELAY_STREAM | RELAY_TO_SSE : 0) |
+		    RELAY_META;
 	}
 	relay_call(r, &call);
 out:

@@ -52,6 +52,7 @@
 #include "bsp.h"
 #include "crypto.h"
 #include "anthropic.h"
+#include "aws-call.h"
 #include "aws-creds.h"
 #include "eventstream.h"
 #include "http-client.h"
@@ -65,6 +66,7 @@
 #define RELAY_MODEL_MAX		2048
 #define RELAY_MAX_HEADERS	(SIGV4_MAX_HEADERS + 8)
 #define RELAY_SSE_EVENT_MAX	(256 * 1024)	/* kept to read usage */
+#define RELAY_META_HEADER	"X-Amzn-Bedrock-Request-Metadata"
 
 struct relay_op {
 	const char	*route;		/* route name in the table */
@@ -86,11 +88,12 @@ enum relay_state {
 	RS_NEW,
 	RS_SENT,
 	RS_WAIT_CREDS,
+	RS_WAIT_ROLE,
 	RS_STREAMING,
 	RS_DONE,
 };
 static const char *const relay_state_names[] = {
-	"NEW", "SENT", "WAIT_CREDS", "STREAMING", "DONE"
+	"NEW", "SENT", "WAIT_CREDS", "WAIT_ROLE", "STREAMING", "DONE"
 };
 
 struct relay {
@@ -106,6 +109,9 @@ struct relay {
 	char			*model;		/* decoded, for policy, usage */
 	char			*path;		/* wire path sent upstream */
 	struct aws_creds	*creds;
+	int			 user_role;	/* creds: the user's session */
+	struct awsrole_wait	*rwait;		/* RS_WAIT_ROLE */
+	char			*meta_header;	/* request metadata, or NULL */
 	struct hc_req		*up;
 	int			 attempts;
 	int			 paused;
@@ -176,6 +182,8 @@ relay_free(void *arg)
 		relay_enter(rl, RS_DONE);
 	if (rl->creds != NULL)
 		aws_creds_unref(rl->creds);
+	awsrole_user_cancel(rl->rwait);
+	free(rl->meta_header);
 	if (rl->dec_on)
 		es_decoder_free(&rl->dec);
 	if (rl->errbody != NULL)
@@ -1090,6 +1098,8 @@ relay_abort(struct request *r)
 	}
 	if (rl->state == RS_WAIT_CREDS)
 		aws_creds_cancel_wait(rl);
+	awsrole_user_cancel(rl->rwait);
+	rl->rwait = NULL;
 	rl->outcome = "client_gone";
 	relay_finish(rl);
 }
@@ -1361,6 +1371,14 @@ relay_wait_creds(struct relay *rl)
 		evhttp_clear_headers(&rl->errheaders);
 		rl->errheaders_set = 0;
 	}
+	if (rl->user_role) {
+		/* The user's session: assume the role again, once. */
+		log_info("relay %s: AWS refused the per-user role session; "
+		    "assuming it again", rl->r->id);
+		awsrole_user_rejected(rl->r->principal, rl->creds);
+		relay_send(rl);
+		return;
+	}
 	log_info("relay %s: AWS says the credentials expired; refreshing once",
 	    rl->r->id);
 	aws_creds_expired(rl->creds, relay_creds_cb, rl);
@@ -1515,6 +1533,9 @@ relay_forward_headers(struct relay *rl, struct sigv4_header *sh, size_t *ns,
 	TAILQ_FOREACH(kv, in, next) {
 		if (!relay_header_forwarded(rl, kv->key))
 			continue;
+		if (rl->meta_header != NULL && strcasecmp(kv->key,
+		    RELAY_META_HEADER) == 0)
+			continue;	/* merged into ours */
 		if (*ns == SIGV4_MAX_HEADERS)
 			return (-1);
 		sh[*ns].name = kv->key;
@@ -1524,13 +1545,95 @@ relay_forward_headers(struct relay *rl, struct sigv4_header *sh, size_t *ns,
 		hdr[*nh].value = kv->value;
 		(*nh)++;
 	}
+	if (rl->meta_header != NULL) {
+		if (*ns == SIGV4_MAX_HEADERS)
+			return (-1);
+		sh[*ns].name = RELAY_META_HEADER;
+		sh[*ns].value = rl->meta_header;
+		(*ns)++;
+		hdr[*nh].name = RELAY_META_HEADER;
+		hdr[*nh].value = rl->meta_header;
+		(*nh)++;
+	}
 	return (0);
+}
+
+/* The user's role session could not be had: a clean answer by class. */
+static void
+relay_role_failed(struct relay *rl, int cls)
+{
+	struct request	*r = rl->r;
+	int		 code = 503;
+	const char	*type = "ServiceUnavailableException";
+
+	switch (cls) {
+	case AWS_CALL_DENIED:
+		code = 403;
+		type = "AccessDeniedException";
+		break;
+	case AWS_CALL_THROTTLED:
+		type = "ThrottlingException";
+		break;
+	case AWS_CALL_CLIENT:
+		code = 500;
+		type = "InternalServerException";
+		break;
+	}
+	rl->outcome = "user_role_failed";
+	relay_log_fields(rl);
+	server_error_bedrock(r, code, type, "the proxy could not assume your "
+	    "AWS role (%s); its log has the details under request id %s",
+	    aws_call_class_name((enum aws_call_class)cls), r->id);
+	relay_finish(rl);
+}
+
+/* The user's role session arrived (or did not): send, or answer. */
+static void
+relay_role_cb(struct aws_creds *c, int cls, const char *msg, void *arg)
+{
+	struct relay	*rl = arg;
+
+	rl->rwait = NULL;
+	if (c != NULL)
+		aws_creds_unref(c);	/* the cache has it now */
+	if (rl->state != RS_WAIT_ROLE)
+		return;
+	if (c == NULL) {
+		relay_role_failed(rl, cls);
+		return;
+	}
+	relay_send(rl);
+}
+
+/*
+ * rl->creds from the user's role session: 0 when in hand, 1 when it is
+ * being made (relay_role_cb sends), -1 when the request was answered.
+ */
+static int
+relay_user_role(struct relay *rl)
+{
+	struct request	*r = rl->r;
+	int		 rc, cls = AWS_CALL_SERVER;
+
+	rc = awsrole_user_get(r->cfg, r->principal, &rl->creds, &cls,
+	    relay_role_cb, rl, &rl->rwait);
+	if (rc == 1) {
+		rl->user_role = 1;
+		return (0);
+	}
+	if (rc == 0) {
+		relay_enter(rl, RS_WAIT_ROLE);
+		return (1);
+	}
+	relay_role_failed(rl, cls);
+	return (-1);
 }
 
 /*
  * Sign this attempt with the current AWS credentials (kept in rl->creds,
- * to tell AWS's "expired" apart from a refresh): 0, or -1 when the request
- * has been answered.
+ * to tell AWS's "expired" apart from a refresh): 0; 1 while the user's
+ * role session is being made (relay_send is called again); -1 when the
+ * request has been answered.
  */
 static int
 relay_sign(struct relay *rl, const uint8_t *body, size_t blen,
@@ -1544,7 +1647,18 @@ relay_sign(struct relay *rl, const uint8_t *body, size_t blen,
 
 	if (rl->creds != NULL)
 		aws_creds_unref(rl->creds);
-	if ((rl->creds = aws_creds_get()) == NULL) {
+	rl->creds = NULL;
+	rl->user_role = 0;
+	if (c->aws_user_role_arn != NULL) {
+		switch (relay_user_role(rl)) {
+		case 0:
+			break;
+		case 1:
+			return (1);	/* waiting for the user's session */
+		default:
+			return (-1);
+		}
+	} else if ((rl->creds = aws_creds_get()) == NULL) {
 		rl->outcome = "no_credentials";
 		server_error_bedrock(r, 503, "ServiceUnavailableException",
 		    "the proxy has no AWS credentials: %s",
@@ -1653,7 +1767,7 @@ relay_send(struct relay *rl)
 		hdr[nh].value = bearer;
 		nh++;
 	} else {
-		if (relay_sign(rl, body, blen, sh, ns, &sres) == -1)
+		if (relay_sign(rl, body, blen, sh, ns, &sres) != 0)
 			return;
 		for (i = 0; i < sres.nout; i++)
 			hdr[nh++] = (struct hc_header){ sres.out[i].name,
@@ -1840,6 +1954,55 @@ relay_budget(struct relay *rl)
 }
 
 /*
+ * aws.request_metadata: the caller's identity as Bedrock request metadata,
+ * merged with the client's: the header on InvokeModel (and the Anthropic
+ * routes that use it), the body's requestMetadata on Converse. 0, or -1
+ * when the request was answered (a client's metadata that cannot be
+ * merged).
+ */
+static int
+relay_metadata(struct relay *rl)
+{
+	struct request	*r = rl->r;
+	json_t		*ours;
+	const uint8_t	*body;
+	uint8_t		*nb;
+	size_t		 blen, nlen;
+	const char	*why = NULL, *name = rl->name;
+	int		 header, rc = 0;
+
+	header = (rl->flags & RELAY_META) || strcmp(name, "InvokeModel") == 0 ||
+	    strcmp(name, "InvokeModelWithResponseStream") == 0;
+	if (!header && (rl->op == NULL || (strcmp(name, "Converse") != 0 &&
+	    strcmp(name, "ConverseStream") != 0)))
+		return (0);
+	ours = awsid_metadata(r->cfg, r->principal, rl->session);
+	if (json_object_size(ours) == 0) {
+		json_decref(ours);
+		return (0);
+	}
+	if (header) {
+		if ((rl->meta_header = awsid_metadata_header(ours,
+		    server_header(r, RELAY_META_HEADER), &why)) == NULL)
+			rc = -1;
+	} else if (server_body(r, &body, &blen) == -1 ||
+	    awsid_metadata_body(ours, body, blen, &nb, &nlen, &why) == -1)
+		rc = -1;
+	else {
+		free(rl->body);
+		rl->body = nb;
+		rl->body_len = nlen;
+	}
+	json_decref(ours);
+	if (rc == -1) {
+		rl->outcome = "bad_request";
+		server_error_bedrock(r, 400, "ValidationException", "%s",
+		    why != NULL ? why : "cannot read the request body");
+	}
+	return (rc);
+}
+
+/*
  * The gate every relayed call passes once its model is known: the model
  * policy (a denial is a 403 in Bedrock's words, a 400 in the Anthropic
  * and OpenAI APIs'), the rate limits; then the call goes upstream.
@@ -1869,6 +2032,9 @@ relay_go(struct relay *rl)
 		    "rate limit exceeded; retry in %lld seconds", retry);
 		return;
 	}
+	/* The metadata may grow the body the budget's worst case is read from. */
+	if (r->cfg->aws_request_metadata.n > 0 && relay_metadata(rl) == -1)
+		return;
 	if (relay_budget(rl) == -1)
 		return;
 	request_ref(r);

@@ -118,6 +118,31 @@ keys_create(struct request *r)
 			    json_string_value(json_array_get(v, i)));
 		}
 	}
+	v = json_object_get(j, "scopes");
+	if (v != NULL && !json_is_null(v)) {
+		struct strlist	scopes = { NULL, 0 };
+		int		bad = !json_is_array(v) ||
+				    json_array_size(v) == 0;
+
+		for (i = 0; !bad && i < json_array_size(v); i++) {
+			if (!json_is_string(json_array_get(v, i)))
+				bad = 1;
+			else
+				strlist_add(&scopes,
+				    json_string_value(json_array_get(v, i)));
+		}
+		why = "scopes must be a list of " SCOPE_INVOKE " and "
+		    SCOPE_AWS_CREDENTIALS;
+		if (bad || apikey_scopes_encode(&models, &scopes, &why) ==
+		    -1) {
+			strlist_free(&scopes);
+			strlist_free(&models);
+			json_decref(j);
+			server_error_oauth(r, 400, "invalid_request", why);
+			return;
+		}
+		strlist_free(&scopes);
+	}
 	/* Held until the answer, which comes from the callback. */
 	request_ref(r);
 	apikey_create(r->principal->sub, r->principal->sid, name, ttl,

@@ -48,6 +48,8 @@ static const struct route routes[] = {
 	  RF_NO_STORE | RF_AUTH | RF_JWT_ONLY },
 	{ "api_key", DELETE, "/api/keys/{}", route_api_key_delete,
 	  RF_NO_STORE | RF_AUTH | RF_JWT_ONLY },
+	{ "aws_credentials", POST, "/aws/credentials", route_aws_credentials,
+	  RF_NO_STORE | RF_AUTH },
 	{ "jwks", GET, "/.well-known/jwks.json", route_jwks, 0 },
 	{ "oauth_metadata", GET, "/.well-known/oauth-authorization-server",
 	  route_oauth_metadata, 0 },
