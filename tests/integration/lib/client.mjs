@@ -95,9 +95,11 @@ export async function runClient(laptop, args, opts = {}) {
 }
 
 /** A BROWSER command for the client: a script that writes the URL to a file. */
+let browsers = 0;
 export function fakeBrowser(laptop) {
-  const file = join(laptop.dir, 'opened-url');
-  const script = join(laptop.dir, 'browser.sh');
+  const n = ++browsers;
+  const file = join(laptop.dir, `opened-url-${n}`);
+  const script = join(laptop.dir, `browser-${n}.sh`);
   writeFileSync(script, `#!/bin/sh\nprintf '%s' "$1" > '${file}.tmp' && mv '${file}.tmp' '${file}'\n`, { mode: 0o755 });
   return {
     command: script,
@@ -167,9 +169,9 @@ export async function signInAtIdp(browser, url, { login = 'alice', consent = tru
  * through a fake BROWSER). Returns the login's exit {code, stdout, stderr}
  * and the page the browser ended on.
  */
-export async function cliLogin(t, laptop, { args = [], login = 'alice' } = {}) {
+export async function cliLogin(t, laptop, { args = [], login = 'alice', env = {} } = {}) {
   const b = fakeBrowser(laptop);
-  const c = spawnClient(laptop, ['login', ...args, t.d.url], { env: { BROWSER: b.command } });
+  const c = spawnClient(laptop, ['login', ...args, t.d.url], { env: { BROWSER: b.command, ...env } });
   const url = await Promise.race([b.url(), c.exited.then((r) => { throw new Error(`login exited early: ${JSON.stringify(r)}`); })]);
   const page = await signInAtIdp(await t.browser(), url, { login });
   const r = await c.exited;
