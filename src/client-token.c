@@ -406,12 +406,12 @@ client_cmd_aws_credentials(int argc, char **argv)
 		if (a.error == HC_OK && a.status == 200 && token_aws_fields(
 		    a.json, &k, &sk, &st, &ex) == 0) {
 			if (strcmp(format, "sts") == 0)
-				out = json_pack("{s:{s:s,s:s,s:s?,s:s?}}",
+				out = json_pack("{s:{s:s,s:s,s:s*,s:s*}}",
 				    "Credentials", "AccessKeyId", k,
 				    "SecretAccessKey", sk, "SessionToken", st,
 				    "Expiration", ex);
 			else
-				out = json_pack("{s:i,s:s,s:s,s:s?,s:s?}",
+				out = json_pack("{s:i,s:s,s:s,s:s*,s:s*}",
 				    "Version", 1, "AccessKeyId", k,
 				    "SecretAccessKey", sk, "SessionToken", st,
 				    "Expiration", ex);
