@@ -50,6 +50,8 @@ const struct command commands[] = {
 	  cmd_usage, "usage totals", 0 },
 	{ "signing-key", "rotate", "", cmd_signing_rotate,
 	  "make a new active signing key", 0 },
+	{ "db", "copy", "--from URL --to URL", cmd_db_copy,
+	  "copy every table into an empty database, checked row by row", 0 },
 
 	/* The laptop's commands (client*.c), after "token mint". */
 	{ "login", NULL, "[--profile NAME] [--device] [--provider NAME] "

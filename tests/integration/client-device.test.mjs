@@ -95,17 +95,13 @@ test('no display and no $BROWSER: the device flow by itself; a proxy without one
   }
 });
 
-// The daemon's device endpoints (issue 11, being built on another branch): this
-// test runs once GET /.well-known/oauth-authorization-server names them.
-test('device flow end to end against the test daemon: /device in Chromium, then the IdP', async (tc) => {
+// The daemon's own device endpoints (RFC 8628, device.enabled by default).
+test('device flow end to end against the test daemon: /device in Chromium, then the IdP', async () => {
   const t = await startSignin();
   const lap = newLaptop();
   try {
     const meta = (await request(`${t.d.url}/.well-known/oauth-authorization-server`)).json();
-    if (!meta.device_authorization_endpoint) {
-      tc.skip('the daemon has no RFC 8628 device endpoints yet (POST /oauth/device_authorization, /device: issue 11, another branch)');
-      return;
-    }
+    assert.equal(meta.device_authorization_endpoint, `${t.d.url}/oauth/device_authorization`);
     const c = spawnClient(lap, ['login', '--device', '--no-browser', t.d.url]);
     const m = await c.waitStderr(/\n {4}([A-Z0-9-]{4,})\n\nor open (\S+)\n/);
     const [, userCode, complete] = m;
@@ -138,15 +134,12 @@ test('device flow end to end against the test daemon: /device in Chromium, then 
   }
 });
 
-test('--device against the test daemon while it has no device endpoints: exit 5, a clear message', async (tc) => {
-  const t = await startSignin();
+test('--device against a daemon with device.enabled false: exit 5, a clear message', async () => {
+  const t = await startSignin({ over: { device: { enabled: false } } });
   const lap = newLaptop();
   try {
     const meta = (await request(`${t.d.url}/.well-known/oauth-authorization-server`)).json();
-    if (meta.device_authorization_endpoint) {
-      tc.skip('the daemon has device endpoints now (the end-to-end test above covers it)');
-      return;
-    }
+    assert.equal(meta.device_authorization_endpoint, undefined);
     const r = await runClient(lap, ['login', '--device', t.d.url]);
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /does not offer the device sign-in/);
