@@ -380,8 +380,21 @@ client_refresh_locked(struct client_refresh *r)
 		free(cause);
 		return;
 	}
-	if (strcmp(cur.proxy, r->s->proxy) != 0 ||
-	    !crypto_streq(cur.access_token, r->seen)) {
+	if (!client_session_same_proxy(&cur, r->s)) {
+		/*
+		 * Signed in again to another proxy meanwhile: its tokens
+		 * must not go to the proxy this caller talks to (the
+		 * relay's target is fixed), nor be adopted silently.
+		 */
+		xasprintf(&cause, "profile %s is now signed in to %s, not %s: "
+		    "run this again (a relay: restart it)", r->s->profile,
+		    cur.proxy, r->s->proxy);
+		client_session_clear(&cur);
+		client_refresh_finish(r, CLIENT_EXIT_LOCAL, cause);
+		free(cause);
+		return;
+	}
+	if (!crypto_streq(cur.access_token, r->seen)) {
 		/* Another process refreshed (or signed in) a moment ago. */
 		client_session_take(r->s, &cur);
 		if (r->s->expires_at > now_wall()) {

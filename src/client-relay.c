@@ -1,14 +1,21 @@
 /*
  * client-relay.c: "relay", a listener on this machine's loopback address
- * that sends every request on to the proxy with the profile's current
- * access token, so that tools which only sign with SigV4 (the AWS CLI,
- * SDKs, anything that knows only AWS_ENDPOINT_URL_BEDROCK_RUNTIME) use the
- * proxy unchanged, with dummy AWS keys.
+ * that sends Bedrock runtime requests on to the proxy with the profile's
+ * current access token, so that tools which only sign with SigV4 (the AWS
+ * CLI, SDKs, anything that knows only AWS_ENDPOINT_URL_BEDROCK_RUNTIME)
+ * use the proxy unchanged, with dummy AWS keys.
  *
- * What a request's signature says is discarded (Authorization, X-Amz-Date,
- * X-Amz-Security-Token, X-Amz-Content-Sha256, X-Api-Key go); the path and
- * query go on as received. Answers are streamed back as they arrive, and
- * reading from the proxy pauses while the local client is behind. The
+ * Other users of the machine reach a loopback port too: every path must
+ * start with the user's relay secret (client_relay_secret(), a file only
+ * the user can read), compared in constant time, and only the Bedrock
+ * runtime operations are carried (client_relay_route()): no other route
+ * of the proxy is reachable with the user's token. What a request's
+ * signature says is discarded (Authorization, X-Amz-Date,
+ * X-Amz-Security-Token, X-Amz-Content-Sha256, X-Api-Key go) and so is
+ * the query (no relayed operation has one; a presigned URL's X-Amz-*
+ * must not travel to the proxy's logs). Answers are streamed back as
+ * they arrive, and reading from the proxy pauses while the local client
+ * is behind; an answer the proxy breaks off is broken off here too. The
  * token is refreshed before it is due (under the profile's lock, shared
  * with "token"), and once more if the proxy refuses it. Requests whose
  * Host is not a loopback name are refused (DNS rebinding), and so are
@@ -38,7 +45,9 @@
 
 #define RELAY_DEFAULT_HOST	"127.0.0.1"
 #define RELAY_DEFAULT_PORT	"8377"
-#define RELAY_MAX_BODY		(64 * 1024 * 1024)
+/* The proxy's own default server.max_body_bytes: more would be refused. */
+#define RELAY_MAX_BODY		(25 * 1024 * 1024)
+#define RELAY_MAX_REQUESTS	64	/* in progress at once; more get 503 */
 #define RELAY_HIGH_WATER	(256 * 1024)	/* pause the proxy above */
 
 struct relay_req {
@@ -54,12 +63,15 @@ struct relay_req {
 	int			 status;
 	uint64_t		 bytes;
 	double			 t0;
+	char			*path;		/* after the secret, no query */
 };
 TAILQ_HEAD(relay_reqs, relay_req);
 
 struct relay {
 	struct client_opts	 o;
 	struct client_session	 s;
+	char			*secret;
+	int			 nreqs;
 	struct hc_target	*t;
 	struct evhttp		*http;
 	struct client_refresh	*refresh;
@@ -99,7 +111,7 @@ relay_error(struct evhttp_request *req, int code, const char *type,
 static void
 relay_log(struct relay_req *rr)
 {
-	const char		*uri = evhttp_request_get_uri(rr->req);
+	const char		*uri = rr->path != NULL ? rr->path : "-";
 	char			 path[256];
 	struct log_field	 f[] = {
 		LFS("method", NULL),
@@ -120,8 +132,8 @@ relay_log(struct relay_req *rr)
 		f[0].str = "OTHER";
 		break;
 	}
-	log_escape(uri != NULL ? uri : "-", uri != NULL ? strlen(uri) : 1,
-	    path, sizeof path);
+	/* Never the secret: only what follows it. */
+	log_escape(uri, strlen(uri), path, sizeof path);
 	log_fields(LOG_LVL_INFO, "request", f, nitems(f));
 }
 
@@ -141,6 +153,8 @@ relay_req_free(struct relay_req *rr)
 		evhttp_connection_set_closecb(rr->evcon, NULL, NULL);
 	if (rr->req != NULL)
 		evhttp_request_set_on_complete_cb(rr->req, NULL, NULL);
+	rl->nreqs--;
+	free(rr->path);
 	free(rr);
 }
 
@@ -292,9 +306,19 @@ relay_up_done(struct hc_req *up, const struct hc_result *res, void *arg)
 		free(msg);
 		return;
 	}
-	if (res->error != HC_OK)
+	if (res->error != HC_OK) {
+		/*
+		 * Broken off upstream: break it off here too, so that the
+		 * local client sees a cut answer (no final chunk, or fewer
+		 * bytes than its Content-Length), not a complete one.
+		 */
 		log_warnx("the proxy's answer to a relayed request broke off: "
-		    "%s", res->message);
+		    "%s", res->message[0] != '\0' ? res->message :
+		    hc_error_name(res->error));
+		rr->status = 502;
+		evhttp_connection_free(rr->evcon);	/* relay_closed frees rr */
+		return;
+	}
 	if (res->body != NULL && evbuffer_get_length(res->body) > 0) {
 		rr->bytes += evbuffer_get_length(res->body);
 		evhttp_send_reply_chunk(rr->req, res->body);
@@ -312,7 +336,6 @@ relay_send(struct relay_req *rr)
 	struct hc_header	*h;
 	struct evkeyval		*kv;
 	struct evbuffer		*in = evhttp_request_get_input_buffer(rr->req);
-	const char		*uri = evhttp_request_get_uri(rr->req);
 	const char		*base = hc_target_path(rl->t), *method;
 	struct hc_timeouts	 to = { 10000, 300000, 600000, HC_TIMEOUT_NONE };
 	size_t			 n = 0, max = 0, blen = strlen(base);
@@ -353,7 +376,7 @@ relay_send(struct relay_req *rr)
 	h[n++].value = auth;
 	while (blen > 0 && base[blen - 1] == '/')
 		blen--;
-	xasprintf(&path, "%.*s%s", (int)blen, base, uri);
+	xasprintf(&path, "%.*s%s", (int)blen, base, rr->path);
 	hc_request_init(&hr, method, path, h, n, evbuffer_get_length(in) > 0 ?
 	    evbuffer_pullup(in, -1) : NULL, evbuffer_get_length(in), 0, &to,
 	    relay_up_done, rr);
@@ -422,8 +445,11 @@ relay_cb(struct evhttp_request *req, void *arg)
 	struct relay		*rl = arg;
 	struct relay_req	*rr;
 	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
+	struct evkeyval		*kv;
 	struct client_session	 cur;
-	char			*cause = NULL;
+	const char		*rest;
+	char			*cause = NULL, *msg;
+	int			 route;
 
 	rr = xcalloc(1, sizeof *rr);
 	rr->rl = rl;
@@ -431,7 +457,19 @@ relay_cb(struct evhttp_request *req, void *arg)
 	rr->t0 = now_mono();
 	rr->evcon = evhttp_request_get_connection(req);
 	TAILQ_INSERT_TAIL(&rl->live, rr, entry);
+	rl->nreqs++;
 	evhttp_connection_set_closecb(rr->evcon, relay_closed, rr);
+
+	route = client_relay_route(evhttp_request_get_uri(req), rl->secret,
+	    &rest);
+	if (route != 0)
+		rr->path = xstrndup(rest, strcspn(rest, "?"));
+	if (route == 0) {
+		relay_fail(rr, 403, "AccessDeniedException", BSP_NAME " relay: "
+		    "this relay's URL starts with a secret path, which this "
+		    "request lacks; \"" BSP_NAME " relay --url\" prints it");
+		return;
+	}
 
 	if (!client_host_loopback(evhttp_find_header(in, "Host"))) {
 		relay_fail(rr, 403, "AccessDeniedException", BSP_NAME " relay: "
@@ -439,11 +477,26 @@ relay_cb(struct evhttp_request *req, void *arg)
 		    "::1, localhost); refused");
 		return;
 	}
-	if (evhttp_find_header(in, "Origin") != NULL ||
-	    evhttp_find_header(in, "Sec-Fetch-Site") != NULL ||
-	    evhttp_find_header(in, "Sec-Fetch-Mode") != NULL) {
-		relay_fail(rr, 403, "AccessDeniedException", BSP_NAME " relay: "
-		    "requests from web pages are refused");
+	TAILQ_FOREACH(kv, in, next) {
+		if (strcasecmp(kv->key, "Origin") == 0 ||
+		    strncasecmp(kv->key, "Sec-Fetch-", 10) == 0) {
+			relay_fail(rr, 403, "AccessDeniedException", BSP_NAME
+			    " relay: requests from web pages are refused");
+			return;
+		}
+	}
+	if (route == -1 || evhttp_request_get_command(req) !=
+	    EVHTTP_REQ_POST) {
+		relay_fail(rr, 404, "UnknownOperationException", BSP_NAME
+		    " relay: only the Bedrock runtime operations are relayed "
+		    "(POST /model/ID/invoke, invoke-with-response-stream, "
+		    "converse, converse-stream, count-tokens; POST "
+		    "/guardrail/ID/version/V/apply)");
+		return;
+	}
+	if (rl->nreqs > RELAY_MAX_REQUESTS) {
+		relay_fail(rr, 503, "ThrottlingException", BSP_NAME " relay: "
+		    "too many requests in progress");
 		return;
 	}
 	/* Another process may have refreshed, or signed in again. */
@@ -452,10 +505,22 @@ relay_cb(struct evhttp_request *req, void *arg)
 		cur.profile = xstrdup(rl->s.profile);
 		cur.path = xstrdup(rl->s.path);
 		cur.lock_path = xstrdup(rl->s.lock_path);
-		if (client_session_read(&cur, &cause) == 0 &&
-		    strcmp(cur.proxy, rl->s.proxy) == 0)
+		if (client_session_read(&cur, &cause) == 0) {
+			if (!client_session_same_proxy(&cur, &rl->s)) {
+				/* rl->t is the old proxy: never its token. */
+				xasprintf(&msg, "%s relay: profile %s is now "
+				    "signed in to %s, not %s: restart the "
+				    "relay", BSP_NAME, rl->s.profile,
+				    cur.proxy, rl->s.proxy);
+				log_warnx("%s", msg);
+				relay_fail(rr, 502,
+				    "ServiceUnavailableException", msg);
+				free(msg);
+				client_session_clear(&cur);
+				return;
+			}
 			client_session_take(&rl->s, &cur);
-		else if (cause != NULL) {
+		} else if (cause != NULL) {
 			log_warnx("%s", cause);
 			free(cause);
 		}
@@ -482,24 +547,39 @@ static int
 relay_usage(void)
 {
 	fprintf(stderr, "usage: %s relay [--profile NAME] [--listen "
-	    "ADDRESS:PORT]\n", BSP_NAME);
+	    "ADDRESS:PORT] [--url]\n", BSP_NAME);
 	return (CLIENT_EXIT_USAGE);
 }
 
-/* relay [--profile P] [--listen ADDRESS:PORT] */
+/* The relay's URL for tools: http://HOST:PORT/SECRET (free it). */
+char *
+client_relay_url(const char *host, int port, const char *secret)
+{
+	char	*u;
+
+	xasprintf(&u, "http://%s%s%s:%d/%s", strchr(host, ':') != NULL ?
+	    "[" : "", host, strchr(host, ':') != NULL ? "]" : "", port,
+	    secret);
+	return (u);
+}
+
+/* relay [--profile P] [--listen ADDRESS:PORT] [--url] */
 int
 client_cmd_relay(int argc, char **argv)
 {
 	static const struct option	 opts[] = {
 		{ "profile", required_argument, NULL, 1 },
 		{ "listen", required_argument, NULL, 2 },
+		{ "url", no_argument, NULL, 3 },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct relay			 rl;
 	struct relay_req		*rr;
 	const char			*listen = NULL;
 	char				*host = NULL, *port = NULL, *cause = NULL;
-	int				 ch, rc, bound;
+	char				*u, *end;
+	long				 pn;
+	int				 ch, rc, bound, url = 0;
 
 	memset(&rl, 0, sizeof rl);
 	rl.o.profile = CLIENT_PROFILE_DEFAULT;
@@ -511,6 +591,8 @@ client_cmd_relay(int argc, char **argv)
 			rl.o.profile = optarg;
 		else if (ch == 2)
 			listen = optarg;
+		else if (ch == 3)
+			url = 1;
 		else
 			return (relay_usage());
 	}
@@ -527,8 +609,40 @@ client_cmd_relay(int argc, char **argv)
 		    "127.0.0.1:%s\n", BSP_NAME, listen, RELAY_DEFAULT_PORT);
 		return (CLIENT_EXIT_USAGE);
 	}
+	pn = strtol(port, &end, 10);
+	if (*port == '\0' || *end != '\0' || pn < 0 || pn > 65535 ||
+	    !url_is_loopback_host(host) || strcasecmp(host, "localhost") == 0) {
+		fprintf(stderr, "%s: --listen %s: a loopback address (127.0.0.1 "
+		    "or ::1) and a port: the relay is for this machine only\n",
+		    BSP_NAME, listen != NULL ? listen : "");
+		rc = CLIENT_EXIT_USAGE;
+		goto out;
+	}
+	if (url) {
+		/* The URL to give tools; the secret is made if need be. */
+		if (pn == 0) {
+			fprintf(stderr, "%s: --url wants the port the relay "
+			    "listens on, not 0\n", BSP_NAME);
+			rc = CLIENT_EXIT_USAGE;
+			goto out;
+		}
+		if (client_relay_secret(&rl.secret, 1, &cause) != 0) {
+			rc = CLIENT_EXIT_LOCAL;
+			goto out;
+		}
+		u = client_relay_url(host, (int)pn, rl.secret);
+		printf("%s\n", u);
+		freezero_str(u);
+		rc = fflush(stdout) == EOF || ferror(stdout) ?
+		    CLIENT_EXIT_LOCAL : CLIENT_EXIT_OK;
+		goto out;
+	}
 	if ((rc = client_session_load(&rl.o, &rl.s)) != CLIENT_EXIT_OK)
 		goto out;
+	if (client_relay_secret(&rl.secret, 1, &cause) != 0) {
+		rc = CLIENT_EXIT_LOCAL;
+		goto out;
+	}
 	/* The relay's own lines: one per request, at info. */
 	log_configure(log_get_level() + 2, LOG_FMT_TEXT, 0);
 	if (client_loop_init(rl.s.ca_file, &cause) == -1 ||
@@ -537,7 +651,7 @@ client_cmd_relay(int argc, char **argv)
 		goto out;
 	}
 	if ((rl.http = client_listen(host, port, &bound, &cause)) == NULL) {
-		rc = CLIENT_EXIT_USAGE;
+		rc = CLIENT_EXIT_LOCAL;	/* the port is taken, most likely */
 		goto out;
 	}
 	evhttp_set_gencb(rl.http, relay_cb, &rl);
@@ -554,10 +668,10 @@ client_cmd_relay(int argc, char **argv)
 	    "(profile %s)\n", BSP_NAME, strchr(host, ':') != NULL ? "[" : "",
 	    host, strchr(host, ':') != NULL ? "]" : "", bound, rl.s.proxy,
 	    rl.s.profile);
-	fprintf(stderr, "Point your tools at it, for example: "
-	    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://%s%s%s:%d (any AWS keys "
-	    "will do)\n", strchr(host, ':') != NULL ? "[" : "", host,
-	    strchr(host, ':') != NULL ? "]" : "", bound);
+	fprintf(stderr, "Point your tools at its URL, which starts with "
+	    "your relay secret: AWS_ENDPOINT_URL_BEDROCK_RUNTIME=$(%s relay "
+	    "--url%s%s) (any AWS keys will do)\n", BSP_NAME,
+	    listen != NULL ? " --listen " : "", listen != NULL ? listen : "");
 	event_base_dispatch(bsp_base);
 	evsignal_del(&rl.ev_term);
 	evsignal_del(&rl.ev_int);
@@ -579,6 +693,7 @@ out:
 		hc_target_free(rl.t);
 	client_loop_free();
 	client_session_clear(&rl.s);
+	freezero_str(rl.secret);
 	free(host);
 	free(port);
 	return (rc);

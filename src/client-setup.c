@@ -9,9 +9,12 @@
  *              asks this program for a token, which refreshes itself.
  *   bedrock    Claude Code's Bedrock mode toward the local relay
  *              (bedrock-sso-proxy relay), which adds the token:
- *              CLAUDE_CODE_USE_BEDROCK, ANTHROPIC_BEDROCK_BASE_URL,
- *              CLAUDE_CODE_SKIP_BEDROCK_AUTH.
- * Nothing secret is written: the token stays with this program.
+ *              CLAUDE_CODE_USE_BEDROCK, ANTHROPIC_BEDROCK_BASE_URL (the
+ *              relay's URL, whose path is the user's relay secret),
+ *              CLAUDE_CODE_SKIP_BEDROCK_AUTH; the settings file is then
+ *              made 0600.
+ * No token is written: it stays with this program. A settings file that
+ * is a symbolic link is followed, and the file it points to is updated.
  */
 
 #include <sys/types.h>
@@ -35,7 +38,7 @@
 #include "client.h"
 
 #define SETUP_SETTINGS_MAX	(4 * 1024 * 1024)
-#define SETUP_RELAY_DEFAULT	"127.0.0.1:8377"
+#define SETUP_RELAY_DEFAULT	CLIENT_RELAY_DEFAULT
 
 /* Keys that would override or contradict what a mode sets. */
 static const char *const setup_drop_anthropic[] = {
@@ -111,20 +114,21 @@ setup_settings_path(char **dir)
 
 /* The fragment a mode adds: {"env":{...}, "apiKeyHelper"?}. */
 static json_t *
-setup_fragment(const struct client_session *s, int bedrock, const char *relay)
+setup_fragment(const struct client_session *s, int bedrock, const char *relay,
+    const char *secret)
 {
 	json_t	*f = json_object(), *env = json_object();
 	char	*self, *word, *helper, *u;
 
 	if (bedrock) {
-		xasprintf(&u, "http://%s", relay);
+		xasprintf(&u, "http://%s/%s", relay, secret);
 		json_object_set_new(env, "CLAUDE_CODE_USE_BEDROCK",
 		    json_string("1"));
 		json_object_set_new(env, "ANTHROPIC_BEDROCK_BASE_URL",
 		    json_string(u));
 		json_object_set_new(env, "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
 		    json_string("1"));
-		free(u);
+		freezero_str(u);
 		json_object_set_new(f, "env", env);
 		return (f);
 	}
@@ -143,6 +147,37 @@ setup_fragment(const struct client_session *s, int bedrock, const char *relay)
 	return (f);
 }
 
+/*
+ * The file to update: path itself, or the file a symbolic link there
+ * points to (*path is replaced by it). 0, or -1 with *cause.
+ */
+static int
+setup_target(char **path, char **cause)
+{
+	struct stat	 st;
+	char		*r;
+
+	if (lstat(*path, &st) == -1 || !S_ISLNK(st.st_mode))
+		return (0);
+	if ((r = realpath(*path, NULL)) == NULL) {
+		xasprintf(cause, "%s is a symbolic link to nothing usable (%s); "
+		    "nothing was changed", *path, strerror(errno));
+		return (-1);
+	}
+	if (stat(r, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_uid != getuid()) {
+		xasprintf(cause, "%s is a symbolic link to %s, which is not a "
+		    "regular file of yours; nothing was changed", *path, r);
+		free(r);
+		return (-1);
+	}
+	fprintf(stderr, "%s is a symbolic link: updating the file it points "
+	    "to, %s.\n", *path, r);
+	free(*path);
+	*path = r;
+	return (0);
+}
+
 /* Read the settings file: a JSON object, {} if there is none. */
 static json_t *
 setup_read(const char *path, mode_t *mode, int *exists, char **cause)
@@ -152,7 +187,7 @@ setup_read(const char *path, mode_t *mode, int *exists, char **cause)
 	json_t		*j;
 
 	*exists = 0;
-	if (stat(path, &st) == -1) {
+	if (lstat(path, &st) == -1) {
 		if (errno == ENOENT)
 			return (json_object());
 		xasprintf(cause, "%s: %s", path, strerror(errno));
@@ -235,11 +270,14 @@ setup_backup(const char *path, char **backup, char **cause)
 	return (0);
 }
 
-/* Write the settings: a new file renamed over the old one. */
+/*
+ * Write the settings: a new file (a random name, created exclusively)
+ * flushed and renamed over the old one, then the directory flushed.
+ */
 static int
 setup_write(const char *path, json_t *j, mode_t mode, char **cause)
 {
-	char	*text, *tmp;
+	char	*text, *tmp, rnd[17], *d, *slash;
 	size_t	 len;
 	int	 fd, rc = -1;
 
@@ -247,9 +285,10 @@ setup_write(const char *path, json_t *j, mode_t mode, char **cause)
 	if (text == NULL)
 		fatalx("%s: json_dumps", __func__);
 	len = strlen(text);
-	xasprintf(&tmp, "%s.%ld.tmp", path, (long)getpid());
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-	    O_CLOEXEC, mode)) == -1) {
+	random_id(rnd, sizeof rnd);
+	xasprintf(&tmp, "%s.%s.tmp", path, rnd);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1) {
 		xasprintf(cause, "cannot write %s: %s", tmp, strerror(errno));
 		goto out;
 	}
@@ -265,6 +304,15 @@ setup_write(const char *path, json_t *j, mode_t mode, char **cause)
 		unlink(tmp);
 		goto out;
 	}
+	d = xstrdup(path);
+	if ((slash = strrchr(d, '/')) != NULL) {
+		*slash = '\0';
+		if ((fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+			(void)fsync(fd);
+			close(fd);
+		}
+	}
+	free(d);
 	rc = 0;
 out:
 	free(tmp);
@@ -301,6 +349,7 @@ client_cmd_setup_claude_code(int argc, char **argv)
 	struct strlist			 removed = { NULL, 0 };
 	char				*path = NULL, *dir = NULL, *backup = NULL;
 	char				*cause = NULL, *text, *h, *p;
+	char				*secret = NULL;
 	mode_t				 fmode = 0600;
 	int				 ch, print = 0, bedrock, exists, rc;
 
@@ -341,7 +390,13 @@ client_cmd_setup_claude_code(int argc, char **argv)
 		client_session_clear(&s);
 		return (rc);
 	}
-	frag = setup_fragment(&s, bedrock, relay);
+	if (bedrock && client_relay_secret(&secret, 1, &cause) != 0) {
+		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
+		free(cause);
+		client_session_clear(&s);
+		return (CLIENT_EXIT_LOCAL);
+	}
+	frag = setup_fragment(&s, bedrock, relay, secret);
 	if (print) {
 		text = json_dumps(frag, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		printf("%s\n", text);
@@ -360,8 +415,12 @@ client_cmd_setup_claude_code(int argc, char **argv)
 		    strerror(errno));
 		goto out;
 	}
-	if ((cur = setup_read(path, &fmode, &exists, &cause)) == NULL)
+	if (setup_target(&path, &cause) == -1 ||
+	    (cur = setup_read(path, &fmode, &exists, &cause)) == NULL)
 		goto fail;
+	/* The relay's URL holds its secret: for the user's eyes only. */
+	if (bedrock)
+		fmode &= 0700;
 	if ((env = json_object_get(cur, "env")) == NULL) {
 		env = json_object();
 		json_object_set_new(cur, "env", env);
@@ -422,6 +481,7 @@ out:
 	free(path);
 	free(dir);
 	free(backup);
+	freezero_str(secret);
 	client_session_clear(&s);
 	return (rc);
 }

@@ -22,6 +22,7 @@
 
 #include "bsp.h"
 #include "client.h"
+#include "crypto.h"
 
 #ifdef __APPLE__
 #define st_mtim	st_mtimespec
@@ -463,6 +464,22 @@ client_session_clear(struct client_session *s)
 	memset(s, 0, sizeof *s);
 }
 
+/* Two sessions of one proxy, trusted alike (URL, CA file)? */
+static int
+client_streq_null(const char *a, const char *b)
+{
+	return ((a == NULL && b == NULL) || (a != NULL && b != NULL &&
+	    strcmp(a, b) == 0));
+}
+
+int
+client_session_same_proxy(const struct client_session *a,
+    const struct client_session *b)
+{
+	return (client_streq_null(a->proxy, b->proxy) &&
+	    client_streq_null(a->ca_file, b->ca_file));
+}
+
 /* Move src into dst (whose contents are freed); src is left empty. */
 void
 client_session_take(struct client_session *dst, struct client_session *src)
@@ -766,4 +783,165 @@ client_browser_open(const char *url)
 			return (-1);
 	}
 	return (WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1);
+}
+
+/*
+ * The relay's secret: the first segment of every path the relay takes,
+ * kept in the client directory (relay-secret, 0600, ours), made on first
+ * use with create. Returns 0 and *out (free it with freezero_str), -2
+ * when there is none yet and create is 0, -1 with *cause.
+ */
+int
+client_relay_secret(char **out, int create, char **cause)
+{
+	char	*d = NULL, *path = NULL, *s = NULL;
+	char	 buf[CLIENT_RELAY_SECRET_LEN + 2];
+	ssize_t	 n;
+	size_t	 len = 0;
+	int	 fd = -1, rc = -1;
+
+	*out = NULL;
+	if ((rc = client_dir(&d, create, cause)) != 0)
+		return (rc);
+	rc = -1;
+	xasprintf(&path, "%s/%s", d, CLIENT_RELAY_SECRET_FILE);
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1 &&
+	    errno == ENOENT) {
+		if (!create) {
+			xasprintf(cause, "no %s yet", path);
+			rc = -2;
+			goto out;
+		}
+		s = crypto_new_secret("");
+		if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600)) != -1) {
+			len = strlen(s);
+			if (write(fd, s, len) != (ssize_t)len ||
+			    write(fd, "\n", 1) != 1 || fsync(fd) == -1) {
+				xasprintf(cause, "cannot write %s: %s", path,
+				    strerror(errno));
+				close(fd);
+				fd = -1;
+				unlink(path);
+				goto out;
+			}
+			close(fd);
+			client_fsync_dir(path);
+			*out = s;
+			s = NULL;
+			rc = 0;
+			fd = -1;
+			goto out;
+		}
+		freezero_str(s);
+		s = NULL;
+		if (errno != EEXIST) {
+			xasprintf(cause, "cannot create %s: %s", path,
+			    strerror(errno));
+			goto out;
+		}
+		/* Another process made it a moment ago: read that one. */
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd == -1) {
+		xasprintf(cause, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (client_check_file(fd, path, 0, cause) == -1)
+		goto out;
+	while (len < sizeof buf && (n = read(fd, buf + len,
+	    sizeof buf - len)) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			xasprintf(cause, "cannot read %s: %s", path,
+			    strerror(errno));
+			goto out;
+		}
+		len += (size_t)n;
+	}
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len != CLIENT_RELAY_SECRET_LEN || strspn(buf, "ABCDEFGHIJKLMNOP"
+	    "QRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") < len) {
+		xasprintf(cause, "%s is damaged: remove it, then run \"%s "
+		    "setup claude-code --mode bedrock\" again if you use it",
+		    path, BSP_NAME);
+		goto out;
+	}
+	*out = xmalloc(len + 1);
+	memcpy(*out, buf, len);
+	(*out)[len] = '\0';
+	rc = 0;
+out:
+	explicit_bzero(buf, sizeof buf);
+	if (fd != -1)
+		close(fd);
+	freezero_str(s);
+	free(path);
+	free(d);
+	return (rc);
+}
+
+/*
+ * Is a request's path one the relay carries? uri is as received:
+ * /SECRET/model/ID/OPERATION or /SECRET/guardrail/ID/version/V/apply,
+ * with an optional query (which the caller drops: no relayed operation
+ * has one). Returns 1 with *rest pointing at what follows the secret,
+ * 0 when the secret is missing or wrong (compared in constant time),
+ * -1 when the path is not one the relay carries.
+ */
+int
+client_relay_route(const char *uri, const char *secret, const char **rest)
+{
+	static const char *const ops[] = {
+		"invoke", "invoke-with-response-stream", "converse",
+		"converse-stream", "count-tokens", NULL,
+	};
+	const char	*p, *seg[8];
+	char		 first[CLIENT_RELAY_SECRET_LEN + 1];
+	size_t		 seglen[8], n = 0, len, i;
+	int		 ok;
+
+	*rest = NULL;
+	if (uri == NULL || uri[0] != '/')
+		return (0);
+	len = strcspn(uri + 1, "/?");
+	/* A wrong length gets the same constant-time compare. */
+	memset(first, 0, sizeof first);
+	if (len <= CLIENT_RELAY_SECRET_LEN)
+		memcpy(first, uri + 1, len);
+	ok = crypto_streq(first, secret) && len == strlen(secret);
+	explicit_bzero(first, sizeof first);
+	if (!ok)
+		return (0);
+	p = uri + 1 + len;
+	*rest = p;
+	/* Split the rest of the path (up to any query) into segments. */
+	while (*p == '/') {
+		p++;
+		if (n == nitems(seg))
+			return (-1);
+		seg[n] = p;
+		seglen[n] = strcspn(p, "/?");
+		if (seglen[n] == 0 || (seglen[n] == 1 && p[0] == '.') ||
+		    (seglen[n] == 2 && p[0] == '.' && p[1] == '.'))
+			return (-1);
+		p += seglen[n++];
+	}
+	if (*p != '\0' && *p != '?')
+		return (-1);
+#define SEG_IS(k, w)	(seglen[k] == strlen(w) && \
+	    strncmp(seg[k], (w), seglen[k]) == 0)
+	if (n == 3 && SEG_IS(0, "model")) {
+		for (i = 0; ops[i] != NULL; i++)
+			if (SEG_IS(2, ops[i]))
+				return (1);
+		return (-1);
+	}
+	if (n == 5 && SEG_IS(0, "guardrail") && SEG_IS(2, "version") &&
+	    SEG_IS(4, "apply"))
+		return (1);
+#undef SEG_IS
+	return (-1);
 }

@@ -40,6 +40,9 @@
 #define CLIENT_MARGIN_MAX	300	/* refresh this long before expiry */
 #define CLIENT_DEVICE_ID	"bedrock-sso-proxy-cli"
 #define CLIENT_SESSION_VERSION	1
+#define CLIENT_RELAY_SECRET_FILE "relay-secret"
+#define CLIENT_RELAY_SECRET_LEN	43	/* 32 random bytes, base64url */
+#define CLIENT_RELAY_DEFAULT	"127.0.0.1:8377"
 
 /* One signed-in profile, as its file holds it. */
 struct client_session {
@@ -109,6 +112,13 @@ void		 client_signin_hint(const struct client_session *,
 int		 client_host_loopback(const char *);
 int		 client_browser_available(void);
 int		 client_browser_open(const char *);
+int		 client_relay_secret(char **, int, char **);
+int		 client_relay_route(const char *, const char *, const char **);
+int		 client_session_same_proxy(const struct client_session *,
+		     const struct client_session *);
+
+/* client-relay.c */
+char		*client_relay_url(const char *, int, const char *);
 
 /* client-net.c: the loop, the proxy's HTTP API, the refresh. */
 int		 client_loop_init(const char *, char **);

@@ -32,10 +32,14 @@ async function relayUp(t, { env = {} } = {}) {
   const r = await cliLogin(t, lap);
   assert.equal(r.code, 0, r.stderr);
   const relay = spawnClient(lap, ['relay', '--listen', '127.0.0.1:0'], { env });
-  const m = await relay.waitStderr(/listening on (http:\/\/127\.0\.0\.1:(\d+)) for /);
-  const url = m[1];
+  const m = await relay.waitStderr(/listening on http:\/\/127\.0\.0\.1:(\d+) for /);
+  // The URL for tools: the relay's secret is its first path segment.
+  const u = await runClient(lap, ['relay', '--url', '--listen', `127.0.0.1:${m[1]}`]);
+  assert.equal(u.code, 0, u.stderr);
+  const url = u.stdout.trim();
+  assert.match(url, new RegExp(`^http://127\\.0\\.0\\.1:${m[1]}/[A-Za-z0-9_-]{43}$`));
   return {
-    lap, relay, url, port: Number(m[2]),
+    lap, relay, url, port: Number(m[1]),
     sdk: () => new BedrockRuntimeClient({
       endpoint: url, region: REGION, credentials: DUMMY, requestHandler: new NodeHttpHandler(), maxAttempts: 1,
     }),

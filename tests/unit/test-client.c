@@ -206,6 +206,91 @@ test_file(void)
 	client_session_clear(&r);
 }
 
+/* The relay's secret file and the paths the relay carries. */
+static void
+test_relay(void)
+{
+	char		 dir[] = "/tmp/test-client-XXXXXX", *cause = NULL, *a, *b;
+	char		*u, *f, *d;
+	const char	*rest;
+
+	if (mkdtemp(dir) == NULL) {
+		ok(0, "mkdtemp");
+		return;
+	}
+	setenv("XDG_CONFIG_HOME", dir, 1);
+	is_int(client_relay_secret(&a, 0, &cause), -2, "no secret yet");
+	free(cause);
+	cause = NULL;
+	ok(client_relay_secret(&a, 1, &cause) == 0 && strlen(a) == 43,
+	    "a secret made: 43 characters");
+	ok(client_relay_secret(&b, 0, &cause) == 0 && strcmp(a, b) == 0,
+	    "read back, the same");
+	free(b);
+	xasprintf(&f, "%s/bedrock-sso-proxy/relay-secret", dir);
+	chmod(f, 0644);
+	ok(client_relay_secret(&b, 0, &cause) == -1 && cause != NULL,
+	    "a secret open to others is refused");
+	free(cause);
+	cause = NULL;
+	unlink(f);
+
+	xasprintf(&u, "/%s/model/anthropic.claude-x-v1%%3A0/invoke", a);
+	ok(client_relay_route(u, a, &rest) == 1 && strcmp(rest,
+	    "/model/anthropic.claude-x-v1%3A0/invoke") == 0, "invoke");
+	free(u);
+	xasprintf(&u, "/%s/model/m/converse-stream?X-Amz-Signature=1", a);
+	ok(client_relay_route(u, a, &rest) == 1, "converse-stream, a query");
+	free(u);
+	xasprintf(&u, "/%s/guardrail/g/version/1/apply", a);
+	ok(client_relay_route(u, a, &rest) == 1, "guardrail apply");
+	free(u);
+	ok(client_relay_route("/model/m/invoke", a, &rest) == 0,
+	    "no secret");
+	xasprintf(&u, "/%.42s/model/m/invoke", a);
+	ok(client_relay_route(u, a, &rest) == 0, "a secret cut short");
+	free(u);
+	xasprintf(&u, "/%sA/model/m/invoke", a);
+	ok(client_relay_route(u, a, &rest) == 0, "a secret too long");
+	free(u);
+	d = xstrdup(a);
+	d[0] = d[0] == 'A' ? 'B' : 'A';
+	xasprintf(&u, "/%s/model/m/invoke", d);
+	ok(client_relay_route(u, a, &rest) == 0, "another secret");
+	free(u);
+	free(d);
+	{
+		static const char *const no[] = {
+			"", "/", "/aws/credentials", "/auth/logout",
+			"/v1/models", "/model/m", "/model/m/", "/model//invoke",
+			"/model/m/invoke/", "/model/m/invoke/x", "/model/m/list",
+			"/model/../invoke", "/model/./invoke",
+			"/guardrail/g/version/1", "/inference-profiles",
+			"/model/m/invoke-with-bidirectional-stream",
+		};
+		size_t	i;
+
+		for (i = 0; i < nitems(no); i++) {
+			xasprintf(&u, "/%s%s", a, no[i]);
+			ok(client_relay_route(u, a, &rest) == -1,
+			    "not relayed: \"%s\"", no[i]);
+			free(u);
+		}
+	}
+	u = client_relay_url("127.0.0.1", 8377, "S");
+	is_str(u, "http://127.0.0.1:8377/S", "the URL");
+	free(u);
+	u = client_relay_url("::1", 8377, "S");
+	is_str(u, "http://[::1]:8377/S", "the URL, IPv6");
+	free(u);
+	free(a);
+	free(f);
+	xasprintf(&d, "%s/bedrock-sso-proxy", dir);
+	rmdir(d);
+	free(d);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -215,5 +300,6 @@ main(void)
 	test_hosts();
 	test_margin();
 	test_file();
+	test_relay();
 	return (tap_done());
 }
