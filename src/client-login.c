@@ -402,10 +402,10 @@ login_whoami(struct login *l, char **cause)
 static int
 login_save(struct login *l, char **cause)
 {
-	int	fd;
+	int	fd, rc;
 
-	if (client_lock_wait(&l->s, &fd, cause) == -1)
-		return (CLIENT_EXIT_LOCAL);
+	if ((rc = client_lock_wait(&l->s, &fd, cause)) != 0)
+		return (rc == -2 ? CLIENT_EXIT_PROXY : CLIENT_EXIT_LOCAL);
 	l->s.signed_in_at = now_wall();
 	if (client_session_write(&l->s, cause) == -1) {
 		client_unlock(fd);
@@ -989,7 +989,7 @@ client_cmd_logout(int argc, char **argv)
 	struct hc_target		*t;
 	struct stat			 st;
 	char				*cause = NULL, *body;
-	int				 ch, rc, fd;
+	int				 ch, rc, fd, leaked = 0, leaked2;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -1005,14 +1005,34 @@ client_cmd_logout(int argc, char **argv)
 		    BSP_NAME);
 		return (CLIENT_EXIT_USAGE);
 	}
-	rc = client_session_load(&o, &s);
-	if (rc == CLIENT_EXIT_SIGNIN) {
+	if (!client_profile_ok(o.profile)) {
+		fprintf(stderr, "%s: --profile: letters, digits, _ and -, at "
+		    "most %d\n", BSP_NAME, CLIENT_PROFILE_MAX);
+		return (CLIENT_EXIT_USAGE);
+	}
+	/*
+	 * A file of ours that others could read is read all the same: its
+	 * tokens may have leaked, so the session must end on the proxy,
+	 * not only here.
+	 */
+	rc = client_session_paths(&s, o.profile, 0, &cause);
+	if (rc == 0)
+		rc = client_session_read_any_mode(&s, &leaked, &cause);
+	if (rc == -2) {
+		free(cause);
 		client_session_clear(&s);
 		return (CLIENT_EXIT_OK);	/* nothing to end */
 	}
+	if (rc == -1) {
+		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
+		free(cause);
+		cause = NULL;
+		rc = CLIENT_EXIT_LOCAL;
+	} else
+		rc = CLIENT_EXIT_OK;
 	if (rc == CLIENT_EXIT_LOCAL && s.path != NULL &&
 	    lstat(s.path, &st) == 0 && st.st_uid == getuid()) {
-		/* Our own file, damaged or too open: it goes. */
+		/* Our own file (or link), damaged: it goes. */
 		if (client_session_remove(&s, &cause) == -1) {
 			fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
 			free(cause);
@@ -1036,16 +1056,16 @@ client_cmd_logout(int argc, char **argv)
 		client_session_clear(&s);
 		return (CLIENT_EXIT_LOCAL);
 	}
-	if (client_lock_wait(&s, &fd, &cause) == -1) {
+	if ((rc = client_lock_wait(&s, &fd, &cause)) != 0) {
 		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
 		free(cause);
 		hc_target_free(t);
 		client_loop_free();
 		client_session_clear(&s);
-		return (CLIENT_EXIT_LOCAL);
+		return (rc == -2 ? CLIENT_EXIT_PROXY : CLIENT_EXIT_LOCAL);
 	}
 	/* The refresh token as it is now (another process may have rotated). */
-	if (client_session_read(&s, &cause) == -1) {
+	if (client_session_read_any_mode(&s, &leaked2, &cause) == -1) {
 		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
 		free(cause);
 		cause = NULL;
@@ -1084,6 +1104,10 @@ client_cmd_logout(int argc, char **argv)
 	} else
 		fprintf(stderr, "Signed out of %s (profile %s).\n", s.proxy,
 		    s.profile);
+	if (leaked && rc == CLIENT_EXIT_OK)
+		fprintf(stderr, "%s: the session file was open to other users; "
+		    "the session has been ended on the proxy, so what they may "
+		    "have read is of no use now\n", BSP_NAME);
 	client_unlock(fd);
 	hc_target_free(t);
 	client_loop_free();

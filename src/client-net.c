@@ -446,9 +446,16 @@ client_refresh_lock_cb(int fd, short ev, void *arg)
 		return;
 	}
 	if (now_mono() > r->deadline) {
-		xasprintf(&why, "another %s has held %s for %d seconds; is "
-		    "one stuck?", BSP_NAME, r->s->lock_path, CLIENT_LOCK_WAIT);
-		client_refresh_finish(r, CLIENT_EXIT_LOCAL, why);
+		/*
+		 * Longer than a refresh may take: the holder is stuck, most
+		 * likely on a proxy that hangs. Like a proxy failure, then:
+		 * a token that has not expired may still be used.
+		 */
+		xasprintf(&why, "another %s has held %s for %d seconds, longer "
+		    "than a refresh may take; is the proxy at %s hanging?",
+		    BSP_NAME, r->s->lock_path, client_lock_wait_secs(),
+		    r->s->proxy);
+		client_refresh_finish(r, CLIENT_EXIT_PROXY, why);
 		free(why);
 		return;
 	}
@@ -474,7 +481,7 @@ client_refresh_start(struct client_session *s, int force,
 	r->force = force;
 	r->lockfd = -1;
 	r->seen = s->access_token != NULL ? xstrdup(s->access_token) : NULL;
-	r->deadline = now_mono() + CLIENT_LOCK_WAIT;
+	r->deadline = now_mono() + client_lock_wait_secs();
 	r->cb = cb;
 	r->arg = arg;
 	r->state = CR_LOCKING;
@@ -586,17 +593,21 @@ client_lock_wait_cb(int fd, short ev, void *arg)
 		return;
 	}
 	if (now_mono() > w->deadline) {
-		xasprintf(&w->cause, "another %s has held %s for %d seconds; "
-		    "is one stuck?", BSP_NAME, w->s->lock_path,
-		    CLIENT_LOCK_WAIT);
-		w->rc = -1;
+		xasprintf(&w->cause, "another %s has held %s for %d seconds, "
+		    "longer than a refresh may take; is the proxy at %s "
+		    "hanging?", BSP_NAME, w->s->lock_path,
+		    client_lock_wait_secs(), w->s->proxy);
+		w->rc = -2;
 		w->done = 1;
 		return;
 	}
 	evtimer_add(&w->ev, &tv);
 }
 
-/* Take the profile's lock, waiting on the loop: 0, or -1 with *cause. */
+/*
+ * Take the profile's lock, waiting on the loop: 0, -1 with *cause, or -2
+ * with *cause when another process held it too long (a hung proxy).
+ */
 int
 client_lock_wait(const struct client_session *s, int *fd, char **cause)
 {
@@ -606,7 +617,7 @@ client_lock_wait(const struct client_session *s, int *fd, char **cause)
 	memset(&w, 0, sizeof w);
 	w.s = s;
 	w.fd = fd;
-	w.deadline = now_mono() + CLIENT_LOCK_WAIT;
+	w.deadline = now_mono() + client_lock_wait_secs();
 	evtimer_assign(&w.ev, bsp_base, client_lock_wait_cb, &w);
 	evtimer_add(&w.ev, &tv);
 	while (!w.done)
@@ -615,7 +626,7 @@ client_lock_wait(const struct client_session *s, int *fd, char **cause)
 	if (w.rc == 1)
 		return (0);
 	*cause = w.cause;
-	return (-1);
+	return (w.rc == -2 ? -2 : -1);
 }
 
 /* A JSON body (compact), for the proxy's JSON API; the value is freed. */

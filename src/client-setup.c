@@ -203,10 +203,16 @@ setup_read(const char *path, mode_t *mode, int *exists, char **cause)
 	*mode = st.st_mode & 0777;
 	if ((j = json_load_file(path, JSON_REJECT_DUPLICATES, &je)) == NULL ||
 	    !json_is_object(j)) {
-		xasprintf(cause, "%s is not a JSON object (%s, line %d); "
-		    "nothing was changed: fix or move it, then run this again",
-		    path, j == NULL ? je.text : "another JSON value",
-		    j == NULL ? je.line : 0);
+		/* Not je.text: it quotes the file, which may hold secrets. */
+		if (j == NULL)
+			xasprintf(cause, "%s is not a JSON object (not JSON: "
+			    "line %d, column %d); nothing was changed: fix or "
+			    "move it, then run this again", path, je.line,
+			    je.column);
+		else
+			xasprintf(cause, "%s is not a JSON object (another JSON "
+			    "value); nothing was changed: fix or move it, then "
+			    "run this again", path);
 		json_decref(j);
 		return (NULL);
 	}

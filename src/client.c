@@ -24,11 +24,17 @@
 #include "client.h"
 #include "crypto.h"
 
+/* A file's modification time as a timespec (macOS names it otherwise). */
 #ifdef __APPLE__
-#define st_mtim	st_mtimespec
+#define CLIENT_MTIM(st)	((st).st_mtimespec)
+#else
+#define CLIENT_MTIM(st)	((st).st_mtim)
 #endif
 
 static int	client_mkdirs(const char *, char **);
+static void	client_check_open(const char *, int, mode_t, char **);
+static int	client_session_read_mode(struct client_session *, int,
+		    char **);
 
 /* Profile names: [A-Za-z0-9_-], 1 to 64 characters. */
 int
@@ -112,12 +118,36 @@ client_check_file(int fd, const char *path, int dir, char **cause)
 		return (-1);
 	}
 	if ((st.st_mode & 077) != 0) {
-		xasprintf(cause, "%s is open to other users (mode %04o), so it "
-		    "is not used: chmod %s %s", path,
-		    (unsigned)(st.st_mode & 07777), dir ? "700" : "600", path);
+		client_check_open(path, dir, st.st_mode, cause);
 		return (-1);
 	}
 	return (0);
+}
+
+/*
+ * The refusal of a file others may read: a directory is closed with
+ * chmod; a file's secrets may have been read, so chmod is no remedy: a
+ * session is ended on the proxy by logout (which reads it all the same),
+ * anything else is removed and made anew.
+ */
+static void
+client_check_open(const char *path, int dir, mode_t mode, char **cause)
+{
+	size_t	len = strlen(path);
+
+	if (dir)
+		xasprintf(cause, "%s is open to other users (mode %04o), so it "
+		    "is not used: chmod 700 %s", path, (unsigned)(mode & 07777),
+		    path);
+	else if (len > 5 && strcmp(path + len - 5, ".json") == 0)
+		xasprintf(cause, "%s is open to other users (mode %04o), so it "
+		    "is not used: its tokens may have been read; end the "
+		    "session with \"%s logout\" (its --profile too) and sign "
+		    "in again", path, (unsigned)(mode & 07777), BSP_NAME);
+	else
+		xasprintf(cause, "%s is open to other users (mode %04o), so it "
+		    "is not used: remove it (a new one is made)", path,
+		    (unsigned)(mode & 07777));
 }
 
 /* mkdir -p for the parents of path, each new one 0700. */
@@ -230,6 +260,32 @@ client_json_strdup(const json_t *o, const char *key)
 int
 client_session_read(struct client_session *s, char **cause)
 {
+	return (client_session_read_mode(s, 0, cause));
+}
+
+/*
+ * The same for logout, which must end a session whose file others could
+ * read: the user's own regular file is read whatever its mode. *open is
+ * set when its mode lets others read it.
+ */
+int
+client_session_read_any_mode(struct client_session *s, int *open,
+    char **cause)
+{
+	struct stat	st;
+	int		rc;
+
+	*open = 0;
+	if ((rc = client_session_read_mode(s, 1, cause)) == 0 &&
+	    lstat(s->path, &st) == 0 && (st.st_mode & 077) != 0)
+		*open = 1;
+	return (rc);
+}
+
+static int
+client_session_read_mode(struct client_session *s, int any_mode,
+    char **cause)
+{
 	struct stat	 st;
 	json_error_t	 je;
 	json_t		*j = NULL;
@@ -250,9 +306,15 @@ client_session_read(struct client_session *s, char **cause)
 			    strerror(errno));
 		return (-1);
 	}
-	if (client_check_file(fd, s->path, 0, cause) == -1)
+	if (fstat(fd, &st) == -1) {
+		xasprintf(cause, "%s: %s", s->path, strerror(errno));
 		goto out;
-	if (fstat(fd, &st) == -1 || st.st_size > CLIENT_SESSION_MAX) {
+	}
+	if (!any_mode || st.st_uid != getuid() || !S_ISREG(st.st_mode)) {
+		if (client_check_file(fd, s->path, 0, cause) == -1)
+			goto out;
+	}
+	if (st.st_size > CLIENT_SESSION_MAX) {
 		xasprintf(cause, "%s is not a session file (larger than %d "
 		    "bytes): remove it and sign in again", s->path,
 		    CLIENT_SESSION_MAX);
@@ -273,9 +335,14 @@ client_session_read(struct client_session *s, char **cause)
 	buf[len] = '\0';
 	if ((j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)) == NULL ||
 	    !json_is_object(j)) {
-		xasprintf(cause, "%s is damaged (not a JSON object%s%s): "
-		    "remove it and sign in again", s->path, j == NULL ? ": " :
-		    "", j == NULL ? je.text : "");
+		/* Not je.text: it quotes the file, which holds tokens. */
+		if (j == NULL)
+			xasprintf(cause, "%s is damaged (not JSON: line %d, "
+			    "column %d): remove it and sign in again", s->path,
+			    je.line, je.column);
+		else
+			xasprintf(cause, "%s is damaged (not a JSON object): "
+			    "remove it and sign in again", s->path);
 		goto out;
 	}
 	v = json_integer_value(json_object_get(j, "version"));
@@ -321,9 +388,9 @@ client_session_read(struct client_session *s, char **cause)
 	    "obtained_at"));
 	s->signed_in_at = (time_t)json_integer_value(json_object_get(j,
 	    "signed_in_at"));
-	s->st_dev = st.st_dev;
-	s->st_ino = st.st_ino;
-	s->st_mtim = st.st_mtim;
+	s->file_dev = st.st_dev;
+	s->file_ino = st.st_ino;
+	s->file_mtime = CLIENT_MTIM(st);
 	rc = 0;
 out:
 	free(base);
@@ -410,9 +477,9 @@ client_session_write(struct client_session *s, char **cause)
 	client_fsync_dir(s->path);
 	/* What we wrote is what we know: not a change by another process. */
 	if (stat(s->path, &st) == 0) {
-		s->st_dev = st.st_dev;
-		s->st_ino = st.st_ino;
-		s->st_mtim = st.st_mtim;
+		s->file_dev = st.st_dev;
+		s->file_ino = st.st_ino;
+		s->file_mtime = CLIENT_MTIM(st);
 	}
 	rc = 0;
 out:
@@ -442,9 +509,9 @@ client_session_changed(const struct client_session *s)
 
 	if (stat(s->path, &st) == -1)
 		return (1);
-	return (st.st_dev != s->st_dev || st.st_ino != s->st_ino ||
-	    st.st_mtim.tv_sec != s->st_mtim.tv_sec ||
-	    st.st_mtim.tv_nsec != s->st_mtim.tv_nsec);
+	return (st.st_dev != s->file_dev || st.st_ino != s->file_ino ||
+	    CLIENT_MTIM(st).tv_sec != s->file_mtime.tv_sec ||
+	    CLIENT_MTIM(st).tv_nsec != s->file_mtime.tv_nsec);
 }
 
 void
@@ -564,6 +631,22 @@ client_lock_try(const struct client_session *s, int *fd, char **cause)
 	}
 	*fd = lfd;
 	return (1);
+}
+
+/* How long to wait for a profile's lock: CLIENT_LOCK_WAIT or BSP_LOCK_WAIT. */
+int
+client_lock_wait_secs(void)
+{
+	const char	*e = getenv("BSP_LOCK_WAIT");
+	char		*end;
+	long		 v;
+
+	if (e == NULL || *e == '\0')
+		return (CLIENT_LOCK_WAIT);
+	v = strtol(e, &end, 10);
+	if (*end != '\0' || v < 1 || v > 3600)
+		return (CLIENT_LOCK_WAIT);
+	return ((int)v);
 }
 
 void

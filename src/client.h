@@ -36,7 +36,12 @@
 #define CLIENT_PROFILE_MAX	64
 #define CLIENT_SESSION_MAX	(64 * 1024)	/* a session file's ceiling */
 #define CLIENT_BODY_MAX		(1024 * 1024)	/* a JSON answer's ceiling */
-#define CLIENT_LOCK_WAIT	60	/* seconds to wait for the lock */
+/*
+ * Seconds to wait for the profile's lock: longer than a refresh can take
+ * (client_loop_init(): 120 s in all), so that a slow refresh by another
+ * process is waited for, not given up on. BSP_LOCK_WAIT overrides it.
+ */
+#define CLIENT_LOCK_WAIT	150
 #define CLIENT_MARGIN_MAX	300	/* refresh this long before expiry */
 #define CLIENT_DEVICE_ID	"bedrock-sso-proxy-cli"
 #define CLIENT_SESSION_VERSION	1
@@ -61,9 +66,9 @@ struct client_session {
 	char		*provider;
 	char		*flow;		/* "browser" or "device" */
 	/* The file as read: a change means another process wrote it. */
-	dev_t		 st_dev;
-	ino_t		 st_ino;
-	struct timespec	 st_mtim;
+	dev_t		 file_dev;
+	ino_t		 file_ino;
+	struct timespec	 file_mtime;
 };
 
 /* An answer from the proxy, buffered. */
@@ -90,6 +95,8 @@ int		 client_check_file(int, const char *, int, char **);
 int		 client_session_paths(struct client_session *, const char *,
 		     int, char **);
 int		 client_session_read(struct client_session *, char **);
+int		 client_session_read_any_mode(struct client_session *, int *,
+		     char **);
 int		 client_session_write(struct client_session *, char **);
 int		 client_session_remove(const struct client_session *,
 		     char **);
@@ -101,6 +108,7 @@ int		 client_session_load(const struct client_opts *,
 		     struct client_session *);
 int		 client_lock_try(const struct client_session *, int *,
 		     char **);
+int		 client_lock_wait_secs(void);
 void		 client_unlock(int);
 time_t		 client_margin(const struct client_session *);
 int		 client_token_fresh(const struct client_session *, time_t);

@@ -133,11 +133,12 @@ test('setup claude-code: the Bedrock mode through the relay; a settings file tha
     assert.deepEqual(j.env, { AWS_REGION: 'us-east-1', ANTHROPIC_BASE_URL: 'https://proxy.example.com' });
     assert.match(r.stderr, /Removed what would have overridden it: CLAUDE_CODE_USE_BEDROCK, ANTHROPIC_BEDROCK_BASE_URL, CLAUDE_CODE_SKIP_BEDROCK_AUTH\./);
 
-    writeFileSync(file, '{"env": {"A": 1},, }');
+    writeFileSync(file, '{"env": {"ANTHROPIC_AUTH_TOKEN": "sk-secret-in-settings"},, }');
     r = await runClient(lap, ['setup', 'claude-code']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /settings\.json is not a JSON object \(.*line 1\); nothing was changed: fix or move it/);
-    assert.equal(readFileSync(file, 'utf8'), '{"env": {"A": 1},, }');
+    assert.match(r.stderr, /settings\.json is not a JSON object \(not JSON: line 1, column \d+\); nothing was changed: fix or move it/);
+    assert.ok(!r.stderr.includes('sk-secret'), `the error quotes the file: ${r.stderr}`);
+    assert.equal(readFileSync(file, 'utf8'), '{"env": {"ANTHROPIC_AUTH_TOKEN": "sk-secret-in-settings"},, }');
     // A settings file that is a symbolic link (dotfiles): the file it points to is updated, the link stays.
     const dot = join(lap.dir, 'dotfiles');
     mkdirSync(dot);

@@ -8,6 +8,8 @@
 // open or foreign session file or directory is refused with its path and
 // the fix (exit 2).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { chmodSync, chownSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { runCommand } from './lib/daemon.mjs';
@@ -157,7 +159,9 @@ test('session files and directories: damaged, open to others, foreign, linked: r
     };
     const p = lap.sessionPath();
     const cases = [
-      ['{"version":1,', /default\.json is damaged \(not a JSON object: .*\): remove it and sign in again/],
+      ['{"version":1,', /default\.json is damaged \(not JSON: line 1, column \d+\): remove it and sign in again/],
+      // jansson's own message would quote the file, tokens and all.
+      ['{"version":1,"access_token":"eyJSECRETSECRET",,}', /default\.json is damaged \(not JSON: line 1, column \d+\): remove it/],
       [JSON.stringify({ ...good, version: 7 }), /is damaged or from another version \(version 7, this program reads 1\)/],
       [JSON.stringify({ ...good, proxy: 'ftp://x' }), /is damaged \(a member is missing or of the wrong type\)/],
       [JSON.stringify({ ...good, expires_at: 'soon' }), /is damaged \(a member is missing/],
@@ -169,13 +173,15 @@ test('session files and directories: damaged, open to others, foreign, linked: r
         assert.equal(r.code, 2, `${cmd} ${text}: ${r.stderr}`);
         assert.match(r.stderr, re);
         assert.ok(r.stderr.includes(p), r.stderr);
+        assert.ok(!r.stderr.includes('SECRET'), `the message quotes the file: ${r.stderr}`);
       }
     }
-    // Readable by others: refused, not used, with the chmod to run.
+    // Readable by others: refused, not used; its tokens may have leaked, so not "chmod" but logout.
     lap.writeSession(JSON.stringify(good), 'default', 0o644);
     let r = await runClient(lap, ['token']);
     assert.equal(r.code, 2);
-    assert.ok(r.stderr.includes(`${p} is open to other users (mode 0644), so it is not used: chmod 600 ${p}`), r.stderr);
+    assert.ok(r.stderr.includes(`${p} is open to other users (mode 0644), so it is not used: its tokens may have been read; `
+      + 'end the session with "bedrock-sso-proxy logout" (its --profile too) and sign in again'), r.stderr);
     // Another user's file (the tests run as root: give it to nobody).
     if (process.getuid() === 0) {
       lap.writeSession(JSON.stringify(good));
@@ -216,6 +222,63 @@ test('session files and directories: damaged, open to others, foreign, linked: r
     assert.match(r.stderr, /removed .*default\.json; the session on the proxy, if any, was not ended there/);
     assert.ok(!existsSync(p));
   } finally {
+    lap.close();
+  }
+});
+
+test('logout of a session file others could read ends the session on the proxy too', async () => {
+  const t = await startSignin();
+  const lap = newLaptop();
+  try {
+    assert.equal((await cliLogin(t, lap)).code, 0);
+    const tok = lap.session().access_token;
+    assert.equal((await validate(t.d, tok)).status, 200);
+    chmodSync(lap.sessionPath(), 0o644);
+    const r = await runClient(lap, ['logout']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Signed out of http:\/\/127\.0\.0\.1:\d+ \(profile default\)\./);
+    assert.match(r.stderr, /the session file was open to other users; the session has been ended on the proxy/);
+    assert.ok(!existsSync(lap.sessionPath()));
+    assert.equal((await validate(t.d, tok)).status, 401, 'what others may have read is of no use now');
+  } finally {
+    lap.close();
+    await t.stop();
+  }
+});
+
+test('a lock holder that hangs: token prints a token that has not expired (exit 0), else exit 4, not 2', async () => {
+  const lap = newLaptop();
+  const now = Math.floor(Date.now() / 1000);
+  let holder;
+  try {
+    // Due for a refresh (within half its 60 s life) but not expired.
+    lap.writeSession({
+      version: 1, profile: 'default', proxy: 'http://127.0.0.1:9', access_token: 'eyJ.still.valid', refresh_token: 'bsr_x',
+      expires_at: now + 20, obtained_at: now - 40,
+    });
+    // Another process holds the profile's lock and never lets go (as one whose proxy hangs would).
+    writeFileSync(join(lap.sessionDir, 'default.lock'), '', { mode: 0o600 });
+    holder = spawn('flock', ['-x', join(lap.sessionDir, 'default.lock'), '-c', 'echo locked; exec sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+    await new Promise((res, rej) => { holder.stdout.once('data', res); holder.once('exit', rej); });
+    const env = { BSP_LOCK_WAIT: '2' };
+    let r = await runClient(lap, ['token'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'eyJ.still.valid\n');
+    // Expired: nothing to print; a proxy-side failure, exit 4.
+    lap.writeSession({
+      version: 1, profile: 'default', proxy: 'http://127.0.0.1:9', access_token: 'eyJ.expired', refresh_token: 'bsr_x',
+      expires_at: now - 1, obtained_at: now - 61,
+    });
+    r = await runClient(lap, ['token'], { env });
+    assert.equal(r.code, 4, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /held .*default\.lock for 2 seconds, longer than a refresh may take; is the proxy at http:\/\/127\.0\.0\.1:9 hanging\?/);
+    // logout waits for the lock as well: exit 4, the file left for a later try.
+    r = await runClient(lap, ['logout'], { env });
+    assert.equal(r.code, 4, r.stderr);
+    assert.ok(existsSync(lap.sessionPath()));
+  } finally {
+    if (holder) try { process.kill(-holder.pid, 'SIGKILL'); } catch { /* gone */ }
     lap.close();
   }
 });

@@ -188,9 +188,29 @@ test_file(void)
 	cause = NULL;
 	chmod(s.path, 0640);
 	ok(client_session_read(&r, &cause) == -1 && cause != NULL &&
-	    strstr(cause, "chmod 600") != NULL, "0640 refused: %s", cause);
+	    strstr(cause, "logout") != NULL && strstr(cause, "chmod") == NULL,
+	    "0640 refused, logout advised (not chmod)");
 	free(cause);
 	cause = NULL;
+	{
+		int	leaked;
+
+		ok(client_session_read_any_mode(&r, &leaked, &cause) == 0 &&
+		    leaked, "logout reads it all the same, and knows");
+	}
+	{
+		FILE	*fp = fopen(s.path, "w");
+
+		fputs("{\"version\":1,\"access_token\":\"eyJSECRET\",,}", fp);
+		fclose(fp);
+		chmod(s.path, 0600);
+		ok(client_session_read(&r, &cause) == -1 && cause != NULL &&
+		    strstr(cause, "line 1, column") != NULL &&
+		    strstr(cause, "SECRET") == NULL,
+		    "a damaged file: line and column, no text of it");
+		free(cause);
+		cause = NULL;
+	}
 	ok(client_session_remove(&s, &cause) == 0, "remove");
 	ok(client_session_remove(&s, &cause) == 0, "remove again");
 	unlink(s.lock_path);
