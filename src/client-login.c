@@ -620,6 +620,25 @@ login_poll_answer(struct client_answer *a, void *arg)
 	}
 	rc = client_answer_exit(a, "the device sign-in (token endpoint)",
 	    l->s.proxy, &cause);
+	if (a->error != HC_OK || a->status >= 500 || a->status == 429) {
+		/*
+		 * RFC 8628 section 3.5: a connection that fails (or a proxy
+		 * that is busy) is not an answer: wait twice as long, and
+		 * keep polling until the code expires.
+		 */
+		l->interval = l->interval > LOGIN_POLL_MAX / 2 ?
+		    LOGIN_POLL_MAX : l->interval * 2;
+		if (now_mono() + (double)l->interval <= l->deadline) {
+			fprintf(stderr, "%s: %s; trying again in %ld s\n",
+			    BSP_NAME, cause, l->interval);
+			free(cause);
+			tv.tv_sec = l->interval;
+			tv.tv_usec = 0;
+			evtimer_add(&l->poll, &tv);
+			return;
+		}
+		rc = CLIENT_EXIT_PROXY;
+	}
 	login_poll_finish(l, rc == CLIENT_EXIT_ABSENT ? CLIENT_EXIT_PROXY : rc,
 	    cause);
 	free(cause);

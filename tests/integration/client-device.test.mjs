@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import {
-  ACCESS, DEVICE_CODE, REFRESH, USER_CODE, denied, expired, granted, pending, slowDown, startFakeGateway,
+  ACCESS, DEVICE_CODE, REFRESH, USER_CODE, busy, denied, expired, granted, pending, reset, slowDown, startFakeGateway,
+  unavailable,
 } from './lib/fake-gateway.mjs';
 import { newContext } from './lib/login.mjs';
 import { newLaptop, runClient, spawnClient, startSignin } from './lib/client.mjs';
@@ -44,6 +45,28 @@ test('device flow: pending, slow_down (+5 s), pending, granted; the client id, t
     assert.equal(s.refresh_token, REFRESH);
     const tk = await runClient(lap, ['token']);
     assert.equal(tk.stdout, `${ACCESS}\n`);
+  } finally {
+    lap.close();
+    await g.close();
+  }
+});
+
+test('device flow: a 503, a cut connection and a 429 without an OAuth error: back off (the interval doubled) and keep polling', async () => {
+  // Two cuts: the HTTP client retries a request once when a kept-alive connection dies under it.
+  const g = await startFakeGateway({ polls: [unavailable, reset, reset, busy, granted], interval: 1 });
+  const lap = newLaptop();
+  try {
+    const r = await runClient(lap, ['login', '--device', g.url]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /answered 503 to the device sign-in \(token endpoint\): try later; trying again in 2 s/);
+    assert.match(r.stderr, /cannot reach the proxy at .* \(the device sign-in \(token endpoint\)\): .*; trying again in 4 s/);
+    assert.match(r.stderr, /answered 429 to the device sign-in \(token endpoint\): too many requests; trying again in 8 s/);
+    assert.match(r.stderr, /Signed in to .* as carol@example\.com/);
+    assert.equal(g.polls.length, 5);
+    // RFC 8628 section 3.5: twice the wait after each failure (2, 4 and 8 s).
+    const gaps = g.polls.slice(1).map((p, i) => p.at - g.polls[i].at);
+    assert.ok(gaps[0] >= 1950 && gaps[1] + gaps[2] >= 3950 && gaps[3] >= 7950, `intervals ${gaps}`);
+    assert.equal(lap.session().refresh_token, REFRESH);
   } finally {
     lap.close();
     await g.close();

@@ -20,6 +20,10 @@ export const pending = { status: 400, body: { error: 'authorization_pending' } }
 export const slowDown = { status: 400, body: { error: 'slow_down' } };
 export const denied = { status: 400, body: { error: 'access_denied' } };
 export const expired = { status: 400, body: { error: 'expired_token' } };
+/** A proxy in trouble: 503 without an OAuth error, a connection cut, 429 without an OAuth error. */
+export const unavailable = { status: 503, body: { message: 'try later' } };
+export const reset = { reset: true };
+export const busy = { status: 429, body: { message: 'too many requests' } };
 export const granted = { status: 200, body: { access_token: ACCESS, token_type: 'Bearer', expires_in: 3600, refresh_token: REFRESH } };
 
 /**
@@ -58,6 +62,7 @@ export async function startFakeGateway(opts = {}) {
     if (u.pathname === '/oauth/token' && req.method === 'POST') {
       g.polls.push({ ...rec, form });
       const a = polls.length > 1 ? polls.shift() : polls[0];
+      if (a.reset) return req.socket.destroy();
       return send(res, a.status, a.body);
     }
     if (u.pathname === '/auth/validate') {
