@@ -317,12 +317,28 @@ client_refresh_finish(struct client_refresh *r, int rc, const char *why)
 	cb(rc, why, arg);
 }
 
+/*
+ * The proxy has rotated the pair but the file could not be written: it
+ * holds a spent refresh token, which would end the session (reuse) if
+ * anyone used it. It goes; the new access token is used (printed) until
+ * it expires, and the user is told, whatever the log level.
+ */
+static void
+client_refresh_unsaved(struct client_session *s, const char *cause)
+{
+	(void)unlink(s->path);
+	fprintf(stderr, "%s: the refreshed session could not be saved (%s); "
+	    "its access token is used until it expires, and %s was removed "
+	    "(its refresh token is spent): make room, then sign in again: %s "
+	    "login %s\n", BSP_NAME, cause, s->path, BSP_NAME, s->proxy);
+}
+
 static void
 client_refresh_answer(struct client_answer *a, void *arg)
 {
 	struct client_refresh	*r = arg;
 	const char		*err = client_oauth_error(a);
-	char			*cause = NULL, *why;
+	char			*cause = NULL;
 	int			 rc;
 
 	r->req = NULL;
@@ -333,12 +349,11 @@ client_refresh_answer(struct client_answer *a, void *arg)
 			return;
 		}
 		if (client_session_write(r->s, &cause) == -1) {
-			xasprintf(&why, "the refreshed session could not be "
-			    "saved: %s", cause);
-			client_refresh_finish(r, CLIENT_EXIT_LOCAL, why);
-			free(why);
+			free(cause);	/* once more, then give up on it */
+			cause = NULL;
+			if (client_session_write(r->s, &cause) == -1)
+				client_refresh_unsaved(r->s, cause);
 			free(cause);
-			return;
 		}
 		log_debug("profile %s: access token refreshed", r->s->profile);
 		client_refresh_finish(r, CLIENT_EXIT_OK, NULL);

@@ -244,6 +244,21 @@ client_session_paths(struct client_session *s, const char *profile,
 	return (0);
 }
 
+/*
+ * A time member: an integer from 0 to CLIENT_TIME_MAX (so that sums and
+ * differences of two cannot overflow), or absent unless required.
+ */
+static int
+client_json_time(const json_t *o, const char *key, int required)
+{
+	const json_t	*v = json_object_get(o, key);
+
+	if (v == NULL)
+		return (!required);
+	return (json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= CLIENT_TIME_MAX);
+}
+
 /* A string member, copied, or NULL. */
 static char *
 client_json_strdup(const json_t *o, const char *key)
@@ -356,8 +371,9 @@ client_session_read_mode(struct client_session *s, int any_mode,
 	    client_url_normalize(json_string_value(json_object_get(j,
 	    "proxy")), &base, NULL) == -1 ||
 	    json_string_value(json_object_get(j, "access_token")) == NULL ||
-	    !json_is_integer(json_object_get(j, "expires_at")) ||
-	    !json_is_integer(json_object_get(j, "obtained_at")) ||
+	    !client_json_time(j, "expires_at", 1) ||
+	    !client_json_time(j, "obtained_at", 1) ||
+	    !client_json_time(j, "signed_in_at", 0) ||
 	    (json_object_get(j, "refresh_token") != NULL &&
 	    !json_is_null(json_object_get(j, "refresh_token")) &&
 	    !json_is_string(json_object_get(j, "refresh_token")))) {
@@ -706,6 +722,9 @@ client_session_from_grant(struct client_session *s, const json_t *j,
 		freezero_str(s->refresh_token);
 		s->refresh_token = xstrdup(rt);
 	}
+	/* No overflow below: a year at most (no access token lives so long). */
+	if (in > CLIENT_EXPIRES_IN_MAX)
+		in = CLIENT_EXPIRES_IN_MAX;
 	s->obtained_at = now_wall();
 	s->expires_at = s->obtained_at + (time_t)in;
 	return (0);

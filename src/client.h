@@ -45,6 +45,8 @@
 #define CLIENT_MARGIN_MAX	300	/* refresh this long before expiry */
 #define CLIENT_DEVICE_ID	"bedrock-sso-proxy-cli"
 #define CLIENT_SESSION_VERSION	1
+#define CLIENT_EXPIRES_IN_MAX	(366 * 86400)	/* a longer expires_in is cut */
+#define CLIENT_TIME_MAX		253402300799LL	/* 9999-12-31: times in a file */
 #define CLIENT_RELAY_SECRET_FILE "relay-secret"
 #define CLIENT_RELAY_SECRET_LEN	43	/* 32 random bytes, base64url */
 #define CLIENT_RELAY_DEFAULT	"127.0.0.1:8377"

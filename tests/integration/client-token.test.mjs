@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { chmodSync, chownSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { runCommand } from './lib/daemon.mjs';
+import { SANITIZER_RE, bspBin, runCommand } from './lib/daemon.mjs';
 import { validate } from './lib/login.mjs';
 import { cliLogin, newLaptop, runClient, startSignin } from './lib/client.mjs';
 import { sleep } from './lib/util.mjs';
@@ -280,5 +280,37 @@ test('a lock holder that hangs: token prints a token that has not expired (exit 
   } finally {
     if (holder) try { process.kill(-holder.pid, 'SIGKILL'); } catch { /* gone */ }
     lap.close();
+  }
+});
+
+test('a refresh whose new session cannot be saved: token still prints the new access token, the stale file (a spent refresh token) goes', async () => {
+  const t = await startSignin();
+  const lap = newLaptop();
+  try {
+    assert.equal((await cliLogin(t, lap)).code, 0);
+    const s0 = lap.session();
+    const now = Math.floor(Date.now() / 1000);
+    lap.writeSession({ ...s0, obtained_at: now - 100, expires_at: now + 10 }); // due for a refresh
+    // No file may grow past 0 bytes (a full disk); SIGXFSZ ignored so that write(2) fails with EFBIG.
+    const r = await new Promise((res) => {
+      const p = spawn('/bin/sh', ['-c', 'trap "" XFSZ; ulimit -f 0; exec "$0" token', bspBin()], { env: lap.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => { out += d; });
+      p.stderr.on('data', (d) => { err += d; });
+      p.on('close', (code) => res({ code, stdout: out, stderr: err }));
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const tok = r.stdout.trim();
+    assert.ok(tok.length > 0 && tok !== s0.access_token, 'a new access token');
+    assert.equal((await validate(t.d, tok)).status, 200);
+    assert.match(r.stderr, /the refreshed session could not be saved \(.*\); its access token is used until it expires, and .*default\.json was removed \(its refresh token is spent\): make room, then sign in again: bedrock-sso-proxy login http:\/\/127\.0\.0\.1:\d+/);
+    assert.doesNotMatch(r.stderr, SANITIZER_RE);
+    assert.ok(!existsSync(lap.sessionPath()), 'no file with a spent refresh token is left for the next caller');
+    assert.equal((await runClient(lap, ['token'])).code, 3, 'sign in again');
+    assert.ok(!t.d.logs.some((e) => /reuse/i.test(e?.msg ?? '')), 'the spent refresh token was never used: no reuse, the session lives');
+  } finally {
+    lap.close();
+    await t.stop();
   }
 });

@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,30 @@ test_file(void)
 	ok(client_session_from_grant(&r, g, &cause) == -1 && cause != NULL,
 	    "a grant without expires_in is refused");
 	json_decref(g);
+	free(cause);
+	cause = NULL;
+	g = json_pack("{s:s,s:I}", "access_token", "eyJ.c.d", "expires_in",
+	    (json_int_t)INT64_MAX);
+	ok(client_session_from_grant(&r, g, &cause) == 0 &&
+	    r.expires_at - r.obtained_at == CLIENT_EXPIRES_IN_MAX,
+	    "an expires_in of INT64_MAX is cut to a year (no overflow)");
+	json_decref(g);
+	ok(client_token_fresh(&r, now_wall()), "and it is fresh");
+	{
+		FILE	*fp = fopen(s.path, "w");
+
+		fprintf(fp, "{\"version\":1,\"proxy\":\"https://p.example\","
+		    "\"access_token\":\"a\",\"expires_at\":%lld,"
+		    "\"obtained_at\":-9223372036854775807}\n",
+		    (long long)INT64_MAX);
+		fclose(fp);
+		ok(client_session_read(&r, &cause) == -1 && cause != NULL &&
+		    strstr(cause, "wrong type") != NULL,
+		    "times out of range in the file are refused");
+		free(cause);
+		cause = NULL;
+		ok(client_session_write(&s, &cause) == 0, "a good one again");
+	}
 	free(cause);
 	cause = NULL;
 	chmod(s.path, 0640);
