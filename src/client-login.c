@@ -814,6 +814,7 @@ enum {
 	LOPT_CA_FILE,
 	LOPT_NO_BROWSER,
 	LOPT_CLIENT_ID,
+	LOPT_PIN,
 };
 
 static const struct option login_options[] = {
@@ -824,6 +825,7 @@ static const struct option login_options[] = {
 	{ "ca-file", required_argument, NULL, LOPT_CA_FILE },
 	{ "no-browser", no_argument, NULL, LOPT_NO_BROWSER },
 	{ "client-id", required_argument, NULL, LOPT_CLIENT_ID },
+	{ "pin", required_argument, NULL, LOPT_PIN },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -831,8 +833,8 @@ static int
 login_usage(void)
 {
 	fprintf(stderr, "usage: %s login [--profile NAME] [--device] "
-	    "[--provider NAME] [--port PORT] [--ca-file FILE] [--no-browser] "
-	    "URL\n", BSP_NAME);
+	    "[--provider NAME] [--port PORT] [--ca-file FILE] [--pin "
+	    "sha256//BASE64] [--no-browser] URL\n", BSP_NAME);
 	return (CLIENT_EXIT_USAGE);
 }
 
@@ -865,6 +867,8 @@ client_cmd_login(int argc, char **argv)
 {
 	struct login	 l;
 	const char	*profile = CLIENT_PROFILE_DEFAULT, *ca = NULL;
+	const char	*pin = NULL;
+	uint8_t		 pinbuf[32];
 	char		*cause = NULL, *base = NULL, *probe;
 	int		 ch, rc, device;
 
@@ -895,6 +899,9 @@ client_cmd_login(int argc, char **argv)
 		case LOPT_CLIENT_ID:
 			l.client_id = optarg;
 			break;
+		case LOPT_PIN:
+			pin = optarg;
+			break;
 		default:
 			return (login_usage());
 		}
@@ -918,6 +925,20 @@ client_cmd_login(int argc, char **argv)
 		free(cause);
 		return (CLIENT_EXIT_USAGE);
 	}
+	if (pin != NULL && client_pin_parse(pin, pinbuf) == -1) {
+		fprintf(stderr, "%s: --pin %s: want sha256// and the base64 of "
+		    "the SHA-256 of the proxy's public key (DER "
+		    "SubjectPublicKeyInfo), as curl's --pinnedpubkey\n",
+		    BSP_NAME, pin);
+		free(base);
+		return (CLIENT_EXIT_USAGE);
+	}
+	if (pin != NULL && strncmp(base, "https://", 8) != 0) {
+		fprintf(stderr, "%s: --pin is for an https:// proxy\n",
+		    BSP_NAME);
+		free(base);
+		return (CLIENT_EXIT_USAGE);
+	}
 	if (ca != NULL && access(ca, R_OK) == -1) {
 		fprintf(stderr, "%s: --ca-file %s: %s\n", BSP_NAME, ca,
 		    strerror(errno));
@@ -938,7 +959,9 @@ client_cmd_login(int argc, char **argv)
 
 		l.s.ca_file = real != NULL ? real : xstrdup(ca);
 	}
-	if (client_loop_init(l.s.ca_file, &cause) == -1) {
+	if (pin != NULL)
+		l.s.pin = xstrdup(pin);
+	if (client_loop_init(&l.s, &cause) == -1) {
 		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
 		free(cause);
 		login_free(&l);
@@ -1067,7 +1090,7 @@ client_cmd_logout(int argc, char **argv)
 		client_session_clear(&s);
 		return (rc);
 	}
-	if (client_loop_init(s.ca_file, &cause) == -1 ||
+	if (client_loop_init(&s, &cause) == -1 ||
 	    (t = client_target(&s, &cause)) == NULL) {
 		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
 		free(cause);

@@ -33,11 +33,24 @@
 
 #define CLIENT_LOCK_RETRY_MS	50
 
-/* Start the loop, the resolver and the HTTP client (extra CA file or NULL). */
+/*
+ * Start the loop, the resolver and the HTTP client, trusting what the
+ * session says for its proxy: its CA file (checked first: nobody else may
+ * change it) and its key pin, checked on every handshake.
+ */
 int
-client_loop_init(const char *ca_file, char **cause)
+client_loop_init(const struct client_session *s, char **cause)
 {
 	struct hc_timeouts	to = { 10000, 60000, 60000, 120000 };
+	uint8_t			pin[32];
+	const char		*ca_file = s->ca_file;
+
+	if (ca_file != NULL && client_ca_file_check(ca_file, cause) == -1)
+		return (-1);
+	if (s->pin != NULL && client_pin_parse(s->pin, pin) == -1) {
+		xasprintf(cause, "%s: the pin is not sha256//BASE64", s->path);
+		return (-1);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	if ((bsp_base = event_base_new()) == NULL)
@@ -50,6 +63,7 @@ client_loop_init(const char *ca_file, char **cause)
 		client_loop_free();
 		return (-1);
 	}
+	hc_set_spki_pin(s->pin != NULL ? pin : NULL);
 	hc_set_timeouts(&to);
 	return (0);
 }

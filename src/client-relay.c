@@ -645,7 +645,7 @@ client_cmd_relay(int argc, char **argv)
 	}
 	/* The relay's own lines: one per request, at info. */
 	log_configure(log_get_level() + 2, LOG_FMT_TEXT, 0);
-	if (client_loop_init(rl.s.ca_file, &cause) == -1 ||
+	if (client_loop_init(&rl.s, &cause) == -1 ||
 	    (rl.t = client_target(&rl.s, &cause)) == NULL) {
 		rc = CLIENT_EXIT_LOCAL;
 		goto out;

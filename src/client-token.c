@@ -143,7 +143,7 @@ token_open(const struct client_opts *o, struct client_session *s,
 	*t = NULL;
 	if ((rc = client_session_load(o, s)) != CLIENT_EXIT_OK)
 		return (rc);
-	if (client_loop_init(s->ca_file, &cause) == -1 ||
+	if (client_loop_init(s, &cause) == -1 ||
 	    (*t = client_target(s, &cause)) == NULL) {
 		fprintf(stderr, "%s: %s\n", BSP_NAME, cause);
 		free(cause);

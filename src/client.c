@@ -309,6 +309,7 @@ client_session_read_mode(struct client_session *s, int any_mode,
 	size_t		 len = 0;
 	int		 fd, rc = -1;
 	json_int_t	 v;
+	uint8_t		 pinbuf[32];
 
 	if ((fd = open(s->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
 		if (errno == ENOENT)
@@ -374,6 +375,11 @@ client_session_read_mode(struct client_session *s, int any_mode,
 	    !client_json_time(j, "expires_at", 1) ||
 	    !client_json_time(j, "obtained_at", 1) ||
 	    !client_json_time(j, "signed_in_at", 0) ||
+	    (json_object_get(j, "pin") != NULL &&
+	    !json_is_null(json_object_get(j, "pin")) &&
+	    (!json_is_string(json_object_get(j, "pin")) ||
+	    client_pin_parse(json_string_value(json_object_get(j, "pin")),
+	    pinbuf) == -1)) ||
 	    (json_object_get(j, "refresh_token") != NULL &&
 	    !json_is_null(json_object_get(j, "refresh_token")) &&
 	    !json_is_string(json_object_get(j, "refresh_token")))) {
@@ -387,11 +393,13 @@ client_session_read_mode(struct client_session *s, int any_mode,
 	freezero_str(s->access_token);
 	freezero_str(s->refresh_token);
 	free(s->ca_file);
+	free(s->pin);
 	free(s->sub);
 	free(s->email);
 	free(s->provider);
 	free(s->flow);
 	s->access_token = client_json_strdup(j, "access_token");
+	s->pin = client_json_strdup(j, "pin");
 	s->refresh_token = client_json_strdup(j, "refresh_token");
 	s->ca_file = client_json_strdup(j, "ca_file");
 	s->sub = client_json_strdup(j, "sub");
@@ -448,9 +456,9 @@ client_session_write(struct client_session *s, char **cause)
 	ssize_t		 n;
 	int		 fd, rc = -1;
 
-	j = json_pack("{s:i,s:s,s:s,s:s?,s:s?,s:s?,s:I,s:I,s:I,s:s?,s:s?,"
+	j = json_pack("{s:i,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:I,s:I,s:I,s:s?,s:s?,"
 	    "s:s?,s:s?}", "version", CLIENT_SESSION_VERSION, "profile",
-	    s->profile, "proxy", s->proxy, "ca_file", s->ca_file,
+	    s->profile, "proxy", s->proxy, "ca_file", s->ca_file, "pin", s->pin,
 	    "access_token", s->access_token, "refresh_token",
 	    s->refresh_token, "expires_at", (json_int_t)s->expires_at,
 	    "obtained_at", (json_int_t)s->obtained_at, "signed_in_at",
@@ -538,6 +546,7 @@ client_session_clear(struct client_session *s)
 	free(s->lock_path);
 	free(s->proxy);
 	free(s->ca_file);
+	free(s->pin);
 	freezero_str(s->access_token);
 	freezero_str(s->refresh_token);
 	free(s->sub);
@@ -547,7 +556,51 @@ client_session_clear(struct client_session *s)
 	memset(s, 0, sizeof *s);
 }
 
-/* Two sessions of one proxy, trusted alike (URL, CA file)? */
+/*
+ * A TLS public key pin, "sha256//" and the standard base64 of the SHA-256
+ * of the DER SubjectPublicKeyInfo (curl's --pinnedpubkey, RFC 7469's
+ * pin-sha256), into 32 bytes. 0, or -1 if it is not one.
+ */
+int
+client_pin_parse(const char *pin, uint8_t *out)
+{
+	size_t	n;
+
+	if (strncmp(pin, "sha256//", 8) != 0 || strlen(pin + 8) != 44 ||
+	    crypto_b64_decode(pin + 8, 44, out, 32, &n) == -1 || n != 32)
+		return (-1);
+	return (0);
+}
+
+/*
+ * The CA file trusted for the proxy must not be changeable by others
+ * (it is read again by every command): a regular file of the user's or
+ * root's that only its owner may write. 0, or -1 with *cause.
+ */
+int
+client_ca_file_check(const char *path, char **cause)
+{
+	struct stat	st;
+	int		fd;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		xasprintf(cause, "the CA file %s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    (st.st_uid != getuid() && st.st_uid != 0) ||
+	    (st.st_mode & 022) != 0) {
+		xasprintf(cause, "the CA file %s can be changed by other users "
+		    "(or is not a regular file of yours or root's), so it is not "
+		    "trusted: make it yours, mode 644 or stricter", path);
+		close(fd);
+		return (-1);
+	}
+	close(fd);
+	return (0);
+}
+
+/* Two sessions of one proxy, trusted alike (URL, CA file, pin)? */
 static int
 client_streq_null(const char *a, const char *b)
 {
@@ -560,7 +613,8 @@ client_session_same_proxy(const struct client_session *a,
     const struct client_session *b)
 {
 	return (client_streq_null(a->proxy, b->proxy) &&
-	    client_streq_null(a->ca_file, b->ca_file));
+	    client_streq_null(a->ca_file, b->ca_file) &&
+	    client_streq_null(a->pin, b->pin));
 }
 
 /* Move src into dst (whose contents are freed); src is left empty. */

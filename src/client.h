@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <stdint.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -58,6 +59,7 @@ struct client_session {
 	char		*lock_path;
 	char		*proxy;		/* base URL, no trailing slash */
 	char		*ca_file;	/* extra trust for the proxy, or NULL */
+	char		*pin;		/* "sha256//BASE64" of its key, or NULL */
 	char		*access_token;
 	char		*refresh_token;
 	time_t		 expires_at;	/* this machine's clock */
@@ -126,12 +128,14 @@ int		 client_relay_secret(char **, int, char **);
 int		 client_relay_route(const char *, const char *, const char **);
 int		 client_session_same_proxy(const struct client_session *,
 		     const struct client_session *);
+int		 client_pin_parse(const char *, uint8_t *);
+int		 client_ca_file_check(const char *, char **);
 
 /* client-relay.c */
 char		*client_relay_url(const char *, int, const char *);
 
 /* client-net.c: the loop, the proxy's HTTP API, the refresh. */
-int		 client_loop_init(const char *, char **);
+int		 client_loop_init(const struct client_session *, char **);
 void		 client_loop_free(void);
 struct hc_target *client_target(const struct client_session *, char **);
 void		 client_answer_clear(struct client_answer *);

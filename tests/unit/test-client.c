@@ -322,6 +322,19 @@ test_relay(void)
 			free(u);
 		}
 	}
+	{
+		uint8_t	pin[32];
+
+		ok(client_pin_parse("sha256//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NM"
+		    "pJWZG3hSuFU=", pin) == 0 && pin[0] == 0xe3 &&
+		    pin[31] == 0x55, "a pin: sha256//BASE64 (32 bytes)");
+		ok(client_pin_parse("sha256//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NM"
+		    "pJWZG3hSuF", pin) == -1, "a pin cut short");
+		ok(client_pin_parse("sha1//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJ"
+		    "WZG3hSuFU=", pin) == -1, "not sha256");
+		ok(client_pin_parse("sha256//47DEQpj8HBSa-_TImW-5JCeuQeRkm5NM"
+		    "pJWZG3hSuFU=", pin) == -1, "base64url is not base64");
+	}
 	u = client_relay_url("127.0.0.1", 8377, "S");
 	is_str(u, "http://127.0.0.1:8377/S", "the URL");
 	free(u);
