@@ -8,9 +8,11 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { test } from 'node:test';
-import { invoke, loginState, validate } from './lib/login.mjs';
-import { cliLogin, newLaptop, runClient, signInAtIdp, spawnClient, startSignin } from './lib/client.mjs';
-import { request } from './lib/util.mjs';
+import { invoke, loginState, newContext, validate } from './lib/login.mjs';
+import {
+  cliLogin, fakeBrowser, newLaptop, runClient, signInAtIdp, spawnClient, startSignin,
+} from './lib/client.mjs';
+import { request, waitFor } from './lib/util.mjs';
 
 test('login with the browser: PKCE loopback flow, session 0600 in 0700, token prints only the token', async () => {
   const t = await startSignin();
@@ -155,5 +157,62 @@ test('login refuses what it cannot use, before any browser', async () => {
     assert.match(r.stderr, /cannot reach the proxy at http:\/\/127\.0\.0\.1:9/);
   } finally {
     lap.close();
+  }
+});
+
+test('login: a second callback, even with the right state, is refused; the first one signs in', async () => {
+  const t = await startSignin();
+  const lap = newLaptop();
+  try {
+    const b = fakeBrowser(lap);
+    const c = spawnClient(lap, ['login', t.d.url], { env: { BROWSER: b.command } });
+    const url = await b.url();
+    const port = new URL(new URL(url).searchParams.get('redirect_uri')).port;
+    // The user's part at the IdP, with the redirect back to the client caught instead of delivered.
+    const ctx = await newContext(await t.browser());
+    let callback = null;
+    try {
+      // Chromium does not route redirect hops: every redirect of the sign-in is turned into a
+      // page that navigates on (a new request, routed again) until the one to the client's callback.
+      await ctx.route((u) => u.hostname === '127.0.0.1' && u.port !== port, async (route) => {
+        const res = await route.fetch({ maxRedirects: 0 });
+        const loc = res.status() >= 300 && res.status() < 400 ? res.headers().location : null;
+        if (!loc) return route.fulfill({ response: res });
+        const next = new URL(loc, route.request().url()).href;
+        if (new URL(next).port === port && new URL(next).pathname === '/callback') {
+          callback = next;
+          return route.fulfill({ status: 200, contentType: 'text/html', body: '<title>caught</title>' });
+        }
+        const headers = { ...res.headers(), 'content-type': 'text/html' };
+        delete headers.location;
+        delete headers['content-length'];
+        return route.fulfill({ status: 200, headers, body: `<script>location.replace(${JSON.stringify(next)})</script>` });
+      });
+      const page = await ctx.newPage();
+      await page.goto(url);
+      await page.fill('input[name=login]', 'alice');
+      await page.fill('input[name=password]', 'any password');
+      await page.click('button[type=submit]');
+      await page.waitForSelector('form input[name=prompt][value=consent]', { state: 'attached' });
+      await page.click('button[type=submit]');
+      await waitFor(() => callback, { timeoutMs: 20000, message: `no callback; the page is at ${page.url()}, port ${port}` });
+    } finally {
+      await ctx.close().catch(() => {});
+    }
+    assert.match(callback, /[?&]code=.*&?state=|[?&]state=.*&?code=/);
+    // The same valid callback twice at once (a replay, or another program that caught it): one wins.
+    const answers = await Promise.all([request(callback), request(callback)]);
+    assert.deepEqual(answers.map((a) => a.status).sort(), [200, 404]);
+    assert.match(answers.find((a) => a.status === 404).text(), /Nothing here/);
+    assert.match(answers.find((a) => a.status === 200).text(), /You are signed in to/);
+    const r = await c.exited;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(lap.session().sub, 'idp:alice');
+    // And once the sign-in is over, nothing answers there any more.
+    const late = await request(callback).catch((e) => e);
+    assert.ok(late instanceof Error, 'the listener is closed');
+  } finally {
+    lap.close();
+    await t.stop();
   }
 });

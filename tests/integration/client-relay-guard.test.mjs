@@ -16,7 +16,7 @@ import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { newLaptop, runClient, spawnClient } from './lib/client.mjs';
-import { readAll, request } from './lib/util.mjs';
+import { readAll, request, waitFor } from './lib/util.mjs';
 
 const MODEL = 'anthropic.claude-3-haiku-20240307-v1:0';
 const now = () => Math.floor(Date.now() / 1000);
@@ -24,6 +24,8 @@ const now = () => Math.floor(Date.now() / 1000);
 /** A scripted proxy: records {method, url, headers, body}; answers per path. */
 async function fakeProxy() {
   const seen = [];
+  let release;
+  const held = new Promise((r) => { release = r; });
   const server = createServer(async (req, res) => {
     const body = await readAll(req);
     seen.push({ method: req.method, url: req.url, headers: req.headers, body: body.toString() });
@@ -31,6 +33,12 @@ async function fakeProxy() {
       res.writeHead(200, { 'Content-Type': 'application/vnd.amazon.eventstream' });
       res.write('part of a stream');
       setTimeout(() => res.socket.destroy(), 200);
+      return;
+    }
+    if (req.url.endsWith('/hold/invoke')) {
+      await held;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end('{"held":true}');
       return;
     }
     if (req.url.endsWith('/cut-length/invoke')) {
@@ -44,7 +52,7 @@ async function fakeProxy() {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {
-    seen, url: `http://127.0.0.1:${server.address().port}`,
+    seen, release, url: `http://127.0.0.1:${server.address().port}`,
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };
 }
@@ -172,6 +180,46 @@ test('relay: an answer the proxy breaks off is broken off toward the tool (chunk
     assert.doesNotMatch(done.stderr, /AddressSanitizer|LeakSanitizer|runtime error:/);
   } finally {
     relay?.kill('SIGKILL');
+    lap.close();
+    await p.close();
+  }
+});
+
+test('relay: at most 64 requests in progress (503 beyond), bodies over 25 MiB refused (413), neither sent on', async () => {
+  const p = await fakeProxy();
+  const lap = newLaptop();
+  let relay;
+  try {
+    lap.writeSession(session(p.url));
+    const r = await relayOn(lap);
+    relay = r.relay;
+    const opts = { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' };
+    const held = Array.from({ length: 64 }, () => request(`${r.url}/model/hold/invoke`, opts));
+    await waitFor(() => p.seen.length === 64, { timeoutMs: 20000, message: 'the 64 requests never reached the proxy' });
+    let x = await request(`${r.url}/model/${MODEL}/invoke`, opts);
+    assert.equal(x.status, 503);
+    assert.match(x.json().message, /too many requests in progress/);
+    assert.equal(p.seen.length, 64);
+    p.release();
+    for (const h of await Promise.all(held)) assert.equal(h.status, 200);
+    x = await request(`${r.url}/model/${MODEL}/invoke`, opts);
+    assert.equal(x.status, 200, 'room again once they are done');
+
+    // A body over 25 MiB: 413 from the relay, nothing sent on (announced by its Content-Length).
+    const n = p.seen.length;
+    x = await request(`${r.url}/model/${MODEL}/invoke`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': String(25 * 1024 * 1024 + 1), Expect: '100-continue' },
+    }).catch((e) => e);
+    assert.equal(x.status, 413, String(x));
+    assert.equal(p.seen.length, n);
+    relay.kill('SIGTERM');
+    const done = await relay.exited;
+    relay = null;
+    assert.equal(done.code, 0, done.stderr);
+    assert.doesNotMatch(done.stderr, /AddressSanitizer|LeakSanitizer|runtime error:/);
+  } finally {
+    relay?.kill('SIGKILL');
+    p.release();
     lap.close();
     await p.close();
   }
