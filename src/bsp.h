@@ -1389,16 +1389,35 @@ void		 modules_free(void);
 int		 modules_failed(void);
 
 /* cmd.c */
+#define CMD_CLIENT	0x01	/* the laptop's: no daemon configuration */
 struct command {
 	const char	*name;
 	const char	*sub;
 	const char	*args;
 	int		(*fn)(int, char **);
 	const char	*help;
+	int		 flags;
 };
 extern const struct command	commands[];
 extern const size_t		ncommands;
+const struct command *command_find(int, char **);
+int		 command_exec(const struct command *, int, char **);
 int		 command_run(int, char **);
+
+/* client-login.c */
+int		 client_cmd_login(int, char **);
+int		 client_cmd_logout(int, char **);
+
+/* client-token.c */
+int		 client_cmd_token(int, char **);
+int		 client_cmd_status(int, char **);
+int		 client_cmd_aws_credentials(int, char **);
+
+/* client-relay.c */
+int		 client_cmd_relay(int, char **);
+
+/* client-setup.c */
+int		 client_cmd_setup_claude_code(int, char **);
 
 /* cmd-print.c */
 void		 cmd_cell(const char *, int, const char *);

@@ -1,10 +1,13 @@
 /*
- * cmd.c: the administrative commands (bedrock-sso-proxy COMMAND ...). They
- * work on the configured database and may run while the daemon does: the
- * daemon notices their writes within a second (SQLite's change counter,
+ * cmd.c: the command table, and the administrative commands
+ * (bedrock-sso-proxy COMMAND ...). These work on the configured database
+ * and may run while the daemon does: the daemon notices their writes
+ * within a second (SQLite's change counter,
  * PostgreSQL's notifications). They run the daemon's asynchronous calls
  * and wait for each (cmd-store.c). Text that came from identity providers
- * is escaped before it reaches the terminal.
+ * is escaped before it reaches the terminal. The laptop's commands
+ * (CMD_CLIENT, client*.c) need no configuration: main() runs them before
+ * it would load one.
  */
 
 #include <sys/types.h>
@@ -31,30 +34,51 @@ static int	cmd_signing_rotate(int, char **);
 
 const struct command commands[] = {
 	{ "token", "mint", "--user EMAIL|SUB [--ttl SECONDS] [--scope S]",
-	  cmd_token_mint, "print an access token" },
+	  cmd_token_mint, "print an access token", 0 },
 	{ "key", "create", "--user USER [--name N] [--ttl D] "
 	  "[--models PATTERN,...] [--scope S,...]", cmd_key_create,
-	  "make an API key" },
-	{ "key", "list", "[--user USER]", cmd_key_list, "list API keys" },
-	{ "key", "revoke", "ID", cmd_key_revoke, "revoke an API key" },
-	{ "user", "list", "", cmd_user_list, "list users" },
+	  "make an API key", 0 },
+	{ "key", "list", "[--user USER]", cmd_key_list, "list API keys", 0 },
+	{ "key", "revoke", "ID", cmd_key_revoke, "revoke an API key", 0 },
+	{ "user", "list", "", cmd_user_list, "list users", 0 },
 	{ "user", "disable", "USER", cmd_user_disable,
-	  "disable a user, end their sessions and revoke their API keys" },
-	{ "user", "enable", "USER", cmd_user_enable, "enable a user again" },
+	  "disable a user, end their sessions and revoke their API keys", 0 },
+	{ "user", "enable", "USER", cmd_user_enable, "enable a user again",
+	  0 },
 	{ "user", "logout", "[--keep-keys] USER", cmd_user_logout,
-	  "end every session of a user and revoke their API keys" },
+	  "end every session of a user and revoke their API keys", 0 },
 	{ "usage", NULL, "[--since DATE] [--user USER] [--by user|model|day] "
-	  "[--cost]", cmd_usage, "usage totals" },
+	  "[--cost]", cmd_usage, "usage totals", 0 },
 	{ "budget", "list", "", cmd_budget_list,
-	  "list the budget caps and the per-user overrides" },
+	  "list the budget caps and the per-user overrides", 0 },
 	{ "budget", "show", "USER", cmd_budget_show,
-	  "what a user has spent against each cap" },
+	  "what a user has spent against each cap", 0 },
 	{ "budget", "set", "USER CAP [--limit USD] [--soft USD] | --clear",
-	  cmd_budget_set, "set or clear a user's limits of a user cap" },
+	  cmd_budget_set, "set or clear a user's limits of a user cap", 0 },
 	{ "signing-key", "rotate", "", cmd_signing_rotate,
-	  "make a new active signing key" },
+	  "make a new active signing key", 0 },
 	{ "db", "copy", "--from URL --to URL", cmd_db_copy,
-	  "copy every table into an empty database, checked row by row" },
+	  "copy every table into an empty database, checked row by row", 0 },
+
+	/* The laptop's commands (client*.c), after "token mint". */
+	{ "login", NULL, "[--profile NAME] [--device] [--provider NAME] "
+	  "[--port PORT] [--ca-file FILE] [--no-browser] URL",
+	  client_cmd_login, "sign in to a proxy", CMD_CLIENT },
+	{ "token", NULL, "[--profile NAME]", client_cmd_token,
+	  "print a valid access token (Claude Code's apiKeyHelper)",
+	  CMD_CLIENT },
+	{ "logout", NULL, "[--profile NAME]", client_cmd_logout,
+	  "end the session and forget it", CMD_CLIENT },
+	{ "status", NULL, "[--profile NAME]", client_cmd_status,
+	  "who, which proxy, expiry, models, usage", CMD_CLIENT },
+	{ "relay", NULL, "[--profile NAME] [--listen ADDRESS:PORT]",
+	  client_cmd_relay, "a local listener for SigV4 tools", CMD_CLIENT },
+	{ "setup", "claude-code", "[--profile NAME] [--mode anthropic|bedrock] "
+	  "[--relay ADDRESS:PORT] [--print]", client_cmd_setup_claude_code,
+	  "Claude Code's settings for this proxy", CMD_CLIENT },
+	{ "aws-credentials", NULL, "[--profile NAME] [--role NAME] "
+	  "[--format process|sts]", client_cmd_aws_credentials,
+	  "AWS credentials for credential_process", CMD_CLIENT },
 };
 const size_t ncommands = nitems(commands);
 
@@ -846,9 +870,9 @@ cmd_signing_rotate(int argc, char **argv)
 	return (rc);
 }
 
-/* Find and run a command; returns the exit status. */
-int
-command_run(int argc, char **argv)
+/* The command argv names, or NULL. */
+const struct command *
+command_find(int argc, char **argv)
 {
 	size_t	i;
 
@@ -856,10 +880,30 @@ command_run(int argc, char **argv)
 		if (strcmp(argv[0], commands[i].name) != 0)
 			continue;
 		if (commands[i].sub == NULL)
-			return (commands[i].fn(argc, argv));
+			return (&commands[i]);
 		if (argc > 1 && strcmp(argv[1], commands[i].sub) == 0)
-			return (commands[i].fn(argc - 1, argv + 1));
+			return (&commands[i]);
 	}
+	return (NULL);
+}
+
+/* Run a command found by command_find(); returns the exit status. */
+int
+command_exec(const struct command *c, int argc, char **argv)
+{
+	if (c->sub == NULL)
+		return (c->fn(argc, argv));
+	return (c->fn(argc - 1, argv + 1));
+}
+
+/* Find and run a command; returns the exit status. */
+int
+command_run(int argc, char **argv)
+{
+	const struct command	*c;
+
+	if ((c = command_find(argc, argv)) != NULL)
+		return (command_exec(c, argc, argv));
 	fprintf(stderr, "%s: unknown command \"%s%s%s\"\n", BSP_NAME, argv[0],
 	    argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
 	command_usage(stderr);

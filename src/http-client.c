@@ -66,6 +66,7 @@
 #include <openssl/x509v3.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "http-client.h"
 
 #define HC_MAX_ADDRS		8
@@ -137,6 +138,7 @@ struct hc_conn {
 	unsigned			 nreqs;
 	uint64_t			 bytes_in;	/* this request */
 	int				 verify_err;	/* X509_V_ERR_* + 1 */
+	int				 pin_failed;	/* no key in the chain pinned */
 	struct hc_req			*req;
 	struct event			 idle_ev;
 	TAILQ_ENTRY(hc_conn)		 entry;		/* hc.conns / dead */
@@ -212,6 +214,8 @@ struct hc_req {
 
 static struct {
 	int			 initialized;
+	int			 pin_set;
+	uint8_t			 pin[CRYPTO_HASH_LEN];	/* SPKI SHA-256 */
 	int			 shutting_down;
 	SSL_CTX			*ctx;
 	SSL_CTX			*next_ctx;	/* prepared by a reload */
@@ -504,20 +508,68 @@ hc_ctx_new(const char *ca_file, char **cause)
 	return (ctx);
 }
 
-/* Remember why verification failed; the SSL is cleared before we look. */
+void
+hc_set_spki_pin(const uint8_t *sha256)
+{
+	hc.pin_set = sha256 != NULL;
+	if (sha256 != NULL)
+		memcpy(hc.pin, sha256, sizeof hc.pin);
+	else
+		memset(hc.pin, 0, sizeof hc.pin);
+}
+
+/* Does a certificate of the chain have the pinned public key? */
+static int
+hc_chain_pinned(X509_STORE_CTX *xs)
+{
+	STACK_OF(X509)	*chain = X509_STORE_CTX_get0_chain(xs);
+	uint8_t		 h[CRYPTO_HASH_LEN], *der, *p;
+	int		 i, len, found = 0;
+
+	for (i = 0; chain != NULL && i < sk_X509_num(chain) && !found; i++) {
+		len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(sk_X509_value(chain,
+		    i)), NULL);
+		if (len <= 0)
+			continue;
+		der = p = xmalloc((size_t)len);
+		if (i2d_X509_PUBKEY(X509_get_X509_PUBKEY(sk_X509_value(chain,
+		    i)), &p) == len) {
+			crypto_sha256(der, (size_t)len, h);
+			found = crypto_memeq(h, hc.pin, sizeof h);
+		}
+		free(der);
+	}
+	return (found);
+}
+
+/*
+ * Remember why verification failed (the SSL is cleared before we look);
+ * with a pin, a chain that verified must also hold the pinned key.
+ */
 static int
 hc_verify_cb(int ok, X509_STORE_CTX *xs)
 {
 	SSL		*ssl;
 	struct hc_conn	*conn;
 
-	if (ok)
-		return (ok);
 	ssl = X509_STORE_CTX_get_ex_data(xs,
 	    SSL_get_ex_data_X509_STORE_CTX_idx());
 	if (ssl == NULL || hc.ssl_idx == -1)
 		return (ok);
 	conn = SSL_get_ex_data(ssl, hc.ssl_idx);
+	if (ok && hc.pin_set && X509_STORE_CTX_get_error_depth(xs) == 0 &&
+	    !hc_chain_pinned(xs)) {
+		X509_STORE_CTX_set_error(xs,
+		    X509_V_ERR_APPLICATION_VERIFICATION);
+		if (conn != NULL && conn->verify_err == 0) {
+			conn->pin_failed = 1;
+			conn->verify_err =
+			    X509_V_ERR_APPLICATION_VERIFICATION + 1;
+		}
+		return (0);
+	}
+	if (ok)
+		return (ok);
 	if (conn != NULL && conn->verify_err == 0)
 		conn->verify_err = X509_STORE_CTX_get_error(xs) + 1;
 	return (ok);
@@ -1353,6 +1405,11 @@ hc_req_fail_connect(struct hc_req *req, struct hc_conn *conn, int everr,
 	unsigned long	 e, last = 0;
 	char		 ebuf[128];
 
+	if (conn->pin_failed) {
+		hc_req_fail(req, HC_ERR_TLS, "certificate verify failed: no "
+		    "key in the server's certificate chain is the pinned one");
+		return;
+	}
 	if (conn->verify_err != 0) {
 		hc_req_fail(req, HC_ERR_TLS, "certificate verify failed: %s",
 		    X509_verify_cert_error_string(conn->verify_err - 1));

@@ -188,6 +188,14 @@ struct hc_stats {
  */
 int		 hc_init(const char *, char **);
 /*
+ * Pin the public key of every TLS peer (the laptop client, which talks to
+ * one proxy): a handshake succeeds only if the SHA-256 of the DER
+ * SubjectPublicKeyInfo of a certificate in the verified chain is this
+ * one (curl's --pinnedpubkey sha256//, RFC 7469's pin-sha256), on top of
+ * the usual checks. NULL removes the pin.
+ */
+void		 hc_set_spki_pin(const uint8_t *);
+/*
  * Rebuild the TLS context with a new CA file (aws.ca_file changed). On
  * failure the old one stays. Idle pooled connections are closed; requests
  * in flight keep their connections.

@@ -3,7 +3,9 @@
  *
  * Without a command the program runs the daemon in the foreground (it never
  * forks; systemd or another supervisor runs it). With a command it performs
- * one administrative action on the configured database and exits.
+ * one administrative action on the configured database and exits, or, for
+ * the laptop's commands (login, token, relay, ...), runs that without any
+ * daemon configuration.
  */
 
 #include <sys/types.h>
@@ -341,6 +343,7 @@ int
 main(int argc, char **argv)
 {
 	struct config_errors	 errs;
+	const struct command	*cmd;
 	const char		*file = NULL;
 	char			*cause, *eq;
 	int			 ch, check = 0, trace = 0, rc;
@@ -397,6 +400,21 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+
+	/* The laptop's commands read no daemon configuration. */
+	if (argc > 0 && !check && (cmd = command_find(argc, argv)) != NULL &&
+	    (cmd->flags & CMD_CLIENT)) {
+		if (file != NULL || bsp_source.ndefines > 0) {
+			fprintf(stderr, "%s: %s uses no daemon configuration "
+			    "(-f, -D)\n", BSP_NAME, argv[0]);
+			return (1);
+		}
+		log_configure(LOG_LVL_ERROR + bsp_verbose, LOG_FMT_TEXT, 0);
+		log_set_trace(trace);
+		rc = command_exec(cmd, argc, argv);
+		libevent_global_shutdown();
+		return (rc);
+	}
 
 	bsp_source.path = file != NULL ? file : BSP_CONFIG_FILE;
 	bsp_source.check = modules_config_check;

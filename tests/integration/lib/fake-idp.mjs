@@ -51,7 +51,7 @@ export async function newSigningKey(alg = 'RS256') {
 
 /**
  * Start the IdP. opts: {accounts, clientId, clientSecret, redirectUris, conformIdTokenClaims (true),
- * alg ('RS256')}. Returns {url (= issuer), port, requests, jwksFetches, setRedirectUris(), rotateKeys(),
+ * alg ('RS256'), applicationType ('native': loopback redirects on any port)}. Returns {url (= issuer), port, requests, jwksFetches, setRedirectUris(), rotateKeys(),
  * rebuild(), down(), up(), close(), kids()}.
  */
 export async function startFakeIdp(opts = {}) {
@@ -62,6 +62,7 @@ export async function startFakeIdp(opts = {}) {
     redirectUris: opts.redirectUris ?? ['http://127.0.0.1:1/placeholder'],
     keys: [await newSigningKey(opts.alg)],
     conform: opts.conformIdTokenClaims ?? true,
+    applicationType: opts.applicationType,
   };
   const requests = [];
   let handler = (req, res) => { res.statusCode = 503; res.end(); };
@@ -101,6 +102,8 @@ export async function startFakeIdp(opts = {}) {
         grant_types: ['authorization_code'],
         response_types: ['code'],
         token_endpoint_auth_method: 'client_secret_basic',
+        // 'native': loopback redirect URIs match on any port (RFC 8252 section 7.3).
+        ...(state.applicationType ? { application_type: state.applicationType } : {}),
       }],
       jwks: { keys: state.keys },
       cookies: { keys: ['fake-idp-cookie-key-0123456789abcdef'] },
