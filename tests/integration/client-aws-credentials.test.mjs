@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ACCESS, REFRESH, startFakeGateway } from './lib/fake-gateway.mjs';
 import { cliLogin, newLaptop, runClient, startSignin } from './lib/client.mjs';
+import { startFakeStsAssume } from './lib/fake-sts.mjs';
+import { AWS_CREDS } from './lib/login.mjs';
 
 const CREDS = {
   Version: 1, AccessKeyId: 'ASIAFAKEPERUSER00001', SecretAccessKey: 'per/user+secret/EXAMPLE0123456789abcdef',
@@ -32,6 +34,41 @@ test('aws-credentials against a proxy without POST /aws/credentials: exit 5, not
   } finally {
     lap.close();
     await t.stop();
+  }
+});
+
+// End to end: the laptop, the daemon's POST /aws/credentials, a fake STS
+// that checks the daemon's signature (lib/fake-sts.mjs).
+test('aws-credentials against the daemon: the STS session made for the signed-in user, in the credential_process shape', async () => {
+  const sts = await startFakeStsAssume({ credentials: [AWS_CREDS] });
+  const ROLE = 'arn:aws:iam::123456789012:role/dev-s3';
+  const t = await startSignin({
+    over: { aws: { credential_roles: [{ name: 'dev-s3', role_arn: ROLE, allow: { emails: ['alice@example.com'] }, duration: 900 }] } },
+    env: { AWS_ENDPOINT_URL_STS: sts.url },
+  });
+  const lap = newLaptop();
+  try {
+    assert.equal((await cliLogin(t, lap)).code, 0);
+    const r = await runClient(lap, ['aws-credentials']);
+    assert.equal(r.code, 0, r.stderr);
+    const c = JSON.parse(r.stdout);
+    assert.equal(sts.sessions.length, 1);
+    const s = sts.sessions[0];
+    assert.equal(s.roleArn, ROLE);
+    assert.equal(s.sourceIdentity, 'alice@example.com');
+    assert.deepEqual(Object.keys(c).sort(), ['AccessKeyId', 'Expiration', 'SecretAccessKey', 'SessionToken', 'Version']);
+    assert.equal(c.Version, 1);
+    assert.equal(c.AccessKeyId, s.accessKeyId);
+    assert.ok(!r.stderr.includes(c.SecretAccessKey), 'the secret only on stdout');
+    const named = await runClient(lap, ['aws-credentials', '--role', 'no-such-role']);
+    assert.equal(named.code, 4, named.stderr);
+    assert.match(named.stderr, /answered 403 to POST \/aws\/credentials: role no-such-role is not one you may have/);
+    assert.equal(named.stdout, '');
+    assert.equal(sts.sessions.length, 1, 'a refused role never reaches STS');
+  } finally {
+    lap.close();
+    await t.stop();
+    await sts.close();
   }
 });
 

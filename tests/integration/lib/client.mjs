@@ -110,9 +110,10 @@ export function fakeBrowser(laptop) {
 
 /**
  * A daemon with the fake IdP (native client) and a fake Bedrock. over: more
- * daemon configuration (e.g. {jwt: {access_token_ttl: 60}}).
+ * daemon configuration (e.g. {jwt: {access_token_ttl: 60}}); env: more of
+ * the daemon's environment (e.g. AWS_ENDPOINT_URL_STS).
  */
-export async function startSignin({ over = {}, access } = {}) {
+export async function startSignin({ over = {}, access, env = {} } = {}) {
   const idp = await startFakeIdp({ applicationType: 'native' });
   const bedrock = await startBedrock();
   let d;
@@ -122,7 +123,7 @@ export async function startSignin({ over = {}, access } = {}) {
       providers: { idp: { issuer: idp.url, client_id: CLIENT_ID, client_secret: CLIENT_SECRET, display_name: 'Example IdP' } },
       ...(access ? { access } : {}),
       over,
-    }));
+    }), { env: { AWS_EC2_METADATA_DISABLED: 'true', ...env } });
   } catch (e) {
     await idp.close();
     await bedrock.close();
