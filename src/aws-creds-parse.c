@@ -638,7 +638,7 @@ awscred_xml_text(const char *s, size_t len)
 }
 
 /* The text of <tag> inside [s, s + len), decoded, or NULL. */
-static char *
+char *
 awscred_xml_get(const char *s, size_t len, const char *tag)
 {
 	const char	*v;

@@ -727,6 +727,30 @@ aws_creds_expired(struct aws_creds *c, void (*cb)(void *, int), void *arg)
 	awscred_refresh_start(1);
 }
 
+int
+aws_creds_wait(void (*cb)(void *, int), void *arg)
+{
+	struct awscred_waiter	*w;
+
+	if (!awscred.initialized || awscred.set.bearer)
+		return (-1);
+	if (awscred_usable(awscred.cur))
+		return (1);
+	if (awscred.state != AWSCRED_S_RESOLVING &&
+	    awscred.state != AWSCRED_S_REFRESHING) {
+		/* As aws_creds_get(): do not sit out a long backoff. */
+		if (awscred.state != AWSCRED_S_WAIT_RETRY ||
+		    now_mono() - awscred.last_attempt < AWSCRED_BACKOFF_MIN)
+			return (-1);
+		awscred_timer_set(0);
+	}
+	w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	TAILQ_INSERT_TAIL(&awscred.waiters, w, entry);
+	return (0);
+}
+
 void
 aws_creds_cancel_wait(void *arg)
 {

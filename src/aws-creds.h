@@ -68,6 +68,13 @@ void		 aws_creds_expired(struct aws_creds *, void (*)(void *, int),
 		     void *);
 /* A waiting request went away: its callbacks (by arg) are dropped. */
 void		 aws_creds_cancel_wait(void *);
+/*
+ * Someone needs credentials: 1 if usable ones are current (take them with
+ * aws_creds_get()); 0 if the chain is resolving them (or was woken from a
+ * backoff, at most every 5 s, as aws_creds_get() does) and cb(arg, ok) will
+ * say on a later loop pass; -1 if there are none to wait for.
+ */
+int		 aws_creds_wait(void (*)(void *, int), void *);
 
 /*
  * The parts below are exposed for the unit tests and fuzzers: the parsers
@@ -113,6 +120,8 @@ struct aws_creds *awscred_parse_process(const char *, size_t, const char *,
    "Expiration"[,"Code":"Success"]}. */
 struct aws_creds *awscred_parse_metadata(const char *, size_t, const char *,
 		     char **);
+/* The decoded text of <tag> in an XML answer, allocated, or NULL. */
+char		*awscred_xml_get(const char *, size_t, const char *);
 /* STS AssumeRoleWithWebIdentity answer, or an ErrorResponse (cause). */
 struct aws_creds *awscred_parse_sts(const char *, size_t, const char *,
 		     char **);
