@@ -1138,6 +1138,7 @@ int		 tokens_pre_ready(struct tokens_pre *, const struct user *,
 char		*tokens_pre_take(struct tokens_pre *);
 int		 tokens_sign_remote(void);
 void		 tokens_pre_clear(struct tokens_pre *);
+int		 tokens_kms_check(const struct config *, char **);
 void		 tokens_sign(const struct user *, const char *,
 		     const struct strlist *, time_t,
 		     void (*)(char *, const char *, void *), void *);

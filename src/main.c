@@ -203,11 +203,15 @@ static void
 main_prep_kms(int rc, const char *why, void *arg)
 {
 	struct main_prep	*mp = arg;
-	char			*cause = NULL;
+	char			*cause = NULL, *why2 = NULL;
 
 	if (rc == -1)
 		xasprintf(&cause, "jwt.kms_key_id: cannot read the public key "
 		    "of KMS key %s: %s", mp->c->jwt_kms_key_id, why);
+	else if (tokens_kms_check(mp->c, &why2) == -1) {
+		xasprintf(&cause, "jwt.kms_key_id: %s", why2);
+		free(why2);
+	}
 	main_prep_part(mp, cause);
 	free(cause);
 }

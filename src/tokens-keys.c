@@ -1112,6 +1112,23 @@ tokens_reload_abort(void)
 	keys.pending_commit = 0;
 }
 
+/*
+ * Can jwt.kms_key_id's public key (read by kms_fetch()) sign for this
+ * configuration? -1 with a cause naming the key if not.
+ */
+int
+tokens_kms_check(const struct config *c, char **cause)
+{
+	struct crypto_key	*k;
+
+	if (c->jwt_kms_key_id == NULL)
+		return (0);
+	if ((k = keys_from_kms(c, cause)) == NULL)
+		return (-1);
+	crypto_key_free(k);
+	return (0);
+}
+
 /* For -n: can the configured key file be used? Says where it was set. */
 int
 tokens_check(struct config *c, char **cause)

@@ -7,11 +7,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { startDaemon } from './lib/daemon.mjs';
+import { prepareDir, runCommand, startDaemon } from './lib/daemon.mjs';
 import { startFakeKms } from './lib/fake-kms.mjs';
 import { startFakeGithub } from './lib/fake-github.mjs';
 import { fetchLogin, reloadConfig } from './lib/login.mjs';
-import { decodeJwt, seedSession } from './lib/tokens.mjs';
+import { newGrant, poll } from './lib/device.mjs';
+import { decodeJwt, nowSec, seedSession, withDb } from './lib/tokens.mjs';
 
 const ISS = 'https://bsp.test';
 const REGION = 'eu-central-1';
@@ -93,6 +94,16 @@ test('rotation: a new jwt.kms_key_id signs new tokens; the old key stays in the 
     assert.equal((await validate(d, t1)).status, 200, 'an old token still verifies');
     assert.equal((await validate(d, t2)).status, 200);
     assert.equal(kms.signs().at(-1).keyArn, k2.arn, 'the new key signs');
+
+    // A key whose public key cannot be read: the reload fails, the running key stays.
+    prepareDir(d.dir, { config: { ...config({ kms_key_id: 'alias/not-there' }), server: { port: d.port } } });
+    const mark = d.logMark();
+    d.signal('SIGHUP');
+    await d.waitForLog((e) => typeof e === 'object' && /^configuration reload/.test(e?.msg ?? ''), 10000, { from: mark });
+    const res = d.logs.slice(mark).find((e) => typeof e === 'object' && /^configuration reload/.test(e?.msg ?? ''));
+    assert.match(res.msg, /^configuration reload failed: jwt\.kms_key_id: cannot read the public key of KMS key alias\/not-there/);
+    const t3 = await token(d);
+    assert.equal(decodeJwt(t3).header.kid, kid2, 'still the running key');
   } finally {
     await d.stop();
   }
@@ -132,4 +143,70 @@ test('KMS unavailable: refresh and sign-in answer 503 with a clear message; veri
     await d.stop();
     await gh.close();
   }
+});
+
+test('device sign-in: the poll that issues the session gets a token KMS signed; KMS down: 503, the approval is kept', async () => {
+  const key = kms.addKey({ spec: 'ECC_NIST_P256' });
+  const gh = await startFakeGithub();
+  const d = await startDaemon({
+    config: config({ kms_key_id: key.keyId }, {
+      oauth: { providers: { github: gh.providerConfig() }, timeout: 3 },
+      access: { allowed_email_domains: ['example.com'] },
+      device: { access_token_ttl: 3600 },
+    }),
+    env: env(),
+  });
+  /** A device grant approved for alice, as the verification page would. */
+  const approved = async () => {
+    const g = await newGrant(d);
+    withDb(d.dir, (db) => db.prepare("UPDATE device_codes SET status = 'approved', user_id = 'local:alice', decided = ? "
+      + "WHERE status = 'pending'").run(nowSec()));
+    return g;
+  };
+  try {
+    seedSession(d.dir); // the user row
+    const g1 = await approved();
+    const r1 = await poll(d, g1.device_code);
+    assert.equal(r1.status, 200, r1.text());
+    const { payload } = await verifyWithJose(d, r1.json().access_token, 'ES256');
+    assert.equal(payload.sub, 'local:alice');
+    assert.equal(payload.exp - payload.iat, 3600, 'device.access_token_ttl');
+    assert.equal(kms.signs().at(-1).keyArn, key.arn);
+
+    const g2 = await approved();
+    kms.setDown(true);
+    const r2 = await poll(d, g2.device_code);
+    assert.equal(r2.status, 503, r2.text());
+    assert.equal(r2.json().error, 'temporarily_unavailable');
+    assert.match(r2.json().error_description, /AWS KMS/);
+    kms.setDown(false);
+    const r3 = await poll(d, g2.device_code);
+    assert.equal(r3.status, 200, r3.text());
+    await verifyWithJose(d, r3.json().access_token, 'ES256');
+  } finally {
+    kms.setDown(false);
+    await d.stop();
+    await gh.close();
+  }
+});
+
+test('KMS misconfigured: a key that cannot sign, a refused key, an algorithm that does not fit: exit 1 naming the key', async () => {
+  const sym = kms.addKey({ spec: 'SYMMETRIC_DEFAULT' });
+  const ec = kms.addKey({ spec: 'ECC_NIST_P256' });
+  for (const [jwt, re] of [
+    [{ kms_key_id: 'alias/does-not-exist' }, /jwt\.kms_key_id: cannot read the public key of KMS key alias\/does-not-exist: client_error \(NotFoundException/],
+    [{ kms_key_id: sym.keyId }, /UnsupportedOperationException/],
+    [{ kms_key_id: ec.keyId, algorithm: 'RS256' }, /jwt\.algorithm is RS256 but KMS key arn:aws:kms:.* signs ES256/],
+    [{ kms_key_id: ec.keyId, algorithm: 'PS256' }, /ECC_NIST_P256; access tokens need/],
+  ]) {
+    const r = await runCommand([], { config: config(jwt), env: env() });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, re);
+  }
+  let r = await runCommand(['-n'], { config: config({ algorithm: 'PS256' }), env: env() });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /PS256 needs jwt\.kms_key_id/);
+  r = await runCommand(['-n'], { config: config({ kms_key_id: ec.keyId, algorithm: 'HS256', secret: 'x'.repeat(40) }), env: env() });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /jwt\.kms_key_id signs ES256, RS256 or PS256, not HS256/);
 });
