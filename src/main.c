@@ -414,10 +414,20 @@ main_startup_prepped(struct main_prep *mp)
 	event_base_loopbreak(bsp_base);
 }
 
+/* The HTTP client and the chain of main_startup_prep(), ended. */
+static void
+main_prep_stop(void)
+{
+	aws_creds_free();
+	hc_shutdown();
+}
+
 /*
  * Read what the configuration needs from AWS before anything else
  * starts, running the loop until it is in; then load the configuration
- * again with the secrets. -1 (said why) if one cannot be read.
+ * again with the secrets. The HTTP client and the credential chain stay
+ * up (main_prep_stop() ends them). -1 (said why, both ended) if one
+ * cannot be read.
  */
 static int
 main_startup_prep(void)
@@ -456,9 +466,35 @@ main_startup_prep(void)
 		rc = 0;
 	}
 	main_prep_free(mp);
-	/* The modules start them again, with the configuration they get. */
-	aws_creds_free();
-	hc_shutdown();
+	if (rc == -1)
+		main_prep_stop();
+	return (rc);
+}
+
+/*
+ * A command with a configuration that needs AWS (KEY_arn, jwt.kms_key_id):
+ * the reads first, on a loop of its own that the command uses too (KMS
+ * signs what "token mint" makes).
+ */
+static int
+main_command(int argc, char **argv)
+{
+	int	rc = 1;
+
+	if ((bsp_base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if ((bsp_dns = evdns_base_new(bsp_base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL &&
+	    (bsp_dns = evdns_base_new(bsp_base, 0)) == NULL)
+		fatalx("evdns_base_new");
+	if (main_startup_prep() == 0) {
+		rc = command_run(argc, argv);
+		main_prep_stop();
+	}
+	evdns_base_free(bsp_dns, 0);
+	bsp_dns = NULL;
+	event_base_free(bsp_base);
+	bsp_base = NULL;
 	return (rc);
 }
 
@@ -496,11 +532,15 @@ main_daemon(void)
 		if ((bsp_dns = evdns_base_new(bsp_base, 0)) == NULL)
 			fatalx("evdns_base_new");
 	}
-	if (main_prep_needed(cfg) && main_startup_prep() == -1) {
-		evdns_base_free(bsp_dns, 0);
-		event_base_free(bsp_base);
-		bsp_base = NULL;
-		return (1);
+	if (main_prep_needed(cfg)) {
+		if (main_startup_prep() == -1) {
+			evdns_base_free(bsp_dns, 0);
+			event_base_free(bsp_base);
+			bsp_base = NULL;
+			return (1);
+		}
+		/* The modules start them again, with what they are given. */
+		main_prep_stop();
 	}
 	if (main_store_open(&cause) == -1) {
 		log_errorx("%s", cause);
@@ -662,7 +702,9 @@ main(int argc, char **argv)
 	main_log_configure(cfg);
 	log_set_trace(trace);
 
-	if (argc > 0)
+	if (argc > 0 && main_prep_needed(cfg))
+		rc = main_command(argc, argv);
+	else if (argc > 0)
 		rc = command_run(argc, argv);
 	else
 		rc = main_daemon();

@@ -210,3 +210,26 @@ test('KMS misconfigured: a key that cannot sign, a refused key, an algorithm tha
   assert.equal(r.code, 1);
   assert.match(r.stderr, /jwt\.kms_key_id signs ES256, RS256 or PS256, not HS256/);
 });
+
+test('commands with jwt.kms_key_id: "token mint" gets a token KMS signed; "signing-key rotate" refuses', async () => {
+  const key = kms.addKey({ spec: 'ECC_NIST_P256' });
+  const d = await startDaemon({ config: config({ kms_key_id: key.keyId }), env: env() });
+  try {
+    const before = kms.signs().length;
+    const r = await runCommand(['token', 'mint', '--user', 'dev@example.com'], { dir: d.dir, env: env() });
+    assert.equal(r.code, 0, r.stderr);
+    const t = r.stdout.trim();
+    await verifyWithJose(d, t, 'ES256');
+    assert.equal((await validate(d, t)).status, 200);
+    assert.equal(kms.signs().length, before + 1, 'the command asked KMS to sign');
+    const rot = await runCommand(['signing-key', 'rotate'], { dir: d.dir, env: env() });
+    assert.notEqual(rot.code, 0);
+    assert.match(rot.stderr, /jwt\.kms_key_id is set: rotate by configuring a new KMS key/);
+    kms.setDown(true);
+    const down = await runCommand(['token', 'mint', '--user', 'dev@example.com'], { dir: d.dir, env: env() });
+    assert.notEqual(down.code, 0);
+  } finally {
+    kms.setDown(false);
+    await d.stop();
+  }
+});

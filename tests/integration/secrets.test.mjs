@@ -58,12 +58,17 @@ test('a client secret from Secrets Manager (ARN#key) is used in a login, and rea
     const tok = gh.requests.find((x) => x.path === '/login/oauth/access_token');
     assert.equal(new URLSearchParams(tok.body).get('client_secret'), first);
 
+    // A command reads the secrets as the daemon does before it runs.
+    const cmd = await runCommand(['user', 'list'], { dir: d.dir, env: env() });
+    assert.equal(cmd.code, 0, cmd.stderr);
+    assert.equal(calls().length, 2, 'the command read it too');
+
     // Rotated in Secrets Manager (and at the IdP): a reload reads the new value.
     sm.putSecret('bsp/github', { SecretString: JSON.stringify({ client_secret: second }) });
     gh.clientSecret = second;
     const [res] = await sighup(d);
     assert.equal(res.msg, 'configuration reloaded', JSON.stringify(res));
-    assert.equal(calls().length, 2, 'read again on SIGHUP');
+    assert.equal(calls().length, 3, 'read again on SIGHUP');
     await loginOk(d);
 
     // Unreadable at a reload: a clear error naming the ARN, the running configuration stays.
