@@ -975,6 +975,7 @@ tokens_keys_free(void)
 	free(keys.error);
 	keys.error = NULL;
 	crypto_kek_unload();
+	kms_free();
 }
 
 /* The key that signs new tokens, if any. */

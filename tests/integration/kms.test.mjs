@@ -13,6 +13,7 @@ import { startFakeGithub } from './lib/fake-github.mjs';
 import { fetchLogin, reloadConfig } from './lib/login.mjs';
 import { newGrant, poll } from './lib/device.mjs';
 import { decodeJwt, nowSec, seedSession, withDb } from './lib/tokens.mjs';
+import { waitFor } from './lib/util.mjs';
 
 const ISS = 'https://bsp.test';
 const REGION = 'eu-central-1';
@@ -228,6 +229,34 @@ test('commands with jwt.kms_key_id: "token mint" gets a token KMS signed; "signi
     kms.setDown(true);
     const down = await runCommand(['token', 'mint', '--user', 'dev@example.com'], { dir: d.dir, env: env() });
     assert.notEqual(down.code, 0);
+  } finally {
+    kms.setDown(false);
+    await d.stop();
+  }
+});
+
+test('KMS that does not answer: the Sign call ends at jwt.kms_timeout with 503; the loop serves others meanwhile', async () => {
+  const key = kms.addKey({ spec: 'ECC_NIST_P256' });
+  const d = await startDaemon({ config: config({ kms_key_id: key.keyId, kms_timeout: 2 }), env: env() });
+  try {
+    const t = await token(d);
+    const s = seedSession(d.dir);
+    kms.setDown('stall');
+    const pending = refresh(d, s.refresh);
+    await waitFor(() => kms.calls('Sign').length > 0 && kms.calls('Sign').at(-1).status === undefined,
+      { message: 'the Sign call reached the stalled KMS' });
+    // While the signature is awaited, the daemon answers other requests, database ones too.
+    assert.equal((await validate(d, t)).status, 200);
+    const other = seedSession(d.dir);
+    const out = await d.request('/auth/logout', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ refresh_token: other.refresh }),
+    });
+    assert.ok([200, 204].includes(out.status), `logout (a database unit) while KMS is awaited: ${out.status} ${out.text()}`);
+    const r = await pending;
+    assert.equal(r.status, 503, r.text());
+    assert.match(r.json().error_description, /AWS KMS/);
+    kms.setDown(false);
+    assert.equal((await refresh(d, s.refresh)).status, 200);
   } finally {
     kms.setDown(false);
     await d.stop();
