@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { prepareDir, runCommand, startDaemon } from './lib/daemon.mjs';
-import { startFakeKms } from './lib/fake-kms.mjs';
+import { startFakeKms, startFakeSecretsManager } from './lib/fake-kms.mjs';
 import { startFakeGithub } from './lib/fake-github.mjs';
 import { fetchLogin, reloadConfig } from './lib/login.mjs';
 import { newGrant, poll } from './lib/device.mjs';
@@ -260,5 +260,27 @@ test('KMS that does not answer: the Sign call ends at jwt.kms_timeout with 503; 
   } finally {
     kms.setDown(false);
     await d.stop();
+  }
+});
+
+test('beside aws.bearer_token (itself from Secrets Manager) the credential chain still signs KMS and Secrets Manager calls', async () => {
+  const key = kms.addKey({ spec: 'ECC_NIST_P256' });
+  const sm = await startFakeSecretsManager({ credentials: [CREDS], region: REGION });
+  const arn = sm.putSecret('bsp/bedrock-api-key', { SecretString: 'ABSKbedrockapikeyfromsecretsmanager0123456789' });
+  const d = await startDaemon({
+    config: { jwt: { issuer: ISS, kms_key_id: key.keyId }, aws: { region: REGION, bearer_token_arn: arn } },
+    env: {
+      ...env(), AWS_ENDPOINT_URL_SECRETS_MANAGER: sm.url,
+      AWS_ACCESS_KEY_ID: CREDS.accessKeyId, AWS_SECRET_ACCESS_KEY: CREDS.secretAccessKey,
+    },
+  });
+  try {
+    assert.equal(sm.calls('GetSecretValue').at(-1)?.signatureValid, true);
+    const t = await token(d);
+    await verifyWithJose(d, t, 'ES256');
+    assert.equal(kms.signs().at(-1).accessKeyId, CREDS.accessKeyId, 'signed with the chain\'s credentials');
+  } finally {
+    await d.stop();
+    await sm.close();
   }
 });
