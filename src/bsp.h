@@ -779,8 +779,10 @@ void		 route_api_key_delete(struct request *);
 /* kms.c */
 struct crypto_key;
 struct kms_sign;
-void		 kms_fetch(const char *, void (*)(int, const char *, void *),
-		     void *);
+struct kms_fetch;
+struct kms_fetch *kms_fetch(const char *, void (*)(int, const char *,
+		     void *), void *);
+void		 kms_fetch_cancel(struct kms_fetch *);
 struct crypto_key *kms_public(const char *, int, const char **, char **);
 struct kms_sign	*kms_sign(const char *, int, const uint8_t *,
 		     void (*)(const uint8_t *, size_t, const char *, void *),
@@ -789,9 +791,11 @@ void		 kms_sign_cancel(struct kms_sign *);
 void		 kms_free(void);
 
 /* secrets.c */
-void		 secrets_read(const struct config *, long,
+struct secrets_read;
+struct secrets_read *secrets_read(const struct config *, long,
 		     void (*)(struct config_secret *, size_t, const char *,
 		     void *), void *);
+void		 secrets_cancel(struct secrets_read *);
 void		 secrets_values_free(struct config_secret *, size_t);
 
 /* oauth-config.c */

@@ -209,9 +209,10 @@ out:
 
 /*
  * Read the public key of key_id (GetPublicKey) and keep it: cb(0, NULL,
- * arg), or cb(-1, why, arg); always on a later loop pass.
+ * arg), or cb(-1, why, arg); always on a later loop pass, unless
+ * kms_fetch_cancel() came first.
  */
-void
+struct kms_fetch *
 kms_fetch(const char *key_id, void (*cb)(int, const char *, void *),
     void *arg)
 {
@@ -225,6 +226,18 @@ kms_fetch(const char *key_id, void (*cb)(int, const char *, void *),
 	body = json_pack("{s:s}", "KeyId", key_id);
 	f->call = kms_call("GetPublicKey", key_id, body, kms_fetched, f);
 	json_decref(body);
+	return (f);
+}
+
+/* Whoever asked went away: its callback will not run. */
+void
+kms_fetch_cancel(struct kms_fetch *f)
+{
+	if (f == NULL)
+		return;
+	aws_call_cancel(f->call);
+	free(f->key_id);
+	free(f);
 }
 
 /*

@@ -156,6 +156,8 @@ struct main_prep {
 	char			*cause;		/* the first failure */
 	struct config_secret	*secrets;
 	size_t			 nsecrets;
+	struct secrets_read	*sr;		/* until it answers */
+	struct kms_fetch	*kf;
 	void			(*done)(struct main_prep *);
 };
 
@@ -173,6 +175,8 @@ main_prep_free(struct main_prep *mp)
 {
 	if (mp == NULL)
 		return;
+	secrets_cancel(mp->sr);
+	kms_fetch_cancel(mp->kf);
 	secrets_values_free(mp->secrets, mp->nsecrets);
 	free(mp->cause);
 	config_unref(mp->c);
@@ -194,6 +198,7 @@ main_prep_secrets(struct config_secret *v, size_t n, const char *why,
 {
 	struct main_prep	*mp = arg;
 
+	mp->sr = NULL;
 	mp->secrets = v;
 	mp->nsecrets = n;
 	main_prep_part(mp, why);
@@ -205,6 +210,7 @@ main_prep_kms(int rc, const char *why, void *arg)
 	struct main_prep	*mp = arg;
 	char			*cause = NULL, *why2 = NULL;
 
+	mp->kf = NULL;
 	if (rc == -1)
 		xasprintf(&cause, "jwt.kms_key_id: cannot read the public key "
 		    "of KMS key %s: %s", mp->c->jwt_kms_key_id, why);
@@ -227,9 +233,10 @@ main_prep_start(struct config *c, void (*done)(struct main_prep *))
 	mp->done = done;
 	mp->left = (c->narns > 0) + (c->jwt_kms_key_id != NULL);
 	if (c->narns > 0)
-		secrets_read(c, MAIN_PREP_TIMEOUT, main_prep_secrets, mp);
+		mp->sr = secrets_read(c, MAIN_PREP_TIMEOUT,
+		    main_prep_secrets, mp);
 	if (c->jwt_kms_key_id != NULL)
-		kms_fetch(c->jwt_kms_key_id, main_prep_kms, mp);
+		mp->kf = kms_fetch(c->jwt_kms_key_id, main_prep_kms, mp);
 	return (mp);
 }
 
@@ -571,6 +578,9 @@ main_daemon(void)
 	sd_notify_send("READY=1");
 	log_info("ready; public URL %s", cfg->server_public_url);
 	event_base_dispatch(bsp_base);
+	/* A reload still reading from AWS is dropped. */
+	main_prep_free(main_prep_running);
+	main_prep_running = NULL;
 	if (modules_failed())
 		bsp_exit_code = 2;
 

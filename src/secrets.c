@@ -165,10 +165,10 @@ secrets_answer(const struct aws_call_result *res, void *arg)
 /*
  * Read the secrets of c's KEY_arn keys (it has some): cb(values, n, NULL, arg) (the
  * callback owns them: secrets_values_free), or cb(NULL, 0, why, arg) with
- * the first that failed; always on a later loop pass. timeout_ms bounds
- * each call.
+ * the first that failed; always on a later loop pass, unless
+ * secrets_cancel() came first. timeout_ms bounds each call.
  */
-void
+struct secrets_read *
 secrets_read(const struct config *c, long timeout_ms,
     void (*cb)(struct config_secret *, size_t, const char *, void *),
     void *arg)
@@ -220,6 +220,15 @@ secrets_read(const struct config *c, long timeout_ms,
 		free(s);
 		free(region);
 	}
+	return (rd);
+}
+
+/* Whoever asked went away: the calls end, the callback will not run. */
+void
+secrets_cancel(struct secrets_read *rd)
+{
+	if (rd != NULL)
+		secrets_free(rd);
 }
 
 void

@@ -117,3 +117,22 @@ test('KEY and KEY_arn exclude each other; an ARN that is not a secret\'s is refu
   assert.equal(sm.requests.length, before, '-n does not call Secrets Manager');
   await gh.close();
 });
+
+test('SIGHUP while Secrets Manager does not answer: the running configuration serves; SIGTERM meanwhile stops cleanly', async () => {
+  const gh = await startFakeGithub({ clientSecret: 'gh-secret-stall-0123456789' });
+  const arn = sm.putSecret('bsp/stall', { SecretString: 'gh-secret-stall-0123456789' });
+  const d = await startDaemon({ config: config(gh, fromArn(gh, arn)), env: env() });
+  try {
+    sm.setDown('stall');
+    const before = sm.calls('GetSecretValue').length;
+    d.signal('SIGHUP');
+    await d.waitForLog((e) => typeof e === 'object' && /received SIGHUP/.test(e?.msg ?? ''), 5000);
+    await new Promise((r) => { const t = setInterval(() => { if (sm.calls('GetSecretValue').length > before) { clearInterval(t); r(); } }, 20); });
+    d.signal('SIGHUP'); // taken once the first reload's reads are over
+    await loginOk(d);
+  } finally {
+    sm.setDown(false);
+    await d.stop(); // SIGTERM; no sanitizer report, exit 0
+    await gh.close();
+  }
+});
