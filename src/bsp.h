@@ -1125,7 +1125,7 @@ int		 tokens_verify_jwt(const char *, size_t, struct principal **,
  * to KMS is never waited for inside a unit).
  */
 struct tokens_pre {
-	char		*sid;		/* a new session's (tokens_session_pre) */
+	char		*sid;		/* a new session's */
 	time_t		 exp;
 	char		*token;
 	char		*fp;		/* the claims it was signed for */

@@ -1118,8 +1118,8 @@ config_take_arn(struct config *c, const struct config_key *k, struct cnode *n,
 	size_t				 i;
 
 	if (n->kind != CN_SCALAR || n->null || !config_arn_ok(n->value)) {
-		config_error(errs, n->where, "%s: expected the ARN of a Secrets "
-		    "Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:"
+		config_error(errs, n->where, "%s: expected the ARN of a "
+		    "Secrets Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:"
 		    "secret:NAME, optionally #JSON-KEY)", full);
 		return;
 	}

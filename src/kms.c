@@ -182,8 +182,8 @@ kms_fetched(const struct aws_call_result *res, void *arg)
 	if ((j = json_loadb(res->body, res->len, 0, NULL)) == NULL ||
 	    json_unpack(j, "{s:s,s:s,s:s}", "KeyId", &arn, "KeySpec", &spec,
 	    "PublicKey", &b64) == -1) {
-		kms_fetch_end(f, -1, "GetPublicKey answered something else than "
-		    "KeyId, KeySpec and PublicKey");
+		kms_fetch_end(f, -1, "GetPublicKey answered no KeyId, KeySpec "
+		    "and PublicKey");
 		goto out;
 	}
 	usage = json_string_value(json_object_get(j, "KeyUsage"));
@@ -340,8 +340,8 @@ out:
  * later loop pass unless kms_sign_cancel() came first.
  */
 struct kms_sign *
-kms_sign(const char *key_id, int alg, const uint8_t *digest, void (*cb)(const uint8_t *,
-    size_t, const char *, void *), void *arg)
+kms_sign(const char *key_id, int alg, const uint8_t *digest,
+    void (*cb)(const uint8_t *, size_t, const char *, void *), void *arg)
 {
 	struct kms_sign	*s;
 	json_t		*body;

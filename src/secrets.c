@@ -163,9 +163,9 @@ secrets_answer(const struct aws_call_result *res, void *arg)
 }
 
 /*
- * Read the secrets of c's KEY_arn keys (it has some): cb(values, n, NULL, arg) (the
- * callback owns them: secrets_values_free), or cb(NULL, 0, why, arg) with
- * the first that failed; always on a later loop pass, unless
+ * Read the secrets of c's KEY_arn keys (it has some): cb(values, n, NULL,
+ * arg) (the callback owns them: secrets_values_free), or cb(NULL, 0, why,
+ * arg) with the first that failed; always on a later loop pass, unless
  * secrets_cancel() came first. timeout_ms bounds each call.
  */
 struct secrets_read *

@@ -917,7 +917,8 @@ test_remote(void)
 	len = i2d_PUBKEY(ec, &der);
 	k = crypto_key_from_spki(CRYPTO_ALG_ES256, der, (size_t)len, &err);
 	ok(k != NULL && !crypto_key_has_private(k) &&
-	    crypto_key_alg(k) == CRYPTO_ALG_ES256, "spki: a P-256 key for ES256");
+	    crypto_key_alg(k) == CRYPTO_ALG_ES256,
+	    "spki: a P-256 key for ES256");
 	ok(crypto_key_from_spki(CRYPTO_ALG_RS256, der, (size_t)len, &err) ==
 	    NULL, "spki: a P-256 key is refused for RS256: %s", err.msg);
 	big = xmalloc((size_t)len + 1);
