@@ -563,11 +563,12 @@ enum poll_state {
 	PS_SESSION,
 	PS_AUDIT,	/* a replay's audit row */
 	PS_COMMIT,
+	PS_SIGN,	/* the session's token, signed by KMS outside the unit */
 	PS_DONE,
 };
 static const char *const poll_state_names[] = {
 	"BEGIN", "ROW", "POLLED", "USER", "REFUSE", "CLAIM", "SESSION", "AUDIT",
-	"COMMIT", "DONE"
+	"COMMIT", "SIGN", "DONE"
 };
 
 struct poll_op {
@@ -864,6 +865,7 @@ poll_step(struct store_txn *t, int status, void *arg)
 				    TOKENS_SIGN_DOWN);
 				return;
 			}
+			poll_enter(op, PS_SIGN);
 			tokens_session_pre(&op->pre, &op->u, op->access_ttl,
 			    poll_presigned, op);
 			return;

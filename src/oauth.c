@@ -142,6 +142,7 @@ enum login_db {
 	LDB_NONE,
 	LDB_CLAIM,		/* is the state spent? */
 	LDB_ADMIT,		/* is the user disabled? */
+	LDB_SIGN,		/* the access token, by KMS, before the unit */
 	LDB_SAVE_BEGIN,		/* the state's row, the user, the session */
 	LDB_SAVE_SPEND,
 	LDB_SAVE_USER,
@@ -156,7 +157,7 @@ enum login_db {
 	LDB_REFUSE_COMMIT,
 };
 static const char *const login_db_names[] = {
-	"NONE", "CLAIM", "ADMIT", "SAVE_BEGIN", "SAVE_SPEND", "SAVE_USER",
+	"NONE", "CLAIM", "ADMIT", "SIGN", "SAVE_BEGIN", "SAVE_SPEND", "SAVE_USER",
 	"SAVE_SESSION", "SAVE_DEVICE", "SAVE_APPROVED", "SAVE_COMMIT",
 	"REFUSE_BEGIN", "REFUSE_SPEND", "REFUSE_AUDIT", "REFUSE_DEVICE",
 	"REFUSE_COMMIT"
@@ -1746,7 +1747,11 @@ login_finish_admitted(struct login *l)
 	}
 	login_user(l, &l->user);
 	if (!l->device && tokens_sign_remote()) {
-		/* KMS signs: the access token first, outside the unit. */
+		/*
+		 * KMS signs: the access token first, outside the unit. Like
+		 * a unit, it answers before a cancelled login ends.
+		 */
+		login_db_enter(l, LDB_SIGN);
 		tokens_session_pre(&l->pre, &l->user, 0, login_presigned, l);
 		return;
 	}
@@ -1760,6 +1765,13 @@ login_presigned(int rc, const char *why, void *arg)
 {
 	struct login	*l = arg;
 
+	login_db_enter(l, LDB_NONE);
+	if (l->cancelled) {
+		l->genuine = 0;
+		login_fail(l, 400, "invalid_request", "Sign-in failed",
+		    "The client went away.");
+		return;
+	}
 	if (rc == -1) {
 		log_warnx("login via %s for %s: %s", l->pc->name, l->user.id,
 		    why);

@@ -284,3 +284,38 @@ test('beside aws.bearer_token (itself from Secrets Manager) the credential chain
     await sm.close();
   }
 });
+
+test('a browser that leaves while KMS signs its sign-in: the sign-in ends when KMS answers; the daemon goes on', async () => {
+  const key = kms.addKey({ spec: 'ECC_NIST_P256' });
+  const gh = await startFakeGithub();
+  const d = await startDaemon({
+    config: config({ kms_key_id: key.keyId }, {
+      oauth: { providers: { github: gh.providerConfig() }, timeout: 3 },
+      access: { allowed_email_domains: ['example.com'] },
+    }),
+    env: env(),
+  });
+  const families = () => withDb(d.dir, (db) => db.prepare('SELECT count(*) AS n FROM token_families').get().n);
+  try {
+    kms.setDown(1500); // answers, but late
+    const signs = kms.calls('Sign').length;
+    const ac = new AbortController();
+    const gone = fetchLogin(d, 'github', { signal: ac.signal }).catch((e) => e);
+    await waitFor(() => kms.calls('Sign').length > signs, { message: 'the Sign call reached KMS' });
+    ac.abort();
+    assert.equal((await gone).name, 'AbortError');
+    // KMS answers after the client left: the sign-in ends as one whose client left
+    // during its database unit does (its answer goes nowhere); nothing is freed early.
+    await waitFor(() => kms.calls('Sign').at(-1).status === 200, { timeoutMs: 10000, message: 'KMS answered' });
+    await d.waitForLog((e) => typeof e === 'object' && e?.msg === 'audit' && /^login/.test(e?.event ?? ''), 10000);
+    const n = families();
+    kms.setDown(false);
+    const r = await fetchLogin(d, 'github');
+    assert.equal(r.res.status, 200, r.text);
+    assert.equal(families(), n + 1);
+  } finally {
+    kms.setDown(false);
+    await d.stop();
+    await gh.close();
+  }
+});

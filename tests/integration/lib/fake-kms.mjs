@@ -169,7 +169,8 @@ async function startJsonService({ name, prefix, service, credentials, region, ha
     };
     const fail = (status, type, message) => send(status, { __type: type, message }, type);
     if (down === 'stall') return; // never answers: the client's timeout ends it
-    if (down) return fail(500, service === 'kms' ? 'KMSInternalException' : 'InternalServiceError', 'We encountered an internal error. Please try again.');
+    if (typeof down === 'number') await new Promise((r) => setTimeout(r, down)); // answers late
+    else if (down) return fail(500, service === 'kms' ? 'KMSInternalException' : 'InternalServiceError', 'We encountered an internal error. Please try again.');
     if (credentials) {
       const v = await verifySigV4({ method: req.method, rawPath: req.url, headers: req.headersDistinct, body },
         { credentials: [].concat(credentials), region, service });
@@ -203,7 +204,8 @@ async function startJsonService({ name, prefix, service, credentials, region, ha
     port,
     url: `http://127.0.0.1:${port}`,
     requests,
-    /** true: every call answers 500; 'stall': no call is answered; false: back. */
+    /** true: every call answers 500; 'stall': no call is answered; a number: answers
+     *  that many ms late; false: back. */
     setDown(v) { down = v; },
     /** The requests for one operation ("Sign", "GetSecretValue", ...). */
     calls(op) { return requests.filter((r) => r.operation === op); },
