@@ -524,7 +524,9 @@ awscred_settings_from(struct config *c, struct awscred_settings *s)
 		s->profile = xstrdup(c->aws_profile);
 	s->region = xstrdup(c->aws_region != NULL ? c->aws_region :
 	    "us-east-1");
-	s->bearer = (c->aws_bearer_token != NULL);
+	/* KMS and Secrets Manager take SigV4 even beside a bearer token. */
+	s->bearer = (c->aws_bearer_token != NULL &&
+	    c->jwt_kms_key_id == NULL && c->narns == 0);
 }
 
 static int

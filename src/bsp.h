@@ -403,12 +403,21 @@ struct aws_credential_role {
 	char		*session_policy;
 };
 
+/* A secret key given as KEY_arn: read from AWS Secrets Manager. */
+struct config_arn {
+	char		*name;		/* the secret key, "jwt.secret" */
+	char		*arn;		/* as written, with any "#json-key" */
+	char		*where;
+};
+
 struct config {
 	int		 refcnt;
 	char		*path;
 	int		 file_mode;
 	struct config_origin *origins;
 	size_t		 norigins;
+	struct config_arn *arns;	/* KEY_arn keys, in file order */
+	size_t		 narns;
 
 	/* server */
 	char		*server_host;
@@ -432,6 +441,8 @@ struct config {
 
 	/* tokens */
 	int		 jwt_algorithm;
+	char		*jwt_kms_key_id;
+	long long	 jwt_kms_timeout;
 	char		*jwt_key_file;
 	char		*jwt_kek_file;
 	char		*jwt_secret;
@@ -596,12 +607,27 @@ struct config_define {
 	char	*key;
 	char	*value;
 };
+/* A value read from Secrets Manager for a KEY_arn key. */
+struct config_secret {
+	char			*name;		/* "jwt.secret" */
+	char			*arn;
+	char			*value;
+};
+
 struct config_source {
 	const char		*path;		/* -f, or NULL for default */
 	int			 path_explicit;
 	struct config_define	*defines;	/* -D */
 	size_t			 ndefines;
 	char			**environ;
+	/*
+	 * The values of the KEY_arn keys (read by secrets.c); with
+	 * arn_pending, a KEY_arn key without one holds a stand-in, so that
+	 * the rest can be checked and its ARNs listed (config.arns).
+	 */
+	const struct config_secret *secrets;
+	size_t			 nsecrets;
+	int			 arn_pending;
 	/* The modules' own checks (modules_config_check); required. */
 	void			(*check)(struct config *,
 				    struct config_errors *);
@@ -857,6 +883,28 @@ void		 vend_free_all(void);
 /* route-keys.c */
 void		 route_api_keys(struct request *);
 void		 route_api_key_delete(struct request *);
+
+/* kms.c */
+struct crypto_key;
+struct kms_sign;
+struct kms_fetch;
+struct kms_fetch *kms_fetch(const char *, void (*)(int, const char *,
+		     void *), void *);
+void		 kms_fetch_cancel(struct kms_fetch *);
+struct crypto_key *kms_public(const char *, int, const char **, char **);
+struct kms_sign	*kms_sign(const char *, int, const uint8_t *,
+		     void (*)(const uint8_t *, size_t, const char *, void *),
+		     void *);
+void		 kms_sign_cancel(struct kms_sign *);
+void		 kms_free(void);
+
+/* secrets.c */
+struct secrets_read;
+struct secrets_read *secrets_read(const struct config *, long,
+		     void (*)(struct config_secret *, size_t, const char *,
+		     void *), void *);
+void		 secrets_cancel(struct secrets_read *);
+void		 secrets_values_free(struct config_secret *, size_t);
 
 /* oauth-config.c */
 void		 oauth_config_check(struct config *, struct config_errors *);
@@ -1274,6 +1322,7 @@ enum jwt_alg {
 	JWT_ALG_ES256,
 	JWT_ALG_RS256,
 	JWT_ALG_HS256,
+	JWT_ALG_PS256,		/* jwt.kms_key_id with an RSA key only */
 };
 #define SCOPE_INVOKE	"bedrock:invoke"
 #define SCOPE_AWS_CREDENTIALS	"aws:credentials"
@@ -1303,13 +1352,45 @@ int		 tokens_ready(const char **);
 const char	*tokens_issuer(const struct config *);
 int		 tokens_verify_jwt(const char *, size_t, struct principal **,
 		     const char **);
+/*
+ * An access token signed ahead of the unit that hands it out (a Sign call
+ * to KMS is never waited for inside a unit).
+ */
+struct tokens_pre {
+	char		*sid;		/* a new session's */
+	time_t		 exp;
+	char		*token;
+	char		*fp;		/* the claims it was signed for */
+	char		*why;		/* why it could not be */
+	int		 signing;
+	void		(*cb)(int, const char *, void *);
+	void		*cb_arg;
+};
+void		 tokens_pre_sign(struct tokens_pre *, const struct user *,
+		     const char *, const struct strlist *, time_t,
+		     void (*)(int, const char *, void *), void *);
+int		 tokens_pre_ready(struct tokens_pre *, const struct user *,
+		     const char *, const struct strlist *, time_t);
+char		*tokens_pre_take(struct tokens_pre *);
+int		 tokens_sign_remote(void);
+void		 tokens_pre_clear(struct tokens_pre *);
+int		 tokens_kms_check(const struct config *, char **);
+void		 tokens_sign(const struct user *, const char *,
+		     const struct strlist *, time_t,
+		     void (*)(char *, const char *, void *), void *);
 char		*tokens_mint(const struct user *, const char *,
 		     const struct strlist *, time_t, time_t *);
 
 /* tokens-refresh.c */
+/* What a client is told when KMS cannot sign (503). */
+#define TOKENS_SIGN_DOWN	"access tokens cannot be signed right now " \
+				"(the token signing service, AWS KMS, is " \
+				"unavailable); try again in a moment"
+void		 tokens_session_pre(struct tokens_pre *, const struct user *,
+		     long long, void (*)(int, const char *, void *), void *);
 void		 tokens_session_add(struct store_txn *, const struct user *,
-		     const char *, const char *, long long, json_t **,
-		     store_step_cb, void *);
+		     struct tokens_pre *, const char *, const char *,
+		     long long, json_t **, store_step_cb, void *);
 void		 tokens_session_new(const struct user *, const char *,
 		     const char *, void (*)(int, json_t *, void *), void *);
 void		 tokens_mint_session(const struct user *,

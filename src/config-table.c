@@ -31,7 +31,7 @@ static const char *const format_choices[] = { "text", "json", NULL };
 static const char *const output_choices[] = { "stderr", "syslog", NULL };
 /* Order matches enum jwt_alg in bsp.h. */
 const char *const jwt_alg_choices[] = {
-	"EdDSA", "ES256", "RS256", "HS256", NULL
+	"EdDSA", "ES256", "RS256", "HS256", "PS256", NULL
 };
 const char *const legacy_alg_choices[] = { "HS256", "HS384", "HS512", NULL };
 static const char *const model_default_choices[] = { "allow", "deny", NULL };
@@ -127,7 +127,13 @@ const struct config_key config_keys[] = {
 	{ "jwt.algorithm", CT_ENUM, CS_ROOT, OFF(jwt_algorithm), "EdDSA", 0, 0,
 	  jwt_alg_choices, 0,
 	  "EdDSA, ES256, RS256 (key generated or from jwt.key_file) or HS256 "
-	  "(jwt.secret)" },
+	  "(jwt.secret); with jwt.kms_key_id the key's (PS256 for RSA)" },
+	{ "jwt.kms_key_id", CT_STRING, CS_ROOT, OFF(jwt_kms_key_id), NULL, 0,
+	  0, NULL, 0,
+	  "AWS KMS key (id, alias or ARN) that signs access tokens" },
+	{ "jwt.kms_timeout", CT_DURATION, CS_ROOT, OFF(jwt_kms_timeout), "5",
+	  1, 60, NULL, 0,
+	  "seconds a KMS Sign or GetPublicKey call may take" },
 	{ "jwt.key_file", CT_PATH, CS_ROOT, OFF(jwt_key_file), NULL, 0, 0,
 	  NULL, CK_SECRET_PERMS,
 	  "PKCS#8 PEM private key for jwt.algorithm; else one is generated" },

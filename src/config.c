@@ -68,6 +68,12 @@ static void		 config_free_scope(enum config_scope, void *);
 static void		 config_finish(struct config *, struct config_errors *);
 static void		 config_drop_sibling(struct cnode *, const char *);
 static void		 config_finish_free(struct config *);
+static void		 config_take_arn(struct config *,
+			    const struct config_key *, struct cnode *, void *,
+			    const char *, struct config_errors *);
+
+/* The source being loaded (config_load), for the KEY_arn values. */
+static const struct config_source	*config_src;
 
 static struct cnode *
 cnode_new(enum cnode_kind kind, const char *key, const char *where)
@@ -916,6 +922,11 @@ config_take(struct config *c, const struct config_key *k, struct cnode *n,
 			config_error(errs, n->where, "%s and %s are both set; "
 			    "use one", fullname, fname);
 		free(fname);
+		xasprintf(&fname, "%s_arn", fullname);
+		if (config_where(c, fname) != NULL)
+			config_error(errs, n->where, "%s and %s are both set; "
+			    "use one", fullname, fname);
+		free(fname);
 	}
 	config_note_origin(c, fullname, n->where);
 	if (k->type == CT_LIST) {
@@ -1058,6 +1069,101 @@ config_walk_collection(struct config *c, const struct config_collection *col,
 	}
 }
 
+/* Stands for a KEY_arn secret not read yet (arn_pending). */
+#define CONFIG_ARN_STANDIN	"secret-from-aws-secrets-manager-not-read-yet-" \
+				"0123456789abcdef"
+
+/*
+ * Is s an ARN of a Secrets Manager secret, with at most a "#key" JSON
+ * selector after it? arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME
+ */
+static int
+config_arn_ok(const char *s)
+{
+	const char	*p, *hash;
+	size_t		 i, len = strlen(s);
+
+	if (len > 2048 || !str_is_printable(s, len) || strchr(s, ' ') != NULL)
+		return (0);
+	if (strncmp(s, "arn:", 4) != 0)
+		return (0);
+	p = s + 4;
+	/* partition:secretsmanager:region:account:secret:name */
+	for (i = 0; i < 5; i++) {
+		if ((p = strchr(p, ':')) == NULL)
+			return (0);
+		p++;
+	}
+	if (strstr(s, ":secretsmanager:") == NULL ||
+	    strncmp(p - 7, "secret:", 7) != 0 || *p == '\0' || *p == '#')
+		return (0);
+	if ((hash = strchr(p, '#')) != NULL && (hash[1] == '\0' ||
+	    strchr(hash + 1, '#') != NULL))
+		return (0);
+	return (1);
+}
+
+/*
+ * A secret key given as KEY_arn: noted in c->arns, and its value taken
+ * from the source's secrets (read from Secrets Manager before this load),
+ * or a stand-in while they are being listed (arn_pending).
+ */
+static void
+config_take_arn(struct config *c, const struct config_key *k, struct cnode *n,
+    void *base, const char *full, struct config_errors *errs)
+{
+	const struct config_secret	*sv = NULL;
+	struct config_arn		*a;
+	char				*stem;
+	size_t				 i;
+
+	if (n->kind != CN_SCALAR || n->null || !config_arn_ok(n->value)) {
+		config_error(errs, n->where, "%s: expected the ARN of a "
+		    "Secrets Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:"
+		    "secret:NAME, optionally #JSON-KEY)", full);
+		return;
+	}
+	stem = xstrndup(full, strlen(full) - 4);
+	if (strcmp(stem, "aws.secret_access_key") == 0 ||
+	    strcmp(stem, "aws.session_token") == 0) {
+		config_error(errs, n->where, "%s: the credentials that read "
+		    "from Secrets Manager cannot come from it", full);
+		goto out;
+	}
+	if (config_where(c, stem) != NULL) {
+		config_error(errs, n->where, "%s (or %s_file) and %s are both "
+		    "set; use one", stem, stem, full);
+		goto out;
+	}
+	for (i = 0; config_src != NULL && i < config_src->nsecrets; i++) {
+		if (strcmp(config_src->secrets[i].name, stem) == 0 &&
+		    strcmp(config_src->secrets[i].arn, n->value) == 0) {
+			sv = &config_src->secrets[i];
+			break;
+		}
+	}
+	if (sv == NULL && (config_src == NULL || !config_src->arn_pending)) {
+		config_error(errs, n->where, "%s: secret %s was not read", full,
+		    n->value);
+		goto out;
+	}
+	if (c->narns >= 256) {
+		config_error(errs, n->where, "%s: too many *_arn keys", full);
+		goto out;
+	}
+	c->arns = xreallocarray(c->arns, c->narns + 1, sizeof *c->arns);
+	a = &c->arns[c->narns++];
+	a->name = xstrdup(stem);
+	a->arn = xstrdup(n->value);
+	a->where = xstrdup(n->where);
+	/* Not the key itself: the file holds no secret for it. */
+	config_note_origin(c, full, n->where);
+	config_store(k, sv != NULL ? sv->value : CONFIG_ARN_STANDIN, base,
+	    n->where, full, errs);
+out:
+	free(stem);
+}
+
 /*
  * Walk a mapping: dotted names are matched against the keyword table of the
  * scope. "shown" is the name prefix used in messages (with the collection's
@@ -1130,12 +1236,28 @@ config_walk_map(struct config *c, struct cnode *map, const char *shown,
 					config_error(errs, kid->where, "%s and "
 					    "%s are both set; use one", stem,
 					    full);
+				xasprintf(&cause, "%s_arn", stem);
+				if (config_where(c, cause) != NULL)
+					config_error(errs, kid->where, "%s and "
+					    "%s are both set; use one", cause,
+					    full);
+				free(cause);
 				config_note_origin(c, stem, kid->where);
 				config_note_origin(c, full, kid->where);
 				free(stem);
 				config_store(k, secret, base, kid->where, full,
 				    errs);
 				freezero_str(secret);
+				goto next;
+			}
+		}
+		/* key_arn for a secret key: read it from Secrets Manager. */
+		if (len > 4 && strcmp(name + len - 4, "_arn") == 0) {
+			stem = xstrndup(name, len - 4);
+			k = config_key_find(stem, scope);
+			free(stem);
+			if (k != NULL && k->type == CT_SECRET) {
+				config_take_arn(c, k, kid, base, full, errs);
 				goto next;
 			}
 		}
@@ -1272,7 +1394,9 @@ config_load(const struct config_source *src, struct config_errors *errs)
 		free(where);
 	}
 
+	config_src = src;
 	config_walk(c, root, NULL, CS_ROOT, c, errs);
+	config_src = NULL;
 	cnode_free(root);
 
 	/* Secrets written into a file others can read are refused. */
@@ -1371,6 +1495,12 @@ config_unref(struct config *c)
 		free(c->origins[i].where);
 	}
 	free(c->origins);
+	for (i = 0; i < c->narns; i++) {
+		free(c->arns[i].name);
+		free(c->arns[i].arn);
+		free(c->arns[i].where);
+	}
+	free(c->arns);
 	free(c->path);
 	free(c);
 }

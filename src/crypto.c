@@ -1738,6 +1738,100 @@ out:
 }
 
 /*
+ * A public key from DER SubjectPublicKeyInfo (what KMS GetPublicKey
+ * answers), pinned to alg like a PEM key: an RSA key for RS256 or PS256,
+ * a P-256 key for ES256.
+ */
+struct crypto_key *
+crypto_key_from_spki(enum crypto_alg alg, const uint8_t *der, size_t len,
+    struct crypto_err *err)
+{
+	const uint8_t	*p = der;
+	EVP_PKEY	*pkey;
+
+	if (!crypto_alg_ok(alg) || crypto_algs[alg].kty == CRYPTO_KTY_OCT) {
+		crypto_seterr(err, "algorithm takes no public key");
+		return (NULL);
+	}
+	if (len == 0 || len > CRYPTO_PEM_MAX) {
+		crypto_seterr(err, "public key is empty or too large");
+		return (NULL);
+	}
+	if ((pkey = d2i_PUBKEY(NULL, &p, (long)len)) == NULL ||
+	    p != der + len) {
+		EVP_PKEY_free(pkey);
+		crypto_seterr(err, "not a DER SubjectPublicKeyInfo");
+		return (NULL);
+	}
+	return (crypto_key_from_pkey(alg, pkey, 0, err));
+}
+
+/*
+ * A signature made elsewhere (KMS Sign over the SHA-256 of data) for the
+ * public key key: put in JOSE form (ECDSA's DER becomes r||s at fixed
+ * width; RSA's is taken as it is) and verified against key and data
+ * before anyone sees it. 0 with sig filled, or -1.
+ */
+int
+crypto_key_remote_sig(const struct crypto_key *key, const void *data,
+    size_t len, const uint8_t *in, size_t inlen, uint8_t *sig, size_t sigmax,
+    size_t *siglen, struct crypto_err *err)
+{
+	const struct crypto_alg_info	*ai = &crypto_algs[key->alg];
+	const uint8_t			*p = in;
+	const BIGNUM			*r, *s;
+	ECDSA_SIG			*es = NULL;
+	size_t				 want = crypto_key_sig_len(key);
+	int				 ret = -1;
+
+	*siglen = 0;
+	if (want == 0 || sigmax < want) {
+		crypto_seterr(err, "signature buffer too small");
+		return (-1);
+	}
+	switch (key->kty) {
+	case CRYPTO_KTY_RSA:
+		if (inlen != want) {
+			crypto_seterr(err, "%s signature has the wrong length",
+			    ai->name);
+			goto out;
+		}
+		memcpy(sig, in, inlen);
+		break;
+	case CRYPTO_KTY_EC:
+		if (inlen == 0 || inlen > CRYPTO_DER_SIG_MAX ||
+		    (es = d2i_ECDSA_SIG(NULL, &p, (long)inlen)) == NULL ||
+		    p != in + inlen) {
+			crypto_seterr(err, "%s signature is not DER", ai->name);
+			goto out;
+		}
+		ECDSA_SIG_get0(es, &r, &s);
+		if (BN_bn2binpad(r, sig, (int)ai->size) != (int)ai->size ||
+		    BN_bn2binpad(s, sig + ai->size, (int)ai->size) !=
+		    (int)ai->size) {
+			crypto_seterr(err, "%s signature is out of range",
+			    ai->name);
+			goto out;
+		}
+		break;
+	default:
+		crypto_seterr(err, "%s is not signed elsewhere", ai->name);
+		goto out;
+	}
+	if (crypto_key_verify(key, key->alg, data, len, sig, want, err) == -1) {
+		crypto_seterr(err, "the signature does not verify with the "
+		    "key's public key");
+		goto out;
+	}
+	*siglen = want;
+	ret = 0;
+out:
+	ECDSA_SIG_free(es);
+	ERR_clear_error();
+	return (ret);
+}
+
+/*
  * Verify a JOSE signature. alg is what the token claims; it must be the
  * algorithm the key is pinned to, or nothing is even tried.
  */

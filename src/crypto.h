@@ -183,5 +183,11 @@ int		 crypto_key_sign(const struct crypto_key *, const void *,
 int		 crypto_key_verify(const struct crypto_key *,
 		     enum crypto_alg, const void *, size_t, const uint8_t *,
 		     size_t, struct crypto_err *);
+/* Keys held elsewhere (AWS KMS): the public half, and its signatures. */
+struct crypto_key *crypto_key_from_spki(enum crypto_alg, const uint8_t *,
+		     size_t, struct crypto_err *);
+int		 crypto_key_remote_sig(const struct crypto_key *,
+		     const void *, size_t, const uint8_t *, size_t, uint8_t *,
+		     size_t, size_t *, struct crypto_err *);
 
 #endif /* CRYPTO_H */

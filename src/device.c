@@ -563,11 +563,12 @@ enum poll_state {
 	PS_SESSION,
 	PS_AUDIT,	/* a replay's audit row */
 	PS_COMMIT,
+	PS_SIGN,	/* the session's token, signed by KMS outside the unit */
 	PS_DONE,
 };
 static const char *const poll_state_names[] = {
 	"BEGIN", "ROW", "POLLED", "USER", "REFUSE", "CLAIM", "SESSION", "AUDIT",
-	"COMMIT", "DONE"
+	"COMMIT", "SIGN", "DONE"
 };
 
 struct poll_op {
@@ -591,6 +592,8 @@ struct poll_op {
 	int		 user_found;
 	int		 disabled;
 	struct user	 u;
+	struct tokens_pre pre;		/* its access token, signed ahead */
+	int		 signs;
 	/* the verdict */
 	int		 rc;		/* DEVICE_* */
 	const char	*why;
@@ -600,6 +603,8 @@ struct poll_op {
 };
 
 static void	poll_step(struct store_txn *, int, void *);
+static void	poll_answer(struct poll_op *, struct store_txn *, int,
+		    const char *);
 
 static void
 poll_enter(struct poll_op *op, enum poll_state s)
@@ -632,9 +637,29 @@ poll_end(struct poll_op *op)
 	if (op->rc != DEVICE_ISSUED)
 		json_decref(op->resp);
 	poll_clear_row(op);
+	tokens_pre_clear(&op->pre);
 	free(op->client_id);
 	free(op->client);
 	free(op);
+}
+
+/*
+ * The session's access token, signed ahead by KMS outside the unit: the
+ * unit again from the start, which takes it if nothing changed.
+ */
+static void
+poll_presigned(int rc, const char *why, void *arg)
+{
+	struct poll_op	*op = arg;
+
+	if (rc == -1) {
+		log_warnx("device poll for %s: %s", op->u.id, why);
+		poll_answer(op, NULL, DEVICE_FAILED, TOKENS_SIGN_DOWN);
+		return;
+	}
+	poll_clear_row(op);
+	poll_enter(op, PS_BEGIN);
+	store_begin(STORE_WRITE, poll_step, op);
 }
 
 /* The verdict is in: the unit, if any, rolled back. */
@@ -830,6 +855,21 @@ poll_step(struct store_txn *t, int status, void *arg)
 			}
 			return;
 		}
+		if (tokens_sign_remote() && (op->pre.sid == NULL ||
+		    tokens_pre_ready(&op->pre, &op->u, op->pre.sid, NULL,
+		    op->pre.exp) != 1)) {
+			/* The session's token first, outside the unit. */
+			store_rollback(t);
+			if (++op->signs > DEVICE_TRIES) {
+				poll_answer(op, NULL, DEVICE_FAILED,
+				    TOKENS_SIGN_DOWN);
+				return;
+			}
+			poll_enter(op, PS_SIGN);
+			tokens_session_pre(&op->pre, &op->u, op->access_ttl,
+			    poll_presigned, op);
+			return;
+		}
 		poll_enter(op, PS_CLAIM);
 		{
 			struct store_param p[] = { SP_INT(op->now),
@@ -857,8 +897,8 @@ poll_step(struct store_txn *t, int status, void *arg)
 			return;
 		}
 		poll_enter(op, PS_SESSION);
-		tokens_session_add(t, &op->u, op->client, "device_login",
-		    op->access_ttl, &op->resp, poll_step, op);
+		tokens_session_add(t, &op->u, &op->pre, op->client,
+		    "device_login", op->access_ttl, &op->resp, poll_step, op);
 		return;
 	case PS_SESSION:
 		/* Claude Code shows whose account it was (to confirm). */

@@ -527,18 +527,18 @@ jose_claims_check(const json_t *claims, const struct jose_claims_rules *r,
 }
 
 /*
- * Sign claims into a compact JWS with header {"alg","kid","typ"} (kid if
- * the key has one, typ if not NULL). The result always parses with
- * jose_parse(); claims that would not are refused.
+ * The signing input of a compact JWS ("header.payload", base64url) for
+ * claims with header {"alg","kid","typ"} (kid if the key has one, typ if
+ * not NULL), with room left for the key's signature; NULL with err if
+ * the token would not parse with jose_parse().
  */
 char *
-jose_sign(const struct crypto_key *key, json_t *claims, const char *typ,
-    struct crypto_err *err)
+jose_sign_input(const struct crypto_key *key, json_t *claims,
+    const char *typ, struct crypto_err *err)
 {
 	json_t		*hdr = NULL;
 	char		*h = NULL, *p = NULL, *out = NULL;
-	uint8_t		 sig[CRYPTO_SIG_MAX];
-	size_t		 hl, pl, inlen, total, siglen;
+	size_t		 hl, pl, inlen, total;
 	const char	*kid = crypto_key_kid(key);
 
 	if (!json_is_object(claims)) {
@@ -581,19 +581,49 @@ jose_sign(const struct crypto_key *key, json_t *claims, const char *typ,
 	out[crypto_b64url_len(hl)] = '.';
 	crypto_b64url_encode(p, pl, out + crypto_b64url_len(hl) + 1,
 	    total + 1 - crypto_b64url_len(hl) - 1);
-	if (crypto_key_sign(key, out, inlen, sig, sizeof sig, &siglen,
-	    err) == -1) {
-		free(out);
-		out = NULL;
-		goto out;
-	}
-	out[inlen] = '.';
-	crypto_b64url_encode(sig, siglen, out + inlen + 1, total - inlen);
+	out[inlen] = '\0';
 out:
 	free(h);
 	free(p);
 	json_decref(hdr);
 	return (out);
+}
+
+/*
+ * The compact JWS: a signing input of jose_sign_input() (its room) and
+ * its signature in JOSE form. Returns input, grown in place.
+ */
+char *
+jose_sign_finish(char *input, const uint8_t *sig, size_t siglen)
+{
+	size_t	inlen = strlen(input);
+
+	input[inlen] = '.';
+	crypto_b64url_encode(sig, siglen, input + inlen + 1,
+	    crypto_b64url_len(siglen) + 1);
+	return (input);
+}
+
+/*
+ * Sign claims into a compact JWS (jose_sign_input()) with a key held
+ * here. The result always parses with jose_parse().
+ */
+char *
+jose_sign(const struct crypto_key *key, json_t *claims, const char *typ,
+    struct crypto_err *err)
+{
+	uint8_t	 sig[CRYPTO_SIG_MAX];
+	size_t	 siglen;
+	char	*in;
+
+	if ((in = jose_sign_input(key, claims, typ, err)) == NULL)
+		return (NULL);
+	if (crypto_key_sign(key, in, strlen(in), sig, sizeof sig, &siglen,
+	    err) == -1) {
+		free(in);
+		return (NULL);
+	}
+	return (jose_sign_finish(in, sig, siglen));
 }
 
 static int

@@ -74,6 +74,9 @@ int		 jose_claims_check(const json_t *,
 		     const struct jose_claims_rules *, struct crypto_err *);
 char		*jose_sign(const struct crypto_key *, json_t *,
 		     const char *, struct crypto_err *);
+char		*jose_sign_input(const struct crypto_key *, json_t *,
+		     const char *, struct crypto_err *);
+char		*jose_sign_finish(char *, const uint8_t *, size_t);
 
 json_t		*jose_json_load(const char *, size_t, size_t,
 		     const char *, struct crypto_err *);

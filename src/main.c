@@ -27,6 +27,8 @@
 #include <yaml.h>
 
 #include "bsp.h"
+#include "aws-creds.h"
+#include "http-client.h"
 #include "crypto.h"
 #include "store.h"
 
@@ -139,17 +141,181 @@ main_reload_warn(const struct config *old, const struct config *new)
 	}
 }
 
+/*
+ * What a configuration needs from AWS before it can be put in place: the
+ * secrets of its KEY_arn keys (Secrets Manager) and the public key of
+ * jwt.kms_key_id (KMS), read at once through the credential chain. At
+ * start-up the loop runs until they are in (each call is bounded by its
+ * timeout, the wait for credentials by the chain's); on SIGHUP the
+ * running configuration stays until they are, and stays for good if one
+ * cannot be read.
+ */
+#define MAIN_PREP_TIMEOUT	10000	/* ms, a GetSecretValue call */
+
+struct main_prep {
+	struct config		*c;		/* loaded with arn_pending */
+	int			 left;
+	char			*cause;		/* the first failure */
+	struct config_secret	*secrets;
+	size_t			 nsecrets;
+	struct secrets_read	*sr;		/* until it answers */
+	struct kms_fetch	*kf;
+	void			(*done)(struct main_prep *);
+};
+
+static struct main_prep	*main_prep_running;
+static int		 main_reload_again;
+
+static int
+main_prep_needed(const struct config *c)
+{
+	return (c->narns > 0 || c->jwt_kms_key_id != NULL);
+}
+
+static void
+main_prep_free(struct main_prep *mp)
+{
+	if (mp == NULL)
+		return;
+	secrets_cancel(mp->sr);
+	kms_fetch_cancel(mp->kf);
+	secrets_values_free(mp->secrets, mp->nsecrets);
+	free(mp->cause);
+	config_unref(mp->c);
+	free(mp);
+}
+
+static void
+main_prep_part(struct main_prep *mp, const char *why)
+{
+	if (why != NULL && mp->cause == NULL)
+		mp->cause = xstrdup(why);
+	if (--mp->left == 0)
+		mp->done(mp);
+}
+
+static void
+main_prep_secrets(struct config_secret *v, size_t n, const char *why,
+    void *arg)
+{
+	struct main_prep	*mp = arg;
+
+	mp->sr = NULL;
+	mp->secrets = v;
+	mp->nsecrets = n;
+	main_prep_part(mp, why);
+}
+
+static void
+main_prep_kms(int rc, const char *why, void *arg)
+{
+	struct main_prep	*mp = arg;
+	char			*cause = NULL, *why2 = NULL;
+
+	mp->kf = NULL;
+	if (rc == -1)
+		xasprintf(&cause, "jwt.kms_key_id: cannot read the public key "
+		    "of KMS key %s: %s", mp->c->jwt_kms_key_id, why);
+	else if (tokens_kms_check(mp->c, &why2) == -1) {
+		xasprintf(&cause, "jwt.kms_key_id: %s", why2);
+		free(why2);
+	}
+	main_prep_part(mp, cause);
+	free(cause);
+}
+
+/* Start reading what c needs; mp->done(mp) when it is all in. */
+static struct main_prep *
+main_prep_start(struct config *c, void (*done)(struct main_prep *))
+{
+	struct main_prep	*mp;
+
+	mp = xcalloc(1, sizeof *mp);
+	mp->c = config_ref(c);
+	mp->done = done;
+	mp->left = (c->narns > 0) + (c->jwt_kms_key_id != NULL);
+	if (c->narns > 0)
+		mp->sr = secrets_read(c, MAIN_PREP_TIMEOUT,
+		    main_prep_secrets, mp);
+	if (c->jwt_kms_key_id != NULL)
+		mp->kf = kms_fetch(c->jwt_kms_key_id, main_prep_kms, mp);
+	return (mp);
+}
+
+/*
+ * The configuration again, now with the secrets read (same file, same
+ * ARNs); NULL with the errors logged.
+ */
+static struct config *
+main_prep_config(struct main_prep *mp)
+{
+	struct config_source	 src = bsp_source;
+	struct config_errors	 errs;
+	struct config		*c;
+	size_t			 i;
+
+	if (mp->c->narns == 0)
+		return (config_ref(mp->c));
+	src.secrets = mp->secrets;
+	src.nsecrets = mp->nsecrets;
+	src.arn_pending = 0;
+	if ((c = config_load(&src, &errs)) == NULL) {
+		for (i = 0; i < errs.n; i++) {
+			struct log_field f[] = {
+				LFS("where", errs.v[i].where),
+			};
+			log_fields(LOG_LVL_ERROR, errs.v[i].msg, f, 1);
+		}
+		config_errors_free(&errs);
+	}
+	return (c);
+}
+
+static void	main_reload_apply(struct config *);
+static void	main_sighup(int, short, void *);
+
+/* A reload's reads from AWS are in: go on with it, or keep the old. */
+static void
+main_reload_prepped(struct main_prep *mp)
+{
+	struct config	*c = NULL;
+
+	main_prep_running = NULL;
+	if (mp->cause != NULL)
+		log_warnx("configuration reload failed: %s; keeping the "
+		    "running configuration", mp->cause);
+	else if ((c = main_prep_config(mp)) == NULL)
+		log_warnx("configuration reload failed; keeping the running "
+		    "configuration");
+	main_prep_free(mp);
+	if (c != NULL) {
+		main_reload_apply(c);
+		config_unref(c);
+	}
+	if (main_reload_again) {
+		main_reload_again = 0;
+		main_sighup(SIGHUP, 0, NULL);
+	}
+}
+
 /* SIGHUP: build a fresh configuration, check it, swap it in. */
 static void
 main_sighup(int sig, short ev, void *arg)
 {
-	struct config		*c, *old;
+	struct config		*c;
 	struct config_errors	 errs;
-	char			*cause = NULL;
 	size_t			 i;
 
+	if (main_prep_running != NULL) {
+		/* Once the one reading from AWS is over. */
+		main_reload_again = 1;
+		return;
+	}
 	log_info("received SIGHUP; reloading the configuration");
-	if ((c = config_load(&bsp_source, &errs)) == NULL) {
+	bsp_source.arn_pending = 1;
+	c = config_load(&bsp_source, &errs);
+	bsp_source.arn_pending = 0;
+	if (c == NULL) {
 		for (i = 0; i < errs.n; i++) {
 			struct log_field f[] = {
 				LFS("where", errs.v[i].where),
@@ -161,6 +327,22 @@ main_sighup(int sig, short ev, void *arg)
 		config_errors_free(&errs);
 		return;
 	}
+	if (main_prep_needed(c)) {
+		main_prep_running = main_prep_start(c, main_reload_prepped);
+		config_unref(c);
+		return;
+	}
+	main_reload_apply(c);
+	config_unref(c);
+}
+
+/* A new configuration, complete: prepare every part, then swap it in. */
+static void
+main_reload_apply(struct config *c)
+{
+	struct config	*old;
+	char		*cause = NULL;
+
 	/*
 	 * Everything that can fail first; then nothing can. The modules
 	 * last: the tokens module may write a new signing key.
@@ -171,14 +353,13 @@ main_sighup(int sig, short ev, void *arg)
 		log_warnx("configuration reload failed: %s; keeping the running "
 		    "configuration", cause);
 		free(cause);
-		config_unref(c);
 		return;
 	}
 	modules_commit(c);
 	server_reload_commit(c);
 	main_reload_warn(cfg, c);
 	old = cfg;
-	cfg = c;
+	cfg = config_ref(c);
 	config_unref(old);
 	/* The access policy may have changed: who is still admitted? */
 	users_load_state(NULL, NULL);
@@ -235,6 +416,97 @@ main_store_open(char **cause)
 	return (rc);
 }
 
+/* At start-up: the reads from AWS are in. */
+static void
+main_startup_prepped(struct main_prep *mp)
+{
+	event_base_loopbreak(bsp_base);
+}
+
+/* The HTTP client and the chain of main_startup_prep(), ended. */
+static void
+main_prep_stop(void)
+{
+	aws_creds_free();
+	hc_shutdown();
+}
+
+/*
+ * Read what the configuration needs from AWS before anything else
+ * starts, running the loop until it is in; then load the configuration
+ * again with the secrets. The HTTP client and the credential chain stay
+ * up (main_prep_stop() ends them). -1 (said why, both ended) if one
+ * cannot be read.
+ */
+static int
+main_startup_prep(void)
+{
+	struct main_prep	*mp;
+	struct config		*c;
+	char			*cause = NULL;
+	int			 rc = -1;
+
+	if (hc_init(cfg->aws_ca_file, &cause) == -1) {
+		log_errorx("%s", cause);
+		free(cause);
+		return (-1);
+	}
+	if (aws_creds_init(cfg, &cause) == -1) {
+		log_errorx("aws credentials: %s", cause);
+		free(cause);
+		hc_shutdown();
+		return (-1);
+	}
+	mp = main_prep_start(cfg, main_startup_prepped);
+	while (mp->left > 0) {
+		if (event_base_dispatch(bsp_base) != 0 && mp->left > 0) {
+			mp->cause = xstrdup("the reads from AWS stalled");
+			break;
+		}
+	}
+	if (mp->cause != NULL)
+		log_errorx("%s", mp->cause);
+	else if ((c = main_prep_config(mp)) == NULL)
+		log_errorx("configuration with the secrets from Secrets "
+		    "Manager is not valid");
+	else {
+		config_unref(cfg);
+		cfg = c;
+		rc = 0;
+	}
+	main_prep_free(mp);
+	if (rc == -1)
+		main_prep_stop();
+	return (rc);
+}
+
+/*
+ * A command with a configuration that needs AWS (KEY_arn, jwt.kms_key_id):
+ * the reads first, on a loop of its own that the command uses too (KMS
+ * signs what "token mint" makes).
+ */
+static int
+main_command(int argc, char **argv)
+{
+	int	rc = 1;
+
+	if ((bsp_base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if ((bsp_dns = evdns_base_new(bsp_base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL &&
+	    (bsp_dns = evdns_base_new(bsp_base, 0)) == NULL)
+		fatalx("evdns_base_new");
+	if (main_startup_prep() == 0) {
+		rc = command_run(argc, argv);
+		main_prep_stop();
+	}
+	evdns_base_free(bsp_dns, 0);
+	bsp_dns = NULL;
+	event_base_free(bsp_base);
+	bsp_base = NULL;
+	return (rc);
+}
+
 static int
 main_daemon(void)
 {
@@ -269,6 +541,16 @@ main_daemon(void)
 		if ((bsp_dns = evdns_base_new(bsp_base, 0)) == NULL)
 			fatalx("evdns_base_new");
 	}
+	if (main_prep_needed(cfg)) {
+		if (main_startup_prep() == -1) {
+			evdns_base_free(bsp_dns, 0);
+			event_base_free(bsp_base);
+			bsp_base = NULL;
+			return (1);
+		}
+		/* The modules start them again, with what they are given. */
+		main_prep_stop();
+	}
 	if (main_store_open(&cause) == -1) {
 		log_errorx("%s", cause);
 		free(cause);
@@ -298,6 +580,9 @@ main_daemon(void)
 	sd_notify_send("READY=1");
 	log_info("ready; public URL %s", cfg->server_public_url);
 	event_base_dispatch(bsp_base);
+	/* A reload still reading from AWS is dropped. */
+	main_prep_free(main_prep_running);
+	main_prep_running = NULL;
 	if (modules_failed())
 		bsp_exit_code = 2;
 
@@ -420,7 +705,11 @@ main(int argc, char **argv)
 	bsp_source.check = modules_config_check;
 	bsp_source.path_explicit = file != NULL;
 	bsp_source.environ = environ;
-	if ((cfg = config_load(&bsp_source, &errs)) == NULL) {
+	/* KEY_arn secrets are read once the loop runs (main_daemon). */
+	bsp_source.arn_pending = 1;
+	cfg = config_load(&bsp_source, &errs);
+	bsp_source.arn_pending = 0;
+	if (cfg == NULL) {
 		config_errors_print(&errs, stderr);
 		config_errors_free(&errs);
 		return (1);
@@ -441,7 +730,9 @@ main(int argc, char **argv)
 	main_log_configure(cfg);
 	log_set_trace(trace);
 
-	if (argc > 0)
+	if (argc > 0 && main_prep_needed(cfg))
+		rc = main_command(argc, argv);
+	else if (argc > 0)
 		rc = command_run(argc, argv);
 	else
 		rc = main_daemon();

@@ -241,7 +241,9 @@ aws_ready(const char **detail)
 static int
 aws_module_init(struct config *c, char **cause)
 {
-	if (c->aws_bearer_token == NULL && aws_creds_init(c, cause) == -1)
+	/* KMS and Secrets Manager need the chain beside a bearer token. */
+	if ((c->aws_bearer_token == NULL || c->jwt_kms_key_id != NULL ||
+	    c->narns > 0) && aws_creds_init(c, cause) == -1)
 		return (-1);
 	health_register("aws_credentials", aws_ready);
 	return (0);

@@ -124,6 +124,7 @@ struct login {
 	int				 cancelled;	/* the client left */
 	int				 dup;		/* redeemed elsewhere */
 	struct user			 user;		/* being saved */
+	struct tokens_pre		 pre;		/* its access token */
 	json_t				*session;
 	char				*uid;
 	/* a refusal, told once its audit row is written */
@@ -141,6 +142,7 @@ enum login_db {
 	LDB_NONE,
 	LDB_CLAIM,		/* is the state spent? */
 	LDB_ADMIT,		/* is the user disabled? */
+	LDB_SIGN,		/* the access token, by KMS, before the unit */
 	LDB_SAVE_BEGIN,		/* the state's row, the user, the session */
 	LDB_SAVE_SPEND,
 	LDB_SAVE_USER,
@@ -155,7 +157,7 @@ enum login_db {
 	LDB_REFUSE_COMMIT,
 };
 static const char *const login_db_names[] = {
-	"NONE", "CLAIM", "ADMIT", "SAVE_BEGIN", "SAVE_SPEND", "SAVE_USER",
+	"NONE", "CLAIM", "ADMIT", "SIGN", "SAVE_BEGIN", "SAVE_SPEND", "SAVE_USER",
 	"SAVE_SESSION", "SAVE_DEVICE", "SAVE_APPROVED", "SAVE_COMMIT",
 	"REFUSE_BEGIN", "REFUSE_SPEND", "REFUSE_AUDIT", "REFUSE_DEVICE",
 	"REFUSE_COMMIT"
@@ -246,6 +248,7 @@ oauth_login_free(void *arg)
 	json_decref(l->claims);
 	identity_clear(&l->id);
 	user_clear(&l->user);
+	tokens_pre_clear(&l->pre);
 	json_decref(l->session);
 	free(l->uid);
 	free(l->fail_error);
@@ -858,8 +861,9 @@ login_db_step(struct store_txn *t, int status, void *arg)
 			return;
 		}
 		login_db_enter(l, LDB_SAVE_SESSION);
-		tokens_session_add(t, &l->user, l->client, "login", 0,
-		    &l->session, login_db_step, l);
+		tokens_session_add(t, &l->user, l->pre.sid != NULL ?
+		    &l->pre : NULL, l->client, "login", 0, &l->session,
+		    login_db_step, l);
 		return;
 	case LDB_SAVE_DEVICE:
 		if (!l->approved) {
@@ -1730,6 +1734,8 @@ login_finish(struct login *l)
 }
 
 /* Admitted: the state's row, the user and the session, in one unit. */
+static void	login_presigned(int, const char *, void *);
+
 static void
 login_finish_admitted(struct login *l)
 {
@@ -1740,6 +1746,41 @@ login_finish_admitted(struct login *l)
 		return;
 	}
 	login_user(l, &l->user);
+	if (!l->device && tokens_sign_remote()) {
+		/*
+		 * KMS signs: the access token first, outside the unit. Like
+		 * a unit, it answers before a cancelled login ends.
+		 */
+		login_db_enter(l, LDB_SIGN);
+		tokens_session_pre(&l->pre, &l->user, 0, login_presigned, l);
+		return;
+	}
+	login_db_enter(l, LDB_SAVE_BEGIN);
+	store_begin(STORE_WRITE, login_db_step, l);
+}
+
+/* The session's access token is signed ahead (KMS), or cannot be. */
+static void
+login_presigned(int rc, const char *why, void *arg)
+{
+	struct login	*l = arg;
+
+	login_db_enter(l, LDB_NONE);
+	if (l->cancelled) {
+		l->genuine = 0;
+		login_fail(l, 400, "invalid_request", "Sign-in failed",
+		    "The client went away.");
+		return;
+	}
+	if (rc == -1) {
+		log_warnx("login via %s for %s: %s", l->pc->name, l->user.id,
+		    why);
+		login_fail(l, 503, "temporarily_unavailable", "Sign-in failed",
+		    "Access tokens cannot be signed right now (the token "
+		    "signing service, AWS KMS, is unavailable). Try again in "
+		    "a moment.");
+		return;
+	}
 	login_db_enter(l, LDB_SAVE_BEGIN);
 	store_begin(STORE_WRITE, login_db_step, l);
 }

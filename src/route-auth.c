@@ -63,6 +63,8 @@ refresh_done(int rc, json_t *resp, const char *why, void *arg)
 	if (rc == -2)
 		server_error_oauth(r, 503, "temporarily_unavailable",
 		    DB_DOWN("refresh"));
+	else if (rc == -3)
+		server_error_oauth(r, 503, "temporarily_unavailable", why);
 	else if (rc == -1) {
 		metric_add(m_refreshes, "result=\"invalid\"", 1);
 		server_error_oauth(r, 400, "invalid_grant", why);

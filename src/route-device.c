@@ -646,6 +646,8 @@ token_refreshed(int rc, json_t *resp, const char *why, void *arg)
 	if (rc == -2)
 		server_error_oauth(r, 503, "temporarily_unavailable",
 		    "cannot refresh right now; try again");
+	else if (rc == -3)
+		server_error_oauth(r, 503, "temporarily_unavailable", why);
 	else if (rc == -1) {
 		/* The session is over: Claude Code signs in again. */
 		metric_add(m_refreshes, "result=\"invalid\"", 1);

@@ -39,6 +39,7 @@
 struct keystate {
 	struct jose_keyset	*verify;	/* owns every key */
 	const struct crypto_key	*active;	/* signs; in verify */
+	char			*kms_key_id;	/* active's private half */
 	struct crypto_key	*legacy;
 	json_t			*jwks;
 };
@@ -156,6 +157,7 @@ static char	*keys_kek_path(const struct config *);
 static void	 keys_step(struct store_txn *, int, void *);
 static void	 keys_committed(int, void *);
 static void	 keys_load_run(struct store_load *);
+static struct crypto_key *keys_from_kms(const struct config *, char **);
 
 /* The algorithm of jwt.algorithm. */
 static enum crypto_alg
@@ -168,6 +170,8 @@ keys_alg(int a)
 		return (CRYPTO_ALG_ES256);
 	case JWT_ALG_RS256:
 		return (CRYPTO_ALG_RS256);
+	case JWT_ALG_PS256:
+		return (CRYPTO_ALG_PS256);
 	default:
 		return (CRYPTO_ALG_HS256);
 	}
@@ -191,6 +195,7 @@ static void
 keys_state_free(struct keystate *ks)
 {
 	jose_keyset_free(ks->verify);
+	free(ks->kms_key_id);
 	crypto_key_free(ks->legacy);
 	json_decref(ks->jwks);
 	memset(ks, 0, sizeof *ks);
@@ -226,6 +231,37 @@ keys_from_file(const struct config *c, char **cause)
 	if (k == NULL) {
 		xasprintf(cause, "jwt.key_file %s: %s", c->jwt_key_file,
 		    err.msg);
+		return (NULL);
+	}
+	if (jose_jwk_thumbprint(k, kid) == -1 ||
+	    crypto_key_set_kid(k, kid) == -1)
+		fatalx("cannot name the signing key");
+	return (k);
+}
+
+/*
+ * The public half of jwt.kms_key_id (read by kms_fetch() before this
+ * configuration was loaded), named by its thumbprint. Its algorithm is
+ * the key's: ES256 for a P-256 key, RS256 for RSA, PS256 if jwt.algorithm
+ * says so; any other jwt.algorithm set must match it.
+ */
+static struct crypto_key *
+keys_from_kms(const struct config *c, char **cause)
+{
+	struct crypto_key	*k;
+	const char		*arn = NULL;
+	char			 kid[44];
+	enum crypto_alg		 want = keys_alg(c->jwt_algorithm);
+
+	if ((k = kms_public(c->jwt_kms_key_id, c->jwt_algorithm ==
+	    JWT_ALG_PS256, &arn, cause)) == NULL)
+		return (NULL);
+	if (config_where(c, "jwt.algorithm") != NULL &&
+	    crypto_key_alg(k) != want) {
+		xasprintf(cause, "jwt.algorithm is %s but KMS key %s signs "
+		    "%s", crypto_alg_name(want), arn, crypto_alg_name(
+		    crypto_key_alg(k)));
+		crypto_key_free(k);
 		return (NULL);
 	}
 	if (jose_jwk_thumbprint(k, kid) == -1 ||
@@ -299,6 +335,14 @@ keys_local(struct keys_op *op)
 	if (c->jwt_key_file != NULL) {
 		if ((op->key = keys_from_file(c, &op->cause)) == NULL)
 			return (-1);
+		op->from_file = 1;
+		op->make = 1;
+	}
+	if (c->jwt_kms_key_id != NULL) {
+		/* Like a key file's: its row holds no private half. */
+		if ((op->key = keys_from_kms(c, &op->cause)) == NULL)
+			return (-1);
+		op->ks.kms_key_id = xstrdup(c->jwt_kms_key_id);
 		op->from_file = 1;
 		op->make = 1;
 	}
@@ -931,6 +975,7 @@ tokens_keys_free(void)
 	free(keys.error);
 	keys.error = NULL;
 	crypto_kek_unload();
+	kms_free();
 }
 
 /* The key that signs new tokens, if any. */
@@ -938,6 +983,13 @@ const struct crypto_key *
 tokens_keys_signer(void)
 {
 	return (keys.ks.active);
+}
+
+/* The KMS key that holds the signer's private half, or NULL (here). */
+const char *
+tokens_keys_kms(void)
+{
+	return (keys.ks.kms_key_id);
 }
 
 /* The key of ours with this kid and algorithm, if any. */
@@ -1061,6 +1113,23 @@ tokens_reload_abort(void)
 	keys.pending_commit = 0;
 }
 
+/*
+ * Can jwt.kms_key_id's public key (read by kms_fetch()) sign for this
+ * configuration? -1 with a cause naming the key if not.
+ */
+int
+tokens_kms_check(const struct config *c, char **cause)
+{
+	struct crypto_key	*k;
+
+	if (c->jwt_kms_key_id == NULL)
+		return (0);
+	if ((k = keys_from_kms(c, cause)) == NULL)
+		return (-1);
+	crypto_key_free(k);
+	return (0);
+}
+
 /* For -n: can the configured key file be used? Says where it was set. */
 int
 tokens_check(struct config *c, char **cause)
@@ -1131,6 +1200,11 @@ tokens_signing_rotate(struct config *c, void (*done)(int, const char *,
 	if (c->jwt_key_file != NULL) {
 		done(-1, "jwt.key_file is set: rotate by replacing the file "
 		    "and reloading", arg);
+		return;
+	}
+	if (c->jwt_kms_key_id != NULL) {
+		done(-1, "jwt.kms_key_id is set: rotate by configuring a new "
+		    "KMS key and reloading", arg);
 		return;
 	}
 	op = xcalloc(1, sizeof *op);

@@ -160,6 +160,8 @@ enum sess_state {
 struct sess_op {
 	enum sess_state	 state;
 	const struct user *u;		/* the caller's, until done */
+	struct tokens_pre *pre;		/* the caller's, or own */
+	struct tokens_pre own;
 	char		*sid;
 	char		*refresh;
 	char		*access;
@@ -198,8 +200,16 @@ sess_step(struct store_txn *t, int status, void *arg)
 		}
 		return;
 	case SS_REFRESH:
-		if ((op->access = tokens_mint(op->u, op->sid, NULL, op->exp,
-		    NULL)) == NULL) {
+		switch (tokens_pre_ready(op->pre, op->u, op->sid, NULL,
+		    op->exp)) {
+		case 1:
+			op->access = tokens_pre_take(op->pre);
+			break;
+		case 0:
+			log_warnx("session for %s: its access token was not "
+			    "signed ahead", op->u->id);
+			/* FALLTHROUGH */
+		default:
 			status = STORE_ERROR;
 			goto out;
 		}
@@ -219,8 +229,29 @@ out:
 	freezero_str(op->access);
 	free(op->client);
 	free(op->event);
+	tokens_pre_clear(&op->own);
 	free(op);
 	done(t, status, darg);
+}
+
+/*
+ * A new session's id and access token expiry for u (access_ttl as
+ * tokens_session_add's), and its access token signed ahead: cb(0, NULL,
+ * arg), or cb(-1, why, arg) (TOKENS_SIGN_DOWN for the client). Then
+ * tokens_session_add() with pre makes the session in a unit.
+ */
+void
+tokens_session_pre(struct tokens_pre *pre, const struct user *u,
+    long long access_ttl, void (*cb)(int, const char *, void *), void *arg)
+{
+	time_t	now = now_wall(), expires, exp;
+
+	tokens_pre_clear(pre);
+	pre->sid = tokens_random_id(SID_BYTES);
+	expires = now + (time_t)cfg->jwt_refresh_ttl;
+	exp = now + (time_t)(access_ttl > 0 ? access_ttl : cfg->jwt_access_ttl);
+	pre->exp = exp > expires ? expires : exp;
+	tokens_pre_sign(pre, u, pre->sid, NULL, pre->exp, cb, arg);
 }
 
 /*
@@ -229,12 +260,13 @@ out:
  * STORE_OK, arg) (the caller answers with it once the unit has
  * committed). Its access tokens live access_ttl seconds, this one and
  * those its refreshes make (0: jwt.access_token_ttl). u must stay until
- * done.
+ * done. pre: made by tokens_session_pre() for u and access_ttl (its sid
+ * and token are this session's), or NULL to sign here (a key held here).
  */
 void
 tokens_session_add(struct store_txn *t, const struct user *u,
-    const char *client, const char *event, long long access_ttl,
-    json_t **resp, store_step_cb done, void *arg)
+    struct tokens_pre *pre, const char *client, const char *event,
+    long long access_ttl, json_t **resp, store_step_cb done, void *arg)
 {
 	struct sess_op	*op;
 	time_t		 now = now_wall();
@@ -242,7 +274,9 @@ tokens_session_add(struct store_txn *t, const struct user *u,
 	*resp = NULL;
 	op = xcalloc(1, sizeof *op);
 	op->u = u;
-	op->sid = tokens_random_id(SID_BYTES);
+	op->pre = pre != NULL ? pre : &op->own;
+	op->sid = pre != NULL && pre->sid != NULL ? xstrdup(pre->sid) :
+	    tokens_random_id(SID_BYTES);
 	op->client = client != NULL ? xstrdup(client) : NULL;
 	op->event = xstrdup(event);
 	op->access_ttl = access_ttl > 0 ? access_ttl : 0;
@@ -251,6 +285,8 @@ tokens_session_add(struct store_txn *t, const struct user *u,
 	    cfg->jwt_access_ttl);
 	if (op->exp > op->expires)
 		op->exp = op->expires;
+	if (pre != NULL && pre->sid != NULL)
+		op->exp = pre->exp;	/* what its token was signed for */
 	op->resp = resp;
 	op->done = done;
 	op->arg = arg;
@@ -290,12 +326,14 @@ struct own_op {
 	long long	 ttl;
 	time_t		 exp;
 	json_t		*resp;
+	struct tokens_pre pre;
 	void		(*session_cb)(int, json_t *, void *);
 	void		(*mint_cb)(int, char *, void *);
 	void		*arg;
 };
 
 static void	own_committed(int, void *);
+static void	own_step(struct store_txn *, int, void *);
 
 static void
 own_end(struct own_op *op, int status)
@@ -312,10 +350,25 @@ own_end(struct own_op *op, int status)
 		freezero_str(op->token);
 	user_clear(&op->u);
 	strlist_free(&op->scopes);
+	tokens_pre_clear(&op->pre);
 	free(op->client);
 	free(op->event);
 	free(op->sid);
 	free(op);
+}
+
+/* Its access token is signed (or not): the unit, then. */
+static void
+own_signed(int rc, const char *why, void *arg)
+{
+	struct own_op	*op = arg;
+
+	if (rc == -1) {
+		log_warnx("cannot start a session for %s: %s", op->u.id, why);
+		own_end(op, STORE_ERROR);
+		return;
+	}
+	store_begin(STORE_WRITE, own_step, op);
 }
 
 static void
@@ -333,13 +386,11 @@ own_step(struct store_txn *t, int status, void *arg)
 	case OS_BEGIN:
 		if (!op->mint) {
 			op->state = OS_SESSION;
-			tokens_session_add(t, &op->u, op->client, op->event,
-			    0, &op->resp, own_step, op);
+			tokens_session_add(t, &op->u, &op->pre, op->client,
+			    op->event, 0, &op->resp, own_step, op);
 			return;
 		}
 		op->state = OS_FAMILY;
-		op->sid = tokens_random_id(SID_BYTES);
-		op->exp = now_wall() + (time_t)op->ttl;
 		{
 			struct store_param p[] = { SP_TEXT(op->sid),
 			    SP_TEXT(op->u.id), SP_INT(now_wall()),
@@ -350,12 +401,13 @@ own_step(struct store_txn *t, int status, void *arg)
 		}
 		return;
 	case OS_FAMILY:
-		if ((op->token = tokens_mint(&op->u, op->sid, &op->scopes,
-		    op->exp, NULL)) == NULL) {
+		if (tokens_pre_ready(&op->pre, &op->u, op->sid, &op->scopes,
+		    op->exp) != 1) {
 			store_rollback(t);
 			own_end(op, STORE_ERROR);
 			return;
 		}
+		op->token = tokens_pre_take(&op->pre);
 		op->state = OS_AUDIT;
 		audit_event(t, "token_minted", op->u.id, op->client, NULL,
 		    json_pack("{s:s,s:I}", "session", op->sid, "ttl",
@@ -395,7 +447,7 @@ tokens_session_new(const struct user *u, const char *client,
 	op->event = xstrdup(event);
 	op->session_cb = cb;
 	op->arg = arg;
-	store_begin(STORE_WRITE, own_step, op);
+	tokens_session_pre(&op->pre, &op->u, 0, own_signed, op);
 }
 
 /*
@@ -419,7 +471,10 @@ tokens_mint_session(const struct user *u, const struct strlist *scopes,
 	op->client = actor != NULL ? xstrdup(actor) : NULL;
 	op->mint_cb = cb;
 	op->arg = arg;
-	store_begin(STORE_WRITE, own_step, op);
+	op->sid = tokens_random_id(SID_BYTES);
+	op->exp = now_wall() + (time_t)op->ttl;
+	tokens_pre_sign(&op->pre, &op->u, op->sid, &op->scopes, op->exp,
+	    own_signed, op);
 }
 
 /* Seal the successor pair under a key only the old token's holder has. */
@@ -480,11 +535,12 @@ enum refresh_state {
 	RS_AUDIT,
 	RS_COMMIT,
 	RS_KEYS,	/* the API keys in memory, after a revocation */
+	RS_SIGN,	/* the access token, signed by KMS outside the unit */
 	RS_DONE,
 };
 static const char *const refresh_state_names[] = {
 	"BEGIN", "ROW", "FAMILY", "SUCC", "USER", "CLAIM", "INSERT", "REVOKE",
-	"AUDIT", "COMMIT", "KEYS", "DONE"
+	"AUDIT", "COMMIT", "KEYS", "SIGN", "DONE"
 };
 
 struct refresh_op {
@@ -517,6 +573,8 @@ struct refresh_op {
 	char		*refresh;
 	time_t		 exp;
 	uint8_t		 new_hash[CRYPTO_HASH_LEN];
+	struct tokens_pre pre;		/* its access token, signed ahead */
+	int		 signs;
 	/* the verdict */
 	int		 rc;		/* 0, -1 refused, -2 server error */
 	const char	*why;
@@ -572,8 +630,31 @@ refresh_end(struct refresh_op *op)
 	freezero_str(op->token);
 	freezero_str(op->access);
 	freezero_str(op->refresh);
+	tokens_pre_clear(&op->pre);
 	free(op->client);
 	free(op);
+}
+
+/*
+ * The access token, signed ahead by KMS outside the unit: the unit again
+ * from the start, which takes it if the user and session are unchanged.
+ */
+static void
+refresh_presigned(int rc, const char *why, void *arg)
+{
+	struct refresh_op	*op = arg;
+
+	if (rc == -1) {
+		log_warnx("refresh for %s: %s", op->user_id != NULL ?
+		    op->user_id : "-", why);
+		op->rc = -3;
+		op->why = TOKENS_SIGN_DOWN;
+		refresh_end(op);
+		return;
+	}
+	refresh_clear_row(op);
+	refresh_enter(op, RS_BEGIN);
+	store_begin(STORE_WRITE, refresh_step, op);
 }
 
 /* A server error: the unit, if any, rolled back. */
@@ -718,9 +799,29 @@ refresh_rotate(struct refresh_op *op, struct store_txn *t)
 		op->exp = op->fexp;
 	freezero_str(op->refresh);
 	freezero_str(op->access);
+	op->refresh = NULL;
+	op->access = NULL;
+	switch (tokens_pre_ready(&op->pre, &op->u, op->sid, NULL, op->exp)) {
+	case 0:
+		/* Not inside the unit: sign first, then all of it again. */
+		store_rollback(t);
+		if (++op->signs > REFRESH_TRIES) {
+			refresh_dberr(op, NULL);
+			return;
+		}
+		refresh_enter(op, RS_SIGN);
+		tokens_pre_sign(&op->pre, &op->u, op->sid, NULL, op->exp,
+		    refresh_presigned, op);
+		return;
+	case 1:
+		op->access = tokens_pre_take(&op->pre);
+		break;
+	default:
+		refresh_dberr(op, t);
+		return;
+	}
 	op->refresh = crypto_new_secret(REFRESH_PREFIX);
-	if ((op->access = tokens_mint(&op->u, op->sid, NULL, op->exp,
-	    NULL)) == NULL || refresh_successor_seal(op->token, op->access,
+	if (refresh_successor_seal(op->token, op->access,
 	    op->exp, op->refresh, &sealed, &slen) == -1) {
 		free(sealed);
 		refresh_dberr(op, t);
@@ -928,7 +1029,8 @@ refresh_committed(int status, void *arg)
  * Rotate a refresh token: cb(0, response, NULL, arg) (the callback owns
  * the response); cb(-1, NULL, why, arg) when the token is not (or no
  * longer) good: the caller answers invalid_grant; cb(-2, NULL, ..., arg)
- * on a server error (or before the revocation state is loaded).
+ * on a server error (or before the revocation state is loaded); cb(-3,
+ * NULL, TOKENS_SIGN_DOWN, arg) when KMS cannot sign the access token.
  */
 void
 tokens_refresh(const char *token, const char *client,

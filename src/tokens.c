@@ -74,6 +74,27 @@ tokens_config_check(struct config *c, struct config_errors *errs)
 	} else if (c->jwt_secret != NULL)
 		config_add_error(errs, c, "jwt.secret", "jwt.secret is only "
 		    "used when jwt.algorithm is HS256");
+	if (c->jwt_kms_key_id != NULL) {
+		if (*c->jwt_kms_key_id == '\0' || strlen(c->jwt_kms_key_id) >
+		    2048 || strchr(c->jwt_kms_key_id, ' ') != NULL ||
+		    !str_is_printable(c->jwt_kms_key_id,
+		    strlen(c->jwt_kms_key_id)))
+			config_add_error(errs, c, "jwt.kms_key_id",
+			    "jwt.kms_key_id must be a KMS key id, alias "
+			    "(alias/NAME) or ARN");
+		if (c->jwt_key_file != NULL)
+			config_add_error(errs, c, "jwt.kms_key_id",
+			    "jwt.kms_key_id and jwt.key_file exclude each "
+			    "other");
+		if (c->jwt_algorithm == JWT_ALG_HS256 ||
+		    (c->jwt_algorithm == JWT_ALG_EDDSA &&
+		    config_where(c, "jwt.algorithm") != NULL))
+			config_add_error(errs, c, "jwt.algorithm",
+			    "jwt.kms_key_id signs ES256, RS256 or PS256, not "
+			    "%s", jwt_alg_choices[c->jwt_algorithm]);
+	} else if (c->jwt_algorithm == JWT_ALG_PS256)
+		config_add_error(errs, c, "jwt.algorithm", "jwt.algorithm "
+		    "PS256 needs jwt.kms_key_id (an RSA key in KMS)");
 	if (c->jwt_legacy_secret != NULL) {
 		if ((k = crypto_key_from_secret(tokens_keys_legacy_alg(
 		    c->jwt_legacy_algorithm), c->jwt_legacy_secret,

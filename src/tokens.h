@@ -33,6 +33,7 @@ void		 tokens_keys_purge(time_t, store_end_cb, void *);
 void		 tokens_keys_free(void);
 enum crypto_alg	 tokens_keys_legacy_alg(int);
 const struct crypto_key *tokens_keys_signer(void);
+const char	*tokens_keys_kms(void);
 const struct crypto_key *tokens_keys_find(const char *, enum crypto_alg);
 const struct crypto_key *tokens_keys_legacy(void);
 

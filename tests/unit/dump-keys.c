@@ -25,6 +25,12 @@ main(int argc, char **argv)
 			/* Secrets may also be read from a file. */
 			if (config_keys[i].type == CT_SECRET)
 				printf("%s_file\n", config_keys[i].name);
+			/* Or from Secrets Manager, but the credentials. */
+			if (config_keys[i].type == CT_SECRET &&
+			    strncmp(config_keys[i].name, "aws.secret_", 11) !=
+			    0 && strcmp(config_keys[i].name,
+			    "aws.session_token") != 0)
+				printf("%s_arn\n", config_keys[i].name);
 		}
 		for (i = 0; i < config_ncollections; i++)
 			printf("%s\n", config_collections[i].name);

@@ -91,6 +91,80 @@ at(const char *path, int line)
 	return (buf);
 }
 
+/* KEY_arn: a secret key read from Secrets Manager (config_source.secrets). */
+static void
+test_arn(void)
+{
+	struct config_source	 src;
+	struct config_secret	 sv;
+	struct config_errors	 errs;
+	struct config		*c;
+	char			*p, *arn;
+	const char		*a = "arn:aws:secretsmanager:eu-west-1:"
+				    "111122223333:secret:bsp/jwt-AbCdEf";
+
+	xasprintf(&arn, "%s#hmac", a);
+	p = write_file("arn.yaml", "jwt:\n  algorithm: HS256\n"
+	    "  secret_arn: arn:aws:secretsmanager:eu-west-1:111122223333:"
+	    "secret:bsp/jwt-AbCdEf#hmac\n", 0644);
+	memset(&src, 0, sizeof src);
+	src.path = p;
+	src.path_explicit = 1;
+	src.check = modules_config_check;
+	src.arn_pending = 1;
+	c = config_load(&src, &errs);
+	ok(c != NULL && c->narns == 1 && strcmp(c->arns[0].name,
+	    "jwt.secret") == 0 && strcmp(c->arns[0].arn, arn) == 0 &&
+	    c->jwt_secret != NULL, "jwt.secret_arn listed, a stand-in in "
+	    "jwt.secret, a 0644 file holds no secret");
+	config_unref(c);
+	src.arn_pending = 0;
+	c = config_load(&src, &errs);
+	ok(c == NULL && has_error(&errs, NULL, "was not read"),
+	    "without its value: an error naming the ARN");
+	config_errors_free(&errs);
+	sv.name = xstrdup("jwt.secret");
+	sv.arn = arn;
+	sv.value = xstrdup("0123456789abcdef0123456789abcdef-from-sm");
+	src.secrets = &sv;
+	src.nsecrets = 1;
+	c = config_load(&src, &errs);
+	ok(c != NULL && strcmp(c->jwt_secret, sv.value) == 0,
+	    "the value read is the key's");
+	config_unref(c);
+	free(sv.value);
+	sv.value = xstrdup("short");
+	c = config_load(&src, &errs);
+	ok(c == NULL && has_error(&errs, NULL, "jwt.secret"),
+	    "the value read is checked like the key's");
+	config_errors_free(&errs);
+	free(p);
+	src.secrets = NULL;
+	src.nsecrets = 0;
+	src.arn_pending = 1;
+
+	p = write_file("arn2.yaml", "jwt:\n  algorithm: HS256\n"
+	    "  secret: 0123456789abcdef0123456789abcdef0\n"
+	    "  secret_arn: arn:aws:secretsmanager:eu-west-1:111122223333:"
+	    "secret:x\naws:\n  access_key_id: AKIDEXAMPLE\n"
+	    "  secret_access_key_arn: arn:aws:secretsmanager:eu-west-1:1:"
+	    "secret:y\n  bearer_token_arn: arn:aws:kms:eu-west-1:1:key/z\n",
+	    0600);
+	src.path = p;
+	c = config_load(&src, &errs);
+	ok(c == NULL && has_error(&errs, at(p, 4), "are both set"),
+	    "KEY and KEY_arn exclude each other");
+	ok(has_error(&errs, at(p, 7), "cannot come from it"),
+	    "aws.secret_access_key has no _arn form");
+	ok(has_error(&errs, at(p, 8), "expected the ARN of a Secrets Manager "
+	    "secret"), "an ARN of something else is refused");
+	config_errors_free(&errs);
+	free(p);
+	free(arn);
+	free(sv.name);
+	free(sv.value);
+}
+
 int
 main(void)
 {
@@ -336,6 +410,7 @@ main(void)
 	config_unref(c);
 	unlink(p);
 	free(p);
+	test_arn();
 
 	{
 		char *cmd;

@@ -22,6 +22,8 @@
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 
 #include "bsp.h"
@@ -878,6 +880,98 @@ test_sigv4(void)
 	crypto_sigv4_clear();
 }
 
+/* Sign data with an OpenSSL key as KMS would (ECDSA: DER). */
+static size_t
+remote_sign(EVP_PKEY *pk, int pss, const char *data, uint8_t *out, size_t max)
+{
+	EVP_MD_CTX	*ctx = EVP_MD_CTX_new();
+	EVP_PKEY_CTX	*pctx = NULL;
+	size_t		 n = max;
+
+	if (EVP_DigestSignInit(ctx, &pctx, EVP_sha256(), NULL, pk) != 1 ||
+	    (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx,
+	    RSA_PKCS1_PSS_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) != 1)) ||
+	    EVP_DigestSign(ctx, out, &n, (const uint8_t *)data,
+	    strlen(data)) != 1)
+		n = 0;
+	EVP_MD_CTX_free(ctx);
+	return (n);
+}
+
+/* Keys held elsewhere (KMS): the DER public key, and their signatures. */
+static void
+test_remote(void)
+{
+	struct crypto_err	 err;
+	struct crypto_key	*k;
+	EVP_PKEY		*ec, *rsa;
+	uint8_t			*der = NULL, *p, *big, sig[CRYPTO_SIG_MAX];
+	uint8_t			 in[CRYPTO_SIG_MAX];
+	const char		*data = "header.payload";
+	size_t			 n, siglen;
+	int			 len;
+
+	ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	len = i2d_PUBKEY(ec, &der);
+	k = crypto_key_from_spki(CRYPTO_ALG_ES256, der, (size_t)len, &err);
+	ok(k != NULL && !crypto_key_has_private(k) &&
+	    crypto_key_alg(k) == CRYPTO_ALG_ES256,
+	    "spki: a P-256 key for ES256");
+	ok(crypto_key_from_spki(CRYPTO_ALG_RS256, der, (size_t)len, &err) ==
+	    NULL, "spki: a P-256 key is refused for RS256: %s", err.msg);
+	big = xmalloc((size_t)len + 1);
+	memcpy(big, der, (size_t)len);
+	big[len] = 0;
+	ok(crypto_key_from_spki(CRYPTO_ALG_ES256, big, (size_t)len + 1,
+	    &err) == NULL, "spki: trailing bytes refused");
+	ok(crypto_key_from_spki(CRYPTO_ALG_ES256, der, (size_t)len - 1,
+	    &err) == NULL, "spki: a cut key refused");
+	free(big);
+
+	n = remote_sign(ec, 0, data, in, sizeof in);
+	ok(n > 0 && crypto_key_remote_sig(k, data, strlen(data), in, n, sig,
+	    sizeof sig, &siglen, &err) == 0 && siglen == 64 &&
+	    crypto_key_verify(k, CRYPTO_ALG_ES256, data, strlen(data), sig,
+	    siglen, &err) == 0, "remote ES256: DER becomes r||s that verifies");
+	ok(crypto_key_remote_sig(k, "header.other", 12, in, n, sig,
+	    sizeof sig, &siglen, &err) == -1 && siglen == 0,
+	    "remote ES256: a signature of other data is refused: %s", err.msg);
+	ok(crypto_key_remote_sig(k, data, strlen(data), sig, 64, sig,
+	    sizeof sig, &siglen, &err) == -1, "remote ES256: r||s is not DER");
+	in[n - 1] ^= 1;
+	ok(crypto_key_remote_sig(k, data, strlen(data), in, n, sig,
+	    sizeof sig, &siglen, &err) == -1, "remote ES256: a bent one");
+	crypto_key_free(k);
+	free(der);
+
+	der = NULL;
+	len = i2d_PUBKEY(rsa, &der);
+	p = der;
+	k = crypto_key_from_spki(CRYPTO_ALG_RS256, p, (size_t)len, &err);
+	n = remote_sign(rsa, 0, data, in, sizeof in);
+	ok(k != NULL && n == 256 && crypto_key_remote_sig(k, data,
+	    strlen(data), in, n, sig, sizeof sig, &siglen, &err) == 0 &&
+	    siglen == 256, "remote RS256 verifies");
+	ok(k != NULL && crypto_key_remote_sig(k, data, strlen(data), in,
+	    n - 1, sig, sizeof sig, &siglen, &err) == -1,
+	    "remote RS256: a short signature refused");
+	crypto_key_free(k);
+	k = crypto_key_from_spki(CRYPTO_ALG_PS256, p, (size_t)len, &err);
+	n = remote_sign(rsa, 1, data, in, sizeof in);
+	ok(k != NULL && crypto_key_remote_sig(k, data, strlen(data), in, n,
+	    sig, sizeof sig, &siglen, &err) == 0, "remote PS256 verifies");
+	n = remote_sign(rsa, 0, data, in, sizeof in);
+	ok(k != NULL && crypto_key_remote_sig(k, data, strlen(data), in, n,
+	    sig, sizeof sig, &siglen, &err) == -1,
+	    "remote PS256: a PKCS#1 v1.5 signature refused");
+	crypto_key_free(k);
+	free(der);
+	EVP_PKEY_free(ec);
+	EVP_PKEY_free(rsa);
+}
+
 int
 main(void)
 {
@@ -895,6 +989,7 @@ main(void)
 	test_refusals();
 	test_random_id();
 	test_sigv4();
+	test_remote();
 	crypto_kek_unload();
 	return (tap_done());
 }
