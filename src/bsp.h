@@ -161,6 +161,18 @@ time_t		 now_wall(void);
 void		 time_iso8601(time_t, char *, size_t);
 int		 parse_duration(const char *, long long *);
 
+/* tz.c */
+struct tz;
+struct tz	*tz_load(const char *, const char *, char **);
+void		 tz_free(struct tz *);
+const char	*tz_name(const struct tz *);
+int32_t		 tz_offset(const struct tz *, int64_t);
+int64_t		 tz_local_to_utc(const struct tz *, int64_t);
+long long	 tz_days_from_civil(long long, int, int);
+void		 tz_civil_from_days(long long, long long *, int *, int *);
+long long	 tz_floor_div(long long, long long);
+int		 tz_weekday(long long);
+
 /* addrlimit.c */
 struct addr_limit;
 struct addr_limit *addr_limit_new(size_t);
@@ -205,6 +217,8 @@ enum config_scope {
 	CS_ISSUER,
 	CS_RULE,
 	CS_ALIAS,
+	CS_PRICE,
+	CS_CAP,
 };
 struct config_key {
 	const char		*name;
@@ -322,6 +336,50 @@ struct model_alias {
 	char		*display_name;
 };
 
+/* Prices in micro-dollars per million tokens (budget.c). */
+struct price {
+	long long	 input;
+	long long	 output;
+	long long	 cache_read;
+	long long	 cache_write;		/* 5-minute cache writes */
+	long long	 cache_write_1h;
+};
+
+/* One entry of models.prices: dollars per million tokens, as text. */
+struct model_price {
+	char		*where;
+	char		*model;		/* a glob on the Bedrock id */
+	char		*input;
+	char		*output;
+	char		*cache_read;
+	char		*cache_write;
+	char		*cache_write_1h;
+	struct price	 p;		/* derived */
+};
+
+/* One entry of budgets.caps. */
+#define BUDGET_SCOPE_USER	0
+#define BUDGET_SCOPE_GROUP	1
+#define BUDGET_SCOPE_KEY	2
+#define BUDGET_SCOPE_GLOBAL	3
+#define BUDGET_WIN_DAY		0
+#define BUDGET_WIN_WEEK		1
+#define BUDGET_WIN_MONTH	2
+#define BUDGET_WIN_ROLLING	3
+struct budget_cap {
+	char		*where;
+	char		*name;
+	int		 scope;		/* BUDGET_SCOPE_* */
+	struct strlist	 match;		/* globs; empty: all */
+	int		 window;	/* BUDGET_WIN_* */
+	long long	 days;		/* rolling: N */
+	char		*limit_usd;
+	char		*soft_usd;
+	long long	 limit_tokens;	/* 0: none */
+	long long	 limit;		/* derived: micro-dollars, -1 none */
+	long long	 soft;		/* derived: micro-dollars, -1 none */
+};
+
 /* One entry of models.rules. */
 struct model_rule {
 	char		*where;
@@ -415,6 +473,24 @@ struct config {
 	char		*models_region_prefix;
 	long long	 rl_requests_per_minute;
 	long long	 rl_tokens_per_minute;
+
+	/* prices and budgets (budget.c) */
+	struct model_price *model_prices;
+	size_t		 nmodel_prices;
+	int		 models_builtin_prices;
+	struct budget_cap *budget_caps;
+	size_t		 nbudget_caps;
+	int		 budgets_unknown_model;	/* 0 refuse, 1 default */
+	char		*budgets_default_input;
+	char		*budgets_default_output;
+	char		*budgets_default_cache_read;
+	char		*budgets_default_cache_write;
+	char		*budgets_default_cache_write_1h;
+	char		*budgets_time_zone;
+	long long	 budgets_bytes_per_token;
+	long long	 budgets_default_max_tokens;
+	struct price	 budgets_default_price;	/* derived */
+	struct tz	*budgets_tz;		/* derived */
 
 	/* aws */
 	char		*aws_region;
@@ -690,6 +766,7 @@ void		 route_auth_refresh(struct request *);
 void		 route_auth_logout(struct request *);
 void		 route_auth_revoke(struct request *);
 void		 route_auth_validate(struct request *);
+void		 route_auth_me(struct request *);
 void		 route_jwks(struct request *);
 void		 route_oauth_metadata(struct request *);
 
@@ -919,6 +996,10 @@ void		 counters_get(const char *, long long, time_t, long long *,
 		     long long *);
 void		 counters_add(const char *, long long, time_t, long long,
 		     long long);
+void		 counters_get_at(const char *, long long, long long,
+		     long long *, long long *);
+void		 counters_add_at(const char *, long long, long long, long long,
+		     long long);
 void		 counters_sync(store_end_cb, void *);
 void		 counters_maint(time_t);
 void		 counters_free(void);
@@ -947,6 +1028,59 @@ void		 models_list(const struct config *, void (*)(void *,
 		     void *);
 void		 models_config_check(struct config *, struct config_errors *);
 
+/* budget.c */
+#define BUDGET_USD_LEN	32	/* "-123456789012.123456" and more */
+/* A call's tokens, as the answer counted them. */
+struct budget_tokens {
+	long long	 input;
+	long long	 output;
+	long long	 cache_read;
+	long long	 cache_write;		/* all cache writes */
+	long long	 cache_write_1h;	/* of which to the 1-hour cache */
+};
+/* Why a call is refused (budget_admit). */
+struct budget_refusal {
+	int		 code;		/* 429, 400 (no price), 503 */
+	int		 billing;	/* over a hard cap */
+	const char	*cap;		/* its name, or NULL */
+	time_t		 resets;	/* when the window moves on */
+	char		 msg[512];
+};
+/* What the headers of an admitted call say (X-Budget-*). */
+struct budget_note {
+	int		 have;		/* a cap applied */
+	char		 cap[64];	/* the tightest */
+	char		 window[16];
+	char		 remaining[BUDGET_USD_LEN];
+	char		 resets[32];	/* ISO 8601 */
+	char		 warn[256];	/* past a soft threshold: which */
+};
+struct budget_hold;
+int		 budget_parse_usd(const char *, long long *);
+void		 budget_usd(long long, char *, size_t);
+int		 budget_price(const struct config *, const char *,
+		     struct price *);
+long long	 budget_cost(const struct price *, const struct budget_tokens *);
+int		 budget_window(const struct budget_cap *, const struct tz *,
+		     time_t, time_t *, time_t *);
+long long	 budget_max_tokens(const uint8_t *, size_t);
+int		 budget_applies(const struct config *, const struct principal *);
+int		 budget_admit(const struct config *, const struct principal *,
+		     const char *, size_t, long long, time_t,
+		     struct budget_hold **, struct budget_note *,
+		     struct budget_refusal *);
+long long	 budget_settle(struct budget_hold *, const struct config *,
+		     const struct principal *, const char *,
+		     const struct budget_tokens *, time_t);
+void		 budget_hold_free(struct budget_hold *);
+json_t		*budget_me(const struct principal *, time_t);
+void		 budget_config_check(struct config *, struct config_errors *);
+int		 budget_init(struct config *, char **);
+void		 budget_sync(void);
+void		 budget_maint(time_t);
+void		 budget_free(void);
+int		 budget_ready(const char **);
+
 /* usage.c */
 struct usage {
 	time_t		 ts;
@@ -959,6 +1093,8 @@ struct usage {
 	long long	 output_tokens;
 	long long	 cache_read_tokens;
 	long long	 cache_write_tokens;
+	long long	 cache_write_1h_tokens;
+	long long	 cost_micros;	/* -1: no price */
 	long long	 latency_ms;
 	long long	 first_byte_ms;	/* -1: none */
 	const char	*request_id;

@@ -47,6 +47,18 @@ static const char *const betas_choices[] = { "header", "body", NULL };
 #define PROV(f)	offsetof(struct provider_config, f)
 #define ISS(f)	offsetof(struct issuer_config, f)
 #define ALIAS(f)	offsetof(struct model_alias, f)
+#define PRICE(f)	offsetof(struct model_price, f)
+#define CAP(f)	offsetof(struct budget_cap, f)
+/* Orders match BUDGET_SCOPE_* and BUDGET_WIN_* in bsp.h. */
+static const char *const cap_scope_choices[] = {
+	"user", "group", "key", "global", NULL
+};
+static const char *const cap_window_choices[] = {
+	"day", "week", "month", "rolling", NULL
+};
+static const char *const unknown_model_choices[] = {
+	"refuse", "default", NULL
+};
 static const char *const token_auth_choices[] = {
 	"auto", "basic", "post", NULL
 };
@@ -320,6 +332,79 @@ const struct config_key config_keys[] = {
 	  OFF(rl_tokens_per_minute), "0", 0, 1000000000, NULL, 0,
 	  "input plus output tokens, per user and per API key; 0 is off" },
 
+	/* prices and budgets */
+	{ "models.prices[].model", CT_STRING, CS_PRICE, PRICE(model), NULL, 0,
+	  0, NULL, 0, "a glob on the Bedrock model id the prices apply to" },
+	{ "models.prices[].input", CT_STRING, CS_PRICE, PRICE(input), NULL, 0,
+	  0, NULL, 0, "dollars per million input tokens" },
+	{ "models.prices[].output", CT_STRING, CS_PRICE, PRICE(output), NULL, 0,
+	  0, NULL, 0, "dollars per million output tokens" },
+	{ "models.prices[].cache_read", CT_STRING, CS_PRICE, PRICE(cache_read),
+	  NULL, 0, 0, NULL, 0,
+	  "dollars per million tokens read from the prompt cache (default: "
+	  "a tenth of input)" },
+	{ "models.prices[].cache_write", CT_STRING, CS_PRICE,
+	  PRICE(cache_write), NULL, 0, 0, NULL, 0,
+	  "dollars per million tokens written to the 5-minute cache "
+	  "(default: 1.25 times input)" },
+	{ "models.prices[].cache_write_1h", CT_STRING, CS_PRICE,
+	  PRICE(cache_write_1h), NULL, 0, 0, NULL, 0,
+	  "dollars per million tokens written to the 1-hour cache (default: "
+	  "twice input)" },
+	{ "models.builtin_prices", CT_BOOL, CS_ROOT, OFF(models_builtin_prices),
+	  "true", 0, 0, NULL, 0,
+	  "after models.prices, the built-in prices of Claude models" },
+	{ "budgets.caps[].name", CT_STRING, CS_CAP, CAP(name), NULL, 0, 0,
+	  NULL, 0, "the cap's name, in refusals, headers and commands" },
+	{ "budgets.caps[].scope", CT_ENUM, CS_CAP, CAP(scope), "user", 0, 0,
+	  cap_scope_choices, 0,
+	  "user, group, key (each its own), or global (everyone together)" },
+	{ "budgets.caps[].match", CT_LIST, CS_CAP, CAP(match), NULL, 0, 0,
+	  NULL, 0, "globs on the user's email or id, the group, or the key "
+	  "id; empty: every one" },
+	{ "budgets.caps[].window", CT_ENUM, CS_CAP, CAP(window), "day", 0, 0,
+	  cap_window_choices, 0, "day, week, month or rolling" },
+	{ "budgets.caps[].days", CT_INT, CS_CAP, CAP(days), "7", 1, 366, NULL,
+	  0, "rolling: the window's length in days" },
+	{ "budgets.caps[].limit_usd", CT_STRING, CS_CAP, CAP(limit_usd), NULL,
+	  0, 0, NULL, 0, "hard cap in dollars: calls are refused past it" },
+	{ "budgets.caps[].soft_usd", CT_STRING, CS_CAP, CAP(soft_usd), NULL, 0,
+	  0, NULL, 0, "soft threshold in dollars: calls past it are warned" },
+	{ "budgets.caps[].limit_tokens", CT_INT, CS_CAP, CAP(limit_tokens),
+	  "0", 0, LL(1) << 50, NULL, 0,
+	  "hard cap in tokens of every kind; 0 is none" },
+	{ "budgets.unknown_model", CT_ENUM, CS_ROOT,
+	  OFF(budgets_unknown_model), "refuse", 0, 0, unknown_model_choices, 0,
+	  "a model with no price, when a cap applies: refuse, or price it at "
+	  "budgets.default_price" },
+	{ "budgets.default_price.input", CT_STRING, CS_ROOT,
+	  OFF(budgets_default_input), "15", 0, 0, NULL, 0,
+	  "dollars per million input tokens of a model with no price" },
+	{ "budgets.default_price.output", CT_STRING, CS_ROOT,
+	  OFF(budgets_default_output), "75", 0, 0, NULL, 0,
+	  "dollars per million output tokens of a model with no price" },
+	{ "budgets.default_price.cache_read", CT_STRING, CS_ROOT,
+	  OFF(budgets_default_cache_read), "1.5", 0, 0, NULL, 0,
+	  "dollars per million cache-read tokens of a model with no price" },
+	{ "budgets.default_price.cache_write", CT_STRING, CS_ROOT,
+	  OFF(budgets_default_cache_write), "18.75", 0, 0, NULL, 0,
+	  "dollars per million 5-minute cache-write tokens of a model with no "
+	  "price" },
+	{ "budgets.default_price.cache_write_1h", CT_STRING, CS_ROOT,
+	  OFF(budgets_default_cache_write_1h), "30", 0, 0, NULL, 0,
+	  "dollars per million 1-hour cache-write tokens of a model with no "
+	  "price" },
+	{ "budgets.time_zone", CT_STRING, CS_ROOT, OFF(budgets_time_zone),
+	  "UTC", 0, 0, NULL, 0,
+	  "IANA time zone of the day, week and month windows" },
+	{ "budgets.input_bytes_per_token", CT_INT, CS_ROOT,
+	  OFF(budgets_bytes_per_token), "1", 1, 16, NULL, 0,
+	  "the worst case of a request's input: its body's bytes over this" },
+	{ "budgets.default_max_tokens", CT_INT, CS_ROOT,
+	  OFF(budgets_default_max_tokens), "64000", 1, 10000000, NULL, 0,
+	  "the worst case of a request's output when its body sets no "
+	  "max_tokens" },
+
 	/* aws */
 	{ "aws.region", CT_STRING, CS_ROOT, OFF(aws_region), NULL, 0, 0, NULL,
 	  0, "region of Bedrock (else AWS_REGION, AWS_DEFAULT_REGION, "
@@ -489,6 +574,12 @@ const struct config_collection config_collections[] = {
 	{ "models.aliases", "models.aliases[]", CS_ALIAS, 0,
 	  sizeof(struct model_alias), OFF(model_aliases), OFF(nmodel_aliases),
 	  0, ALIAS(where) },
+	{ "models.prices", "models.prices[]", CS_PRICE, 0,
+	  sizeof(struct model_price), OFF(model_prices), OFF(nmodel_prices),
+	  0, PRICE(where) },
+	{ "budgets.caps", "budgets.caps[]", CS_CAP, 0,
+	  sizeof(struct budget_cap), OFF(budget_caps), OFF(nbudget_caps), 0,
+	  CAP(where) },
 };
 const size_t config_ncollections = nitems(config_collections);
 
@@ -614,4 +705,5 @@ config_free_table(struct config *c)
 	free(c->aws_region_env);
 	free(c->aws_endpoint);
 	json_decref(c->gateway_settings);
+	tz_free(c->budgets_tz);
 }

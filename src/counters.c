@@ -16,7 +16,13 @@
  * wait on each other's row locks in opposite orders.
  *
  * With SQLite there is one daemon and nobody to share with: callers keep
- * their own counts in memory (counters_shared() says which).
+ * their own counts in memory (counters_shared() says which), or count
+ * here all the same (the budgets do): nothing is written then, and the
+ * counters of windows that are over go at the next sync tick.
+ *
+ * The budgets count micro-dollars in the first number (the column named
+ * requests) and tokens in the second, in windows they choose
+ * (counters_get_at, counters_add_at).
  */
 
 #include <stdio.h>
@@ -214,12 +220,11 @@ counters_timer_start(void)
  * under its hash: never left uncounted.
  */
 static struct counter *
-counter_get(const char *key, long long period, time_t now)
+counter_get(const char *key, long long period, long long w)
 {
 	struct counter	*k;
 	char		 id[COUNTERS_KEY_MAX + 48], hk[64];
 	uint8_t		 h[CRYPTO_HASH_LEN];
-	long long	 w = counters_window(period, now);
 	size_t		 i;
 
 	if (strlen(key) > COUNTERS_KEY_LONG) {
@@ -254,12 +259,7 @@ void
 counters_get(const char *key, long long period, time_t now, long long *req,
     long long *tok)
 {
-	struct counter	*k;
-
-	k = counter_get(key, period, now);
-	k->consulted = 1;
-	*req = k->mine[0] + k->others[0];
-	*tok = k->mine[1] + k->others[1];
+	counters_get_at(key, period, counters_window(period, now), req, tok);
 }
 
 /* Count requests and tokens for key in now's window of period. */
@@ -267,11 +267,47 @@ void
 counters_add(const char *key, long long period, time_t now, long long req,
     long long tok)
 {
+	counters_add_at(key, period, counters_window(period, now), req, tok);
+}
+
+/*
+ * The same for a window the caller chose (the budgets' local days,
+ * weeks, months and slices): it starts at window and lasts period
+ * seconds; period also names the key's family, as above.
+ */
+void
+counters_get_at(const char *key, long long period, long long window,
+    long long *a, long long *b)
+{
 	struct counter	*k;
 
-	k = counter_get(key, period, now);
-	k->mine[0] += req;
-	k->mine[1] += tok;
+	k = counter_get(key, period, window);
+	k->consulted = 1;
+	*a = k->mine[0] + k->others[0];
+	*b = k->mine[1] + k->others[1];
+}
+
+void
+counters_add_at(const char *key, long long period, long long window,
+    long long a, long long b)
+{
+	struct counter	*k;
+
+	k = counter_get(key, period, window);
+	k->mine[0] += a;
+	k->mine[1] += b;
+}
+
+/* Without sharing: counters of windows that are over go. */
+static void
+counters_expire(time_t now)
+{
+	struct counter	*k, *tmp;
+
+	HASH_ITER(hh, cn.table, k, tmp) {
+		if (k->window + k->period <= (long long)now)
+			counter_free(k);
+	}
 }
 
 static int
@@ -425,6 +461,8 @@ counters_sync(store_end_cb done, void *arg)
 	int			 j, want;
 
 	if (cn.op != NULL || !counters_shared()) {
+		if (cn.op == NULL)
+			counters_expire(now);
 		if (done != NULL)
 			done(STORE_OK, arg);
 		return;

@@ -50,6 +50,7 @@ static void	aws_module_commit(struct config *);
 static void	oauth_module_commit(struct config *);
 static void	auth_module_commit(struct config *);
 static void	auth_module_maint(time_t);
+static int	budget_module_init(struct config *, char **);
 
 /* Started in this order, stopped in the reverse. */
 static const struct module modules[] = {
@@ -81,6 +82,8 @@ static const struct module modules[] = {
 	  NULL, NULL },
 	{ "usage", NULL, usage_init, NULL, NULL, NULL, NULL, NULL, NULL,
 	  usage_free },
+	{ "budget", budget_config_check, budget_module_init, NULL, NULL, NULL, NULL,
+	  budget_sync, budget_maint, budget_free },
 	{ NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 };
 
@@ -237,6 +240,15 @@ aws_module_init(struct config *c, char **cause)
 	if (c->aws_bearer_token == NULL && aws_creds_init(c, cause) == -1)
 		return (-1);
 	health_register("aws_credentials", aws_ready);
+	return (0);
+}
+
+static int
+budget_module_init(struct config *c, char **cause)
+{
+	if (budget_init(c, cause) == -1)
+		return (-1);
+	health_register("budgets", budget_ready);
 	return (0);
 }
 

@@ -263,6 +263,16 @@ route_auth_validate(struct request *r)
 	server_reply_json(r, 200, j);
 }
 
+/*
+ * GET /auth/me: the caller's usage today and the budgets that apply to
+ * them, with what is spent, reserved and left (budget_me).
+ */
+void
+route_auth_me(struct request *r)
+{
+	server_reply_json(r, 200, budget_me(r->principal, now_wall()));
+}
+
 /* GET /.well-known/jwks.json */
 void
 route_jwks(struct request *r)

@@ -116,6 +116,8 @@ struct relay {
 	int			 dec_on;
 	int			 dec_warned;
 	long long		 in, out, cache_read, cache_write;
+	long long		 cache_write_1h;	/* of cache_write */
+	struct budget_hold	*hold;		/* reserved against the caps */
 	int			 have_metrics;	/* invocationMetrics seen */
 	double			 t0;
 	double			 t_first;
@@ -184,6 +186,7 @@ relay_free(void *arg)
 		evtimer_del(&rl->ping);
 	if (rl->events != NULL)
 		evbuffer_free(rl->events);
+	budget_hold_free(rl->hold);
 	free(rl->body);
 	free(rl->model);
 	free(rl->path);
@@ -417,14 +420,46 @@ relay_usage_apply(struct relay *rl, const long long v[4], int final)
 		rl->cache_write = v[3];
 }
 
+/*
+ * Anthropic's split of the cache writes, usage.cache_creation: the
+ * tokens written to the 1-hour cache (priced apart from the 5-minute).
+ */
+static void
+relay_usage_1h(struct relay *rl, json_t *cc)
+{
+	json_t	*n = json_object_get(cc, "ephemeral_1h_input_tokens");
+
+	if (json_is_integer(n) && json_integer_value(n) >= 0)
+		rl->cache_write_1h = json_integer_value(n);
+}
+
+/* The same, from the usage object's text; parsed only when present. */
+static void
+relay_usage_1h_text(struct relay *rl, const char *u, size_t ulen)
+{
+	const char	*cc;
+	size_t		 cclen;
+	json_t		*j;
+
+	if (json_member(u, ulen, "cache_creation", &cc, &cclen) != 1 ||
+	    cc[0] != '{')
+		return;
+	if ((j = json_loadb(cc, cclen, 0, NULL)) != NULL) {
+		relay_usage_1h(rl, j);
+		json_decref(j);
+	}
+}
+
 /* Usage from a JSON object in Anthropic or Converse spelling. */
 static void
 relay_usage_from_json(struct relay *rl, json_t *u, int final)
 {
 	long long	v[4];
 
-	if (json_is_object(u) && relay_usage_read(u, NULL, 0, v) == 0)
+	if (json_is_object(u) && relay_usage_read(u, NULL, 0, v) == 0) {
 		relay_usage_apply(rl, v, final);
+		relay_usage_1h(rl, json_object_get(u, "cache_creation"));
+	}
 }
 
 /*
@@ -449,6 +484,7 @@ relay_usage_from_answer(struct relay *rl, const char *text, size_t len)
 			return;
 		if (relay_usage_read(NULL, u, ulen, v) == 0) {
 			relay_usage_apply(rl, v, 1);
+			relay_usage_1h_text(rl, u, ulen);
 			return;
 		}
 		break;
@@ -963,6 +999,7 @@ static void
 relay_account(struct relay *rl, int status)
 {
 	struct usage		 u;
+	struct budget_tokens	 bt;
 	struct request		*r = rl->r;
 	struct principal	*p = r->principal;
 	char			 labels[256], code[32];
@@ -979,6 +1016,19 @@ relay_account(struct relay *rl, int status)
 	u.output_tokens = rl->out > 0 ? rl->out : 0;
 	u.cache_read_tokens = rl->cache_read > 0 ? rl->cache_read : 0;
 	u.cache_write_tokens = rl->cache_write > 0 ? rl->cache_write : 0;
+	u.cache_write_1h_tokens = rl->cache_write_1h > 0 ?
+	    rl->cache_write_1h : 0;
+	if (u.cache_write_1h_tokens > u.cache_write_tokens)
+		u.cache_write_tokens = u.cache_write_1h_tokens;
+	bt.input = u.input_tokens;
+	bt.output = u.output_tokens;
+	bt.cache_read = u.cache_read_tokens;
+	bt.cache_write = u.cache_write_tokens;
+	bt.cache_write_1h = u.cache_write_1h_tokens;
+	/* The reservation settled with the real cost (none if refused). */
+	u.cost_micros = budget_settle(rl->hold, r->cfg, p, rl->model, &bt,
+	    u.ts);
+	rl->hold = NULL;
 	u.latency_ms = (long long)((now - rl->t0) * 1000);
 	u.first_byte_ms = rl->t_first > 0 ?
 	    (long long)((rl->t_first - rl->t0) * 1000) : -1;
@@ -1723,9 +1773,68 @@ relay_new(struct request *r)
 	rl->r = r;
 	rl->t0 = now_mono();
 	rl->in = rl->out = rl->cache_read = rl->cache_write = -1;
+	rl->cache_write_1h = -1;
 	r->state = rl;
 	r->state_free = relay_free;
 	return (rl);
+}
+
+/*
+ * The budgets: the call's worst case reserved against every cap that
+ * applies, or a refusal (429 naming the cap and when it resets; Anthropic
+ * routes' billing_error with x-should-retry: false). CountTokens and
+ * guardrails cost no model tokens and pass. 0, or -1 when answered.
+ */
+static int
+relay_budget(struct relay *rl)
+{
+	struct request		*r = rl->r;
+	struct budget_note	 note;
+	struct budget_refusal	 why;
+	const uint8_t		*body = rl->body;
+	size_t			 blen = rl->body_len;
+	char			 buf[32];
+	long long		 retry;
+
+	if ((rl->flags & RELAY_COUNT) || (rl->op != NULL &&
+	    (!rl->op->has_model || strcmp(rl->op->name, "CountTokens") == 0)))
+		return (0);
+	if (body == NULL && server_body(r, &body, &blen) == -1) {
+		body = NULL;
+		blen = 0;
+	}
+	if (budget_admit(r->cfg, r->principal, rl->model, blen,
+	    budget_max_tokens(body, blen), now_wall(), &rl->hold, &note,
+	    &why) == 0) {
+		if (note.have) {
+			server_set_header(r, "X-Budget-Remaining-USD",
+			    note.remaining);
+			server_set_header(r, "X-Budget-Window", note.window);
+			server_set_header(r, "X-Budget-Name", note.cap);
+			server_set_header(r, "X-Budget-Resets-At", note.resets);
+		}
+		if (note.warn[0] != '\0')
+			server_set_header(r, "X-Budget-Warning", note.warn);
+		return (0);
+	}
+	if (why.code == 429) {
+		retry = (long long)why.resets - (long long)now_wall();
+		snprintf(buf, sizeof buf, "%lld", retry > 0 ? retry : 1);
+		server_set_header(r, "Retry-After", buf);
+		if (why.cap != NULL)
+			server_set_header(r, "X-Budget-Name", why.cap);
+		server_set_header(r, "X-Budget-Remaining-USD", "0.000000");
+	}
+	if (why.code == 429 && (r->route->flags & RF_API)) {
+		server_set_header(r, "x-should-retry", "false");
+		server_error_api(r, 429, (r->route->flags & RF_OPENAI) ?
+		    "insufficient_quota" : "billing_error", "%s", why.msg);
+	} else
+		server_error_bedrock(r, why.code, why.code == 429 ?
+		    "ThrottlingException" : why.code == 503 ?
+		    "ServiceUnavailableException" : "ValidationException",
+		    "%s", why.msg);
+	return (-1);
 }
 
 /*
@@ -1758,6 +1867,8 @@ relay_go(struct relay *rl)
 		    "rate limit exceeded; retry in %lld seconds", retry);
 		return;
 	}
+	if (relay_budget(rl) == -1)
+		return;
 	request_ref(r);
 	r->on_abort = relay_abort;
 	relay_send(rl);

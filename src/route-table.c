@@ -42,6 +42,8 @@ static const struct route routes[] = {
 	{ "auth_revoke", POST, "/auth/revoke", route_auth_revoke, RF_NO_STORE },
 	{ "auth_validate", GET, "/auth/validate", route_auth_validate,
 	  RF_NO_STORE | RF_AUTH },
+	{ "auth_me", GET, "/auth/me", route_auth_me,
+	  RF_NO_STORE | RF_AUTH },
 	{ "api_keys", GET | POST, "/api/keys", route_api_keys,
 	  RF_NO_STORE | RF_AUTH | RF_JWT_ONLY },
 	{ "api_key", DELETE, "/api/keys/{}", route_api_key_delete,

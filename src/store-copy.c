@@ -63,6 +63,7 @@ static const struct {
 	{ "audit_log", { "id", NULL } },
 	{ "rate_counters", { "key", "window_start" } },
 	{ "device_codes", { "device_hash", NULL } },
+	{ "budget_overrides", { "user_id", "cap" } },
 };
 
 /* Tables of the store's own bookkeeping (PostgreSQL), not copied. */

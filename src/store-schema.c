@@ -326,5 +326,35 @@ const struct store_migration store_migrations[] = {
 	    "ALTER TABLE usage ADD COLUMN row_key BYTEA;"
 	    "CREATE UNIQUE INDEX usage_row_key ON usage(row_key);"
 	},
+	/*
+	 * 5 -> 6: budgets. A usage row's cost in micro-dollars (NULL: the
+	 * model had no price, or the row is older) and its tokens written
+	 * to the 1-hour cache (a part of cache_write_tokens); per-user
+	 * overrides of a cap's limits ("budget set").
+	 */
+	{
+	    "ALTER TABLE usage ADD COLUMN cost_micros INTEGER;"
+	    "ALTER TABLE usage ADD COLUMN cache_write_1h_tokens INTEGER NOT "
+	    "NULL DEFAULT 0;"
+	    "CREATE TABLE budget_overrides ("
+	    "  user_id TEXT NOT NULL,"
+	    "  cap TEXT NOT NULL,"
+	    "  limit_micros INTEGER,"
+	    "  soft_micros INTEGER,"
+	    "  updated INTEGER NOT NULL,"
+	    "  PRIMARY KEY (user_id, cap)"
+	    ");",
+	    "ALTER TABLE usage ADD COLUMN cost_micros BIGINT;"
+	    "ALTER TABLE usage ADD COLUMN cache_write_1h_tokens BIGINT NOT "
+	    "NULL DEFAULT 0;"
+	    "CREATE TABLE budget_overrides ("
+	    "  user_id TEXT NOT NULL,"
+	    "  cap TEXT NOT NULL,"
+	    "  limit_micros BIGINT,"
+	    "  soft_micros BIGINT,"
+	    "  updated BIGINT NOT NULL,"
+	    "  PRIMARY KEY (user_id, cap)"
+	    ");"
+	},
 };
 const size_t store_nmigrations = nitems(store_migrations);

@@ -29,7 +29,7 @@
 #define USAGE_QUEUE_MAX		100000
 #define USAGE_BATCH		512
 #define USAGE_PURGE_SECS	3600
-#define USAGE_COLS		16	/* the parameters of a row */
+#define USAGE_COLS		18	/* the parameters of a row */
 #define USAGE_SQL_MAX		12288
 #define USAGE_KEY_LEN		16	/* a row's random key */
 
@@ -128,7 +128,8 @@ usage_stmts_init(void)
 		    "(ts, user_id, api_key_id, model, route, status, "
 		    "input_tokens, output_tokens, cache_read_tokens, "
 		    "cache_write_tokens, latency_ms, first_byte_ms, "
-		    "request_id, session_id, outcome, row_key) VALUES ");
+		    "request_id, session_id, outcome, row_key, "
+		    "cache_write_1h_tokens, cost_micros) VALUES ");
 		for (r = 0; r < usage_sizes[i]; r++) {
 			for (c = 0; c < USAGE_COLS; c++) {
 				len += (size_t)snprintf(b + len,
@@ -224,10 +225,13 @@ usage_params(const struct usage_row *row, struct store_param *p)
 		SP_INT(u->latency_ms), SP_NULL, SP_TEXT(u->request_id),
 		SP_TEXT(u->session_id), SP_TEXT(u->outcome),
 		SP_BLOB(row->key, sizeof row->key),
+		SP_INT(u->cache_write_1h_tokens), SP_NULL,
 	};
 
 	if (u->first_byte_ms >= 0)
 		v[11] = (struct store_param)SP_INT(u->first_byte_ms);
+	if (u->cost_micros >= 0)
+		v[17] = (struct store_param)SP_INT(u->cost_micros);
 	memcpy(p, v, sizeof v);
 }
 

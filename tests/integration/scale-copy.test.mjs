@@ -23,7 +23,7 @@ import { makeTempDir, waitFor } from './lib/util.mjs';
 const J = { 'Content-Type': 'application/json' };
 const BODY = JSON.stringify({ anthropic_version: 'bedrock-2023-05-31', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
 const TABLES = ['users', 'token_families', 'refresh_tokens', 'oauth_states', 'api_keys', 'signing_keys', 'kek_check', 'usage',
-  'audit_log', 'rate_counters', 'device_codes'];
+  'audit_log', 'rate_counters', 'device_codes', 'budget_overrides'];
 const refresh = (d, token) => d.request('/auth/refresh', { method: 'POST', headers: J, body: JSON.stringify({ refresh_token: token }) });
 const validate = (d, h) => d.request('/auth/validate', { headers: h });
 const invoke = (d, token, rid) => d.request(`/model/${MODEL}/invoke`, {
@@ -88,7 +88,7 @@ test('db copy: SQLite to PostgreSQL and back, and PostgreSQL to PostgreSQL, chec
   const c1 = await runCommand(['db', 'copy', '--from', src, '--to', pg.url], { dir: d1.dir, env });
   assert.equal(c1.code, 0, c1.stderr);
   for (const t of TABLES) assert.match(c1.stdout, new RegExp(`^${t} +${before[t]} rows? copied and checked$`, 'm'));
-  assert.match(c1.stdout, /^copied \d+ rows in 11 tables from sqlite:\/\/.* to postgresql:\/\/bsp@127\.0\.0\.1:\d+\/bsp$/m);
+  assert.match(c1.stdout, /^copied \d+ rows in 12 tables from sqlite:\/\/.* to postgresql:\/\/bsp@127\.0\.0\.1:\d+\/bsp$/m);
   assert.deepEqual(await pgCounts(pg), before);
   assert.doesNotMatch(c1.stdout + c1.stderr, new RegExp(PG_PASSWORD), 'no password in the output');
 
