@@ -1,7 +1,12 @@
 /*
  * route-self.c: the self-service page, /me, for a developer signed in
- * with a browser: their usage, their budgets, their API keys (make one,
- * see them, revoke one) and their sessions (sign out one, or all).
+ * with a browser: their usage and its cost, their budgets and what is
+ * left of them, their API keys (make one, see them, revoke one) and their
+ * sessions (sign out one, or all).
+ *
+ * The usage is the usage table's, by UTC day and model, with each group's
+ * cost (the calls with a price); the budgets and today's spending are
+ * what GET /auth/me answers (budget_me()).
  *
  * A browser sign-in (route-login.c) ends with a cookie holding a sealed
  * browser session (web-session.c) bound to the sign-in's own session
@@ -66,6 +71,8 @@ struct self_op {
 	int			 notice_error;
 	int			 code;
 	json_t			*usage;
+	char			 usage_cost[BUDGET_USD_LEN];
+	int			 usage_priced;
 	json_t			*keys;
 	json_t			*sessions;
 };
@@ -203,7 +210,9 @@ self_render(struct self_op *op)
 	s.new_key = op->new_key;
 	s.new_key_info = op->new_key_info;
 	s.usage = op->usage;
+	s.usage_cost = op->usage_priced ? op->usage_cost : NULL;
 	s.usage_days = r->cfg->self_usage_days;
+	s.me = budget_me(op->p, now_wall());
 	s.keys = r->cfg->apikeys_enabled ? op->keys : NULL;
 	s.key_default_ttl = r->cfg->apikeys_default_ttl;
 	s.key_max_ttl = r->cfg->apikeys_max_ttl;
@@ -219,6 +228,7 @@ self_render(struct self_op *op)
 		    "page could not be built.", NULL);
 	} else
 		self_reply(r, op->code, b);
+	json_decref(s.me);
 	memzero(csrf, sizeof csrf);
 }
 
@@ -267,12 +277,27 @@ self_got_usage(int rc, json_t *rows, void *arg)
 {
 	struct request	*r = arg;
 	struct self_op	*op = r->state;
+	json_t		*row, *v;
+	size_t		 i;
+	long long	 total = 0;
+	char		 usd[BUDGET_USD_LEN];
 
 	if (rc != 0) {
 		self_unavailable(r);
 		request_unref(r);
 		return;
 	}
+	/* Costs as dollars, and their total. */
+	json_array_foreach(rows, i, row) {
+		v = json_object_get(row, "cost_micros");
+		if (!json_is_integer(v))
+			continue;
+		budget_usd((long long)json_integer_value(v), usd, sizeof usd);
+		json_object_set_new(row, "cost_usd", json_string(usd));
+		total += (long long)json_integer_value(v);
+		op->usage_priced = 1;
+	}
+	budget_usd(total, op->usage_cost, sizeof op->usage_cost);
 	op->usage = rows;
 	if (r->cfg->apikeys_enabled)
 		apikey_list(op->p->sub, self_got_keys, r);

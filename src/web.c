@@ -1295,6 +1295,99 @@ web_button_form(struct evbuffer *b, const char *action, const char *csrf,
 	web_raw(b, "</button></form>");
 }
 
+/* An amount of dollars as text ("0.012345"), or a dash for none. */
+static void
+web_money(struct evbuffer *b, const char *usd)
+{
+	if (usd == NULL || *usd == '\0') {
+		web_raw(b, "\xe2\x80\x94");
+		return;
+	}
+	web_raw(b, "$");
+	web_text(b, usd, 32);
+}
+
+/* Today's spending and every budget that applies, with what is left. */
+static void
+web_self_budgets(struct evbuffer *b, const struct web_self *s)
+{
+	json_t		*u, *a, *o;
+	size_t		 i;
+	const char	*st;
+
+	u = json_object_get(s->me, "usage");
+	a = json_object_get(s->me, "budgets");
+	web_raw(b, "<h2 id=\"budgets\">Your budgets</h2>\n");
+	if (json_is_object(u)) {
+		web_raw(b, "<p class=\"today\">Today (since ");
+		web_text(b, web_jstr(u, "since"), 32);
+		if (web_jstr(u, "time_zone") != NULL) {
+			web_raw(b, ", ");
+			web_text(b, web_jstr(u, "time_zone"), WEB_NAME_MAX);
+		}
+		web_raw(b, "): <strong>");
+		web_money(b, web_jstr(u, "cost_usd"));
+		evbuffer_add_printf(b, "</strong> in %lld request%s.</p>\n",
+		    web_jint(u, "requests"), web_jint(u, "requests") == 1 ? "" :
+		    "s");
+	}
+	if (json_array_size(a) == 0) {
+		web_raw(b, "<p class=\"empty\">No budget caps your spending."
+		    "</p>\n");
+		return;
+	}
+	web_raw(b, "<p class=\"muted\">A call is refused before it reaches "
+	    "Bedrock when what it may cost at most does not fit in what is "
+	    "left; calls under way hold their worst case (reserved) until "
+	    "they end.</p>\n<div class=\"scroll\"><table class=\"data "
+	    "budgets\">\n<thead><tr><th>Budget</th><th>For</th><th>Window"
+	    "</th><th class=\"n\">Limit</th><th class=\"n\">Spent</th>"
+	    "<th class=\"n\">Reserved</th><th class=\"n\">Left</th>"
+	    "<th>Resets</th><th>State</th></tr></thead>\n<tbody>\n");
+	json_array_foreach(a, i, o) {
+		web_raw(b, "<tr><td>");
+		web_text(b, web_jstr(o, "name"), WEB_NAME_MAX);
+		web_raw(b, "</td><td>");
+		web_text(b, web_jstr(o, "scope"), 16);
+		if (web_jstr(o, "entity") != NULL &&
+		    *web_jstr(o, "entity") != '\0') {
+			web_raw(b, " ");
+			web_text(b, web_jstr(o, "entity"), WEB_FIELD_MAX);
+		}
+		web_raw(b, "</td><td>");
+		web_text(b, web_jstr(o, "window"), 32);
+		web_raw(b, "</td><td class=\"n\">");
+		if (web_jstr(o, "limit_usd") != NULL)
+			web_money(b, web_jstr(o, "limit_usd"));
+		else
+			web_raw(b, "no limit");
+		if (web_jint(o, "limit_tokens") > 0)
+			evbuffer_add_printf(b, "<br>%lld tokens",
+			    web_jint(o, "limit_tokens"));
+		web_raw(b, "</td><td class=\"n\">");
+		web_money(b, web_jstr(o, "spent_usd"));
+		if (web_jint(o, "limit_tokens") > 0)
+			evbuffer_add_printf(b, "<br>%lld tokens",
+			    web_jint(o, "spent_tokens"));
+		web_raw(b, "</td><td class=\"n\">");
+		web_money(b, web_jstr(o, "reserved_usd"));
+		web_raw(b, "</td><td class=\"n\">");
+		web_money(b, web_jstr(o, "remaining_usd"));
+		web_raw(b, "</td><td>");
+		web_text(b, web_jstr(o, "resets_at"), 32);
+		st = web_jstr(o, "state") != NULL ? web_jstr(o, "state") : "";
+		if (strcmp(st, "refused") == 0)
+			web_raw(b, "</td><td class=\"state-over\">used up");
+		else if (strcmp(st, "warn") == 0)
+			web_raw(b, "</td><td class=\"state-warn\">past its "
+			    "warning");
+		else
+			web_raw(b, "</td><td class=\"state-ok\">ok");
+		web_raw(b, "</td></tr>\n");
+	}
+	web_raw(b, "</tbody>\n</table></div>\n");
+}
+
 /* Usage by day and model, with totals. */
 static void
 web_self_usage(struct evbuffer *b, const struct web_self *s)
@@ -1318,7 +1411,8 @@ web_self_usage(struct evbuffer *b, const struct web_self *s)
 	    "<thead><tr><th>Day</th><th>Model</th><th class=\"n\">Requests"
 	    "</th><th class=\"n\">Input tokens</th><th class=\"n\">Output "
 	    "tokens</th><th class=\"n\">Cache read</th><th class=\"n\">Cache "
-	    "write</th></tr></thead>\n<tbody>\n");
+	    "write</th><th class=\"n\">Cost (USD)</th></tr></thead>\n"
+	    "<tbody>\n");
 	json_array_foreach(s->usage, i, row) {
 		web_raw(b, "<tr><td>");
 		web_date(b, (time_t)web_jint(row, "day"), 0);
@@ -1331,12 +1425,19 @@ web_self_usage(struct evbuffer *b, const struct web_self *s)
 			evbuffer_add_printf(b, "<td class=\"n\">%lld</td>",
 			    web_jint(row, cols[c]));
 		}
-		web_raw(b, "</tr>\n");
+		web_raw(b, "<td class=\"n\">");
+		web_money(b, web_jstr(row, "cost_usd"));
+		if (web_jint(row, "unpriced") > 0)
+			evbuffer_add_printf(b, " <span class=\"muted\">(%lld "
+			    "without a price)</span>", web_jint(row, "unpriced"));
+		web_raw(b, "</td></tr>\n");
 	}
 	web_raw(b, "</tbody>\n<tfoot><tr><td colspan=\"2\">Total</td>");
 	for (c = 0; c < 5; c++)
 		evbuffer_add_printf(b, "<td class=\"n\">%lld</td>", t[c]);
-	web_raw(b, "</tr></tfoot>\n</table></div>\n");
+	web_raw(b, "<td class=\"n\">");
+	web_money(b, s->usage_cost);
+	web_raw(b, "</td></tr></tfoot>\n</table></div>\n");
 }
 
 /* A lifetime choice of the new key form, if the maximum allows it. */
@@ -1555,12 +1656,14 @@ web_render_self(struct evbuffer *out, const struct web_self *s)
 		web_raw(b, "</textarea></div>\n</div>\n");
 	}
 	web_raw(b, "<nav class=\"toc\"><ul>\n");
-	if (s->budgets != NULL)
+	if (s->me != NULL)
 		web_raw(b, "<li><a href=\"#budgets\">Budgets</a></li>\n");
 	web_raw(b, "<li><a href=\"#usage\">Usage</a></li>\n"
 	    "<li><a href=\"#keys\">API keys</a></li>\n"
 	    "<li><a href=\"#sessions\">Sessions</a></li>\n"
 	    "</ul></nav>\n");
+	if (s->me != NULL)
+		web_self_budgets(b, s);
 	web_self_usage(b, s);
 	web_self_keys(b, s);
 	web_self_sessions(b, s);

@@ -57,7 +57,8 @@ struct web_device {
 /*
  * The self-service page (route-self.c): who, its form token, what just
  * happened, and the lists as the identity layer gives them (usage_by_day,
- * the budgets, apikey_list, tokens_sessions_list).
+ * budget_me, apikey_list, tokens_sessions_list); amounts of money come as
+ * text (dollars with six decimals).
  */
 struct web_self {
 	const char	*user;		/* email or id */
@@ -67,9 +68,12 @@ struct web_self {
 	int		 notice_error;	/* ... and it went wrong */
 	const char	*new_key;	/* a key just made: shown once */
 	json_t		*new_key_info;	/* its id, name, hint, ... */
-	json_t		*usage;		/* rows: day, model, requests, ... */
+	json_t		*usage;		/* rows: day, model, requests, ...,
+					   cost_usd (text) or none */
+	const char	*usage_cost;	/* their total cost, dollars */
 	long long	 usage_days;
-	json_t		*budgets;	/* /auth/me's "budgets", or NULL */
+	json_t		*me;		/* what GET /auth/me answers: today's
+					   usage and the budgets */
 	json_t		*keys;		/* NULL: API keys are off */
 	long long	 key_default_ttl;	/* api_keys.default_ttl */
 	long long	 key_max_ttl;		/* api_keys.max_ttl */

@@ -107,8 +107,20 @@ const tableRows = (page, sel) => page.$$eval(`${sel} tbody tr`, (trs) => trs.map
 const activeKeys = (d, user) => withDb(d.dir, (db) => db.prepare('SELECT id, name, hint, models, expires, created FROM api_keys WHERE user_id = ? AND revoked = 0')
   .all(user));
 
-test('self-service: sign in, the usage of a relayed call, a key made, used and revoked, a session signed out, then everywhere', async () => {
-  const t = await setup();
+/** Micro-dollars as the page and /auth/me write dollars. */
+const usd = (m) => `${Math.floor(m / 1e6)}.${String(m % 1e6).padStart(6, '0')}`;
+
+const CAPS = {
+  budgets: {
+    caps: [
+      { name: 'daily', scope: 'user', window: 'day', limit_usd: '1', soft_usd: '0.5' },
+      { name: 'team', scope: 'group', match: ['dev'], window: 'month', limit_usd: '100' },
+    ],
+  },
+};
+
+test('self-service: sign in, the usage of a relayed call and its cost, the budgets, a key made, used and revoked, a session signed out, then everywhere', async () => {
+  const t = await setup(CAPS);
   try {
     const { d } = t;
     const { ctx, page, token } = await signIn(t);
@@ -158,8 +170,30 @@ test('self-service: sign in, the usage of a relayed call, a key made, used and r
     }, { timeoutMs: 15000, intervalMs: 300, message: 'the call never showed on the page' });
     const row = withDb(d.dir, (db) => db.prepare('SELECT * FROM usage WHERE user_id = ?').get('idp:alice'));
     const day = new Date(Math.floor(row.ts / 86400) * 86400000).toISOString().slice(0, 10);
+    assert.ok(row.cost_micros > 0, `the call has a cost: ${row.cost_micros}`);
     assert.deepEqual(usage, [[day, MODEL, '1', String(row.input_tokens), String(row.output_tokens), String(row.cache_read_tokens),
-      String(row.cache_write_tokens)]]);
+      String(row.cache_write_tokens), `$${usd(row.cost_micros)}`]]);
+    assert.deepEqual(await page.$$eval('table.usage tfoot td', (tds) => tds.map((td) => td.textContent.trim())).then((r) => r.at(-1)),
+      `$${usd(row.cost_micros)}`);
+
+    // The budgets, as GET /auth/me has them: spent is the call's cost, and what is left.
+    const me = await t.d.request('/auth/me', { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(me.status, 200, me.text());
+    const mej = me.json();
+    assert.match(await page.textContent('p.today'), new RegExp(`\\$${usd(row.cost_micros).replace('.', '\\.')} in 1 request\\.`));
+    assert.equal(mej.usage.cost_usd, usd(row.cost_micros));
+    const budgets = await tableRows(page, 'table.budgets');
+    assert.equal(budgets.length, 2, JSON.stringify(budgets));
+    for (const b of mej.budgets) {
+      const r = budgets.find((x) => x[0] === b.name);
+      assert.ok(r, `${b.name} on the page`);
+      assert.deepEqual(r, [b.name, `${b.scope} ${b.entity}`, b.window, `$${b.limit_usd}`, `$${b.spent_usd}`, `$${b.reserved_usd}`,
+        `$${b.remaining_usd}`, b.resets_at, 'ok']);
+    }
+    const daily = budgets.find((x) => x[0] === 'daily');
+    assert.deepEqual(daily.slice(1, 7), ['user idp:alice', 'day', '$1.000000', `$${usd(row.cost_micros)}`, '$0.000000',
+      `$${usd(1e6 - row.cost_micros)}`]);
+    assert.equal(budgets.find((x) => x[0] === 'team')[1], 'group dev');
 
     // Make a key: name, models, expiry. Its secret is on the answer's page only.
     await page.fill('#key-name', 'laptop');
