@@ -19,7 +19,8 @@ import {
   MODEL, browserLogin, invoke, launchBrowser, loginConfig, newContext, startBedrock, startLoginDaemon, stopAll, validate,
 } from './lib/login.mjs';
 import { nowSec, withDb } from './lib/tokens.mjs';
-import { repoTop, waitFor } from './lib/util.mjs';
+import { makeTestPKI, readPem } from './lib/tls.mjs';
+import { makeTempDir, removeDir, repoTop, waitFor } from './lib/util.mjs';
 
 const sealSession = join(process.env.BSP_BUILDDIR ?? repoTop, 'tests', 'unit', 'seal-session');
 
@@ -27,7 +28,7 @@ let browser;
 const getBrowser = async () => { browser ??= await launchBrowser(); return browser; };
 after(async () => { await browser?.close(); });
 
-async function setup(over = {}) {
+async function setup(over = {}, daemonOpts = {}) {
   const idp = await startFakeIdp();
   const bedrock = await startBedrock();
   let d;
@@ -37,7 +38,7 @@ async function setup(over = {}) {
       providers: { idp: { issuer: idp.url, client_id: CLIENT_ID, client_secret: CLIENT_SECRET, display_name: 'Example IdP' } },
       access: { allowed_email_domains: ['example.com'] },
       over,
-    }));
+    }), daemonOpts);
   } catch (e) {
     await idp.close();
     await bedrock.close();
@@ -72,8 +73,8 @@ async function setup(over = {}) {
 }
 
 /** Sign in in a fresh context; returns {ctx, page, token}. */
-async function signIn(t, login = 'alice') {
-  const ctx = await t.context();
+async function signIn(t, login = 'alice', opts = undefined) {
+  const ctx = await t.context(opts);
   const page = await ctx.newPage();
   await browserLogin(page, t.d, { login });
   const token = await page.inputValue('#access-token');
@@ -81,8 +82,8 @@ async function signIn(t, login = 'alice') {
 }
 
 /** The self-service cookie of a context. */
-async function selfCookie(ctx) {
-  return (await ctx.cookies()).find((c) => c.name === 'bsp_self');
+async function selfCookie(ctx, name = 'bsp_self') {
+  return (await ctx.cookies()).find((c) => c.name === name);
 }
 
 function assertPageHeaders(res, what) {
@@ -484,5 +485,36 @@ test('self-service: markup in the user\'s name is shown as text; the page can be
     assert.equal(res.status(), 404);
   } finally {
     await t2.stop();
+  }
+});
+
+test('self-service behind https: the cookie is __Host-bsp_self, Secure, Path=/, and the page and its forms work', async () => {
+  const dir = makeTempDir('bsp-self-tls-');
+  const pki = makeTestPKI(dir);
+  const t = await setup({ server: { tls: { cert_file: pki.server.chain, key_file: pki.server.key } } }, { ca: readPem(pki.ca.cert) });
+  try {
+    const { d } = t;
+    assert.match(d.url, /^https:/);
+    const { ctx, page, token } = await signIn(t, 'alice', { ignoreHTTPSErrors: true });
+    assert.equal(await selfCookie(ctx), undefined, 'no unprefixed cookie');
+    const c = await selfCookie(ctx, '__Host-bsp_self');
+    assert.ok(c, 'a __Host-bsp_self cookie');
+    assert.equal(c.secure, true);
+    assert.equal(c.path, '/');
+    assert.equal(c.httpOnly, true);
+    assert.equal(c.sameSite, 'Strict');
+    const me = await page.goto(`${d.url}/me`);
+    assert.equal(me.status(), 200);
+    assert.match(me.headers()['strict-transport-security'] ?? '', /max-age=/);
+    await page.fill('#key-name', 'tls');
+    const madeP = page.waitForResponse((r) => r.url() === `${d.url}/me/keys`);
+    await page.getByRole('button', { name: 'Make the key' }).click();
+    assert.equal((await madeP).status(), 201, 'a post from this https origin is taken');
+    const key = await page.inputValue('#new-key');
+    assert.equal((await invoke(d, key)).status, 200);
+    assert.equal((await validate(d, token)).status, 200);
+  } finally {
+    await t.stop();
+    removeDir(dir);
   }
 });
