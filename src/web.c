@@ -1307,6 +1307,25 @@ web_money(struct evbuffer *b, const char *usd)
 	web_text(b, usd, 32);
 }
 
+/* "2026-12-08T00:00:00Z" as "2026-12-08 00:00 UTC"; other text as it is. */
+static void
+web_iso(struct evbuffer *b, const char *iso)
+{
+	if (iso == NULL)
+		return;
+	if (strlen(iso) != 20 || iso[10] != 'T' || iso[19] != 'Z') {
+		web_text(b, iso, 32);
+		return;
+	}
+	web_raw(b, "<time datetime=\"");
+	web_esc(b, iso, 20);
+	web_raw(b, "\">");
+	web_esc(b, iso, 10);
+	web_raw(b, " ");
+	web_esc(b, iso + 11, 5);
+	web_raw(b, " UTC</time>");
+}
+
 /* Today's spending and every budget that applies, with what is left. */
 static void
 web_self_budgets(struct evbuffer *b, const struct web_self *s)
@@ -1340,22 +1359,22 @@ web_self_budgets(struct evbuffer *b, const struct web_self *s)
 	    "Bedrock when what it may cost at most does not fit in what is "
 	    "left; calls under way hold their worst case (reserved) until "
 	    "they end.</p>\n<div class=\"scroll\"><table class=\"data "
-	    "budgets\">\n<thead><tr><th>Budget</th><th>For</th><th>Window"
-	    "</th><th class=\"n\">Limit</th><th class=\"n\">Spent</th>"
+	    "budgets\">\n<thead><tr><th>Budget</th><th>For</th>"
+	    "<th class=\"n\">Limit</th><th class=\"n\">Spent</th>"
 	    "<th class=\"n\">Reserved</th><th class=\"n\">Left</th>"
 	    "<th>Resets</th><th>State</th></tr></thead>\n<tbody>\n");
 	json_array_foreach(a, i, o) {
 		web_raw(b, "<tr><td>");
 		web_text(b, web_jstr(o, "name"), WEB_NAME_MAX);
-		web_raw(b, "</td><td>");
+		web_raw(b, "<br><span class=\"muted\">");
+		web_text(b, web_jstr(o, "window"), 32);
+		web_raw(b, "</span></td><td>");
 		web_text(b, web_jstr(o, "scope"), 16);
 		if (web_jstr(o, "entity") != NULL &&
 		    *web_jstr(o, "entity") != '\0') {
 			web_raw(b, " ");
 			web_text(b, web_jstr(o, "entity"), WEB_FIELD_MAX);
 		}
-		web_raw(b, "</td><td>");
-		web_text(b, web_jstr(o, "window"), 32);
 		web_raw(b, "</td><td class=\"n\">");
 		if (web_jstr(o, "limit_usd") != NULL)
 			web_money(b, web_jstr(o, "limit_usd"));
@@ -1374,7 +1393,7 @@ web_self_budgets(struct evbuffer *b, const struct web_self *s)
 		web_raw(b, "</td><td class=\"n\">");
 		web_money(b, web_jstr(o, "remaining_usd"));
 		web_raw(b, "</td><td>");
-		web_text(b, web_jstr(o, "resets_at"), 32);
+		web_iso(b, web_jstr(o, "resets_at"));
 		st = web_jstr(o, "state") != NULL ? web_jstr(o, "state") : "";
 		if (strcmp(st, "refused") == 0)
 			web_raw(b, "</td><td class=\"state-over\">used up");

@@ -186,15 +186,16 @@ test('self-service: sign in, the usage of a relayed call and its cost, the budge
     const budgets = await tableRows(page, 'table.budgets');
     assert.equal(budgets.length, 2, JSON.stringify(budgets));
     for (const b of mej.budgets) {
-      const r = budgets.find((x) => x[0] === b.name);
+      const r = budgets.find((x) => x[0] === `${b.name}${b.window}`);
       assert.ok(r, `${b.name} on the page`);
-      assert.deepEqual(r, [b.name, `${b.scope} ${b.entity}`, b.window, `$${b.limit_usd}`, `$${b.spent_usd}`, `$${b.reserved_usd}`,
-        `$${b.remaining_usd}`, b.resets_at, 'ok']);
+      const resets = `${b.resets_at.slice(0, 10)} ${b.resets_at.slice(11, 16)} UTC`;
+      assert.deepEqual(r, [`${b.name}${b.window}`, `${b.scope} ${b.entity}`, `$${b.limit_usd}`, `$${b.spent_usd}`,
+        `$${b.reserved_usd}`, `$${b.remaining_usd}`, resets, 'ok']);
     }
-    const daily = budgets.find((x) => x[0] === 'daily');
-    assert.deepEqual(daily.slice(1, 7), ['user idp:alice', 'day', '$1.000000', `$${usd(row.cost_micros)}`, '$0.000000',
+    const daily = budgets.find((x) => x[0] === 'dailyday');
+    assert.deepEqual(daily.slice(1, 6), ['user idp:alice', '$1.000000', `$${usd(row.cost_micros)}`, '$0.000000',
       `$${usd(1e6 - row.cost_micros)}`]);
-    assert.equal(budgets.find((x) => x[0] === 'team')[1], 'group dev');
+    assert.equal(budgets.find((x) => x[0] === 'teammonth')[1], 'group dev');
 
     // Make a key: name, models, expiry. Its secret is on the answer's page only.
     await page.fill('#key-name', 'laptop');
