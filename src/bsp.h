@@ -1335,6 +1335,11 @@ void		 cmd_store_close(void);
 /* cmd-db.c */
 int		 cmd_db_copy(int, char **);
 
+/* cmd-budget.c */
+int		 cmd_budget_list(int, char **);
+int		 cmd_budget_show(int, char **);
+int		 cmd_budget_set(int, char **);
+
 /* cmd-usage.c */
 int		 cmd_usage(int, char **);
 

@@ -166,19 +166,23 @@ static struct {
 	}			*mine;
 } bg;
 
+/*
+ * SQLite numbers $N parameters in the order they first appear: $1 (the
+ * slice) comes first in the text.
+ */
 static struct store_stmt st_rebuild = STORE_STMT2(
     "SELECT usage.user_id, usage.api_key_id, users.email, users.groups, "
-    "usage.ts / $2, sum(cost_micros), sum(input_tokens + output_tokens + "
+    "usage.ts / $1, sum(cost_micros), sum(input_tokens + output_tokens + "
     "cache_read_tokens + cache_write_tokens) FROM usage LEFT JOIN users ON "
-    "users.id = usage.user_id WHERE usage.ts >= $1 AND cost_micros IS NOT "
+    "users.id = usage.user_id WHERE usage.ts >= $2 AND cost_micros IS NOT "
     "NULL GROUP BY usage.user_id, usage.api_key_id, users.email, "
-    "users.groups, usage.ts / $2",
+    "users.groups, usage.ts / $1",
     "SELECT usage.user_id, usage.api_key_id, users.email, users.groups, "
-    "usage.ts / $2::bigint, sum(cost_micros)::bigint, sum(input_tokens + "
+    "usage.ts / $1::bigint, sum(cost_micros)::bigint, sum(input_tokens + "
     "output_tokens + cache_read_tokens + cache_write_tokens)::bigint FROM "
     "usage LEFT JOIN users ON users.id = usage.user_id WHERE usage.ts >= "
-    "$1::bigint AND cost_micros IS NOT NULL GROUP BY usage.user_id, "
-    "usage.api_key_id, users.email, users.groups, usage.ts / $2::bigint");
+    "$2::bigint AND cost_micros IS NOT NULL GROUP BY usage.user_id, "
+    "usage.api_key_id, users.email, users.groups, usage.ts / $1::bigint");
 static struct store_stmt st_day = STORE_STMT2(
     "SELECT user_id, count(*), sum(input_tokens), sum(output_tokens), "
     "sum(cache_read_tokens), sum(cache_write_tokens), "
@@ -645,6 +649,42 @@ budget_warn_once(const struct budget_app *a, const struct principal *p)
 	}
 }
 
+/* The refusal of a call of worst case w by the cap of a. */
+static void
+budget_refuse(const struct budget_app *a, long long w,
+    struct budget_refusal *why)
+{
+	char	lim[BUDGET_USD_LEN], spent[BUDGET_USD_LEN];
+	char	worst[BUDGET_USD_LEN], res[32], wname[16], labels[256];
+
+	why->code = 429;
+	why->billing = 1;
+	why->cap = a->cap->name;
+	why->resets = a->end;
+	time_iso8601(a->end, res, sizeof res);
+	budget_usd(a->limit, lim, sizeof lim);
+	budget_usd(a->spent, spent, sizeof spent);
+	budget_usd(w, worst, sizeof worst);
+	budget_window_name(a->cap, wname, sizeof wname);
+	if (a->limit >= 0 && add_sat(a->spent, w) > a->limit)
+		snprintf(why->msg, sizeof why->msg, "budget \"%s\" (%s %s, per "
+		    "%s) exhausted: $%s of $%s spent or reserved, and this "
+		    "request may cost up to $%s; it resets at %s", a->cap->name,
+		    budget_scope_name(a->cap->scope), a->entity, wname, spent,
+		    lim, worst, res);
+	else
+		snprintf(why->msg, sizeof why->msg, "budget \"%s\" (%s %s) "
+		    "token cap exhausted: %lld of %lld tokens spent or reserved; "
+		    "it resets at %s", a->cap->name, budget_scope_name(
+		    a->cap->scope), a->entity, a->tokens, a->cap->limit_tokens,
+		    res);
+	if (bg.m_refusals != NULL) {
+		metric_label(labels, sizeof labels, "cap", a->cap->name,
+		    "scope", budget_scope_name(a->cap->scope), NULL);
+		metric_add(bg.m_refusals, labels, 1);
+	}
+}
+
 /*
  * Admit a call of model with a body of body_len bytes asking for
  * max_out tokens of output (-1: not said) at now, or refuse it. Admitted:
@@ -661,9 +701,7 @@ budget_admit(const struct config *c, const struct principal *p,
 	struct budget_hold	*h;
 	struct price		 pr;
 	struct budget_tokens	 t;
-	char			 key[BUDGET_KEY_MAX], lim[BUDGET_USD_LEN];
-	char			 spent[BUDGET_USD_LEN], res[32], wname[16];
-	char			 worst[BUDGET_USD_LEN];
+	char			 key[BUDGET_KEY_MAX];
 	long long		 period, win[BUDGET_SLICES], left, best = 0;
 	long long		 in_price;
 	size_t			 i, n, k;
@@ -706,49 +744,27 @@ budget_admit(const struct config *c, const struct principal *p,
 	h->worst = budget_cost(&pr, &t);
 	h->worst_tokens = add_sat(t.input, t.output);
 
+	/* Of the caps this call would break, the one with least left. */
 	for (i = 0; i < n; i++) {
 		a = &v[i];
 		if ((a->limit >= 0 && add_sat(a->spent, h->worst) > a->limit) ||
 		    (a->cap->limit_tokens > 0 && add_sat(a->tokens,
 		    h->worst_tokens) > a->cap->limit_tokens)) {
-			why->code = 429;
-			why->billing = 1;
-			why->cap = a->cap->name;
-			why->resets = a->end;
-			time_iso8601(a->end, res, sizeof res);
-			budget_usd(a->limit, lim, sizeof lim);
-			budget_usd(a->spent, spent, sizeof spent);
-			budget_usd(h->worst, worst, sizeof worst);
-			budget_window_name(a->cap, wname, sizeof wname);
-			if (a->limit >= 0 && add_sat(a->spent, h->worst) >
-			    a->limit)
-				snprintf(why->msg, sizeof why->msg, "budget "
-				    "\"%s\" (%s %s, per %s) exhausted: $%s of "
-				    "$%s spent or reserved, and this request "
-				    "may cost up to $%s; it resets at %s",
-				    a->cap->name, budget_scope_name(
-				    a->cap->scope), a->entity, wname, spent,
-				    lim, worst, res);
-			else
-				snprintf(why->msg, sizeof why->msg, "budget "
-				    "\"%s\" (%s %s) token cap exhausted: %lld "
-				    "of %lld tokens spent or reserved; it resets "
-				    "at %s", a->cap->name, budget_scope_name(
-				    a->cap->scope), a->entity, a->tokens,
-				    a->cap->limit_tokens, res);
-			if (bg.m_refusals != NULL) {
-				char	labels[256];
-
-				metric_label(labels, sizeof labels, "cap",
-				    a->cap->name, "scope", budget_scope_name(
-				    a->cap->scope), NULL);
-				metric_add(bg.m_refusals, labels, 1);
+			left = a->limit >= 0 && add_sat(a->spent, h->worst) >
+			    a->limit ? a->limit - a->spent : LLONG_MIN;
+			if (tight == NULL || left < best) {
+				tight = a;
+				best = left;
 			}
-			free(h);
-			return (-1);
 		}
 	}
+	if (tight != NULL) {
+		budget_refuse(tight, h->worst, why);
+		free(h);
+		return (-1);
+	}
 	/* Admitted: reserve the worst case in every ledger. */
+	tight = NULL;
 	for (i = 0; i < n; i++) {
 		a = &v[i];
 		budget_key(a->cap, a->entity, key, sizeof key);
@@ -1115,10 +1131,23 @@ struct budget_rebuild {
 	int			 rc;
 };
 
+/*
+ * The steps of a load: overrides, then (once) the day and the ledgers;
+ * the rows' callbacks get the loader too.
+ */
+struct budget_loader {
+	int			 step;
+	size_t			 cap;
+	long long		 today;
+	struct budget_rebuild	 rb;
+	int			 rebuild;
+};
+
 static void
 budget_rebuild_row(const struct store_row *r, void *arg)
 {
-	struct budget_rebuild	*rb = arg;
+	struct budget_loader	*ld = arg;
+	struct budget_rebuild	*rb = &ld->rb;
 	const struct budget_cap	*cap = rb->cap;
 	const char		*user = store_text(r, 0), *key = store_text(r, 1);
 	const char		*email = store_text(r, 2);
@@ -1167,13 +1196,13 @@ budget_rebuild_row(const struct store_row *r, void *arg)
 static void
 budget_day_row(const struct store_row *r, void *arg)
 {
+	struct budget_loader	*ld = arg;
 	struct budget_day	*d;
-	long long		*today = arg;
 	int			 i;
 
 	if (store_text(r, 0) == NULL)
 		return;
-	d = budget_day_get(store_text(r, 0), *today);
+	d = budget_day_get(store_text(r, 0), ld->today);
 	d->requests = store_int(r, 1);
 	for (i = 0; i < 5; i++)
 		d->t[i] = store_int(r, 2 + i);
@@ -1200,15 +1229,6 @@ budget_override_row(const struct store_row *r, void *arg)
 	o->soft = store_null(r, 3) ? -1 : store_int(r, 3);
 	HASH_ADD_KEYPTR(hh, bg.overrides, o->id, strlen(o->id), o);
 }
-
-/* The steps of a load: overrides, then (once) the day and the ledgers. */
-struct budget_loader {
-	int			 step;
-	size_t			 cap;
-	long long		 today;
-	struct budget_rebuild	 rb;
-	int			 rebuild;
-};
 
 static void	budget_load_step(int, void *);
 
@@ -1247,7 +1267,7 @@ budget_load_next(struct budget_loader *ld)
 		    cap->days * 3600 : BUDGET_BIG_SLICE;
 		{
 			struct store_param p[] = {
-				SP_INT(ld->rb.start), SP_INT(ld->rb.slice),
+				SP_INT(ld->rb.slice), SP_INT(ld->rb.start),
 			};
 
 			store_run(0, &st_rebuild, p, nitems(p),

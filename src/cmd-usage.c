@@ -1,6 +1,8 @@
 /*
  * cmd-usage.c: the "usage" command: per-user, per-model or per-day totals
- * of the usage table, as a table on stdout.
+ * of the usage table, as a table on stdout; with --cost, what the calls
+ * cost (the rows' micro-dollars, as dollars; rows of models with no price
+ * count nothing).
  */
 
 #include <getopt.h>
@@ -17,8 +19,8 @@
 /* The totals of a grouping: requests, tokens of each kind, errors. */
 #define USAGE_SUMS "count(*), sum(input_tokens), sum(output_tokens), " \
     "sum(cache_read_tokens), sum(cache_write_tokens), sum(CASE WHEN status " \
-    ">= 400 OR (outcome IS NOT NULL AND outcome != 'ok') THEN 1 ELSE 0 END) " \
-    "FROM usage WHERE ts >= $1 AND "
+    ">= 400 OR (outcome IS NOT NULL AND outcome != 'ok') THEN 1 ELSE 0 END), " \
+    "sum(coalesce(cost_micros, 0)) FROM usage WHERE ts >= $1 AND "
 #define USAGE_WHERE_SQLITE "($2 IS NULL OR user_id = $2) GROUP BY k ORDER BY k"
 #define USAGE_WHERE_PG "($2::text IS NULL OR user_id = $2) GROUP BY k " \
     "ORDER BY k NULLS FIRST"
@@ -37,7 +39,8 @@ static struct store_stmt st_by_day = STORE_STMT2(
 struct cmd_usage_run {
 	volatile int	 done;
 	int		 rc;
-	long long	 t[6];
+	long long	 t[7];
+	int		 cost;
 	struct user	 u;
 };
 
@@ -66,7 +69,7 @@ static int
 cmd_usage_synopsis(void)
 {
 	fprintf(stderr, "usage: %s usage [--since DATE] [--user USER] "
-	    "[--by user|model|day]\n", BSP_NAME);
+	    "[--by user|model|day] [--cost]\n", BSP_NAME);
 	return (1);
 }
 
@@ -75,14 +78,20 @@ static void
 cmd_usage_row(const struct store_row *r, void *arg)
 {
 	struct cmd_usage_run	*run = arg;
+	char			 usd[BUDGET_USD_LEN];
 	int			 i;
 
 	cmd_cell(store_text(r, 0), 44, "");
-	for (i = 0; i < 6; i++)
+	for (i = 0; i < 7; i++)
 		run->t[i] += store_int(r, i + 1);
-	printf(" %10lld %14lld %14lld %12lld %12lld %8lld\n",
+	printf(" %10lld %14lld %14lld %12lld %12lld %8lld",
 	    store_int(r, 1), store_int(r, 2), store_int(r, 3), store_int(r, 4),
 	    store_int(r, 5), store_int(r, 6));
+	if (run->cost) {
+		budget_usd(store_int(r, 7), usd, sizeof usd);
+		printf(" %14s", usd);
+	}
+	printf("\n");
 }
 
 static void
@@ -112,6 +121,7 @@ cmd_usage(int argc, char **argv)
 		{ "since", required_argument, NULL, 's' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "by", required_argument, NULL, 'b' },
+		{ "cost", no_argument, NULL, 'c' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char		*since_s = NULL, *user_s = NULL, *by = "user";
@@ -133,6 +143,9 @@ cmd_usage(int argc, char **argv)
 			break;
 		case 'b':
 			by = optarg;
+			break;
+		case 'c':
+			run.cost = 1;
 			break;
 		default:
 			return (cmd_usage_synopsis());
@@ -176,9 +189,10 @@ cmd_usage(int argc, char **argv)
 	time_iso8601(since, day, sizeof day);
 	printf("# usage since %s%s%s, by %s\n", day, run.u.id != NULL ?
 	    " for " : "", run.u.id != NULL ? run.u.id : "", by);
-	printf("%-44s %10s %14s %14s %12s %12s %8s\n", by[0] == 'u' ? "USER" :
+	printf("%-44s %10s %14s %14s %12s %12s %8s%s\n", by[0] == 'u' ? "USER" :
 	    by[0] == 'm' ? "MODEL" : "DAY", "REQUESTS", "INPUT_TOKENS",
-	    "OUTPUT_TOKENS", "CACHE_READ", "CACHE_WRITE", "ERRORS");
+	    "OUTPUT_TOKENS", "CACHE_READ", "CACHE_WRITE", "ERRORS", run.cost ?
+	    "       COST_USD" : "");
 	{
 		struct store_param p[] = { SP_INT(since), SP_TEXT(run.u.id) };
 
@@ -190,10 +204,16 @@ cmd_usage(int argc, char **argv)
 		fprintf(stderr, "%s: reading usage failed: database error\n",
 		    BSP_NAME);
 		rc = 2;
-	} else
-		printf("%-44s %10lld %14lld %14lld %12lld %12lld %8lld\n",
+	} else {
+		printf("%-44s %10lld %14lld %14lld %12lld %12lld %8lld",
 		    "TOTAL", run.t[0], run.t[1], run.t[2], run.t[3], run.t[4],
 		    run.t[5]);
+		if (run.cost) {
+			budget_usd(run.t[6], day, sizeof day);
+			printf(" %14s", day);
+		}
+		printf("\n");
+	}
 	user_clear(&run.u);
 	cmd_store_close();
 	return (rc);

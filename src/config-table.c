@@ -401,7 +401,7 @@ const struct config_key config_keys[] = {
 	  OFF(budgets_bytes_per_token), "1", 1, 16, NULL, 0,
 	  "the worst case of a request's input: its body's bytes over this" },
 	{ "budgets.default_max_tokens", CT_INT, CS_ROOT,
-	  OFF(budgets_default_max_tokens), "64000", 1, 10000000, NULL, 0,
+	  OFF(budgets_default_max_tokens), "128000", 1, 10000000, NULL, 0,
 	  "the worst case of a request's output when its body sets no "
 	  "max_tokens" },
 
