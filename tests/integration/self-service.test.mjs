@@ -7,13 +7,16 @@
 // everywhere (the cookie, the tokens and the keys stop working). Then
 // what must be refused and change nothing: a form posted by another
 // origin's page (same site and another site), a post without or with a
-// wrong form token, a forged, altered, expired or too long cookie, and a
-// cookie whose session was revoked from elsewhere (/auth/logout).
+// wrong form token, for another user's key or session, a forged, altered,
+// expired or too long cookie, and a cookie whose session ended elsewhere
+// (/auth/logout, "user logout", "user disable"). And behind https: the
+// __Host- cookie.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { runCommand } from './lib/daemon.mjs';
 import { CLIENT_ID, CLIENT_SECRET, startFakeIdp } from './lib/fake-idp.mjs';
 import {
   MODEL, browserLogin, invoke, launchBrowser, loginConfig, newContext, startBedrock, startLoginDaemon, stopAll, validate,
@@ -446,6 +449,23 @@ test('self-service: a forged, altered, expired or too long cookie, or one whose 
     const lo = await fetch(`${d.url}/auth/logout`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
     assert.equal(lo.status, 200, await lo.text());
     refused(await open(real.value), /Your session has ended/, 'after /auth/logout');
+
+    // "user logout" and "user disable" from the command line (another process): the next request is refused.
+    for (const [what, args, title] of [['user logout', ['user', 'logout', 'alice@example.com'], /Your session has ended/],
+      ['user disable', ['user', 'disable', 'alice@example.com'], /Your session has ended/]]) {
+      const again = await signIn(t);
+      const c2 = await selfCookie(again.ctx);
+      assert.equal((await again.page.goto(`${d.url}/me`)).status(), 200, `before ${what}`);
+      const r2 = await runCommand(args, { dir: d.dir });
+      assert.equal(r2.code, 0, `${what}: ${r2.stderr}`);
+      await waitFor(async () => (await fetch(`${d.url}/me`, { headers: { Cookie: `bsp_self=${c2.value}` } })).status === 403,
+        { timeoutMs: 2500, intervalMs: 100, message: `the page still open 2.5 s after ${what}` });
+      const after = await again.page.goto(`${d.url}/me`);
+      assert.equal(after.status(), 403, what);
+      assert.match(await again.page.textContent('h1'), title, what);
+      assert.equal(await again.page.locator('table').count(), 0, what);
+      if (what === 'user disable') assert.equal((await runCommand(['user', 'enable', 'alice@example.com'], { dir: d.dir })).code, 0);
+    }
   } finally {
     await t.stop();
   }
