@@ -385,6 +385,19 @@ test('self-service: posts from another origin, without the form token or with a 
     assert.equal((await invoke(d, daveKey)).status, 200, 'dave\'s key goes on');
     await unchanged('another user\'s session and key');
 
+    // A key the page does not make: refused with the page saying why, nothing made.
+    for (const [fields, why] of [[{ ttl: 'forever' }, /The expiry is not one this page offers/],
+      [{ ttl: '400d' }, /ttl must be at most api_keys\.max_ttl/], [{ name: 'x'.repeat(65) }, /name must be 1 to 64 printable/],
+      [{ name: 'a\u0001b' }, /name must be 1 to 64 printable/]]) {
+      const bad = await fetch(`${d.url}/me/keys`, { method: 'POST', redirect: 'manual', headers: same,
+        body: new URLSearchParams({ csrf, ...fields }).toString() });
+      assert.equal(bad.status, 400, JSON.stringify(fields));
+      const html = await bad.text();
+      assert.match(html, why);
+      assert.doesNotMatch(html, /id="new-key"/);
+    }
+    await unchanged('keys the page does not make');
+
     // Without a browser: the cookie and the right token, but no Origin or
     // Referer, or a foreign Origin, or not a form.
     const cookie = `bsp_self=${(await selfCookie(ctx)).value}`;
