@@ -472,7 +472,8 @@ apikey_user_ttl(const struct config *c, long long requested, long long *ttl,
     const char **why)
 {
 	*ttl = requested < 0 ? c->apikeys_default_ttl : requested;
-	if (c->apikeys_max_ttl > 0 && (*ttl == 0 || *ttl > c->apikeys_max_ttl)) {
+	if (c->apikeys_max_ttl > 0 && (*ttl == 0 ||
+	    *ttl > c->apikeys_max_ttl)) {
 		*why = "ttl must be at most api_keys.max_ttl; keys without "
 		    "expiry are made by an administrator";
 		return (-1);

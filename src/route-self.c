@@ -224,8 +224,8 @@ self_render(struct self_op *op)
 		fatalx("%s: evbuffer_new", __func__);
 	if (web_render_self(b, &s) == -1) {
 		evbuffer_free(b);
-		self_error(r, 500, "This page cannot be shown", "Your account's "
-		    "page could not be built.", NULL);
+		self_error(r, 500, "This page cannot be shown", "Your "
+		    "account's page could not be built.", NULL);
 	} else
 		self_reply(r, op->code, b);
 	json_decref(s.me);
@@ -435,8 +435,8 @@ self_got_user(int rc, const struct user *u, void *arg)
 
 	if (rc != 0 || u == NULL) {
 		if (rc == -1)
-			self_out(r, 403, "Your session has ended", "Your account "
-			    "is not known here any more.", 1);
+			self_out(r, 403, "Your session has ended", "Your "
+			    "account is not known here any more.", 1);
 		else
 			self_unavailable(r);
 		request_unref(r);

@@ -209,7 +209,8 @@ static const char web_css[] =
 "  padding: .2rem .7rem; border-radius: 6px;\n"
 "  border: 1px solid var(--line); background: var(--bg); color: var(--fg);\n"
 "}\n"
-"button.small.danger { color: var(--err-line); border-color: var(--err-line); }\n"
+"button.small.danger { color: var(--err-line);\n"
+"  border-color: var(--err-line); }\n"
 "form.self label { display: block; font-weight: 600; margin: .8rem 0 .2rem; }\n"
 "form.self input, form.self select {\n"
 "  font: inherit; padding: .35rem .5rem; width: 100%; max-width: 28rem;\n"
@@ -1448,7 +1449,8 @@ web_self_usage(struct evbuffer *b, const struct web_self *s)
 		web_money(b, web_jstr(row, "cost_usd"));
 		if (web_jint(row, "unpriced") > 0)
 			evbuffer_add_printf(b, " <span class=\"muted\">(%lld "
-			    "without a price)</span>", web_jint(row, "unpriced"));
+			    "without a price)</span>",
+			    web_jint(row, "unpriced"));
 		web_raw(b, "</td></tr>\n");
 	}
 	web_raw(b, "</tbody>\n<tfoot><tr><td colspan=\"2\">Total</td>");
@@ -1541,8 +1543,8 @@ web_self_keys(struct evbuffer *b, const struct web_self *s)
 	    "method=\"post\" action=\"/me/keys\">\n");
 	web_csrf_field(b, s->csrf);
 	web_raw(b, "<label for=\"key-name\">Name</label>\n"
-	    "<input id=\"key-name\" name=\"name\" type=\"text\" maxlength=\"64\" "
-	    "autocomplete=\"off\" placeholder=\"laptop, CI job, ...\">\n"
+	    "<input id=\"key-name\" name=\"name\" type=\"text\" "
+	    "maxlength=\"64\" autocomplete=\"off\" placeholder=\"laptop, CI job, ...\">\n"
 	    "<label for=\"key-models\">Models</label>\n"
 	    "<input id=\"key-models\" name=\"models\" type=\"text\" "
 	    "maxlength=\"2048\" autocomplete=\"off\" spellcheck=\"false\" "
@@ -1589,7 +1591,8 @@ web_self_sessions(struct evbuffer *b, const struct web_self *s)
 			id = web_jstr(o, "id");
 			this = id != NULL && s->sid != NULL &&
 			    strcmp(id, s->sid) == 0;
-			web_raw(b, this ? "<tr class=\"this\"><td>" : "<tr><td>");
+			web_raw(b, this ? "<tr class=\"this\"><td>" :
+			    "<tr><td>");
 			web_date(b, (time_t)web_jint(o, "created_at"), 1);
 			web_raw(b, "</td><td>");
 			web_raw(b, json_is_true(json_object_get(o, "device")) ?

@@ -77,11 +77,12 @@ fz_check(const struct web_session *ws, const char *input)
 	}
 	n = strlen(ws->sid);
 	if (n == 0 || n > WEB_SESSION_SID_MAX ||
-	    strspn(ws->sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	    "0123456789_-") != n)
+	    strspn(ws->sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
 		abort();
-	if (ws->exp <= FZ_NOW || ws->exp > (int64_t)FZ_NOW + FZ_TTL +
-	    WEB_SESSION_SLACK || ws->iat > (int64_t)FZ_NOW + WEB_SESSION_SLACK ||
+	if (ws->exp <= FZ_NOW ||
+	    ws->exp > (int64_t)FZ_NOW + FZ_TTL + WEB_SESSION_SLACK ||
+	    ws->iat > (int64_t)FZ_NOW + WEB_SESSION_SLACK ||
 	    ws->iat >= ws->exp)
 		abort();
 	if ((text = web_session_seal(ws)) == NULL ||

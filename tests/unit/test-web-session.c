@@ -248,7 +248,8 @@ static void
 test_csrf(void)
 {
 	struct web_session	 a, b;
-	char			 ta[WEB_SESSION_CSRF_TEXT], tb[WEB_SESSION_CSRF_TEXT];
+	char			 ta[WEB_SESSION_CSRF_TEXT];
+	char			 tb[WEB_SESSION_CSRF_TEXT];
 	char			 t2[WEB_SESSION_CSRF_TEXT + 1];
 	char			*text;
 
