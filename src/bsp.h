@@ -1064,7 +1064,6 @@ long long	 budget_cost(const struct price *, const struct budget_tokens *);
 int		 budget_window(const struct budget_cap *, const struct tz *,
 		     time_t, time_t *, time_t *);
 long long	 budget_max_tokens(const uint8_t *, size_t);
-int		 budget_applies(const struct config *, const struct principal *);
 int		 budget_admit(const struct config *, const struct principal *,
 		     const char *, size_t, long long, time_t,
 		     struct budget_hold **, struct budget_note *,

@@ -42,12 +42,13 @@
 #include <uthash.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "store.h"
 
 #define BUDGET_MICROS		1000000LL
 #define BUDGET_SLICES		25	/* of a rolling window */
 #define BUDGET_GROUPS_MAX	16	/* ledgers of one group cap a call */
-#define BUDGET_LEDGERS_MAX	64	/* ledgers one call may touch */
+#define BUDGET_LEDGERS_MAX	128	/* ledgers one call may touch */
 #define BUDGET_ENTITY_MAX	256
 #define BUDGET_KEY_MAX		(BUDGET_ENTITY_MAX + 80)
 #define BUDGET_BIG_SLICE	(1LL << 40)	/* one slice: the whole window */
@@ -103,7 +104,7 @@ struct budget_ledger {
 };
 
 struct budget_hold {
-	struct budget_ledger	 v[BUDGET_LEDGERS_MAX];
+	struct budget_ledger	*v;		/* n of them */
 	size_t			 n;
 	long long		 worst;		/* micro-dollars */
 	long long		 worst_tokens;
@@ -440,6 +441,23 @@ budget_glob_any(const struct strlist *l, const char *a, const char *b)
 	return (0);
 }
 
+/*
+ * The name of an entity in its ledger: as it is, or, when it is too long
+ * to keep (a subject an IdP made long), its hash: never left uncapped.
+ */
+static const char *
+budget_entity(const char *in, char out[BUDGET_ENTITY_MAX])
+{
+	uint8_t	h[CRYPTO_HASH_LEN];
+
+	if (strlen(in) < BUDGET_ENTITY_MAX)
+		return (in);
+	crypto_hash_token(in, h);
+	out[0] = '#';
+	crypto_b64url_encode(h, sizeof h, out + 1, BUDGET_ENTITY_MAX - 1);
+	return (out);
+}
+
 /* The ledger key of a cap's entity: "b/CAP/ENTITY". */
 static void
 budget_key(const struct budget_cap *cap, const char *entity, char *buf,
@@ -454,14 +472,15 @@ budget_limits(const struct budget_cap *cap, const char *entity,
     long long *limit, long long *soft)
 {
 	struct budget_override	*o = NULL;
-	char			 id[BUDGET_KEY_MAX];
+	char			*id;
 
 	*limit = cap->limit;
 	*soft = cap->soft;
 	if (cap->scope != BUDGET_SCOPE_USER || bg.overrides == NULL)
 		return;
-	snprintf(id, sizeof id, "%s\t%s", cap->name, entity);
+	xasprintf(&id, "%s\t%s", cap->name, entity);
 	HASH_FIND_STR(bg.overrides, id, o);
+	free(id);
 	if (o == NULL)
 		return;
 	if (o->limit >= 0)
@@ -522,13 +541,17 @@ budget_app_add(struct budget_app *v, size_t *n, size_t max,
     const struct budget_cap *cap, const char *entity, time_t now)
 {
 	struct budget_app	*a;
+	char			 hashed[BUDGET_ENTITY_MAX];
 
-	if (*n >= max || strlen(entity) >= BUDGET_ENTITY_MAX)
+	if (*n >= max) {
+		(*n)++;		/* more than fit: the caller refuses */
 		return;
+	}
 	a = &v[(*n)++];
 	memset(a, 0, sizeof *a);
 	a->cap = cap;
-	bsp_strlcpy(a->entity, entity, sizeof a->entity);
+	bsp_strlcpy(a->entity, budget_entity(entity, hashed),
+	    sizeof a->entity);
 	budget_limits(cap, entity, &a->limit, &a->soft);
 	if (budget_window(cap, cfg->budgets_tz, now, &a->start, &a->end) == -1)
 		(*n)--;
@@ -577,17 +600,6 @@ budget_apps(const struct config *c, const struct principal *p, time_t now,
 	return (n);
 }
 
-/* Does any cap apply to this principal? */
-int
-budget_applies(const struct config *c, const struct principal *p)
-{
-	struct budget_app	 v[BUDGET_LEDGERS_MAX];
-
-	if (c->nbudget_caps == 0 || p == NULL)
-		return (0);
-	return (budget_apps(c, p, now_wall(), v, nitems(v)) > 0);
-}
-
 /* This daemon's reservation in a ledger slice, up or down. */
 static void
 budget_mine_add(const char *key, long long window, long long amount)
@@ -610,6 +622,16 @@ budget_mine_add(const char *key, long long window, long long amount)
 		free(m->id);
 		free(m);
 	}
+}
+
+/* What this daemon has reserved for calls under way: the gauge. */
+static void
+budget_reserved(long long delta)
+{
+	bg.reserved_here += delta;
+	if (bg.m_reserved != NULL)
+		metric_set(bg.m_reserved, NULL, (double)bg.reserved_here /
+		    (double)BUDGET_MICROS);
 }
 
 /* Log a soft threshold passed, once per ledger and window. */
@@ -713,6 +735,18 @@ budget_admit(const struct config *c, const struct principal *p,
 		return (0);
 	if ((n = budget_apps(c, p, now, v, nitems(v))) == 0)
 		return (0);
+	if (n > nitems(v)) {
+		/* Fail closed: a cap left out could be passed. */
+		why->code = 503;
+		snprintf(why->msg, sizeof why->msg, "%zu budget ledgers apply "
+		    "to this caller, more than the %zu a call may check; the "
+		    "budgets need fewer caps or narrower matches", n,
+		    nitems(v));
+		log_warnx("budgets: %zu ledgers apply to %s, more than %zu; "
+		    "calls refused", n, p->sub != NULL ? p->sub : "?",
+		    nitems(v));
+		return (-1);
+	}
 	if (!bg.loaded && !counters_shared()) {
 		why->code = 503;
 		snprintf(why->msg, sizeof why->msg, "the budgets are being "
@@ -741,6 +775,7 @@ budget_admit(const struct config *c, const struct principal *p,
 	t.output = max_out >= 0 ? max_out : c->budgets_default_max_tokens;
 	pr.input = in_price;
 	h = xcalloc(1, sizeof *h);
+	h->v = xcalloc(n, sizeof *h->v);
 	h->worst = budget_cost(&pr, &t);
 	h->worst_tokens = add_sat(t.input, t.output);
 
@@ -760,6 +795,7 @@ budget_admit(const struct config *c, const struct principal *p,
 	}
 	if (tight != NULL) {
 		budget_refuse(tight, h->worst, why);
+		free(h->v);
 		free(h);
 		return (-1);
 	}
@@ -769,15 +805,13 @@ budget_admit(const struct config *c, const struct principal *p,
 		a = &v[i];
 		budget_key(a->cap, a->entity, key, sizeof key);
 		k = budget_slices(a->cap, a->start, a->end, &period, win);
-		if (h->n < nitems(h->v)) {
-			bsp_strlcpy(h->v[h->n].key, key, sizeof h->v[h->n].key);
-			h->v[h->n].period = period;
-			h->v[h->n].window = win[k - 1];	/* the newest */
-			counters_add_at(key, period, win[k - 1], h->worst,
-			    h->worst_tokens);
-			budget_mine_add(key, win[k - 1], h->worst);
-			h->n++;
-		}
+		bsp_strlcpy(h->v[h->n].key, key, sizeof h->v[h->n].key);
+		h->v[h->n].period = period;
+		h->v[h->n].window = win[k - 1];	/* the newest */
+		counters_add_at(key, period, win[k - 1], h->worst,
+		    h->worst_tokens);
+		budget_mine_add(key, win[k - 1], h->worst);
+		h->n++;
 		if (a->limit < 0)
 			continue;
 		left = a->limit - a->spent;
@@ -792,7 +826,7 @@ budget_admit(const struct config *c, const struct principal *p,
 			budget_warn_once(a, p);
 		}
 	}
-	bg.reserved_here += h->worst;
+	budget_reserved(h->worst);
 	if (tight != NULL) {
 		note->have = 1;
 		bsp_strlcpy(note->cap, tight->cap->name, sizeof note->cap);
@@ -891,7 +925,8 @@ budget_settle(struct budget_hold *h, const struct config *c,
 			    tokens - h->worst_tokens);
 			budget_mine_add(h->v[i].key, h->v[i].window, -h->worst);
 		}
-		bg.reserved_here -= h->worst;
+		budget_reserved(-h->worst);
+		free(h->v);
 		free(h);
 	}
 	if (p != NULL && p->sub != NULL) {
@@ -921,7 +956,8 @@ budget_hold_free(struct budget_hold *h)
 		    -h->worst, -h->worst_tokens);
 		budget_mine_add(h->v[i].key, h->v[i].window, -h->worst);
 	}
-	bg.reserved_here -= h->worst;
+	budget_reserved(-h->worst);
+	free(h->v);
 	free(h);
 }
 
@@ -966,6 +1002,8 @@ budget_me(const struct principal *p, time_t now)
 	    (json_int_t)(d != NULL ? d->t[4] : 0));
 	caps = json_array();
 	n = cfg->nbudget_caps > 0 ? budget_apps(cfg, p, now, v, nitems(v)) : 0;
+	if (n > nitems(v))
+		n = nitems(v);
 	for (i = 0; i < n; i++) {
 		a = &v[i];
 		spent = a->spent - a->mine;
@@ -1143,6 +1181,17 @@ struct budget_loader {
 	int			 rebuild;
 };
 
+/* A rebuilt row's cost and tokens into one entity's ledger slice. */
+static void
+budget_rebuild_add(const struct budget_cap *cap, const char *entity,
+    long long period, long long w, const struct store_row *r)
+{
+	char	k[BUDGET_KEY_MAX], hashed[BUDGET_ENTITY_MAX];
+
+	budget_key(cap, budget_entity(entity, hashed), k, sizeof k);
+	counters_add_at(k, period, w, store_int(r, 5), store_int(r, 6));
+}
+
 static void
 budget_rebuild_row(const struct store_row *r, void *arg)
 {
@@ -1152,9 +1201,8 @@ budget_rebuild_row(const struct store_row *r, void *arg)
 	const char		*user = store_text(r, 0), *key = store_text(r, 1);
 	const char		*email = store_text(r, 2);
 	struct strlist		 groups;
-	char			 k[BUDGET_KEY_MAX];
 	long long		 period, win[BUDGET_SLICES], w;
-	size_t			 i, n;
+	size_t			 i, n, ng;
 
 	memset(&groups, 0, sizeof groups);
 	n = budget_slices(cap, rb->start, rb->end, &period, win);
@@ -1162,35 +1210,30 @@ budget_rebuild_row(const struct store_row *r, void *arg)
 	    win[0];
 	if (w < win[0] || w > win[n - 1])
 		return;
-#define REBUILD_ADD(entity) do {					\
-	if (strlen(entity) < BUDGET_ENTITY_MAX) {			\
-		budget_key(cap, (entity), k, sizeof k);			\
-		counters_add_at(k, period, w, store_int(r, 5),		\
-		    store_int(r, 6));					\
-	}								\
-} while (0)
 	switch (cap->scope) {
 	case BUDGET_SCOPE_USER:
 		if (user != NULL && budget_glob_any(&cap->match, email, user))
-			REBUILD_ADD(user);
+			budget_rebuild_add(cap, user, period, w, r);
 		break;
 	case BUDGET_SCOPE_GROUP:
 		strlist_from_json_text(&groups, store_text(r, 3));
-		for (i = 0; i < groups.n && i < BUDGET_GROUPS_MAX; i++) {
-			if (budget_glob_any(&cap->match, groups.v[i], NULL))
-				REBUILD_ADD(groups.v[i]);
+		for (i = 0, ng = 0; i < groups.n && ng < BUDGET_GROUPS_MAX;
+		    i++) {
+			if (!budget_glob_any(&cap->match, groups.v[i], NULL))
+				continue;
+			budget_rebuild_add(cap, groups.v[i], period, w, r);
+			ng++;
 		}
 		strlist_free(&groups);
 		break;
 	case BUDGET_SCOPE_KEY:
 		if (key != NULL && budget_glob_any(&cap->match, key, NULL))
-			REBUILD_ADD(key);
+			budget_rebuild_add(cap, key, period, w, r);
 		break;
 	case BUDGET_SCOPE_GLOBAL:
-		REBUILD_ADD("*");
+		budget_rebuild_add(cap, "*", period, w, r);
 		break;
 	}
-#undef REBUILD_ADD
 }
 
 static void
@@ -1334,6 +1377,9 @@ budget_init(struct config *c, char **cause)
 		bg.m_refusals = metric_new("bsp_budget_refusals_total",
 		    METRIC_COUNTER, "Calls refused because a budget cap was "
 		    "reached, by cap and scope.");
+		bg.m_reserved = metric_new("bsp_budget_reserved_usd",
+		    METRIC_GAUGE, "Dollars this daemon has reserved against the "
+		    "budget caps for calls under way.");
 	}
 	bg.load.run = budget_load_run;
 	if (store_ready(&detail))

@@ -3,8 +3,10 @@
  *
  * For each runtime operation: the ids in the path (model, guardrail and
  * its version) are percent-decoded once and checked (relay_id_decode()),
- * then the principal's model rules and rate limits are checked before AWS
- * is called; the request is re-signed with SigV4 (or given
+ * then the principal's model rules, rate limits and budgets (the call's
+ * worst case reserved against every cap, budget.c; settled with its real
+ * cost when the call ends, however it ends) are checked before AWS is
+ * called; the request is re-signed with SigV4 (or given
  * aws.bearer_token) and sent with the body byte for byte, a path rebuilt
  * from the checked ids in the AWS SDKs' encoding (the client's own
  * encoding and query string stay here), and only an allow-list of headers.

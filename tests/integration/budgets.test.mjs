@@ -13,7 +13,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { runCommand, startDaemon } from './lib/daemon.mjs';
-import { startFakeBedrock } from './lib/fake-bedrock.mjs';
+import { decodeChunkEvents, encodeChunkFrame, startFakeBedrock } from './lib/fake-bedrock.mjs';
 import { CREDS, REGION, relayConfig, scrape, usageRows, waitUsage } from './lib/relay.mjs';
 import { withDb } from './lib/tokens.mjs';
 import { makeTempDir, waitFor } from './lib/util.mjs';
@@ -203,6 +203,14 @@ test('budgets: 20 concurrent calls against $0.01 a day: 5 reach Bedrock, 15 refu
   assert.equal(r.json().type, 'error');
   assert.equal(r.json().error.type, 'billing_error');
   assert.match(r.json().error.message, /budget "daily"/);
+  // And the OpenAI route in OpenAI's: insufficient_quota.
+  r = await d.request('/openai/v1/chat/completions', {
+    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ model: MODEL, max_tokens: 1000, messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  assert.equal(r.status, 429);
+  assert.equal(r.headers['x-should-retry'], 'false');
+  assert.equal(r.json().error.type, 'insufficient_quota');
   assert.equal(fake.requests.length, 8);
   await waitUsage(d.dir, 8);
 
@@ -296,6 +304,12 @@ test('budgets: a group cap and a key cap together, the tightest refuses; budget 
     assert.equal(line, 'groupcap $0.00 left of $0.01 until 00:00Z | today $0.00\n');
   }
 
+  // budget show: a line per cap, the key's and the group's with what the usage table holds.
+  await waitUsage(d.dir, 3);
+  const show = await cmd(d, null, 'budget', 'show', 'bob@example.com');
+  assert.match(show, new RegExp(`^keycap\\s+key\\s+${kid}\\s+day\\s+0\\.003000\\s+0\\.001025\\s+0\\.001975\\s+-\\s+`, 'm'));
+  assert.match(show, /^groupcap\s+group\s+eng\s+day\s+0\.005000\s+0\.003075\s+0\.001925\s+-\s+/m);
+  assert.match(show, /^peruser\s+user\s+local:bob@example\.com\s+day\s+1\.000000\s+0\.003075\s+0\.996925\s+-\s+/m);
   // budget set: bob's own limit of peruser, below what he has spent.
   const set = await cmd(d, null, 'budget', 'set', 'bob@example.com', 'peruser', '--limit', '0.003');
   assert.match(set, /peruser for local:bob@example.com: limit 0.003/);
@@ -372,4 +386,115 @@ test('budgets: a client that goes away, and an upstream error, give their reserv
   assert.deepEqual([m.budgets[0].spent_usd, m.budgets[0].reserved_usd], ['0.000000', '0.000000']);
   const rows = await waitUsage(d.dir, 2);
   assert.deepEqual(rows.map((x) => [x.status, x.cost_micros]), [[499, 0], [500, 0]]);
+});
+
+test('budgets: a user whose id is too long to name a ledger is capped all the same (under its hash), also after a restart', async () => {
+  const { fake, held, release } = await heldBedrock();
+  const dir = makeTempDir('bsp-budget-long-');
+  const budgets = { caps: [{ name: 'c', scope: 'user', limit_usd: '0.003' }] };
+  let d = await start(fake, budgets, { dir });
+  cleanups.push(() => d.stop());
+  cleanups.push(release);
+  // An IdP's long subject (the command makes no such user: one signed in).
+  const sub = 's'.repeat(300);
+  withDb(d.dir, (db) => db.prepare('INSERT INTO users (id, provider, subject, email, email_verified, first_login, last_login) '
+    + "VALUES (?, 'local', ?, 'long@example.com', 1, 1, 1)").run(`local:${sub}`, sub));
+  const token = await cmd(d, null, 'token', 'mint', '--user', 'long@example.com');
+  const p = invoke(d, token);
+  await waitFor(() => held.length === 1 || null, { timeoutMs: 5000 });
+  release();
+  assert.equal((await p).status, 200);
+  let m = await me(d, token);
+  assert.match(m.budgets[0].entity, /^#[A-Za-z0-9_-]{43}$/);
+  assert.equal(m.budgets[0].spent_usd, '0.001025');
+  assert.equal((await invoke(d, token)).status, 429);
+  await waitUsage(d.dir, 1);
+  await d.stop({ keepDir: true });
+  d = await start(fake, budgets, { dir });
+  m = await me(d, token);
+  assert.equal(m.budgets[0].spent_usd, '0.001025', 'rebuilt under the same hash');
+  assert.equal((await invoke(d, token)).status, 429);
+  assert.equal(fake.requests.length, 1);
+});
+
+test('budgets: two daemons on one PostgreSQL share the ledgers (reservations seen within a second) and keep them across a restart', async () => {
+  const { startCluster, startPg } = await import('./lib/cluster.mjs');
+  const { fake, held, release } = await heldBedrock();
+  const pg = await startPg();
+  cleanups.push(() => pg.close());
+  const base = relayConfig(fake, {});
+  const config = {
+    aws: base.aws, access: base.access, models: { prices: PRICES },
+    budgets: { caps: [{ name: 'daily', scope: 'user', limit_usd: '0.01' }] },
+  };
+  const c = await startCluster({ pg, n: 2, config });
+  cleanups.push(() => c.stop());
+  cleanups.push(release);
+  const [a, b] = c.daemons;
+  const token = (await runCommand(['token', 'mint', '--user', 'pat@example.com'], { dir: a.dir })).stdout.trim();
+  // Five calls held upstream through daemon a: the cap is reserved in full.
+  const calls = Array.from({ length: 5 }, () => invoke(a, token));
+  await waitFor(() => held.length === 5 || null, { timeoutMs: 10000 });
+  // Daemon b learns of a's reservations (as spent: they are not its own) and refuses.
+  await waitFor(async () => ((await me(b, token)).budgets[0].remaining_usd === '0.000000') || null,
+    { timeoutMs: 5000, message: 'b sees a\'s reservations' });
+  const r = await invoke(b, token);
+  assert.equal(r.status, 429);
+  assert.match(r.json().message, /budget "daily"/);
+  assert.equal(fake.requests.length, 5);
+  release();
+  assert.deepEqual((await Promise.all(calls)).map((x) => x.status), Array(5).fill(200));
+  await waitFor(async () => ((await me(b, token)).budgets[0].spent_usd === '0.005125') || null,
+    { timeoutMs: 5000, message: 'b sees a\'s settlements' });
+  // Both stopped, one started again: the spend is still there.
+  await c.stop();
+  const c2 = await startCluster({ pg, n: 1, config, shared: c.shared });
+  cleanups.push(() => c2.stop());
+  await waitFor(async () => ((await me(c2.daemons[0], token)).budgets[0].spent_usd === '0.005125') || null,
+    { timeoutMs: 5000, message: 'the restarted daemon reads the shared ledger' });
+});
+
+test('budgets: a streamed call (InvokeModelWithResponseStream) carries the headers and settles with the stream\'s usage', async () => {
+  const fake = await startFakeBedrock({ region: REGION, credentials: CREDS });
+  cleanups.push(() => fake.close());
+  fake.setHandler(async (req, res, rec) => {
+    if (rec.modelId !== 'test.stream') return false;
+    res.writeHead(200, { 'Content-Type': 'application/vnd.amazon.eventstream' });
+    res.write(encodeChunkFrame({ type: 'message_start', message: { usage: { input_tokens: 100, output_tokens: 1, cache_read_input_tokens: 1000 } } }));
+    res.write(encodeChunkFrame({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 50 } }));
+    res.end(encodeChunkFrame({ type: 'message_stop', 'amazon-bedrock-invocationMetrics': { inputTokenCount: 100, outputTokenCount: 50, cacheReadInputTokenCount: 1000 } }));
+    return true;
+  });
+  const d = await start(fake, { caps: [{ name: 'c', scope: 'user', limit_usd: '1' }] });
+  cleanups.push(() => d.stop());
+  const token = await cmd(d, null, 'token', 'mint', '--user', 'sam@example.com');
+  const r = await d.request(`/model/${enc('test.stream')}/invoke-with-response-stream`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` }, body: body400(),
+  });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['x-budget-remaining-usd'], '1.000000');
+  assert.equal(r.headers['x-budget-name'], 'c');
+  assert.equal(decodeChunkEvents(r.body).length, 3);
+  // 100 in, 50 out, 1000 cache reads: $0.0001 + $0.0005 + $0.0001.
+  const rows = await waitUsage(d.dir, 1);
+  assert.equal(rows[0].cost_micros, 700);
+  const m = await me(d, token);
+  assert.deepEqual([m.budgets[0].spent_usd, m.budgets[0].reserved_usd], ['0.000700', '0.000000']);
+});
+
+test('budgets: a caller to whom more ledgers apply than a call checks is refused (503), not let past the caps left out', async () => {
+  const { fake } = await heldBedrock();
+  // 9 group caps x 16 groups each = 144 ledgers, more than 128.
+  const caps = Array.from({ length: 9 }, (_, i) => ({ name: `g${i}`, scope: 'group', limit_usd: '100' }));
+  const d = await start(fake, { caps });
+  cleanups.push(() => d.stop());
+  await cmd(d, null, 'token', 'mint', '--user', 'many@example.com');
+  withDb(d.dir, (db) => db.prepare('UPDATE users SET groups = ? WHERE email = ?')
+    .run(JSON.stringify(Array.from({ length: 20 }, (_, i) => `team${i}`)), 'many@example.com'));
+  const token = await cmd(d, null, 'token', 'mint', '--user', 'many@example.com');
+  const r = await invoke(d, token);
+  assert.equal(r.status, 503);
+  assert.match(r.json().message, /144 budget ledgers apply to this caller, more than the 128/);
+  assert.equal(fake.requests.length, 0);
+  await d.waitForLog((e) => typeof e.msg === 'string' && e.msg.startsWith('budgets: 144 ledgers apply'));
 });
