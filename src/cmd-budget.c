@@ -8,10 +8,12 @@
  */
 
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bsp.h"
 #include "store.h"
@@ -430,7 +432,8 @@ cmd_budget_set(int argc, char **argv)
 	struct cmd_budget_run	 run;
 	const struct budget_cap	*cap = NULL;
 	const char		*ls = NULL, *ss = NULL;
-	char			*cause = NULL;
+	struct passwd		*pw;
+	char			*cause = NULL, actor[96];
 	long long		 limit = -1, soft = -1;
 	int			 ch, clear = 0, rc = 0;
 	size_t			 i;
@@ -505,6 +508,19 @@ cmd_budget_set(int argc, char **argv)
 		store_exec(run.t, &st_set, p, nitems(p), NULL,
 		    cmd_budget_step, &run);
 	}
+	if (cmd_budget_wait(&run) != STORE_OK) {
+		store_rollback(run.t);
+		goto fail;
+	}
+	pw = getpwuid(getuid());
+	snprintf(actor, sizeof actor, "cli:%s", pw != NULL ? pw->pw_name :
+	    "unknown");
+	audit_event(run.t, clear ? "budget_override_cleared" :
+	    "budget_override_set", run.u.id, actor, NULL, clear ?
+	    json_pack("{s:s}", "cap", cap->name) : json_pack("{s:s, s:o, s:o}",
+	    "cap", cap->name, "limit_micros", limit >= 0 ? json_integer(limit) :
+	    json_null(), "soft_micros", soft >= 0 ? json_integer(soft) :
+	    json_null()), cmd_budget_step, &run);
 	if (cmd_budget_wait(&run) != STORE_OK) {
 		store_rollback(run.t);
 		goto fail;

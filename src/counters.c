@@ -38,7 +38,7 @@
 #include "store.h"
 
 #define COUNTERS_SYNC_MS	500
-#define COUNTERS_PERIODS_MAX	8
+#define COUNTERS_PERIODS_MAX	64	/* the budgets: days of 23, 24, 25 h, ... */
 #define COUNTERS_COLS		4	/* key, window, requests, tokens */
 #define COUNTERS_READ_COLS	2	/* key, window_start */
 #define COUNTERS_SQL_MAX	4096

@@ -9,16 +9,25 @@
 // Bedrock's and Anthropic's shapes.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { runCommand, startDaemon } from './lib/daemon.mjs';
 import { decodeChunkEvents, encodeChunkFrame, startFakeBedrock } from './lib/fake-bedrock.mjs';
 import { CREDS, REGION, relayConfig, scrape, usageRows, waitUsage } from './lib/relay.mjs';
-import { withDb } from './lib/tokens.mjs';
+import { auditRows, withDb } from './lib/tokens.mjs';
 import { makeTempDir, waitFor } from './lib/util.mjs';
 
-const FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+// libfaketime (Debian's libfaketime), under the machine's multiarch directory.
+const FAKETIME = (() => {
+  try {
+    for (const d of readdirSync('/usr/lib')) {
+      const f = join('/usr/lib', d, 'faketime', 'libfaketime.so.1');
+      if (existsSync(f)) return f;
+    }
+  } catch { /* none */ }
+  return '/usr/lib/faketime/libfaketime.so.1';
+})();
 const MODEL = 'test.priced';
 const enc = encodeURIComponent;
 
@@ -321,6 +330,9 @@ test('budgets: a group cap and a key cap together, the tightest refuses; budget 
   assert.match(list, /^keycap\s+key\s+\*\s+day\s+0\.003000\s+-\s+-$/m);
   assert.match(list, /^local:bob@example\.com\s+peruser\s+0\.003000\s+-\s+/m);
   await cmd(d, null, 'budget', 'set', 'bob@example.com', 'peruser', '--clear');
+  assert.deepEqual(auditRows(d.dir, 'budget_override_set').map((a) => JSON.parse(a.detail)),
+    [{ cap: 'peruser', limit_micros: 3000, soft_micros: null }]);
+  assert.equal(auditRows(d.dir, 'budget_override_cleared').length, 1);
   await waitFor(async () => ((await me(d, token2)).budgets.find((b) => b.name === 'peruser').limit_usd === '1.000000') || null, { timeoutMs: 5000 });
   const bad = await runCommand(['budget', 'set', 'bob@example.com', 'groupcap', '--limit', '1'], { dir: d.dir });
   assert.equal(bad.code, 1);
@@ -452,6 +464,18 @@ test('budgets: two daemons on one PostgreSQL share the ledgers (reservations see
   cleanups.push(() => c2.stop());
   await waitFor(async () => ((await me(c2.daemons[0], token)).budgets[0].spent_usd === '0.005125') || null,
     { timeoutMs: 5000, message: 'the restarted daemon reads the shared ledger' });
+  // The commands on PostgreSQL: show from the usage table, set reaching the daemon.
+  const dir = c2.daemons[0].dir;
+  const show = await runCommand(['budget', 'show', 'pat@example.com'], { dir });
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, /^daily\s+user\s+local:pat@example\.com\s+day\s+0\.010000\s+0\.005125\s+0\.004875\s+/m);
+  const usage = await runCommand(['usage', '--cost', '--user', 'pat@example.com'], { dir });
+  assert.match(usage.stdout, /^TOTAL\s+5\s+500\s+250\s+5000\s+1000\s+0\s+0\.005125$/m);
+  const set = await runCommand(['budget', 'set', 'pat@example.com', 'daily', '--limit', '0.02', '--soft', '0.015'], { dir });
+  assert.equal(set.code, 0, set.stderr);
+  await waitFor(async () => ((await me(c2.daemons[0], token)).budgets[0].limit_usd === '0.020000') || null,
+    { timeoutMs: 5000, message: 'the daemon takes the override' });
+  assert.match((await runCommand(['budget', 'list'], { dir })).stdout, /^local:pat@example\.com\s+daily\s+0\.020000\s+0\.015000\s+/m);
 });
 
 test('budgets: a streamed call (InvokeModelWithResponseStream) carries the headers and settles with the stream\'s usage', async () => {

@@ -32,6 +32,8 @@ synced(int status, void *arg)
 }
 
 /* One sync, waited for; its status. */
+static void	test_windows_of_callers(void);
+
 static int
 sync_now(void)
 {
@@ -217,6 +219,47 @@ test_shared(void)
 	    "'3600/u:long'"), 1, "a period not in use here is not ours to "
 	    "purge");
 	ratelimit_free();
+	test_windows_of_callers();
+}
+
+/*
+ * Windows a caller chooses (the budgets' local days, weeks, months and
+ * slices: counters_get_at, counters_add_at): shared like the others, and
+ * purged, more than 8 periods of them (a day of 23, 24 and 25 hours, a
+ * week, months of 28 to 31 days and rolling windows).
+ */
+static void
+test_windows_of_callers(void)
+{
+	long long	a, b, now = (long long)now_wall(), i, period;
+	char		key[64];
+
+	for (i = 0; i < 12; i++) {
+		period = 82800 + i * 3600;
+		snprintf(key, sizeof key, "b/cap/u%lld", i);
+		counters_add_at(key, period, now - 100, 1000 + i, 10);
+	}
+	counters_get_at("b/cap/u3", 82800 + 3 * 3600, now - 100, &a, &b);
+	ok(a == 1003 && b == 10, "a count in a window given by the caller");
+	is_int(sync_now(), STORE_OK, "sync");
+	is_int(tmpdb_int("SELECT requests FROM rate_counters WHERE key = "
+	    "'122400/b/cap/u11' AND window_start = %lld", now - 100), 1011,
+	    "written under its period and window");
+	ok(tmpdb_exec("UPDATE rate_counters SET requests = requests + 500 "
+	    "WHERE key = '93600/b/cap/u3'") == 0, "another daemon adds 500");
+	counters_get_at("b/cap/u3", 93600, now - 100, &a, &b);
+	is_int(sync_now(), STORE_OK, "sync: read back");
+	counters_get_at("b/cap/u3", 93600, now - 100, &a, &b);
+	is_int(a, 1503, "the others' count read");
+	ok(tmpdb_exec("INSERT INTO rate_counters VALUES ('122400/b/cap/old', "
+	    "%lld, 1, 0)", now - 3 * 122400) == 0, "an old window of the "
+	    "twelfth period");
+	counters_maint(now_wall());
+	for (i = 0; i < 50 && tmpdb_int("SELECT count(*) FROM rate_counters "
+	    "WHERE key = '122400/b/cap/old'") != 0; i++)
+		run_for(0.1);
+	is_int(tmpdb_int("SELECT count(*) FROM rate_counters WHERE key = "
+	    "'122400/b/cap/old'"), 0, "purged: the twelfth period is known");
 }
 
 int
