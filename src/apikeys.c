@@ -553,6 +553,26 @@ out:
 }
 
 /*
+ * The lifetime of a key a user makes for themselves (requested < 0: the
+ * default, api_keys.default_ttl), which api_keys.max_ttl bounds: 0 with
+ * *ttl set, or -1 with *why. Keys without expiry past a maximum are the
+ * administrator's to make.
+ */
+int
+apikey_user_ttl(const struct config *c, long long requested, long long *ttl,
+    const char **why)
+{
+	*ttl = requested < 0 ? c->apikeys_default_ttl : requested;
+	if (c->apikeys_max_ttl > 0 && (*ttl == 0 ||
+	    *ttl > c->apikeys_max_ttl)) {
+		*why = "ttl must be at most api_keys.max_ttl; keys without "
+		    "expiry are made by an administrator";
+		return (-1);
+	}
+	return (0);
+}
+
+/*
  * Making a key, one unit: is the session (if any) still live, and may
  * the user have one more (a revocation by another process, "user logout",
  * is ordered with this unit, so that no key is made in a session that has

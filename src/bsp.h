@@ -459,6 +459,12 @@ struct config {
 	long long	 apikeys_default_ttl;
 	long long	 apikeys_max_ttl;
 	long long	 apikeys_max_per_user;
+
+	/* the self-service page */
+	int		 self_enabled;
+	long long	 self_session_ttl;
+	long long	 self_usage_days;
+
 	long long	 cache_validation_ttl;
 	long long	 cache_max_entries;
 	long long	 cache_cleanup_interval;
@@ -764,6 +770,7 @@ json_t		*server_body_json(struct request *, const char **);
 const char	*server_form(struct request *, const char *, char *, size_t);
 int		 server_form_count(struct request *, const char *);
 int		 server_content_type_is(struct request *, const char *);
+int		 server_same_origin(struct request *);
 void		 request_ref(struct request *);
 void		 request_unref(struct request *);
 void		 request_set_user(struct request *, const char *);
@@ -825,6 +832,14 @@ void		 route_auth_token(struct request *);
 void		 route_auth_login_any(struct request *);
 void		 route_auth_token_any(struct request *);
 void		 route_login_cookie(struct request *, const char *);
+
+/* route-self.c */
+int		 route_self_signed_in(struct request *, const char *);
+void		 route_self_page(struct request *);
+void		 route_self_key_new(struct request *);
+void		 route_self_key_revoke(struct request *);
+void		 route_self_session_end(struct request *);
+void		 route_self_sign_out_all(struct request *);
 
 /* route-bedrock.c */
 void		 route_bedrock(struct request *);
@@ -1173,6 +1188,8 @@ void		 usage_purge(time_t, store_end_cb, void *);
 int		 usage_init(struct config *, char **);
 void		 usage_free(void);
 size_t		 usage_queued(void);
+void		 usage_by_day(const char *, time_t, int, void (*)(int,
+		     json_t *, void *), void *);
 extern struct metric	*m_tokens;
 
 /* audit.c */
@@ -1401,6 +1418,11 @@ void		 tokens_refresh(const char *, const char *, void (*)(int,
 void		 tokens_revoke_family(const char *, const char *,
 		     const char *, const char *, const char *, void (*)(int,
 		     void *), void *);
+void		 tokens_revoke_own_family(const char *, const char *,
+		     const char *, const char *, const char *, void (*)(int,
+		     void *), void *);
+void		 tokens_sessions_list(const char *, int, void (*)(int,
+		     json_t *, void *), void *);
 void		 tokens_revoke_refresh(const char *, const char *,
 		     const char *, void (*)(int, void *), void *);
 void		 tokens_revoke_user(const char *, const char *, int,
@@ -1415,6 +1437,8 @@ int		 tokens_family_revoked(const char *);
 void		 apikeys_load(store_end_cb, void *);
 int		 apikeys_loaded(void);
 void		 apikeys_free(void);
+int		 apikey_user_ttl(const struct config *, long long,
+		     long long *, const char **);
 void		 apikey_create(const char *, const char *, const char *,
 		     long long, const struct strlist *, const char *,
 		     const char *, void (*)(int, char *, json_t *,

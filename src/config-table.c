@@ -173,6 +173,15 @@ const struct config_key config_keys[] = {
 	  "longest lifetime a user may give a key (0: no limit)" },
 	{ "api_keys.max_per_user", CT_INT, CS_ROOT, OFF(apikeys_max_per_user),
 	  "20", 0, 10000, NULL, 0, "active API keys one user may hold" },
+	{ "self_service.enabled", CT_BOOL, CS_ROOT, OFF(self_enabled), "true",
+	  0, 0, NULL, 0, "serve the self-service page /me and give a browser "
+	  "that signs in its session cookie" },
+	{ "self_service.session_ttl", CT_DURATION, CS_ROOT,
+	  OFF(self_session_ttl), "3600", 300, 86400, NULL, 0,
+	  "lifetime of the self-service page's browser session (at most its "
+	  "sign-in's session)" },
+	{ "self_service.usage_days", CT_INT, CS_ROOT, OFF(self_usage_days),
+	  "30", 1, 366, NULL, 0, "days of usage the self-service page shows" },
 	{ "cache.validation_ttl", CT_DURATION, CS_ROOT, OFF(cache_validation_ttl),
 	  "86400", 0, 31536000, NULL, 0,
 	  "longest a verified external token is cached" },

@@ -25,11 +25,9 @@
  * callback (route-login.c) approves it.
  */
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <event2/buffer.h>
 
@@ -153,59 +151,6 @@ device_token_ok(const char *token, const char *cookie)
 	}
 	freezero(pt, plen);
 	return (ok);
-}
-
-/*
- * This proxy's origin (scheme://host[:port], no default port, lower
- * case), as a browser names it in Origin, from server.public_url.
- */
-static void
-device_origin(const struct config *c, char *buf, size_t len)
-{
-	const char	*u = c->server_public_url, *h;
-	size_t		 n, i;
-
-	h = strstr(u, "://");
-	h = h != NULL ? h + 3 : u;
-	n = (size_t)(h - u) + strcspn(h, "/");
-	if (n >= len)
-		n = len - 1;
-	for (i = 0; i < n; i++)
-		buf[i] = (char)tolower((unsigned char)u[i]);
-	buf[n] = '\0';
-	if (n > 4 && strcmp(buf + n - 4, ":443") == 0 &&
-	    strncmp(buf, "https://", 8) == 0)
-		buf[n - 4] = '\0';
-	else if (n > 3 && strcmp(buf + n - 3, ":80") == 0 &&
-	    strncmp(buf, "http://", 7) == 0)
-		buf[n - 3] = '\0';
-}
-
-/*
- * Did the post come from a page of this origin? Sec-Fetch-Site, Origin and
- * Referer, whichever the browser sent; at least one of the last two.
- */
-static int
-device_same_origin(struct request *r)
-{
-	const char	*sfs = server_header(r, "Sec-Fetch-Site");
-	const char	*origin = server_header(r, "Origin");
-	const char	*referer = server_header(r, "Referer");
-	char		 ours[512];
-	size_t		 n;
-
-	device_origin(r->cfg, ours, sizeof ours);
-	n = strlen(ours);
-	if (sfs != NULL && strcmp(sfs, "same-origin") != 0)
-		return (0);
-	if (origin == NULL && referer == NULL)
-		return (0);
-	if (origin != NULL && strcasecmp(origin, ours) != 0)
-		return (0);
-	if (referer != NULL && (strncasecmp(referer, ours, n) != 0 ||
-	    referer[n] != '/'))
-		return (0);
-	return (1);
 }
 
 /*
@@ -422,7 +367,7 @@ device_page_post(struct request *r)
 	long				 retry;
 	int				 first, ok;
 
-	if (!device_same_origin(r) || !server_content_type_is(r,
+	if (!server_same_origin(r) || !server_content_type_is(r,
 	    "application/x-www-form-urlencoded")) {
 		log_info("device verification: a post from another site was "
 		    "refused (from %s)", r->client);

@@ -88,14 +88,9 @@ keys_create(struct request *r)
 		    "ttl must be seconds or a duration like 30d");
 		return;
 	}
-	if (ttl < 0)
-		ttl = r->cfg->apikeys_default_ttl;
-	if (r->cfg->apikeys_max_ttl > 0 && (ttl == 0 ||
-	    ttl > r->cfg->apikeys_max_ttl)) {
+	if (apikey_user_ttl(r->cfg, ttl, &ttl, &why) == -1) {
 		json_decref(j);
-		server_error_oauth(r, 400, "invalid_request", "ttl must be at "
-		    "most api_keys.max_ttl; keys without expiry are made by an "
-		    "administrator");
+		server_error_oauth(r, 400, "invalid_request", why);
 		return;
 	}
 	v = json_object_get(j, "models");

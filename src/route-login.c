@@ -11,7 +11,9 @@
  * an HTML page for a browser, JSON for an API client. A sign-in the
  * device flow's verification page started (route-device.c) comes back
  * through the same callback; its verdict is a page saying the device is
- * signed in, without tokens.
+ * signed in, without tokens. A browser's own sign-in also gets the
+ * self-service page's session cookie (route-self.c), bound to the session
+ * the token page shows.
  */
 
 #include <sys/queue.h>
@@ -241,6 +243,8 @@ signin_done(const struct login_result *res, void *arg)
 		t.public_url = r->cfg->server_public_url;
 		t.region = r->cfg->aws_region;
 		t.example_model = EXAMPLE_MODEL;
+		/* This browser's session for the self-service page. */
+		t.self_service = route_self_signed_in(r, t.access_token);
 		signin_page_success(r, &t);
 	}
 	request_unref(r);

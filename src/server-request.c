@@ -532,6 +532,61 @@ server_form_count(struct request *r, const char *name)
 	return (n);
 }
 
+/*
+ * This proxy's origin (scheme://host[:port], no default port, lower
+ * case), as a browser names it in Origin, from server.public_url.
+ */
+static void
+request_origin(const struct config *c, char *buf, size_t len)
+{
+	const char	*u = c->server_public_url, *h;
+	size_t		 n, i;
+
+	h = strstr(u, "://");
+	h = h != NULL ? h + 3 : u;
+	n = (size_t)(h - u) + strcspn(h, "/");
+	if (n >= len)
+		n = len - 1;
+	for (i = 0; i < n; i++)
+		buf[i] = (char)tolower((unsigned char)u[i]);
+	buf[n] = '\0';
+	if (n > 4 && strcmp(buf + n - 4, ":443") == 0 &&
+	    strncmp(buf, "https://", 8) == 0)
+		buf[n - 4] = '\0';
+	else if (n > 3 && strcmp(buf + n - 3, ":80") == 0 &&
+	    strncmp(buf, "http://", 7) == 0)
+		buf[n - 3] = '\0';
+}
+
+/*
+ * Did the post come from a page of this origin? Sec-Fetch-Site, Origin and
+ * Referer, whichever the browser sent; at least one of the last two. The
+ * pages whose forms post back (RF_SAME_ORIGIN) keep same-origin referrers
+ * for this.
+ */
+int
+server_same_origin(struct request *r)
+{
+	const char	*sfs = server_header(r, "Sec-Fetch-Site");
+	const char	*origin = server_header(r, "Origin");
+	const char	*referer = server_header(r, "Referer");
+	char		 ours[512];
+	size_t		 n;
+
+	request_origin(r->cfg, ours, sizeof ours);
+	n = strlen(ours);
+	if (sfs != NULL && strcmp(sfs, "same-origin") != 0)
+		return (0);
+	if (origin == NULL && referer == NULL)
+		return (0);
+	if (origin != NULL && strcasecmp(origin, ours) != 0)
+		return (0);
+	if (referer != NULL && (strncasecmp(referer, ours, n) != 0 ||
+	    referer[n] != '/'))
+		return (0);
+	return (1);
+}
+
 /* Does the request body claim to be of this media type? */
 int
 server_content_type_is(struct request *r, const char *type)

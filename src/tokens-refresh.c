@@ -64,6 +64,11 @@ static struct store_stmt st_rt_used = STORE_STMT("SELECT used_at FROM "
 static struct store_stmt st_rt_rotate = STORE_STMT("UPDATE refresh_tokens SET "
     "used_at = $1, successor = $2, successor_sealed = $3 WHERE hash = $4 AND "
     "used_at IS NULL");
+static struct store_stmt st_fam_list = STORE_STMT("SELECT f.id, f.created, "
+    "f.expires, f.access_ttl, (SELECT max(r.created) FROM refresh_tokens r "
+    "WHERE r.family_id = f.id) FROM token_families f WHERE f.user_id = $1 "
+    "AND f.revoked = 0 AND f.expires > $2 ORDER BY f.created DESC, f.id "
+    "LIMIT $3");
 static struct store_stmt st_user_get = STORE_STMT("SELECT id, provider, "
     "subject, email, email_verified, name, groups FROM users WHERE id = $1");
 
@@ -1081,6 +1086,7 @@ struct revoke_op {
 	char		*actor;
 	char		*client;
 	char		*user_id;
+	char		*owner;		/* the family must be this user's */
 	int		 found;
 	time_t		 fexp;
 	int		 nkeys;
@@ -1101,6 +1107,7 @@ revoke_end(struct revoke_op *op, int rc)
 	free(op->actor);
 	free(op->client);
 	free(op->user_id);
+	free(op->owner);
 	free(op);
 }
 
@@ -1185,7 +1192,8 @@ revoke_step(struct store_txn *t, int status, void *arg)
 		}
 		return;
 	case VS_FAMILY:
-		if (!op->found) {
+		if (!op->found || (op->owner != NULL && (op->user_id == NULL ||
+		    strcmp(op->user_id, op->owner) != 0))) {
 			store_rollback(t);
 			revoke_end(op, -1);
 			return;
@@ -1244,6 +1252,24 @@ tokens_revoke_family(const char *sid, const char *reason, const char *event,
 
 	op = revoke_new(reason, event, actor, client, cb, arg);
 	op->sid = xstrdup(sid);
+	store_begin(STORE_WRITE, revoke_step, op);
+}
+
+/*
+ * Revoke one session family of the user owner (the self-service page's
+ * "sign out"): as tokens_revoke_family(), and cb(-1, arg) also when the
+ * session is another user's.
+ */
+void
+tokens_revoke_own_family(const char *sid, const char *owner,
+    const char *reason, const char *event, const char *client,
+    void (*cb)(int, void *), void *arg)
+{
+	struct revoke_op	*op;
+
+	op = revoke_new(reason, event, owner, client, cb, arg);
+	op->sid = xstrdup(sid);
+	op->owner = xstrdup(owner);
 	store_begin(STORE_WRITE, revoke_step, op);
 }
 
@@ -1428,4 +1454,61 @@ tokens_revoke_user(const char *user_id, const char *reason, int keep_keys,
 	op->cb = cb;
 	op->arg = arg;
 	store_begin(STORE_WRITE, ulogout_step, op);
+}
+
+/* A user's live sessions (token families), newest first. */
+struct sessions_op {
+	json_t		*a;
+	void		(*cb)(int, json_t *, void *);
+	void		*arg;
+};
+
+static void
+sessions_row(const struct store_row *r, void *arg)
+{
+	struct sessions_op	*op = arg;
+	json_t			*o;
+
+	o = json_pack("{s:s?,s:I,s:I,s:b}", "id", store_text(r, 0),
+	    "created_at", (json_int_t)store_int(r, 1), "expires_at",
+	    (json_int_t)store_int(r, 2), "device", !store_null(r, 3));
+	/* When its refresh token last turned: the last time it was used. */
+	json_object_set_new(o, "refreshed_at", store_null(r, 4) ||
+	    store_int(r, 4) <= store_int(r, 1) ? json_null() :
+	    json_integer((json_int_t)store_int(r, 4)));
+	json_array_append_new(op->a, o);
+}
+
+static void
+sessions_done(int status, void *arg)
+{
+	struct sessions_op	*op = arg;
+
+	if (status != STORE_OK) {
+		json_decref(op->a);
+		op->cb(-2, NULL, op->arg);
+	} else
+		op->cb(0, op->a, op->arg);
+	free(op);
+}
+
+/*
+ * The live sessions of a user, newest first, at most max: cb(0, list,
+ * arg) (the callback owns it: id, created_at, expires_at, refreshed_at,
+ * device), or cb(-2, NULL, arg) if the database failed.
+ */
+void
+tokens_sessions_list(const char *user_id, int max, void (*cb)(int, json_t *,
+    void *), void *arg)
+{
+	struct sessions_op	*op;
+	struct store_param	 p[] = { SP_TEXT(user_id), SP_INT(now_wall()),
+				    SP_INT(max) };
+
+	op = xcalloc(1, sizeof *op);
+	op->a = json_array();
+	op->cb = cb;
+	op->arg = arg;
+	store_run(0, &st_fam_list, p, nitems(p), sessions_row, sessions_done,
+	    op);
 }

@@ -73,6 +73,12 @@ static struct store_stmt usage_stmts[nitems(usage_sizes)];
 
 static struct store_stmt st_purge = STORE_STMT("DELETE FROM usage WHERE ts "
     "< $1");
+static struct store_stmt st_by_day = STORE_STMT("SELECT (ts / 86400) * 86400 "
+    "AS d, model, count(*), sum(input_tokens), sum(output_tokens), "
+    "sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_micros), "
+    "sum(CASE WHEN cost_micros IS NULL THEN 1 ELSE 0 END) FROM usage WHERE "
+    "user_id = $1 AND ts >= $2 GROUP BY d, model ORDER BY d DESC, model "
+    "LIMIT $3");
 
 struct metric	*m_tokens;
 static struct metric	*m_usage_dropped;
@@ -477,4 +483,66 @@ size_t
 usage_queued(void)
 {
 	return (us.n);
+}
+
+/* One user's usage by day and model. */
+struct by_day_op {
+	json_t		*a;
+	void		(*cb)(int, json_t *, void *);
+	void		*arg;
+};
+
+static void
+by_day_row(const struct store_row *r, void *arg)
+{
+	struct by_day_op	*op = arg;
+	json_t			*o;
+
+	o = json_pack("{s:I,s:s?,s:I,s:I,s:I,s:I,s:I,s:I}", "day",
+	    (json_int_t)store_int(r, 0), "model", store_text(r, 1),
+	    "requests", (json_int_t)store_int(r, 2), "input_tokens",
+	    (json_int_t)store_int(r, 3), "output_tokens",
+	    (json_int_t)store_int(r, 4), "cache_read_tokens",
+	    (json_int_t)store_int(r, 5), "cache_write_tokens",
+	    (json_int_t)store_int(r, 6), "unpriced",
+	    (json_int_t)store_int(r, 8));
+	/* The calls with a price: their cost; none of them, null. */
+	json_object_set_new(o, "cost_micros", store_null(r, 7) ? json_null() :
+	    json_integer((json_int_t)store_int(r, 7)));
+	json_array_append_new(op->a, o);
+}
+
+static void
+by_day_done(int status, void *arg)
+{
+	struct by_day_op	*op = arg;
+
+	if (status != STORE_OK) {
+		json_decref(op->a);
+		op->cb(-2, NULL, op->arg);
+	} else
+		op->cb(0, op->a, op->arg);
+	free(op);
+}
+
+/*
+ * A user's usage since a time, by UTC day and model, newest day first, at
+ * most max rows: cb(0, rows, arg) (the callback owns them: day, model,
+ * requests, the four token counts, cost_micros of the calls with a price
+ * or null, and unpriced, the calls without), or cb(-2, NULL, arg) if the
+ * database failed. Rows still queued here are not in it yet.
+ */
+void
+usage_by_day(const char *user_id, time_t since, int max,
+    void (*cb)(int, json_t *, void *), void *arg)
+{
+	struct by_day_op	*op;
+	struct store_param	 p[] = { SP_TEXT(user_id), SP_INT(since),
+				    SP_INT(max) };
+
+	op = xcalloc(1, sizeof *op);
+	op->a = json_array();
+	op->cb = cb;
+	op->arg = arg;
+	store_run(0, &st_by_day, p, nitems(p), by_day_row, by_day_done, op);
 }

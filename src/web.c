@@ -10,6 +10,10 @@
  * request with a page is the routes' (route-login.c, route-device.c,
  * route-static.c).
  *
+ * The self-service page (/me) shows the signed-in user's usage, budgets,
+ * API keys and sessions from what route-self.c gathered, every form with
+ * the browser session's token; it too keeps same-origin referrers.
+ *
  * The device flow's verification page (RFC 8628) is a form that posts
  * back to /device with a token against cross-site requests; it alone
  * keeps same-origin referrers, which the check of its posts reads. Its
@@ -191,6 +195,32 @@ static const char web_css[] =
 "dl.facts dt { color: var(--muted); }\n"
 "dl.facts dd { margin: 0; }\n"
 "nav.toc ul { padding-left: 1.2rem; }\n"
+"table.data { border-collapse: collapse; width: 100%; margin: .6rem 0;\n"
+"  font-size: .9375rem; }\n"
+"table.data th, table.data td { text-align: left; padding: .35rem .5rem;\n"
+"  border-bottom: 1px solid var(--line); vertical-align: top; }\n"
+"table.data td.n, table.data th.n { text-align: right;\n"
+"  font-variant-numeric: tabular-nums; }\n"
+"table.data tfoot td { font-weight: 600; }\n"
+".scroll { overflow-x: auto; }\n"
+"form.inline { display: inline; margin: 0; }\n"
+"button.small {\n"
+"  font: inherit; font-size: .875rem; cursor: pointer;\n"
+"  padding: .2rem .7rem; border-radius: 6px;\n"
+"  border: 1px solid var(--line); background: var(--bg); color: var(--fg);\n"
+"}\n"
+"button.small.danger { color: var(--err-line);\n"
+"  border-color: var(--err-line); }\n"
+"form.self label { display: block; font-weight: 600; margin: .8rem 0 .2rem; }\n"
+"form.self input, form.self select {\n"
+"  font: inherit; padding: .35rem .5rem; width: 100%; max-width: 28rem;\n"
+"  background: var(--panel); color: var(--fg);\n"
+"  border: 1px solid var(--line); border-radius: 6px;\n"
+"}\n"
+"form.self button.button { width: auto; margin-top: 1rem; }\n"
+".state-ok { color: var(--ok); }\n"
+".state-warn { color: var(--warn-line); font-weight: 600; }\n"
+".state-over { color: var(--err-line); font-weight: 600; }\n"
 "@media (max-width: 36rem) {\n"
 "  dl.facts { grid-template-columns: 1fr; }\n"
 "  dl.facts dd { margin-bottom: .5rem; }\n"
@@ -999,6 +1029,9 @@ web_render_success(struct evbuffer *out, const struct web_tokens *t,
 
 	web_head(b, "Signed in");
 	web_success_intro(b, &ws);
+	if (t->self_service)
+		web_raw(b, "<p><a class=\"button secondary self\" "
+		    "href=\"/me\">Your usage, API keys and sessions</a></p>\n");
 	web_success_tokens(b, &ws);
 	if (web_success_claude(b, &ws) == -1)
 		goto out;
@@ -1187,6 +1220,504 @@ web_render_device_done(struct evbuffer *out, const char *user,
 	    "a few seconds. You can close this page.</p>\n"
 	    "<p class=\"muted\">If you did not start this sign-in, tell the "
 	    "people who run this proxy.</p>\n");
+	web_foot(b);
+	evbuffer_add_buffer(out, b);
+	evbuffer_free(b);
+	return (0);
+}
+
+/* "2026-12-07 09:30 UTC", or a dash for none (0). */
+static void
+web_date(struct evbuffer *b, time_t t, int with_time)
+{
+	char	iso[32];
+
+	if ((long long)t <= 0) {
+		web_raw(b, "\xe2\x80\x94");
+		return;
+	}
+	if ((long long)t > WEB_MAX_SECS * 2)
+		t = (time_t)(WEB_MAX_SECS * 2);
+	time_iso8601(t, iso, sizeof iso);
+	if (with_time)
+		evbuffer_add_printf(b, "<time datetime=\"%s\">%.10s %.5s "
+		    "UTC</time>", iso, iso, iso + 11);
+	else
+		evbuffer_add_printf(b, "<time datetime=\"%.10s\">%.10s</time>",
+		    iso, iso);
+}
+
+/* An integer member of a JSON object, or 0. */
+static long long
+web_jint(json_t *o, const char *k)
+{
+	return ((long long)json_integer_value(json_object_get(o, k)));
+}
+
+/* A string member of a JSON object, or NULL. */
+static const char *
+web_jstr(json_t *o, const char *k)
+{
+	return (json_string_value(json_object_get(o, k)));
+}
+
+/* The hidden form token every form of the page carries. */
+static void
+web_csrf_field(struct evbuffer *b, const char *csrf)
+{
+	web_raw(b, "<input type=\"hidden\" name=\"csrf\" value=\"");
+	web_text(b, csrf, WEB_FIELD_MAX);
+	web_raw(b, "\">\n");
+}
+
+/* A form of one button posting one named value to action. */
+static void
+web_button_form(struct evbuffer *b, const char *action, const char *csrf,
+    const char *name, const char *value, const char *label, const char *aria)
+{
+	web_raw(b, "<form class=\"inline\" method=\"post\" action=\"");
+	web_raw(b, action);
+	web_raw(b, "\">");
+	web_csrf_field(b, csrf);
+	if (name != NULL) {
+		evbuffer_add_printf(b, "<input type=\"hidden\" name=\"%s\" "
+		    "value=\"", name);
+		web_text(b, value, WEB_FIELD_MAX);
+		web_raw(b, "\">");
+	}
+	web_raw(b, "<button class=\"small danger\" type=\"submit\"");
+	if (aria != NULL) {
+		web_raw(b, " aria-label=\"");
+		web_text(b, aria, WEB_FIELD_MAX);
+		web_raw(b, "\"");
+	}
+	web_raw(b, ">");
+	web_raw(b, label);
+	web_raw(b, "</button></form>");
+}
+
+/* An amount of dollars as text ("0.012345"), or a dash for none. */
+static void
+web_money(struct evbuffer *b, const char *usd)
+{
+	if (usd == NULL || *usd == '\0') {
+		web_raw(b, "\xe2\x80\x94");
+		return;
+	}
+	web_raw(b, "$");
+	web_text(b, usd, 32);
+}
+
+/* "2026-12-08T00:00:00Z" as "2026-12-08 00:00 UTC"; other text as it is. */
+static void
+web_iso(struct evbuffer *b, const char *iso)
+{
+	if (iso == NULL)
+		return;
+	if (strlen(iso) != 20 || iso[10] != 'T' || iso[19] != 'Z') {
+		web_text(b, iso, 32);
+		return;
+	}
+	web_raw(b, "<time datetime=\"");
+	web_esc(b, iso, 20);
+	web_raw(b, "\">");
+	web_esc(b, iso, 10);
+	web_raw(b, " ");
+	web_esc(b, iso + 11, 5);
+	web_raw(b, " UTC</time>");
+}
+
+/* Today's spending and every budget that applies, with what is left. */
+static void
+web_self_budgets(struct evbuffer *b, const struct web_self *s)
+{
+	json_t		*u, *a, *o;
+	size_t		 i;
+	const char	*st;
+
+	u = json_object_get(s->me, "usage");
+	a = json_object_get(s->me, "budgets");
+	web_raw(b, "<h2 id=\"budgets\">Your budgets</h2>\n");
+	if (json_is_object(u)) {
+		web_raw(b, "<p class=\"today\">Today (since ");
+		web_text(b, web_jstr(u, "since"), 32);
+		if (web_jstr(u, "time_zone") != NULL) {
+			web_raw(b, ", ");
+			web_text(b, web_jstr(u, "time_zone"), WEB_NAME_MAX);
+		}
+		web_raw(b, "): <strong>");
+		web_money(b, web_jstr(u, "cost_usd"));
+		evbuffer_add_printf(b, "</strong> in %lld request%s.</p>\n",
+		    web_jint(u, "requests"), web_jint(u, "requests") == 1 ? "" :
+		    "s");
+	}
+	if (json_array_size(a) == 0) {
+		web_raw(b, "<p class=\"empty\">No budget caps your spending."
+		    "</p>\n");
+		return;
+	}
+	web_raw(b, "<p class=\"muted\">A call is refused before it reaches "
+	    "Bedrock when what it may cost at most does not fit in what is "
+	    "left; calls under way hold their worst case (reserved) until "
+	    "they end.</p>\n<div class=\"scroll\"><table class=\"data "
+	    "budgets\">\n<thead><tr><th>Budget</th><th>For</th>"
+	    "<th class=\"n\">Limit</th><th class=\"n\">Spent</th>"
+	    "<th class=\"n\">Reserved</th><th class=\"n\">Left</th>"
+	    "<th>Resets</th><th>State</th></tr></thead>\n<tbody>\n");
+	json_array_foreach(a, i, o) {
+		web_raw(b, "<tr><td>");
+		web_text(b, web_jstr(o, "name"), WEB_NAME_MAX);
+		web_raw(b, "<br><span class=\"muted\">");
+		web_text(b, web_jstr(o, "window"), 32);
+		web_raw(b, "</span></td><td>");
+		web_text(b, web_jstr(o, "scope"), 16);
+		if (web_jstr(o, "entity") != NULL &&
+		    *web_jstr(o, "entity") != '\0') {
+			web_raw(b, " ");
+			web_text(b, web_jstr(o, "entity"), WEB_FIELD_MAX);
+		}
+		web_raw(b, "</td><td class=\"n\">");
+		if (web_jstr(o, "limit_usd") != NULL)
+			web_money(b, web_jstr(o, "limit_usd"));
+		else
+			web_raw(b, "no limit");
+		if (web_jint(o, "limit_tokens") > 0)
+			evbuffer_add_printf(b, "<br>%lld tokens",
+			    web_jint(o, "limit_tokens"));
+		web_raw(b, "</td><td class=\"n\">");
+		web_money(b, web_jstr(o, "spent_usd"));
+		if (web_jint(o, "limit_tokens") > 0)
+			evbuffer_add_printf(b, "<br>%lld tokens",
+			    web_jint(o, "spent_tokens"));
+		web_raw(b, "</td><td class=\"n\">");
+		web_money(b, web_jstr(o, "reserved_usd"));
+		web_raw(b, "</td><td class=\"n\">");
+		web_money(b, web_jstr(o, "remaining_usd"));
+		web_raw(b, "</td><td>");
+		web_iso(b, web_jstr(o, "resets_at"));
+		st = web_jstr(o, "state") != NULL ? web_jstr(o, "state") : "";
+		if (strcmp(st, "refused") == 0)
+			web_raw(b, "</td><td class=\"state-over\">used up");
+		else if (strcmp(st, "warn") == 0)
+			web_raw(b, "</td><td class=\"state-warn\">past its "
+			    "warning");
+		else
+			web_raw(b, "</td><td class=\"state-ok\">ok");
+		web_raw(b, "</td></tr>\n");
+	}
+	web_raw(b, "</tbody>\n</table></div>\n");
+}
+
+/* Usage by day and model, with totals. */
+static void
+web_self_usage(struct evbuffer *b, const struct web_self *s)
+{
+	json_t		*row;
+	size_t		 i;
+	long long	 t[5] = { 0, 0, 0, 0, 0 };
+	static const char *const cols[] = { "requests", "input_tokens",
+	    "output_tokens", "cache_read_tokens", "cache_write_tokens" };
+	int		 c;
+
+	evbuffer_add_printf(b, "<h2 id=\"usage\">Your usage</h2>\n<p class=\""
+	    "muted\">Calls relayed for you in the last %lld days, by day (UTC) "
+	    "and model. A call shows here a few seconds after it ends.</p>\n",
+	    s->usage_days);
+	if (s->usage == NULL || json_array_size(s->usage) == 0) {
+		web_raw(b, "<p class=\"empty\">No usage in this time.</p>\n");
+		return;
+	}
+	web_raw(b, "<div class=\"scroll\"><table class=\"data usage\">\n"
+	    "<thead><tr><th>Day</th><th>Model</th><th class=\"n\">Requests"
+	    "</th><th class=\"n\">Input tokens</th><th class=\"n\">Output "
+	    "tokens</th><th class=\"n\">Cache read</th><th class=\"n\">Cache "
+	    "write</th><th class=\"n\">Cost (USD)</th></tr></thead>\n"
+	    "<tbody>\n");
+	json_array_foreach(s->usage, i, row) {
+		web_raw(b, "<tr><td>");
+		web_date(b, (time_t)web_jint(row, "day"), 0);
+		web_raw(b, "</td><td>");
+		web_text(b, web_jstr(row, "model") != NULL ?
+		    web_jstr(row, "model") : "(none)", WEB_FIELD_MAX);
+		web_raw(b, "</td>");
+		for (c = 0; c < 5; c++) {
+			t[c] += web_jint(row, cols[c]);
+			evbuffer_add_printf(b, "<td class=\"n\">%lld</td>",
+			    web_jint(row, cols[c]));
+		}
+		web_raw(b, "<td class=\"n\">");
+		web_money(b, web_jstr(row, "cost_usd"));
+		if (web_jint(row, "unpriced") > 0)
+			evbuffer_add_printf(b, " <span class=\"muted\">(%lld "
+			    "without a price)</span>",
+			    web_jint(row, "unpriced"));
+		web_raw(b, "</td></tr>\n");
+	}
+	web_raw(b, "</tbody>\n<tfoot><tr><td colspan=\"2\">Total</td>");
+	for (c = 0; c < 5; c++)
+		evbuffer_add_printf(b, "<td class=\"n\">%lld</td>", t[c]);
+	web_raw(b, "<td class=\"n\">");
+	web_money(b, s->usage_cost);
+	web_raw(b, "</td></tr></tfoot>\n</table></div>\n");
+}
+
+/* A lifetime choice of the new key form, if the maximum allows it. */
+static void
+web_ttl_option(struct evbuffer *b, const struct web_self *s, long long secs,
+    const char *value, const char *label)
+{
+	if (s->key_max_ttl > 0 && (secs == 0 || secs > s->key_max_ttl))
+		return;
+	evbuffer_add_printf(b, "<option value=\"%s\">%s</option>\n", value,
+	    label);
+}
+
+/* The keys, each with its revoke button, and the form for a new one. */
+static void
+web_self_keys(struct evbuffer *b, const struct web_self *s)
+{
+	json_t		*k, *m;
+	size_t		 i, j, n = 0;
+	char		 def[64];
+
+	web_raw(b, "<h2 id=\"keys\">Your API keys</h2>\n");
+	if (s->keys == NULL) {
+		web_raw(b, "<p>API keys are turned off on this proxy.</p>\n");
+		return;
+	}
+	web_raw(b, "<p class=\"muted\">An API key works like your token "
+	    "(<code>Authorization: Bearer</code> or <code>x-api-key</code>) "
+	    "until it expires, you revoke it, or the session it was made in "
+	    "ends.</p>\n");
+	json_array_foreach(s->keys, i, k) {
+		if (json_is_true(json_object_get(k, "revoked")) ||
+		    (web_jint(k, "expires_at") != 0 &&
+		    web_jint(k, "expires_at") <= (long long)s->now))
+			continue;
+		if (n++ == 0)
+			web_raw(b, "<div class=\"scroll\"><table class=\"data "
+			    "keys\">\n<thead><tr><th>Name</th><th>Key</th>"
+			    "<th>Models</th><th>Created</th><th>Expires</th>"
+			    "<th>Last used</th><th></th></tr></thead>\n"
+			    "<tbody>\n");
+		web_raw(b, "<tr><td>");
+		web_text(b, web_jstr(k, "name") != NULL ? web_jstr(k, "name") :
+		    "(no name)", WEB_NAME_MAX);
+		web_raw(b, "</td><td><code>");
+		web_text(b, web_jstr(k, "hint"), 32);
+		web_raw(b, "</code></td><td>");
+		m = json_object_get(k, "models");
+		if (json_array_size(m) == 0)
+			web_raw(b, "any you may use");
+		for (j = 0; j < json_array_size(m) && j < 32; j++) {
+			if (j > 0)
+				web_raw(b, ", ");
+			web_raw(b, "<code>");
+			web_text(b, json_string_value(json_array_get(m, j)),
+			    WEB_FIELD_MAX);
+			web_raw(b, "</code>");
+		}
+		web_raw(b, "</td><td>");
+		web_date(b, (time_t)web_jint(k, "created_at"), 0);
+		web_raw(b, "</td><td>");
+		if (web_jint(k, "expires_at") == 0)
+			web_raw(b, "never");
+		else
+			web_date(b, (time_t)web_jint(k, "expires_at"), 0);
+		web_raw(b, "</td><td>");
+		if (web_jint(k, "last_used_at") == 0)
+			web_raw(b, "never");
+		else
+			web_date(b, (time_t)web_jint(k, "last_used_at"), 1);
+		web_raw(b, "</td><td>");
+		web_button_form(b, "/me/keys/revoke", s->csrf, "id",
+		    web_jstr(k, "id"), "Revoke", NULL);
+		web_raw(b, "</td></tr>\n");
+	}
+	if (n == 0)
+		web_raw(b, "<p class=\"empty\">You have no API key.</p>\n");
+	else
+		web_raw(b, "</tbody>\n</table></div>\n");
+
+	web_raw(b, "<h3>Make a key</h3>\n<form class=\"self new-key\" "
+	    "method=\"post\" action=\"/me/keys\">\n");
+	web_csrf_field(b, s->csrf);
+	web_raw(b, "<label for=\"key-name\">Name</label>\n"
+	    "<input id=\"key-name\" name=\"name\" type=\"text\" "
+	    "maxlength=\"64\" autocomplete=\"off\" placeholder=\"laptop, CI job, ...\">\n"
+	    "<label for=\"key-models\">Models</label>\n"
+	    "<input id=\"key-models\" name=\"models\" type=\"text\" "
+	    "maxlength=\"2048\" autocomplete=\"off\" spellcheck=\"false\" "
+	    "placeholder=\"*claude-sonnet*, *haiku*\">\n"
+	    "<p class=\"muted\">Patterns separated by commas or spaces; empty: "
+	    "every model you may use.</p>\n"
+	    "<label for=\"key-ttl\">Expires</label>\n"
+	    "<select id=\"key-ttl\" name=\"ttl\">\n");
+	if (s->key_default_ttl > 0)
+		web_human_delta(s->key_default_ttl, def, sizeof def);
+	evbuffer_add_printf(b, "<option value=\"\" selected>default (%s)"
+	    "</option>\n", s->key_default_ttl > 0 ? def + 3 : "never");
+	web_ttl_option(b, s, 86400, "1d", "in 1 day");
+	web_ttl_option(b, s, 7 * 86400, "7d", "in 7 days");
+	web_ttl_option(b, s, 30 * 86400, "30d", "in 30 days");
+	web_ttl_option(b, s, 90 * 86400, "90d", "in 90 days");
+	web_ttl_option(b, s, 365 * 86400, "365d", "in 365 days");
+	web_ttl_option(b, s, 0, "0", "never");
+	web_raw(b, "</select>\n<button class=\"button\" type=\"submit\">Make "
+	    "the key</button>\n</form>\n");
+}
+
+/* The sessions, each with its sign-out button, and sign out everywhere. */
+static void
+web_self_sessions(struct evbuffer *b, const struct web_self *s)
+{
+	json_t		*o;
+	size_t		 i;
+	const char	*id;
+	int		 this;
+
+	web_raw(b, "<h2 id=\"sessions\">Your sessions</h2>\n<p class=\"muted\">"
+	    "Each sign-in (in a browser, from Claude Code, from a script) is a "
+	    "session with its own tokens. Signing one out ends its tokens and "
+	    "the API keys made in it at once.</p>\n");
+	if (s->sessions == NULL || json_array_size(s->sessions) == 0)
+		web_raw(b, "<p class=\"empty\">No session.</p>\n");
+	else {
+		web_raw(b, "<div class=\"scroll\"><table class=\"data "
+		    "sessions\">\n<thead><tr><th>Signed in</th><th>Kind</th>"
+		    "<th>Last refreshed</th><th>Ends</th><th></th></tr></thead>"
+		    "\n<tbody>\n");
+		json_array_foreach(s->sessions, i, o) {
+			id = web_jstr(o, "id");
+			this = id != NULL && s->sid != NULL &&
+			    strcmp(id, s->sid) == 0;
+			web_raw(b, this ? "<tr class=\"this\"><td>" :
+			    "<tr><td>");
+			web_date(b, (time_t)web_jint(o, "created_at"), 1);
+			web_raw(b, "</td><td>");
+			web_raw(b, json_is_true(json_object_get(o, "device")) ?
+			    "device sign-in" : "sign-in");
+			if (this)
+				web_raw(b, " <strong>(this browser)</strong>");
+			web_raw(b, "</td><td>");
+			web_date(b, (time_t)web_jint(o, "refreshed_at"), 1);
+			web_raw(b, "</td><td>");
+			web_date(b, (time_t)web_jint(o, "expires_at"), 0);
+			web_raw(b, "</td><td>");
+			web_button_form(b, "/me/sessions/revoke", s->csrf,
+			    "session", id, "Sign out", NULL);
+			web_raw(b, "</td></tr>\n");
+		}
+		web_raw(b, "</tbody>\n</table></div>\n");
+	}
+	web_raw(b, "<h3>Sign out everywhere</h3>\n<p>Ends every session of "
+	    "yours, this page's too, and revokes every API key of yours.</p>\n"
+	    "<form class=\"self\" method=\"post\" "
+	    "action=\"/me/sessions/revoke-all\">\n");
+	web_csrf_field(b, s->csrf);
+	web_raw(b, "<button class=\"button\" type=\"submit\">Sign out "
+	    "everywhere</button>\n</form>\n");
+}
+
+/*
+ * GET /me: who, usage, budgets, API keys and sessions, with forms that
+ * post back with the page's token.
+ */
+int
+web_render_self(struct evbuffer *out, const struct web_self *s)
+{
+	struct evbuffer	*b;
+	int		 rc = -1;
+
+	if (s->csrf == NULL || strlen(s->csrf) > WEB_FIELD_MAX ||
+	    (s->new_key != NULL && strlen(s->new_key) > WEB_FIELD_MAX))
+		return (-1);
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_head_policy(b, "Your account", "same-origin", NULL);
+	web_raw(b, "<h1>Your account</h1>\n<p>Signed in as <strong>");
+	if (s->name != NULL && *s->name != '\0' && (s->user == NULL ||
+	    strcmp(s->name, s->user) != 0)) {
+		web_text(b, s->name, WEB_FIELD_MAX);
+		web_raw(b, "</strong> (");
+		web_text(b, s->user, WEB_FIELD_MAX);
+		web_raw(b, ")");
+	} else {
+		web_text(b, s->user, WEB_FIELD_MAX);
+		web_raw(b, "</strong>");
+	}
+	web_raw(b, ". This page signs you out by itself ");
+	web_when(b, s->expires, s->now);
+	web_raw(b, ".</p>\n");
+	if (s->notice != NULL && *s->notice != '\0') {
+		web_raw(b, s->notice_error ? "<p class=\"notice error\" "
+		    "role=\"alert\">" : "<p class=\"notice\" role=\"status\">");
+		web_text(b, s->notice, WEB_NOTICE_MAX);
+		web_raw(b, "</p>\n");
+	}
+	if (s->new_key != NULL) {
+		web_raw(b, "<div class=\"notice warn new-key\" role=\"status\">"
+		    "<h2>Your new API key</h2>\n<p>Copy it now: it is shown "
+		    "this once and cannot be shown again.");
+		if (web_jstr(s->new_key_info, "name") != NULL) {
+			web_raw(b, " Name: <strong>");
+			web_text(b, web_jstr(s->new_key_info, "name"),
+			    WEB_NAME_MAX);
+			web_raw(b, "</strong>.");
+		}
+		web_raw(b, "</p>\n");
+		web_raw(b, "<div class=\"block\"><div class=\"label\">"
+		    "<label for=\"new-key\">API key (send as <code>"
+		    "Authorization: Bearer</code> or <code>x-api-key</code>)"
+		    "</label>");
+		web_copy_button(b, "new-key");
+		web_raw(b, "</div>\n<textarea id=\"new-key\" readonly "
+		    "rows=\"2\" spellcheck=\"false\" autocomplete=\"off\" "
+		    "autocapitalize=\"off\">");
+		web_esc(b, s->new_key, strlen(s->new_key));
+		web_raw(b, "</textarea></div>\n</div>\n");
+	}
+	web_raw(b, "<nav class=\"toc\"><ul>\n");
+	if (s->me != NULL)
+		web_raw(b, "<li><a href=\"#budgets\">Budgets</a></li>\n");
+	web_raw(b, "<li><a href=\"#usage\">Usage</a></li>\n"
+	    "<li><a href=\"#keys\">API keys</a></li>\n"
+	    "<li><a href=\"#sessions\">Sessions</a></li>\n"
+	    "</ul></nav>\n");
+	if (s->me != NULL)
+		web_self_budgets(b, s);
+	web_self_usage(b, s);
+	web_self_keys(b, s);
+	web_self_sessions(b, s);
+	web_foot(b);
+	if (evbuffer_get_length(b) > WEB_PAGE_MAX)
+		goto out;
+	evbuffer_add_buffer(out, b);
+	rc = 0;
+out:
+	evbuffer_free(b);
+	return (rc);
+}
+
+/*
+ * The self-service page without a session: never signed in here, its
+ * time is up, or signed out (what, and what to do).
+ */
+int
+web_render_self_out(struct evbuffer *out, const char *title, const char *what)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_head(b, title);
+	web_raw(b, "<h1>");
+	web_text(b, title, WEB_TITLE_MAX);
+	web_raw(b, "</h1>\n<p class=\"lead\">");
+	web_text(b, what, WEB_TEXT_MAX);
+	web_raw(b, "</p>\n<p>Your usage, your API keys and your sessions are "
+	    "on this page once you have signed in with your company account."
+	    "</p>\n<p><a class=\"button\" href=\"/\">Sign in</a></p>\n");
 	web_foot(b);
 	evbuffer_add_buffer(out, b);
 	evbuffer_free(b);

@@ -1,8 +1,8 @@
 /*
- * web.h: the HTML pages (login, success, error, the device flow's) and
- * their static assets, served from the binary. The render functions write
- * into an evbuffer, so that tests can check pages without a server and
- * the routes reply with them.
+ * web.h: the HTML pages (login, success, error, the device flow's, the
+ * self-service page) and their static assets, served from the binary. The
+ * render functions write into an evbuffer, so that tests can check pages
+ * without a server and the routes reply with them.
  */
 
 #ifndef WEB_H
@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 #include <time.h>
+
+#include <jansson.h>
 
 struct evbuffer;
 
@@ -40,6 +42,7 @@ struct web_tokens {
 	const char	*public_url;		/* no trailing slash */
 	const char	*region;		/* aws.region */
 	const char	*example_model;
+	int		 self_service;		/* link the self-service page */
 };
 
 /* The device flow's verification page. */
@@ -49,6 +52,35 @@ struct web_device {
 	const struct web_provider	*pv;
 	size_t				 npv;
 	const char			*notice;	/* what went wrong */
+};
+
+/*
+ * The self-service page (route-self.c): who, its form token, what just
+ * happened, and the lists as the identity layer gives them (usage_by_day,
+ * budget_me, apikey_list, tokens_sessions_list); amounts of money come as
+ * text (dollars with six decimals).
+ */
+struct web_self {
+	const char	*user;		/* email or id */
+	const char	*name;		/* may be NULL */
+	const char	*csrf;		/* every form's token */
+	const char	*notice;	/* what happened, or NULL */
+	int		 notice_error;	/* ... and it went wrong */
+	const char	*new_key;	/* a key just made: shown once */
+	json_t		*new_key_info;	/* its id, name, hint, ... */
+	json_t		*usage;		/* rows: day, model, requests, ...,
+					   cost_usd (text) or none */
+	const char	*usage_cost;	/* their total cost, dollars */
+	long long	 usage_days;
+	json_t		*me;		/* what GET /auth/me answers: today's
+					   usage and the budgets */
+	json_t		*keys;		/* NULL: API keys are off */
+	long long	 key_default_ttl;	/* api_keys.default_ttl */
+	long long	 key_max_ttl;		/* api_keys.max_ttl */
+	json_t		*sessions;
+	const char	*sid;		/* this browser's session */
+	time_t		 expires;	/* this page's session ends */
+	time_t		 now;
 };
 
 /* Renderers: 0, or -1 if the page cannot be built (buffer untouched). */
@@ -63,6 +95,9 @@ int		 web_render_device_continue(struct evbuffer *, const char *,
 		     const char *);
 int		 web_render_device_done(struct evbuffer *, const char *,
 		     const char *, const char *);
+int		 web_render_self(struct evbuffer *, const struct web_self *);
+int		 web_render_self_out(struct evbuffer *, const char *,
+		     const char *);
 void		 web_human_delta(long long, char *, size_t);
 char		*web_escape(const char *);
 const char	*web_static(const char *, size_t, const char **, size_t *,

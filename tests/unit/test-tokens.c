@@ -378,6 +378,127 @@ test_revoke_user(void)
 	session_clear(&b);
 }
 
+/* tokens_sessions_list(), waited for. */
+static json_t *
+sessions(const char *user, int max)
+{
+	struct tmpdb_wait	w;
+
+	memset(&w, 0, sizeof w);
+	tokens_sessions_list(user, max, tw_json, &w);
+	tw_wait(&w);
+	return (w.rc == 0 ? w.j : NULL);
+}
+
+static const char *
+sess_field(json_t *a, size_t i, const char *k)
+{
+	return (json_string_value(json_object_get(json_array_get(a, i), k)));
+}
+
+/* tokens_revoke_own_family(), waited for. */
+static int
+revoke_own(const char *sid, const char *owner)
+{
+	struct tmpdb_wait	w;
+
+	memset(&w, 0, sizeof w);
+	tokens_revoke_own_family(sid, owner, "logout", "logout", "192.0.2.1",
+	    tw_rc, &w);
+	tw_wait(&w);
+	return (w.rc);
+}
+
+/* The self-service page's sessions: a user's live ones, and sign out one. */
+static void
+test_own_sessions(void)
+{
+	struct user	 zed;
+	struct session	 a, b, again;
+	json_t		*l, *resp = NULL;
+	const char	*why;
+	char		*dump;
+
+	memset(&zed, 0, sizeof zed);
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	memset(&again, 0, sizeof again);
+	if (t_user_local("zed@example.com", &zed) != 0 ||
+	    t_session(&zed, "192.0.2.1", &resp) != 0 ||
+	    session_take(resp, &a) != 0 ||
+	    (a.sid = token_sid(a.access)) == NULL) {
+		ok(0, "own sessions: set-up");
+		goto out;
+	}
+	json_decref(resp);
+	resp = NULL;
+	if (t_session(&zed, "192.0.2.1", &resp) != 0 ||
+	    session_take(resp, &b) != 0 ||
+	    (b.sid = token_sid(b.access)) == NULL) {
+		ok(0, "own sessions: set-up");
+		goto out;
+	}
+	/* a: older, refreshed since, a device's; b: new. */
+	tmpdb_exec("UPDATE token_families SET created = created - 100, "
+	    "access_ttl = 3600 WHERE id = '%s'", a.sid);
+	tmpdb_exec("UPDATE refresh_tokens SET created = created - 100 WHERE "
+	    "family_id = '%s'", a.sid);
+	ok(refresh(a.refresh, &a, &why) == 0, "own sessions: one refreshed");
+	l = sessions(zed.id, 100);
+	ok(l != NULL && json_array_size(l) == 2, "own sessions: both listed");
+	ok(l != NULL && sess_field(l, 0, "id") != NULL &&
+	    strcmp(sess_field(l, 0, "id"), b.sid) == 0 &&
+	    strcmp(sess_field(l, 1, "id"), a.sid) == 0, "own sessions: the "
+	    "newest first");
+	ok(l != NULL && json_is_null(json_object_get(json_array_get(l, 0),
+	    "refreshed_at")) && json_is_integer(json_object_get(
+	    json_array_get(l, 1), "refreshed_at")), "own sessions: when it "
+	    "was refreshed, if it was");
+	ok(l != NULL && json_is_false(json_object_get(json_array_get(l, 0),
+	    "device")) && json_is_true(json_object_get(json_array_get(l, 1),
+	    "device")), "own sessions: a device's told apart");
+	json_decref(l);
+	l = sessions(zed.id, 1);
+	ok(l != NULL && json_array_size(l) == 1, "own sessions: at most the "
+	    "number asked");
+	json_decref(l);
+	l = sessions(ann.id, 100);
+	dump = l != NULL ? json_dumps(l, 0) : NULL;
+	ok(dump != NULL && strstr(dump, a.sid) == NULL,
+	    "own sessions: not in another user's list");
+	free(dump);
+	json_decref(l);
+
+	is_int(revoke_own(a.sid, ann.id), -1, "sign out one: another user's "
+	    "session is not found");
+	ok(!tokens_family_revoked(a.sid) && refresh(a.refresh, &again,
+	    &why) == 0, "sign out one: and goes on");
+	is_int(revoke_own(a.sid, zed.id), 0, "sign out one: the user's own");
+	ok(tokens_family_revoked(a.sid), "sign out one: revoked");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'logout' AND actor = '%s' AND detail LIKE '%%%s%%'", zed.id,
+	    a.sid), 1, "sign out one: audited, the user the actor");
+	is_int(revoke_own("no-such-family", zed.id), -1, "sign out one: an "
+	    "unknown session");
+	l = sessions(zed.id, 100);
+	ok(l != NULL && json_array_size(l) == 1 &&
+	    strcmp(sess_field(l, 0, "id"), b.sid) == 0, "own sessions: a "
+	    "revoked one is no longer listed");
+	json_decref(l);
+	tmpdb_exec("UPDATE token_families SET expires = %lld WHERE id = '%s'",
+	    (long long)now_wall() - 1, b.sid);
+	l = sessions(zed.id, 100);
+	ok(l != NULL && json_array_size(l) == 0, "own sessions: nor an "
+	    "expired one");
+	json_decref(l);
+out:
+	json_decref(resp);
+	session_clear(&a);
+	session_clear(&b);
+	session_clear(&again);
+	user_clear(&zed);
+}
+
 static void
 test_disabled_user(void)
 {
@@ -696,6 +817,7 @@ main(void)
 	test_revoke_refresh();
 	test_revoke_user();
 	test_disabled_user();
+	test_own_sessions();
 	test_mint_session();
 	test_refused();
 	test_twins();

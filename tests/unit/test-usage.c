@@ -76,6 +76,94 @@ turns(int n)
 		event_base_loop(bsp_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
+/* One usage row of user u at ts, of model m, with its cost (< 0: NULL). */
+static void
+row(const char *u, long long ts, const char *m, long long in, long long cost)
+{
+	char	c[32];
+
+	if (cost < 0)
+		snprintf(c, sizeof c, "NULL");
+	else
+		snprintf(c, sizeof c, "%lld", cost);
+	if (tmpdb_exec("INSERT INTO usage (ts, user_id, model, route, status, "
+	    "input_tokens, output_tokens, cache_read_tokens, "
+	    "cache_write_tokens, cost_micros) VALUES (%lld, '%s', '%s', "
+	    "'bedrock_invoke', 200, %lld, %lld, 1, 2, %s)", ts, u, m, in,
+	    in * 2, c) != 0)
+		diag("cannot insert a usage row");
+}
+
+/* usage_by_day(), waited for. */
+static json_t *
+by_day(const char *u, time_t since, int max)
+{
+	struct tmpdb_wait	w;
+
+	memset(&w, 0, sizeof w);
+	usage_by_day(u, since, max, tw_json, &w);
+	tw_wait(&w);
+	return (w.rc == 0 ? w.j : NULL);
+}
+
+static long long
+jint(json_t *a, size_t i, const char *k)
+{
+	return ((long long)json_integer_value(json_object_get(
+	    json_array_get(a, i), k)));
+}
+
+/* A user's usage by UTC day and model, with its cost: the page's. */
+static void
+test_by_day(void)
+{
+	const long long	 d0 = 1700006400;	/* a UTC midnight */
+	json_t		*a;
+
+	row("self:u1", d0 + 10, "m-b", 10, 100);
+	row("self:u1", d0 + 20, "m-b", 20, -1);
+	row("self:u1", d0 + 30, "m-a", 30, 300);
+	row("self:u1", d0 + 86399, "m-a", 40, 400);
+	row("self:u1", d0 + 86400, "m-a", 50, 500);
+	row("self:u1", d0 - 1, "m-a", 60, 600);
+	row("self:u2", d0 + 10, "m-a", 70, 700);
+	row("self:u1", d0 + 86400 + 5, "m-c", 80, -1);
+
+	a = by_day("self:u1", (time_t)d0, 100);
+	ok(a != NULL, "by day: read");
+	is_int((int)json_array_size(a), 4, "by day: one row per day and "
+	    "model, since the given time, of the user only");
+	ok(jint(a, 0, "day") == d0 + 86400 && strcmp(json_string_value(
+	    json_object_get(json_array_get(a, 0), "model")), "m-a") == 0 &&
+	    jint(a, 2, "day") == d0 && strcmp(json_string_value(
+	    json_object_get(json_array_get(a, 2), "model")), "m-a") == 0,
+	    "by day: newest day first, then by model");
+	ok(jint(a, 0, "requests") == 1 && jint(a, 0, "input_tokens") == 50 &&
+	    jint(a, 0, "cost_micros") == 500 && jint(a, 0, "unpriced") == 0,
+	    "by day: a day's one call");
+	ok(json_is_null(json_object_get(json_array_get(a, 1), "cost_micros"))
+	    && jint(a, 1, "unpriced") == 1, "by day: no price at all: a "
+	    "null cost, one call without");
+	ok(jint(a, 2, "requests") == 2 && jint(a, 2, "input_tokens") == 70 &&
+	    jint(a, 2, "output_tokens") == 140 &&
+	    jint(a, 2, "cache_read_tokens") == 2 &&
+	    jint(a, 2, "cache_write_tokens") == 4 &&
+	    jint(a, 2, "cost_micros") == 700, "by day: a day's calls of one "
+	    "model summed, up to its last second");
+	ok(jint(a, 3, "requests") == 2 && jint(a, 3, "cost_micros") == 100 &&
+	    jint(a, 3, "unpriced") == 1, "by day: the priced calls' cost, "
+	    "and how many had no price");
+	json_decref(a);
+	a = by_day("self:u1", (time_t)d0, 2);
+	is_int((int)json_array_size(a), 2, "by day: at most the rows asked");
+	json_decref(a);
+	a = by_day("self:nobody", 0, 100);
+	ok(a != NULL && json_array_size(a) == 0, "by day: none for a user "
+	    "without usage");
+	json_decref(a);
+	tmpdb_exec("DELETE FROM usage WHERE user_id LIKE 'self:%%'");
+}
+
 int
 main(void)
 {
@@ -167,6 +255,7 @@ main(void)
 		    "1700100000"), 0, "old rows purged");
 	}
 
+	test_by_day();
 	usage_free();
 	tmpdb_close();
 	return (tap_done());

@@ -38,7 +38,10 @@ static const char *const tag_ok[] = {
 	"nav", "/nav", "div", "/div", "span", "/span", "pre", "/pre", "code",
 	"/code", "textarea", "/textarea", "button", "/button", "label",
 	"/label", "dl", "/dl", "dt", "/dt", "dd", "/dd", "time", "/time",
-	"strong", "/strong", "form", "/form", "input",
+	"strong", "/strong", "form", "/form", "input", "table", "/table",
+	"thead", "/thead", "tbody", "/tbody", "tfoot", "/tfoot", "tr", "/tr",
+	"th", "/th", "td", "/td", "select", "/select", "option", "/option",
+	"br",
 };
 
 static char *
@@ -786,6 +789,172 @@ test_escape(void)
 	free(s);
 }
 
+static char *
+self_page(const struct web_self *ws)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (web_render_self(b, ws) == -1) {
+		evbuffer_free(b);
+		return (NULL);
+	}
+	return (drain(b));
+}
+
+/* The self-service page: everything escaped, every form with its token. */
+static void
+test_self(void)
+{
+	struct web_self	 ws;
+	struct evbuffer	*b;
+	json_t		*usage, *keys, *sessions, *me;
+	char		*s;
+	const char	*secrets[] = { "bsk_new" };
+	const char	*p;
+	int		 forms, tokens;
+
+	usage = json_pack("[{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:I},"
+	    "{s:I,s:n,s:I,s:I,s:I,s:I,s:I,s:I}]",
+	    "day", (json_int_t)NOW, "model", HOSTILE, "requests", 3,
+	    "input_tokens", 1000, "output_tokens", 20, "cache_read_tokens", 5,
+	    "cache_write_tokens", 7, "cost_usd", "0.012345", "unpriced", 0,
+	    "day", (json_int_t)NOW, "model", "requests", 1, "input_tokens", 1,
+	    "output_tokens", 2, "cache_read_tokens", 0, "cache_write_tokens", 0,
+	    "unpriced", 1);
+	keys = json_pack("[{s:s,s:s,s:s,s:[s,s],s:I,s:n,s:I,s:b},"
+	    "{s:s,s:s,s:s,s:[],s:I,s:I,s:n,s:b},"
+	    "{s:s,s:s,s:s,s:[],s:I,s:I,s:n,s:b}]",
+	    "id", HOSTILE, "name", HOSTILE, "hint", "bsk_...wxyz", "models",
+	    HOSTILE, "*haiku*", "created_at", (json_int_t)NOW, "expires_at",
+	    "last_used_at", (json_int_t)NOW, "revoked", 0,
+	    "id", "k-revoked", "name", "gone-revoked", "hint", "h", "models",
+	    "created_at", (json_int_t)NOW, "expires_at", (json_int_t)NOW + 9,
+	    "last_used_at", "revoked", 1,
+	    "id", "k-expired", "name", "gone-expired", "hint", "h", "models",
+	    "created_at", (json_int_t)NOW - 9, "expires_at", (json_int_t)NOW,
+	    "last_used_at", "revoked", 0);
+	sessions = json_pack("[{s:s,s:I,s:I,s:n,s:b},{s:s,s:I,s:I,s:I,s:b}]",
+	    "id", "this-sid", "created_at", (json_int_t)NOW, "expires_at",
+	    (json_int_t)NOW + 86400, "refreshed_at", "device", 0,
+	    "id", HOSTILE, "created_at", (json_int_t)NOW - 10, "expires_at",
+	    (json_int_t)NOW + 86400, "refreshed_at", (json_int_t)NOW - 5,
+	    "device", 1);
+	me = json_pack("{s:{s:s,s:s,s:s,s:I},s:[{s:s,s:s,s:s,s:s,s:s,s:s,"
+	    "s:s,s:s,s:s,s:s},{s:s,s:s,s:s,s:s,s:n,s:s,s:s,s:s,s:s,s:I,s:I}]}",
+	    "usage", "since", "2023-11-14T00:00:00Z", "time_zone", HOSTILE,
+	    "cost_usd", "0.500000", "requests", 4,
+	    "budgets",
+	    "name", HOSTILE, "scope", "user", "entity", HOSTILE, "window",
+	    "day", "limit_usd", "1.000000", "spent_usd", "0.500000",
+	    "reserved_usd", "0.100000", "remaining_usd", "0.400000",
+	    "resets_at", "2023-11-15T00:00:00Z", "state", "warn",
+	    "name", "tokens", "scope", "group", "entity", "dev", "window",
+	    "month", "limit_usd", "spent_usd", "0.000000", "reserved_usd",
+	    "0.000000", "resets_at", "2023-12-01T00:00:00Z", "state",
+	    "refused", "limit_tokens", 1000, "spent_tokens", 1000);
+
+	memset(&ws, 0, sizeof ws);
+	ws.user = "user " HOSTILE;
+	ws.name = HOSTILE;
+	ws.csrf = "sekret-csrf\"><script>";
+	ws.notice = HOSTILE;
+	ws.notice_error = 1;
+	ws.new_key = "bsk_new<key>";
+	ws.new_key_info = json_pack("{s:s}", "name", HOSTILE);
+	ws.usage = usage;
+	ws.usage_cost = "0.012345";
+	ws.usage_days = 30;
+	ws.me = me;
+	ws.keys = keys;
+	ws.key_default_ttl = 90 * 86400;
+	ws.key_max_ttl = 30 * 86400;
+	ws.sessions = sessions;
+	ws.sid = "this-sid";
+	ws.expires = NOW + 3600;
+	ws.now = NOW;
+	s = self_page(&ws);
+	ok(s != NULL, "self: the page is built");
+	p = s != NULL ? check_tags(s, secrets, 1) : "no page";
+	ok(p == NULL, "self: tags are clean, the new key not in one (%s)",
+	    p != NULL ? p : "ok");
+	ok(s != NULL && strstr(s, "<script>alert") == NULL &&
+	    strstr(s, "<img") == NULL, "self: no injected element");
+	is_int(count(s, "&lt;script&gt;alert(1)"), 12, "self: user, name, "
+	    "notice, new key's name, model, budget, its entity, time zone, "
+	    "key id, name and model, session id: escaped");
+	forms = count(s, "<form ");
+	tokens = count(s, "<input type=\"hidden\" name=\"csrf\" "
+	    "value=\"sekret-csrf&quot;&gt;&lt;script&gt;\">");
+	ok(forms == 5 && tokens == forms, "self: each of the %d forms carries "
+	    "the token (%d)", forms, tokens);
+	is_int(count(s, "method=\"post\""), forms, "self: every form posts");
+	is_int(count(s, "action=\"/me/keys/revoke\"") +
+	    count(s, "action=\"/me/keys\"") +
+	    count(s, "action=\"/me/sessions/revoke\"") +
+	    count(s, "action=\"/me/sessions/revoke-all\""), forms,
+	    "self: and posts back to the page's own routes");
+	ok(strstr(s, "<meta name=\"referrer\" content=\"same-origin\">") !=
+	    NULL, "self: same-origin referrers (the posts' Origin is "
+	    "checked)");
+	ok(strstr(s, "<textarea id=\"new-key\" readonly") != NULL &&
+	    strstr(s, "bsk_new&lt;key&gt;</textarea>") != NULL,
+	    "self: the new key, escaped, once");
+	ok(strstr(s, "gone-revoked") == NULL && strstr(s, "gone-expired") ==
+	    NULL, "self: revoked and expired keys are not listed");
+	ok(strstr(s, "<option value=\"30d\">") != NULL &&
+	    strstr(s, "value=\"90d\"") == NULL &&
+	    strstr(s, "value=\"365d\"") == NULL &&
+	    strstr(s, "<option value=\"0\">") == NULL,
+	    "self: no expiry offered past api_keys.max_ttl");
+	ok(strstr(s, "default (90 days)") != NULL, "self: the default named");
+	is_int(count(s, "(this browser)"), 1, "self: this browser's session "
+	    "marked");
+	ok(strstr(s, "<td class=\"n\">$0.012345</td>") != NULL &&
+	    strstr(s, "(1 without a price)") != NULL, "self: the cost, and "
+	    "calls without a price");
+	ok(strstr(s, "$0.500000</strong> in 4 requests.") != NULL,
+	    "self: today's spending");
+	ok(strstr(s, "class=\"state-warn\">past its warning") != NULL &&
+	    strstr(s, "class=\"state-over\">used up") != NULL &&
+	    strstr(s, "no limit<br>1000 tokens") != NULL,
+	    "self: the budgets' states and a token cap");
+	ok(strstr(s, "$0.400000") != NULL, "self: what is left");
+	free(s);
+
+	/* Keys off, no budgets, no usage, no new key. */
+	ws.notice = NULL;
+	ws.new_key = NULL;
+	ws.keys = NULL;
+	ws.me = NULL;
+	ws.usage = NULL;
+	ws.csrf = "t";
+	s = self_page(&ws);
+	ok(s != NULL && strstr(s, "API keys are turned off") != NULL &&
+	    strstr(s, "action=\"/me/keys\"") == NULL &&
+	    strstr(s, "id=\"budgets\"") == NULL &&
+	    strstr(s, "No usage in this time.") != NULL &&
+	    strstr(s, "<textarea") == NULL, "self: keys off, no budgets, no "
+	    "usage, no new key");
+	ok(s != NULL && check_tags(s, NULL, 0) == NULL, "self: tags clean");
+	free(s);
+	ws.csrf = NULL;
+	ok(self_page(&ws) == NULL, "self: no token, no page");
+	json_decref(ws.new_key_info);
+	json_decref(usage);
+	json_decref(keys);
+	json_decref(sessions);
+	json_decref(me);
+
+	b = evbuffer_new();
+	is_int(web_render_self_out(b, HOSTILE, HOSTILE), 0, "self out: built");
+	s = drain(b);
+	is_int(count(s, "&lt;script&gt;alert(1)"), 3, "self out: title and "
+	    "text escaped");
+	ok(strstr(s, "href=\"/\">Sign in</a>") != NULL && check_tags(s, NULL,
+	    0) == NULL, "self out: a way to sign in; tags clean");
+	free(s);
+}
+
 int
 main(void)
 {
@@ -794,6 +963,7 @@ main(void)
 	test_success();
 	test_error();
 	test_device();
+	test_self();
 	test_static();
 	test_delta();
 	return (tap_done());
