@@ -235,19 +235,25 @@ crypto_hash_token(const char *token, uint8_t out[CRYPTO_HASH_LEN])
 void
 crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_HASH_LEN])
 {
-	static EVP_MD	*md;
-	unsigned int	 dglen;
+	static EVP_MD		*md;
+	static EVP_MD_CTX	*ctx;
+	unsigned int		 dglen;
 
 	/*
 	 * OpenSSL's SHA-256 uses the CPU's SHA extensions (request bodies
 	 * are hashed for SigV4); fetched once, as OpenSSL 3 would look it
-	 * up again on every call.
+	 * up again on every call, and one context reused (EVP_Digest()
+	 * would allocate and free one per call). The daemon has one thread.
 	 */
 	if (md == NULL && (md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
 		fatalx("%s: no SHA-256", __func__);
+	if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+		fatalx("%s: EVP_MD_CTX_new", __func__);
 	if (data == NULL)
 		data = "";
-	if (EVP_Digest(data, len, out, &dglen, md, NULL) != 1 ||
+	if (EVP_DigestInit_ex2(ctx, md, NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, data, len) != 1 ||
+	    EVP_DigestFinal_ex(ctx, out, &dglen) != 1 ||
 	    dglen != CRYPTO_HASH_LEN)
 		fatalx("%s: EVP_Digest", __func__);
 }
