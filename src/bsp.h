@@ -108,6 +108,9 @@ void		 log_fields(int, const char *, const struct log_field *, size_t);
 const char	*log_mask(const char *, char *, size_t);
 size_t		 log_escape(const char *, size_t, char *, size_t);
 void		 log_libevent_init(void);
+void		 log_buffer_start(struct event_base *);
+void		 log_buffer_stop(void);
+void		 log_flush(void);
 
 /* strlist.c */
 struct strlist {

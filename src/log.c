@@ -5,6 +5,15 @@
  * is escaped on the way out, so text that came from the network can be
  * logged without letting it forge lines or fields. Secrets never reach this
  * file unmasked: callers pass them through log_mask().
+ *
+ * Once the event loop runs (log_buffer_start), info and debug lines to
+ * stderr (the access log among them) are gathered in a buffer and written
+ * together at the end of the loop turn that made them, by a zero-delay
+ * timer made active when the first line goes in: one write(2) for many
+ * lines. The buffer is written first, so that lines keep their order,
+ * whenever a warning or an error is logged (those are written at once),
+ * when the next line would not fit, before a fork (log_flush), when
+ * buffering stops at shutdown and at exit.
  */
 
 #include <errno.h>
@@ -23,12 +32,20 @@
 
 #define LOG_LINE_MAX	16384
 #define LOG_VALUE_MAX	2048
+#define LOG_BUF_SIZE	LOG_LINE_MAX	/* a whole line always fits */
 
 static const char	*log_progname = BSP_NAME;
 static int		 log_level = LOG_LVL_INFO;
 static int		 log_format = LOG_FMT_TEXT;
 static int		 log_syslog;
 static int		 log_trace_mask;
+
+static struct {
+	struct event	*ev;		/* the end-of-turn flush; NULL: off */
+	int		 direct;	/* inside libevent: write at once */
+	size_t		 len;
+	char		 buf[LOG_BUF_SIZE];
+} log_out;
 
 static const char *const log_level_names[] = {
 	"error", "warn", "info", "debug"
@@ -51,6 +68,72 @@ static const struct {
 
 static void	log_vmsg(int, const char *, const char *, va_list)
 		    printflike(3, 0);
+static void	log_write(const char *, size_t);
+static void	log_flush_cb(evutil_socket_t, short, void *);
+
+/* All of len bytes to stderr; what cannot be written is dropped. */
+static void
+log_write(const char *p, size_t len)
+{
+	ssize_t	n;
+
+	while (len > 0) {
+		if ((n = write(STDERR_FILENO, p, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return;		/* nowhere left to complain */
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Write the buffered lines now. */
+void
+log_flush(void)
+{
+	int	saved_errno = errno;
+
+	if (log_out.len != 0) {
+		log_write(log_out.buf, log_out.len);
+		log_out.len = 0;
+	}
+	errno = saved_errno;
+}
+
+static void
+log_flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	log_flush();
+}
+
+/*
+ * Gather info and debug lines to stderr and write them at the end of each
+ * turn of base's loop (and at exit, if log_buffer_stop is not reached).
+ */
+void
+log_buffer_start(struct event_base *base)
+{
+	static int	registered;
+
+	if (log_out.ev != NULL)
+		return;
+	if ((log_out.ev = evtimer_new(base, log_flush_cb, NULL)) == NULL)
+		fatalx("%s: evtimer_new", __func__);
+	if (!registered && atexit(log_flush) == 0)
+		registered = 1;
+}
+
+/* Write what is buffered and write each line at once from now on. */
+void
+log_buffer_stop(void)
+{
+	log_flush();
+	if (log_out.ev != NULL) {
+		event_free(log_out.ev);
+		log_out.ev = NULL;
+	}
+}
 
 void
 log_init(const char *progname)
@@ -353,9 +436,18 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 		syslog(log_syslog_prio[level], "%s", line);
 	else {
 		log_line_end(line, &off, "\n");
-		/* One write per line so concurrent writers do not interleave. */
-		if (write(STDERR_FILENO, line, off) == -1) {
-			/* nowhere left to complain */
+		if (log_out.ev != NULL && !log_out.direct &&
+		    level >= LOG_LVL_INFO) {
+			if (off > sizeof log_out.buf - log_out.len)
+				log_flush();
+			if (log_out.len == 0)
+				event_active(log_out.ev, EV_TIMEOUT, 1);
+			memcpy(log_out.buf + log_out.len, line, off);
+			log_out.len += off;
+		} else {
+			/* Whole lines, in order: what is buffered first. */
+			log_flush();
+			log_write(line, off);
 		}
 	}
 	errno = saved_errno;
@@ -503,9 +595,14 @@ log_mask(const char *secret, char *buf, size_t len)
 	return (buf);
 }
 
+/*
+ * libevent's own messages come from inside the loop's machinery, where
+ * making the flush event active is not safe: they are written at once.
+ */
 static void
 log_libevent_cb(int severity, const char *msg)
 {
+	log_out.direct = 1;
 	switch (severity) {
 	case EVENT_LOG_DEBUG:
 		log_trace(TRACE_HTTP, "libevent: %s", msg);
@@ -520,6 +617,7 @@ log_libevent_cb(int severity, const char *msg)
 		log_errorx("libevent: %s", msg);
 		break;
 	}
+	log_out.direct = 0;
 }
 
 static void

@@ -258,6 +258,7 @@ main_daemon(void)
 	    (bsp_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	event_config_free(ec);
+	log_buffer_start(bsp_base);
 	main_log_versions();
 
 	if ((bsp_dns = evdns_base_new(bsp_base,
@@ -322,6 +323,7 @@ main_daemon(void)
 	modules_free();
 	store_close();
 	evdns_base_free(bsp_dns, 0);
+	log_buffer_stop();
 	event_base_free(bsp_base);
 	bsp_base = NULL;
 	log_info("stopped");

@@ -1,10 +1,142 @@
-/* test-log.c: escaping of network text, secret masking, trace parsing. */
+/*
+ * test-log.c: escaping of network text, secret masking, trace parsing, and
+ * the buffered lines of a running loop (none lost, none out of order).
+ */
 
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 
 #include "bsp.h"
 #include "tap.h"
+
+static char	logpath[] = "/tmp/test-log.XXXXXX";
+
+/* What the log file holds, as "msg" values joined by ",". */
+static const char *
+logged(void)
+{
+	static char	 out[65536];
+	char		 line[20000], *m, *e;
+	FILE		*f;
+	size_t		 o = 0;
+
+	out[0] = '\0';
+	if ((f = fopen(logpath, "r")) == NULL)
+		return ("(no file)");
+	while (fgets(line, sizeof line, f) != NULL) {
+		if ((m = strstr(line, " msg=")) == NULL)
+			continue;
+		m += 5;
+		e = m + strcspn(m, " \n");
+		o += (size_t)snprintf(out + o, sizeof out - o, "%s%.*s",
+		    o == 0 ? "" : ",", (int)(e - m), m);
+		if (o >= sizeof out)
+			break;
+	}
+	fclose(f);
+	return (out);
+}
+
+/* Send stderr to a fresh log file; returns the old stderr. */
+static int
+log_to_file(void)
+{
+	int	fd, saved;
+
+	saved = dup(STDERR_FILENO);
+	if ((fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600)) == -1 ||
+	    dup2(fd, STDERR_FILENO) == -1)
+		abort();
+	close(fd);
+	return (saved);
+}
+
+static void
+test_buffer(void)
+{
+	struct event_base	*base;
+	char			 want[65536], big[300];
+	pid_t			 pid;
+	size_t			 o, i;
+	int			 saved, fd, status;
+
+	if ((fd = mkstemp(logpath)) == -1)
+		abort();
+	close(fd);
+	if ((base = event_base_new()) == NULL)
+		abort();
+	log_configure(LOG_LVL_DEBUG, LOG_FMT_TEXT, 0);
+	saved = log_to_file();
+	log_buffer_start(base);
+
+	log_info("one");
+	log_debug("two");
+	is_str(logged(), "", "buffer: info and debug lines wait for the end of "
+	    "the loop turn");
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	is_str(logged(), "one,two", "buffer: written at the end of the turn, "
+	    "in order");
+
+	log_info("three");
+	log_warnx("four");
+	is_str(logged(), "one,two,three,four", "buffer: a warning is written "
+	    "at once, after what was buffered");
+	log_info("five");
+	log_errorx("six");
+	is_str(logged(), "one,two,three,four,five,six", "buffer: an error "
+	    "too");
+
+	/* Far more than the buffer holds, in one turn. */
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	o = (size_t)snprintf(want, sizeof want, "%s", logged());
+	for (i = 0; i < 200; i++) {
+		log_info("n%zu-%s", i, big);
+		o += (size_t)snprintf(want + o, sizeof want - o, ",n%zu-%s", i,
+		    big);
+	}
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	is_str(logged(), want, "buffer: 200 lines of 300 bytes in one turn, "
+	    "none lost, in order");
+
+	log_info("seven");
+	log_flush();
+	ok(strstr(logged(), ",seven") != NULL, "buffer: log_flush (before a "
+	    "fork) writes what waits");
+
+	log_info("eight");
+	log_buffer_stop();
+	ok(strstr(logged(), ",seven,eight") != NULL, "buffer: stopping (at "
+	    "shutdown) writes what waits");
+	log_info("nine");
+	ok(strstr(logged(), ",eight,nine") != NULL, "buffer: stopped, lines "
+	    "are written at once");
+
+	/* A process that exits with lines still buffered writes them. */
+	log_to_file();
+	if ((pid = fork()) == 0) {
+		log_buffer_start(base);
+		log_info("ten");
+		log_info("eleven");
+		exit(0);
+	}
+	waitpid(pid, &status, 0);
+	is_str(logged(), "ten,eleven", "buffer: lines buffered at exit are "
+	    "written");
+
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	unlink(logpath);
+	event_base_free(base);
+}
 
 static const char *
 esc(const char *s, size_t len)
@@ -50,5 +182,7 @@ main(void)
 	    cause != NULL && strstr(cause, "nonsense") != NULL,
 	    "unknown trace category named in the error");
 	free(cause);
+
+	test_buffer();
 	return (tap_done());
 }
