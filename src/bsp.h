@@ -539,6 +539,7 @@ void		 metric_set(struct metric *, const char *, double);
 void		 metric_observe(struct metric *, const char *, double);
 void		 metric_label(char *, size_t, const char *, ...);
 void		 metrics_init(void);
+void		 metrics_request(const char *, int, double);
 void		 metrics_render(struct evbuffer *);
 long long	 process_rss_bytes(void);
 extern struct metric	*m_requests, *m_request_seconds, *m_refreshes;
