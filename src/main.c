@@ -207,6 +207,11 @@ main_log_versions(void)
 		LFS("libsodium", crypto_sodium_version()),
 		LFS("jansson", jansson_version_str()),
 		LFS("libyaml", yaml_get_version_string()),
+#ifdef BSP_JEMALLOC
+		LFS("allocator", "jemalloc"),
+#else
+		LFS("allocator", "libc"),
+#endif
 		LFS("config", cfg->path != NULL ? cfg->path :
 		    "built-in defaults"),
 		LFS("database", db),
