@@ -343,39 +343,101 @@ log_line_addf(char *line, size_t *off, const char *fmt, ...)
 	}
 }
 
+/* A NUL-terminated piece (cut at LOG_FIELDS_MAX like any other). */
+static void
+log_line_adds(char *line, size_t *off, const char *s)
+{
+	log_line_add(line, off, s, strlen(s));
+}
+
 /*
  * One field. A quoted value is cut by log_escape() (with "...") to the room
  * left before LOG_FIELDS_MAX, and a field that does not fit even so is left
- * out: log_line_addf() must never cut one, which would leave a string open.
+ * out: a field must never be cut, which would leave a string open. Pieces
+ * are copied, not formatted: an access-log line has about fifteen fields.
  */
 static void
 log_line_kv(char *line, size_t *off, const char *key, const char *val, int num)
 {
 	char	esc[LOG_VALUE_MAX];
-	size_t	room, over, dsize;
+	size_t	room, over, dsize, vlen = strlen(val);
 
 	room = *off < LOG_FIELDS_MAX ? LOG_FIELDS_MAX - *off : 0;
 	over = strlen(key) + 6;		/* ,"key":"" or  key="" */
-	if (num ? over + strlen(val) > room : over + 4 > room)
+	if (num ? over + vlen > room : over + 4 > room)
 		return;
 	dsize = room - over + 1 < sizeof esc ? room - over + 1 : sizeof esc;
 	if (log_format == LOG_FMT_JSON) {
-		if (num)
-			log_line_addf(line, off, ",\"%s\":%s", key, val);
-		else {
-			log_escape(val, strlen(val), esc, dsize);
-			log_line_addf(line, off, ",\"%s\":\"%s\"", key, esc);
+		log_line_add(line, off, ",\"", 2);
+		log_line_adds(line, off, key);
+		if (num) {
+			log_line_add(line, off, "\":", 2);
+			log_line_add(line, off, val, vlen);
+		} else {
+			log_line_add(line, off, "\":\"", 3);
+			log_line_add(line, off, esc,
+			    log_escape(val, vlen, esc, dsize));
+			log_line_add(line, off, "\"", 1);
 		}
 		return;
 	}
 	if (*off != 0)
 		log_line_add(line, off, " ", 1);
-	if (num || (!log_needs_quote(val) && strlen(val) < LOG_VALUE_MAX))
-		log_line_addf(line, off, "%s=%s", key, val);
-	else {
-		log_escape(val, strlen(val), esc, dsize);
-		log_line_addf(line, off, "%s=\"%s\"", key, esc);
+	log_line_adds(line, off, key);
+	if (num || (!log_needs_quote(val) && vlen < LOG_VALUE_MAX)) {
+		log_line_add(line, off, "=", 1);
+		log_line_add(line, off, val, vlen);
+	} else {
+		log_line_add(line, off, "=\"", 2);
+		log_line_add(line, off, esc, log_escape(val, vlen, esc, dsize));
+		log_line_add(line, off, "\"", 1);
 	}
+}
+
+/* A long long in decimal, into buf (at least 21 bytes). */
+static void
+log_lltoa(long long v, char *buf)
+{
+	char			 tmp[24];
+	unsigned long long	 u;
+	size_t			 n = 0, i = 0;
+
+	u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[i++] = '-';
+	while (n > 0)
+		buf[i++] = tmp[--n];
+	buf[i] = '\0';
+}
+
+/*
+ * The time of a line, "2026-12-07T10:12:44.360Z": the part up to the
+ * seconds is formatted once per second.
+ */
+static void
+log_time(char *buf, size_t len)
+{
+	static time_t	 last = -1;
+	static char	 head[64];
+	struct timespec	 ts;
+	struct tm	 tm;
+	long		 ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != last) {
+		gmtime_r(&ts.tv_sec, &tm);
+		snprintf(head, sizeof head, "%04d-%02d-%02dT%02d:%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec);
+		last = ts.tv_sec;
+	}
+	ms = ts.tv_nsec / 1000000;
+	snprintf(buf, len, "%s.%c%c%cZ", head, (char)('0' + ms / 100),
+	    (char)('0' + ms / 10 % 10), (char)('0' + ms % 10));
 }
 
 /* Emit one log line with a message and structured fields. */
@@ -383,8 +445,6 @@ void
 log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 {
 	char		 line[LOG_LINE_MAX], tbuf[64], num[64];
-	struct timespec	 ts;
-	struct tm	 tm;
 	size_t		 off = 0, i;
 	int		 saved_errno = errno;
 
@@ -394,15 +454,15 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 	if (log_format == LOG_FMT_JSON)
 		log_line_add(line, &off, "{", 1);
 	if (!log_syslog) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		snprintf(tbuf, sizeof tbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-		if (log_format == LOG_FMT_JSON)
-			log_line_addf(line, &off, "\"time\":\"%s\"", tbuf);
-		else
-			log_line_addf(line, &off, "time=%s", tbuf);
+		log_time(tbuf, sizeof tbuf);
+		if (log_format == LOG_FMT_JSON) {
+			log_line_adds(line, &off, "\"time\":\"");
+			log_line_adds(line, &off, tbuf);
+			log_line_add(line, &off, "\"", 1);
+		} else {
+			log_line_adds(line, &off, "time=");
+			log_line_adds(line, &off, tbuf);
+		}
 		log_line_kv(line, &off, "level", log_level_names[level], 0);
 	} else if (log_format == LOG_FMT_JSON)
 		log_line_addf(line, &off, "\"level\":\"%s\"",
@@ -420,7 +480,7 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 			log_line_kv(line, &off, f[i].key, f[i].str, 0);
 			break;
 		case LF_INT:
-			snprintf(num, sizeof num, "%lld", f[i].num);
+			log_lltoa(f[i].num, num);
 			log_line_kv(line, &off, f[i].key, num, 1);
 			break;
 		case LF_DBL:

@@ -17,6 +17,8 @@
 #include "bsp.h"
 #include "tap.h"
 
+#define LOG_VALUE_MAX_TEST	4096	/* more than log.c's LOG_VALUE_MAX */
+
 static char	logpath[] = "/tmp/test-log.XXXXXX";
 
 /* What the log file holds, as "msg" values joined by ",". */
@@ -59,6 +61,69 @@ log_to_file(void)
 	return (saved);
 }
 
+/* The last line of the log file, without its time field. */
+static const char *
+last_line(void)
+{
+	static char	 line[20000];
+	char		 buf[20000], *p;
+	FILE		*f;
+
+	line[0] = '\0';
+	if ((f = fopen(logpath, "r")) == NULL)
+		return ("(no file)");
+	while (fgets(buf, sizeof buf, f) != NULL)
+		memcpy(line, buf, strlen(buf) + 1);
+	fclose(f);
+	line[strcspn(line, "\n")] = '\0';
+	/* time=2026-12-07T10:12:44.360Z or "time":"...", 24 characters */
+	if ((p = strstr(line, "time")) != NULL && strlen(p) > 29)
+		memmove(p + 4, p + 29 + (line[0] == '{' ? 2 : 0),
+		    strlen(p + 29 + (line[0] == '{' ? 2 : 0)) + 1);
+	return (line);
+}
+
+/* Fields as text and JSON, copied rather than formatted: the same lines. */
+static void
+test_fields(void)
+{
+	struct log_field	 f[] = {
+		LFS("id", "abc"),
+		LFS("path", "/a b\"c"),
+		LFI("status", 200),
+		LFI("neg", -9223372036854775807LL - 1),
+		LFI("zero", 0),
+		LFD("duration", 0.0123456789),
+		LFS("empty", ""),
+	};
+	char			 big[LOG_VALUE_MAX_TEST + 1];
+	struct log_field	 g[] = { LFS("big", big) };
+	const char		*l;
+	int			 saved;
+
+	saved = log_to_file();
+	log_configure(LOG_LVL_INFO, LOG_FMT_TEXT, 0);
+	log_fields(LOG_LVL_INFO, "request", f, sizeof f / sizeof f[0]);
+	is_str(last_line(), "time level=info msg=request id=abc "
+	    "path=\"/a b\\\"c\" status=200 neg=-9223372036854775808 zero=0 "
+	    "duration=0.012346 empty=\"\"", "fields: text");
+	log_configure(LOG_LVL_INFO, LOG_FMT_JSON, 0);
+	log_fields(LOG_LVL_INFO, "request", f, sizeof f / sizeof f[0]);
+	is_str(last_line(), "{\"time\",\"level\":\"info\",\"msg\":\"request\","
+	    "\"id\":\"abc\",\"path\":\"/a b\\\"c\",\"status\":200,"
+	    "\"neg\":-9223372036854775808,\"zero\":0,"
+	    "\"duration\":0.012346,\"empty\":\"\"}", "fields: JSON");
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	log_fields(LOG_LVL_INFO, "big", g, 1);
+	l = last_line();
+	ok(strstr(l, "...\"}") != NULL && strlen(l) < LOG_VALUE_MAX_TEST + 64,
+	    "fields: a long value is cut with an ellipsis, the line closed");
+	log_configure(LOG_LVL_INFO, LOG_FMT_TEXT, 0);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+}
+
 static void
 test_buffer(void)
 {
@@ -66,11 +131,8 @@ test_buffer(void)
 	char			 want[65536], big[300];
 	pid_t			 pid;
 	size_t			 o, i;
-	int			 saved, fd, status;
+	int			 saved, status;
 
-	if ((fd = mkstemp(logpath)) == -1)
-		abort();
-	close(fd);
 	if ((base = event_base_new()) == NULL)
 		abort();
 	log_configure(LOG_LVL_DEBUG, LOG_FMT_TEXT, 0);
@@ -151,7 +213,7 @@ int
 main(void)
 {
 	char	 buf[64], small[8];
-	int	 mask = 0;
+	int	 mask = 0, fd;
 	char	*cause = NULL;
 
 	is_str(esc("plain", 5), "plain", "plain text unchanged");
@@ -183,6 +245,10 @@ main(void)
 	    "unknown trace category named in the error");
 	free(cause);
 
+	if ((fd = mkstemp(logpath)) == -1)
+		abort();
+	close(fd);
+	test_fields();
 	test_buffer();
 	return (tap_done());
 }
