@@ -390,6 +390,23 @@ done
 			printf "| %s ms | %s | %s | %s |\n", iv,
 			    cell(a50[iv], "%.1f"), cell(a99[iv], "%.1f"),
 			    cell(aw[iv], "%.2f")
+		# Issue 16: RSS per stream <= 10 KiB, added TTFB p50 <=
+		# 10 ms, no frame lost, reordered or corrupt (medians over
+		# the rounds).
+		print ""
+		print "issue 16 goals, bsp (medians over the rounds):"
+		print ""
+		print "| interval | RSS per stream kB (goal <= 10) | added TTFB p50 ms (goal <= 10) | lost, out of order, corrupt (goal 0) |"
+		print "|---|---|---|---|"
+		for (iv in ivs) {
+			k = iv SUBSEP "bsp"
+			r = med(per[k]); t = med(a50[iv])
+			gr = r <= 10 ? "(met)" : "(not met)"
+			gt = t <= 10 ? "(met)" : "(not met)"
+			gf = lost[k] + ooo[k] + bad[k] == 0 ? "(met)" : "(not met)"
+			printf "| %s ms | %.1f %s | %.1f %s | %d, %d, %d %s |\n",
+			    iv, r, gr, t, gt, lost[k], ooo[k], bad[k], gf
+		}
 		print ""
 		print "added by /v1/messages (event stream re-emitted as SSE) over the Bedrock-format relay, within each round (anthropic - bsp):"
 		print ""

@@ -301,6 +301,7 @@ awscred_process_start(const char *cmd, long timeout_ms, const char *source,
 		return (NULL);
 	}
 	sigemptyset(&none);
+	log_flush();		/* a child must not inherit unwritten lines */
 	switch (pid = fork()) {
 	case -1:
 		xasprintf(cause, "fork: %s", strerror(errno));

@@ -108,6 +108,9 @@ void		 log_fields(int, const char *, const struct log_field *, size_t);
 const char	*log_mask(const char *, char *, size_t);
 size_t		 log_escape(const char *, size_t, char *, size_t);
 void		 log_libevent_init(void);
+void		 log_buffer_start(struct event_base *);
+void		 log_buffer_stop(void);
+void		 log_flush(void);
 
 /* strlist.c */
 struct strlist {
@@ -670,6 +673,7 @@ void		 metric_set(struct metric *, const char *, double);
 void		 metric_observe(struct metric *, const char *, double);
 void		 metric_label(char *, size_t, const char *, ...);
 void		 metrics_init(void);
+void		 metrics_request(const char *, int, double);
 void		 metrics_render(struct evbuffer *);
 long long	 process_rss_bytes(void);
 extern struct metric	*m_requests, *m_request_seconds, *m_refreshes;

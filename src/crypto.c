@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,26 @@ crypto_seterr(struct crypto_err *err, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Random bytes for short requests come from a pool filled CRYPTO_POOL
+ * bytes at a time (one getrandom(2) instead of one per call: a usage row's
+ * key on every relayed call); each byte is handed out once and wiped. A
+ * forked child forgets the pool, so it never hands out its parent's bytes.
+ */
+#define CRYPTO_POOL	512
+
+static struct {
+	uint8_t	 b[CRYPTO_POOL];
+	size_t	 left;
+} crypto_pool;
+static int	crypto_pool_on;		/* the fork handler is in place */
+
+static void
+crypto_pool_forget(void)
+{
+	sodium_memzero(&crypto_pool, sizeof crypto_pool);
+}
+
 int
 crypto_init(void)
 {
@@ -195,13 +216,26 @@ crypto_init(void)
 		return (-1);
 	if (OpenSSL_version_num() < 0x30000000L)
 		return (-1);
+	if (!crypto_pool_on &&
+	    pthread_atfork(NULL, NULL, crypto_pool_forget) == 0)
+		crypto_pool_on = 1;
 	return (0);
 }
 
 void
 crypto_random(void *buf, size_t len)
 {
-	randombytes_buf(buf, len);
+	if (len > CRYPTO_POOL / 8 || !crypto_pool_on) {
+		randombytes_buf(buf, len);
+		return;
+	}
+	if (crypto_pool.left < len) {
+		randombytes_buf(crypto_pool.b, sizeof crypto_pool.b);
+		crypto_pool.left = sizeof crypto_pool.b;
+	}
+	crypto_pool.left -= len;
+	memcpy(buf, crypto_pool.b + crypto_pool.left, len);
+	sodium_memzero(crypto_pool.b + crypto_pool.left, len);
 }
 
 /* A random identifier: len-1 lowercase hex digits. */
@@ -235,19 +269,25 @@ crypto_hash_token(const char *token, uint8_t out[CRYPTO_HASH_LEN])
 void
 crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_HASH_LEN])
 {
-	static EVP_MD	*md;
-	unsigned int	 dglen;
+	static EVP_MD		*md;
+	static EVP_MD_CTX	*ctx;
+	unsigned int		 dglen;
 
 	/*
 	 * OpenSSL's SHA-256 uses the CPU's SHA extensions (request bodies
 	 * are hashed for SigV4); fetched once, as OpenSSL 3 would look it
-	 * up again on every call.
+	 * up again on every call, and one context reused (EVP_Digest()
+	 * would allocate and free one per call). The daemon has one thread.
 	 */
 	if (md == NULL && (md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
 		fatalx("%s: no SHA-256", __func__);
+	if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+		fatalx("%s: EVP_MD_CTX_new", __func__);
 	if (data == NULL)
 		data = "";
-	if (EVP_Digest(data, len, out, &dglen, md, NULL) != 1 ||
+	if (EVP_DigestInit_ex2(ctx, md, NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, data, len) != 1 ||
+	    EVP_DigestFinal_ex(ctx, out, &dglen) != 1 ||
 	    dglen != CRYPTO_HASH_LEN)
 		fatalx("%s: EVP_Digest", __func__);
 }

@@ -5,6 +5,15 @@
  * is escaped on the way out, so text that came from the network can be
  * logged without letting it forge lines or fields. Secrets never reach this
  * file unmasked: callers pass them through log_mask().
+ *
+ * Once the event loop runs (log_buffer_start), info and debug lines to
+ * stderr (the access log among them) are gathered in a buffer and written
+ * together at the end of the loop turn that made them, by a zero-delay
+ * timer made active when the first line goes in: one write(2) for many
+ * lines. The buffer is written first, so that lines keep their order,
+ * whenever a warning or an error is logged (those are written at once),
+ * when the next line would not fit, before a fork (log_flush), when
+ * buffering stops at shutdown and at exit.
  */
 
 #include <errno.h>
@@ -23,12 +32,20 @@
 
 #define LOG_LINE_MAX	16384
 #define LOG_VALUE_MAX	2048
+#define LOG_BUF_SIZE	LOG_LINE_MAX	/* a whole line always fits */
 
 static const char	*log_progname = BSP_NAME;
 static int		 log_level = LOG_LVL_INFO;
 static int		 log_format = LOG_FMT_TEXT;
 static int		 log_syslog;
 static int		 log_trace_mask;
+
+static struct {
+	struct event	*ev;		/* the end-of-turn flush; NULL: off */
+	int		 direct;	/* inside libevent: write at once */
+	size_t		 len;
+	char		 buf[LOG_BUF_SIZE];
+} log_out;
 
 static const char *const log_level_names[] = {
 	"error", "warn", "info", "debug"
@@ -51,6 +68,72 @@ static const struct {
 
 static void	log_vmsg(int, const char *, const char *, va_list)
 		    printflike(3, 0);
+static void	log_write(const char *, size_t);
+static void	log_flush_cb(evutil_socket_t, short, void *);
+
+/* All of len bytes to stderr; what cannot be written is dropped. */
+static void
+log_write(const char *p, size_t len)
+{
+	ssize_t	n;
+
+	while (len > 0) {
+		if ((n = write(STDERR_FILENO, p, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return;		/* nowhere left to complain */
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Write the buffered lines now. */
+void
+log_flush(void)
+{
+	int	saved_errno = errno;
+
+	if (log_out.len != 0) {
+		log_write(log_out.buf, log_out.len);
+		log_out.len = 0;
+	}
+	errno = saved_errno;
+}
+
+static void
+log_flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	log_flush();
+}
+
+/*
+ * Gather info and debug lines to stderr and write them at the end of each
+ * turn of base's loop (and at exit, if log_buffer_stop is not reached).
+ */
+void
+log_buffer_start(struct event_base *base)
+{
+	static int	registered;
+
+	if (log_out.ev != NULL)
+		return;
+	if ((log_out.ev = evtimer_new(base, log_flush_cb, NULL)) == NULL)
+		fatalx("%s: evtimer_new", __func__);
+	if (!registered && atexit(log_flush) == 0)
+		registered = 1;
+}
+
+/* Write what is buffered and write each line at once from now on. */
+void
+log_buffer_stop(void)
+{
+	log_flush();
+	if (log_out.ev != NULL) {
+		event_free(log_out.ev);
+		log_out.ev = NULL;
+	}
+}
 
 void
 log_init(const char *progname)
@@ -260,39 +343,101 @@ log_line_addf(char *line, size_t *off, const char *fmt, ...)
 	}
 }
 
+/* A NUL-terminated piece (cut at LOG_FIELDS_MAX like any other). */
+static void
+log_line_adds(char *line, size_t *off, const char *s)
+{
+	log_line_add(line, off, s, strlen(s));
+}
+
 /*
  * One field. A quoted value is cut by log_escape() (with "...") to the room
  * left before LOG_FIELDS_MAX, and a field that does not fit even so is left
- * out: log_line_addf() must never cut one, which would leave a string open.
+ * out: a field must never be cut, which would leave a string open. Pieces
+ * are copied, not formatted: an access-log line has about fifteen fields.
  */
 static void
 log_line_kv(char *line, size_t *off, const char *key, const char *val, int num)
 {
 	char	esc[LOG_VALUE_MAX];
-	size_t	room, over, dsize;
+	size_t	room, over, dsize, vlen = strlen(val);
 
 	room = *off < LOG_FIELDS_MAX ? LOG_FIELDS_MAX - *off : 0;
 	over = strlen(key) + 6;		/* ,"key":"" or  key="" */
-	if (num ? over + strlen(val) > room : over + 4 > room)
+	if (num ? over + vlen > room : over + 4 > room)
 		return;
 	dsize = room - over + 1 < sizeof esc ? room - over + 1 : sizeof esc;
 	if (log_format == LOG_FMT_JSON) {
-		if (num)
-			log_line_addf(line, off, ",\"%s\":%s", key, val);
-		else {
-			log_escape(val, strlen(val), esc, dsize);
-			log_line_addf(line, off, ",\"%s\":\"%s\"", key, esc);
+		log_line_add(line, off, ",\"", 2);
+		log_line_adds(line, off, key);
+		if (num) {
+			log_line_add(line, off, "\":", 2);
+			log_line_add(line, off, val, vlen);
+		} else {
+			log_line_add(line, off, "\":\"", 3);
+			log_line_add(line, off, esc,
+			    log_escape(val, vlen, esc, dsize));
+			log_line_add(line, off, "\"", 1);
 		}
 		return;
 	}
 	if (*off != 0)
 		log_line_add(line, off, " ", 1);
-	if (num || (!log_needs_quote(val) && strlen(val) < LOG_VALUE_MAX))
-		log_line_addf(line, off, "%s=%s", key, val);
-	else {
-		log_escape(val, strlen(val), esc, dsize);
-		log_line_addf(line, off, "%s=\"%s\"", key, esc);
+	log_line_adds(line, off, key);
+	if (num || (!log_needs_quote(val) && vlen < LOG_VALUE_MAX)) {
+		log_line_add(line, off, "=", 1);
+		log_line_add(line, off, val, vlen);
+	} else {
+		log_line_add(line, off, "=\"", 2);
+		log_line_add(line, off, esc, log_escape(val, vlen, esc, dsize));
+		log_line_add(line, off, "\"", 1);
 	}
+}
+
+/* A long long in decimal, into buf (at least 21 bytes). */
+static void
+log_lltoa(long long v, char *buf)
+{
+	char			 tmp[24];
+	unsigned long long	 u;
+	size_t			 n = 0, i = 0;
+
+	u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[i++] = '-';
+	while (n > 0)
+		buf[i++] = tmp[--n];
+	buf[i] = '\0';
+}
+
+/*
+ * The time of a line, "2026-12-07T10:12:44.360Z": the part up to the
+ * seconds is formatted once per second.
+ */
+static void
+log_time(char *buf, size_t len)
+{
+	static time_t	 last = -1;
+	static char	 head[64];
+	struct timespec	 ts;
+	struct tm	 tm;
+	long		 ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != last) {
+		gmtime_r(&ts.tv_sec, &tm);
+		snprintf(head, sizeof head, "%04d-%02d-%02dT%02d:%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec);
+		last = ts.tv_sec;
+	}
+	ms = ts.tv_nsec / 1000000;
+	snprintf(buf, len, "%s.%c%c%cZ", head, (char)('0' + ms / 100),
+	    (char)('0' + ms / 10 % 10), (char)('0' + ms % 10));
 }
 
 /* Emit one log line with a message and structured fields. */
@@ -300,8 +445,6 @@ void
 log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 {
 	char		 line[LOG_LINE_MAX], tbuf[64], num[64];
-	struct timespec	 ts;
-	struct tm	 tm;
 	size_t		 off = 0, i;
 	int		 saved_errno = errno;
 
@@ -311,15 +454,15 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 	if (log_format == LOG_FMT_JSON)
 		log_line_add(line, &off, "{", 1);
 	if (!log_syslog) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		snprintf(tbuf, sizeof tbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-		if (log_format == LOG_FMT_JSON)
-			log_line_addf(line, &off, "\"time\":\"%s\"", tbuf);
-		else
-			log_line_addf(line, &off, "time=%s", tbuf);
+		log_time(tbuf, sizeof tbuf);
+		if (log_format == LOG_FMT_JSON) {
+			log_line_adds(line, &off, "\"time\":\"");
+			log_line_adds(line, &off, tbuf);
+			log_line_add(line, &off, "\"", 1);
+		} else {
+			log_line_adds(line, &off, "time=");
+			log_line_adds(line, &off, tbuf);
+		}
 		log_line_kv(line, &off, "level", log_level_names[level], 0);
 	} else if (log_format == LOG_FMT_JSON)
 		log_line_addf(line, &off, "\"level\":\"%s\"",
@@ -337,7 +480,7 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 			log_line_kv(line, &off, f[i].key, f[i].str, 0);
 			break;
 		case LF_INT:
-			snprintf(num, sizeof num, "%lld", f[i].num);
+			log_lltoa(f[i].num, num);
 			log_line_kv(line, &off, f[i].key, num, 1);
 			break;
 		case LF_DBL:
@@ -353,9 +496,18 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 		syslog(log_syslog_prio[level], "%s", line);
 	else {
 		log_line_end(line, &off, "\n");
-		/* One write per line so concurrent writers do not interleave. */
-		if (write(STDERR_FILENO, line, off) == -1) {
-			/* nowhere left to complain */
+		if (log_out.ev != NULL && !log_out.direct &&
+		    level >= LOG_LVL_INFO) {
+			if (off > sizeof log_out.buf - log_out.len)
+				log_flush();
+			if (log_out.len == 0)
+				event_active(log_out.ev, EV_TIMEOUT, 1);
+			memcpy(log_out.buf + log_out.len, line, off);
+			log_out.len += off;
+		} else {
+			/* Whole lines, in order: what is buffered first. */
+			log_flush();
+			log_write(line, off);
 		}
 	}
 	errno = saved_errno;
@@ -503,9 +655,14 @@ log_mask(const char *secret, char *buf, size_t len)
 	return (buf);
 }
 
+/*
+ * libevent's own messages come from inside the loop's machinery, where
+ * making the flush event active is not safe: they are written at once.
+ */
 static void
 log_libevent_cb(int severity, const char *msg)
 {
+	log_out.direct = 1;
 	switch (severity) {
 	case EVENT_LOG_DEBUG:
 		log_trace(TRACE_HTTP, "libevent: %s", msg);
@@ -520,6 +677,7 @@ log_libevent_cb(int severity, const char *msg)
 		log_errorx("libevent: %s", msg);
 		break;
 	}
+	log_out.direct = 0;
 }
 
 static void

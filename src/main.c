@@ -390,6 +390,11 @@ main_log_versions(void)
 		LFS("libsodium", crypto_sodium_version()),
 		LFS("jansson", jansson_version_str()),
 		LFS("libyaml", yaml_get_version_string()),
+#ifdef BSP_JEMALLOC
+		LFS("allocator", "jemalloc"),
+#else
+		LFS("allocator", "libc"),
+#endif
 		LFS("config", cfg->path != NULL ? cfg->path :
 		    "built-in defaults"),
 		LFS("database", db),
@@ -532,6 +537,7 @@ main_daemon(void)
 	    (bsp_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	event_config_free(ec);
+	log_buffer_start(bsp_base);
 	main_log_versions();
 
 	if ((bsp_dns = evdns_base_new(bsp_base,
@@ -609,6 +615,7 @@ main_daemon(void)
 	modules_free();
 	store_close();
 	evdns_base_free(bsp_dns, 0);
+	log_buffer_stop();
 	event_base_free(bsp_base);
 	bsp_base = NULL;
 	log_info("stopped");

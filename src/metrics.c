@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,7 +127,7 @@ metric_label(char *buf, size_t len, const char *key, ...)
 {
 	va_list		 ap;
 	const char	*k, *v, *p;
-	size_t		 o = 0;
+	size_t		 o = 0, klen;
 
 	buf[0] = '\0';
 	va_start(ap, key);
@@ -134,10 +135,15 @@ metric_label(char *buf, size_t len, const char *key, ...)
 		v = va_arg(ap, const char *);
 		if (v == NULL)
 			v = "";
-		if (o + strlen(k) + 4 >= len)
+		klen = strlen(k);
+		if (o + klen + 4 >= len)
 			break;
-		o += (size_t)snprintf(buf + o, len - o, "%s%s=\"",
-		    o == 0 ? "" : ",", k);
+		if (o != 0)
+			buf[o++] = ',';
+		memcpy(buf + o, k, klen);
+		o += klen;
+		buf[o++] = '=';
+		buf[o++] = '"';
 		for (p = v; *p != '\0' && o + 4 < len; p++) {
 			if (*p == '\\' || *p == '"') {
 				buf[o++] = '\\';
@@ -155,6 +161,55 @@ metric_label(char *buf, size_t len, const char *key, ...)
 	}
 	va_end(ap);
 	buf[o < len ? o : len - 1] = '\0';
+}
+
+/*
+ * The series of bsp_http_requests_total and
+ * bsp_http_request_duration_seconds for one route and status, found once:
+ * a request's finish then costs no label formatting and no hash lookup.
+ * Slots are keyed by the route name's address and checked against a copy
+ * of the name; a slot taken by another pair is simply found again.
+ */
+#define METRIC_RC_SLOTS	128
+
+static struct metric_rc {
+	const char		*route;
+	char			*name;
+	int			 code;
+	struct metric_series	*count;
+	struct metric_series	*seconds;
+} metric_rc[METRIC_RC_SLOTS];
+
+void
+metrics_request(const char *route, int code, double seconds)
+{
+	struct metric_rc	*rc;
+	struct metric_series	*s;
+	char			 labels[256], num[16];
+	size_t			 i;
+
+	rc = &metric_rc[(((uintptr_t)route >> 3) * 31 + (unsigned int)code) %
+	    METRIC_RC_SLOTS];
+	if (rc->route != route || rc->code != code || rc->name == NULL ||
+	    strcmp(rc->name, route) != 0) {
+		snprintf(num, sizeof num, "%d", code);
+		metric_label(labels, sizeof labels, "route", route, "code", num,
+		    NULL);
+		free(rc->name);
+		rc->name = xstrdup(route);
+		rc->route = route;
+		rc->code = code;
+		rc->count = metric_series(m_requests, labels);
+		rc->seconds = metric_series(m_request_seconds, labels);
+	}
+	rc->count->value += 1;
+	s = rc->seconds;
+	s->sum += seconds;
+	s->count++;
+	for (i = 0; i < nitems(metric_bounds); i++) {
+		if (seconds <= metric_bounds[i])
+			s->buckets[i]++;
+	}
 }
 
 static const char *

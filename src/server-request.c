@@ -284,7 +284,6 @@ server_request_start(struct request *r, int tls, const struct sockaddr *peer)
 void
 server_request_finish(struct request *r)
 {
-	char			 labels[256], code[8];
 	double			 dur = now_mono() - r->t_start;
 	int			 status = r->client_gone && !r->replied ? 499 :
 				    r->status;
@@ -317,10 +316,7 @@ server_request_finish(struct request *r)
 		f[11].key = f[12].key = NULL;
 	if (r->cfg->log_access)
 		log_fields(LOG_LVL_INFO, "request", f, n);
-	snprintf(code, sizeof code, "%d", status);
-	metric_label(labels, sizeof labels, "route", rname, "code", code, NULL);
-	metric_add(m_requests, labels, 1);
-	metric_observe(m_request_seconds, labels, dur);
+	metrics_request(rname, status, dur);
 }
 
 void

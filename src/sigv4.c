@@ -25,17 +25,27 @@
 #define SIGV4_HASH_LEN		32
 #define SIGV4_REQUEST_TYPE	"aws4_request"
 
-/* A string under construction, with a ceiling. */
+#define SIGV4_SBUF_INLINE	1024
+
+/*
+ * A string under construction, with a ceiling. It starts in its own
+ * inline storage and moves to the heap only when it outgrows it, so a
+ * signature of an ordinary request allocates nothing; initialised in
+ * place (sigv4_sbuf_init), never copied.
+ */
 struct sigv4_sbuf {
 	char	*p;
 	size_t	 len;
 	size_t	 cap;
 	int	 overflow;
+	int	 heap;			/* p is allocated */
+	char	 inl[SIGV4_SBUF_INLINE];
 };
 
+/* A header to sign, as offsets into the scratch buffer (which may move). */
 struct sigv4_hdr {
-	char	*name;		/* lowercased */
-	char	*value;		/* trimmed, whitespace runs collapsed */
+	size_t	 name;		/* lowercased */
+	size_t	 value;		/* trimmed, whitespace runs collapsed */
 	size_t	 idx;		/* input order, to keep repeats in order */
 };
 
@@ -54,11 +64,14 @@ struct sigv4_ctx {
 	struct sigv4_sbuf	 creq;
 	struct sigv4_sbuf	 sts;
 	struct sigv4_sbuf	 signed_headers;
+	struct sigv4_sbuf	 scratch;	/* header names and values */
 	char			 amz_date[SIGV4_AMZDATE_LEN];
 	char			 date[9];
 	char			 content_sha256[SIGV4_HEX_LEN];
 };
 
+static void	 sigv4_sbuf_init(struct sigv4_sbuf *);
+static char	*sigv4_sbuf_reserve(struct sigv4_sbuf *, size_t);
 static void	 sigv4_sbuf_add(struct sigv4_sbuf *, const void *, size_t);
 static void	 sigv4_sbuf_adds(struct sigv4_sbuf *, const char *);
 static void	 sigv4_sbuf_addc(struct sigv4_sbuf *, char);
@@ -74,8 +87,14 @@ static void	 sigv4_add_query(struct sigv4_sbuf *, const char *);
 static int	 sigv4_is_token(const char *);
 static int	 sigv4_field_ok(const char *);
 static int	 sigv4_reserved_header(const char *);
-static char	*sigv4_header_value(const char *);
-static int	 sigv4_hdr_cmp(const void *, const void *);
+static int	 sigv4_scratch_name(struct sigv4_sbuf *, const char *,
+		     size_t *);
+static int	 sigv4_scratch_value(struct sigv4_sbuf *, const char *,
+		     size_t *);
+static void	 sigv4_hdr_sort(const struct sigv4_sbuf *, struct sigv4_hdr *,
+		     size_t);
+static int	 sigv4_amz_date(time_t, char [SIGV4_AMZDATE_LEN]);
+static int	 sigv4_cat(char *, size_t, size_t *, const char *);
 static int	 sigv4_add_headers(struct sigv4_ctx *,
 		     const struct sigv4_request *, const struct sigv4_creds *,
 		     const char **);
@@ -88,25 +107,58 @@ static int	 sigv4_build(struct sigv4_ctx *, const struct sigv4_request *,
 static void	 sigv4_ctx_free(struct sigv4_ctx *);
 
 static void
-sigv4_sbuf_add(struct sigv4_sbuf *sb, const void *data, size_t len)
+sigv4_sbuf_init(struct sigv4_sbuf *sb)
 {
-	size_t	newcap;
+	sb->p = sb->inl;
+	sb->len = 0;
+	sb->cap = sizeof sb->inl;
+	sb->overflow = 0;
+	sb->heap = 0;
+	sb->p[0] = '\0';
+}
+
+/*
+ * Room for len more bytes (and a NUL) at sb->p + sb->len, or NULL when
+ * that would pass the ceiling (the buffer is then marked overflowed).
+ */
+static char *
+sigv4_sbuf_reserve(struct sigv4_sbuf *sb, size_t len)
+{
+	size_t	 newcap;
+	char	*np;
 
 	if (sb->overflow)
-		return;
+		return (NULL);
 	if (len > SIGV4_MAX_CANONICAL - sb->len) {
 		sb->overflow = 1;
-		return;
+		return (NULL);
 	}
 	if (sb->len + len + 1 > sb->cap) {
-		newcap = sb->cap == 0 ? 256 : sb->cap;
+		newcap = sb->cap;
 		while (newcap < sb->len + len + 1)
 			newcap *= 2;
-		sb->p = xreallocarray(sb->p, newcap, 1);
+		if (sb->heap)
+			np = xreallocarray(sb->p, newcap, 1);
+		else {
+			np = xmalloc(newcap);
+			memcpy(np, sb->p, sb->len + 1);
+		}
+		sb->p = np;
 		sb->cap = newcap;
+		sb->heap = 1;
 	}
+	return (sb->p + sb->len);
+}
+
+static void
+sigv4_sbuf_add(struct sigv4_sbuf *sb, const void *data, size_t len)
+{
+	char	*o;
+
+	if ((o = sigv4_sbuf_reserve(sb, len)) == NULL)
+		return;
 	if (len != 0)
-		memcpy(sb->p + sb->len, data, len);
+		memcpy(o, data, len);
 	sb->len += len;
 	sb->p[sb->len] = '\0';
 }
@@ -120,10 +172,16 @@ sigv4_sbuf_adds(struct sigv4_sbuf *sb, const char *s)
 static void
 sigv4_sbuf_addc(struct sigv4_sbuf *sb, char c)
 {
+	if (!sb->overflow && sb->len + 2 <= sb->cap &&
+	    sb->len < SIGV4_MAX_CANONICAL) {
+		sb->p[sb->len++] = c;
+		sb->p[sb->len] = '\0';
+		return;
+	}
 	sigv4_sbuf_add(sb, &c, 1);
 }
 
-/* Hand over the string (never NULL unless overflowed). */
+/* Hand over the string, allocated (NULL if overflowed); sb is reset. */
 static char *
 sigv4_sbuf_take(struct sigv4_sbuf *sb)
 {
@@ -133,18 +191,17 @@ sigv4_sbuf_take(struct sigv4_sbuf *sb)
 		sigv4_sbuf_free(sb);
 		return (NULL);
 	}
-	if (sb->p == NULL)
-		sigv4_sbuf_add(sb, "", 0);
-	p = sb->p;
-	memset(sb, 0, sizeof *sb);
+	p = sb->heap ? sb->p : xmemdup0(sb->p, sb->len);
+	sigv4_sbuf_init(sb);
 	return (p);
 }
 
 static void
 sigv4_sbuf_free(struct sigv4_sbuf *sb)
 {
-	free(sb->p);
-	memset(sb, 0, sizeof *sb);
+	if (sb->heap)
+		free(sb->p);
+	sigv4_sbuf_init(sb);
 }
 
 static int
@@ -164,16 +221,25 @@ sigv4_encode(struct sigv4_sbuf *sb, const char *s, size_t len, int keep_slash)
 	char			 pct[3];
 	size_t			 i;
 
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)s[i];
-		if (sigv4_unreserved(c) || (keep_slash && c == '/'))
-			sigv4_sbuf_addc(sb, (char)c);
-		else {
-			pct[0] = '%';
-			pct[1] = hex[c >> 4];
-			pct[2] = hex[c & 0xf];
-			sigv4_sbuf_add(sb, pct, 3);
+	size_t			 run;
+
+	for (i = 0; i < len; i += run) {
+		/* A run of bytes that stay as they are, in one copy. */
+		for (run = 0; i + run < len; run++) {
+			c = (unsigned char)s[i + run];
+			if (!sigv4_unreserved(c) && !(keep_slash && c == '/'))
+				break;
 		}
+		if (run != 0) {
+			sigv4_sbuf_add(sb, s + i, run);
+			continue;
+		}
+		c = (unsigned char)s[i];
+		pct[0] = '%';
+		pct[1] = hex[c >> 4];
+		pct[2] = hex[c & 0xf];
+		sigv4_sbuf_add(sb, pct, 3);
+		run = 1;
 	}
 }
 
@@ -197,12 +263,12 @@ sigv4_hexval(int c)
 static char *
 sigv4_decode_encode(const char *s, size_t len)
 {
-	struct sigv4_sbuf	 sb = { NULL, 0, 0, 0 };
+	struct sigv4_sbuf	 sb;
 	char			 c;
 	size_t			 i;
 	int			 hi, lo;
 
-	sigv4_sbuf_add(&sb, "", 0);
+	sigv4_sbuf_init(&sb);
 	for (i = 0; i < len; i++) {
 		c = s[i];
 		if (c == '%' && len - i >= 3 &&
@@ -350,8 +416,13 @@ sigv4_is_token(const char *s)
 		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
 		    (*p >= '0' && *p <= '9'))
 			continue;
-		if (strchr("!#$%&'*+-.^_`|~", *p) == NULL)
-			return (0);
+		switch (*p) {
+		case '!': case '#': case '$': case '%': case '&': case '\'':
+		case '*': case '+': case '-': case '.': case '^': case '_':
+		case '`': case '|': case '~':
+			continue;
+		}
+		return (0);
 	}
 	return (1);
 }
@@ -387,42 +458,77 @@ sigv4_reserved_header(const char *lname)
 	return (0);
 }
 
-/* Trim a header value and collapse whitespace runs; NULL on CR or LF. */
-static char *
-sigv4_header_value(const char *v)
+/* A header name, lowercased, into the scratch buffer at *off. */
+static int
+sigv4_scratch_name(struct sigv4_sbuf *sb, const char *name, size_t *off)
 {
-	char	*out, *o;
-	int	 space;
+	size_t	 len = strlen(name), i;
+	char	*o;
+
+	if ((o = sigv4_sbuf_reserve(sb, len + 1)) == NULL)
+		return (-1);
+	for (i = 0; i < len; i++)
+		o[i] = name[i] >= 'A' && name[i] <= 'Z' ?
+		    name[i] - 'A' + 'a' : name[i];
+	o[len] = '\0';
+	*off = sb->len;
+	sb->len += len + 1;
+	sb->p[sb->len] = '\0';
+	return (0);
+}
+
+/*
+ * A header value, trimmed and with whitespace runs collapsed, into the
+ * scratch buffer at *off; -1 on CR or LF (or past the ceiling).
+ */
+static int
+sigv4_scratch_value(struct sigv4_sbuf *sb, const char *v, size_t *off)
+{
+	size_t	 len, n = 0;
+	char	*o;
+	int	 space = 0;
 
 	if (strpbrk(v, "\r\n") != NULL)
-		return (NULL);
+		return (-1);
 	while (*v == ' ' || *v == '\t')
 		v++;
-	out = o = xmalloc(strlen(v) + 1);
-	space = 0;
+	len = strlen(v);
+	if ((o = sigv4_sbuf_reserve(sb, len + 1)) == NULL)
+		return (-1);
 	for (; *v != '\0'; v++) {
 		if (*v == ' ' || *v == '\t') {
 			space = 1;
 			continue;
 		}
 		if (space)
-			*o++ = ' ';
+			o[n++] = ' ';
 		space = 0;
-		*o++ = *v;
+		o[n++] = *v;
 	}
-	*o = '\0';
-	return (out);
+	o[n] = '\0';
+	*off = sb->len;
+	sb->len += n + 1;
+	sb->p[sb->len] = '\0';
+	return (0);
 }
 
-static int
-sigv4_hdr_cmp(const void *a, const void *b)
+/*
+ * Sort by name, repeats in input order: an insertion sort (stable), as
+ * there are only a few headers.
+ */
+static void
+sigv4_hdr_sort(const struct sigv4_sbuf *sb, struct sigv4_hdr *h, size_t n)
 {
-	const struct sigv4_hdr	*ha = a, *hb = b;
-	int			 r;
+	struct sigv4_hdr	t;
+	size_t			i, j;
 
-	if ((r = strcmp(ha->name, hb->name)) != 0)
-		return (r);
-	return (ha->idx < hb->idx ? -1 : ha->idx > hb->idx);
+	for (i = 1; i < n; i++) {
+		t = h[i];
+		for (j = i; j > 0 &&
+		    strcmp(sb->p + h[j - 1].name, sb->p + t.name) > 0; j--)
+			h[j] = h[j - 1];
+		h[j] = t;
+	}
 }
 
 /* Canonical headers and the signed-header list. */
@@ -431,95 +537,104 @@ sigv4_add_headers(struct sigv4_ctx *ctx, const struct sigv4_request *req,
     const struct sigv4_creds *creds, const char **errstr)
 {
 	struct sigv4_hdr	 h[SIGV4_MAX_HEADERS + 4];
+	struct sigv4_sbuf	*sc = &ctx->scratch;
+	const char		*name, *value;
 	size_t			 n = 0, i;
-	char			*p;
-	int			 rv = -1;
 
-	memset(h, 0, sizeof h);
 	if (req->nheaders > SIGV4_MAX_HEADERS) {
 		*errstr = "too many headers to sign";
-		goto out;
+		return (-1);
 	}
 	if (req->nheaders != 0 && req->headers == NULL) {
 		*errstr = "missing headers";
-		goto out;
+		return (-1);
 	}
 	for (i = 0; i < req->nheaders; i++) {
 		if (!sigv4_is_token(req->headers[i].name) ||
 		    req->headers[i].value == NULL) {
 			*errstr = "invalid header name";
-			goto out;
+			return (-1);
 		}
-		h[n].name = xstrdup(req->headers[i].name);
-		for (p = h[n].name; *p != '\0'; p++) {
-			if (*p >= 'A' && *p <= 'Z')
-				*p = *p - 'A' + 'a';
-		}
+		if (sigv4_scratch_name(sc, req->headers[i].name,
+		    &h[n].name) == -1)
+			goto toolong;
 		h[n].idx = n;
 		n++;
-		if (sigv4_reserved_header(h[n - 1].name)) {
+		if (sigv4_reserved_header(sc->p + h[n - 1].name)) {
 			*errstr = "header is set by the signer";
-			goto out;
+			return (-1);
 		}
-		if ((h[n - 1].value =
-		    sigv4_header_value(req->headers[i].value)) == NULL) {
+		if (sigv4_scratch_value(sc, req->headers[i].value,
+		    &h[n - 1].value) == -1) {
+			if (sc->overflow)
+				goto toolong;
 			*errstr = "header value has CR or LF";
-			goto out;
+			return (-1);
 		}
 	}
 	if (req->host == NULL || *req->host == '\0' ||
-	    (h[n].value = sigv4_header_value(req->host)) == NULL ||
-	    *h[n].value == '\0') {
+	    sigv4_scratch_value(sc, req->host, &h[n].value) == -1 ||
+	    sc->p[h[n].value] == '\0') {
+		if (sc->overflow)
+			goto toolong;
 		*errstr = "invalid host";
-		goto out;
+		return (-1);
 	}
-	h[n].name = xstrdup("host");
+	if (sigv4_scratch_name(sc, "host", &h[n].name) == -1)
+		goto toolong;
 	h[n].idx = n;
 	n++;
-	h[n].name = xstrdup("x-amz-date");
-	h[n].value = xstrdup(ctx->amz_date);
+	if (sigv4_scratch_name(sc, "x-amz-date", &h[n].name) == -1 ||
+	    sigv4_scratch_value(sc, ctx->amz_date, &h[n].value) == -1)
+		goto toolong;
 	h[n].idx = n;
 	n++;
 	if (creds->session_token != NULL && *creds->session_token != '\0') {
-		h[n].name = xstrdup("x-amz-security-token");
+		if (sigv4_scratch_name(sc, "x-amz-security-token",
+		    &h[n].name) == -1)
+			goto toolong;
 		h[n].idx = n;
-		if ((h[n++].value =
-		    sigv4_header_value(creds->session_token)) == NULL) {
+		if (sigv4_scratch_value(sc, creds->session_token,
+		    &h[n++].value) == -1) {
+			if (sc->overflow)
+				goto toolong;
 			*errstr = "invalid session token";
-			goto out;
+			return (-1);
 		}
 	}
 	if (req->flags & SIGV4_CONTENT_SHA256) {
-		h[n].name = xstrdup("x-amz-content-sha256");
-		h[n].value = xstrdup(ctx->content_sha256);
+		if (sigv4_scratch_name(sc, "x-amz-content-sha256",
+		    &h[n].name) == -1 ||
+		    sigv4_scratch_value(sc, ctx->content_sha256,
+		    &h[n].value) == -1)
+			goto toolong;
 		h[n].idx = n;
 		n++;
 	}
 
-	qsort(h, n, sizeof *h, sigv4_hdr_cmp);
+	sigv4_hdr_sort(sc, h, n);
 	for (i = 0; i < n; i++) {
-		if (i > 0 && strcmp(h[i].name, h[i - 1].name) == 0) {
+		name = sc->p + h[i].name;
+		value = sc->p + h[i].value;
+		if (i > 0 && strcmp(name, sc->p + h[i - 1].name) == 0) {
 			sigv4_sbuf_addc(&ctx->creq, ',');
-			sigv4_sbuf_adds(&ctx->creq, h[i].value);
+			sigv4_sbuf_adds(&ctx->creq, value);
 			continue;
 		}
 		if (i > 0) {
 			sigv4_sbuf_addc(&ctx->creq, '\n');
 			sigv4_sbuf_addc(&ctx->signed_headers, ';');
 		}
-		sigv4_sbuf_adds(&ctx->creq, h[i].name);
+		sigv4_sbuf_adds(&ctx->creq, name);
 		sigv4_sbuf_addc(&ctx->creq, ':');
-		sigv4_sbuf_adds(&ctx->creq, h[i].value);
-		sigv4_sbuf_adds(&ctx->signed_headers, h[i].name);
+		sigv4_sbuf_adds(&ctx->creq, value);
+		sigv4_sbuf_adds(&ctx->signed_headers, name);
 	}
 	sigv4_sbuf_adds(&ctx->creq, "\n\n");
-	rv = 0;
-out:
-	for (i = 0; i < nitems(h); i++) {
-		free(h[i].name);
-		free(h[i].value);
-	}
-	return (rv);
+	return (0);
+toolong:
+	*errstr = "canonical request too long";
+	return (-1);
 }
 
 static void
@@ -542,6 +657,50 @@ sigv4_sha256_hex(const void *data, size_t len, char *out)
 
 	crypto_sha256(data, len, dg);
 	sigv4_hex(dg, sizeof dg, out);
+	return (0);
+}
+
+/* "%Y%m%dT%H%M%SZ" of a UTC time (years 1000 to 9999), without strftime. */
+static int
+sigv4_amz_date(time_t when, char out[SIGV4_AMZDATE_LEN])
+{
+	struct tm	tm;
+	int		v[6], w[6] = { 4, 2, 2, 2, 2, 2 }, i, j;
+	char		*o = out;
+
+	if (gmtime_r(&when, &tm) == NULL || tm.tm_year < 1000 - 1900 ||
+	    tm.tm_year > 9999 - 1900)
+		return (-1);
+	v[0] = tm.tm_year + 1900;
+	v[1] = tm.tm_mon + 1;
+	v[2] = tm.tm_mday;
+	v[3] = tm.tm_hour;
+	v[4] = tm.tm_min;
+	v[5] = tm.tm_sec;
+	for (i = 0; i < 6; i++) {
+		if (i == 3)
+			*o++ = 'T';
+		for (j = w[i] - 1; j >= 0; j--) {
+			o[j] = (char)('0' + v[i] % 10);
+			v[i] /= 10;
+		}
+		o += w[i];
+	}
+	*o++ = 'Z';
+	*o = '\0';
+	return (0);
+}
+
+/* Append s to dst (size dsize) at *off; -1 if it does not fit. */
+static int
+sigv4_cat(char *dst, size_t dsize, size_t *off, const char *s)
+{
+	size_t	len = strlen(s);
+
+	if (len >= dsize - *off)
+		return (-1);
+	memcpy(dst + *off, s, len + 1);
+	*off += len;
 	return (0);
 }
 
@@ -581,16 +740,16 @@ static int
 sigv4_build(struct sigv4_ctx *ctx, const struct sigv4_request *req,
     const struct sigv4_creds *creds, const char **errstr)
 {
-	struct tm	tm;
 	char		hash[SIGV4_HEX_LEN];
 	int		rc = -1;
 
-	memset(ctx, 0, sizeof *ctx);
+	sigv4_sbuf_init(&ctx->creq);
+	sigv4_sbuf_init(&ctx->sts);
+	sigv4_sbuf_init(&ctx->signed_headers);
+	sigv4_sbuf_init(&ctx->scratch);
 	if (sigv4_check(req, creds, errstr) == -1)
 		return (-1);
-	if (gmtime_r(&req->when, &tm) == NULL ||
-	    strftime(ctx->amz_date, sizeof ctx->amz_date, "%Y%m%dT%H%M%SZ",
-	    &tm) != SIGV4_AMZDATE_LEN - 1) {
+	if (sigv4_amz_date(req->when, ctx->amz_date) == -1) {
 		*errstr = "invalid time";
 		return (-1);
 	}
@@ -650,6 +809,7 @@ sigv4_ctx_free(struct sigv4_ctx *ctx)
 	sigv4_sbuf_free(&ctx->creq);
 	sigv4_sbuf_free(&ctx->sts);
 	sigv4_sbuf_free(&ctx->signed_headers);
+	sigv4_sbuf_free(&ctx->scratch);
 }
 
 int
@@ -659,7 +819,9 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
 	struct sigv4_ctx	 ctx;
 	uint8_t			 sig[SIGV4_HASH_LEN];
 	const char		*dummy;
-	int			 n, rv = -1;
+	char			*a;
+	size_t			 o = 0, as;
+	int			 rv = -1;
 
 	if (errstr == NULL)
 		errstr = &dummy;
@@ -674,12 +836,21 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *creds,
 		goto out;
 	}
 	sigv4_hex(sig, sizeof sig, res->signature);
-	n = snprintf(res->authorization, sizeof res->authorization,
-	    "%s Credential=%s/%s/%s/%s/%s, SignedHeaders=%s, Signature=%s",
-	    SIGV4_ALGORITHM, creds->access_key_id, ctx.date, req->region,
-	    req->service, SIGV4_REQUEST_TYPE, ctx.signed_headers.p,
-	    res->signature);
-	if (n < 0 || (size_t)n >= sizeof res->authorization) {
+	a = res->authorization;
+	as = sizeof res->authorization;
+	if (sigv4_cat(a, as, &o, SIGV4_ALGORITHM " Credential=") == -1 ||
+	    sigv4_cat(a, as, &o, creds->access_key_id) == -1 ||
+	    sigv4_cat(a, as, &o, "/") == -1 ||
+	    sigv4_cat(a, as, &o, ctx.date) == -1 ||
+	    sigv4_cat(a, as, &o, "/") == -1 ||
+	    sigv4_cat(a, as, &o, req->region) == -1 ||
+	    sigv4_cat(a, as, &o, "/") == -1 ||
+	    sigv4_cat(a, as, &o, req->service) == -1 ||
+	    sigv4_cat(a, as, &o, "/" SIGV4_REQUEST_TYPE ", SignedHeaders=")
+	    == -1 ||
+	    sigv4_cat(a, as, &o, ctx.signed_headers.p) == -1 ||
+	    sigv4_cat(a, as, &o, ", Signature=") == -1 ||
+	    sigv4_cat(a, as, &o, res->signature) == -1) {
 		*errstr = "authorization header too long";
 		goto out;
 	}
@@ -731,8 +902,9 @@ sigv4_canonical(const struct sigv4_request *req,
 char *
 sigv4_canonical_uri(const char *path)
 {
-	struct sigv4_sbuf	sb = { NULL, 0, 0, 0 };
+	struct sigv4_sbuf	sb;
 
+	sigv4_sbuf_init(&sb);
 	sigv4_add_uri(&sb, path);
 	return (sigv4_sbuf_take(&sb));
 }
@@ -744,9 +916,9 @@ sigv4_canonical_uri(const char *path)
 char *
 sigv4_uri_encode(const char *s, size_t len)
 {
-	struct sigv4_sbuf	sb = { NULL, 0, 0, 0 };
+	struct sigv4_sbuf	sb;
 
-	sigv4_sbuf_add(&sb, "", 0);
+	sigv4_sbuf_init(&sb);
 	sigv4_encode(&sb, s, len, 0);
 	return (sigv4_sbuf_take(&sb));
 }
@@ -754,8 +926,9 @@ sigv4_uri_encode(const char *s, size_t len)
 char *
 sigv4_canonical_query(const char *query)
 {
-	struct sigv4_sbuf	sb = { NULL, 0, 0, 0 };
+	struct sigv4_sbuf	sb;
 
+	sigv4_sbuf_init(&sb);
 	sigv4_add_query(&sb, query);
 	return (sigv4_sbuf_take(&sb));
 }

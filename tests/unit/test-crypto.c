@@ -12,6 +12,7 @@
  */
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -250,6 +251,55 @@ test_hashes(void)
 	crypto_random(k1, sizeof k1);
 	crypto_random(k2, sizeof k2);
 	ok(!crypto_memeq(k1, k2, sizeof k1), "random differs");
+}
+
+/*
+ * Short random requests are served from a pool: never the same bytes
+ * twice, across refills and mixed sizes, and a forked child never hands
+ * out the bytes its parent hands out next.
+ */
+static void
+test_random_pool(void)
+{
+	static uint8_t	 seen[4000][16];
+	uint8_t		 odd[7], mine[16], theirs[16];
+	size_t		 i, j;
+	int		 same = 0, zero = 0, fds[2], status;
+	pid_t		 pid;
+
+	for (i = 0; i < 4000; i++) {
+		crypto_random(seen[i], sizeof seen[i]);
+		if (i % 3 == 0)
+			crypto_random(odd, sizeof odd);
+	}
+	for (i = 0; i < 4000; i++) {
+		for (j = 0; j < 16 && seen[i][j] == 0; j++)
+			;
+		if (j == 16)
+			zero++;
+		for (j = i + 1; j < 4000; j++)
+			if (memcmp(seen[i], seen[j], 16) == 0)
+				same++;
+	}
+	is_int(same, 0, "random pool: 4000 draws of 16 bytes, none repeated");
+	is_int(zero, 0, "random pool: no draw of wiped bytes");
+
+	crypto_random(mine, 1);		/* the pool is partly used */
+	if (pipe(fds) == -1 || (pid = fork()) == -1)
+		abort();
+	if (pid == 0) {
+		crypto_random(theirs, sizeof theirs);
+		if (write(fds[1], theirs, sizeof theirs) != sizeof theirs)
+			_exit(1);
+		_exit(0);
+	}
+	crypto_random(mine, sizeof mine);
+	waitpid(pid, &status, 0);
+	ok(read(fds[0], theirs, sizeof theirs) == sizeof theirs &&
+	    memcmp(mine, theirs, sizeof mine) != 0, "random pool: a forked "
+	    "child draws other bytes than its parent");
+	close(fds[0]);
+	close(fds[1]);
 }
 
 /* Sealing under a key derived from a bearer secret (a refresh token). */
@@ -981,6 +1031,7 @@ main(void)
 	}
 	test_b64url();
 	test_hashes();
+	test_random_pool();
 	test_seal();
 	test_kek();
 	test_names();

@@ -183,11 +183,62 @@ test_refused(void)
 	refused(big, 431, "too many fields");
 }
 
+#define NBAD	(sizeof bad / sizeof bad[0])
+#define NGOOD	(sizeof good / sizeof good[0])
+
+/*
+ * Values are checked eight bytes at a time: a CTL (or DEL) at any offset
+ * of a word, and in the tail, is refused; a tab, obs-text and every VCHAR
+ * at any offset pass.
+ */
+static void
+test_value_bytes(void)
+{
+	static const unsigned char	 bad[] = { 0x01, 0x08, 0x0b, 0x1f, 0x7f };
+	static const unsigned char	 good[] = { '\t', ' ', '!', '~', 0x80,
+					    0x9f, 0xa0, 0xff };
+	struct http_head		 h;
+	const char			*why;
+	char				 t[128], v[24];
+	size_t				 k, b, n, len;
+	int				 rc, fails = 0;
+
+	for (len = 1; len <= sizeof v; len += 7) {
+		for (k = 0; k < len; k++) {
+			for (b = 0; b < NBAD + NGOOD; b++) {
+				memset(v, 'a', sizeof v);
+				v[k] = (char)(b < NBAD ? bad[b] :
+				    good[b - NBAD]);
+				if (b >= NBAD && (k == 0 ||
+				    k == len - 1) && (v[k] == '\t' ||
+				    v[k] == ' '))
+					v[k] = 'a';	/* trimmed, not checked */
+				n = (size_t)snprintf(t, sizeof t,
+				    "GET / HTTP/1.1\r\nX: ");
+				memcpy(t + n, v, len);
+				n += len;
+				n += (size_t)snprintf(t + n, sizeof t - n,
+				    "\r\n\r\n");
+				rc = http_head_parse(t, n, HTTP_HEAD_MAX_FIELDS,
+				    &h, &why);
+				if (b < NBAD ? rc != 400 : rc != 0) {
+					diag("value of %zu bytes, 0x%02x at %zu: "
+					    "%d", len, (unsigned char)v[k], k, rc);
+					fails++;
+				}
+			}
+		}
+	}
+	is_int(fails, 0, "value bytes: CTL and DEL refused, tab, VCHAR and "
+	    "obs-text taken, at every offset");
+}
+
 int
 main(void)
 {
 	test_end();
 	test_accepted();
 	test_refused();
+	test_value_bytes();
 	return (tap_done());
 }

@@ -69,6 +69,7 @@ static void	 test_wire_forms(void);
 static void	 test_uri(void);
 static void	 test_query(void);
 static void	 test_headers(void);
+static void	 test_long_headers(void);
 static void	 test_errors(void);
 static void	 test_cache(void);
 static void	 run_case(const char *, const char *);
@@ -395,6 +396,89 @@ test_headers(void)
 	free(sts);
 }
 
+/*
+ * Header names and values, the canonical request and the signed-header
+ * list that outgrow the signer's inline buffers (1 KiB each) move to the
+ * heap with their content: the same canonical request as built by hand,
+ * and a signature that does not depend on where the bytes were kept.
+ */
+static void
+test_long_headers(void)
+{
+	struct sigv4_header	 h[SIGV4_MAX_HEADERS];
+	struct sigv4_request	 req;
+	struct sigv4_result	 res;
+	char			 names[SIGV4_MAX_HEADERS][64], *creq, *sts;
+	char			*val, *want, *p, *sig1;
+	const char		*err;
+	size_t			 i, vlen = 3000, o;
+
+	val = xmalloc(vlen + 8);
+	memset(val, 'v', vlen);
+	memcpy(val, "  a \t  b", 8);	/* trimmed and collapsed: "a b" */
+	val[vlen] = '\0';
+	for (i = 0; i < nitems(h); i++) {
+		/* Names in reverse order: the sort has work to do. */
+		snprintf(names[i], sizeof names[i],
+		    "X-Long-Header-Name-Number-%02zu", nitems(h) - 1 - i);
+		h[i].name = names[i];
+		h[i].value = i == 0 ? val : "x";
+	}
+	memset(&req, 0, sizeof req);
+	req.method = "POST";
+	req.host = "example.com";
+	req.path = "/";
+	req.headers = h;
+	req.nheaders = nitems(h);
+	req.region = "r";
+	req.service = "s";
+	req.when = SUITE_TIME;
+	is_int(sigv4_canonical(&req, &suite_creds, &creq, &sts, &err), 0,
+	    "long headers: canonical");
+
+	want = xmalloc(vlen + 8192);
+	o = 0;
+	o += (size_t)snprintf(want + o, vlen + 8192 - o, "POST\n/\n\nhost:example.com\n"
+	    "x-amz-date:20150830T123600Z\n");
+	for (i = 0; i < nitems(h); i++) {
+		o += (size_t)snprintf(want + o, vlen + 8192 - o,
+		    "x-long-header-name-number-%02zu:", i);
+		if (i == nitems(h) - 1) {
+			memcpy(want + o, "a b", 3);
+			memset(want + o + 3, 'v', vlen - 8);
+			o += vlen - 5;
+			want[o++] = '\n';
+		} else
+			o += (size_t)snprintf(want + o, vlen + 8192 - o, "x\n");
+	}
+	o += (size_t)snprintf(want + o, vlen + 8192 - o, "\nhost;x-amz-date");
+	for (i = 0; i < nitems(h); i++)
+		o += (size_t)snprintf(want + o, vlen + 8192 - o,
+		    ";x-long-header-name-number-%02zu", i);
+	o += (size_t)snprintf(want + o, vlen + 8192 - o, "\n"
+	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	is_str(creq, want, "long headers: names, values and list past the "
+	    "inline buffers");
+	ok(strlen(creq) > 4096, "long headers: the canonical request is "
+	    "%zu bytes", strlen(creq));
+
+	is_int(sigv4_sign(&req, &suite_creds, &res, &err), 0,
+	    "long headers: signed");
+	sig1 = xstrdup(res.signature);
+	p = strstr(res.authorization, "SignedHeaders=");
+	ok(p != NULL && strncmp(p + 14, "host;x-amz-date;x-long-header-name-"
+	    "number-00;", 43) == 0, "long headers: SignedHeaders in the "
+	    "Authorization header");
+	is_int(sigv4_sign(&req, &suite_creds, &res, &err), 0,
+	    "long headers: signed again");
+	is_str(res.signature, sig1, "long headers: the same signature");
+	free(sig1);
+	free(creq);
+	free(sts);
+	free(want);
+	free(val);
+}
+
 static void
 test_errors(void)
 {
@@ -712,6 +796,7 @@ main(int argc, char **argv)
 	test_uri();
 	test_query();
 	test_headers();
+	test_long_headers();
 	test_errors();
 	test_cache();
 	for (i = 0; i < nitems(suite_cases); i++)
