@@ -12,7 +12,7 @@ import {
 import { prepareDir, runCommand, startDaemon } from './lib/daemon.mjs';
 import { onPostgres, pgDaemonConfig } from './lib/pg.mjs';
 import {
-  auditRows, daemonDb, dbPath, decodeJwt, kekPath, seedSession, withDb,
+  auditRows, daemonDb, dbPath, decodeJwt, holdWrites, kekPath, seedSession, withDb,
 } from './lib/tokens.mjs';
 import { deepMerge, makeTempDir, removeDir, sleep, waitFor } from './lib/util.mjs';
 
@@ -397,6 +397,32 @@ test('SIGHUP to another jwt.algorithm: a reload that fails writes no key; one th
     assert.equal((await validate(d, t1)).status, 200);
     assert.equal((await validate(d, t2)).status, 200);
   } finally {
+    await d.stop();
+  }
+});
+
+test('SIGHUP to another jwt.algorithm is done (logged, READY=1) once the new key is in place', async () => {
+  const d = await startDaemon({ config: { jwt: { issuer: ISS, algorithm: 'EdDSA' } } });
+  let lock = null;
+  try {
+    const keys = () => withDb(d.dir, (db) => db.prepare('SELECT alg FROM signing_keys ORDER BY alg').all().map((r) => r.alg));
+    // The key cannot be written while we hold the table.
+    lock = await holdWrites(d.dir, 'signing_keys');
+    prepareDir(d.dir, { config: { jwt: { issuer: ISS, algorithm: 'ES256' }, server: { port: d.port } } });
+    const mark = d.logMark();
+    d.signal('SIGHUP');
+    await sleep(500);
+    assert.ok(!d.logs.slice(mark).some((e) => /^configuration reload/.test(e?.msg ?? '')),
+      'the reload is not done while its key cannot be written');
+    await lock.release();
+    lock = null;
+    const line = await d.waitForLog((e) => /^configuration reload/.test(e?.msg ?? ''), 5000, { from: mark });
+    assert.equal(line.msg, 'configuration reloaded');
+    assert.deepEqual(keys(), ['ES256', 'EdDSA']);
+    const set = (await d.request('/.well-known/jwks.json')).json();
+    assert.deepEqual(set.keys.map((k) => k.alg).sort(), ['ES256', 'EdDSA'], 'the daemon has the new key');
+  } finally {
+    await lock?.release();
     await d.stop();
   }
 });
