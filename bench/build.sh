@@ -18,7 +18,9 @@
 # directory and writes $BSP_BUILD/bench-rev.
 #
 # Environment: BENCH_REV (HEAD), BSP_SRC (/tmp/bsp-src),
-# BSP_BUILD (/tmp/bsp-rel), BENCH_CFLAGS (-O2 -g).
+# BSP_BUILD (/tmp/bsp-rel), BENCH_CFLAGS (-O2 -g), BENCH_CONFIGURE (extra
+# configure options, none: soak.sh's ASan build passes --enable-debug
+# --enable-asan with BENCH_CFLAGS=-g).
 
 set -eu
 
@@ -27,6 +29,7 @@ REV=${BENCH_REV:-HEAD}
 SRC=${BSP_SRC:-/tmp/bsp-src}
 BUILD=${BSP_BUILD:-/tmp/bsp-rel}
 CFLAGS=${BENCH_CFLAGS:--O2 -g}
+CONFIGURE=${BENCH_CONFIGURE:-}
 
 cd "$TOP"
 if [ "$REV" = worktree ]; then
@@ -44,7 +47,7 @@ if [ "$REV" != worktree ] &&
     ! git diff --quiet "$REV" -- Makefile.am configure.ac; then
 	regen=1
 fi
-id="$id CFLAGS=$CFLAGS"
+id="$id CFLAGS=$CFLAGS${CONFIGURE:+ $CONFIGURE}"
 if [ "$(cat "$BUILD/bench-rev" 2>/dev/null)" != "$id" ]; then
 	rm -rf "$SRC" "$BUILD"
 	mkdir -p "$SRC" "$BUILD"
@@ -66,7 +69,8 @@ if [ "$(cat "$BUILD/bench-rev" 2>/dev/null)" != "$id" ]; then
 		tar cf - configure Makefile.in config.h.in aclocal.m4 \
 		    build-aux | tar xf - -C "$SRC"
 	fi
-	(cd "$BUILD" && "$SRC/configure" CFLAGS="$CFLAGS") \
+	# shellcheck disable=SC2086 # CONFIGURE is a list of options
+	(cd "$BUILD" && "$SRC/configure" $CONFIGURE CFLAGS="$CFLAGS") \
 	    >"$BUILD/bench-configure.log" 2>&1 || {
 		echo "build.sh: configure failed," \
 		    "see $BUILD/bench-configure.log" >&2

@@ -91,12 +91,14 @@ sys_busy()
 
 # bsp_config dir [yaml]: a temporary configuration for the daemon.  Static
 # (fake) AWS keys stop it probing the credential chain (IMDS) in the
-# background while it is measured; no request here reaches Bedrock.
+# background while it is measured; no request here reaches Bedrock.  All
+# load comes from one address (127.0.0.1): no per-client connection limit
+# (its default, 256, would refuse most of streams.sh's 1000 connections).
 bsp_config()
 {
 	umask 077
 	cat >"$1/cfg.yaml" <<-EOF
-	server: { host: 127.0.0.1, port: 0 }
+	server: { host: 127.0.0.1, port: 0, max_connections_per_client: 0 }
 	database: { url: "sqlite://$1/proxy.db" }
 	logging: { access: false, level: warn }
 	aws: { region: us-east-1, access_key_id: AKIDBENCHNOTREAL, secret_access_key: bench-not-a-real-secret }

@@ -1,7 +1,7 @@
 /*
  * streams.c: the two ends of bench/streams.sh.
  *
- *   streams serve PORT FRAMES INTERVAL_MS
+ *   streams serve [--frames-from-body] PORT FRAMES INTERVAL_MS
  *	A fake InvokeModelWithResponseStream upstream (libevent evhttp):
  *	POST /model/{id}/invoke-with-response-stream answers 200,
  *	Content-Type application/vnd.amazon.eventstream, then FRAMES
@@ -10,7 +10,9 @@
  *	"delta":{"type":"text_delta","text":"<seq N>"}}>"} and a last chunk
  *	{"type":"message_stop","amazon-bedrock-invocationMetrics":{...}}.
  *	Frame 0 goes with the head; each next one INTERVAL_MS later (0: all
- *	at once).  Other paths answer 404.
+ *	at once).  Other paths answer 404.  With --frames-from-body, a
+ *	request body's "max_tokens":N (1 <= N <= FRAMES) sets that stream's
+ *	number of chunks (and the metrics' outputTokenCount) instead.
  *
  *   streams client HOST PORT PATH STREAMS FRAMES [TOKEN]
  *	Opens STREAMS connections at once, one POST each (Authorization:
@@ -21,6 +23,23 @@
  *	queued): head received (TTFB of the head), first frame, done.
  *	Prints one RESULT line and the percentiles.  Exits 1 on any
  *	error, lost, extra, corrupt or reordered frame.
+ *
+ *   streams client --duration SECS [--progress SECS] [--per-conn N]
+ *	    [--vary] HOST PORT PATH STREAMS FRAMES [TOKEN]
+ *	The soak: keeps STREAMS streams in flight for SECS seconds; each
+ *	slot starts its next stream as soon as its last one ends (new
+ *	streams are started until SECS, then the ones in flight finish).
+ *	Every stream is checked as above.  --per-conn N: N streams one after
+ *	the other on each connection (keep-alive) before it is closed and a
+ *	new one opened (1, the default: a new connection per stream).
+ *	--vary: each stream asks for N chunks ("max_tokens":N, for a serve
+ *	--frames-from-body upstream), N drawn uniformly from
+ *	[FRAMES/2, 3*FRAMES/2] with a fixed seed, so that streams end at
+ *	different times.  --progress SECS: a PROGRESS line every SECS on
+ *	stdout (in flight, started, completed, frames, errors so far).
+ *	The RESULT line adds the streams started and completed, the mean
+ *	and minimum number in flight, and the sum of the completed streams'
+ *	chunk counts (their output tokens).
  *
  * Build: cc -O2 streams.c $(pkg-config --cflags --libs libevent) -lz
  */
@@ -212,11 +231,13 @@ struct sframe {
 static struct sframe	*sframes;	/* frames + 1 */
 static int		 s_frames;
 static long		 s_interval_ms;
+static int		 s_from_body;
 
 struct sstream {
 	struct evhttp_request	*req;
 	struct event		*tick;
 	int			 next;
+	int			 frames;	/* chunks before message_stop */
 	int			 dead;
 };
 
@@ -236,6 +257,26 @@ sstream_closed(struct evhttp_connection *evcon, void *arg)
 	s->dead = 1;
 }
 
+/* Add frame i of stream s to b: a chunk, or the last one, message_stop. */
+static void
+sstream_add(struct sstream *s, struct evbuffer *b, int i)
+{
+	unsigned char	 buf[2048];
+	size_t		 len;
+
+	if (i < s->frames)
+		evbuffer_add_reference(b, sframes[i].p, sframes[i].len, NULL,
+		    NULL);
+	else if (s->frames == s_frames)
+		evbuffer_add_reference(b, sframes[s_frames].p,
+		    sframes[s_frames].len, NULL, NULL);
+	else {
+		/* Its outputTokenCount is this stream's: copied, not kept. */
+		len = frame_encode(-1, s->frames, buf, sizeof buf);
+		evbuffer_add(b, buf, len);
+	}
+}
+
 /* Send the next frame(s); end the reply after the last. */
 static void
 sstream_send(struct sstream *s, int all)
@@ -248,13 +289,12 @@ sstream_send(struct sstream *s, int all)
 	}
 	b = evbuffer_new();
 	do {
-		evbuffer_add_reference(b, sframes[s->next].p,
-		    sframes[s->next].len, NULL, NULL);
+		sstream_add(s, b, s->next);
 		s->next++;
-	} while (all && s->next <= s_frames);
+	} while (all && s->next <= s->frames);
 	evhttp_send_reply_chunk(s->req, b);
 	evbuffer_free(b);
-	if (s->next > s_frames) {
+	if (s->next > s->frames) {
 		evhttp_connection_set_closecb(
 		    evhttp_request_get_connection(s->req), NULL, NULL);
 		evhttp_send_reply_end(s->req);
@@ -268,6 +308,27 @@ sstream_tick(evutil_socket_t fd, short ev, void *arg)
 	sstream_send(arg, 0);
 }
 
+/* The "max_tokens":N of a request body, or -1. */
+static long
+body_max_tokens(struct evhttp_request *req)
+{
+	struct evbuffer	*in = evhttp_request_get_input_buffer(req);
+	struct evbuffer_ptr p;
+	char		 num[16];
+	size_t		 n;
+	static const char key[] = "\"max_tokens\":";
+
+	p = evbuffer_search(in, key, sizeof key - 1, NULL);
+	if (p.pos < 0 || evbuffer_ptr_set(in, &p, sizeof key - 1,
+	    EVBUFFER_PTR_ADD) != 0)
+		return (-1);
+	n = (size_t)evbuffer_copyout_from(in, &p, num, sizeof num - 1);
+	if (n == (size_t)-1)
+		return (-1);
+	num[n] = '\0';
+	return (strtol(num, NULL, 10));
+}
+
 static void
 serve_cb(struct evhttp_request *req, void *arg)
 {
@@ -277,11 +338,16 @@ serve_cb(struct evhttp_request *req, void *arg)
 	struct timeval	 tv;
 	const char	*suffix = "/invoke-with-response-stream";
 	size_t		 ul = strlen(uri), sl = strlen(suffix);
+	long		 n = s_frames;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST ||
 	    strncmp(uri, "/model/", 7) != 0 || ul < sl ||
 	    strcmp(uri + ul - sl, suffix) != 0) {
 		evhttp_send_error(req, 404, NULL);
+		return;
+	}
+	if (s_from_body && ((n = body_max_tokens(req)) < 1 || n > s_frames)) {
+		evhttp_send_error(req, 400, "max_tokens out of range");
 		return;
 	}
 	evhttp_add_header(oh, "Content-Type",
@@ -292,6 +358,7 @@ serve_cb(struct evhttp_request *req, void *arg)
 	    "8f2b1c3e-0000-4000-8000-00000000b5e7");
 	s = calloc(1, sizeof *s);
 	s->req = req;
+	s->frames = (int)n;
 	evhttp_connection_set_closecb(evhttp_request_get_connection(req),
 	    sstream_closed, s);
 	evhttp_send_reply_start(req, 200, "OK");
@@ -341,8 +408,9 @@ serve(int port, int frames, long interval_ms)
 		return (1);
 	}
 	evhttp_set_gencb(http, serve_cb, NULL);
-	fprintf(stderr, "streams serve: port %d, %d frames + 1, every %ld "
-	    "ms, frame 0 %zu bytes\n", port, frames, interval_ms,
+	fprintf(stderr, "streams serve: port %d, %d frames + 1%s, every %ld "
+	    "ms, frame 0 %zu bytes\n", port, frames,
+	    s_from_body ? " (or the body's max_tokens)" : "", interval_ms,
 	    sframes[0].len);
 	event_base_dispatch(base);
 	return (0);
@@ -351,16 +419,20 @@ serve(int port, int frames, long interval_ms)
 /* --------------------------------------------------------------- client */
 
 struct cstream {
-	int			 id;
+	long			 id;
 	struct evhttp_connection *evcon;
 	struct evbuffer		*acc;
 	double			 t0, t_head, t_first, t_done;
+	long			 nframes;	/* chunks expected */
 	long			 next;		/* next expected seq */
 	long			 frames;	/* frames received */
 	int			 got_stop;
 	int			 status;
 	int			 bad_crc, bad_hdr, bad_payload, reorder, extra;
 	int			 failed;
+	int			 nerr;		/* errors in this stream */
+	int			 uses;		/* streams on this evcon */
+	struct event		*restart;	/* soak: start the next one */
 };
 
 static struct cstream	*cs;
@@ -375,8 +447,9 @@ static void
 cerr(struct cstream *s, const char *what)
 {
 	c_errors++;
+	s->nerr++;
 	if (c_err_first[0] == '\0')
-		snprintf(c_err_first, sizeof c_err_first, "stream %d frame "
+		snprintf(c_err_first, sizeof c_err_first, "stream %ld frame "
 		    "%ld: %s", s->id, s->frames, what);
 }
 
@@ -456,14 +529,14 @@ check_frame(struct cstream *s, const unsigned char *p, size_t len)
 		cerr(s, "frame after message_stop");
 		return;
 	}
-	inner_json(s->next < c_frames ? s->next : -1, c_frames, want,
+	inner_json(s->next < s->nframes ? s->next : -1, s->nframes, want,
 	    sizeof want);
 	if ((size_t)dl != strlen(want) || memcmp(dec, want, (size_t)dl) != 0) {
 		s->reorder++;
 		cerr(s, "unexpected chunk (lost, reordered or altered)");
 		return;
 	}
-	if (s->next == c_frames)
+	if (s->next == s->nframes)
 		s->got_stop = 1;
 	s->next++;
 }
@@ -578,6 +651,8 @@ client_chunk_cb(struct evhttp_request *req, void *arg)
 	client_feed(s);
 }
 
+static void	soak_done(struct cstream *);
+
 static void
 client_done_cb(struct evhttp_request *req, void *arg)
 {
@@ -594,9 +669,13 @@ client_done_cb(struct evhttp_request *req, void *arg)
 	s->t_done = now();
 	if (evbuffer_get_length(s->acc) != 0)
 		cerr(s, "trailing partial frame");
-	if (!s->got_stop || s->next != c_frames + 1) {
+	if (!s->got_stop || s->next != s->nframes + 1) {
 		cerr(s, "stream ended early");
 		s->failed = 1;
+	}
+	if (s->restart != NULL) {
+		soak_done(s);
+		return;
 	}
 	if (--c_left == 0)
 		event_base_loopexit(base, NULL);
@@ -662,6 +741,7 @@ client(const char *host, int port, const char *path, int n, int frames,
 		struct cstream *s = &cs[i];
 
 		s->id = i;
+		s->nframes = frames;
 		s->acc = evbuffer_new();
 		s->evcon = evhttp_connection_base_new(base, NULL, host,
 		    (ev_uint16_t)port);
@@ -734,10 +814,239 @@ client(const char *host, int port, const char *path, int n, int frames,
 	    (long)n * (frames + 1) ? 1 : 0);
 }
 
+/* ----------------------------------------------------------------- soak */
+
+static double	 k_t0, k_stop_t;
+static int	 k_stopping, k_inflight, k_inflight_min = -1, k_per_conn = 1;
+static int	 k_vary;
+static long	 k_started, k_ended, k_ok, k_expected, k_lost, k_crc, k_hdr,
+		 k_payload, k_reorder, k_extra, k_tokens;
+static double	 k_area, k_last, k_area_stop;
+static double	*k_first;
+static size_t	 k_nfirst, k_capfirst;
+static const char *k_path, *k_auth;
+static uint64_t	 k_rng = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t
+k_random(void)
+{
+	/* xorshift64*: the same sequence of stream lengths every run. */
+	k_rng ^= k_rng >> 12;
+	k_rng ^= k_rng << 25;
+	k_rng ^= k_rng >> 27;
+	return (k_rng * 0x2545f4914f6cdd1dULL);
+}
+
+/* In-flight count changes by d; keeps its integral over time. */
+static void
+k_inflight_add(int d)
+{
+	double	t = now();
+
+	k_area += k_inflight * (t - k_last);
+	k_last = t;
+	k_inflight += d;
+	if (d < 0 && !k_stopping &&
+	    (k_inflight_min < 0 || k_inflight < k_inflight_min))
+		k_inflight_min = k_inflight;
+}
+
+/* Start slot s's next stream, on its connection or a new one. */
+static void
+soak_start(struct cstream *s)
+{
+	struct evhttp_request	*req;
+	struct evkeyvalq	*oh;
+	char			 body[512];
+	int			 bl;
+
+	if (s->evcon != NULL && (s->failed || s->nerr > 0 ||
+	    s->uses >= k_per_conn)) {
+		evhttp_connection_free(s->evcon);
+		s->evcon = NULL;
+	}
+	if (s->evcon == NULL) {
+		s->evcon = evhttp_connection_base_new(base, NULL, c_host,
+		    (ev_uint16_t)c_port);
+		evhttp_connection_set_timeout(s->evcon, 300);
+		s->uses = 0;
+	}
+	s->uses++;
+	s->id = k_started++;
+	s->nframes = k_vary ? c_frames / 2 + (long)(k_random() %
+	    (uint64_t)(c_frames + 1)) : c_frames;
+	if (s->nframes < 1)
+		s->nframes = 1;
+	evbuffer_drain(s->acc, evbuffer_get_length(s->acc));
+	s->t0 = s->t_head = s->t_first = s->t_done = 0;
+	s->next = s->frames = 0;
+	s->got_stop = s->status = 0;
+	s->bad_crc = s->bad_hdr = s->bad_payload = s->reorder = s->extra = 0;
+	s->failed = s->nerr = 0;
+	bl = snprintf(body, sizeof body, "{\"anthropic_version\":"
+	    "\"bedrock-2023-05-31\",\"max_tokens\":%ld,\"messages\":"
+	    "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":"
+	    "\"Count to %ld, one number per line.\"}]}]}", s->nframes,
+	    s->nframes);
+	req = evhttp_request_new(client_done_cb, s);
+	evhttp_request_set_header_cb(req, client_head_cb);
+	evhttp_request_set_chunked_cb(req, client_chunk_cb);
+	oh = evhttp_request_get_output_headers(req);
+	evhttp_add_header(oh, "Host", c_host);
+	evhttp_add_header(oh, "Authorization", k_auth);
+	evhttp_add_header(oh, "Content-Type", "application/json");
+	evhttp_add_header(oh, "Accept", "application/vnd.amazon.eventstream");
+	evbuffer_add(evhttp_request_get_output_buffer(req), body, (size_t)bl);
+	s->t0 = now();
+	k_inflight_add(1);
+	if (evhttp_make_request(s->evcon, req, EVHTTP_REQ_POST, k_path) != 0) {
+		fprintf(stderr, "streams client: cannot send stream %ld\n",
+		    s->id);
+		exit(2);
+	}
+}
+
+static void
+soak_restart_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	if (k_stopping) {
+		if (k_inflight == 0)
+			event_base_loopexit(base, NULL);
+		return;
+	}
+	soak_start(arg);
+}
+
+/* Slot s's stream has ended (done callback): count it, start the next. */
+static void
+soak_done(struct cstream *s)
+{
+	struct timeval	zero = { 0, 0 };
+	long		got = s->next < s->nframes + 1 ? s->next :
+			    s->nframes + 1;
+
+	k_inflight_add(-1);
+	k_ended++;
+	k_expected += s->nframes + 1;
+	k_lost += s->nframes + 1 - got;
+	k_crc += s->bad_crc;
+	k_hdr += s->bad_hdr;
+	k_payload += s->bad_payload;
+	k_reorder += s->reorder;
+	k_extra += s->extra;
+	if (s->nerr == 0 && !s->failed) {
+		k_ok++;
+		k_tokens += s->nframes;
+		if (s->t_first > 0) {
+			if (k_nfirst == k_capfirst) {
+				k_capfirst = k_capfirst ? 2 * k_capfirst :
+				    65536;
+				k_first = realloc(k_first, k_capfirst *
+				    sizeof *k_first);
+				if (k_first == NULL)
+					abort();
+			}
+			k_first[k_nfirst++] = (s->t_first - s->t0) * 1e6;
+		}
+	}
+	if (!k_stopping)
+		evtimer_add(s->restart, &zero);
+	else if (k_inflight == 0)
+		event_base_loopexit(base, NULL);
+}
+
+static void
+soak_progress_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	printf("PROGRESS t=%.1f inflight=%d started=%ld ended=%ld ok=%ld "
+	    "failed=%ld frames=%ld errors=%ld lost=%ld out_of_order=%ld\n",
+	    now() - k_t0, k_inflight, k_started, k_ended, k_ok,
+	    k_ended - k_ok, c_total_frames, c_errors, k_lost, k_reorder);
+	fflush(stdout);
+}
+
+static void
+soak_stop_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	k_inflight_add(0);
+	k_area_stop = k_area;
+	k_stop_t = now();
+	k_stopping = 1;
+	printf("STOP t=%.1f inflight=%d: no new streams; waiting for the "
+	    "ones in flight\n", k_stop_t - k_t0, k_inflight);
+	fflush(stdout);
+	if (k_inflight == 0)
+		event_base_loopexit(base, NULL);
+}
+
+static int
+soak_client(const char *host, int port, const char *path, int n, int frames,
+    const char *token, long duration, long progress)
+{
+	struct event	*stop_ev, *prog_ev = NULL;
+	struct timeval	 tv;
+	struct rusage	 ru;
+	char		 auth[4096];
+	double		 t_end;
+	int		 i;
+
+	c_n = n;
+	c_frames = frames;
+	c_host = host;
+	c_port = port;
+	k_path = path;
+	snprintf(auth, sizeof auth, "Bearer %s", token != NULL ? token : "x");
+	k_auth = auth;
+	cs = calloc((size_t)n, sizeof *cs);
+	k_t0 = k_last = now();
+	tv.tv_sec = duration;
+	tv.tv_usec = 0;
+	stop_ev = evtimer_new(base, soak_stop_cb, NULL);
+	evtimer_add(stop_ev, &tv);
+	if (progress > 0) {
+		prog_ev = event_new(base, -1, EV_PERSIST, soak_progress_cb,
+		    NULL);
+		tv.tv_sec = progress;
+		event_add(prog_ev, &tv);
+	}
+	for (i = 0; i < n; i++) {
+		cs[i].acc = evbuffer_new();
+		cs[i].restart = evtimer_new(base, soak_restart_cb, &cs[i]);
+		soak_start(&cs[i]);
+	}
+	event_base_dispatch(base);
+	t_end = now();
+	if (prog_ev != NULL)
+		soak_progress_cb(-1, 0, NULL);
+	qsort(k_first, k_nfirst, sizeof *k_first, dcmp);
+	getrusage(RUSAGE_SELF, &ru);
+	printf("RESULT mode=soak duration_s=%ld streams=%d started=%ld "
+	    "ended=%ld ok=%ld failed=%ld frames=%ld expected=%ld lost=%ld "
+	    "bad_crc=%ld bad_headers=%ld bad_payload=%ld out_of_order=%ld "
+	    "extra=%ld errors=%ld tokens=%ld inflight_mean=%.1f "
+	    "inflight_min=%d wall_s=%.3f first_p50_us=%.0f first_p99_us=%.0f "
+	    "first_max_us=%.0f client_cpu_s=%.2f\n", duration, n, k_started,
+	    k_ended, k_ok, k_ended - k_ok, c_total_frames, k_expected, k_lost,
+	    k_crc, k_hdr, k_payload, k_reorder, k_extra, c_errors, k_tokens,
+	    k_stop_t > k_t0 ? k_area_stop / (k_stop_t - k_t0) : 0.0,
+	    k_inflight_min, t_end - k_t0,
+	    k_nfirst ? pct(k_first, (int)k_nfirst, 50) : 0,
+	    k_nfirst ? pct(k_first, (int)k_nfirst, 99) : 0,
+	    k_nfirst ? pct(k_first, (int)k_nfirst, 100) : 0,
+	    ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	if (c_errors > 0)
+		printf("first error: %s\n", c_err_first);
+	return (c_errors > 0 || k_ok != k_ended || k_ended != k_started ||
+	    c_total_frames != k_expected ? 1 : 0);
+}
+
 int
 main(int argc, char **argv)
 {
 	struct rlimit	rl;
+	long		duration = 0, progress = 0;
+	int		i;
 
 	/* As many descriptors as we may. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -745,13 +1054,46 @@ main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	base = event_base_new();
-	if (argc == 5 && strcmp(argv[1], "serve") == 0)
-		return (serve(atoi(argv[2]), atoi(argv[3]),
-		    atol(argv[4])));
-	if ((argc == 7 || argc == 8) && strcmp(argv[1], "client") == 0)
-		return (client(argv[2], atoi(argv[3]), argv[4], atoi(argv[5]),
-		    atoi(argv[6]), argc == 8 ? argv[7] : NULL));
-	fprintf(stderr, "usage: streams serve PORT FRAMES INTERVAL_MS\n"
-	    "       streams client HOST PORT PATH STREAMS FRAMES [TOKEN]\n");
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
+		i = 2;
+		if (i < argc && strcmp(argv[i], "--frames-from-body") == 0) {
+			s_from_body = 1;
+			i++;
+		}
+		if (argc - i == 3)
+			return (serve(atoi(argv[i]), atoi(argv[i + 1]),
+			    atol(argv[i + 2])));
+	}
+	if (argc >= 2 && strcmp(argv[1], "client") == 0) {
+		for (i = 2; i + 1 < argc && strncmp(argv[i], "--", 2) == 0;
+		    i++) {
+			if (strcmp(argv[i], "--vary") == 0)
+				k_vary = 1;
+			else if (strcmp(argv[i], "--duration") == 0)
+				duration = atol(argv[++i]);
+			else if (strcmp(argv[i], "--progress") == 0)
+				progress = atol(argv[++i]);
+			else if (strcmp(argv[i], "--per-conn") == 0)
+				k_per_conn = atoi(argv[++i]);
+			else
+				break;
+		}
+		if (duration > 0 && k_per_conn > 0 &&
+		    (argc - i == 5 || argc - i == 6))
+			return (soak_client(argv[i], atoi(argv[i + 1]),
+			    argv[i + 2], atoi(argv[i + 3]), atoi(argv[i + 4]),
+			    argc - i == 6 ? argv[i + 5] : NULL, duration,
+			    progress));
+		if (i == 2 && (argc == 7 || argc == 8))
+			return (client(argv[2], atoi(argv[3]), argv[4],
+			    atoi(argv[5]), atoi(argv[6]),
+			    argc == 8 ? argv[7] : NULL));
+	}
+	fprintf(stderr, "usage: streams serve [--frames-from-body] PORT FRAMES "
+	    "INTERVAL_MS\n"
+	    "       streams client HOST PORT PATH STREAMS FRAMES [TOKEN]\n"
+	    "       streams client --duration SECS [--progress SECS] "
+	    "[--per-conn N] [--vary]\n"
+	    "           HOST PORT PATH STREAMS FRAMES [TOKEN]\n");
 	return (2);
 }

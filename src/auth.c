@@ -309,8 +309,11 @@ auth_check1(const struct config *c, int route_flags, const char *authz,
 		wp = &none;
 	if ((t = auth_credential(authz, apikey, &why)) == NULL)
 		return (auth_fail(res, 401, "missing", why));
-	/* Nothing can be checked before the revocation state is in. */
-	if (!tokens_loaded(&why))
+	/*
+	 * Nothing can be checked before the revocation state is in, nor
+	 * once it is too old to trust (database.offline_grace).
+	 */
+	if (!tokens_loaded(&why) || !tokens_fresh(c, &why))
 		return (auth_fail(res, 503, "unavailable", why));
 	len = strlen(t);
 	if (len > AUTH_TOKEN_MAX)
@@ -367,7 +370,7 @@ auth_still_valid(struct auth_result *res, int route_flags)
 {
 	const char	*why;
 
-	if (!tokens_loaded(&why)) {
+	if (!tokens_loaded(&why) || !tokens_fresh(cfg, &why)) {
 		principal_unref(res->p);
 		return (auth_fail(res, 503, "unavailable", why));
 	}

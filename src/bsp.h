@@ -161,6 +161,16 @@ time_t		 now_wall(void);
 void		 time_iso8601(time_t, char *, size_t);
 int		 parse_duration(const char *, long long *);
 
+/* addrlimit.c */
+struct addr_limit;
+struct addr_limit *addr_limit_new(size_t);
+int		 addr_limit_take(struct addr_limit *, const char *, double, int,
+		     double, long *);
+int		 addr_limit_spent(struct addr_limit *, const char *, double,
+		     int, double, long *, int *);
+size_t		 addr_limit_count(const struct addr_limit *);
+void		 addr_limit_free(struct addr_limit *);
+
 /* utf8.c */
 size_t		 utf8_seq(const unsigned char *, size_t);
 
@@ -424,6 +434,23 @@ struct config {
 	char		*openai_path;
 	char		*openai_signing_name;
 
+	/* the device flow (RFC 8628) and Claude Code's gateway sign-in */
+	int		 device_enabled;
+	struct strlist	 device_clients;
+	char		*device_default_client;
+	long long	 device_access_ttl;
+	long long	 device_code_ttl;
+	long long	 device_interval;
+	long long	 device_authorization_limit;
+	long long	 device_page_limit;
+	long long	 device_user_code_failures;
+	long long	 device_limit_window;
+	char		*gateway_settings_file;
+	int		 gateway_available_models;
+	int		 gateway_model_discovery;
+	struct strlist	 gateway_env;
+	json_t		*gateway_settings;	/* derived: the file's object */
+
 	/* logging */
 	int		 log_level;
 	int		 log_format;
@@ -441,6 +468,7 @@ struct config {
 	long long	 database_pool_size;
 	long long	 database_timeout;
 	int		 database_migrate;	/* 0 auto, 1 off */
+	long long	 database_offline_grace;
 	long long	 database_busy_timeout;
 	long long	 usage_retention_days;
 	long long	 audit_retention_days;
@@ -535,6 +563,7 @@ int		 server_bound_port(int);
 #define RF_ANTHROPIC	0x0080	/* Anthropic error envelope */
 #define RF_OPENAI	0x0100	/* OpenAI error envelope */
 #define RF_API		(RF_ANTHROPIC | RF_OPENAI)
+#define RF_SAME_ORIGIN	0x0200	/* HTML posting back: same-origin referrers */
 struct route {
 	const char	*name;
 	int		 methods;
@@ -605,6 +634,7 @@ int		 server_body(struct request *, const uint8_t **, size_t *);
 const char	*server_query(struct request *, const char *, char *, size_t);
 json_t		*server_body_json(struct request *, const char **);
 const char	*server_form(struct request *, const char *, char *, size_t);
+int		 server_form_count(struct request *, const char *);
 int		 server_content_type_is(struct request *, const char *);
 void		 request_ref(struct request *);
 void		 request_unref(struct request *);
@@ -665,6 +695,7 @@ void		 route_auth_callback(struct request *);
 void		 route_auth_token(struct request *);
 void		 route_auth_login_any(struct request *);
 void		 route_auth_token_any(struct request *);
+void		 route_login_cookie(struct request *, const char *);
 
 /* route-bedrock.c */
 void		 route_bedrock(struct request *);
@@ -700,9 +731,20 @@ void		 route_anthropic_messages(struct request *);
 void		 route_anthropic_count_tokens(struct request *);
 void		 route_anthropic_models(struct request *);
 void		 route_anthropic_model(struct request *);
+json_t		*route_anthropic_model_ids(struct request *);
 
 /* route-openai.c */
 void		 route_openai(struct request *);
+
+/* route-device.c */
+void		 route_device_authorization(struct request *);
+void		 route_device_page(struct request *);
+void		 route_oauth_token(struct request *);
+
+/* route-gateway.c */
+void		 route_managed_settings(struct request *);
+void		 route_telemetry(struct request *);
+void		 gateway_config_check(struct config *, struct config_errors *);
 
 /* route-keys.c */
 void		 route_api_keys(struct request *);
@@ -732,6 +774,8 @@ struct login_start {
 	const char		*redirect_uri;
 	const uint8_t		*client_challenge;	/* API: S256, or NULL */
 	const struct sockaddr	*client;	/* whose allowance it takes */
+	const uint8_t		*device;	/* the device flow: the key of
+						   the authorization, or NULL */
 	char			*url;		/* the authorization URL */
 	char			*sealed;	/* the cookie, or the API state */
 	const char		*why;		/* it cannot start: why */
@@ -758,6 +802,7 @@ struct login_grant {
 /* A sign-in's verdict: a session (code 200), or a refusal. */
 struct login_result {
 	int			 api;		/* answer JSON, or a page */
+	int			 device;	/* the device flow: no tokens */
 	int			 code;		/* HTTP status */
 	const char		*error;		/* refused: RFC 6749 error */
 	const char		*title;		/* refused: a page's title */
@@ -784,6 +829,65 @@ void		 oauth_login_grant(struct login *, const struct login_grant *);
 int		 oauth_login_cancel(struct login *);
 void		 oauth_login_free(void *);
 
+/* device.c */
+#define DEVICE_CODE_PREFIX	"bsd_"
+#define DEVICE_KEY_LEN		32	/* a row's key: a code's hash */
+#define DEVICE_USER_CODE_LEN	8	/* letters */
+#define DEVICE_USER_CODE_TEXT	10	/* "XXXX-XXXX" and the NUL */
+/* Allowances of client addresses (device_limit_*). */
+#define DEVICE_LIMIT_AUTHORIZE	0	/* device authorizations */
+#define DEVICE_LIMIT_PAGE	1	/* verification page requests */
+#define DEVICE_LIMIT_FAILURES	2	/* wrong user codes */
+#define DEVICE_LIMIT_MAX	3
+/* A poll's verdict (device_poll). */
+#define DEVICE_ISSUED		0
+#define DEVICE_PENDING		1	/* authorization_pending */
+#define DEVICE_SLOW_DOWN	2
+#define DEVICE_DENIED		3	/* access_denied */
+#define DEVICE_EXPIRED		4	/* expired_token */
+#define DEVICE_INVALID		5	/* invalid_grant */
+#define DEVICE_FAILED		6	/* the database: try again */
+/* A new device authorization's codes. */
+struct device_grant {
+	char		*device_code;
+	char		 user_code[DEVICE_USER_CODE_TEXT];
+	long long	 expires_in;
+	long long	 interval;
+};
+/* What the verification page learns of a pending one. */
+struct device_info {
+	char		*client_id;
+	char		*client_addr;
+	time_t		 created;
+	time_t		 expires;
+};
+int		 device_user_code_norm(const char *,
+		     char [DEVICE_USER_CODE_TEXT]);
+void		 device_user_key(const char *, uint8_t [DEVICE_KEY_LEN]);
+int		 device_limit_take(const struct config *, int,
+		     const struct sockaddr *, long *);
+int		 device_limit_spent(const struct config *, int,
+		     const struct sockaddr *, long *, int *);
+void		 device_authorize(const struct config *, const char *,
+		     const char *, void (*)(int, const struct device_grant *,
+		     void *), void *);
+void		 device_lookup(const uint8_t [DEVICE_KEY_LEN], const char *,
+		     void (*)(int, const struct device_info *, const char *,
+		     void *), void *);
+void		 device_note_limited(const char *, long, void (*)(void *),
+		     void *);
+void		 device_approve(struct store_txn *,
+		     const uint8_t [DEVICE_KEY_LEN], const char *, int *,
+		     store_step_cb, void *);
+void		 device_deny(struct store_txn *, const uint8_t [DEVICE_KEY_LEN],
+		     const char *, store_step_cb, void *);
+void		 device_poll(const struct config *, const char *,
+		     const char *, const char *, void (*)(int, json_t *,
+		     const char *, void *), void *);
+void		 device_config_check(struct config *, struct config_errors *);
+void		 device_maint(time_t);
+void		 device_free(void);
+
 /* oauth-trusted.c */
 struct oidc_issuer;
 int		 oauth_issuer_index(const struct config *, const char *);
@@ -792,6 +896,17 @@ int		 oauth_verify_external(const struct config *,
 		     const struct issuer_config *, struct oidc_issuer *,
 		     const char *, size_t, struct principal **, const char **,
 		     int *, void (*)(void *), void *);
+
+/* counters.c */
+int		 counters_shared(void);
+long long	 counters_window(long long, time_t);
+void		 counters_get(const char *, long long, time_t, long long *,
+		     long long *);
+void		 counters_add(const char *, long long, time_t, long long,
+		     long long);
+void		 counters_sync(store_end_cb, void *);
+void		 counters_maint(time_t);
+void		 counters_free(void);
 
 /* policy.c */
 int		 access_allowed(const struct config *,
@@ -937,6 +1052,7 @@ int		 tokens_init(struct config *, char **);
 int		 tokens_wait(char **);
 void		 tokens_on_fatal(void (*)(const char *));
 int		 tokens_loaded(const char **);
+int		 tokens_fresh(const struct config *, const char **);
 void		 tokens_free(void);
 void		 tokens_sync(void);
 void		 tokens_maint(time_t);
@@ -961,8 +1077,8 @@ char		*tokens_mint(const struct user *, const char *,
 
 /* tokens-refresh.c */
 void		 tokens_session_add(struct store_txn *, const struct user *,
-		     const char *, const char *, json_t **, store_step_cb,
-		     void *);
+		     const char *, const char *, long long, json_t **,
+		     store_step_cb, void *);
 void		 tokens_session_new(const struct user *, const char *,
 		     const char *, void (*)(int, json_t *, void *), void *);
 void		 tokens_mint_session(const struct user *,
@@ -1054,7 +1170,11 @@ void		 cmd_cell(const char *, int, const char *);
 
 /* cmd-store.c */
 int		 cmd_store_open(char **);
+int		 cmd_store_open_url(const char *, const char *, char **);
 void		 cmd_store_close(void);
+
+/* cmd-db.c */
+int		 cmd_db_copy(int, char **);
 
 /* cmd-usage.c */
 int		 cmd_usage(int, char **);

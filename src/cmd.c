@@ -46,6 +46,8 @@ const struct command commands[] = {
 	  cmd_usage, "usage totals" },
 	{ "signing-key", "rotate", "", cmd_signing_rotate,
 	  "make a new active signing key" },
+	{ "db", "copy", "--from URL --to URL", cmd_db_copy,
+	  "copy every table into an empty database, checked row by row" },
 };
 const size_t ncommands = nitems(commands);
 

@@ -367,6 +367,54 @@ const struct config_key config_keys[] = {
 	  "bedrock", 0, 0, NULL, 0,
 	  "SigV4 service name for the OpenAI-compatible API" },
 
+	/* the device flow and Claude Code's gateway sign-in */
+	{ "device.enabled", CT_BOOL, CS_ROOT, OFF(device_enabled), "true", 0, 0,
+	  NULL, 0, "serve the device authorization grant (RFC 8628): "
+	  "/oauth/device_authorization, /device and its grant at /oauth/token" },
+	{ "device.clients", CT_LIST, CS_ROOT, OFF(device_clients),
+	  "claude-code,bedrock-sso-proxy-cli", 0, 0, NULL, 0,
+	  "client_id values a device authorization may name" },
+	{ "device.default_client", CT_STRING, CS_ROOT,
+	  OFF(device_default_client), "claude-code", 0, 0, NULL, 0,
+	  "the client a request without client_id is taken for (Claude Code "
+	  "sends none); empty: client_id is required" },
+	{ "device.access_token_ttl", CT_DURATION, CS_ROOT,
+	  OFF(device_access_ttl), "3600", 60, 31536000, NULL, 0,
+	  "lifetime of the access tokens of a session started by the device "
+	  "flow, and of its refreshes" },
+	{ "device.code_ttl", CT_DURATION, CS_ROOT, OFF(device_code_ttl), "600",
+	  60, 3600, NULL, 0, "seconds a device code and its user code live" },
+	{ "device.interval", CT_DURATION, CS_ROOT, OFF(device_interval), "5", 1,
+	  60, NULL, 0, "seconds a client must wait between polls" },
+	{ "device.authorization_limit", CT_INT, CS_ROOT,
+	  OFF(device_authorization_limit), "30", 1, 100000, NULL, 0,
+	  "device authorizations one client address may start per "
+	  "device.limit_window" },
+	{ "device.page_limit", CT_INT, CS_ROOT, OFF(device_page_limit), "60", 1,
+	  100000, NULL, 0,
+	  "requests of /device one client address may make per "
+	  "device.limit_window" },
+	{ "device.user_code_failures", CT_INT, CS_ROOT,
+	  OFF(device_user_code_failures), "10", 1, 10000, NULL, 0,
+	  "wrong user codes one client address may enter per "
+	  "device.limit_window" },
+	{ "device.limit_window", CT_DURATION, CS_ROOT, OFF(device_limit_window),
+	  "600", 10, 86400, NULL, 0,
+	  "seconds in which the device.*_limit allowances refill" },
+	{ "gateway.managed_settings.file", CT_PATH, CS_ROOT,
+	  OFF(gateway_settings_file), NULL, 0, 0, NULL, 0,
+	  "a JSON object: the Claude Code managed settings GET "
+	  "/managed/settings serves every user" },
+	{ "gateway.managed_settings.available_models", CT_BOOL, CS_ROOT,
+	  OFF(gateway_available_models), "false", 0, 0, NULL, 0,
+	  "add availableModels: the Anthropic model ids the user may call" },
+	{ "gateway.managed_settings.model_discovery", CT_BOOL, CS_ROOT,
+	  OFF(gateway_model_discovery), "false", 0, 0, NULL, 0,
+	  "add CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1 to env" },
+	{ "gateway.managed_settings.env", CT_LIST, CS_ROOT, OFF(gateway_env),
+	  NULL, 0, 0, NULL, 0,
+	  "NAME=value entries added to the settings' env" },
+
 	/* logging */
 	{ "logging.level", CT_ENUM, CS_ROOT, OFF(log_level), "info", 0, 0,
 	  level_choices, 0, "error, warn, info or debug" },
@@ -405,6 +453,10 @@ const struct config_key config_keys[] = {
 	  0, 0, migrate_choices, CK_RESTART,
 	  "auto: bring the schema to this binary's version on start; off: "
 	  "refuse an older schema" },
+	{ "database.offline_grace", CT_DURATION, CS_ROOT,
+	  OFF(database_offline_grace), "300", 0, 86400, NULL, 0,
+	  "seconds the state loaded last is trusted while PostgreSQL is "
+	  "unreachable; then authenticated routes answer 503" },
 	{ "database.busy_timeout", CT_INT, CS_ROOT, OFF(database_busy_timeout),
 	  "5000", 0, 600000, NULL, CK_RESTART,
 	  "milliseconds to wait for a lock held by another process" },
@@ -546,10 +598,11 @@ aws_region_ok(const char *r)
 	return (r[0] != '-' && r[len - 1] != '-');
 }
 
-/* Free what config_check_table() derived. */
+/* Free what config_check_table() and the modules' checks derived. */
 void
 config_free_table(struct config *c)
 {
 	free(c->aws_region_env);
 	free(c->aws_endpoint);
+	json_decref(c->gateway_settings);
 }

@@ -260,16 +260,27 @@ log_line_addf(char *line, size_t *off, const char *fmt, ...)
 	}
 }
 
+/*
+ * One field. A quoted value is cut by log_escape() (with "...") to the room
+ * left before LOG_FIELDS_MAX, and a field that does not fit even so is left
+ * out: log_line_addf() must never cut one, which would leave a string open.
+ */
 static void
 log_line_kv(char *line, size_t *off, const char *key, const char *val, int num)
 {
 	char	esc[LOG_VALUE_MAX];
+	size_t	room, over, dsize;
 
+	room = *off < LOG_FIELDS_MAX ? LOG_FIELDS_MAX - *off : 0;
+	over = strlen(key) + 6;		/* ,"key":"" or  key="" */
+	if (num ? over + strlen(val) > room : over + 4 > room)
+		return;
+	dsize = room - over + 1 < sizeof esc ? room - over + 1 : sizeof esc;
 	if (log_format == LOG_FMT_JSON) {
 		if (num)
 			log_line_addf(line, off, ",\"%s\":%s", key, val);
 		else {
-			log_escape(val, strlen(val), esc, sizeof esc);
+			log_escape(val, strlen(val), esc, dsize);
 			log_line_addf(line, off, ",\"%s\":\"%s\"", key, esc);
 		}
 		return;
@@ -279,7 +290,7 @@ log_line_kv(char *line, size_t *off, const char *key, const char *val, int num)
 	if (num || (!log_needs_quote(val) && strlen(val) < LOG_VALUE_MAX))
 		log_line_addf(line, off, "%s=%s", key, val);
 	else {
-		log_escape(val, strlen(val), esc, sizeof esc);
+		log_escape(val, strlen(val), esc, dsize);
 		log_line_addf(line, off, "%s=\"%s\"", key, esc);
 	}
 }

@@ -75,6 +75,10 @@ static const struct module modules[] = {
 	  NULL, NULL, aws_creds_free },
 	{ "oauth", oauth_config_check, oauth_init, NULL, oauth_module_commit,
 	  NULL, NULL, NULL, NULL, oauth_free },
+	{ "device", device_config_check, NULL, NULL, NULL, NULL, NULL, NULL,
+	  device_maint, device_free },
+	{ "gateway", gateway_config_check, NULL, NULL, NULL, NULL, NULL, NULL,
+	  NULL, NULL },
 	{ "usage", NULL, usage_init, NULL, NULL, NULL, NULL, NULL, NULL,
 	  usage_free },
 	{ NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }

@@ -14,6 +14,10 @@
  *
  * with expires a big-endian Unix time. Opening refuses anything but
  * exactly that; single use is oauth.c's business (a row per redeemed id).
+ * The challenge field is the API client's PKCE challenge, or, for a
+ * browser sign-in that approves a device authorization (RFC 8628, the
+ * device flow), the key of that authorization's row; in every other
+ * state it is zero.
  *
  * The allowance is a token bucket per client address (an IPv4 address or
  * an IPv6 /64): oauth.max_pending_logins starts at once, refilled at that
@@ -133,7 +137,8 @@ oauth_state_open(const char *text, size_t len, time_t now,
 	p = pt + 1;
 	st->flow = *p++;
 	st->flags = *p++;
-	if ((st->flow != OAUTH_FLOW_BROWSER && st->flow != OAUTH_FLOW_API) ||
+	if ((st->flow != OAUTH_FLOW_BROWSER && st->flow != OAUTH_FLOW_API &&
+	    st->flow != OAUTH_FLOW_DEVICE) ||
 	    (st->flags & ~(OAUTH_STATE_PKCE | OAUTH_STATE_CLIENT_PKCE)) != 0 ||
 	    ((st->flags & OAUTH_STATE_CLIENT_PKCE) &&
 	    st->flow != OAUTH_FLOW_API))
@@ -151,7 +156,9 @@ oauth_state_open(const char *text, size_t len, time_t now,
 	p += sizeof st->redirect_hash;
 	memcpy(st->challenge, p, sizeof st->challenge);
 	p += sizeof st->challenge;
-	if (!(st->flags & OAUTH_STATE_CLIENT_PKCE) &&
+	if (st->flow == OAUTH_FLOW_DEVICE ?
+	    memcmp(st->challenge, zero, sizeof zero) == 0 :
+	    !(st->flags & OAUTH_STATE_CLIENT_PKCE) &&
 	    memcmp(st->challenge, zero, sizeof zero) != 0)
 		goto out;
 	n = *p++;

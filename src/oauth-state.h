@@ -24,6 +24,7 @@
 /* oauth_state flows */
 #define OAUTH_FLOW_BROWSER	1
 #define OAUTH_FLOW_API		2
+#define OAUTH_FLOW_DEVICE	3	/* the browser's, approving a device */
 
 /* oauth_state flags */
 #define OAUTH_STATE_PKCE	0x01	/* the IdP was sent our challenge */
@@ -42,7 +43,11 @@ struct oauth_state {
 	uint8_t		nonce[OAUTH_STATE_SECRET];
 	uint8_t		verifier[OAUTH_STATE_SECRET];
 	uint8_t		redirect_hash[CRYPTO_HASH_LEN];	/* SHA-256 */
-	uint8_t		challenge[CRYPTO_HASH_LEN];	/* the client's S256 */
+	/*
+	 * API flow: the client's S256 challenge (OAUTH_STATE_CLIENT_PKCE);
+	 * device flow: the key of the device authorization it approves.
+	 */
+	uint8_t		challenge[CRYPTO_HASH_LEN];
 	char		provider[OAUTH_STATE_PROVIDER_MAX + 1];
 };
 

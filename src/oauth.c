@@ -31,6 +31,14 @@
  * An authorization response naming its issuer (RFC 9207) must name the
  * provider's.
  *
+ * Device flow (RFC 8628): the verification page (route-device.c) starts a
+ * browser sign-in whose sealed state also carries the key of the device
+ * authorization it is for. Its callback is the browser flow's, but what
+ * it saves is different: instead of a session, the authorization is
+ * approved for the user (device.c) in the same unit as the state's row
+ * and the user, and the page says so; the client's next poll gets the
+ * session. A refusal by the access policy denies the authorization too.
+ *
  * Each login is a state machine (login_enter() traces it):
  * NEW -> TOKEN -> [KEYS] -> [USERINFO] -> [EMAILS] -> [ORGS] -> DONE.
  * What it writes and reads in the database runs beside it as a small
@@ -92,6 +100,10 @@ struct login {
 	int				 genuine;
 	int				 busy;
 	int				 spent;
+	/* the device flow: the authorization it approves */
+	int				 device;
+	int				 approved;
+	uint8_t				 device_key[DEVICE_KEY_LEN];
 	uint8_t				 skey[CRYPTO_HASH_LEN];
 	int64_t				 expires;
 	int				 keys_waited;	/* waited for keys */
@@ -133,16 +145,20 @@ enum login_db {
 	LDB_SAVE_SPEND,
 	LDB_SAVE_USER,
 	LDB_SAVE_SESSION,
+	LDB_SAVE_DEVICE,	/* device flow: the approval, not a session */
+	LDB_SAVE_APPROVED,	/* and its audit row */
 	LDB_SAVE_COMMIT,
 	LDB_REFUSE_BEGIN,	/* the state's row and a refusal's audit row */
 	LDB_REFUSE_SPEND,
 	LDB_REFUSE_AUDIT,
+	LDB_REFUSE_DEVICE,	/* device flow: the authorization denied */
 	LDB_REFUSE_COMMIT,
 };
 static const char *const login_db_names[] = {
 	"NONE", "CLAIM", "ADMIT", "SAVE_BEGIN", "SAVE_SPEND", "SAVE_USER",
-	"SAVE_SESSION", "SAVE_COMMIT", "REFUSE_BEGIN", "REFUSE_SPEND",
-	"REFUSE_AUDIT", "REFUSE_COMMIT"
+	"SAVE_SESSION", "SAVE_DEVICE", "SAVE_APPROVED", "SAVE_COMMIT",
+	"REFUSE_BEGIN", "REFUSE_SPEND", "REFUSE_AUDIT", "REFUSE_DEVICE",
+	"REFUSE_COMMIT"
 };
 
 /* A state whose callback is running in this process. */
@@ -377,7 +393,8 @@ static char *
 login_seal(const struct login_start *ls, struct oauth_state *st)
 {
 	memset(st, 0, sizeof *st);
-	st->flow = ls->api ? OAUTH_FLOW_API : OAUTH_FLOW_BROWSER;
+	st->flow = ls->api ? OAUTH_FLOW_API : ls->device != NULL ?
+	    OAUTH_FLOW_DEVICE : OAUTH_FLOW_BROWSER;
 	st->flags = ls->pc->pkce ? OAUTH_STATE_PKCE : 0;
 	st->expires = (int64_t)now_wall() + OAUTH_STATE_TTL;
 	crypto_random(st->id, sizeof st->id);
@@ -389,7 +406,8 @@ login_seal(const struct login_start *ls, struct oauth_state *st)
 		st->flags |= OAUTH_STATE_CLIENT_PKCE;
 		memcpy(st->challenge, ls->client_challenge,
 		    sizeof st->challenge);
-	}
+	} else if (ls->device != NULL && !ls->api)
+		memcpy(st->challenge, ls->device, sizeof st->challenge);
 	bsp_strlcpy(st->provider, ls->pc->name, sizeof st->provider);
 	return (oauth_state_seal(st));
 }
@@ -556,7 +574,8 @@ login_spend(struct login *l, struct store_txn *t)
 {
 	struct store_param	p[] = {
 		SP_BLOB(l->skey, sizeof l->skey), SP_TEXT(l->pc->name),
-		SP_TEXT(l->api ? "api" : "browser"), SP_TEXT(l->redirect_uri),
+		SP_TEXT(l->api ? "api" : l->device ? "device" : "browser"),
+		SP_TEXT(l->redirect_uri),
 		SP_TEXT(l->client), SP_INT(now_wall()),
 		SP_INT(l->expires + OAUTH_STATE_TTL),
 	};
@@ -635,6 +654,7 @@ login_verdict(struct login *l)
 	login_enter(l, LS_DONE);
 	memset(&res, 0, sizeof res);
 	res.api = l->api;
+	res.device = l->device;
 	res.pc = l->pc;
 	res.code = l->fail_code;
 	res.error = l->fail_error;
@@ -767,6 +787,7 @@ login_db_committed(int status, void *arg)
 	login_enter(l, LS_DONE);
 	memset(&res, 0, sizeof res);
 	res.api = l->api;
+	res.device = l->device;
 	res.pc = l->pc;
 	res.code = 200;
 	res.user = &l->user;
@@ -830,11 +851,33 @@ login_db_step(struct store_txn *t, int status, void *arg)
 		user_upsert(t, &l->user, login_db_step, l);
 		return;
 	case LDB_SAVE_USER:
+		if (l->device) {
+			login_db_enter(l, LDB_SAVE_DEVICE);
+			device_approve(t, l->device_key, l->user.id,
+			    &l->approved, login_db_step, l);
+			return;
+		}
 		login_db_enter(l, LDB_SAVE_SESSION);
-		tokens_session_add(t, &l->user, l->client, "login",
+		tokens_session_add(t, &l->user, l->client, "login", 0,
 		    &l->session, login_db_step, l);
 		return;
+	case LDB_SAVE_DEVICE:
+		if (!l->approved) {
+			/* Expired, or decided, since the page looked. */
+			store_rollback(t);
+			login_db_enter(l, LDB_NONE);
+			login_fail(l, 400, "invalid_grant", "Sign-in failed",
+			    "This code has expired, or it was already used or "
+			    "refused.");
+			return;
+		}
+		login_db_enter(l, LDB_SAVE_APPROVED);
+		audit_event(t, "device_approved", l->user.id, l->user.id,
+		    l->client, json_pack("{s:s}", "provider", l->pc->name),
+		    login_db_step, l);
+		return;
 	case LDB_SAVE_SESSION:
+	case LDB_SAVE_APPROVED:
 		login_db_enter(l, LDB_SAVE_COMMIT);
 		/* Other daemons may hold something against this user. */
 		if (user_state(l->user.id) != NULL || l->user.disabled ||
@@ -857,6 +900,15 @@ login_db_step(struct store_txn *t, int status, void *arg)
 		    l->fail_detail), login_db_step, l);
 		return;
 	case LDB_REFUSE_AUDIT:
+		/* The access policy refused its user: the client stops. */
+		if (l->device && l->uid != NULL &&
+		    strcmp(l->fail_error, "access_denied") == 0) {
+			login_db_enter(l, LDB_REFUSE_DEVICE);
+			device_deny(t, l->device_key, l->uid, login_db_step, l);
+			return;
+		}
+		/* FALLTHROUGH */
+	case LDB_REFUSE_DEVICE:
 		login_db_enter(l, LDB_REFUSE_COMMIT);
 		store_commit(t, login_db_committed, l);
 		return;
@@ -944,8 +996,12 @@ login_open_cookie(struct login *l, const struct login_redirect *in,
 	login_take_state(l, &st);
 	oauth_state_id_text(&st, id);
 	oauth_state_key(&st, key);
-	ours = st.flow == OAUTH_FLOW_BROWSER && strcmp(st.provider,
-	    pc->name) == 0;
+	ours = (st.flow == OAUTH_FLOW_BROWSER || st.flow ==
+	    OAUTH_FLOW_DEVICE) && strcmp(st.provider, pc->name) == 0;
+	if (st.flow == OAUTH_FLOW_DEVICE) {
+		l->device = 1;
+		memcpy(l->device_key, st.challenge, sizeof l->device_key);
+	}
 	l->redirect_uri = oauth_callback_uri(l->cfg, pc);
 	crypto_sha256(l->redirect_uri, strlen(l->redirect_uri), rh);
 	same_uri = crypto_memeq(rh, st.redirect_hash, sizeof rh);

@@ -10,10 +10,15 @@
  * see the id as relay_id_decode() left it and ignore letter case, so
  * neither %XX nor "OPUS" for "opus" walks around a deny.
  *
- * Rate limits are token buckets per user and per API key: a bucket of
- * requests_per_minute requests refilling continuously, and one of
- * tokens_per_minute tokens that is charged when a call's usage is known
- * and may go negative; a call is refused while either bucket is empty.
+ * Rate limits are per user and per API key. With one daemon (SQLite) they
+ * are token buckets in memory: a bucket of requests_per_minute requests
+ * refilling continuously, and one of tokens_per_minute tokens that is
+ * charged when a call's usage is known and may go negative; a call is
+ * refused while either bucket is empty. Daemons sharing a PostgreSQL
+ * database count together instead (counters.c), in fixed one-minute
+ * windows: a call is refused once the requests (or tokens) of the window,
+ * the daemon's own and the others' as last read, reach the limit, until
+ * the window ends.
  */
 
 #include <ctype.h>
@@ -27,6 +32,7 @@
 #include "bsp.h"
 
 #define BUCKET_IDLE	600	/* seconds before an idle bucket is dropped */
+#define RL_WINDOW	60	/* the shared counters' window, seconds */
 
 struct bucket {
 	char		*key;
@@ -281,6 +287,46 @@ bucket_wait(const struct bucket *b, const struct config *c)
 }
 
 /*
+ * The shared limits (several daemons): the counts of the user's and the
+ * API key's windows. 1 if allowed (counted); 0 if not, with the seconds
+ * until the window ends in *retry.
+ */
+static int
+ratelimit_check_shared(const struct config *c, const struct principal *p,
+    long long *retry)
+{
+	char		*key[2];
+	size_t		 n = 0, i;
+	long long	 req, tok;
+	time_t		 now = now_wall();
+	int		 ok = 1;
+
+	xasprintf(&key[n++], "u:%s", p->sub);
+	if (p->key_id != NULL)
+		xasprintf(&key[n++], "k:%s", p->key_id);
+	for (i = 0; i < n; i++) {
+		counters_get(key[i], RL_WINDOW, now, &req, &tok);
+		if ((c->rl_requests_per_minute > 0 &&
+		    req >= c->rl_requests_per_minute) ||
+		    (c->rl_tokens_per_minute > 0 &&
+		    tok >= c->rl_tokens_per_minute))
+			ok = 0;
+	}
+	if (!ok)
+		*retry = counters_window(RL_WINDOW, now) + RL_WINDOW -
+		    (long long)now;
+	else if (c->rl_requests_per_minute > 0) {
+		for (i = 0; i < n; i++)
+			counters_add(key[i], RL_WINDOW, now, 1, 0);
+	}
+	for (i = 0; i < n; i++)
+		free(key[i]);
+	if (*retry < 1 && !ok)
+		*retry = 1;
+	return (ok);
+}
+
+/*
  * Take one request from the user's bucket and the API key's. 1 if allowed;
  * 0 if not, with the seconds to wait in *retry.
  */
@@ -295,6 +341,8 @@ ratelimit_check(const struct config *c, const struct principal *p,
 	*retry = 0;
 	if (c->rl_requests_per_minute == 0 && c->rl_tokens_per_minute == 0)
 		return (1);
+	if (counters_shared())
+		return (ratelimit_check_shared(c, p, retry));
 	b[n++] = bucket_get("u", p->sub, c);
 	if (p->key_id != NULL)
 		b[n++] = bucket_get("k", p->key_id, c);
@@ -319,9 +367,22 @@ ratelimit_charge(const struct config *c, const struct principal *p,
     long long tokens)
 {
 	struct bucket	*b;
+	char		*key;
+	time_t		 now = now_wall();
 
 	if (c->rl_tokens_per_minute == 0 || tokens <= 0)
 		return;
+	if (counters_shared()) {
+		xasprintf(&key, "u:%s", p->sub);
+		counters_add(key, RL_WINDOW, now, 0, tokens);
+		free(key);
+		if (p->key_id != NULL) {
+			xasprintf(&key, "k:%s", p->key_id);
+			counters_add(key, RL_WINDOW, now, 0, tokens);
+			free(key);
+		}
+		return;
+	}
 	b = bucket_get("u", p->sub, c);
 	b->tokens -= (double)tokens;
 	if (p->key_id != NULL) {
@@ -351,6 +412,7 @@ void
 ratelimit_maint(time_t now)
 {
 	ratelimit_sweep();
+	counters_maint(now);
 }
 
 void
@@ -363,4 +425,5 @@ ratelimit_free(void)
 		free(b->key);
 		free(b);
 	}
+	counters_free();
 }

@@ -420,6 +420,26 @@ route_anthropic_models(struct request *r)
 	model_set_free(&set);
 }
 
+/*
+ * The Anthropic ids of the models the caller may use, as GET /v1/models
+ * lists them (for the managed settings' availableModels).
+ */
+json_t *
+route_anthropic_model_ids(struct request *r)
+{
+	struct model_set	 set;
+	json_t			*a = json_array();
+	size_t			 i;
+
+	memset(&set, 0, sizeof set);
+	set.r = r;
+	models_list(r->cfg, model_collect, &set);
+	for (i = 0; i < set.n; i++)
+		json_array_append_new(a, json_string(set.v[i].id));
+	model_set_free(&set);
+	return (a);
+}
+
 /* GET /v1/models/{id} */
 void
 route_anthropic_model(struct request *r)

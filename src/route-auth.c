@@ -8,8 +8,14 @@
 #include <string.h>
 
 #include "bsp.h"
+#include "store.h"
 
 #define TOKEN_FIELD_MAX	16384
+
+/* A 503's text: why, when the database is out of reach. */
+#define DB_DOWN(what) (store_ready(&detail) ? "cannot " what " right " \
+	"now; try again" : "cannot " what " right now: the database is " \
+	"unreachable; try again shortly")
 
 /*
  * The refresh token of a request: JSON {"refresh_token"} or, for OAuth
@@ -52,10 +58,11 @@ static void
 refresh_done(int rc, json_t *resp, const char *why, void *arg)
 {
 	struct request	*r = arg;
+	const char	*detail;
 
 	if (rc == -2)
 		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot refresh right now; try again");
+		    DB_DOWN("refresh"));
 	else if (rc == -1) {
 		metric_add(m_refreshes, "result=\"invalid\"", 1);
 		server_error_oauth(r, 400, "invalid_grant", why);
@@ -88,10 +95,11 @@ static void
 logout_bearer_done(int rc, void *arg)
 {
 	struct request	*r = arg;
+	const char	*detail;
 
 	if (rc != 0)
 		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot log out right now; try again");
+		    DB_DOWN("log out"));
 	else
 		server_reply_json(r, 200, json_pack("{s:s}", "status",
 		    "logged_out"));
@@ -103,13 +111,14 @@ static void
 logout_refresh_done(int rc, void *arg)
 {
 	struct request	*r = arg;
+	const char	*detail;
 
 	if (rc == -1)
 		server_error_oauth(r, 400, "invalid_grant",
 		    "refresh token is not valid");
 	else if (rc != 0)
 		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot log out right now; try again");
+		    DB_DOWN("log out"));
 	else
 		server_reply_json(r, 200, json_pack("{s:s}", "status",
 		    "logged_out"));
@@ -269,22 +278,32 @@ route_jwks(struct request *r)
 	server_reply_json(r, 200, tokens_jwks());
 }
 
-/* GET /.well-known/oauth-authorization-server (RFC 8414) */
+/*
+ * GET /.well-known/oauth-authorization-server (RFC 8414): the sign-in's
+ * endpoints and, with the device flow on, RFC 8628's (Claude Code's
+ * gateway sign-in reads device_authorization_endpoint and token_endpoint,
+ * which must be of the origin it was given).
+ */
 void
 route_oauth_metadata(struct request *r)
 {
 	const char	*base = r->cfg->server_public_url;
-	char		*u[6];
-	json_t		*j;
+	char		*u[7];
+	json_t		*j, *gt;
 	size_t		 i;
 
 	xasprintf(&u[0], "%s/auth/login", base);
-	xasprintf(&u[1], "%s/auth/token", base);
+	xasprintf(&u[1], "%s/oauth/token", base);
 	xasprintf(&u[2], "%s/auth/revoke", base);
 	xasprintf(&u[3], "%s/.well-known/jwks.json", base);
 	xasprintf(&u[4], "%s/auth/validate", base);
 	xasprintf(&u[5], "%s/auth/refresh", base);
-	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:[s,s],s:[s],s:[s],"
+	xasprintf(&u[6], "%s/oauth/device_authorization", base);
+	gt = json_pack("[s,s]", "authorization_code", "refresh_token");
+	if (r->cfg->device_enabled)
+		json_array_append_new(gt, json_string(
+		    "urn:ietf:params:oauth:grant-type:device_code"));
+	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:o,s:[s],s:[s],"
 	    "s:[s],s:[s]}",
 	    "issuer", tokens_issuer(r->cfg),
 	    "authorization_endpoint", u[0],
@@ -292,11 +311,14 @@ route_oauth_metadata(struct request *r)
 	    "revocation_endpoint", u[2],
 	    "jwks_uri", u[3],
 	    "response_types_supported", "code",
-	    "grant_types_supported", "authorization_code", "refresh_token",
+	    "grant_types_supported", gt,
 	    "code_challenge_methods_supported", "S256",
 	    "token_endpoint_auth_methods_supported", "none",
 	    "revocation_endpoint_auth_methods_supported", "none",
 	    "scopes_supported", SCOPE_INVOKE);
+	if (r->cfg->device_enabled)
+		json_object_set_new(j, "device_authorization_endpoint",
+		    json_string(u[6]));
 	json_object_set_new(j, "x_validate_endpoint", json_string(u[4]));
 	json_object_set_new(j, "x_refresh_endpoint", json_string(u[5]));
 	for (i = 0; i < nitems(u); i++)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bsp.h"
+#include "store.h"
 
 /* "ttl" as seconds or a duration string; -1 for the default. */
 static int
@@ -32,6 +33,7 @@ static void
 keys_created(int rc, char *key, json_t *info, const char *why, void *arg)
 {
 	struct request	*r = arg;
+	const char	*detail;
 
 	if (rc == -1)
 		server_error_oauth(r, 400, "invalid_request", why);
@@ -41,7 +43,9 @@ keys_created(int rc, char *key, json_t *info, const char *why, void *arg)
 		server_error_oauth(r, 401, "invalid_token", why);
 	} else if (rc != 0)
 		server_error_oauth(r, 503, "temporarily_unavailable",
-		    "cannot create a key right now");
+		    store_ready(&detail) ? "cannot create a key right now" :
+		    "cannot create a key right now: the database is "
+		    "unreachable; try again shortly");
 	else {
 		json_object_set_new(info, "key", json_string(key));
 		freezero_str(key);

@@ -8,7 +8,10 @@
  * The handlers read what the request carries and answer it; the sign-in
  * itself (sealed states, the code exchange, the ID token, the policy, the
  * session) is oauth.c's, which reports its verdict through signin_done():
- * an HTML page for a browser, JSON for an API client.
+ * an HTML page for a browser, JSON for an API client. A sign-in the
+ * device flow's verification page started (route-device.c) comes back
+ * through the same callback; its verdict is a page saying the device is
+ * signed in, without tokens.
  */
 
 #include <sys/queue.h>
@@ -25,12 +28,15 @@
 #include "bsp.h"
 #include "crypto.h"
 #include "oauth-state.h"
+#include "store.h"
 #include "web.h"
 
 #define LOGIN_COOKIE		"bsp_login"
 #define LOGIN_COOKIE_SECURE	"__Host-bsp_login"
 #define HTML_TYPE		"text/html; charset=utf-8"
 #define EXAMPLE_MODEL		"us.anthropic.claude-sonnet-4-20250514-v1:0"
+#define SIGNIN_NO_DATABASE	"Signing in needs the database, which this " \
+				"proxy cannot reach right now."
 
 static void	signin_page_error(struct request *, int, const char *,
 		    const char *, const char *);
@@ -172,6 +178,21 @@ signin_loopback(const char *u)
 	return (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0);
 }
 
+/* A device sign-in's verdict: the device is signed in. */
+static void
+signin_page_device(struct request *r, const struct login_result *res)
+{
+	const struct user	*u = res->user;
+	struct evbuffer		*b = evbuffer_new();
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_render_device_done(b, u->email != NULL ? u->email : u->id, u->name,
+	    res->pc->display_name != NULL ? res->pc->display_name :
+	    res->pc->name);
+	signin_page_reply(r, 200, b);
+}
+
 /* A sign-in's verdict: a session, or a refusal; answer it. */
 static void
 signin_done(const struct login_result *res, void *arg)
@@ -189,12 +210,18 @@ signin_done(const struct login_result *res, void *arg)
 			signin_page_error(r, res->code, res->title, res->detail,
 			    strcmp(res->error, "access_denied") == 0 ? "If you "
 			    "think you should have access, ask the "
-			    "administrator of this proxy." : "Start again from "
-			    "the sign-in page.");
+			    "administrator of this proxy." : res->device ?
+			    "Start the sign-in again in the program that asked "
+			    "for it." : "Start again from the sign-in page.");
 		request_unref(r);
 		return;
 	}
 	request_set_user(r, u->email != NULL ? u->email : u->id);
+	if (res->device) {
+		signin_page_device(r, res);
+		request_unref(r);
+		return;
+	}
 	if (res->api)
 		server_reply_json(r, 200, json_incref(s));
 	else {
@@ -280,13 +307,32 @@ route_auth_providers(struct request *r)
 	server_reply_json(r, 200, json_pack("{s:o}", "providers", a));
 }
 
+/*
+ * The browser's sealed sign-in, as the cookie its callback reads (the
+ * browser flow's, and the device flow's verification page's).
+ */
+void
+route_login_cookie(struct request *r, const char *sealed)
+{
+	char	*cookie;
+
+	xasprintf(&cookie, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; "
+	    "SameSite=Lax%s", r->cfg->public_https ? LOGIN_COOKIE_SECURE :
+	    LOGIN_COOKIE, sealed, r->cfg->public_https ? "/" :
+	    "/auth/callback", OAUTH_STATE_TTL, r->cfg->public_https ?
+	    "; Secure" : "");
+	server_set_header(r, "Set-Cookie", cookie);
+	freezero_str(cookie);
+}
+
 /* GET /auth/login/{provider}: browser flow, state cookie, 302. */
 void
 route_auth_login(struct request *r)
 {
 	const struct provider_config	*pc = signin_provider(r);
 	struct login_start		 ls;
-	char				*uri, *cookie;
+	const char			*detail;
+	char				*uri;
 	int				 rc;
 
 	if (pc == NULL) {
@@ -294,6 +340,13 @@ route_auth_login(struct request *r)
 		    "proxy has no identity provider by that name.", "Go back "
 		    "to the start page and pick one of the providers listed "
 		    "there.");
+		return;
+	}
+	if (!store_ready(&detail)) {
+		/* Not at the IdP first, only to fail at the callback. */
+		signin_page_error(r, 503, "Cannot start signing in",
+		    SIGNIN_NO_DATABASE, "Try again in a minute. If it keeps "
+		    "failing, tell the administrator of this proxy.");
 		return;
 	}
 	uri = oauth_callback_uri(r->cfg, pc);
@@ -313,17 +366,11 @@ route_auth_login(struct request *r)
 		    "tell the administrator of this proxy.");
 		return;
 	}
-	xasprintf(&cookie, "%s=%s; Path=%s; Max-Age=%d; HttpOnly; "
-	    "SameSite=Lax%s", r->cfg->public_https ? LOGIN_COOKIE_SECURE :
-	    LOGIN_COOKIE, ls.sealed, r->cfg->public_https ? "/" :
-	    "/auth/callback", OAUTH_STATE_TTL, r->cfg->public_https ?
-	    "; Secure" : "");
-	server_set_header(r, "Set-Cookie", cookie);
+	route_login_cookie(r, ls.sealed);
 	server_set_header(r, "Location", ls.url);
 	log_trace(TRACE_OAUTH, "login via %s started", pc->name);
 	server_reply_text(r, 302, "text/plain; charset=utf-8",
 	    "Redirecting to the identity provider.\n");
-	freezero_str(cookie);
 	freezero_str(ls.sealed);
 	free(ls.url);
 }
@@ -335,6 +382,7 @@ route_auth_authorize(struct request *r)
 	const struct provider_config	*pc = signin_provider(r);
 	struct login_start		 ls;
 	char				 ru[2048], *uri;
+	const char			*detail;
 	char				 ccs[64], ccm[16];
 	uint8_t				 cc[CRYPTO_HASH_LEN];
 	size_t				 cclen;
@@ -343,6 +391,11 @@ route_auth_authorize(struct request *r)
 	if (pc == NULL) {
 		server_error_oauth(r, 404, "invalid_request",
 		    "unknown provider");
+		return;
+	}
+	if (!store_ready(&detail)) {
+		server_error_oauth(r, 503, "temporarily_unavailable",
+		    SIGNIN_NO_DATABASE);
 		return;
 	}
 	if (server_query(r, "redirect_uri", ru, sizeof ru) == NULL) {

@@ -86,7 +86,9 @@ reply_common_headers(struct request *r)
 		    "img-src 'self'; form-action 'self'; base-uri 'none'; "
 		    "frame-ancestors 'none'");
 		evhttp_add_header(h, "X-Frame-Options", "DENY");
-		evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+		/* A form's post carries Origin and Referer to be checked. */
+		evhttp_add_header(h, "Referrer-Policy",
+		    (flags & RF_SAME_ORIGIN) ? "same-origin" : "no-referrer");
 	}
 	if (flags & RF_NO_STORE) {
 		evhttp_add_header(h, "Cache-Control", "no-store");

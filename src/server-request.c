@@ -501,6 +501,37 @@ server_form(struct request *r, const char *name, char *buf, size_t len)
 	return (found);
 }
 
+/*
+ * How often a field occurs in an application/x-www-form-urlencoded body
+ * (server_form() wants exactly one); -1 if the body cannot be read as one.
+ */
+int
+server_form_count(struct request *r, const char *name)
+{
+	struct evkeyvalq	 q;
+	struct evkeyval		*kv;
+	const uint8_t		*p;
+	size_t			 blen;
+	char			*copy;
+	int			 n = 0;
+
+	if (server_body(r, &p, &blen) == -1 || blen > SERVER_JSON_MAX)
+		return (-1);
+	if (blen == 0)
+		return (0);
+	copy = xmemdup0(p, blen);
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(copy, &q) == -1)
+		n = -1;
+	TAILQ_FOREACH(kv, &q, next) {
+		if (n >= 0 && strcmp(kv->key, name) == 0)
+			n++;
+	}
+	evhttp_clear_headers(&q);
+	freezero(copy, blen);
+	return (n);
+}
+
 /* Does the request body claim to be of this media type? */
 int
 server_content_type_is(struct request *r, const char *type)

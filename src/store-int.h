@@ -27,6 +27,7 @@ struct store_backend {
 	void		(*watch_start)(void);
 	int		(*catch_up)(void);
 	const char	*(*version)(void);
+	double		(*stale_for)(void);
 };
 
 extern const struct store_backend store_sqlite_backend;

@@ -83,7 +83,6 @@ struct pg_conn {
 	short		 io_what;
 	struct event	 timer_ev;	/* backoff, connect, command */
 	double		 backoff;
-	char		 last_error[128];	/* not logged twice in a row */
 	enum pgc_cmd	 cmd;
 	int		 setup_step;
 	PGresult	*res;		/* the first failed or last result */
@@ -124,6 +123,11 @@ static struct {
 	struct pg_conn		 listen;
 	int			 schema_ok;	/* checked and migrated */
 	int			 was_up;	/* a pool connection is up */
+	int			 failing;	/* an outage, said once */
+	double			 failing_since;
+	char			 last_error[160];	/* said for it */
+	int			 listening;	/* the listener is up */
+	double			 synced_at;	/* state known current */
 	int			 schema_version;
 	int			 schema_busy;	/* a connection migrates */
 	const char		*problem;	/* why not ready (static) */
@@ -388,15 +392,36 @@ pgc_fail(struct pg_conn *c, const char *why)
 	size_t	len;
 
 	bsp_strlcpy(msg, why != NULL && *why != '\0' ? why : "closed", sizeof msg);
-	len = strlen(msg);
-	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+	for (len = 0; msg[len] != '\0'; len++) {
+		if (msg[len] == '\n' || msg[len] == '\t')
+			msg[len] = ' ';
+	}
+	while (len > 0 && msg[len - 1] == ' ')
 		msg[--len] = '\0';
-	/* A server that stays down is said once, not at every retry. */
-	if (strcmp(msg, c->last_error) != 0) {
-		log_warnx("database: connection %s: %s", c->id, msg);
-		bsp_strlcpy(c->last_error, msg, sizeof c->last_error);
+	/*
+	 * A server that is down fails every connection, and every retry of
+	 * each: the outage is said once (and again only if the reason
+	 * changes), not once per connection and retry.
+	 */
+	if (!pg.failing || strncmp(msg, pg.last_error,
+	    sizeof pg.last_error - 1) != 0) {
+		log_warnx("database: %s%s", pg.failing ? "still unavailable: " :
+		    "", msg);
+		bsp_strlcpy(pg.last_error, msg, sizeof pg.last_error);
+		if (!pg.failing)
+			pg.failing_since = now_mono();
+		pg.failing = 1;
 	} else
 		log_debug("database: connection %s: %s", c->id, msg);
+	/*
+	 * An idle listener that fails has heard every change until now; one
+	 * that fails while its check is unanswered, only until the last
+	 * answer.
+	 */
+	if (c->listener && c->state == PGC_IDLE && c->cmd == CMD_NONE)
+		pg.synced_at = now_mono();
+	if (c->listener)
+		pg.listening = 0;
 	if (c->io_on)
 		event_del(&c->io_ev);
 	c->io_on = 0;
@@ -673,13 +698,17 @@ pgc_send(struct pg_conn *c)
 		c->state = PGC_IDLE;
 		c->cmd = CMD_NONE;
 		c->backoff = 0;
-		if (c->last_error[0] != '\0')
-			log_info("database: connection %s is back", c->id);
-		c->last_error[0] = '\0';
+		if (pg.failing)
+			log_info("database: available again after %.1f s",
+			    now_mono() - pg.failing_since);
+		pg.failing = 0;
+		pg.last_error[0] = '\0';
 		evtimer_del(&c->timer_ev);
 		pgc_watch(c, EV_READ);
 		log_debug("database: connection %s ready", c->id);
 		if (c->listener) {
+			pg.listening = 1;
+			pg.synced_at = now_mono();
 			store_changed();
 			return;
 		}
@@ -860,6 +889,7 @@ pgc_done(struct pg_conn *c)
 
 			if (pg.changes_known && v != pg.changes)
 				store_changed();
+			pg.synced_at = now_mono();
 			pg.changes = v;
 			pg.changes_known = 1;
 		}
@@ -959,8 +989,10 @@ pg_notified(struct pg_conn *c)
 		any = 1;
 		PQfreemem(n);
 	}
-	if (any)
+	if (any) {
+		pg.synced_at = now_mono();
 		store_changed();
+	}
 }
 
 /* The socket is ready: read answers, or write what libpq still holds. */
@@ -1309,6 +1341,19 @@ pg_ready(const char **detail)
 	return (0);
 }
 
+/*
+ * Seconds since what the daemon keeps in memory was last known to be
+ * current: 0 while the listener is up (every change is heard), else since
+ * its last answer.
+ */
+static double
+pg_stale_for(void)
+{
+	if (!pg.open || !pg.watching || pg.listening || pg.synced_at == 0)
+		return (0);
+	return (now_mono() - pg.synced_at);
+}
+
 static int
 pg_schema_version(void)
 {
@@ -1344,4 +1389,5 @@ const struct store_backend store_pg_backend = {
 	pg_watch_start,
 	NULL,
 	pg_version,
+	pg_stale_for,
 };

@@ -272,5 +272,59 @@ const struct store_migration store_migrations[] = {
 	    "  PRIMARY KEY (key, window_start)"
 	    ");"
 	},
+	/*
+	 * 3 -> 4: device authorizations (RFC 8628): the hashes of the device
+	 * code and of the user code, the client, until when, how often it
+	 * may poll and when it last did, and what became of it (pending,
+	 * approved for a user, denied, used); and a session's own access
+	 * token lifetime (NULL: jwt.access_token_ttl), which its refreshes
+	 * keep.
+	 */
+	{
+	    "CREATE TABLE device_codes ("
+	    "  device_hash BLOB PRIMARY KEY,"
+	    "  user_hash BLOB NOT NULL UNIQUE,"
+	    "  client_id TEXT NOT NULL,"
+	    "  client_addr TEXT,"
+	    "  created INTEGER NOT NULL,"
+	    "  expires INTEGER NOT NULL,"
+	    "  poll_interval INTEGER NOT NULL,"
+	    "  polled INTEGER,"
+	    "  status TEXT NOT NULL,"
+	    "  user_id TEXT,"
+	    "  decided INTEGER,"
+	    "  used_at INTEGER"
+	    ");"
+	    "CREATE INDEX device_codes_expires ON device_codes(expires);"
+	    "ALTER TABLE token_families ADD COLUMN access_ttl INTEGER;",
+	    "CREATE TABLE device_codes ("
+	    "  device_hash BYTEA PRIMARY KEY,"
+	    "  user_hash BYTEA NOT NULL UNIQUE,"
+	    "  client_id TEXT NOT NULL,"
+	    "  client_addr TEXT,"
+	    "  created BIGINT NOT NULL,"
+	    "  expires BIGINT NOT NULL,"
+	    "  poll_interval BIGINT NOT NULL,"
+	    "  polled BIGINT,"
+	    "  status TEXT NOT NULL,"
+	    "  user_id TEXT,"
+	    "  decided BIGINT,"
+	    "  used_at BIGINT"
+	    ");"
+	    "CREATE INDEX device_codes_expires ON device_codes(expires);"
+	    "ALTER TABLE token_families ADD COLUMN access_ttl BIGINT;"
+	},
+	/*
+	 * 4 -> 5: a usage row's own random key, so that a batch written
+	 * again (its commit was not acknowledged: the server or the
+	 * connection went away meanwhile) adds no row twice; rows made
+	 * before have none.
+	 */
+	{
+	    "ALTER TABLE usage ADD COLUMN row_key BLOB;"
+	    "CREATE UNIQUE INDEX usage_row_key ON usage(row_key);",
+	    "ALTER TABLE usage ADD COLUMN row_key BYTEA;"
+	    "CREATE UNIQUE INDEX usage_row_key ON usage(row_key);"
+	},
 };
 const size_t store_nmigrations = nitems(store_migrations);

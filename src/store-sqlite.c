@@ -602,4 +602,5 @@ const struct store_backend store_sqlite_backend = {
 	sq_watch_start,
 	sq_catch_up,
 	sq_version,
+	NULL,
 };

@@ -223,6 +223,19 @@ store_ready(const char **detail)
 	return (be->ready(detail));
 }
 
+/*
+ * Seconds since the state loaded from the database was last known to be
+ * current (PostgreSQL: its listening connection was up); 0 while it is,
+ * and always with SQLite.
+ */
+double
+store_stale_for(void)
+{
+	if (be == NULL || be->stale_for == NULL)
+		return (0);
+	return (be->stale_for());
+}
+
 int
 store_schema_version(void)
 {

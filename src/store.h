@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct config;
 struct config_errors;
@@ -133,6 +134,7 @@ void		 store_close(void);
 enum store_kind	 store_kind(void);
 int		 store_ready(const char **);
 int		 store_schema_version(void);
+double		 store_stale_for(void);
 const char	*store_version(enum store_kind);
 
 /* Another process or daemon wrote: cb(arg) runs (at most once a turn). */
@@ -156,6 +158,21 @@ struct store_load {
 };
 void		 store_load(struct store_load *, store_end_cb, void *);
 void		 store_load_done(struct store_load *, int);
+
+/* "db copy" (store-copy.c): synchronous, for the admin command. */
+#define STORE_COPY_REFUSED	1	/* nothing copied: see the cause */
+#define STORE_COPY_FAILED	2	/* the target is left as it was */
+struct store_copy_args {
+	const char	*from;
+	const char	*from_password;
+	const char	*to;
+	const char	*to_password;
+	long long	 timeout;		/* seconds to connect */
+	int		(*prepare)(void *, char **);	/* the target */
+	void		*arg;
+};
+int		 store_copy(const struct store_copy_args *, FILE *,
+		     char **);
 
 /* Outside the loop: run it until *done is set. */
 int		 store_wait(volatile int *);

@@ -12,6 +12,10 @@
  * other reads it again as a used token, which within the grace window
  * answers the winner's successor.
  *
+ * A family may have an access token lifetime of its own (a session the
+ * device flow started: device.access_token_ttl), which its refreshes keep;
+ * others get jwt.access_token_ttl.
+ *
  * Every way a family ends (logout, RFC 7009, refresh token reuse, a
  * disabled or no longer admitted user, "user logout") revokes the API keys
  * made in it in the same unit; only "user logout --keep-keys" keeps them,
@@ -38,8 +42,11 @@
 
 static struct store_stmt st_fam_insert = STORE_STMT("INSERT INTO "
     "token_families (id, user_id, created, expires) VALUES ($1, $2, $3, $4)");
+static struct store_stmt st_fam_insert_ttl = STORE_STMT("INSERT INTO "
+    "token_families (id, user_id, created, expires, access_ttl) VALUES ($1, "
+    "$2, $3, $4, $5)");
 static struct store_stmt st_fam_get = STORE_STMT("SELECT user_id, expires, "
-    "revoked FROM token_families WHERE id = $1");
+    "revoked, access_ttl FROM token_families WHERE id = $1");
 static struct store_stmt st_fam_revoke = STORE_STMT("UPDATE token_families "
     "SET revoked = 1, revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND "
     "revoked = 0");
@@ -158,6 +165,7 @@ struct sess_op {
 	char		*access;
 	char		*client;
 	char		*event;
+	long long	 access_ttl;	/* its own, or 0 */
 	time_t		 expires;
 	time_t		 exp;
 	json_t		**resp;
@@ -219,12 +227,14 @@ out:
  * Start a session (token family) for a user who just logged in, in the
  * unit t: a refresh token and an access token, in *resp when done(t,
  * STORE_OK, arg) (the caller answers with it once the unit has
- * committed). u must stay until done.
+ * committed). Its access tokens live access_ttl seconds, this one and
+ * those its refreshes make (0: jwt.access_token_ttl). u must stay until
+ * done.
  */
 void
 tokens_session_add(struct store_txn *t, const struct user *u,
-    const char *client, const char *event, json_t **resp,
-    store_step_cb done, void *arg)
+    const char *client, const char *event, long long access_ttl,
+    json_t **resp, store_step_cb done, void *arg)
 {
 	struct sess_op	*op;
 	time_t		 now = now_wall();
@@ -235,8 +245,10 @@ tokens_session_add(struct store_txn *t, const struct user *u,
 	op->sid = tokens_random_id(SID_BYTES);
 	op->client = client != NULL ? xstrdup(client) : NULL;
 	op->event = xstrdup(event);
+	op->access_ttl = access_ttl > 0 ? access_ttl : 0;
 	op->expires = now + (time_t)cfg->jwt_refresh_ttl;
-	op->exp = now + (time_t)cfg->jwt_access_ttl;
+	op->exp = now + (time_t)(op->access_ttl > 0 ? op->access_ttl :
+	    cfg->jwt_access_ttl);
 	if (op->exp > op->expires)
 		op->exp = op->expires;
 	op->resp = resp;
@@ -245,10 +257,12 @@ tokens_session_add(struct store_txn *t, const struct user *u,
 	op->state = SS_FAMILY;
 	{
 		struct store_param p[] = { SP_TEXT(op->sid), SP_TEXT(u->id),
-		    SP_INT(now), SP_INT(op->expires) };
+		    SP_INT(now), SP_INT(op->expires), op->access_ttl > 0 ?
+		    (struct store_param)SP_INT(op->access_ttl) :
+		    (struct store_param)SP_NULL };
 
-		store_exec(t, &st_fam_insert, p, nitems(p), NULL, sess_step,
-		    op);
+		store_exec(t, &st_fam_insert_ttl, p, nitems(p), NULL,
+		    sess_step, op);
 	}
 }
 
@@ -320,7 +334,7 @@ own_step(struct store_txn *t, int status, void *arg)
 		if (!op->mint) {
 			op->state = OS_SESSION;
 			tokens_session_add(t, &op->u, op->client, op->event,
-			    &op->resp, own_step, op);
+			    0, &op->resp, own_step, op);
 			return;
 		}
 		op->state = OS_FAMILY;
@@ -494,6 +508,7 @@ struct refresh_op {
 	char		*user_id;
 	time_t		 fexp;
 	int		 frevoked;
+	long long	 fttl;		/* its access tokens' lifetime, or 0 */
 	int		 succ_used;
 	struct user	 u;
 	int		 user_found;
@@ -540,6 +555,7 @@ refresh_clear_row(struct refresh_op *op)
 	op->found = op->used = op->has_succ = op->fam_found = 0;
 	op->frevoked = op->succ_used = op->user_found = 0;
 	op->used_at = op->fexp = 0;
+	op->fttl = 0;
 }
 
 /* The verdict, to the caller; the op is done. */
@@ -696,7 +712,8 @@ refresh_rotate(struct refresh_op *op, struct store_txn *t)
 		refresh_refuse(op, t, "user no longer exists");
 		return;
 	}
-	op->exp = op->now + (time_t)cfg->jwt_access_ttl;
+	op->exp = op->now + (time_t)(op->fttl > 0 ? op->fttl :
+	    cfg->jwt_access_ttl);
 	if (op->exp > op->fexp)
 		op->exp = op->fexp;
 	freezero_str(op->refresh);
@@ -753,6 +770,7 @@ refresh_row(const struct store_row *r, void *arg)
 		op->user_id = store_strdup(r, 0);
 		op->fexp = (time_t)store_int(r, 1);
 		op->frevoked = (int)store_int(r, 2);
+		op->fttl = store_null(r, 3) ? 0 : store_int(r, 3);
 		break;
 	case RS_SUCC:
 		if (!store_null(r, 0))

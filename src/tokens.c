@@ -296,6 +296,23 @@ tokens_loaded(const char **detail)
 	return (0);
 }
 
+/*
+ * Is what was loaded last still to be trusted? While PostgreSQL is
+ * unreachable, revocations made through other daemons go unheard: the
+ * state loaded last is used for database.offline_grace after it was last
+ * known current, and no longer.
+ */
+int
+tokens_fresh(const struct config *c, const char **detail)
+{
+	if (store_stale_for() <= (double)c->database_offline_grace)
+		return (1);
+	*detail = "the revocation state is stale: the database has been "
+	    "unreachable for longer than database.offline_grace; try again "
+	    "when it is back";
+	return (0);
+}
+
 static void
 tokens_flushed(int status, void *arg)
 {

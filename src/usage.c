@@ -7,8 +7,12 @@
  * once for 64, 16, 4 and 1 rows), so no request ever waits on the
  * database. If the database refuses (a full disk, a server down), rows
  * stay queued and are retried; the queue is bounded and the oldest rows
- * are dropped, counted and logged, past the bound. Rows older than
- * usage.retention_days are purged every hour.
+ * are dropped, counted (bsp_usage_rows_dropped_total) and logged, past
+ * the bound. Each row carries a random key of its own, unique in the
+ * table: a batch whose commit went unacknowledged (the connection to a
+ * PostgreSQL server lost meanwhile) is written again without adding a
+ * row twice. Rows older than usage.retention_days are purged every
+ * hour.
  */
 
 #include <stdio.h>
@@ -19,17 +23,20 @@
 #include <event2/event_struct.h>
 
 #include "bsp.h"
+#include "crypto.h"
 #include "store.h"
 
 #define USAGE_QUEUE_MAX		100000
 #define USAGE_BATCH		512
 #define USAGE_PURGE_SECS	3600
-#define USAGE_COLS		15	/* the parameters of a row */
-#define USAGE_SQL_MAX		8192
+#define USAGE_COLS		16	/* the parameters of a row */
+#define USAGE_SQL_MAX		12288
+#define USAGE_KEY_LEN		16	/* a row's random key */
 
 /* A queued row: the numbers, and copies of the strings it owns. */
 struct usage_row {
 	struct usage		 u;
+	uint8_t			 key[USAGE_KEY_LEN];
 	char			*s[7];
 	TAILQ_ENTRY(usage_row)	 entry;
 };
@@ -68,6 +75,7 @@ static struct store_stmt st_purge = STORE_STMT("DELETE FROM usage WHERE ts "
     "< $1");
 
 struct metric	*m_tokens;
+static struct metric	*m_usage_dropped;
 
 static void	usage_soon(void);
 static void	usage_step(struct store_txn *, int, void *);
@@ -115,7 +123,7 @@ usage_stmts_init(void)
 		    "(ts, user_id, api_key_id, model, route, status, "
 		    "input_tokens, output_tokens, cache_read_tokens, "
 		    "cache_write_tokens, latency_ms, first_byte_ms, "
-		    "request_id, session_id, outcome) VALUES ");
+		    "request_id, session_id, outcome, row_key) VALUES ");
 		for (r = 0; r < usage_sizes[i]; r++) {
 			for (c = 0; c < USAGE_COLS; c++) {
 				len += (size_t)snprintf(b + len,
@@ -127,6 +135,10 @@ usage_stmts_init(void)
 					fatalx("%s: too long", __func__);
 			}
 		}
+		len += (size_t)snprintf(b + len, USAGE_SQL_MAX - len,
+		    " ON CONFLICT (row_key) DO NOTHING");
+		if (len >= USAGE_SQL_MAX)
+			fatalx("%s: too long", __func__);
 		usage_stmts[i].sql = b;
 	}
 }
@@ -142,6 +154,15 @@ usage_count_tokens(const char *direction, const char *model, long long n)
 	metric_label(labels, sizeof labels, "direction", direction, "model",
 	    model, NULL);
 	metric_add(m_tokens, labels, (double)n);
+}
+
+/* A row that could not wait any longer. */
+static void
+usage_dropped(void)
+{
+	us.dropped++;
+	if (m_usage_dropped != NULL)
+		metric_add(m_usage_dropped, NULL, 1);
 }
 
 /* Queue one call's usage; counts tokens for the metrics at once. */
@@ -161,16 +182,17 @@ usage_record(const struct usage *u)
 	if (us.n >= USAGE_QUEUE_MAX) {
 		/* The oldest waiting row goes (not one being written). */
 		if ((row = TAILQ_FIRST(&us.queue)) == NULL) {
-			us.dropped++;
+			usage_dropped();
 			return;
 		}
 		TAILQ_REMOVE(&us.queue, row, entry);
 		usage_row_free(row);
 		us.n--;
-		us.dropped++;
+		usage_dropped();
 	}
 	row = xcalloc(1, sizeof *row);
 	row->u = *u;
+	crypto_random(row->key, sizeof row->key);
 	row->u.user_id = row->s[0] = dup_or_null(u->user_id);
 	row->u.api_key_id = row->s[1] = dup_or_null(u->api_key_id);
 	row->u.model = row->s[2] = dup_or_null(u->model);
@@ -196,6 +218,7 @@ usage_params(const struct usage_row *row, struct store_param *p)
 		SP_INT(u->cache_read_tokens), SP_INT(u->cache_write_tokens),
 		SP_INT(u->latency_ms), SP_NULL, SP_TEXT(u->request_id),
 		SP_TEXT(u->session_id), SP_TEXT(u->outcome),
+		SP_BLOB(row->key, sizeof row->key),
 	};
 
 	if (u->first_byte_ms >= 0)
@@ -410,6 +433,10 @@ usage_init(struct config *c, char **cause)
 		m_tokens = metric_new("bsp_tokens_total", METRIC_COUNTER,
 		    "Bedrock tokens by direction (input, output, cache_read, "
 		    "cache_write) and model.");
+	if (m_usage_dropped == NULL)
+		m_usage_dropped = metric_new("bsp_usage_rows_dropped_total",
+		    METRIC_COUNTER, "Usage rows dropped because the database "
+		    "could not take them before the queue was full.");
 	event_assign(&us.flush_ev, bsp_base, -1, EV_PERSIST, usage_flush_cb,
 	    NULL);
 	event_add(&us.flush_ev, &one);

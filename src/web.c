@@ -7,7 +7,15 @@
  * They read and work without JavaScript; app.js only adds copy buttons.
  * Snippet values pass two layers: first quoted for their language (shell,
  * JSON via jansson, JS/Python string), then HTML-escaped. Answering a
- * request with a page is the routes' (route-login.c, route-static.c).
+ * request with a page is the routes' (route-login.c, route-device.c,
+ * route-static.c).
+ *
+ * The device flow's verification page (RFC 8628) is a form that posts
+ * back to /device with a token against cross-site requests; it alone
+ * keeps same-origin referrers, which the check of its posts reads. Its
+ * answer sends the browser on to the identity provider with a meta
+ * refresh and a link, as the policy's form-action 'self' would stop a
+ * redirect of the form's post to another origin.
  */
 
 #include <stdio.h>
@@ -53,6 +61,8 @@ static void	web_text(struct evbuffer *, const char *, size_t);
 static void	web_quoted(struct evbuffer *, enum quote, const char *, size_t);
 static void	web_pathseg(struct evbuffer *, const char *, size_t, int);
 static void	web_head(struct evbuffer *, const char *);
+static void	web_head_policy(struct evbuffer *, const char *, const char *,
+		    const char *);
 static void	web_foot(struct evbuffer *);
 static void	web_copy_button(struct evbuffer *, const char *);
 static void	web_block(struct evbuffer *, const char *, const char *);
@@ -153,6 +163,22 @@ static const char web_css[] =
 "ul.providers { list-style: none; padding: 0; margin: 1.5rem 0;\n"
 "  display: grid; gap: .75rem; max-width: 24rem; }\n"
 "ul.providers a.button { display: block; text-align: center; }\n"
+"button.button {\n"
+"  display: block; width: 100%; font: inherit; font-weight: 600;\n"
+"  cursor: pointer; padding: .65rem 1.2rem; border-radius: 6px;\n"
+"  background: var(--accent); color: var(--accent-fg);\n"
+"  border: 1px solid transparent;\n"
+"}\n"
+"button.button:hover, button.button:focus { filter: brightness(1.1); }\n"
+"form.device label { display: block; font-weight: 600;\n"
+"  margin: 1rem 0 .3rem; }\n"
+"form.device input.code {\n"
+"  font-family: ui-monospace, SFMono-Regular, Menlo, Consolas,\n"
+"    monospace; font-size: 1.5rem; letter-spacing: .15em;\n"
+"  text-transform: uppercase; padding: .4rem .6rem; width: 12rem;\n"
+"  background: var(--panel); color: var(--fg);\n"
+"  border: 1px solid var(--line); border-radius: 6px;\n"
+"}\n"
 ".notice { padding: .75rem 1rem; border-radius: 6px;\n"
 "  border: 1px solid var(--line); background: var(--panel); }\n"
 ".notice.warn { background: var(--warn-bg); border-color: var(--warn-line); }\n"
@@ -399,14 +425,32 @@ web_pathseg(struct evbuffer *b, const char *s, size_t max, int keep_colon)
 static void
 web_head(struct evbuffer *b, const char *title)
 {
+	web_head_policy(b, title, "no-referrer", NULL);
+}
+
+/*
+ * The same, with a referrer policy of its own, and a URL the page goes
+ * on to by itself (meta refresh), or NULL.
+ */
+static void
+web_head_policy(struct evbuffer *b, const char *title, const char *referrer,
+    const char *refresh)
+{
 	web_raw(b, "<!doctype html>\n"
 	    "<html lang=\"en\">\n"
 	    "<head>\n"
 	    "<meta charset=\"utf-8\">\n"
 	    "<meta name=\"viewport\" content=\"width=device-width, "
 	    "initial-scale=1\">\n"
-	    "<meta name=\"referrer\" content=\"no-referrer\">\n"
-	    "<meta name=\"robots\" content=\"noindex, nofollow\">\n"
+	    "<meta name=\"referrer\" content=\"");
+	web_raw(b, referrer);
+	web_raw(b, "\">\n");
+	if (refresh != NULL) {
+		web_raw(b, "<meta http-equiv=\"refresh\" content=\"0; url=");
+		web_esc(b, refresh, strlen(refresh));
+		web_raw(b, "\">\n");
+	}
+	web_raw(b, "<meta name=\"robots\" content=\"noindex, nofollow\">\n"
 	    "<title>");
 	web_text(b, title, WEB_TITLE_MAX);
 	web_raw(b, " \xe2\x80\x94 " PRODUCT "</title>\n"
@@ -1006,6 +1050,143 @@ web_render_error(struct evbuffer *out, int code, const char *title,
 		    "<p class=\"muted\">HTTP status %d.</p>\n", code);
 	web_raw(b, "<p><a class=\"button\" href=\"/\">Back to the sign-in "
 	    "page</a></p>\n");
+	web_foot(b);
+	evbuffer_add_buffer(out, b);
+	evbuffer_free(b);
+	return (0);
+}
+
+/*
+ * GET /device: the form that takes (or shows, pre-filled) a user code and
+ * sends it back, with the form's token, under one button per provider.
+ */
+int
+web_render_device(struct evbuffer *out, const struct web_device *d)
+{
+	struct evbuffer	*b = evbuffer_new();
+	size_t		 i, npv = d->npv;
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	if (d->csrf == NULL || strlen(d->csrf) > WEB_FIELD_MAX) {
+		evbuffer_free(b);
+		return (-1);
+	}
+	web_head_policy(b, "Sign in on your device", "same-origin", NULL);
+	web_raw(b, "<h1>Sign in on your device</h1>\n"
+	    "<p class=\"lead\">A program on your computer, such as Claude "
+	    "Code, asked to use " PRODUCT " as you. Enter the code it shows, "
+	    "or check that the code below is the one it shows, then sign in "
+	    "with your company account.</p>\n");
+	if (d->notice != NULL && *d->notice != '\0') {
+		web_raw(b, "<p class=\"notice error\" role=\"alert\">");
+		web_text(b, d->notice, WEB_NOTICE_MAX);
+		web_raw(b, "</p>\n");
+	}
+	if (npv > WEB_PROVIDERS_MAX)
+		npv = WEB_PROVIDERS_MAX;
+	web_raw(b, "<form class=\"device\" method=\"post\" "
+	    "action=\"/device\">\n<input type=\"hidden\" name=\"csrf\" "
+	    "value=\"");
+	web_text(b, d->csrf, WEB_FIELD_MAX);
+	web_raw(b, "\">\n<label for=\"user-code\">Code</label>\n"
+	    "<input class=\"code\" id=\"user-code\" name=\"user_code\" "
+	    "type=\"text\" maxlength=\"16\" autocomplete=\"off\" "
+	    "autocapitalize=\"characters\" spellcheck=\"false\" required "
+	    "value=\"");
+	if (d->user_code != NULL)
+		web_text(b, d->user_code, 16);
+	web_raw(b, "\">\n<p class=\"muted\">Only continue if you started "
+	    "this sign-in yourself and the code is the one your program "
+	    "shows. Nothing is approved until you press a button and sign "
+	    "in.</p>\n");
+	if (npv == 0)
+		web_raw(b, "<div class=\"notice warn\" role=\"alert\">"
+		    "<h2>No identity provider is configured</h2><p>Nobody can "
+		    "sign in yet: ask the people who run this proxy.</p>"
+		    "</div>\n");
+	else {
+		web_raw(b, "<ul class=\"providers\">\n");
+		for (i = 0; i < npv; i++) {
+			if (d->pv[i].name == NULL || *d->pv[i].name == '\0')
+				continue;
+			web_raw(b, "<li><button class=\"button\" "
+			    "type=\"submit\" name=\"provider\" value=\"");
+			web_text(b, d->pv[i].name, WEB_NAME_MAX);
+			web_raw(b, "\">Continue with ");
+			web_text(b, d->pv[i].display_name != NULL &&
+			    *d->pv[i].display_name != '\0' ?
+			    d->pv[i].display_name : d->pv[i].name,
+			    WEB_NAME_MAX);
+			web_raw(b, "</button></li>\n");
+		}
+		web_raw(b, "</ul>\n");
+	}
+	web_raw(b, "</form>\n");
+	web_foot(b);
+	if (evbuffer_get_length(b) > WEB_PAGE_MAX) {
+		evbuffer_free(b);
+		return (-1);
+	}
+	evbuffer_add_buffer(out, b);
+	evbuffer_free(b);
+	return (0);
+}
+
+/*
+ * POST /device, the code accepted: on to the identity provider (url) by
+ * itself, or by the link.
+ */
+int
+web_render_device_continue(struct evbuffer *out, const char *url,
+    const char *provider)
+{
+	struct evbuffer	*b;
+
+	if (url == NULL || strlen(url) > WEB_TEXT_MAX ||
+	    (strncmp(url, "https://", 8) != 0 &&
+	    strncmp(url, "http://", 7) != 0))
+		return (-1);
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_head_policy(b, "Signing in", "no-referrer", url);
+	web_raw(b, "<h1>Signing in</h1>\n<p class=\"lead\">Taking you to ");
+	web_text(b, provider, WEB_NAME_MAX);
+	web_raw(b, " to sign in.</p>\n<p><a class=\"button\" href=\"");
+	web_esc(b, url, strlen(url));
+	web_raw(b, "\">Continue with ");
+	web_text(b, provider, WEB_NAME_MAX);
+	web_raw(b, "</a></p>\n");
+	web_foot(b);
+	evbuffer_add_buffer(out, b);
+	evbuffer_free(b);
+	return (0);
+}
+
+/* The callback of a device sign-in: done, back to the program. */
+int
+web_render_device_done(struct evbuffer *out, const char *user,
+    const char *name, const char *provider)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (b == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	web_head(b, "Your device is signed in");
+	web_raw(b, "<h1>Your device is signed in</h1>\n<p class=\"lead\">");
+	if (name != NULL && *name != '\0') {
+		web_text(b, name, WEB_FIELD_MAX);
+		web_raw(b, " (");
+		web_text(b, user, WEB_FIELD_MAX);
+		web_raw(b, ")");
+	} else
+		web_text(b, user, WEB_FIELD_MAX);
+	web_raw(b, " signed in with ");
+	web_text(b, provider, WEB_NAME_MAX);
+	web_raw(b, ". Go back to your program: it carries on by itself within "
+	    "a few seconds. You can close this page.</p>\n"
+	    "<p class=\"muted\">If you did not start this sign-in, tell the "
+	    "people who run this proxy.</p>\n");
 	web_foot(b);
 	evbuffer_add_buffer(out, b);
 	evbuffer_free(b);

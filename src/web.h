@@ -1,8 +1,8 @@
 /*
- * web.h: the HTML pages (login, success, error) and their static assets,
- * served from the binary. The render functions write into an evbuffer, so
- * that tests can check pages without a server and the routes reply with
- * them.
+ * web.h: the HTML pages (login, success, error, the device flow's) and
+ * their static assets, served from the binary. The render functions write
+ * into an evbuffer, so that tests can check pages without a server and
+ * the routes reply with them.
  */
 
 #ifndef WEB_H
@@ -42,12 +42,26 @@ struct web_tokens {
 	const char	*example_model;
 };
 
+/* The device flow's verification page. */
+struct web_device {
+	const char			*user_code;	/* pre-filled, or NULL */
+	const char			*csrf;		/* the form's token */
+	const struct web_provider	*pv;
+	size_t				 npv;
+	const char			*notice;	/* what went wrong */
+};
+
 /* Renderers: 0, or -1 if the page cannot be built (buffer untouched). */
 int		 web_render_login(struct evbuffer *,
 		     const struct web_provider *, size_t, const char *);
 int		 web_render_success(struct evbuffer *,
 		     const struct web_tokens *, time_t);
 int		 web_render_error(struct evbuffer *, int, const char *,
+		     const char *, const char *);
+int		 web_render_device(struct evbuffer *, const struct web_device *);
+int		 web_render_device_continue(struct evbuffer *, const char *,
+		     const char *);
+int		 web_render_device_done(struct evbuffer *, const char *,
 		     const char *, const char *);
 void		 web_human_delta(long long, char *, size_t);
 char		*web_escape(const char *);

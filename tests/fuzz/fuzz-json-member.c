@@ -8,12 +8,12 @@
  * read outside the input, and jansson is the oracle: whenever jansson
  * loads the input as an object the way the relay loads an answer, the
  * reader either says it cannot tell (allowed only for an escaped member
- * name, nesting deeper than it reads, or a NUL byte, which jansson 2.14
- * drops after a number where it should refuse it) or agrees with
- * jansson: no member
- * when jansson has none, else a value text that jansson loads to an equal
- * value; and json_uint() of that text gives the number exactly when
- * jansson's value is a non-negative integer.
+ * name, nesting deeper than it reads anywhere in the text, even in a
+ * duplicate member that jansson's object no longer holds, or a NUL byte,
+ * which jansson 2.14 drops after a number where it should refuse it) or
+ * agrees with jansson: no member when jansson has none, else a value text
+ * that jansson loads to an equal value; and json_uint() of that text gives
+ * the number exactly when jansson's value is a non-negative integer.
  */
 
 #include <stdint.h>
@@ -23,13 +23,41 @@
 #include <jansson.h>
 
 #include "bsp.h"
-#include "json-depth.h"
 
 int		 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+static int	 fz_text_depth(const uint8_t *, size_t);
 
 static const char *const fz_names[] = {
 	"usage", "input_tokens", "output_tokens", "a", "b", "", NULL
 };
+
+/*
+ * The deepest nesting of [ and { in JSON text (valid JSON: brackets inside
+ * strings do not count). Measured on the text, not on jansson's object,
+ * which keeps only the last of duplicate members.
+ */
+static int
+fz_text_depth(const uint8_t *p, size_t len)
+{
+	size_t	i;
+	int	d = 0, max = 0, str = 0;
+
+	for (i = 0; i < len; i++) {
+		if (str) {
+			if (p[i] == '\\')
+				i++;
+			else if (p[i] == '"')
+				str = 0;
+		} else if (p[i] == '"')
+			str = 1;
+		else if (p[i] == '[' || p[i] == '{') {
+			if (++d > max)
+				max = d;
+		} else if (p[i] == ']' || p[i] == '}')
+			d--;
+	}
+	return (max);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -44,7 +72,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	j = json_loadb(text, size, 0, NULL);
 	unreadable = memchr(data, '\\', size) != NULL ||
 	    memchr(data, '\0', size) != NULL ||
-	    (j != NULL && fz_depth(j) > 32);
+	    (j != NULL && fz_text_depth(data, size) > 32);
 	for (name = fz_names; *name != NULL; name++) {
 		r = json_member(text, size, *name, &v, &vlen);
 		n = r == 1 ? json_uint(v, vlen) : r == 0 ? -1 : -2;

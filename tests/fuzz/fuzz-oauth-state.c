@@ -7,8 +7,8 @@
  * behind the MAC; anything else: the rest is the text as it comes from the
  * network. States are opened at a fixed time under a fixed KEK (written to
  * a temporary file at start, as the daemon's is). Oracles that abort: a
- * state that opens has a known flow and flags, a client challenge only in
- * the API flow, a provider name of [a-z0-9_-]{1,32}, an expiry after the
+ * state that opens has a known flow (browser, API, device approval) and
+ * flags, a client challenge only in the API flow, a provider name of [a-z0-9_-]{1,32}, an expiry after the
  * time it was opened at and no further than any state is issued for; it
  * seals and opens again to the same state; and its text never exceeds
  * what the daemon accepts.
@@ -63,7 +63,8 @@ fz_check(const struct oauth_state *st)
 	size_t			 i, n = strlen(st->provider);
 	char			*text;
 
-	if (st->flow != OAUTH_FLOW_BROWSER && st->flow != OAUTH_FLOW_API)
+	if (st->flow != OAUTH_FLOW_BROWSER && st->flow != OAUTH_FLOW_API &&
+	    st->flow != OAUTH_FLOW_DEVICE)
 		abort();
 	if ((st->flags & ~(OAUTH_STATE_PKCE | OAUTH_STATE_CLIENT_PKCE)) != 0 ||
 	    ((st->flags & OAUTH_STATE_CLIENT_PKCE) &&

@@ -449,7 +449,7 @@ test('the token endpoint takes grant_type=refresh_token too; /auth/login leads t
     });
     assertOauthError(r, 400, 'invalid_request', 'code exchange without fields');
     const meta = (await d.request('/.well-known/oauth-authorization-server')).json();
-    assert.equal(new URL(meta.token_endpoint).pathname, '/auth/token');
+    assert.equal(new URL(meta.token_endpoint).pathname, '/oauth/token');
     assert.equal(new URL(meta.authorization_endpoint).pathname, '/auth/login');
     // Without providers, /auth/login leads to the start page.
     r = await d.request('/auth/login');

@@ -291,7 +291,7 @@ test('discovery: RFC 8414 metadata and JWKS caching headers', async () => {
     assert.equal(m.issuer, 'https://proxy.example.com');
     assert.equal(m.jwks_uri, 'https://proxy.example.com/.well-known/jwks.json');
     assert.equal(m.revocation_endpoint, 'https://proxy.example.com/auth/revoke');
-    assert.equal(m.token_endpoint, 'https://proxy.example.com/auth/token');
+    assert.equal(m.token_endpoint, 'https://proxy.example.com/oauth/token');
     assert.deepEqual(m.response_types_supported, ['code']);
     assert.ok(m.grant_types_supported.includes('refresh_token'));
     assert.deepEqual(m.code_challenge_methods_supported, ['S256']);

@@ -4,8 +4,12 @@
  * the test's own (evhttp on loopback: a token endpoint and userinfo): the
  * state's row, the user and the session in one unit; the state refused
  * once redeemed; a refusal's row and audit row; a disabled user refused.
- * Against SQLite, or the PostgreSQL database of $BSP_TEST_STORE_URL
- * (test-login-pg.sh).
+ * The device flow's browser sign-in (RFC 8628): its state carries the
+ * device authorization's key, and its callback approves that
+ * authorization in the same unit instead of starting a session, once; an
+ * expired authorization fails the sign-in, and a user the policy refuses
+ * denies it. Against SQLite, or the PostgreSQL database of
+ * $BSP_TEST_STORE_URL (test-login-pg.sh).
  */
 
 #include <sys/types.h>
@@ -82,6 +86,7 @@ idp_start(void)
 struct verdict {
 	volatile int	 done;
 	int		 code;
+	int		 device;
 	char		*error;
 	char		*detail;
 	char		*user;
@@ -105,6 +110,7 @@ signed_in(const struct login_result *res, void *arg)
 	const char	*r;
 
 	v->code = res->code;
+	v->device = res->device;
 	if (res->error != NULL)
 		v->error = xstrdup(res->error);
 	if (res->detail != NULL)
@@ -136,6 +142,171 @@ state_new(const struct provider_config *pc, const char *uri)
 		fatalx("oauth_login_begin: %s", ls.why);
 	free(ls.url);
 	return (ls.sealed);
+}
+
+/*
+ * A browser sign-in of the device flow (the verification page's) for a
+ * user code: the sealed state (the cookie), and its id in *id.
+ */
+static char *
+device_state_new(const struct provider_config *pc, const char *uri,
+    const char *user_code, char **id)
+{
+	struct login_start	 ls;
+	struct sockaddr_in	 sin;
+	uint8_t			 key[DEVICE_KEY_LEN];
+	const char		*p;
+
+	device_user_key(user_code, key);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(0x7f000001);
+	memset(&ls, 0, sizeof ls);
+	ls.pc = pc;
+	ls.redirect_uri = uri;
+	ls.client = (struct sockaddr *)&sin;
+	ls.device = key;
+	if (oauth_login_begin(cfg, &ls) != 0)
+		fatalx("oauth_login_begin: %s", ls.why);
+	if ((p = strstr(ls.url, "&state=")) == NULL)
+		fatalx("no state in %s", ls.url);
+	p += 7;
+	*id = xstrndup(p, strcspn(p, "&"));
+	free(ls.url);
+	return (ls.sealed);
+}
+
+/* The IdP's redirect back to the browser flow's callback, to a verdict. */
+static void
+callback(const struct provider_config *pc, const char *cookie, const char *id,
+    const char *code, struct verdict *v)
+{
+	struct login		*l;
+	struct login_redirect	 in;
+
+	verdict_clear(v);
+	l = oauth_login_new(cfg, pc, 0, "127.0.0.1", "test", signed_in, v);
+	memset(&in, 0, sizeof in);
+	in.state = id;
+	in.cookie = cookie;
+	in.code = code;
+	in.iss_absent = 1;
+	oauth_login_redirect(l, &in);
+	store_wait(&v->done);
+	oauth_login_free(l);
+}
+
+/* A device authorization's user code (its device code is not needed). */
+struct grant {
+	volatile int	done;
+	char		user_code[DEVICE_USER_CODE_TEXT];
+};
+
+static void
+granted(int rc, const struct device_grant *g, void *arg)
+{
+	struct grant	*w = arg;
+
+	if (rc == 0)
+		bsp_strlcpy(w->user_code, g->user_code, sizeof w->user_code);
+	w->done = 1;
+}
+
+static void
+authorize(struct grant *g)
+{
+	memset(g, 0, sizeof *g);
+	device_authorize(cfg, "claude-code", "127.0.0.1", granted, g);
+	store_wait(&g->done);
+}
+
+/* The hash of a user code, as an SQL literal. */
+static const char *
+user_hex(const char *user_code)
+{
+	uint8_t	k[DEVICE_KEY_LEN];
+
+	device_user_key(user_code, k);
+	return (tmpdb_blob(k, sizeof k));
+}
+
+static void
+test_device(const struct provider_config *pc, const char *uri)
+{
+	struct verdict	 v;
+	struct grant	 g;
+	char		*state, *id, *state2, *id2;
+	long long	 sessions;
+
+	memset(&v, 0, sizeof v);
+	sessions = tmpdb_int("SELECT count(*) FROM token_families");
+	authorize(&g);
+	state = device_state_new(pc, uri, g.user_code, &id);
+	callback(pc, state, id, "good", &v);
+	is_int(v.code, 200, "device: signed in (%s)", v.detail != NULL ?
+	    v.detail : "-");
+	is_int(v.device, 1, "device: the verdict is the device's");
+	ok(v.refresh == NULL, "device: no tokens in it");
+	is_int(tmpdb_int("SELECT count(*) FROM token_families"), sessions,
+	    "device: no session is started by the sign-in");
+	is_int(tmpdb_int("SELECT count(*) FROM device_codes WHERE user_hash = "
+	    "%s AND status = 'approved' AND user_id = 'corp:42'",
+	    user_hex(g.user_code)), 1, "device: the authorization is "
+	    "approved for the user");
+	is_int(tmpdb_int("SELECT count(*) FROM oauth_states WHERE flow = "
+	    "'device'"), 1, "device: the state's row is written");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'device_approved' AND user_id = 'corp:42'"), 1,
+	    "device: the approval is audited");
+	callback(pc, state, id, "good", &v);
+	is_int(v.code, 400, "device: the state again is refused");
+	free(state);
+	free(id);
+
+	/* An ordinary browser state is not a device's, nor the reverse. */
+	authorize(&g);
+	state = device_state_new(pc, uri, g.user_code, &id);
+	state2 = device_state_new(pc, uri, g.user_code, &id2);
+	callback(pc, state, id2, "good", &v);
+	is_int(v.code, 400, "device: a state with another's id is refused");
+	is_int(tmpdb_int("SELECT count(*) FROM device_codes WHERE user_hash = "
+	    "%s AND status = 'pending'", user_hex(g.user_code)), 1,
+	    "device: and approves nothing");
+
+	/* Expired meanwhile: the sign-in fails, recorded. */
+	tmpdb_exec("UPDATE device_codes SET expires = created - 1 WHERE "
+	    "user_hash = %s", user_hex(g.user_code));
+	callback(pc, state, id, "good", &v);
+	is_int(v.code, 400, "device: an expired authorization fails the "
+	    "sign-in");
+	is_str(v.error, "invalid_grant", "device: invalid_grant");
+	is_int(v.device, 1, "device: told as the device's");
+	is_int(tmpdb_int("SELECT count(*) FROM device_codes WHERE user_hash = "
+	    "%s AND status = 'pending'", user_hex(g.user_code)), 1,
+	    "device: nothing approved");
+	is_int(tmpdb_int("SELECT count(*) FROM audit_log WHERE event = "
+	    "'login_failed' AND detail LIKE '%%expired%%'"), 1,
+	    "device: the failure is audited");
+	callback(pc, state, id, "good", &v);
+	is_int(v.code, 400, "device: its state is spent");
+	free(state);
+	free(id);
+	free(state2);
+	free(id2);
+
+	/* A user the policy refuses: the authorization is denied. */
+	authorize(&g);
+	state = device_state_new(pc, uri, g.user_code, &id);
+	is_int(t_user_set("corp:42", 1, 0), 1, "device: the user is disabled");
+	callback(pc, state, id, "good", &v);
+	is_int(v.code, 403, "device: a disabled user is refused");
+	is_int(tmpdb_int("SELECT count(*) FROM device_codes WHERE user_hash = "
+	    "%s AND status = 'denied' AND user_id = 'corp:42'",
+	    user_hex(g.user_code)), 1, "device: the authorization is denied");
+	is_int(t_user_set("corp:42", 0, 0), 1, "device: enabled again");
+	free(state);
+	free(id);
+	verdict_clear(&v);
 }
 
 /* POST /auth/token with this state and code, to its verdict. */
@@ -250,8 +421,11 @@ main(void)
 	free(state);
 	free(state2);
 
+	test_device(pc, uri);
+
 	verdict_clear(&v);
 	free(uri);
+	device_free();
 	oauth_free();
 	hc_shutdown();
 	evhttp_free(idp_http);

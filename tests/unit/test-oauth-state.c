@@ -240,8 +240,18 @@ test_layout(void)
 	n = layout(pt, 0, OAUTH_FLOW_BROWSER, 1, e, 0, "op", 2);
 	is_int(open_raw(pt, n, &got), OAUTH_STATE_INVALID,
 	    "version 0: refused");
-	n = layout(pt, 1, 3, 1, e, 0, "op", 2);
-	is_int(open_raw(pt, n, &got), OAUTH_STATE_INVALID, "flow 3: refused");
+	n = layout(pt, 1, OAUTH_FLOW_DEVICE, 1, e, 0x44, "op", 2);
+	is_int(open_raw(pt, n, &got), OAUTH_STATE_OK, "a device state opens");
+	ok(got.flow == OAUTH_FLOW_DEVICE && got.challenge[0] == 0x44,
+	    "with its device authorization's key");
+	n = layout(pt, 1, OAUTH_FLOW_DEVICE, 1, e, 0, "op", 2);
+	is_int(open_raw(pt, n, &got), OAUTH_STATE_INVALID,
+	    "a device state without a key: refused");
+	n = layout(pt, 1, OAUTH_FLOW_DEVICE, 3, e, 0x44, "op", 2);
+	is_int(open_raw(pt, n, &got), OAUTH_STATE_INVALID,
+	    "a client challenge in the device flow: refused");
+	n = layout(pt, 1, 4, 1, e, 0, "op", 2);
+	is_int(open_raw(pt, n, &got), OAUTH_STATE_INVALID, "flow 4: refused");
 	n = layout(pt, 1, 0, 1, e, 0, "op", 2);
 	is_int(open_raw(pt, n, &got), OAUTH_STATE_INVALID, "flow 0: refused");
 	n = layout(pt, 1, OAUTH_FLOW_API, 4, e, 0, "op", 2);

@@ -3,7 +3,11 @@
  * must come out escaped; no inline script or style anywhere; the tokens
  * appear only where they should and never in an attribute; the
  * settings.json block parses as JSON; the shell snippets, run by sh,
- * give back the exact token; long text is cut.
+ * give back the exact token; long text is cut. The device flow's pages:
+ * a form that posts back here with its token, keeps same-origin
+ * referrers and never submits itself; the page that goes on to the
+ * identity provider (its URL escaped, only http or https); and the
+ * page that says the device is signed in, without tokens.
  */
 
 #include <stdio.h>
@@ -34,7 +38,7 @@ static const char *const tag_ok[] = {
 	"nav", "/nav", "div", "/div", "span", "/span", "pre", "/pre", "code",
 	"/code", "textarea", "/textarea", "button", "/button", "label",
 	"/label", "dl", "/dl", "dt", "/dt", "dd", "/dd", "time", "/time",
-	"strong", "/strong",
+	"strong", "/strong", "form", "/form", "input",
 };
 
 static char *
@@ -614,6 +618,101 @@ test_error(void)
 	free(s);
 }
 
+static char *
+device_page(const struct web_device *d)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	if (web_render_device(b, d) == -1) {
+		evbuffer_free(b);
+		return (NULL);
+	}
+	return (drain(b));
+}
+
+static void
+test_device(void)
+{
+	struct web_provider	 pv[2] = {
+		{ "corp", HOSTILE }, { "gh", NULL },
+	};
+	struct web_device	 d;
+	struct evbuffer		*b;
+	char			*s;
+	const char		*secrets[] = { "sekret-form-token" };
+
+	memset(&d, 0, sizeof d);
+	d.user_code = HOSTILE;
+	d.csrf = "sekret-form-token\"><script>";
+	d.pv = pv;
+	d.npv = 2;
+	d.notice = HOSTILE;
+	s = device_page(&d);
+	ok(s != NULL, "device: the form is built");
+	ok(check_tags(s, NULL, 0) == NULL, "device: tags are clean (%s)",
+	    s != NULL && check_tags(s, NULL, 0) != NULL ?
+	    check_tags(s, NULL, 0) : "ok");
+	is_int(count(s, "&lt;script&gt;alert(1)"), 3,
+	    "device: code, notice and provider name escaped");
+	ok(strstr(s, "value=\"sekret-form-token&quot;&gt;&lt;script&gt;\"") !=
+	    NULL, "device: the token escaped in its hidden field");
+	ok(strstr(s, "<meta name=\"referrer\" content=\"same-origin\">") !=
+	    NULL && strstr(s, "no-referrer") == NULL,
+	    "device: same-origin referrers (the post's Origin is checked)");
+	ok(strstr(s, "<form class=\"device\" method=\"post\" "
+	    "action=\"/device\">") != NULL, "device: posts back to /device");
+	is_int(count(s, "<button class=\"button\" type=\"submit\" "
+	    "name=\"provider\""), 2, "device: one button per provider");
+	ok(strstr(s, "value=\"gh\">Continue with gh</button>") != NULL,
+	    "device: the name stands in for a missing display name");
+	ok(strstr(s, "http-equiv") == NULL && strstr(s, "autofocus") == NULL,
+	    "device: the form never goes on by itself");
+	free(s);
+	d.npv = 0;
+	d.user_code = NULL;
+	d.notice = NULL;
+	d.csrf = "t";
+	s = device_page(&d);
+	ok(s != NULL && strstr(s, "No identity provider is configured") !=
+	    NULL && strstr(s, "<button") == NULL,
+	    "device: no provider: a notice, no button");
+	ok(s != NULL && check_tags(s, secrets, 1) == NULL,
+	    "device: no provider: tags are clean");
+	free(s);
+	d.csrf = NULL;
+	ok(device_page(&d) == NULL, "device: no token, no form");
+
+	b = evbuffer_new();
+	is_int(web_render_device_continue(b, "https://idp.example/a?x=1&y=\""
+	    "><script>", HOSTILE), 0, "continue: built");
+	s = drain(b);
+	ok(strstr(s, "<meta http-equiv=\"refresh\" content=\"0; url="
+	    "https://idp.example/a?x=1&amp;y=&quot;&gt;&lt;script&gt;\">") !=
+	    NULL, "continue: goes on to the URL, escaped");
+	ok(strstr(s, "href=\"https://idp.example/a?x=1&amp;y=&quot;&gt;"
+	    "&lt;script&gt;\"") != NULL, "continue: and links to it");
+	ok(strstr(s, "content=\"no-referrer\"") != NULL,
+	    "continue: no referrer to the identity provider");
+	is_int(count(s, "<script"), 1, "continue: only the static script");
+	free(s);
+	b = evbuffer_new();
+	is_int(web_render_device_continue(b, "javascript:alert(1)", "x"), -1,
+	    "continue: only http and https URLs");
+	is_int(evbuffer_get_length(b), 0, "continue: buffer untouched");
+	evbuffer_free(b);
+
+	b = evbuffer_new();
+	is_int(web_render_device_done(b, HOSTILE, HOSTILE, HOSTILE), 0,
+	    "done: built");
+	s = drain(b);
+	is_int(count(s, "&lt;script&gt;alert(1)"), 3,
+	    "done: user, name and provider escaped");
+	ok(check_tags(s, NULL, 0) == NULL, "done: tags are clean");
+	ok(strstr(s, "Your device is signed in") != NULL &&
+	    strstr(s, "textarea") == NULL, "done: says so, with no token");
+	free(s);
+}
+
 static void
 test_static(void)
 {
@@ -694,6 +793,7 @@ main(void)
 	test_login();
 	test_success();
 	test_error();
+	test_device();
 	test_static();
 	test_delta();
 	return (tap_done());

@@ -1,0 +1,4 @@
+#!/bin/sh
+# test-counters against a PostgreSQL server of its own (tests/pg/with-pg).
+srcdir=${srcdir:-.}
+exec sh "$srcdir/tests/pg/with-pg" "${BSP_BUILDDIR:-.}/tests/unit/test-counters"
