@@ -10,7 +10,7 @@ import {
   SignJWT, createLocalJWKSet, exportJWK, exportPKCS8, generateKeyPair, jwtVerify,
 } from 'jose';
 import { prepareDir, runCommand, startDaemon } from './lib/daemon.mjs';
-import { onPostgres, pgDaemonConfig } from './lib/pg.mjs';
+import { noticed, onPostgres, pgDaemonConfig } from './lib/pg.mjs';
 import {
   auditRows, daemonDb, dbPath, decodeJwt, holdWrites, kekPath, seedSession, withDb,
 } from './lib/tokens.mjs';
@@ -30,9 +30,14 @@ const cmd = async (d, ...args) => {
   return r;
 };
 const mint = async (d, user, ...more) => (await cmd(d, 'token', 'mint', '--user', user, ...more)).stdout.trim();
+/** On PostgreSQL: once the daemon has heard of the key (lib/pg.mjs, noticed). */
+const keyKnown = (d, key) => onPostgres && noticed(() => d.request('/auth/validate', { headers: { 'X-Api-Key': key } }),
+  (r) => !/unknown or revoked API key/.test(r.text()));
 const keyCreate = async (d, user, ...more) => {
   const r = await cmd(d, 'key', 'create', '--user', user, ...more);
-  return { key: r.stdout.trim(), info: JSON.parse(/^(\{.*\}) \(shown once/m.exec(r.stderr)[1]) };
+  const key = r.stdout.trim();
+  await keyKnown(d, key);
+  return { key, info: JSON.parse(/^(\{.*\}) \(shown once/m.exec(r.stderr)[1]) };
 };
 /** The daemon notices another process's write within ~1 s; allow 2.5 s. */
 const refusedSoon = (d, t, re) => waitFor(async () => {
@@ -217,10 +222,11 @@ test('API keys over HTTP: JWT only, shown once, listed without secrets, deleted,
   }
 });
 
-test('a key made by "key create" works on the very next request; an expired key is refused', async () => {
+test('a key made by "key create" works on the very next request (PostgreSQL: once the notification is in); an expired key is refused', async () => {
   const d = await startDaemon({ config: { jwt: { issuer: ISS } } });
   try {
-    // No wait for the daemon's once-a-second poll: a miss checks for news first.
+    // No wait for the daemon's once-a-second poll: a miss checks for news
+    // first (SQLite); on PostgreSQL keyCreate waits for the notification.
     for (let i = 0; i < 3; i++) {
       const { key } = await keyCreate(d, 'quinn@example.com', '--name', `k${i}`);
       const v = await validate(d, key);

@@ -37,6 +37,47 @@ export const backend = onPostgres ? 'pg' : 'sqlite';
  */
 export const sqliteOnly = (reason) => (onPostgres ? { skip: `SQLite only: ${reason}` } : {});
 
+/**
+ * Daemons on PostgreSQL count rate limits in fixed one-minute windows of the
+ * wall clock (yaml(5), rate_limits): a test that fills a window waits here,
+ * when it would start within margin seconds of a window's end, for the next.
+ */
+export async function clearOfWindowEnd(margin = 5) {
+  if (!onPostgres) return;
+  const into = (Date.now() / 1000) % 60;
+  if (into > 60 - margin) await new Promise((res) => { setTimeout(res, Math.ceil((60 - into) * 1000) + 50); });
+}
+
+/**
+ * The Retry-After a daemon on PostgreSQL gives for a full rate-limit window:
+ * the rest of the window, [low, high] for a call answered now (one second
+ * either side for the rounding and the call's own time).
+ */
+export function windowRest() {
+  const rest = 60 - (Date.now() / 1000) % 60;
+  return [Math.max(1, Math.floor(rest) - 1), Math.ceil(rest) + 1];
+}
+
+/**
+ * A write of another process (an admin command, another daemon, the test's
+ * own) reaches a daemon on SQLite by the very next request (a miss looks
+ * for news first); on PostgreSQL once the database's notification is in
+ * and the daemon has read its state again, a few milliseconds later
+ * (bedrock-sso-proxy(8), COMMANDS). check() makes the request; on
+ * PostgreSQL it is made again until ok(result), for at most timeoutMs.
+ * Returns the last result, for the caller's assertions.
+ */
+export async function noticed(check, ok, { timeoutMs = 2000 } = {}) {
+  let r = await check();
+  if (!onPostgres) return r;
+  const end = Date.now() + timeoutMs;
+  while (!ok(r) && Date.now() < end) {
+    await new Promise((res) => { setTimeout(res, 20); });
+    r = await check();
+  }
+  return r;
+}
+
 /** The password of the role bsp in every server pgctl starts. */
 export const PG_PASSWORD = 'bsp-test-password';
 
