@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { makeTempDir, removeDir, repoTop } from './util.mjs';
 
 const execFileP = promisify(execFile);
@@ -276,19 +277,37 @@ export function pgDaemonConfig(dir, { c = cluster(), database, kekFile } = {}) {
 
 // ------------------------------------------------------------ psql
 
+// Scripts go to lib/psql-worker.mjs, which keeps a psql session per
+// database open; this thread waits for the answer (the tests' reads and
+// writes are synchronous, as node:sqlite's are).
+let bridge = null;
+function psqlBridge() {
+  if (bridge) return bridge;
+  const { port1, port2 } = new MessageChannel();
+  const shared = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(new URL('./psql-worker.mjs', import.meta.url), {
+    workerData: { port: port2, shared, bin: join(pgBinDir(), 'psql'), env: pgEnv() }, transferList: [port2],
+  });
+  worker.unref();
+  port1.unref();
+  bridge = { port: port1, shared };
+  return bridge;
+}
+
 function runPsql(url, password, script) {
-  try {
-    return execFileSync(join(pgBinDir(), 'psql'),
-      ['-X', '-q', '-A', '-t', '-F', '\x1f', '-v', 'ON_ERROR_STOP=1', '-d', url],
-      {
-        input: script, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'],
-        env: pgEnv({ PGPASSWORD: password, PGAPPNAME: 'bsp-tests' }), maxBuffer: 256 << 20,
-      });
-  } catch (e) {
-    const err = new Error(`psql: ${String(e.stderr ?? '').trim() || e.message}\nscript:\n${script.slice(0, 2000)}`);
-    err.stderr = e.stderr;
+  const b = psqlBridge();
+  Atomics.store(b.shared, 0, 0);
+  b.port.postMessage({ url, password, script });
+  if (Atomics.wait(b.shared, 0, 0, 120000) === 'timed-out') {
+    throw new Error(`psql: no answer in 120 s\nscript:\n${script.slice(0, 2000)}`);
+  }
+  const { out, error } = receiveMessageOnPort(b.port).message;
+  if (error !== null) {
+    const err = new Error(`psql: ${error}\nscript:\n${script.slice(0, 2000)}`);
+    err.stderr = error;
     throw err;
   }
+  return out;
 }
 
 /**
