@@ -831,7 +831,13 @@ keys_op_start(enum keys_mode mode, struct config *c, int may_generate,
 	op->done = done;
 	op->arg = op;
 	if (keys_local(op) == -1) {
-		op->fatal = 1;
+		/*
+		 * Without them at start the daemon cannot sign. At a later
+		 * load (another writer wrote) the keys in use stay: a key
+		 * file being replaced before a SIGHUP may be empty or half
+		 * written for a moment, and the next load tries again.
+		 */
+		op->fatal = !keys.loaded;
 		keys_finish(op, STORE_ERROR);
 		return;
 	}

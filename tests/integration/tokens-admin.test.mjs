@@ -373,6 +373,34 @@ test('jwt.key_file: the same key across restarts; rotate refuses; a new file on 
   }
 });
 
+test('jwt.key_file empty when another writer makes the daemon load its state again: the keys in use stay, the daemon runs on', async () => {
+  const k1 = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+  const d = await startDaemon({
+    config: (dir) => ({ jwt: { issuer: ISS, key_file: `${dir}/sign.pem` } }),
+    files: { 'sign.pem': await exportPKCS8(k1.privateKey) },
+  });
+  try {
+    const t1 = await mint(d, 'pia@example.com');
+    const set = (await d.request('/.well-known/jwks.json')).json();
+    // As a key file being replaced is for a moment, before the SIGHUP.
+    writeFileSync(join(d.dir, 'sign.pem'), '', { mode: 0o600 });
+    const mark = d.logMark();
+    // Another writer: the daemon loads users, sessions and keys again.
+    seedSession(d.dir, { user: 'local:quin@example.com', email: 'quin@example.com' });
+    const line = await d.waitForLog((e) => /cannot load the signing keys/.test(e?.msg ?? ''), 8000, { from: mark });
+    assert.equal(line.level, 'warn');
+    assert.match(line.msg, /sign\.pem is empty/);
+    await sleep(200);
+    assert.equal(d.exitStatus, null, 'the daemon runs on');
+    assert.deepEqual((await d.request('/.well-known/jwks.json')).json(), set, 'the same keys');
+    assert.equal((await validate(d, t1)).status, 200);
+    assert.ok(!d.logs.slice(mark).some((e) => e?.level === 'error'), 'nothing at error');
+    writeFileSync(join(d.dir, 'sign.pem'), await exportPKCS8(k1.privateKey), { mode: 0o600 });
+  } finally {
+    await d.stop();
+  }
+});
+
 test('SIGHUP to another jwt.algorithm: a reload that fails writes no key; one that works adds the key and old tokens still verify', async () => {
   const d = await startDaemon({ config: { jwt: { issuer: ISS, algorithm: 'EdDSA' } } });
   try {
