@@ -15,8 +15,9 @@
 //   await c.stop({ mode: 'immediate' }); // as if it crashed
 //
 // The tests read and seed the daemon's database synchronously (node:sqlite
-// for SQLite); PgDatabase offers the same small interface on PostgreSQL by
-// running psql once per statement: see its comment.
+// for SQLite); PgDatabase offers the same small interface on PostgreSQL,
+// through a psql session per database that lib/psql-worker.mjs keeps open:
+// see its comment.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
@@ -397,8 +398,8 @@ const MARK = '\x1e-bsp-mark-';
 /**
  * The part of node:sqlite's DatabaseSync the tests use, on PostgreSQL:
  * prepare(sql).get/all/run(...params) and exec(sql), with SQLite's SQL
- * (? parameters, INSERT OR IGNORE). Each statement is one psql run:
- * a query's rows come back as row_to_json, typed by \gdesc (bytea as a
+ * (? parameters, INSERT OR IGNORE). Each statement is one psql script
+ * (runPsql): a query's rows come back as row_to_json, typed by \gdesc (bytea as a
  * Buffer, integers as numbers); a write bumps the daemons' change counter
  * and notifies them in its transaction (unless notify is false: a write
  * they have not heard of yet). BEGIN ... COMMIT through exec()
