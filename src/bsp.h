@@ -1363,6 +1363,7 @@ void		 tokens_maint(time_t);
 int		 tokens_reload_prepare(struct config *, char **);
 void		 tokens_reload_commit(struct config *);
 void		 tokens_reload_abort(void);
+void		 tokens_reload_wait(store_end_cb, void *);
 int		 tokens_check(struct config *, char **);
 void		 tokens_signing_rotate(struct config *, void (*)(int,
 		     const char *, void *), void *);

@@ -298,6 +298,29 @@ main_reload_prepped(struct main_prep *mp)
 	}
 }
 
+/* A reload's last step: the users' state read under the new policy. */
+static void
+main_reload_done(int status, void *arg)
+{
+	if (status != STORE_OK)
+		log_warnx("configuration reloaded, but the users' state could "
+		    "not be read again under its access policy; it will be "
+		    "when the database answers");
+	else
+		log_info("configuration reloaded");
+	sd_notify_send("READY=1");
+}
+
+/*
+ * The reload's signing keys are in place (or could not be made: logged).
+ * The access policy may have changed: who is still admitted?
+ */
+static void
+main_reload_keys(int status, void *arg)
+{
+	users_load_state(main_reload_done, NULL);
+}
+
 /* SIGHUP: build a fresh configuration, check it, swap it in. */
 static void
 main_sighup(int sig, short ev, void *arg)
@@ -361,11 +384,12 @@ main_reload_apply(struct config *c)
 	old = cfg;
 	cfg = config_ref(c);
 	config_unref(old);
-	/* The access policy may have changed: who is still admitted? */
-	users_load_state(NULL, NULL);
 	main_log_configure(cfg);
-	log_info("configuration reloaded");
-	sd_notify_send("READY=1");
+	/*
+	 * Done when the new signing keys are in place and the users' state
+	 * is read again (with PostgreSQL on later turns of the loop).
+	 */
+	tokens_reload_wait(main_reload_keys, NULL);
 }
 
 static void

@@ -107,6 +107,13 @@ struct keys_op {
 	void			*rot_arg;
 };
 
+/* A caller of tokens_reload_wait(). */
+struct keys_waiter {
+	store_end_cb		 cb;
+	void			*arg;
+	struct keys_waiter	*next;
+};
+
 static struct {
 	struct keystate		 ks;
 	struct keystate		 next;		/* prepared by a reload */
@@ -122,6 +129,7 @@ static struct {
 	int			 restarts;	/* units lost to a conflict */
 	struct store_load	 loader;
 	void			(*fatal)(const char *);
+	struct keys_waiter	*waiters;	/* for the pending prepare */
 } keys;
 
 static struct store_stmt st_sealed = STORE_STMT("SELECT (SELECT kid FROM "
@@ -158,6 +166,7 @@ static void	 keys_step(struct store_txn *, int, void *);
 static void	 keys_committed(int, void *);
 static void	 keys_load_run(struct store_load *);
 static struct crypto_key *keys_from_kms(const struct config *, char **);
+static void	 keys_wake(int, int);
 
 /* The algorithm of jwt.algorithm. */
 static enum crypto_alg
@@ -866,7 +875,13 @@ keys_op_start(enum keys_mode mode, struct config *c, int may_generate,
 	op->done = done;
 	op->arg = op;
 	if (keys_local(op) == -1) {
-		op->fatal = 1;
+		/*
+		 * Without them at start the daemon cannot sign. At a later
+		 * load (another writer wrote) the keys in use stay: a key
+		 * file being replaced before a SIGHUP may be empty or half
+		 * written for a moment, and the next load tries again.
+		 */
+		op->fatal = !keys.loaded;
 		keys_finish(op, STORE_ERROR);
 		return;
 	}
@@ -968,6 +983,7 @@ tokens_keys_purge(time_t now, store_end_cb done, void *arg)
 void
 tokens_keys_free(void)
 {
+	keys_wake(STORE_ERROR, 0);
 	tokens_reload_abort();
 	keys_state_free(&keys.ks);
 	keys.loaded = 0;
@@ -1006,6 +1022,22 @@ tokens_keys_legacy(void)
 	return (keys.ks.legacy);
 }
 
+/* Tell those waiting for the pending prepare (call 0: drop them). */
+static void
+keys_wake(int status, int call)
+{
+	struct keys_waiter	*w, *next;
+
+	w = keys.waiters;
+	keys.waiters = NULL;
+	for (; w != NULL; w = next) {
+		next = w->next;
+		if (call)
+			w->cb(status, w->arg);
+		free(w);
+	}
+}
+
 /*
  * A reload's key state is in: with SQLite before tokens_reload_prepare()
  * returns; with PostgreSQL maybe after the commit (then it goes in place
@@ -1017,7 +1049,7 @@ keys_prepared(int status, const char *cause, void *arg)
 	struct keys_op	*op = arg;
 
 	if (keys.pending != op) {
-		/* Aborted: nobody wants it now. */
+		/* Aborted: nobody wants it now (waiters wait for the next). */
 		keys_op_free(op);
 		return;
 	}
@@ -1041,6 +1073,7 @@ keys_prepared(int status, const char *cause, void *arg)
 	}
 	keys.pending_commit = 0;
 	keys_op_free(op);
+	keys_wake(status, 1);
 }
 
 /*
@@ -1089,6 +1122,28 @@ tokens_reload_pending(void)
 	return (keys.pending != NULL);
 }
 
+/*
+ * After a commit: cb(status, arg) once the reload's key state is in place
+ * (with SQLite, or when it already is, before this returns), status not
+ * STORE_OK if it could not be made (logged; the old keys stay).
+ */
+void
+tokens_reload_wait(store_end_cb cb, void *arg)
+{
+	struct keys_waiter	*w, **end;
+
+	if (keys.pending == NULL) {
+		cb(STORE_OK, arg);
+		return;
+	}
+	w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	for (end = &keys.waiters; *end != NULL; end = &(*end)->next)
+		;
+	*end = w;
+}
+
 void
 tokens_reload_commit(struct config *c)
 {
@@ -1111,6 +1166,8 @@ tokens_reload_abort(void)
 	/* A prepare still loading is dropped when it is in. */
 	keys.pending = NULL;
 	keys.pending_commit = 0;
+	/* An earlier reload waiting for it is done: its keys were not made. */
+	keys_wake(STORE_ERROR, 1);
 }
 
 /*

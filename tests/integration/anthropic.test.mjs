@@ -9,6 +9,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import AnthropicBedrock from '@anthropic-ai/bedrock-sdk';
 import { CREDS, REGION, startRelay, usageRows, waitUsage } from './lib/relay.mjs';
 import { decodeFrames } from './lib/fake-bedrock.mjs';
+import { clearOfWindowEnd } from './lib/pg.mjs';
 import { waitFor } from './lib/util.mjs';
 
 const HAIKU = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
@@ -338,6 +339,7 @@ test('errors in Anthropic\'s envelope: bad credential 401, denied or unknown mod
   try {
     const token = await t2.token();
     const c = anthropic(t2, { token });
+    await clearOfWindowEnd();
     await c.messages.create(REQ);
     const e = await rejects(c.messages.create(REQ));
     assert.equal(e.status, 429);

@@ -8,14 +8,13 @@
 // altered and expired states are refused before anything is written.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startFakeOidc } from './lib/fake-oidc-bad.mjs';
 import {
   Jar, fetchLogin, loginConfig, loginState, startLoginDaemon, stopAll, tokenFromHtml, validate,
 } from './lib/login.mjs';
-import { nowSec } from './lib/tokens.mjs';
+import { dbFingerprint, kekPath, nowSec } from './lib/tokens.mjs';
 import { repoTop, waitFor } from './lib/util.mjs';
 
 const LOOPBACK = 'http://127.0.0.1:47913/cb';
@@ -44,23 +43,9 @@ async function pool(n, items, fn) {
   }));
 }
 
-/** Size and modification time of the database and its WAL. */
-function dbFiles(d) {
-  const out = {};
-  for (const f of ['proxy.db', 'proxy.db-wal']) {
-    try {
-      const s = statSync(join(d.dir, 'state', f), { bigint: true });
-      out[f] = `${s.size} ${s.mtimeNs}`;
-    } catch {
-      out[f] = 'absent';
-    }
-  }
-  return out;
-}
-
 /** A state sealed under the daemon's own KEK: [sealed text, id text]. */
 function seal(d, flow, provider, redirectUri, expires) {
-  return execFileSync(sealState, [join(d.dir, 'state', 'proxy.db.kek'), flow, provider, redirectUri, String(expires)],
+  return execFileSync(sealState, [kekPath(d.dir), flow, provider, redirectUri, String(expires)],
     { encoding: 'utf8' }).trim().split(' ');
 }
 
@@ -72,7 +57,7 @@ test('600 client addresses starting sign-ins do not stop a fresh user\'s; starti
   const t = await setup({ server: { trusted_proxies: ['127.0.0.1/32'] } });
   try {
     const { d } = t;
-    const files = dbFiles(d);
+    const files = dbFingerprint(d.dir);
     // 600 addresses, 17 starts each (the old cap of 10 000 for everyone
     // was full after 589 of them), all within their allowance of 20.
     const starts = [];
@@ -90,7 +75,7 @@ test('600 client addresses starting sign-ins do not stop a fresh user\'s; starti
     for (let k = 17; k < 20; k++) assert.equal(await from0(), 302);
     assert.equal(await from0(), 429);
     // Not one byte written for all of that.
-    assert.deepEqual(dbFiles(d), files, 'the database files did not change');
+    assert.deepEqual(dbFingerprint(d.dir), files, 'the database did not change');
     assert.equal(loginState(d.dir).states, 0);
     // A user from another address signs in, start to finish.
     const r = await fetchLogin(d, 'op');
@@ -150,7 +135,7 @@ test('forged, altered, expired and misplaced states are refused with a clear ans
   try {
     const { d, op } = t;
     const before = loginState(d.dir);
-    const files = dbFiles(d);
+    const files = dbFingerprint(d.dir);
     const cbUri = `${d.url}/auth/callback/op`;
     // A real cookie, altered in one character.
     const { authUrl, jar } = await fetchLogin(d, 'op', { stopAt: 'idp' });
@@ -192,7 +177,7 @@ test('forged, altered, expired and misplaced states are refused with a clear ans
     assert.equal(r.status, 400);
     assert.match(r.json().error_description, /did not issue it, or it was altered/);
     // Nothing written, nothing exchanged.
-    assert.deepEqual(dbFiles(d), files, 'the database files did not change');
+    assert.deepEqual(dbFingerprint(d.dir), files, 'the database did not change');
     assert.deepEqual(loginState(d.dir), before);
     assert.equal(op.tokenRequests.length, 0);
   } finally {

@@ -6,13 +6,13 @@
 // answer fits the policy. The IdP is fake-oidc-bad, driven with fetch().
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runCommand } from './lib/daemon.mjs';
+import { prepareDir, runCommand } from './lib/daemon.mjs';
 import { startFakeOidc } from './lib/fake-oidc-bad.mjs';
 import {
   assertNoToken, fetchLogin, loginConfig, loginState, reloadConfig, startLoginDaemon, tokenFromHtml, validate, stopAll,
 } from './lib/login.mjs';
-import { withDb } from './lib/tokens.mjs';
-import { waitFor } from './lib/util.mjs';
+import { holdWrites, withDb } from './lib/tokens.mjs';
+import { sleep, waitFor } from './lib/util.mjs';
 
 async function setup(access = { allowed_email_domains: ['example.com'] }) {
   const op = await startFakeOidc({
@@ -117,6 +117,34 @@ test('a user the policy no longer admits (SIGHUP) is refused, and admitted again
     assert.equal(v.json().email, 'olivia@other.test');
     assert.equal((await validate(d, token)).status, 200);
   } finally {
+    await t.stop();
+  }
+});
+
+test('a reload is done (logged, READY=1) once the users are read again under the new policy', async () => {
+  const t = await setup();
+  let lock = null;
+  try {
+    const { d, config } = t;
+    const token = await login(d);
+    // The users cannot be read while we hold the table (PostgreSQL; with
+    // SQLite they are read at once, before the reload is logged).
+    lock = await holdWrites(d.dir, 'users', { reads: true });
+    prepareDir(d.dir, { config: { ...config({ allowed_email_domains: ['other.test'] }), server: { port: d.port } } });
+    const mark = d.logMark();
+    d.signal('SIGHUP');
+    await sleep(500);
+    const early = d.logs.slice(mark).find((e) => /^configuration reload/.test(e?.msg ?? ''));
+    if (early) assert.equal((await validate(d, token)).status, 401, 'logged as reloaded: the new policy holds');
+    await lock.release();
+    lock = null;
+    const line = await d.waitForLog((e) => /^configuration reload/.test(e?.msg ?? ''), 5000, { from: mark });
+    assert.equal(line.msg, 'configuration reloaded');
+    const v = await validate(d, token);
+    assert.equal(v.status, 401);
+    assert.match(v.json().error_description, /no longer admits/);
+  } finally {
+    await lock?.release();
     await t.stop();
   }
 });

@@ -65,7 +65,7 @@ test('PostgreSQL down at start: the daemon starts, says why once, answers 503, a
   const lb = await startLb();
   cleanups.push(() => lb.close());
   const cfg = clusterConfig({ url: pg.url, shared: sharedFiles(), publicUrl: lb.url, over: await fakes() });
-  const d = await startDaemon({ config: cfg, env: { AWS_EC2_METADATA_DISABLED: 'true' } });
+  const d = await startDaemon({ config: cfg, env: { AWS_EC2_METADATA_DISABLED: 'true' }, waitDatabase: false });
   cleanups.push(() => d.stop());
   lb.setBackends([d]);
   // Every connection tries again and again (backoff 0.5, 1, 2 s...): said once.

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runCommand, startDaemon } from './lib/daemon.mjs';
+import { noticed, onPostgres } from './lib/pg.mjs';
 import {
   auditRows, nowSec, seedSession, withDb,
 } from './lib/tokens.mjs';
@@ -39,8 +40,12 @@ const cmd = async (d, ...args) => {
   assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
   return r;
 };
+/** On PostgreSQL: once the daemon has heard of the key (lib/pg.mjs, noticed). */
+const keyKnown = (d, key) => onPostgres && noticed(() => d.request('/auth/validate', { headers: { 'X-Api-Key': key } }),
+  (r) => !/unknown or revoked API key/.test(r.text()));
 const adminKey = async (d, user, name) => {
   const r = await cmd(d, 'key', 'create', '--user', user, '--name', name);
+  await keyKnown(d, r.stdout.trim());
   return { key: r.stdout.trim(), ...JSON.parse(/^(\{.*\}) \(shown once/m.exec(r.stderr)[1]) };
 };
 const keyRow = (d, id) => withDb(d.dir, (db) => db.prepare('SELECT * FROM api_keys WHERE id = ?').get(id));

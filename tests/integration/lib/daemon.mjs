@@ -6,12 +6,16 @@
 //
 // Binary: $BSP_BIN, else <repo top>/bedrock-sso-proxy.  Every child is tracked and
 // SIGKILLed (whole process group) if the test process exits without stopping it.
+//
+// The database: SQLite in <dir>/state/proxy.db, or with BSP_TEST_DB=pg a fresh
+// PostgreSQL database of its own (lib/pg.mjs), unless the config names one.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { onPostgres, pgDaemonConfig } from './pg.mjs';
 import { deepMerge, makeTempDir, parseHostPort, removeDir, repoTop, request } from './util.mjs';
 
 export const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer/;
@@ -72,13 +76,19 @@ function track(child) {
 
 // ------------------------------------------------------------ config & env
 
-/** Defaults deep-merged under the caller's config. */
-export function defaultConfig(dir) {
-  return {
+/**
+ * Defaults deep-merged under the caller's config (over). The database: on
+ * PostgreSQL (BSP_TEST_DB=pg) the dir's own database, its password file and
+ * a KEK file in dir, unless over names a database.url (then kept as it is).
+ */
+export function defaultConfig(dir, over = {}) {
+  const base = {
     server: { host: '127.0.0.1', port: 0 },
     database: { url: `sqlite://${join(dir, 'state', 'proxy.db')}` },
     logging: { format: 'json', level: 'info' },
   };
+  if (onPostgres && over?.database?.url === undefined) return deepMerge(base, pgDaemonConfig(dir));
+  return base;
 }
 
 /**
@@ -93,7 +103,7 @@ export function prepareDir(dir, { config, configText, files } = {}) {
     writeFileSync(cfgPath, configText, { mode: 0o600 });
   } else if (config !== undefined || !existsSync(cfgPath)) {
     const c = typeof config === 'function' ? config(dir) : config;
-    writeFileSync(cfgPath, `${JSON.stringify(deepMerge(defaultConfig(dir), c ?? {}), null, 2)}\n`, { mode: 0o600 });
+    writeFileSync(cfgPath, `${JSON.stringify(deepMerge(defaultConfig(dir, c), c ?? {}), null, 2)}\n`, { mode: 0o600 });
   }
   chmodSync(cfgPath, 0o600);
   for (const [name, spec] of Object.entries(typeof files === 'function' ? files(dir) : files ?? {})) {
@@ -181,8 +191,10 @@ function matcher(pred) {
 /**
  * Start the daemon: `[bin, -d, -f, <dir>/config.yaml, ...args]` with a clean env.
  * opts: {config, configText, files, env, args, dir (reuse), timeoutMs=15000, listeners=1,
- *        scheme ('http'|'https', default from the listening line), ca (PEM for health/request over TLS), bin}
- * Resolves once `listeners` "listening" lines appeared and GET /health answered 200.
+ *        scheme ('http'|'https', default from the listening line), ca (PEM for health/request over TLS), bin,
+ *        waitDatabase=true}
+ * Resolves once `listeners` "listening" lines appeared, GET /health answered 200 and (unless
+ * waitDatabase is false) /health/ready says the database and the state loaded from it are ok.
  */
 export async function startDaemon(opts = {}) {
   const dir = newDir(opts.dir);
@@ -345,6 +357,24 @@ export async function startDaemon(opts = {}) {
     } catch { /* not yet */ }
     if (Date.now() > deadline) return fail(`GET ${d.url}/health did not answer 200 within ${timeoutMs} ms`);
     await delay(50);
+  }
+  // With PostgreSQL the daemon connects and loads its state (users, revoked
+  // sessions, keys) after it listens; with SQLite before. Either way, a
+  // started daemon has it: wait until /health/ready's database is ok
+  // (opts.waitDatabase false: not, for a daemon whose database is down).
+  if (opts.waitDatabase !== false) {
+    let last = null;
+    for (;;) {
+      if (exit) return fail(`daemon exited (code ${exit.code}, signal ${exit.signal}) while waiting for its database`);
+      try {
+        const r = await request(`${d.url}/health/ready`, { ca: opts.ca, rejectUnauthorized: Boolean(opts.ca), timeoutMs: 2000 });
+        last = r.text();
+        const db = JSON.parse(last)?.components?.database;
+        if (!db || db.status === 'ok') break;
+      } catch { /* not yet */ }
+      if (Date.now() > deadline) return fail(`/health/ready: the database not ok within ${timeoutMs} ms: ${last}`);
+      await delay(25);
+    }
   }
   return d;
 }

@@ -1,14 +1,17 @@
 // Helpers for the token tests: a BLAKE2b (RFC 7693) to compute the hash the
 // daemon stores for refresh tokens and API keys (libsodium's unkeyed
-// crypto_generichash, 32 bytes), direct access to the daemon's SQLite
-// database (node:sqlite), and small JWT utilities.
+// crypto_generichash, 32 bytes), direct access to the daemon's database
+// (SQLite through node:sqlite, PostgreSQL through lib/pg.mjs, the same
+// calls for both), and small JWT utilities.
 //
 // Sessions (token families with a refresh token) are only created by the
 // login flow, which is a later issue; until then the tests seed them in the
 // database the way tokens_session_new() does.
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { PG_PASSWORD, PgDatabase, lockTable } from './pg.mjs';
 
 // ------------------------------------------------------------ BLAKE2b
 
@@ -98,12 +101,59 @@ function sqliteModule() {
   return sqlite;
 }
 
+/** The default SQLite database of a daemon's dir. */
 export const dbPath = (dir) => join(dir, 'state', 'proxy.db');
 
-/** Run fn(db) on the daemon's database (WAL; waits up to 10 s for locks). */
-export function withDb(dir, fn) {
-  const { DatabaseSync } = sqliteModule();
-  const db = new DatabaseSync(dbPath(dir), { timeout: 10000 });
+/**
+ * The database a daemon in dir uses, from <dir>/config.yaml: {url, pg,
+ * password, sqlitePath, kekFile}. Without a config (or a database.url in
+ * it), the default SQLite file.
+ */
+export function daemonDb(dir) {
+  let text = '';
+  try { text = readFileSync(join(dir, 'config.yaml'), 'utf8'); } catch { /* none */ }
+  let url;
+  let password;
+  let passwordFile;
+  let kekFile;
+  try {
+    const c = JSON.parse(text);
+    url = c?.database?.url;
+    password = c?.database?.password;
+    passwordFile = c?.database?.password_file;
+    kekFile = c?.jwt?.kek_file;
+  } catch {
+    // YAML the test wrote itself: only what these keys look like there.
+    url = /(?:sqlite|postgres(?:ql)?):\/\/[^\s"']+/.exec(text)?.[0];
+    passwordFile = /password_file:\s*["']?([^\s"']+)/.exec(text)?.[1];
+    kekFile = /kek_file:\s*["']?([^\s"']+)/.exec(text)?.[1];
+  }
+  url ??= `sqlite://${dbPath(dir)}`;
+  const pg = /^postgres(ql)?:/.test(url);
+  if (pg && password === undefined) {
+    try { password = readFileSync(resolve(dir, passwordFile), 'utf8').replace(/\r?\n$/, ''); } catch { password = PG_PASSWORD; }
+  }
+  const sqlitePath = pg ? null : resolve(dir, url.replace(/^sqlite:\/\//, ''));
+  return {
+    url, pg, password, sqlitePath,
+    kekFile: kekFile !== undefined ? resolve(dir, kekFile) : (pg ? null : `${sqlitePath}.kek`),
+  };
+}
+
+/** The key-encryption key file of a daemon in dir (jwt.kek_file, else the file beside SQLite's). */
+export const kekPath = (dir) => daemonDb(dir).kekFile;
+
+/**
+ * Run fn(db) on the daemon's database: node:sqlite's DatabaseSync (WAL;
+ * waits up to 10 s for locks), or on PostgreSQL lib/pg.mjs's PgDatabase,
+ * which takes the same calls and SQL (prepare(sql).get/all/run, exec).
+ * opts.notify false: on PostgreSQL, the daemons are not told of the writes
+ * (as before another writer's notification reaches them).
+ */
+export function withDb(dir, fn, { notify = true } = {}) {
+  const where = daemonDb(dir);
+  const db = where.pg ? new PgDatabase(where.url, where.password, { notify })
+    : new (sqliteModule().DatabaseSync)(where.sqlitePath, { timeout: 10000 });
   try {
     return fn(db);
   } finally {
@@ -111,15 +161,31 @@ export function withDb(dir, fn) {
   }
 }
 
+/**
+ * Keep the daemon from writing table until release() (a promise): with
+ * SQLite a write transaction of ours (the daemon waits, its loop blocked,
+ * up to database.busy_timeout), with PostgreSQL a lock on the table (its
+ * unit waits, the loop serving on). reads: with PostgreSQL also from
+ * reading it (SQLite's readers never wait, in WAL mode).
+ */
+export async function holdWrites(dir, table, { reads = false } = {}) {
+  const where = daemonDb(dir);
+  if (where.pg) return lockTable(where.url, where.password, table, reads ? 'ACCESS EXCLUSIVE' : 'EXCLUSIVE');
+  const db = new (sqliteModule().DatabaseSync)(where.sqlitePath, { timeout: 10000 });
+  db.exec('BEGIN IMMEDIATE');
+  return {
+    async release() {
+      db.exec('COMMIT');
+      db.close();
+    },
+  };
+}
+
 /** Row counts of the tables an authentication must never write to. */
 export function counts(dir) {
-  return withDb(dir, (db) => {
-    const out = {};
-    for (const t of ['users', 'api_keys', 'token_families', 'refresh_tokens', 'signing_keys']) {
-      out[t] = Number(db.prepare(`SELECT count(*) AS n FROM ${t}`).get().n);
-    }
-    return out;
-  });
+  const tables = ['users', 'api_keys', 'token_families', 'refresh_tokens', 'signing_keys'];
+  const row = withDb(dir, (db) => db.prepare(`SELECT ${tables.map((t) => `(SELECT count(*) FROM ${t}) AS ${t}`).join(', ')}`).get());
+  return Object.fromEntries(tables.map((t) => [t, Number(row[t])]));
 }
 
 /** Audit rows, oldest first, optionally only one event. */
@@ -127,6 +193,33 @@ export function auditRows(dir, event) {
   return withDb(dir, (db) => (event
     ? db.prepare('SELECT * FROM audit_log WHERE event = ? ORDER BY id').all(event)
     : db.prepare('SELECT * FROM audit_log ORDER BY id').all()));
+}
+
+/**
+ * What shows whether anything was written to the daemon's database: the
+ * size and modification time of SQLite's file and its WAL; on PostgreSQL a
+ * digest of every table's rows (bsp_meta's change counter among them).
+ */
+export function dbFingerprint(dir) {
+  const where = daemonDb(dir);
+  if (where.pg) {
+    return withDb(dir, (db) => {
+      const tables = db.prepare("SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+        .all().map((r) => r.t);
+      return db.prepare(`SELECT ${tables.map((t) => `(SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM ${t} x) AS ${t}`)
+        .join(', ')}`).get();
+    });
+  }
+  const out = {};
+  for (const f of [where.sqlitePath, `${where.sqlitePath}-wal`]) {
+    try {
+      const s = statSync(f, { bigint: true });
+      out[basename(f)] = `${s.size} ${s.mtimeNs}`;
+    } catch {
+      out[basename(f)] = 'absent';
+    }
+  }
+  return out;
 }
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
@@ -144,8 +237,8 @@ export function seedSession(dir, { user = 'local:alice', email = 'alice@example.
     db.exec('BEGIN IMMEDIATE');
     try {
       const [provider, ...rest] = user.split(':');
-      db.prepare('INSERT OR IGNORE INTO users (id, provider, subject, email, email_verified, name, groups, '
-        + 'first_login, last_login) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)')
+      db.prepare('INSERT INTO users (id, provider, subject, email, email_verified, name, groups, '
+        + 'first_login, last_login) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING')
         .run(user, provider, rest.join(':'), email, 'Alice', '["dev"]', now, now);
       db.prepare('INSERT INTO token_families (id, user_id, created, expires) VALUES (?, ?, ?, ?)')
         .run(sid, user, now, now + ttl);
