@@ -108,8 +108,10 @@ test('a proxy that is down: token prints the unexpired token, status and an expi
     r = await runClient(lap, ['status']);
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stdout, /proxy state: +cannot be reached/);
-    // Expired here: nothing to print.
-    lap.writeSession({ ...s, expires_at: s.obtained_at + 1 });
+    // Expired here, a minute ago: nothing to print. (obtained_at + 1 was
+    // still in the future when the test ran within a second of the login.)
+    const now = Math.floor(Date.now() / 1000);
+    lap.writeSession({ ...s, obtained_at: now - 3660, expires_at: now - 60 });
     r = await runClient(lap, ['token']);
     assert.equal(r.code, 4);
     assert.equal(r.stdout, '');
