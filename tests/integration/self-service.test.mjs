@@ -13,6 +13,7 @@
 // __Host- cookie.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -426,7 +427,9 @@ test('self-service: a forged, altered, expired or too long cookie, or one whose 
     const { d } = t;
     const { ctx, page, token } = await signIn(t);
     const real = await selfCookie(ctx);
-    const kek = join(d.dir, 'state', 'proxy.db.kek');
+    // The KEK file: SQLite's beside its database; on PostgreSQL the one
+    // lib/pg.mjs gives the daemon (jwt.kek_file).
+    const kek = existsSync(join(d.dir, 'kek')) ? join(d.dir, 'kek') : join(d.dir, 'state', 'proxy.db.kek');
     const sid = JSON.parse(Buffer.from(token.split('.')[1], 'base64url')).sid;
     const open = async (value) => {
       await ctx.clearCookies();

@@ -15,6 +15,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { runCommand, startDaemon } from './daemon.mjs';
 import { startFakeBedrock } from './fake-bedrock.mjs';
 import { withDb } from './tokens.mjs';
+import { noticed } from './pg.mjs';
 import { waitFor } from './util.mjs';
 
 // Nothing from the caller's environment may pick credentials or endpoints for the clients.
@@ -75,7 +76,11 @@ export async function startRelay(opts = {}) {
     async key(user = 'dev@example.com', ...more) {
       const r = await runCommand(['key', 'create', '--user', user, ...more], { dir: d.dir });
       assert.equal(r.code, 0, r.stderr);
-      return { key: r.stdout.trim(), info: JSON.parse(/^(\{.*\}) \(shown once/m.exec(r.stderr)[1]) };
+      const key = r.stdout.trim();
+      // On PostgreSQL: once the daemon has heard of it (lib/pg.mjs).
+      await noticed(() => d.request('/auth/validate', { headers: { 'X-Api-Key': key } }),
+        (v) => !/unknown or revoked API key/.test(v.text()));
+      return { key, info: JSON.parse(/^(\{.*\}) \(shown once/m.exec(r.stderr)[1]) };
     },
     /** @aws-sdk/client-bedrock-runtime with our credential as its bearer token. */
     sdk({ token, prefix = '', ...extra } = {}) {
