@@ -392,15 +392,18 @@ done
 			    cell(aw[iv], "%.2f")
 		# Issue 16: RSS per stream <= 10 KiB, added TTFB p50 <=
 		# 10 ms, no frame lost, reordered or corrupt (medians over
-		# the rounds).
+		# the rounds).  RSS per stream from the bsp run of round 1
+		# only: the heap of the daemon is fresh then; later runs
+		# reuse the heap the first left (glibc keeps it), so they
+		# show ~0, and a median with them said half the figure.
 		print ""
-		print "issue 16 goals, bsp (medians over the rounds):"
+		print "issue 16 goals, bsp (RSS: round 1, the fresh daemon; the rest: medians over the rounds):"
 		print ""
 		print "| interval | RSS per stream kB (goal <= 10) | added TTFB p50 ms (goal <= 10) | lost, out of order, corrupt (goal 0) |"
 		print "|---|---|---|---|"
 		for (iv in ivs) {
 			k = iv SUBSEP "bsp"
-			r = med(per[k]); t = med(a50[iv])
+			r = PER[iv, 1, "bsp"]; t = med(a50[iv])
 			gr = r <= 10 ? "(met)" : "(not met)"
 			gt = t <= 10 ? "(met)" : "(not met)"
 			gf = lost[k] + ooo[k] + bad[k] == 0 ? "(met)" : "(not met)"

@@ -769,6 +769,8 @@ size_t		 server_inflight(void);
 const char	*server_header(struct request *, const char *);
 void		 server_set_header(struct request *, const char *, const char *);
 int		 server_body(struct request *, const uint8_t **, size_t *);
+/* Let the request body go (server_body() then finds it empty). */
+void		 server_body_release(struct request *);
 const char	*server_query(struct request *, const char *, char *, size_t);
 json_t		*server_body_json(struct request *, const char **);
 const char	*server_form(struct request *, const char *, char *, size_t);

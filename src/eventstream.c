@@ -101,7 +101,7 @@ static int	 es_fail(struct es_decoder *, const char *, ...)
 		    printflike(2, 3);
 static int	 es_prelude(struct es_decoder *, const uint8_t *);
 static int	 es_parse_headers(struct es_decoder *, const uint8_t *, size_t,
-		    size_t *);
+		    struct es_header *, size_t *);
 static int	 es_process(struct es_decoder *, const uint8_t *, size_t);
 static size_t	 es_value_len(const struct es_header *);
 static size_t	 es_utf8_len(const uint8_t *, size_t);
@@ -265,10 +265,10 @@ es_prelude(struct es_decoder *d, const uint8_t *p)
 	return (0);
 }
 
-/* Parse and check the header block into d->headers. */
+/* Parse and check the header block into hdrs (ES_MAX_HEADERS of them). */
 static int
 es_parse_headers(struct es_decoder *d, const uint8_t *h, size_t hlen,
-    size_t *np)
+    struct es_header *hdrs, size_t *np)
 {
 	struct es_header	*hd;
 	size_t			 off = 0, n = 0, nl, vlen;
@@ -278,7 +278,7 @@ es_parse_headers(struct es_decoder *d, const uint8_t *h, size_t hlen,
 		if (n == ES_MAX_HEADERS)
 			return (es_fail(d, "more than %d headers",
 			    ES_MAX_HEADERS));
-		hd = &d->headers[n];
+		hd = &hdrs[n];
 		memset(hd, 0, sizeof *hd);
 		nl = h[off++];
 		if (nl == 0)
@@ -371,10 +371,15 @@ es_parse_headers(struct es_decoder *d, const uint8_t *h, size_t hlen,
 	return (0);
 }
 
-/* A whole frame whose prelude has been checked. */
+/*
+ * A whole frame whose prelude has been checked. The headers are parsed
+ * into an array on the stack, not in the decoder: a message is valid only
+ * during the callback, and every stream relayed keeps a decoder.
+ */
 static int
 es_process(struct es_decoder *d, const uint8_t *frame, size_t total)
 {
+	struct es_header	 headers[ES_MAX_HEADERS];
 	struct es_message	 msg;
 	uint32_t		 hlen, crc, want;
 	size_t			 n = 0;
@@ -384,12 +389,13 @@ es_process(struct es_decoder *d, const uint8_t *frame, size_t total)
 	if ((want = es_crc32(0, frame, total - 4)) != crc)
 		return (es_fail(d, "message CRC mismatch (0x%08x, want "
 		    "0x%08x)", crc, want));
-	if (es_parse_headers(d, frame + ES_PRELUDE_LEN, hlen, &n) == -1)
+	if (es_parse_headers(d, frame + ES_PRELUDE_LEN, hlen, headers,
+	    &n) == -1)
 		return (-1);
 	memset(&msg, 0, sizeof msg);
 	msg.frame = frame;
 	msg.frame_len = total;
-	msg.headers = d->headers;
+	msg.headers = headers;
 	msg.nheaders = n;
 	msg.payload = frame + ES_PRELUDE_LEN + hlen;
 	msg.payload_len = total - ES_OVERHEAD - hlen;

@@ -92,8 +92,6 @@ struct es_decoder {
 	char			 error[ES_ERROR_LEN];
 	uint64_t		 nmessages;
 	uint64_t		 nbytes;
-
-	struct es_header	 headers[ES_MAX_HEADERS];
 };
 
 /* max_message 0 means ES_MAX_MESSAGE_LEN; larger values are clamped. */

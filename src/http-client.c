@@ -282,6 +282,7 @@ static const char *const hc_error_names[HC_ERR__MAX] = {
 
 static SSL_CTX	*hc_ctx_new(const char *, char **);
 static int	 hc_verify_cb(int, X509_STORE_CTX *);
+static void	 hc_ctx_trust(void);
 static void	 hc_reap_schedule(void);
 static void	 hc_reap_cb(evutil_socket_t, short, void *);
 static void	 hc_reap(void);
@@ -349,6 +350,7 @@ hc_init(const char *ca_file, char **cause)
 	}
 	if ((hc.ctx = hc_ctx_new(ca_file, cause)) == NULL)
 		return (-1);
+	hc.st.trust_loaded = 0;
 	event_assign(&hc.reap_ev, bsp_base, -1, 0, hc_reap_cb, NULL);
 	hc.initialized = 1;
 	hc.shutting_down = 0;
@@ -379,6 +381,7 @@ hc_reload_commit(void)
 		return;
 	SSL_CTX_free(hc.ctx);	/* live SSL objects keep their reference */
 	hc.ctx = hc.next_ctx;
+	hc.st.trust_loaded = 0;
 	hc.next_ctx = NULL;
 	TAILQ_FOREACH(o, &hc.origins, entry)
 		hc_origin_flush(o);
@@ -432,6 +435,7 @@ hc_shutdown(void)
 	hc_reload_abort();
 	SSL_CTX_free(hc.ctx);
 	hc.ctx = NULL;
+	hc.st.trust_loaded = 0;
 	hc.initialized = 0;
 }
 
@@ -462,6 +466,8 @@ void
 hc_get_stats(struct hc_stats *st)
 {
 	*st = hc.st;
+	st->trust_objects = hc.ctx == NULL ? 0 : (size_t)sk_X509_OBJECT_num(
+	    X509_STORE_get0_objects(SSL_CTX_get_cert_store(hc.ctx)));
 }
 
 const char *
@@ -472,7 +478,13 @@ hc_error_name(enum hc_error e)
 	return (hc_error_names[e]);
 }
 
-/* A client TLS context: verify the peer, TLS 1.2 or later. */
+/*
+ * A client TLS context: verify the peer, TLS 1.2 or later. The system
+ * trust store is added by hc_ctx_trust() before the context's first TLS
+ * connection, not here: parsed into the store, the bundle (~150
+ * certificates) took 1.2 MB, kept by every daemon whose upstreams are
+ * plain HTTP (or that has not made a TLS call yet).
+ */
 static SSL_CTX *
 hc_ctx_new(const char *ca_file, char **cause)
 {
@@ -493,8 +505,6 @@ hc_ctx_new(const char *ca_file, char **cause)
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, hc_verify_cb);
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-		log_warnx("http client: cannot load the system trust store");
 	if (ca_file != NULL && *ca_file != '\0' &&
 	    SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
 		ERR_error_string_n(ERR_peek_last_error(), ebuf, sizeof ebuf);
@@ -506,6 +516,18 @@ hc_ctx_new(const char *ca_file, char **cause)
 	}
 	ERR_clear_error();
 	return (ctx);
+}
+
+/* The system trust store into hc.ctx, once per context. */
+static void
+hc_ctx_trust(void)
+{
+	if (hc.st.trust_loaded)
+		return;
+	if (SSL_CTX_set_default_verify_paths(hc.ctx) != 1)
+		log_warnx("http client: cannot load the system trust store");
+	ERR_clear_error();
+	hc.st.trust_loaded = 1;
 }
 
 void
@@ -966,6 +988,7 @@ hc_conn_bev(struct hc_origin *o, struct hc_conn *conn)
 	if (!o->tls)
 		return (bufferevent_socket_new(bsp_base, -1,
 		    BEV_OPT_CLOSE_ON_FREE));
+	hc_ctx_trust();
 	if ((ssl = SSL_new(hc.ctx)) == NULL)
 		return (NULL);
 	SSL_set_ex_data(ssl, hc.ssl_idx, conn);

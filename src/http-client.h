@@ -168,6 +168,10 @@ struct hc_stats {
 	size_t		 conns_live;		/* gauge, idle included */
 	size_t		 conns_idle;		/* gauge */
 	size_t		 requests_live;		/* gauge */
+	int		 trust_loaded;		/* the system trust store, in
+						   the TLS context in use */
+	size_t		 trust_objects;		/* certificates and CRLs in
+						   that context's store */
 };
 
 #define HC_POOL_IDLE		64	/* idle connections kept per origin */

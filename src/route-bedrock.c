@@ -1753,6 +1753,18 @@ relay_send(struct relay *rl)
 		    "cannot read the request body");
 		relay_finish(rl);
 		return;
+	} else if (blen > 0) {
+		/*
+		 * The body as an allocation of its own (a send again after a
+		 * refusal reads it here): the input buffer's chunk, the size
+		 * of the read the body came in, is let go instead of being
+		 * held for the whole of a stream.
+		 */
+		rl->body = xmalloc(blen);
+		memcpy(rl->body, body, blen);
+		rl->body_len = blen;
+		body = rl->body;
+		server_body_release(r);
 	}
 	if (relay_forward_headers(rl, sh, &ns, hdr, &nh) == -1) {
 		rl->outcome = "bad_request";

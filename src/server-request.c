@@ -394,6 +394,17 @@ server_body(struct request *r, const uint8_t **p, size_t *len)
 	return (0);
 }
 
+void
+server_body_release(struct request *r)
+{
+	struct evbuffer	*in;
+
+	if (r->http == NULL)
+		return;
+	in = evhttp_request_get_input_buffer(r->http);
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
 /*
  * The body as a JSON object: strict (no duplicate members), bounded in size
  * and depth. NULL with *why if it is not one.

@@ -42,6 +42,7 @@
 #include "bsp.h"
 #include "store-int.h"
 
+
 #define PG_POOL_MAX		64
 #define PG_BACKOFF_MIN		0.5
 #define PG_BACKOFF_MAX		30.0
@@ -1254,6 +1255,8 @@ pg_open(const struct store_conf *sc, char **cause)
 		xasprintf(cause, "PostgreSQL needs the event loop");
 		return (-1);
 	}
+	if (store_pq_load(cause) == -1)
+		return (-1);
 	memset(&pg, 0, sizeof pg);
 	TAILQ_INIT(&pg.queue);
 	pg.conf.kind = STORE_PG;
@@ -1360,13 +1363,16 @@ pg_schema_version(void)
 	return (pg.schema_ok ? pg.schema_version : -1);
 }
 
-/* libpq's version, as "15.18". */
+/* libpq's version, as "15.18", or "not loaded" (SQLite). */
 static const char *
 pg_version(void)
 {
 	static char	v[32];
-	int		n = PQlibVersion();
+	int		n;
 
+	if (!store_pq_loaded())
+		return ("not loaded");
+	n = PQlibVersion();
 	if (n >= 100000)
 		snprintf(v, sizeof v, "%d.%d", n / 10000, n % 10000);
 	else

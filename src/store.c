@@ -5,6 +5,7 @@
  * when another process or daemon has written.
  */
 
+#include <dlfcn.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,54 @@ store_sqlite_path(const char *url, char **path, char **cause)
 	return (0);
 }
 
+struct store_pq	 pq;
+
+static const struct {
+	const char	*name;
+	size_t		 off;
+} store_pq_syms[] = {
+#undef PQ_FN
+#define PQ_FN(f)	{ #f, offsetof(struct store_pq, p_##f) },
+	PQ_FNS
+#undef PQ_FN
+};
+
+/* libpq, on first use (store-int.h); cause may be NULL. */
+int
+store_pq_load(char **cause)
+{
+	void	*dl, *fn;
+	size_t	 i;
+
+	if (pq.dl != NULL)
+		return (0);
+	if ((dl = dlopen(STORE_LIBPQ, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		if (cause != NULL)
+			xasprintf(cause, "PostgreSQL: cannot load %s: %s",
+			    STORE_LIBPQ, dlerror());
+		return (-1);
+	}
+	for (i = 0; i < nitems(store_pq_syms); i++) {
+		if ((fn = dlsym(dl, store_pq_syms[i].name)) == NULL) {
+			if (cause != NULL)
+				xasprintf(cause, "PostgreSQL: %s has no %s",
+				    STORE_LIBPQ, store_pq_syms[i].name);
+			dlclose(dl);
+			memset(&pq, 0, sizeof pq);
+			return (-1);
+		}
+		memcpy((char *)&pq + store_pq_syms[i].off, &fn, sizeof fn);
+	}
+	pq.dl = dl;
+	return (0);
+}
+
+int
+store_pq_loaded(void)
+{
+	return (pq.dl != NULL);
+}
+
 /*
  * database.url: sqlite://PATH, postgresql://... or postgres://... (libpq's
  * URI), or libpq's key=value form. A password in it is refused: it would
@@ -77,6 +126,8 @@ store_conf_from_url(const char *url, struct store_conf *sc, char **cause)
 		    "key=value connection string", url);
 		return (-1);
 	}
+	if (store_pq_load(cause) == -1)
+		return (-1);
 	if ((opts = PQconninfoParse(url, &err)) == NULL) {
 		xasprintf(cause, "not a PostgreSQL connection string: %s",
 		    err != NULL ? err : "out of memory");
@@ -122,7 +173,8 @@ store_url_redacted(const char *url)
 
 	if (strncmp(url, "sqlite://", 9) == 0)
 		return (xstrdup(url));
-	if ((opts = PQconninfoParse(url, NULL)) == NULL)
+	if (store_pq_load(NULL) == -1 ||
+	    (opts = PQconninfoParse(url, NULL)) == NULL)
 		return (xstrdup("postgresql://(unreadable)"));
 	for (o = opts; o->keyword != NULL; o++) {
 		if (o->val == NULL || *o->val == '\0')

@@ -58,6 +58,21 @@ test('library versions are logged at start', async () => {
   }
 });
 
+test('a daemon on SQLite does not load libpq (or what it pulls in)', async () => {
+  const d = await startDaemon();
+  try {
+    const e = await d.waitForLog((l) => typeof l === 'object' && /^starting/.test(l.msg));
+    assert.equal(e.libpq, 'not loaded');
+    await d.request('/health');
+    const maps = readFileSync(`/proc/${d.pid}/maps`, 'utf8');
+    for (const lib of ['libpq.so', 'libgnutls', 'libldap', 'libkrb5', 'libsasl2']) {
+      assert.ok(!maps.includes(lib), `${lib} is not mapped`);
+    }
+  } finally {
+    await d.stop();
+  }
+});
+
 test('readiness lists components', async () => {
   const d = await startDaemon();
   try {

@@ -70,6 +70,8 @@ static size_t	 frame_raw(uint8_t *, const uint8_t *, size_t, const void *,
 		    size_t);
 static void	 expect_error(const uint8_t *, size_t, const char *,
 		    const char *);
+static int	 count_headers(const struct es_message *, void *);
+static void	 test_decoder_size(void);
 static void	 test_vectors(void);
 static void	 test_splits(void);
 static void	 test_errors(void);
@@ -848,9 +850,55 @@ test_buffering(void)
 	free(pl);
 }
 
+/*
+ * Every stream relayed keeps a decoder: the parsed headers (64 of them,
+ * 3 KiB) live on the stack during the callback, not in the decoder.
+ * A message with ES_MAX_HEADERS headers still decodes.
+ */
+static int
+count_headers(const struct es_message *m, void *arg)
+{
+	size_t	*n = arg;
+
+	*n = m->nheaders;
+	if (es_header_find(m, "h63") == NULL ||
+	    es_header_find(m, "h63")->num != 63)
+		*n = 0;
+	return (0);
+}
+
+static void
+test_decoder_size(void)
+{
+	struct es_header	 h[ES_MAX_HEADERS];
+	struct es_decoder	 d;
+	char			 names[ES_MAX_HEADERS][8];
+	uint8_t			 buf[4096];
+	size_t			 i, len, n = 0;
+	int			 rv;
+
+	ok(sizeof(struct es_decoder) <= 256,
+	    "a decoder is small: %zu bytes", sizeof(struct es_decoder));
+	for (i = 0; i < ES_MAX_HEADERS; i++) {
+		snprintf(names[i], sizeof names[i], "h%zu", i);
+		memset(&h[i], 0, sizeof h[i]);
+		h[i].name = names[i];
+		h[i].name_len = strlen(names[i]);
+		h[i].type = ES_TYPE_INT32;
+		h[i].num = (int64_t)i;
+	}
+	len = es_encode(h, ES_MAX_HEADERS, "x", 1, buf, sizeof buf);
+	es_decoder_init(&d, 0, count_headers, &n);
+	rv = len > 0 ? es_decoder_feed(&d, buf, len) : -1;
+	ok(rv == 0 && n == ES_MAX_HEADERS,
+	    "  a message with %d headers decodes (%zu)", ES_MAX_HEADERS, n);
+	es_decoder_free(&d);
+}
+
 int
 main(void)
 {
+	test_decoder_size();
 	test_vectors();
 	test_splits();
 	test_errors();

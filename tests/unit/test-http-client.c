@@ -987,11 +987,18 @@ main(void)
 	run_for(0.02);
 	hc_get_stats(&st);
 	is_int(st.conns_idle, 0, "Connection: close: not pooled");
+	ok(!st.trust_loaded && st.trust_objects == 1, "plain HTTP only: the "
+	    "system trust store is not loaded (%zu object, the test CA)",
+	    st.trust_objects);
 
 	/* TLS. */
 	sni_seen[0] = '\0';
 	fetch(t_ok, "GET", "/echo", NULL, 0, NULL, 0, NULL, MB, 0, &r);
 	is_int(r.err, HC_OK, "TLS by IP with the CA file (%s)", r.msg);
+	hc_get_stats(&st);
+	ok(st.trust_loaded && (access(X509_get_default_cert_file(), R_OK) != 0 ||
+	    st.trust_objects > 1), "the first TLS connection loads the system "
+	    "trust store (%zu objects)", st.trust_objects);
 	is_str(sni_seen, "", "TLS by IP: no SNI");
 	res_clear(&r);
 	hc_get_stats(&st0);
