@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startDaemon, runCommand } from './lib/daemon.mjs';
+import { onPostgres } from './lib/pg.mjs';
 import { makeCA, makeCert, readPem } from './lib/tls.mjs';
 import { request, sleep, waitFor, makeTempDir, removeDir } from './lib/util.mjs';
 
@@ -58,13 +59,19 @@ test('library versions are logged at start', async () => {
   }
 });
 
-test('a daemon on SQLite does not load libpq (or what it pulls in)', async () => {
+test('a daemon on SQLite does not load libpq (or what it pulls in); one on PostgreSQL does', async () => {
   const d = await startDaemon();
   try {
     const e = await d.waitForLog((l) => typeof l === 'object' && /^starting/.test(l.msg));
-    assert.equal(e.libpq, 'not loaded');
     await d.request('/health');
     const maps = readFileSync(`/proc/${d.pid}/maps`, 'utf8');
+    if (onPostgres) {
+      // BSP_TEST_DB=pg: this daemon's database is PostgreSQL.
+      assert.match(e.libpq, /^\d+\.\d+/);
+      assert.ok(maps.includes('libpq.so'), 'libpq is mapped');
+      return;
+    }
+    assert.equal(e.libpq, 'not loaded');
     for (const lib of ['libpq.so', 'libgnutls', 'libldap', 'libkrb5', 'libsasl2']) {
       assert.ok(!maps.includes(lib), `${lib} is not mapped`);
     }
