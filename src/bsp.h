@@ -840,7 +840,8 @@ void		 route_auth_token_any(struct request *);
 void		 route_login_cookie(struct request *, const char *);
 
 /* route-self.c */
-int		 route_self_signed_in(struct request *, const char *);
+int		 route_self_signed_in(struct request *, const char *,
+		     json_t **);
 void		 route_self_page(struct request *);
 void		 route_self_key_new(struct request *);
 void		 route_self_key_revoke(struct request *);

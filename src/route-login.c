@@ -244,8 +244,10 @@ signin_done(const struct login_result *res, void *arg)
 		t.region = r->cfg->aws_region;
 		t.example_model = EXAMPLE_MODEL;
 		/* This browser's session for the self-service page. */
-		t.self_service = route_self_signed_in(r, t.access_token);
+		t.self_service = route_self_signed_in(r, t.access_token,
+		    &t.me);
 		signin_page_success(r, &t);
+		json_decref(t.me);
 	}
 	request_unref(r);
 }

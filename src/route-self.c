@@ -160,7 +160,8 @@ self_out(struct request *r, int code, const char *title, const char *what,
  * given, 0 if not (the page is off, or the token has no session).
  */
 int
-route_self_signed_in(struct request *r, const char *access_token)
+route_self_signed_in(struct request *r, const char *access_token,
+    json_t **me)
 {
 	struct web_session	 ws;
 	struct principal	*p;
@@ -169,10 +170,18 @@ route_self_signed_in(struct request *r, const char *access_token)
 	time_t			 now = now_wall(), exp;
 	int			 rc = 0;
 
-	if (!r->cfg->self_enabled || access_token == NULL ||
-	    tokens_verify_jwt(access_token, strlen(access_token), &p,
-	    &why) == -1)
+	if (me != NULL)
+		*me = NULL;
+	if (access_token == NULL || tokens_verify_jwt(access_token,
+	    strlen(access_token), &p, &why) == -1)
 		return (0);
+	/* What GET /auth/me would answer, for the page after sign-in. */
+	if (me != NULL)
+		*me = budget_me(p, now);
+	if (!r->cfg->self_enabled) {
+		principal_unref(p);
+		return (0);
+	}
 	/* As long as configured, and never past the session's own end. */
 	exp = now + (time_t)r->cfg->self_session_ttl;
 	if (p->iat != 0 && p->iat + (time_t)r->cfg->jwt_refresh_ttl < exp)

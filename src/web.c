@@ -64,6 +64,7 @@ static void	web_esc(struct evbuffer *, const char *, size_t);
 static void	web_text(struct evbuffer *, const char *, size_t);
 static void	web_quoted(struct evbuffer *, enum quote, const char *, size_t);
 static void	web_pathseg(struct evbuffer *, const char *, size_t, int);
+static void	web_success_spend(struct evbuffer *, json_t *);
 static void	web_head(struct evbuffer *, const char *);
 static void	web_head_policy(struct evbuffer *, const char *, const char *,
 		    const char *);
@@ -1029,6 +1030,8 @@ web_render_success(struct evbuffer *out, const struct web_tokens *t,
 
 	web_head(b, "Signed in");
 	web_success_intro(b, &ws);
+	if (t->me != NULL)
+		web_success_spend(b, t->me);
 	if (t->self_service)
 		web_raw(b, "<p><a class=\"button secondary self\" "
 		    "href=\"/me\">Your usage, API keys and sessions</a></p>\n");
@@ -1325,6 +1328,40 @@ web_iso(struct evbuffer *b, const char *iso)
 	web_raw(b, " ");
 	web_esc(b, iso + 11, 5);
 	web_raw(b, " UTC</time>");
+}
+
+/*
+ * The page after sign-in: what /auth/me says, in short (today's spending,
+ * each budget's remainder); the self-service page has the whole of it.
+ */
+static void
+web_success_spend(struct evbuffer *b, json_t *me)
+{
+	json_t	*u = json_object_get(me, "usage"), *o;
+	size_t	 i;
+
+	if (!json_is_object(u))
+		return;
+	web_raw(b, "<p class=\"spend\">Spent today: <strong>");
+	web_money(b, web_jstr(u, "cost_usd"));
+	evbuffer_add_printf(b, "</strong> in %lld request%s.",
+	    web_jint(u, "requests"), web_jint(u, "requests") == 1 ? "" : "s");
+	json_array_foreach(json_object_get(me, "budgets"), i, o) {
+		if (web_jstr(o, "remaining_usd") == NULL)
+			continue;
+		web_raw(b, " Budget ");
+		web_text(b, web_jstr(o, "name"), WEB_NAME_MAX);
+		web_raw(b, " (");
+		web_text(b, web_jstr(o, "window"), 32);
+		web_raw(b, "): ");
+		web_money(b, web_jstr(o, "remaining_usd"));
+		web_raw(b, " left of ");
+		web_money(b, web_jstr(o, "limit_usd"));
+		web_raw(b, ", until ");
+		web_text(b, web_jstr(o, "resets_at"), 32);
+		web_raw(b, ".");
+	}
+	web_raw(b, "</p>\n");
 }
 
 /* Today's spending and every budget that applies, with what is left. */

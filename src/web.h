@@ -43,6 +43,7 @@ struct web_tokens {
 	const char	*region;		/* aws.region */
 	const char	*example_model;
 	int		 self_service;		/* link the self-service page */
+	json_t		*me;			/* GET /auth/me's answer, or NULL */
 };
 
 /* The device flow's verification page. */

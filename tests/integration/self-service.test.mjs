@@ -140,6 +140,13 @@ test('self-service: sign in, the usage of a relayed call and its cost, the budge
     const life = c.expires - nowSec();
     assert.ok(life > 3500 && life <= 3601, `self_service.session_ttl (1 h) by default: ${life}`);
     assert.doesNotMatch(page.url(), /bsp_self|csrf/);
+    // The page after sign-in says what /auth/me says, in short.
+    const first = await (await d.request('/auth/me', { headers: { Authorization: `Bearer ${token}` } })).json();
+    const spend = (await page.textContent('p.spend')).replace(/\s+/g, ' ');
+    assert.ok(spend.startsWith(`Spent today: $${first.usage.cost_usd} in 0 requests.`), spend);
+    for (const b of first.budgets) {
+      assert.ok(spend.includes(`Budget ${b.name} (${b.window}): $${b.remaining_usd} left of $${b.limit_usd}, until ${b.resets_at}.`), spend);
+    }
 
     assert.equal((await invoke(d, token)).status, 200);
     const meRes = page.waitForResponse((r) => r.url() === `${d.url}/me`);
