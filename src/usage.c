@@ -8,16 +8,20 @@
  * database. If the database refuses (a full disk, a server down), rows
  * stay queued and are retried; the queue is bounded and the oldest rows
  * are dropped, counted (bsp_usage_rows_dropped_total) and logged, past
- * the bound. Each row carries a random key of its own, unique in the
- * table: a batch whose commit went unacknowledged (the connection to a
- * PostgreSQL server lost meanwhile) is written again without adding a
- * row twice. Rows older than usage.retention_days are purged every
- * hour.
+ * the bound. Each row carries a key of its own, unique in the table: a
+ * batch whose commit went unacknowledged (the connection to a PostgreSQL
+ * server lost meanwhile) is written again without adding a row twice.
+ * The key is the time in microseconds, then random bytes (as a UUIDv7
+ * is), so that its index grows at one end: a random key put each row of
+ * a batch in a page of its own, and a busy SQLite database wrote a page
+ * per row to its WAL. Rows older than usage.retention_days are purged
+ * every hour.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -31,7 +35,8 @@
 #define USAGE_PURGE_SECS	3600
 #define USAGE_COLS		18	/* the parameters of a row */
 #define USAGE_SQL_MAX		12288
-#define USAGE_KEY_LEN		16	/* a row's random key */
+#define USAGE_KEY_LEN		16	/* a row's key: time, random */
+#define USAGE_KEY_TIME		8	/* of it, the time */
 
 /* A queued row: the numbers, and copies of the strings it owns. */
 struct usage_row {
@@ -172,6 +177,26 @@ usage_dropped(void)
 		metric_add(m_usage_dropped, NULL, 1);
 }
 
+/*
+ * A row's key: the wall clock in microseconds, big-endian (rows of one
+ * batch sort together, after those before them), then random bytes,
+ * which keep keys made in the same microsecond, or by another daemon,
+ * or after the clock stepped back, apart.
+ */
+static void
+usage_row_key(uint8_t key[USAGE_KEY_LEN])
+{
+	struct timespec	ts;
+	uint64_t	us;
+	size_t		i;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	for (i = 0; i < USAGE_KEY_TIME; i++)
+		key[i] = (uint8_t)(us >> (8 * (USAGE_KEY_TIME - 1 - i)));
+	crypto_random(key + USAGE_KEY_TIME, USAGE_KEY_LEN - USAGE_KEY_TIME);
+}
+
 /* Queue one call's usage; counts tokens for the metrics at once. */
 void
 usage_record(const struct usage *u)
@@ -199,7 +224,7 @@ usage_record(const struct usage *u)
 	}
 	row = xcalloc(1, sizeof *row);
 	row->u = *u;
-	crypto_random(row->key, sizeof row->key);
+	usage_row_key(row->key);
 	row->u.user_id = row->s[0] = dup_or_null(u->user_id);
 	row->u.api_key_id = row->s[1] = dup_or_null(u->api_key_id);
 	row->u.model = row->s[2] = dup_or_null(u->model);

@@ -220,6 +220,19 @@ main(void)
 	is_int(count("SELECT sum(input_tokens) FROM usage WHERE ts >= "
 	    "1700001000"), 1300 * 1000 + 1300 * 1299 / 2, "with its own "
 	    "values");
+	is_int(count("SELECT count(DISTINCT row_key) FROM usage WHERE ts >= "
+	    "1700001000 AND length(row_key) = 16"), 1300, "each with a key "
+	    "of its own, 16 bytes");
+	/* A random key would put every row of a batch in its own index
+	 * page; these grow at one end (their first 8 bytes: the time). */
+	is_int(count("SELECT count(*) FROM usage a JOIN usage b ON b.id = "
+	    "a.id + 1 WHERE a.ts >= 1700001000 AND b.ts >= 1700001000 AND "
+	    "substr(b.row_key, 1, 8) < substr(a.row_key, 1, 8)"), 0,
+	    "the keys grow in the order the rows were recorded");
+	is_int(count("SELECT count(*) FROM usage a JOIN usage b ON b.id = "
+	    "a.id + 1 WHERE a.ts >= 1700001000 AND b.ts >= 1700001000 AND "
+	    "substr(b.row_key, 9, 8) = substr(a.row_key, 9, 8)"), 0,
+	    "and apart by their random half");
 
 	/* A database that refuses: the rows wait, none lost. */
 	ok(refuse(1) == 0, "the database refuses usage rows");
