@@ -187,13 +187,13 @@ static void
 usage_row_key(uint8_t key[USAGE_KEY_LEN])
 {
 	struct timespec	ts;
-	uint64_t	us;
+	uint64_t	micros;
 	size_t		i;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	micros = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 	for (i = 0; i < USAGE_KEY_TIME; i++)
-		key[i] = (uint8_t)(us >> (8 * (USAGE_KEY_TIME - 1 - i)));
+		key[i] = (uint8_t)(micros >> (8 * (USAGE_KEY_TIME - 1 - i)));
 	crypto_random(key + USAGE_KEY_TIME, USAGE_KEY_LEN - USAGE_KEY_TIME);
 }
 
