@@ -329,17 +329,51 @@ relay_copy_headers(struct relay *rl, const struct evkeyvalq *h)
 	}
 }
 
+/* A header's count: digits only, or -1. */
 static long long
-relay_header_num(const struct evkeyvalq *h, const char *name)
+relay_count(const char *v)
 {
-	const char	*v;
 	char		*end;
 	long long	 n;
 
-	if (h == NULL || (v = evhttp_find_header(h, name)) == NULL)
-		return (-1);
 	n = strtoll(v, &end, 10);
 	return (*v != '\0' && *end == '\0' && n >= 0 ? n : -1);
+}
+
+/*
+ * Bedrock's token-count headers (input, output, cache read, cache write),
+ * found in one pass over the answer's headers: -1 for one absent or not a
+ * count; of a name sent twice, the first counts.
+ */
+#define RELAY_COUNT_PREFIX	"X-Amzn-Bedrock-"
+static void
+relay_header_counts(const struct evkeyvalq *h, long long v[4])
+{
+	static const char *const names[4] = {
+		"Input-Token-Count", "Output-Token-Count",
+		"Cache-Read-Input-Token-Count", "Cache-Write-Input-Token-Count"
+	};
+	const size_t		 plen = sizeof RELAY_COUNT_PREFIX - 1;
+	struct evkeyval		*kv;
+	int			 seen[4] = { 0 };
+	size_t			 i;
+
+	for (i = 0; i < 4; i++)
+		v[i] = -1;
+	if (h == NULL)
+		return;
+	TAILQ_FOREACH(kv, h, next) {
+		if (strncasecmp(kv->key, RELAY_COUNT_PREFIX, plen) != 0)
+			continue;
+		for (i = 0; i < 4; i++) {
+			if (!seen[i] && strcasecmp(kv->key + plen,
+			    names[i]) == 0) {
+				seen[i] = 1;
+				v[i] = relay_count(kv->value);
+				break;
+			}
+		}
+	}
 }
 
 /*
@@ -1389,19 +1423,17 @@ static void
 relay_answer_usage(struct relay *rl, const struct evkeyvalq *h,
     struct evbuffer *body)
 {
-	long long	v, hin, hout;
+	long long	v[4];
 
-	if ((v = relay_header_num(h, "X-Amzn-Bedrock-Input-Token-Count")) >= 0)
-		rl->in = v;
-	if ((v = relay_header_num(h, "X-Amzn-Bedrock-Output-Token-Count")) >=
-	    0)
-		rl->out = v;
-	if ((v = relay_header_num(h,
-	    "X-Amzn-Bedrock-Cache-Read-Input-Token-Count")) >= 0)
-		rl->cache_read = v;
-	if ((v = relay_header_num(h,
-	    "X-Amzn-Bedrock-Cache-Write-Input-Token-Count")) >= 0)
-		rl->cache_write = v;
+	relay_header_counts(h, v);
+	if (v[0] >= 0)
+		rl->in = v[0];
+	if (v[1] >= 0)
+		rl->out = v[1];
+	if (v[2] >= 0)
+		rl->cache_read = v[2];
+	if (v[3] >= 0)
+		rl->cache_write = v[3];
 	if (strcmp(rl->name, "CountTokens") == 0) {
 		rl->in = rl->out = 0;
 		return;
@@ -1412,16 +1444,13 @@ relay_answer_usage(struct relay *rl, const struct evkeyvalq *h,
 		relay_usage_openai_text(rl, body);
 		return;
 	}
-	hin = rl->in;
-	hout = rl->out;
 	relay_usage_from_answer(rl, (const char *)evbuffer_pullup(body, -1),
 	    evbuffer_get_length(body));
-	if (hin >= 0 &&
-	    relay_header_num(h, "X-Amzn-Bedrock-Input-Token-Count") >= 0)
-		rl->in = hin;
-	if (hout >= 0 &&
-	    relay_header_num(h, "X-Amzn-Bedrock-Output-Token-Count") >= 0)
-		rl->out = hout;
+	/* Bedrock's own counts, where it sent them, over the body's. */
+	if (v[0] >= 0)
+		rl->in = v[0];
+	if (v[1] >= 0)
+		rl->out = v[1];
 }
 
 /* A complete, non-streamed answer (or a streaming op's error). */
@@ -1926,6 +1955,9 @@ relay_budget(struct relay *rl)
 
 	if ((rl->flags & RELAY_COUNT) || (rl->op != NULL &&
 	    (!rl->op->has_model || strcmp(rl->op->name, "CountTokens") == 0)))
+		return (0);
+	/* No caps: nothing to reserve, and the body need not be read. */
+	if (r->cfg->nbudget_caps == 0)
 		return (0);
 	if (body == NULL && server_body(r, &body, &blen) == -1) {
 		body = NULL;

@@ -250,6 +250,40 @@ test('relay usage: an InvokeModel answer without token headers is counted from i
   }
 });
 
+test('relay usage: Bedrock\'s input and output count headers, in any case, count over the body\'s (its cache counts over theirs); of a header sent twice the first; one that is not a count does not', async () => {
+  const t = await startRelay();
+  try {
+    const token = await t.token('ann@example.com');
+    const body = '{"usage":{"input_tokens":5,"output_tokens":6,"cache_read_input_tokens":7,"cache_creation_input_tokens":8}}';
+    const heads = [
+      // Any case: input and output from the headers, the cache counts from the body.
+      { 'x-amzn-bedrock-input-token-count': '15', 'x-amzn-bedrock-output-token-count': '16',
+        'X-AMZN-BEDROCK-CACHE-READ-INPUT-TOKEN-COUNT': '17', 'x-Amzn-Bedrock-Cache-Write-Input-Token-Count': '18' },
+      // Sent twice: the first counts; not a count: the body's.
+      { 'X-Amzn-Bedrock-Input-Token-Count': ['25', '99'], 'X-Amzn-Bedrock-Output-Token-Count': '2x6',
+        'X-Amzn-Bedrock-Cache-Read-Input-Token-Count': '-27', 'X-Amzn-Bedrock-Cache-Write': '99' },
+    ];
+    let next = 0;
+    t.fake.setHandler(async (req, res, rec) => {
+      if (rec.modelId !== 'test.heads') return false;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...heads[next++] });
+      res.end(body);
+      return true;
+    });
+    for (let i = 0; i < heads.length; i++) {
+      const r = await t.post('/model/test.heads/invoke', { token, body: anthropicBody('x') });
+      assert.equal(r.status, 200);
+    }
+    await waitFor(() => withDb(t.d.dir, (db) => db.prepare('SELECT count(*) AS n FROM usage').get().n) >= heads.length,
+      { timeoutMs: 4000, message: 'usage rows' });
+    const rows = withDb(t.d.dir, (db) => db.prepare(`SELECT input_tokens AS i, output_tokens AS o, cache_read_tokens AS r,
+      cache_write_tokens AS w FROM usage ORDER BY id`).all()).map((x) => [x.i, x.o, x.r, x.w].join(' '));
+    assert.deepEqual(rows, ['15 16 7 8', '25 6 7 8']);
+  } finally {
+    await t.stop();
+  }
+});
+
 test('relay usage: the usage command prints per-user, per-model and per-day tables', async () => {
   const t = await startRelay();
   try {
