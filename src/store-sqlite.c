@@ -437,6 +437,37 @@ sq_bind(sqlite3_stmt *s, const struct store_param *p, size_t n)
 	return (rc);
 }
 
+/*
+ * A statement's text as SQLite takes it: PostgreSQL's "$N" placeholders
+ * as "?N" (outside quoted text). SQLite reads "$N" as a name, and looks
+ * each one up among the names before it: a multi-row INSERT of 1,152
+ * parameters took 33 million instructions to prepare (a 10 ms stall of
+ * the loop); "?N" is a number, and binds to N as PostgreSQL's does even
+ * where the numbers are not in order. NULL if there is nothing to change.
+ */
+static char *
+sq_sql_numbered(const char *sql)
+{
+	char	*out, *o, quote = 0;
+
+	if (strchr(sql, '$') == NULL)
+		return (NULL);
+	o = out = xstrdup(sql);
+	for (; *sql != '\0'; sql++, o++) {
+		if (quote != 0 && *sql == quote)
+			quote = 0;
+		else if (quote == 0 && (*sql == '\'' || *sql == '"'))
+			quote = *sql;
+		else if (quote == 0 && *sql == '$' &&
+		    sql[1] >= '0' && sql[1] <= '9') {
+			*o = '?';
+			continue;
+		}
+		*o = *sql;
+	}
+	return (out);
+}
+
 static void
 sq_exec(struct store_txn *t, struct store_stmt *st,
     const struct store_param *p, size_t n, store_row_cb row,
@@ -444,12 +475,16 @@ sq_exec(struct store_txn *t, struct store_stmt *st,
 {
 	struct store_row	 r;
 	sqlite3_stmt		*s;
+	char			*sql;
 	int			 rc, status = STORE_OK;
 
 	if (st->sq == NULL) {
-		if (sqlite3_prepare_v3(sq.db, st->sql, -1,
-		    SQLITE_PREPARE_PERSISTENT, (sqlite3_stmt **)&st->sq,
-		    NULL) != SQLITE_OK) {
+		sql = sq_sql_numbered(st->sql);
+		rc = sqlite3_prepare_v3(sq.db, sql != NULL ? sql : st->sql,
+		    -1, SQLITE_PREPARE_PERSISTENT, (sqlite3_stmt **)&st->sq,
+		    NULL);
+		free(sql);
+		if (rc != SQLITE_OK) {
 			log_warnx("database: cannot prepare \"%s\": %s",
 			    st->sql, sqlite3_errmsg(sq.db));
 			st->sq = NULL;

@@ -42,6 +42,10 @@ static struct store_stmt st_bump = STORE_STMT(
 static struct store_stmt st_upsert = STORE_STMT(
     "INSERT INTO t_contract (k, n) VALUES ($1, $2) ON CONFLICT (k) DO "
     "UPDATE SET n = t_contract.n + $2 RETURNING n");
+/* Placeholders out of order, and "$1" inside quoted text, which is text. */
+static struct store_stmt st_order = STORE_STMT2(
+    "SELECT $2 - $1 + length('$1')",
+    "SELECT $2::bigint - $1::bigint + length('$1')");
 
 /* One unit of work, its statements and what came back. */
 struct unit {
@@ -196,6 +200,10 @@ test_types(void)
 	is_int(u.rows, 0, "no rows");
 	is_int(run(&st_insert, p, nitems(p), &u), STORE_CONFLICT,
 	    "a taken primary key is STORE_CONFLICT");
+	is_int(run(&st_order, (struct store_param[]){ SP_INT(10), SP_INT(3) },
+	    2, &u), STORE_OK, "placeholders out of order");
+	ok(u.rows == 1 && u.n == -5, "$N is the N-th parameter wherever it "
+	    "stands, and '$1' in quotes is text (%lld)", u.n);
 	unit_clear(&u);
 }
 
