@@ -1892,8 +1892,8 @@ static char *
 relay_upstream_path(const char *pattern, char *const *label, size_t n)
 {
 	const char	*base, *p, *brace;
-	char		*path, *next, *enc;
-	size_t		 blen = 0, i = 0;
+	char		*path, *enc;
+	size_t		 blen = 0, i = 0, len, size, elen, plen;
 
 	base = hc_target_path(rel.target);
 	if (base != NULL) {
@@ -1901,7 +1901,12 @@ relay_upstream_path(const char *pattern, char *const *label, size_t n)
 		while (blen > 0 && base[blen - 1] == '/')
 			blen--;
 	}
-	xasprintf(&path, "%.*s", (int)blen, blen > 0 ? base : "");
+	/* Room for the base and the pattern; each label adds its own. */
+	size = blen + strlen(pattern) + 1;
+	path = xmalloc(size);
+	if (blen > 0)
+		memcpy(path, base, blen);
+	len = blen;
 	for (p = pattern; (brace = strstr(p, "{}")) != NULL; p = brace + 2) {
 		if (i == n ||
 		    (enc = sigv4_uri_encode(label[i], strlen(label[i]))) ==
@@ -1909,15 +1914,18 @@ relay_upstream_path(const char *pattern, char *const *label, size_t n)
 			free(path);
 			return (NULL);
 		}
-		xasprintf(&next, "%s%.*s%s", path, (int)(brace - p), p, enc);
+		elen = strlen(enc);
+		size += elen;
+		path = xreallocarray(path, 1, size);
+		plen = (size_t)(brace - p);
+		memcpy(path + len, p, plen);
+		memcpy(path + len + plen, enc, elen);
+		len += plen + elen;
 		free(enc);
-		free(path);
-		path = next;
 		i++;
 	}
-	xasprintf(&next, "%s%s", path, p);
-	free(path);
-	return (next);
+	memcpy(path + len, p, strlen(p) + 1);
+	return (path);
 }
 
 /* A relay for a request: its owner struct, freed with the request. */
