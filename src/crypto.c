@@ -1640,18 +1640,21 @@ crypto_key_unseal(const uint8_t *in, size_t inlen, struct crypto_err *err)
 		    (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &mat, (long)matlen)) ==
 		    NULL || (pkey = EVP_PKCS82PKEY(p8)) == NULL) {
 			crypto_seterr(err, "sealed key is malformed");
+			ERR_clear_error();
 			goto out;
 		}
 		key = crypto_key_from_pkey(alg, pkey, 1, err);
+		ERR_clear_error();
 		break;
 	}
 	if (key != NULL && kid != NULL)
 		(void)crypto_key_set_kid(key, kid);
 out:
-	PKCS8_PRIV_KEY_INFO_free(p8);
+	/* An Ed25519 or HMAC key never calls OpenSSL (nor starts it). */
+	if (p8 != NULL)
+		PKCS8_PRIV_KEY_INFO_free(p8);
 	free(kid);
 	freezero(blob, bloblen);
-	ERR_clear_error();
 	return (key);
 }
 

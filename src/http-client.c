@@ -217,8 +217,9 @@ static struct {
 	int			 pin_set;
 	uint8_t			 pin[CRYPTO_HASH_LEN];	/* SPKI SHA-256 */
 	int			 shutting_down;
-	SSL_CTX			*ctx;
+	SSL_CTX			*ctx;		/* NULL: made at first use */
 	SSL_CTX			*next_ctx;	/* prepared by a reload */
+	int			 next_set;	/* next_ctx (or none) */
 	int			 ssl_idx;
 	unsigned		 next_id;
 	struct hc_timeouts	 defaults;
@@ -282,7 +283,8 @@ static const char *const hc_error_names[HC_ERR__MAX] = {
 
 static SSL_CTX	*hc_ctx_new(const char *, char **);
 static int	 hc_verify_cb(int, X509_STORE_CTX *);
-static void	 hc_ctx_trust(void);
+static int	 hc_ctx_ready(void);
+static int	 hc_ctx_prepare(const char *, SSL_CTX **, char **);
 static void	 hc_reap_schedule(void);
 static void	 hc_reap_cb(evutil_socket_t, short, void *);
 static void	 hc_reap(void);
@@ -341,14 +343,7 @@ hc_init(const char *ca_file, char **cause)
 		xasprintf(cause, "http client needs an event base");
 		return (-1);
 	}
-	if (hc.ssl_idx == -1) {
-		hc.ssl_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-		if (hc.ssl_idx == -1) {
-			xasprintf(cause, "SSL_get_ex_new_index failed");
-			return (-1);
-		}
-	}
-	if ((hc.ctx = hc_ctx_new(ca_file, cause)) == NULL)
+	if (hc_ctx_prepare(ca_file, &hc.ctx, cause) == -1)
 		return (-1);
 	hc.st.trust_loaded = 0;
 	event_assign(&hc.reap_ev, bsp_base, -1, 0, hc_reap_cb, NULL);
@@ -365,10 +360,11 @@ hc_reload_prepare(const char *ca_file, char **cause)
 
 	if (!hc.initialized)
 		return (hc_init(ca_file, cause));
-	if ((ctx = hc_ctx_new(ca_file, cause)) == NULL)
+	if (hc_ctx_prepare(ca_file, &ctx, cause) == -1)
 		return (-1);
 	SSL_CTX_free(hc.next_ctx);
 	hc.next_ctx = ctx;
+	hc.next_set = 1;
 	return (0);
 }
 
@@ -377,12 +373,13 @@ hc_reload_commit(void)
 {
 	struct hc_origin	*o;
 
-	if (hc.next_ctx == NULL)
+	if (!hc.next_set)
 		return;
 	SSL_CTX_free(hc.ctx);	/* live SSL objects keep their reference */
 	hc.ctx = hc.next_ctx;
 	hc.st.trust_loaded = 0;
 	hc.next_ctx = NULL;
+	hc.next_set = 0;
 	TAILQ_FOREACH(o, &hc.origins, entry)
 		hc_origin_flush(o);
 }
@@ -392,6 +389,7 @@ hc_reload_abort(void)
 {
 	SSL_CTX_free(hc.next_ctx);
 	hc.next_ctx = NULL;
+	hc.next_set = 0;
 }
 
 int
@@ -468,6 +466,7 @@ hc_get_stats(struct hc_stats *st)
 	*st = hc.st;
 	st->trust_objects = hc.ctx == NULL ? 0 : (size_t)sk_X509_OBJECT_num(
 	    X509_STORE_get0_objects(SSL_CTX_get_cert_store(hc.ctx)));
+	st->tls_ctx = hc.ctx != NULL;
 }
 
 const char *
@@ -480,7 +479,7 @@ hc_error_name(enum hc_error e)
 
 /*
  * A client TLS context: verify the peer, TLS 1.2 or later. The system
- * trust store is added by hc_ctx_trust() before the context's first TLS
+ * trust store is added by hc_ctx_ready() before the context's first TLS
  * connection, not here: parsed into the store, the bundle (~150
  * certificates) took 1.2 MB, kept by every daemon whose upstreams are
  * plain HTTP (or that has not made a TLS call yet).
@@ -491,6 +490,11 @@ hc_ctx_new(const char *ca_file, char **cause)
 	SSL_CTX		*ctx;
 	char		 ebuf[256];
 
+	if (hc.ssl_idx == -1 && (hc.ssl_idx = SSL_get_ex_new_index(0, NULL,
+	    NULL, NULL, NULL)) == -1) {
+		xasprintf(cause, "SSL_get_ex_new_index failed");
+		return (NULL);
+	}
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
 		xasprintf(cause, "SSL_CTX_new failed");
 		return (NULL);
@@ -518,16 +522,46 @@ hc_ctx_new(const char *ca_file, char **cause)
 	return (ctx);
 }
 
-/* The system trust store into hc.ctx, once per context. */
-static void
-hc_ctx_trust(void)
+/*
+ * The context for a configuration: with a CA file, made now, so that a
+ * file that cannot be read fails the start or the reload; without one,
+ * none yet (*out NULL), made by hc_ctx_ready() at the first TLS
+ * connection. Making it is OpenSSL's first use of its default provider,
+ * about 2.5 MB of library pages and tables that a daemon whose upstreams
+ * are plain HTTP, or that has made no TLS call yet, does not need.
+ */
+static int
+hc_ctx_prepare(const char *ca_file, SSL_CTX **out, char **cause)
 {
+	*out = NULL;
+	if (ca_file == NULL || *ca_file == '\0')
+		return (0);
+	if ((*out = hc_ctx_new(ca_file, cause)) == NULL)
+		return (-1);
+	return (0);
+}
+
+/* hc.ctx made if it was not, with the system trust store, once each. */
+static int
+hc_ctx_ready(void)
+{
+	char	*cause = NULL;
+
+	if (hc.ctx == NULL) {
+		if ((hc.ctx = hc_ctx_new(NULL, &cause)) == NULL) {
+			log_warnx("http client: %s", cause);
+			free(cause);
+			return (-1);
+		}
+		hc.st.trust_loaded = 0;
+	}
 	if (hc.st.trust_loaded)
-		return;
+		return (0);
 	if (SSL_CTX_set_default_verify_paths(hc.ctx) != 1)
 		log_warnx("http client: cannot load the system trust store");
 	ERR_clear_error();
 	hc.st.trust_loaded = 1;
+	return (0);
 }
 
 void
@@ -988,8 +1022,7 @@ hc_conn_bev(struct hc_origin *o, struct hc_conn *conn)
 	if (!o->tls)
 		return (bufferevent_socket_new(bsp_base, -1,
 		    BEV_OPT_CLOSE_ON_FREE));
-	hc_ctx_trust();
-	if ((ssl = SSL_new(hc.ctx)) == NULL)
+	if (hc_ctx_ready() == -1 || (ssl = SSL_new(hc.ctx)) == NULL)
 		return (NULL);
 	SSL_set_ex_data(ssl, hc.ssl_idx, conn);
 	if (o->is_ip)

@@ -172,6 +172,9 @@ struct hc_stats {
 						   the TLS context in use */
 	size_t		 trust_objects;		/* certificates and CRLs in
 						   that context's store */
+	int		 tls_ctx;		/* a TLS context exists (without
+						   a CA file: from the first
+						   TLS connection on) */
 };
 
 #define HC_POOL_IDLE		64	/* idle connections kept per origin */

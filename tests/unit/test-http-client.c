@@ -1324,6 +1324,34 @@ main(void)
 	for (i = 0; i < 200; i++)
 		res_clear(&many[i]);
 
+	/*
+	 * Without a CA file no TLS context is made until a TLS connection
+	 * needs one (OpenSSL's provider and tables: ~2.5 MB); then it is,
+	 * with the system trust store, and verifies as before.
+	 */
+	ok(hc_reload(NULL, &cause) == 0, "reload without a CA file");
+	hc_get_stats(&st);
+	ok(!st.tls_ctx && !st.trust_loaded && st.trust_objects == 0,
+	    "without a CA file: no TLS context yet");
+	fetch(t_plain, "GET", "/id", NULL, 0, NULL, 0, NULL, 100, 0, &r);
+	hc_get_stats(&st);
+	ok(r.err == HC_OK && !st.tls_ctx, "plain HTTP: still none");
+	res_clear(&r);
+	fetch(t_ok, "GET", "/echo", NULL, 0, NULL, 0, NULL, MB, 0, &r);
+	hc_get_stats(&st);
+	ok(st.tls_ctx && st.trust_loaded, "the first TLS connection makes "
+	    "it, with the system trust store");
+	is_int(r.err, HC_ERR_TLS, "and it verifies: the test CA is not in "
+	    "the system store (%s)", r.msg);
+	res_clear(&r);
+	ok(hc_reload(ca_path, &cause) == 0, "reload with the test CA again");
+	hc_get_stats(&st);
+	ok(st.tls_ctx && !st.trust_loaded, "with a CA file: made at once, so "
+	    "that a bad file fails the reload");
+	fetch(t_ok, "GET", "/echo", NULL, 0, NULL, 0, NULL, MB, 0, &r);
+	is_int(r.err, HC_OK, "TLS with the test CA again (%s)", r.msg);
+	res_clear(&r);
+
 	/* Shutdown with a request in flight: no callback, nothing left. */
 	memset(&r, 0, sizeof r);
 	hc_request_init(&rq, "GET", "/never", NULL, 0, NULL, 0, 100, NULL,
