@@ -390,8 +390,9 @@ main(int argc, char **argv)
 		free(r);
 
 		/*
-		 * On the loop, a full batch is written soon, one batch per
-		 * turn of the loop, so that requests are served in between.
+		 * On the loop, a full batch is written soon, one statement
+		 * (at most 64 rows) per turn of the loop and its commit in
+		 * the next, so that requests are served in between.
 		 */
 		if ((bsp_base = event_base_new()) == NULL)
 			fatalx("event_base_new");
@@ -400,13 +401,24 @@ main(int argc, char **argv)
 			snprintf(rid, sizeof rid, "s%d", i);
 			usage_record(&u);
 		}
+		for (i = 0; i < 8; i++)
+			event_base_loop(bsp_base, EVLOOP_ONCE);
+		r = row(path, "SELECT count(*) FROM usage");
+		ok(usage_queued() == 1300 && strcmp(r, "1300") == 0,
+		    "a batch's eight statements in eight turns, none "
+		    "committed yet");
+		free(r);
 		event_base_loop(bsp_base, EVLOOP_ONCE);
 		is_int((long long)usage_queued(), 1300 - 512,
-		    "one batch in one turn of the loop");
-		event_base_loop(bsp_base, EVLOOP_ONCE);
-		is_int((long long)usage_queued(), 1300 - 1024, "then the next");
-		event_base_loop(bsp_base, EVLOOP_ONCE);
-		is_int((long long)usage_queued(), 0, "then the rest");
+		    "its commit in the ninth");
+		for (i = 0; i < 9; i++)
+			event_base_loop(bsp_base, EVLOOP_ONCE);
+		is_int((long long)usage_queued(), 1300 - 1024, "then the next "
+		    "batch, in nine more");
+		for (i = 0; i < 7; i++)
+			event_base_loop(bsp_base, EVLOOP_ONCE);
+		is_int((long long)usage_queued(), 0, "then the rest (276 rows: "
+		    "six statements and the commit)");
 		r = row(path, "SELECT count(*) FROM usage");
 		is_str(r, "2600", "all written");
 		free(r);

@@ -1,9 +1,9 @@
 /*
  * test-usage.c: usage rows are queued in memory and written in batches of
- * at most 512 per unit of work (multi-row INSERTs), one batch per turn of
- * the loop (SQLite; with PostgreSQL the next when one is over); a database
- * that refuses (a trigger here) keeps the rows queued (none lost) until
- * it takes them; the queue is bounded, the oldest rows dropped first;
+ * at most 512 per unit of work (multi-row INSERTs), one statement of at
+ * most 64 rows per turn of the loop (SQLite; with PostgreSQL the next when
+ * one is over); a database that refuses (a trigger here) keeps the rows
+ * queued (none lost) until it takes them; the queue is bounded, the oldest rows dropped first;
  * every field lands in its column (no first byte: NULL); old rows are
  * purged. Against SQLite, or the PostgreSQL database of
  * $BSP_TEST_STORE_URL (test-usage-pg.sh).
@@ -199,12 +199,23 @@ main(void)
 		record(1000 + i);
 	is_int(usage_queued(), 1300, "1,300 queued");
 	if (!tmpdb_pg()) {
+		/* A statement of 64 rows a turn; the batch's commit after. */
 		turns(1);
 		written = count("SELECT count(*) FROM usage WHERE request_id "
 		    "LIKE 'req-1%' AND ts >= 1700001000");
-		ok(written == 512, "one turn writes one batch of 512 (%lld)",
+		ok(written == 0, "a turn writes one statement of the batch, "
+		    "not yet committed (%lld)", written);
+		turns(7);
+		written = count("SELECT count(*) FROM usage WHERE request_id "
+		    "LIKE 'req-1%' AND ts >= 1700001000");
+		ok(written == 0, "eight turns: eight statements of 64 rows, "
+		    "still one unit (%lld)", written);
+		turns(1);
+		written = count("SELECT count(*) FROM usage WHERE request_id "
+		    "LIKE 'req-1%' AND ts >= 1700001000");
+		ok(written == 512, "the ninth commits the batch of 512 (%lld)",
 		    written);
-		turns(3);
+		turns(40);
 		is_int(usage_queued(), 0, "the next batches follow, turn by "
 		    "turn");
 	} else {
