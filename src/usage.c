@@ -5,10 +5,10 @@
  * queues one row; a timer writes the queue every second, a batch of at
  * most 512 rows a unit of work, as multi-row INSERTs (statements made
  * once for 64, 16, 4 and 1 rows), one statement a turn of the loop, so
- * no request ever waits on the database for long. If the database refuses (a full disk, a server down), rows
- * stay queued and are retried; the queue is bounded and the oldest rows
- * are dropped, counted (bsp_usage_rows_dropped_total) and logged, past
- * the bound. Each row carries a key of its own, unique in the table: a
+ * no request ever waits on the database for long. If the database
+ * refuses (a full disk, a server down), rows stay queued and are
+ * retried; the queue is bounded and the oldest rows are dropped, counted
+ * (bsp_usage_rows_dropped_total) and logged, past the bound. Each row carries a key of its own, unique in the table: a
  * batch whose commit went unacknowledged (the connection to a PostgreSQL
  * server lost meanwhile) is written again without adding a row twice.
  * The key is the time in microseconds, then random bytes (as a UUIDv7
