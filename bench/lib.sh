@@ -25,6 +25,28 @@ bench_cleanup()
 	fi
 }
 
+# bench_build_spec REV[,configure-option...]: build.sh's optimized build of
+# that revision in /tmp/bsp-cg-src-TAG and /tmp/bsp-cg-rel-TAG, where TAG
+# is the short hash, with "-je" for --with-jemalloc or a checksum of other
+# options; prints TAG<TAB>build directory.  NICE_BUILD (10).
+bench_build_spec()
+{
+	_rev=${1%%,*}
+	_opts=
+	[ "$_rev" = "$1" ] || _opts=$(echo "${1#*,}" | tr ',' ' ')
+	_short=$(git rev-parse --short "$_rev^{commit}")
+	_tag=$_short
+	case "$_opts" in *jemalloc*) _tag=$_short-je ;; esac
+	[ -z "$_opts" ] || [ "$_tag" != "$_short" ] ||
+	    _tag=$_short-$(echo "$_opts" | cksum | cut -c1-4)
+	echo "building $_tag ($_rev${_opts:+ $_opts})" >&2
+	_b=$(BENCH_REV=$_short BENCH_CONFIGURE=$_opts \
+	    BSP_SRC=/tmp/bsp-cg-src-$_tag BSP_BUILD=/tmp/bsp-cg-rel-$_tag \
+	    nice -n "${NICE_BUILD:-10}" "$TOP/bench/build.sh")
+	[ -n "$_b" ] || return 1
+	printf '%s\t%s\n' "$_tag" "$_b"
+}
+
 # bench_setup name: build, make $WORK (temporary) and $OUT (results).
 bench_setup()
 {

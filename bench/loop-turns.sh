@@ -39,16 +39,15 @@ for t in perf wrk nginx taskset; do
 done
 
 cd "$TOP"
-SHORT=$(git rev-parse --short "$REV^{commit}")
 WORK=$(mktemp -d /tmp/bsp-bench-turns.XXXXXX)
 OUT=${RESULTS:-$TOP/bench/results}/loop-turns-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "building $SHORT" >&2
-B=$(BENCH_REV=$REV BSP_SRC=/tmp/bsp-cg-src-$SHORT \
-    BSP_BUILD=/tmp/bsp-cg-rel-$SHORT "$TOP/bench/build.sh" | tail -1)
+line=$(bench_build_spec "$REV")
+SHORT=${line%%	*}
+B=${line#*	}
 BSP=$B/bedrock-sso-proxy
 
 export RELAY_BODY

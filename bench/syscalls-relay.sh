@@ -47,18 +47,9 @@ trap 'exit 130' INT TERM
 
 : >"$WORK/builds"
 for spec in "$@"; do
-	rev=${spec%%,*}
-	opts=
-	[ "$rev" = "$spec" ] || opts=$(echo "${spec#*,}" | tr ',' ' ')
-	short=$(git rev-parse --short "$rev^{commit}")
-	tag=$short
-	case "$opts" in *jemalloc*) tag=$short-je ;; esac
-	[ -z "$opts" ] || [ "$tag" != "$short" ] ||
-	    tag=$short-$(echo "$opts" | cksum | cut -c1-4)
-	echo "building $tag" >&2
-	b=$(BENCH_REV=$short BENCH_CONFIGURE=$opts \
-	    BSP_SRC=/tmp/bsp-cg-src-$tag BSP_BUILD=/tmp/bsp-cg-rel-$tag \
-	    nice -n 10 "$TOP/bench/build.sh")
+	line=$(bench_build_spec "$spec")
+	tag=${line%%	*}
+	b=${line#*	}
 	printf '%s\t%s\n' "$tag" "$b" >>"$WORK/builds"
 done
 
