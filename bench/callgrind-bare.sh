@@ -134,16 +134,10 @@ TOKEN=$(relay_token "$d")
 [ -n "$TOKEN" ] || { cat "$d/cli.log" >&2; exit 1; }
 taskset -c "$SERVER_CPU" $(cg "$d") "$BSP" -d -f "$d/cfg.yaml" \
     2>"$d/daemon.log" &
-P=$!
-BENCH_PIDS="$BENCH_PIDS $P"
-i=0
-until PORT=$(sed -n 's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-    "$d/daemon.log" | tail -1) && [ -n "$PORT" ]; do
-	i=$((i + 1))
-	[ $i -lt 300 ] || { cat "$d/daemon.log" >&2; exit 1; }
-	sleep 0.2
-done
-measure bsp "$P" "$PORT" "$TOKEN"
+BSP_PID=$!
+BENCH_PIDS="$BENCH_PIDS $BSP_PID"
+bsp_wait_port "$d" 600
+measure bsp "$BSP_PID" "$BSP_PORT" "$TOKEN"
 
 {
 	echo "# callgrind-bare.sh: user-space instructions per relayed call," \

@@ -145,18 +145,8 @@ cg_run()
 	    "$BSP" -d -f "$d/cfg.yaml" 2>>"$d/daemon.log" &
 	BSP_PID=$!
 	BENCH_PIDS="$BENCH_PIDS $BSP_PID"
-	_i=0
-	while ! _port=$(sed -n \
-	    's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-	    "$d/daemon.log" 2>/dev/null | tail -1) || [ -z "$_port" ]; do
-		_i=$((_i + 1))
-		if [ $_i -gt 1200 ] || ! kill -0 "$BSP_PID" 2>/dev/null; then
-			cat "$d/daemon.log" "$d/valgrind.log" >&2
-			echo "callgrind-relay.sh: the daemon did not start" >&2
-			exit 1
-		fi
-		sleep 0.1
-	done
+	bsp_wait_port "$d" 1200
+	_port=$BSP_PORT
 	_t0=$(date +%s)
 	send "$d" warmup "$_k" "$WARMUP" "$_tok" "$_port" >/dev/null
 	_c=$(send "$d" measure "$_k" "$_n" "$_tok" "$_port")

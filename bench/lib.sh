@@ -138,12 +138,22 @@ bsp_start()
 	    2>>"$d/daemon.log" &
 	BSP_PID=$!
 	BENCH_PIDS="$BENCH_PIDS $BSP_PID"
-	i=0
-	while ! BSP_PORT=$(sed -n 's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-	    "$d/daemon.log" | tail -1) || [ -z "$BSP_PORT" ]; do
-		i=$((i + 1))
-		if [ $i -gt 100 ] || ! kill -0 "$BSP_PID" 2>/dev/null; then
-			cat "$d/daemon.log" >&2
+	bsp_wait_port "$d" 100
+}
+
+# bsp_wait_port dir tries: wait (tries x 0.1 s) for the daemon $BSP_PID,
+# logging to dir/daemon.log, to listen; sets BSP_PORT.  Exits with its log
+# (and valgrind's, if any) when it does not.
+bsp_wait_port()
+{
+	_w=0
+	while ! BSP_PORT=$(sed -n \
+	    's/.*msg=listening addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' \
+	    "$1/daemon.log" 2>/dev/null | tail -1) || [ -z "$BSP_PORT" ]; do
+		_w=$((_w + 1))
+		if [ $_w -gt "$2" ] || ! kill -0 "$BSP_PID" 2>/dev/null; then
+			cat "$1/daemon.log" >&2
+			[ ! -f "$1/valgrind.log" ] || cat "$1/valgrind.log" >&2
 			echo "bedrock-sso-proxy did not start" >&2
 			exit 1
 		fi
