@@ -1154,7 +1154,7 @@ int		 budget_window(const struct budget_cap *, const struct tz *,
 		     time_t, time_t *, time_t *);
 long long	 budget_max_tokens(const uint8_t *, size_t);
 int		 budget_admit(const struct config *, const struct principal *,
-		     const char *, size_t, long long, time_t,
+		     const char *, const uint8_t *, size_t, time_t,
 		     struct budget_hold **, struct budget_note *,
 		     struct budget_refusal *);
 long long	 budget_settle(struct budget_hold *, const struct config *,

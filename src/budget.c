@@ -708,14 +708,14 @@ budget_refuse(const struct budget_app *a, long long w,
 }
 
 /*
- * Admit a call of model with a body of body_len bytes asking for
- * max_out tokens of output (-1: not said) at now, or refuse it. Admitted:
- * 0, *hold the reservation (NULL when no cap applies) and *note what the
- * headers say. Refused: -1 and *why.
+ * Admit a call of model with body (body_len bytes; the output tokens it
+ * asks for are read from it only when a cap applies) at now, or refuse
+ * it. Admitted: 0, *hold the reservation (NULL when no cap applies) and
+ * *note what the headers say. Refused: -1 and *why.
  */
 int
 budget_admit(const struct config *c, const struct principal *p,
-    const char *model, size_t body_len, long long max_out, time_t now,
+    const char *model, const uint8_t *body, size_t body_len, time_t now,
     struct budget_hold **hold, struct budget_note *note,
     struct budget_refusal *why)
 {
@@ -725,7 +725,7 @@ budget_admit(const struct config *c, const struct principal *p,
 	struct budget_tokens	 t;
 	char			 key[BUDGET_KEY_MAX];
 	long long		 period, win[BUDGET_SLICES], left, best = 0;
-	long long		 in_price;
+	long long		 in_price, max_out;
 	size_t			 i, n, k;
 
 	*hold = NULL;
@@ -769,6 +769,7 @@ budget_admit(const struct config *c, const struct principal *p,
 		in_price = pr.cache_write;
 	if (pr.cache_write_1h > in_price)
 		in_price = pr.cache_write_1h;
+	max_out = budget_max_tokens(body, body_len);
 	memset(&t, 0, sizeof t);
 	t.input = (long long)(body_len / (size_t)c->budgets_bytes_per_token) +
 	    (body_len % (size_t)c->budgets_bytes_per_token != 0);

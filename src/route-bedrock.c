@@ -1964,16 +1964,12 @@ relay_budget(struct relay *rl)
 	if ((rl->flags & RELAY_COUNT) || (rl->op != NULL &&
 	    (!rl->op->has_model || strcmp(rl->op->name, "CountTokens") == 0)))
 		return (0);
-	/* No caps: nothing to reserve, and the body need not be read. */
-	if (r->cfg->nbudget_caps == 0)
-		return (0);
 	if (body == NULL && server_body(r, &body, &blen) == -1) {
 		body = NULL;
 		blen = 0;
 	}
-	if (budget_admit(r->cfg, r->principal, rl->model, blen,
-	    budget_max_tokens(body, blen), now_wall(), &rl->hold, &note,
-	    &why) == 0) {
+	if (budget_admit(r->cfg, r->principal, rl->model, body, blen,
+	    now_wall(), &rl->hold, &note, &why) == 0) {
 		if (note.have) {
 			server_set_header(r, "X-Budget-Remaining-USD",
 			    note.remaining);
