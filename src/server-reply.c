@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 
 #include "bsp.h"
@@ -317,6 +318,19 @@ server_stream_start(struct request *r, int code)
 	if (r->client_gone || r->http == NULL)
 		return;
 	reply_common_headers(r);
+	/*
+	 * HTTP/1.0 has no chunked encoding: the stream's body ends with the
+	 * connection. For a 1.0 client that asked for keep-alive, evhttp
+	 * would answer keep-alive and frame the reply with the length of
+	 * what it holds at the start, Content-Length: 0, and the client
+	 * would read no body. So such a connection is closed at the end.
+	 */
+	if (r->http->major == 1 && r->http->minor == 0) {
+		while (evhttp_remove_header(
+		    evhttp_request_get_input_headers(r->http), "Connection") == 0)
+			;
+		server_set_header(r, "Connection", "close");
+	}
 	evhttp_send_reply_start(r->http, code, reply_reason(code));
 }
 

@@ -5,6 +5,7 @@
 // the head is a 504, and a client that leaves cancels the upstream call.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import { test } from 'node:test';
 import {
   InvokeModelCommand, InvokeModelWithResponseStreamCommand, ModelStreamErrorException,
@@ -214,6 +215,129 @@ test('relay stream: a client that disconnects cancels the upstream call promptly
     await sleep(50);
     const r = await t.post(`/model/${enc(MODEL)}/invoke`, { token });
     assert.equal(r.status, 200);
+  } finally {
+    await t.stop();
+  }
+});
+
+/** One raw HTTP/1.x connection: send requests, read whole responses (chunked, Content-Length or until close). */
+function rawConn(url) {
+  const u = new URL(url);
+  const sock = net.connect(Number(u.port), u.hostname);
+  let buf = Buffer.alloc(0);
+  let closed = false;
+  let waiters = [];
+  const wake = () => { const w = waiters; waiters = []; for (const f of w) f(); };
+  sock.on('data', (b) => { buf = Buffer.concat([buf, b]); wake(); });
+  sock.on('close', () => { closed = true; wake(); });
+  sock.on('error', () => {});
+  const more = () => {
+    if (closed) throw new Error('connection closed in the middle of a response');
+    return new Promise((r) => waiters.push(r));
+  };
+  return {
+    sock,
+    get closed() { return closed; },
+    send(path, { version = '1.1', headers = {}, body = '' } = {}) {
+      const lines = [`POST ${path} HTTP/${version}`, `Host: ${u.host}`, `Content-Length: ${Buffer.byteLength(body)}`];
+      for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+      sock.write(`${lines.join('\r\n')}\r\n\r\n${body}`);
+    },
+    async response() {
+      let i;
+      while ((i = buf.indexOf('\r\n\r\n')) < 0) await more();
+      const [first, ...hl] = buf.subarray(0, i).toString('latin1').split('\r\n');
+      buf = buf.subarray(i + 4);
+      const headers = {};
+      for (const l of hl) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+      const parts = [];
+      if (headers['transfer-encoding'] === 'chunked') {
+        for (;;) {
+          let j;
+          while ((j = buf.indexOf('\r\n')) < 0) await more();
+          const n = parseInt(buf.subarray(0, j).toString('latin1'), 16);
+          while (buf.length < j + 2 + n + 2) await more();
+          parts.push(buf.subarray(j + 2, j + 2 + n));
+          buf = buf.subarray(j + 2 + n + 2);
+          if (n === 0) break;
+        }
+      } else if (headers['content-length'] !== undefined) {
+        const n = Number(headers['content-length']);
+        while (buf.length < n) await more();
+        parts.push(buf.subarray(0, n));
+        buf = buf.subarray(n);
+      } else {
+        while (!closed) await new Promise((r) => waiters.push(r));
+        parts.push(buf);
+        buf = Buffer.alloc(0);
+      }
+      return { status: Number(first.split(' ')[1]), version: first.split(' ')[0], headers, body: Buffer.concat(parts) };
+    },
+    async waitClosed(ms = 3000) {
+      await waitFor(() => closed, { timeoutMs: ms, message: 'the proxy kept the connection open' });
+    },
+  };
+}
+
+// A stream's reply sheds the request's and the reply's headers once its head
+// is out (src/server-reply.c): evhttp still decides keep-alive from the
+// Connection headers when the stream ends, for HTTP/1.1 and HTTP/1.0 alike.
+test('relay stream: after a stream the connection is kept or closed as the client asked', async () => {
+  const t = await startRelay();
+  try {
+    const token = await t.token();
+    const auth = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+    const spath = '/model/test.stream-frames-12/invoke-with-response-stream';
+    const msg = JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] });
+
+    // Keep-alive: a Bedrock stream, an Anthropic stream, a plain call and a
+    // stream again, all on one connection.
+    const c = rawConn(t.d.url);
+    c.send(spath, { headers: auth, body: anthropicBody('one') });
+    let r = await c.response();
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['transfer-encoding'], 'chunked');
+    assert.ok(r.body.equals(t.fake.requests.at(-1).response.body));
+    c.send('/v1/messages', { headers: { ...auth, 'anthropic-version': '2023-06-01' }, body: msg });
+    r = await c.response();
+    assert.equal(r.status, 200);
+    assert.match(r.headers['content-type'], /^text\/event-stream/);
+    assert.match(r.body.toString(), /event: message_stop/);
+    c.send(`/model/${enc(MODEL)}/invoke`, { headers: auth, body: anthropicBody('plain') });
+    r = await c.response();
+    assert.equal(r.status, 200);
+    assert.equal(JSON.parse(r.body).type, 'message');
+    // Connection: close on the last one: the stream ends, then the connection.
+    c.send(spath, { headers: { ...auth, Connection: 'close' }, body: anthropicBody('last') });
+    r = await c.response();
+    assert.equal(r.status, 200);
+    assert.equal(decodeFrames(r.body).length, 12);
+    await c.waitClosed();
+
+    // HTTP/1.0, with keep-alive asked for or not: no chunked encoding, so
+    // the body ends with the connection (not framed by a Content-Length
+    // of 0 that evhttp would send for a keep-alive 1.0 client).
+    for (const conn of ['keep-alive', null]) {
+      const c10 = rawConn(t.d.url);
+      c10.send(spath, { version: '1.0', headers: { ...auth, ...(conn ? { Connection: conn } : {}) }, body: anthropicBody('ten') });
+      r = await c10.response();
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-length'], undefined, JSON.stringify(r.headers));
+      assert.notEqual(r.headers.connection, 'keep-alive');
+      assert.equal(decodeFrames(r.body).length, 12);
+      await c10.waitClosed();
+    }
+
+    // Connection: close on an Anthropic stream.
+    const c2 = rawConn(t.d.url);
+    c2.send('/v1/messages', { headers: { ...auth, 'anthropic-version': '2023-06-01', Connection: 'close' }, body: msg });
+    r = await c2.response();
+    assert.equal(r.status, 200);
+    assert.match(r.body.toString(), /event: message_stop/);
+    await c2.waitClosed();
+
+    const rows = await waitUsage(t.d.dir, 7);
+    assert.deepEqual(rows.map((x) => [x.status, x.outcome]), Array(7).fill([200, 'ok']));
   } finally {
     await t.stop();
   }
