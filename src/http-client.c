@@ -2137,6 +2137,21 @@ hc_headers(const struct hc_req *req)
 	return (evhttp_request_get_input_headers(req->ereq));
 }
 
+void
+hc_headers_shed(struct evkeyvalq *h)
+{
+	struct evkeyval	*kv, *next;
+
+	for (kv = TAILQ_FIRST(h); kv != NULL; kv = next) {
+		next = TAILQ_NEXT(kv, next);
+		if (strcasecmp(kv->key, "Connection") == 0 ||
+		    strcasecmp(kv->key, "Proxy-Connection") == 0)
+			continue;
+		/* The first of its name: those before it are gone. */
+		evhttp_remove_header(h, kv->key);
+	}
+}
+
 size_t
 hc_buffered(const struct hc_req *req)
 {

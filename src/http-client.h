@@ -283,4 +283,12 @@ const struct evkeyvalq *hc_headers(const struct hc_req *);	/* or NULL */
 /* Body bytes held by the client for this request (not yet consumed). */
 size_t		 hc_buffered(const struct hc_req *);
 
+/*
+ * An evhttp header list cut down to what evhttp itself still reads once the
+ * head it belongs to has been sent or read: Connection and
+ * Proxy-Connection, which decide at the end of the message whether the
+ * connection is kept. For long streams, whose heads are not needed again.
+ */
+void		 hc_headers_shed(struct evkeyvalq *);
+
 #endif /* HTTP_CLIENT_H */

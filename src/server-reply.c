@@ -19,6 +19,7 @@
 
 #include "bsp.h"
 #include "anthropic.h"
+#include "http-client.h"
 #include "server-int.h"
 
 static const char *
@@ -332,6 +333,15 @@ server_stream_start(struct request *r, int code)
 		server_set_header(r, "Connection", "close");
 	}
 	evhttp_send_reply_start(r->http, code, reply_reason(code));
+	/*
+	 * The reply's head is written and the request has been read and
+	 * handled: a stream (minutes, a thousand at once) holds neither
+	 * header list (the client's token among them), only the two headers
+	 * evhttp reads when the reply ends to decide on keep-alive. Nothing
+	 * asks for a request header once its reply has started.
+	 */
+	hc_headers_shed(evhttp_request_get_input_headers(r->http));
+	hc_headers_shed(evhttp_request_get_output_headers(r->http));
 }
 
 static void
