@@ -327,6 +327,7 @@ static void	 hc_req_free(struct hc_req *);
 static void	 hc_req_fail_connect(struct hc_req *, struct hc_conn *, int,
 		     int);
 static void	 hc_body_unref(struct hc_body *);
+static void	 hc_req_free_copies(struct hc_req *);
 static void	 hc_body_cleanup(const void *, size_t, void *);
 
 /* -------------------------------------------------------------------- */
@@ -1314,6 +1315,14 @@ hc_ev_head(struct evhttp_request *ereq, void *arg)
 	req->status = code;
 	req->t_head = now_mono();
 	hc_req_enter(req, HC_PH_BODY);
+	/*
+	 * The request will not be sent again (a stale connection is retried
+	 * only before any response byte): what was kept to send it goes, and
+	 * evhttp's list of its headers (the SigV4 Authorization among them)
+	 * is cut to what evhttp still reads. A stream holds none of it.
+	 */
+	hc_req_free_copies(req);
+	hc_headers_shed(evhttp_request_get_output_headers(ereq));
 	hdrs = evhttp_request_get_input_headers(ereq);
 	if (!(req->flags & HC_STREAM) &&
 	    (cl = evhttp_find_header(hdrs, "Content-Length")) != NULL) {
@@ -2162,6 +2171,24 @@ hc_buffered(const struct hc_req *req)
 	return (n);
 }
 
+/* The request's own copies of its headers and body, kept to send it. */
+static void
+hc_req_free_copies(struct hc_req *req)
+{
+	size_t	i;
+
+	for (i = 0; i < req->nheaders; i++) {
+		freezero_str(req->hvalues[i]);
+		free(req->hnames[i]);
+	}
+	free(req->hnames);
+	free(req->hvalues);
+	req->hnames = req->hvalues = NULL;
+	req->nheaders = 0;
+	hc_body_unref(req->body);	/* the output buffer may still hold it */
+	req->body = NULL;
+}
+
 static void
 hc_req_unref(struct hc_req *req)
 {
@@ -2175,21 +2202,13 @@ hc_req_unref(struct hc_req *req)
 static void
 hc_req_free(struct hc_req *req)
 {
-	size_t	i;
-
 	if (req->ereq != NULL)
 		evhttp_request_free(req->ereq);
 	event_del(&req->tmo_ev);
 	event_del(&req->total_ev);
 	event_del(&req->kick_ev);
 	evbuffer_free(req->data);
-	hc_body_unref(req->body);
-	for (i = 0; i < req->nheaders; i++) {
-		freezero_str(req->hvalues[i]);
-		free(req->hnames[i]);
-	}
-	free(req->hnames);
-	free(req->hvalues);
+	hc_req_free_copies(req);
 	free(req->path);
 	hc_origin_unref(req->origin);
 	free(req);
