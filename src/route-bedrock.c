@@ -1172,6 +1172,16 @@ relay_on_head(struct hc_req *up, int status, const struct evkeyvalq *h,
 		}
 		return;
 	}
+	/*
+	 * Only an error head sends the request again: a stream does not
+	 * hold its body (a Claude Code turn's is tens of kB) or the merged
+	 * metadata header for the minutes it lasts.
+	 */
+	free(rl->body);
+	rl->body = NULL;
+	rl->body_len = 0;
+	free(rl->meta_header);
+	rl->meta_header = NULL;
 	relay_enter(rl, RS_STREAMING);
 	relay_copy_headers(rl, h);
 	if (rl->flags & RELAY_SSE) {
