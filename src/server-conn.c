@@ -82,12 +82,24 @@ server_conn_enter(struct server_conn *conn, enum conn_state s)
 void
 server_conn_gate_clear(struct server_conn *conn)
 {
-	struct server_gate	*g = &conn->gate;
+	struct server_gate	*g = conn->gate;
 
+	if (g == NULL)
+		return;
 	auth_wait_cancel(&g->wait, conn);
 	auth_result_clear(&g->auth);
 	free(g->path);
-	memset(g, 0, sizeof *g);
+	free(g);
+	conn->gate = NULL;
+}
+
+/* The gate's verdict on the head being read, made on first use. */
+struct server_gate *
+server_conn_gate(struct server_conn *conn)
+{
+	if (conn->gate == NULL)
+		conn->gate = xcalloc(1, sizeof *conn->gate);
+	return (conn->gate);
 }
 
 /* Count a connection against its client address; -1 over the limit. */

@@ -159,9 +159,10 @@ server_dispatch_cb(struct evhttp_request *req, void *arg)
 		conn->req = r;
 		r->conn = conn;
 		/* The gate's verdict on this request's head is now ours. */
-		if (conn->gate.done) {
-			gate = conn->gate;
-			memset(&conn->gate, 0, sizeof conn->gate);
+		if (conn->gate != NULL && conn->gate->done) {
+			gate = *conn->gate;
+			free(conn->gate);
+			conn->gate = NULL;
 		}
 	}
 	evhttp_request_set_on_complete_cb(req, NULL, NULL);

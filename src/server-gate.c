@@ -75,7 +75,7 @@ gate_refuse(struct server_conn *conn, int status, const char *error,
 {
 	static const char	 standin[] = "GET / HTTP/1.1\r\nHost: -\r\n"
 				    "Connection: close\r\n\r\n";
-	struct server_gate	*g = &conn->gate;
+	struct server_gate	*g = server_conn_gate(conn);
 	struct evbuffer		*in = bufferevent_get_input(conn->bev);
 
 	log_trace(TRACE_HTTP, "request head refused: %d %s", status, why);
@@ -101,7 +101,7 @@ gate_pass(struct server_conn *conn, size_t max_body)
 {
 	struct evhttp_connection	*evcon = server_conn_evcon(conn);
 
-	conn->gate.done = 1;
+	server_conn_gate(conn)->done = 1;
 	if (evcon != NULL)
 		evhttp_connection_set_max_body_size(evcon,
 		    (ev_ssize_t)max_body);
@@ -121,7 +121,7 @@ static void
 gate_decide(struct server_conn *conn, int has_body, int has_length,
     uint64_t length)
 {
-	struct server_gate	*g = &conn->gate;
+	struct server_gate	*g = server_conn_gate(conn);
 	size_t			 max = (size_t)cfg->server_max_body_bytes;
 
 	if (g->auth.code != 0 && has_body) {
@@ -183,7 +183,7 @@ static void
 gate_head_check(struct server_conn *conn, int deferred)
 {
 	const struct config	*c = cfg;
-	struct server_gate	*g = &conn->gate;
+	struct server_gate	*g;
 	const struct route	*rt;
 	struct http_head	 h;
 	const char		*p, *why;
@@ -223,6 +223,7 @@ gate_head_check(struct server_conn *conn, int deferred)
 	}
 
 	server_conn_gate_clear(conn);
+	g = server_conn_gate(conn);
 	rc = http_head_parse(p, end, HTTP_HEAD_MAX_FIELDS, &h, &why);
 	g->mtype = gate_method(&h.method);
 	if (h.path.len > 0)
@@ -264,7 +265,7 @@ static void
 gate_cb(int fd, short ev, void *arg)
 {
 	struct server_conn	*conn = arg;
-	struct server_gate	*g = &conn->gate;
+	struct server_gate	*g;
 	struct http_head	 h;
 	const char		*p, *why;
 	char			*authz = NULL, *key = NULL;
@@ -276,6 +277,7 @@ gate_cb(int fd, short ev, void *arg)
 	}
 	if (conn->state != CONN_KEYS)
 		return;
+	g = server_conn_gate(conn);
 	/* The keys are in: the held head is whole; read it once more. */
 	p = (const char *)evbuffer_pullup(conn->head, -1);
 	end = http_head_end(p, evbuffer_get_length(conn->head));

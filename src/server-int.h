@@ -43,7 +43,11 @@ enum conn_state {
 	CONN_ACTIVE,	/* a request is being handled */
 };
 
-/* What the head gate decided for the request whose head it read. */
+/*
+ * What the head gate decided for the request whose head it read: made
+ * when a head is read, handed to the request at dispatch, so that a
+ * connection holds none of it while its request runs (a stream: minutes).
+ */
 struct server_gate {
 	int			 done;		/* a verdict for the next request */
 	int			 status;	/* refused before evhttp: a status */
@@ -78,7 +82,7 @@ struct server_conn {
 	size_t				 scanned;	/* no head end before */
 	int				 in_gate;	/* our own input edits */
 	int				 discard;	/* drop all input */
-	struct server_gate		 gate;
+	struct server_gate		*gate;		/* or NULL */
 	struct event			 gate_ev;
 	struct server_client		*client;
 	struct event			 adopt_ev;
@@ -119,6 +123,7 @@ void		 server_conn_kill(struct server_conn *, const char *);
 void		 server_conn_watch_hangup(struct server_conn *);
 void		 server_conn_hangup_unwatch(struct server_conn *);
 void		 server_conn_gate_clear(struct server_conn *);
+struct server_gate *server_conn_gate(struct server_conn *);
 
 /* server-request.c */
 void		 server_requests_init(void (*)(void));
