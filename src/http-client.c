@@ -192,7 +192,7 @@ struct hc_req {
 	int			 reused;
 	int			 ev_error;	/* evhttp error + 1 */
 	enum hc_error		 error;
-	char			 msg[HC_MSG_LEN];
+	char			*msg;		/* HC_MSG_LEN, on failure */
 	int			 status;
 	struct evbuffer		*data;
 	size_t			 undelivered;
@@ -205,7 +205,7 @@ struct hc_req {
 	double			 t_phase;	/* phase start or last progress */
 
 	struct event		 tmo_ev;
-	struct event		 total_ev;
+	struct event		*total_ev;	/* when to_total > 0 */
 	struct event		 kick_ev;
 
 	TAILQ_ENTRY(hc_req)	 entry;		/* hc.reqs / hc.dead_reqs */
@@ -1658,7 +1658,6 @@ hc_req_new(struct hc_target *t, const struct hc_request *r, int m)
 	if ((req->data = evbuffer_new()) == NULL)
 		fatalx("%s: evbuffer_new", __func__);
 	evtimer_assign(&req->tmo_ev, bsp_base, hc_req_tmo_cb, req);
-	evtimer_assign(&req->total_ev, bsp_base, hc_req_total_cb, req);
 	event_assign(&req->kick_ev, bsp_base, -1, 0, hc_req_kick_cb, req);
 	TAILQ_INSERT_TAIL(&hc.reqs, req, entry);
 	return (req);
@@ -1694,9 +1693,12 @@ hc_start(struct hc_target *t, const struct hc_request *r, char **cause)
 		    req->method_name, req->origin->key, path);
 	}
 	if (req->to_total > 0) {
+		if ((req->total_ev = evtimer_new(bsp_base, hc_req_total_cb,
+		    req)) == NULL)
+			fatalx("%s: evtimer_new", __func__);
 		tv.tv_sec = req->to_total / 1000;
 		tv.tv_usec = (req->to_total % 1000) * 1000;
-		evtimer_add(&req->total_ev, &tv);
+		evtimer_add(req->total_ev, &tv);
 	}
 	hc_req_arm(req);
 	hc_req_connect(req);
@@ -1962,7 +1964,8 @@ hc_req_end(struct hc_req *req)
 	req->t_end = now_mono();
 	hc.st.requests_live--;
 	evtimer_del(&req->tmo_ev);
-	evtimer_del(&req->total_ev);
+	if (req->total_ev != NULL)
+		evtimer_del(req->total_ev);
 	if (req->in_dns_wait) {
 		TAILQ_REMOVE(&req->origin->dns_wait, req, wait_entry);
 		req->in_dns_wait = 0;
@@ -1975,8 +1978,8 @@ hc_req_end(struct hc_req *req)
 		    path,
 		    req->path[n] != '\0' ? "?..." : "", req->status,
 		    hc_error_name(req->error), req->t_end - req->t_start,
-		    req->reused ? " reused" : "", req->msg[0] != '\0' ?
-		    ": " : "", req->msg);
+		    req->reused ? " reused" : "", req->msg != NULL ?
+		    ": " : "", req->msg != NULL ? req->msg : "");
 	}
 	hc_req_kick(req);
 }
@@ -1988,8 +1991,10 @@ hc_req_fail(struct hc_req *req, enum hc_error err, const char *fmt, ...)
 
 	if (req->finished)
 		return;
+	if (req->msg == NULL)
+		req->msg = xmalloc(HC_MSG_LEN);
 	va_start(ap, fmt);
-	vsnprintf(req->msg, sizeof req->msg, fmt, ap);
+	vsnprintf(req->msg, HC_MSG_LEN, fmt, ap);
 	va_end(ap);
 	req->error = err;
 	hc.st.errors[err]++;
@@ -2004,7 +2009,8 @@ hc_req_succeed(struct hc_req *req)
 	if (req->finished)
 		return;
 	req->error = HC_OK;
-	req->msg[0] = '\0';
+	free(req->msg);
+	req->msg = NULL;
 	hc_req_end(req);
 }
 
@@ -2068,7 +2074,7 @@ hc_req_deliver_done(struct hc_req *req)
 
 	memset(&r, 0, sizeof r);
 	r.error = req->error;
-	r.message = req->msg;
+	r.message = req->msg != NULL ? req->msg : "";
 	r.status = req->status;
 	if (req->status != 0 && req->ereq != NULL)
 		r.headers = evhttp_request_get_input_headers(req->ereq);
@@ -2093,7 +2099,9 @@ hc_cancel(struct hc_req *req)
 	req->cancelled = 1;
 	if (!req->finished) {
 		req->error = HC_ERR_CANCELLED;
-		bsp_strlcpy(req->msg, "cancelled", sizeof req->msg);
+		if (req->msg == NULL)
+			req->msg = xmalloc(HC_MSG_LEN);
+		bsp_strlcpy(req->msg, "cancelled", HC_MSG_LEN);
 		hc.st.errors[HC_ERR_CANCELLED]++;
 		if (req->conn != NULL)
 			hc_conn_kill(req->conn);
@@ -2205,8 +2213,10 @@ hc_req_free(struct hc_req *req)
 	if (req->ereq != NULL)
 		evhttp_request_free(req->ereq);
 	event_del(&req->tmo_ev);
-	event_del(&req->total_ev);
+	if (req->total_ev != NULL)
+		event_free(req->total_ev);
 	event_del(&req->kick_ev);
+	free(req->msg);
 	evbuffer_free(req->data);
 	hc_req_free_copies(req);
 	free(req->path);
