@@ -120,7 +120,10 @@ struct relay {
 	int			 errbody_over;	/* larger than we keep */
 	struct evkeyvalq	 errheaders;
 	int			 errheaders_set;
-	struct es_decoder	 dec;
+	union {
+		struct es_decoder dec;	/* dec_on */
+		struct sse_reader sse;	/* sse_on (RELAY_SSE) */
+	}			 u;
 	int			 dec_on;
 	int			 dec_warned;
 	long long		 in, out, cache_read, cache_write;
@@ -132,11 +135,9 @@ struct relay {
 	const char		*outcome;
 	char			*exception;
 	char			*session;	/* X-Claude-Code-Session-Id */
-	struct sse_reader	 sse;		/* RELAY_SSE: read on the side */
-	int			 sse_on;
+	int			 sse_on;	/* RELAY_SSE: read on the side */
 	struct evbuffer		*events;	/* RELAY_TO_SSE: to send */
-	struct event		 ping;
-	int			 ping_on;
+	struct event		*ping;		/* RELAY_TO_SSE, or NULL */
 	int			 saw_stop;	/* message_stop sent */
 	int			 ended;		/* an error event sent */
 };
@@ -185,15 +186,15 @@ relay_free(void *arg)
 	awsrole_user_cancel(rl->rwait);
 	free(rl->meta_header);
 	if (rl->dec_on)
-		es_decoder_free(&rl->dec);
+		es_decoder_free(&rl->u.dec);
 	if (rl->errbody != NULL)
 		evbuffer_free(rl->errbody);
 	if (rl->errheaders_set)
 		evhttp_clear_headers(&rl->errheaders);
 	if (rl->sse_on)
-		sse_reader_free(&rl->sse);
-	if (rl->ping_on)
-		evtimer_del(&rl->ping);
+		sse_reader_free(&rl->u.sse);
+	if (rl->ping != NULL)
+		event_free(rl->ping);
 	if (rl->events != NULL)
 		evbuffer_free(rl->events);
 	budget_hold_free(rl->hold);
@@ -860,7 +861,7 @@ relay_ping_cb(int fd, short ev, void *arg)
 	}
 	tv.tv_sec = (time_t)rl->r->cfg->anthropic_ping_interval;
 	tv.tv_usec = 0;
-	evtimer_add(&rl->ping, &tv);
+	evtimer_add(rl->ping, &tv);
 }
 
 /* (Re)start the silence before a ping. */
@@ -871,13 +872,12 @@ relay_ping_arm(struct relay *rl)
 
 	if (rl->r->cfg->anthropic_ping_interval <= 0)
 		return;
-	if (!rl->ping_on) {
-		evtimer_assign(&rl->ping, bsp_base, relay_ping_cb, rl);
-		rl->ping_on = 1;
-	}
+	if (rl->ping == NULL &&
+	    (rl->ping = evtimer_new(bsp_base, relay_ping_cb, rl)) == NULL)
+		fatalx("%s: evtimer_new", __func__);
 	tv.tv_sec = (time_t)rl->r->cfg->anthropic_ping_interval;
 	tv.tv_usec = 0;
-	evtimer_add(&rl->ping, &tv);
+	evtimer_add(rl->ping, &tv);
 }
 
 /*
@@ -888,12 +888,12 @@ relay_ping_arm(struct relay *rl)
 static void
 relay_to_sse(struct relay *rl, struct hc_req *up, struct evbuffer *data)
 {
-	if (!rl->ended && !rl->dec.failed)
+	if (!rl->ended && !rl->u.dec.failed)
 		relay_feed(rl, data);
 	evbuffer_drain(data, evbuffer_get_length(data));
-	if (rl->dec.failed && !rl->ended) {
+	if (rl->u.dec.failed && !rl->ended) {
 		log_warnx("relay %s: cannot read the upstream event stream "
-		    "(%s); ending it", rl->r->id, es_decoder_error(&rl->dec));
+		    "(%s); ending it", rl->r->id, es_decoder_error(&rl->u.dec));
 		free(rl->exception);
 		rl->exception = xstrdup("internalServerException");
 		relay_sse_error(rl, 200, NULL, "the proxy cannot read the "
@@ -934,7 +934,7 @@ relay_sse_fail(struct relay *rl, const char *type, const char *msg)
 	}
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new");
-	if (rl->sse_on && !sse_reader_idle(&rl->sse))
+	if (rl->sse_on && !sse_reader_idle(&rl->u.sse))
 		evbuffer_add(b, "\n\n", 2);
 	if (rl->flags & RELAY_OPENAI) {
 		j = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message",
@@ -1107,9 +1107,9 @@ relay_finish(struct relay *rl)
 
 	if (rl->state == RS_DONE)
 		return;
-	if (rl->ping_on) {
-		evtimer_del(&rl->ping);
-		rl->ping_on = 0;
+	if (rl->ping != NULL) {
+		event_free(rl->ping);
+		rl->ping = NULL;
 	}
 	status = rl->r->client_gone && !rl->r->replied ? 499 : rl->r->status;
 	relay_enter(rl, RS_DONE);
@@ -1185,11 +1185,11 @@ relay_on_head(struct hc_req *up, int status, const struct evkeyvalq *h,
 	relay_enter(rl, RS_STREAMING);
 	relay_copy_headers(rl, h);
 	if (rl->flags & RELAY_SSE) {
-		sse_reader_init(&rl->sse, RELAY_SSE_EVENT_MAX, relay_sse_event,
-		    rl);
+		sse_reader_init(&rl->u.sse, RELAY_SSE_EVENT_MAX,
+		    relay_sse_event, rl);
 		rl->sse_on = 1;
 	} else {
-		es_decoder_init(&rl->dec, 0, relay_frame, rl);
+		es_decoder_init(&rl->u.dec, 0, relay_frame, rl);
 		rl->dec_on = 1;
 	}
 	if (rl->flags & RELAY_TO_SSE) {
@@ -1218,7 +1218,7 @@ relay_feed(struct relay *rl, struct evbuffer *data)
 	int			 n, i;
 
 	total = evbuffer_get_length(data);
-	while (off < total && (rl->sse_on || !rl->dec.failed)) {
+	while (off < total && (rl->sse_on || !rl->u.dec.failed)) {
 		start = off;
 		if (evbuffer_ptr_set(data, &p, off, EVBUFFER_PTR_SET) == -1)
 			break;
@@ -1230,10 +1230,10 @@ relay_feed(struct relay *rl, struct evbuffer *data)
 			if (v[i].iov_len > total - off)
 				v[i].iov_len = total - off;
 			if (rl->sse_on)
-				sse_reader_feed(&rl->sse, v[i].iov_base,
+				sse_reader_feed(&rl->u.sse, v[i].iov_base,
 				    v[i].iov_len);
 			else
-				es_decoder_feed(&rl->dec, v[i].iov_base,
+				es_decoder_feed(&rl->u.dec, v[i].iov_base,
 				    v[i].iov_len);
 			off += v[i].iov_len;
 		}
@@ -1264,13 +1264,13 @@ relay_on_data(struct hc_req *up, struct evbuffer *data, void *arg)
 	if (rl->sse_on)
 		relay_feed(rl, data);
 	/* Read along, then pass the bytes on unchanged. */
-	if (rl->dec_on && !rl->dec.failed)
+	if (rl->dec_on && !rl->u.dec.failed)
 		relay_feed(rl, data);
-	if (rl->dec_on && rl->dec.failed && !rl->dec_warned) {
+	if (rl->dec_on && rl->u.dec.failed && !rl->dec_warned) {
 		rl->dec_warned = 1;
 		log_warnx("relay %s: cannot follow the upstream event "
 		    "stream (%s); relaying it unchanged", rl->r->id,
-		    es_decoder_error(&rl->dec));
+		    es_decoder_error(&rl->u.dec));
 	}
 	server_stream_write(rl->r, data, relay_drained);
 	if (!rl->paused && server_stream_pending(rl->r) > RELAY_HIGH_WATER) {
@@ -1541,7 +1541,8 @@ relay_on_done(struct hc_req *up, const struct hc_result *res, void *arg)
 		relay_answer(rl, res);
 		return;
 	}
-	if (rl->dec_on && es_decoder_finish(&rl->dec) == -1 && !rl->dec.failed)
+	if (rl->dec_on && es_decoder_finish(&rl->u.dec) == -1 &&
+	    !rl->u.dec.failed)
 		log_warnx("relay %s: the upstream stream ended inside a frame",
 		    rl->r->id);
 	if ((rl->flags & RELAY_TO_SSE) && !rl->saw_stop && !rl->ended) {

@@ -46,14 +46,14 @@ fz_relay_init(struct relay *rl)
 {
 	memset(rl, 0, sizeof *rl);
 	rl->in = rl->out = rl->cache_read = rl->cache_write = -1;
-	es_decoder_init(&rl->dec, 0, relay_frame, rl);
+	es_decoder_init(&rl->u.dec, 0, relay_frame, rl);
 	rl->dec_on = 1;
 }
 
 static void
 fz_relay_free(struct relay *rl)
 {
-	es_decoder_free(&rl->dec);
+	es_decoder_free(&rl->u.dec);
 	free(rl->exception);
 }
 
@@ -209,12 +209,12 @@ fz_stream(const uint8_t *data, size_t size)
 	evbuffer_add(eb, stream + n, len - n);
 	relay_feed(&a, eb);
 	evbuffer_free(eb);
-	for (i = 0; i < len && !b.dec.failed; i++)
-		es_decoder_feed(&b.dec, stream + i, 1);
-	if (a.dec.failed != b.dec.failed)
+	for (i = 0; i < len && !b.u.dec.failed; i++)
+		es_decoder_feed(&b.u.dec, stream + i, 1);
+	if (a.u.dec.failed != b.u.dec.failed)
 		abort();
 	fz_same(&a, &b);
-	(void)es_decoder_finish(&a.dec);
+	(void)es_decoder_finish(&a.u.dec);
 	fz_relay_free(&a);
 	fz_relay_free(&b);
 	free(stream);
