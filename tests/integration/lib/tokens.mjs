@@ -91,7 +91,7 @@ export const tokenHash = (token) => blake2b(Buffer.from(token, 'utf8'), 32);
 
 const require = createRequire(import.meta.url);
 let sqlite;
-function sqliteModule() {
+export function sqliteModule() {
   if (!sqlite) {
     // node:sqlite warns once that it is experimental; that is all it says.
     const emit = process.emitWarning;
