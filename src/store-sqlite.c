@@ -247,9 +247,10 @@ static const struct store_row_ops sq_row_ops = {
  * up to 4 MB of writes (0.3-3 ms on this project's VM, twice a second
  * at full load: the longest stalls of the loop, and its p99). So the
  * daemon turns that off and a child process of its own runs a PASSIVE
- * checkpoint every second on its own connection, which never blocks
- * the daemon's readers or its writer (SQLite's WAL lets one checkpoint
- * run beside them).
+ * checkpoint every second on its own connection, beside the daemon's
+ * readers and writer (SQLite's WAL lets one checkpoint run beside them);
+ * only when the log has grown past SQLite's own threshold do the units
+ * wait for one (sq_ckpt_hook()).
  *
  * The child is forked before the daemon opens its connection (SQLite's
  * locks and open files must not cross a fork), waits for a byte on its
@@ -269,6 +270,7 @@ sq_ckpt_child(int fd, const char *path)
 	int		 rc, nlog, nckpt, asked;
 
 	/* Stopped by the daemon closing the socket, not by its signals. */
+	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
