@@ -89,10 +89,17 @@ bench_load_note()
 	    sed 's/^/    /'
 }
 
-# proc_ticks pid: utime + stime in clock ticks.
+# proc_ticks pid: utime + stime in clock ticks, of the process and of its
+# children still running (the daemon's checkpointer, with SQLite).
 proc_ticks()
 {
-	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+	_pt_f="/proc/$1/stat"
+	for _pt_c in $(cat "/proc/$1/task/$1/children" 2>/dev/null || true); do
+		_pt_f="$_pt_f /proc/$_pt_c/stat"
+	done
+	# shellcheck disable=SC2086
+	cat $_pt_f 2>/dev/null | sed 's/.*) //' |
+	    awk '{ t += $12 + $13 } END { print t + 0 }'
 }
 
 proc_status()	# pid field (kB)

@@ -57,23 +57,6 @@ static LIST_HEAD(, awscred_proc) awscred_procs =
 static void	awscred_proc_free(struct awscred_proc *);
 static void	awscred_proc_reap_schedule(struct awscred_proc *, long);
 
-static void
-awscred_closefrom(int lowfd)
-{
-#if defined(__OpenBSD__) || defined(__FreeBSD__) || \
-    (defined(__GLIBC__) && (__GLIBC__ > 2 || \
-    (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34)))
-	closefrom(lowfd);
-#else
-	long	max = sysconf(_SC_OPEN_MAX), fd;
-
-	if (max < 0 || max > 65536)
-		max = 65536;
-	for (fd = lowfd; fd < max; fd++)
-		close((int)fd);
-#endif
-}
-
 /* Kill the child's process group (it may have started others). */
 static void
 awscred_proc_kill(struct awscred_proc *p)
@@ -319,7 +302,7 @@ awscred_process_start(const char *cmd, long timeout_ms, const char *source,
 		if (dup2(devnull, 0) == -1 || dup2(out[1], 1) == -1 ||
 		    dup2(err[1], 2) == -1)
 			_exit(126);
-		awscred_closefrom(3);
+		bsp_closefrom(3);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	default:

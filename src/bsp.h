@@ -1555,6 +1555,7 @@ int		 cmd_usage(int, char **);
 extern int	 bsp_debug;
 extern int	 bsp_verbose;
 extern time_t	 bsp_start_time;
+void		 bsp_closefrom(int);
 
 /* main.c */
 void		 bsp_exit_soon(int);

@@ -440,6 +440,7 @@ main_store_open(char **cause)
 
 	if (store_conf_from_config(cfg, &sc, cause) == -1)
 		return (-1);
+	sc.checkpointer = 1;
 	rc = store_open(&sc, cause);
 	store_conf_clear(&sc);
 	return (rc);

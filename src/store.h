@@ -121,6 +121,7 @@ struct store_conf {
 	long long	 pool_size;
 	long long	 timeout;	/* seconds a statement may take */
 	int		 migrate;	/* database.migrate: auto */
+	int		 checkpointer;	/* SQLite: a child checkpoints the WAL */
 };
 int		 store_conf_from_url(const char *, struct store_conf *,
 		     char **);

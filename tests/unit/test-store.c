@@ -4,13 +4,20 @@
  * back as they went in (a blob with NUL bytes, NULL, large integers), a
  * taken unique key is STORE_CONFLICT, a unit asked for while others run
  * waits its turn, a write by another connection wakes the watchers, the
- * schema is this binary's.
+ * schema is this binary's; with SQLite, the daemon's checkpointer keeps
+ * the log short.
  *
  * Usage: test-store [URL]; without a URL, a SQLite file in a temporary
  * directory. tests/unit/test-store-pg.sh runs it against a PostgreSQL
  * server it starts.
  */
 
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +363,115 @@ test_watch(const char *url)
 	ok(woken > 0, "the watcher woke within %d ms", i * 100);
 }
 
+/* The checkpointer's pid (a child named bsp-checkpoint), or -1. */
+static pid_t
+checkpointer(void)
+{
+	char	 path[64], line[256], comm[32];
+	FILE	*f;
+	long	 pid, found = -1;
+	char	*p, *end;
+
+	snprintf(path, sizeof path, "/proc/%ld/task/%ld/children",
+	    (long)getpid(), (long)getpid());
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	if (fgets(line, sizeof line, f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	for (p = line; (pid = strtol(p, &end, 10)) > 0; p = end) {
+		snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fgets(comm, sizeof comm, f) != NULL &&
+		    strcmp(comm, "bsp-checkpoint\n") == 0)
+			found = pid;
+		fclose(f);
+	}
+	return ((pid_t)found);
+}
+
+/* Write about mb megabytes in units of 40 kB, back to back. */
+static int
+write_mb(int mb, int from)
+{
+	static uint8_t		 blob[40000];
+	struct store_param	 p[4];
+	struct unit		 u;
+	char			 k[32];
+	int			 i, n = mb * 25, bad = 0;
+
+	memset(&u, 0, sizeof u);
+	for (i = 0; i < n; i++) {
+		snprintf(k, sizeof k, "wal-%d", from + i);
+		blob[0] = (uint8_t)i;
+		p[0] = (struct store_param)SP_TEXT(k);
+		p[1] = (struct store_param)SP_INT(i);
+		p[2] = (struct store_param)SP_BLOB(blob, sizeof blob);
+		p[3] = (struct store_param)SP_NULL;
+		u.done = 0;
+		store_run(STORE_WRITE | STORE_LAZY, &st_insert, p, nitems(p),
+		    NULL, on_end, &u);
+		store_wait(&u.done);
+		if (u.status != STORE_OK)
+			bad++;
+	}
+	return (bad);
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat	st;
+
+	return (stat(path, &st) == 0 ? st.st_size : -1);
+}
+
+/*
+ * SQLite with the daemon's checkpointer: the log stays near SQLite's own
+ * threshold (1000 pages, 4 MB) however fast the writes come, and if the
+ * checkpointer dies SQLite's own checkpoints take over.
+ */
+static void
+test_checkpointer(struct store_conf *sc, const char *dir)
+{
+	char		*cause = NULL, wal[512];
+	pid_t		 pid;
+	int		 status, i;
+	struct timeval	 tv = { 0, 50000 };
+
+	snprintf(wal, sizeof wal, "%s/store.db-wal", dir);
+	store_close();
+	is_int((int)checkpointer(), -1, "no checkpointer unless asked for");
+	sc->checkpointer = 1;
+	ok(store_open(sc, &cause) == 0, "open with a checkpointer: %s",
+	    cause != NULL ? cause : "ok");
+	ok((pid = checkpointer()) > 0, "a bsp-checkpoint child");
+	is_int(write_mb(16, 0), 0, "16 MB written in 400 units");
+	ok(file_size(wal) < 6 * 1024 * 1024, "the log stayed under 6 MB "
+	    "(%lld bytes)", (long long)file_size(wal));
+
+	/* Killed: reaped, and SQLite checkpoints on its own from then on. */
+	if (pid > 0)
+		kill(pid, SIGKILL);
+	for (i = 0; i < 100 && checkpointer() != -1; i++) {
+		event_base_loopexit(bsp_base, &tv);
+		event_base_dispatch(bsp_base);
+	}
+	is_int((int)checkpointer(), -1, "the dead checkpointer was reaped");
+	ok(waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD,
+	    "no child left");
+	/* The log file keeps its size: without checkpoints, 20 MB. */
+	is_int(write_mb(16, 1000), 0, "16 MB more");
+	ok(file_size(wal) < 6 * 1024 * 1024, "the log stayed under 6 MB "
+	    "without it (%lld bytes)", (long long)file_size(wal));
+	store_close();
+	ok(file_size(wal) == -1, "closed: the log removed");
+	sc->checkpointer = 0;
+	ok(store_open(sc, &cause) == 0, "open again: %s", cause != NULL ?
+	    cause : "ok");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -406,6 +522,8 @@ main(int argc, char **argv)
 	test_units();
 	test_queue();
 	test_watch(url);
+	if (argc == 1)
+		test_checkpointer(&sc, dir);
 	store_close();
 	store_conf_clear(&sc);
 	evdns_base_free(bsp_dns, 0);

@@ -91,7 +91,7 @@ export const tokenHash = (token) => blake2b(Buffer.from(token, 'utf8'), 32);
 
 const require = createRequire(import.meta.url);
 let sqlite;
-function sqliteModule() {
+export function sqliteModule() {
   if (!sqlite) {
     // node:sqlite warns once that it is experimental; that is all it says.
     const emit = process.emitWarning;
@@ -197,7 +197,7 @@ export function auditRows(dir, event) {
 
 /**
  * What shows whether anything was written to the daemon's database: the
- * size and modification time of SQLite's file and its WAL; on PostgreSQL a
+ * size and modification time of SQLite's WAL (its log); on PostgreSQL a
  * digest of every table's rows (bsp_meta's change counter among them).
  */
 export function dbFingerprint(dir) {
@@ -210,8 +210,11 @@ export function dbFingerprint(dir) {
         .join(', ')}`).get();
     });
   }
+  // SQLite: every write goes to the log (-wal) first; the database file
+  // itself also changes when the daemon's checkpointer copies the log
+  // into it, which is no write of the daemon's.
   const out = {};
-  for (const f of [where.sqlitePath, `${where.sqlitePath}-wal`]) {
+  for (const f of [`${where.sqlitePath}-wal`]) {
     try {
       const s = statSync(f, { bigint: true });
       out[basename(f)] = `${s.size} ${s.mtimeNs}`;
