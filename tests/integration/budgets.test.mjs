@@ -228,8 +228,12 @@ test('budgets: 20 concurrent calls against $0.01 a day: 5 reach Bedrock, 15 refu
   d = await start(fake, budgets, { dir, clock });
   // (On PostgreSQL the ledger is read from the shared counters within a
   // sync period of the first look: the tolerance yaml(5) states.)
-  m = await waitFor(async () => { const x = await me(d, token); return x.budgets[0].spent_usd === '0.008200' ? x : null; },
-    { timeoutMs: 5000, message: 'the spend after the restart' });
+  let seen;
+  m = await waitFor(async () => {
+    const x = await me(d, token);
+    seen = x.budgets[0]?.spent_usd;
+    return seen === '0.008200' ? x : null;
+  }, { timeoutMs: 5000, message: () => `the spend after the restart: ${seen}, not 0.008200` });
   assert.equal(m.budgets[0].spent_usd, '0.008200');
   assert.equal(m.usage.cost_usd, '0.008200');
   assert.equal((await invoke(d, token)).status, 429, 'still refused after the restart');

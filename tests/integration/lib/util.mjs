@@ -53,13 +53,19 @@ export async function withTimeout(promise, ms, message = `timed out after ${ms} 
   }
 }
 
-/** Poll `fn` (sync or async) until it returns a truthy value; return that value. */
+/**
+ * Poll `fn` (sync or async) until it returns a truthy value; return that value.
+ * message: the error's text, or a function making it at the timeout (to say what was seen).
+ */
 export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 25, message } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() >= deadline) throw new Error(message ?? `waitFor: condition not met within ${timeoutMs} ms`);
+    if (Date.now() >= deadline) {
+      throw new Error((typeof message === 'function' ? message() : message)
+        ?? `waitFor: condition not met within ${timeoutMs} ms`);
+    }
     await delay(intervalMs);
   }
 }
