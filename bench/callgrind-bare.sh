@@ -39,18 +39,10 @@ NTOP=${TOP_ROWS:-60}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 
-for t in valgrind callgrind_annotate callgrind_control nginx curl \
-    pkg-config; do
-	command -v "$t" >/dev/null ||
-	    { echo "callgrind-bare.sh: needs $t" >&2; exit 2; }
-done
+bench_needs valgrind callgrind_annotate callgrind_control nginx curl pkg-config
 
 cd "$TOP"
-WORK=$(mktemp -d /tmp/bsp-bench-cgbare.XXXXXX)
-OUT=${RESULTS:-$TOP/bench/results}/callgrind-bare-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_dirs callgrind-bare
 
 line=$(bench_build_spec "$REV")
 SHORT=${line%%	*}

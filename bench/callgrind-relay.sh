@@ -71,11 +71,7 @@ SHORT_B=$(git rev-parse --short "$HASH_B")
 [ "$HASH_A" != "$HASH_B" ] ||
     echo "callgrind-relay.sh: both revisions are $SHORT_A" >&2
 
-WORK=$(mktemp -d /tmp/bsp-bench-callgrind.XXXXXX)
-OUT=${RESULTS:-$TOP/bench/results}/callgrind-relay-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_dirs callgrind-relay
 
 # The builds first, one at a time (each in its own directory, so that a
 # second run reuses them).

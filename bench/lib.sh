@@ -52,11 +52,27 @@ bench_setup()
 {
 	BUILD=$("$TOP/bench/build.sh")
 	BSP=$BUILD/bedrock-sso-proxy
+	bench_dirs "$1"
+}
+
+# bench_dirs name: $WORK (temporary, removed at exit with what runs in it)
+# and $OUT (results/name-DATE).
+bench_dirs()
+{
 	WORK=$(mktemp -d "/tmp/bsp-bench-$1.XXXXXX")
 	OUT=${RESULTS:-$TOP/bench/results}/$1-$(date +%Y%m%d-%H%M%S)
 	mkdir -p "$OUT"
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT TERM
+}
+
+# bench_needs tool...: exit 2 naming the first one not on PATH.
+bench_needs()
+{
+	for _bn in "$@"; do
+		command -v "$_bn" >/dev/null ||
+		    { echo "$(basename "$0"): needs $_bn" >&2; exit 2; }
+	done
 }
 
 # What was measured, where, with what.

@@ -33,17 +33,10 @@ FREQ=${FREQ:-4000}
 CONNS=${CONNS:-50}
 WARM=${WARM:-3}
 
-for t in perf wrk nginx taskset; do
-	command -v "$t" >/dev/null ||
-	    { echo "loop-turns.sh: needs $t" >&2; exit 2; }
-done
+bench_needs perf wrk nginx taskset
 
 cd "$TOP"
-WORK=$(mktemp -d /tmp/bsp-bench-turns.XXXXXX)
-OUT=${RESULTS:-$TOP/bench/results}/loop-turns-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_dirs loop-turns
 
 line=$(bench_build_spec "$REV")
 SHORT=${line%%	*}

@@ -45,17 +45,10 @@ WARM=${WARM:-3}
 PERFSTAT=0	# no hardware counters on this VM (see bench/README.md)
 [ $# -gt 0 ] || set -- HEAD
 
-for t in wrk nginx curl taskset sqlite3 pkg-config; do
-	command -v "$t" >/dev/null ||
-	    { echo "relay-cpu.sh: needs $t" >&2; exit 2; }
-done
+bench_needs wrk nginx curl taskset sqlite3 pkg-config
 
 cd "$TOP"
-WORK=$(mktemp -d /tmp/bsp-bench-relay-cpu.XXXXXX)
-OUT=${RESULTS:-$TOP/bench/results}/relay-cpu-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_dirs relay-cpu
 
 # The builds, one at a time: name<TAB>build dir, one line per revision.
 : >"$WORK/builds"

@@ -74,11 +74,7 @@ both) SOAK_BUILDS="asan release" ;;
 	;;
 esac
 
-WORK=$(mktemp -d /tmp/bsp-bench-soak.XXXXXX)
-OUT=${RESULTS:-$TOP/bench/results}/soak-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_dirs soak
 # Two descriptors per stream in the daemon; the client and the upstream
 # hold STREAMS each.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -32,11 +32,7 @@ command -v hyperfine >/dev/null ||
     { echo "startup.sh: needs hyperfine (Debian: hyperfine)" >&2; exit 2; }
 
 cd "$TOP"
-WORK=$(mktemp -d /tmp/bsp-bench-startup.XXXXXX)
-OUT=${RESULTS:-$TOP/bench/results}/startup-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_dirs startup
 
 gcc -O2 -Wall -o "$WORK/ready" "$TOP/bench/ready.c"
 {

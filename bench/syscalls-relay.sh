@@ -39,11 +39,7 @@ command -v strace >/dev/null ||
     { echo "syscalls-relay.sh: needs strace" >&2; exit 2; }
 
 cd "$TOP"
-WORK=$(mktemp -d /tmp/bsp-bench-syscalls.XXXXXX)
-OUT=${RESULTS:-$TOP/bench/results}/syscalls-relay-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_dirs syscalls-relay
 
 : >"$WORK/builds"
 for spec in "$@"; do
