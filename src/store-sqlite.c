@@ -332,7 +332,7 @@ sq_ckpt_child(int fd, const char *path)
 			if (!asked)
 				continue;
 		}
-		if ((rc != 0 && !asked) || db == NULL)
+		if (rc == -1 || db == NULL)
 			continue;
 		rc = sqlite3_wal_checkpoint_v2(db, NULL,
 		    SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
@@ -432,23 +432,34 @@ sq_ckpt_hook(void *arg, sqlite3 *db, const char *name, int nframes)
 	return (SQLITE_OK);
 }
 
-/* The checkpointer has gone: reap it, and checkpoint on the loop again. */
-static void
-sq_ckpt_lost(void)
+/*
+ * Close our end of its socket and wait for the checkpointer: it exits
+ * when it reads the end (after the checkpoint it is in), or has exited,
+ * which closed its end. -1 if it was reaped elsewhere.
+ */
+static pid_t
+sq_ckpt_reap(int *status)
 {
-	char	why[64];
 	pid_t	rc;
-	int	status = 0;
 
 	if (sq_ck.ev_on)
 		event_del(&sq_ck.ev);
 	sq_ck.ev_on = 0;
 	close(sq_ck.fd);
 	sq_ck.fd = -1;
-	/* Its end closes as it exits: this waits no longer than that. */
-	while ((rc = waitpid(sq_ck.pid, &status, 0)) == -1 && errno == EINTR)
+	while ((rc = waitpid(sq_ck.pid, status, 0)) == -1 && errno == EINTR)
 		;
-	if (rc == -1)
+	return (rc);
+}
+
+/* The checkpointer has gone: reap it, and checkpoint on the loop again. */
+static void
+sq_ckpt_lost(void)
+{
+	char	why[64];
+	int	status = 0;
+
+	if (sq_ckpt_reap(&status) == -1)
 		snprintf(why, sizeof why, "exited");
 	else if (WIFSIGNALED(status))
 		snprintf(why, sizeof why, "killed by signal %d",
@@ -527,16 +538,10 @@ sq_ckpt_stop(void)
 
 	if (sq_ck.pid == -1)
 		return;
-	if (sq_ck.ev_on)
-		event_del(&sq_ck.ev);
-	sq_ck.ev_on = 0;
 	if (sq_ck.waiting)
 		event_del(&sq_ck.wait_ev);
 	sq_ck.waiting = 0;
-	close(sq_ck.fd);
-	sq_ck.fd = -1;
-	while (waitpid(sq_ck.pid, &status, 0) == -1 && errno == EINTR)
-		;
+	(void)sq_ckpt_reap(&status);
 	sq_ck.pid = -1;
 }
 
