@@ -30,11 +30,16 @@ function children(pid) {
   return text.trim().split(/\s+/).filter(Boolean).map(Number).filter((c) => !gone(c));
 }
 
-const comm = (pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+function comm(pid) {
+  try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim(); } catch { return null; }	// gone meanwhile
+}
 
 function checkpointers(d) {
   return children(d.pid).filter((c) => comm(c) === 'bsp-checkpoint');
 }
+
+// The checkpointer, once it has named itself (at once, unless the machine is busy).
+const checkpointerOf = (d) => waitFor(() => checkpointers(d)[0], { timeoutMs: 5000, message: 'no bsp-checkpoint child' });
 
 // The usage rows in the database file alone, without its log: a copy of
 // the file is opened where no -wal file is next to it.
@@ -65,9 +70,8 @@ async function calls(t, token, n) {
 test('the checkpointer: the rows reach the database file itself within seconds, not at 1000 pages of log', ONLY, async () => {
   const t = await startRelay();
   try {
-    const [pid, ...more] = checkpointers(t.d);
-    assert.ok(pid, 'the daemon has a bsp-checkpoint child');
-    assert.deepEqual(more, [], 'one checkpointer');
+    const pid = await checkpointerOf(t.d);
+    assert.deepEqual(checkpointers(t.d), [pid], 'one checkpointer');
     const token = await t.token('ann@example.com');
     await calls(t, token, 40);
     await waitUsage(t.d.dir, 40);
@@ -86,8 +90,7 @@ test('the checkpointer killed: the daemon logs it, reaps it and serves on; stopp
   const t = await startRelay();
   let stopped = false;
   try {
-    const [pid] = checkpointers(t.d);
-    assert.ok(pid, 'a checkpointer');
+    const pid = await checkpointerOf(t.d);
     const mark = t.d.logMark();
     process.kill(pid, 'SIGKILL');
     const e = await t.d.waitForLog((l) => /checkpointer \(pid \d+\) killed by signal 9/.test(l.msg ?? ''), 5000, { from: mark });
@@ -112,16 +115,14 @@ test('the checkpointer killed: the daemon logs it, reaps it and serves on; stopp
 
 test('the checkpointer goes with the daemon: on SIGTERM, and on its own when the daemon is killed', ONLY, async () => {
   const t1 = await startRelay();
-  const [p1] = checkpointers(t1.d);
-  assert.ok(p1);
+  const p1 = await checkpointerOf(t1.d);
   await t1.stop();
   assert.ok(gone(p1), 'stopped with the daemon');
 
   const t2 = await startRelay();
   let killed = false;
   try {
-    const [p2] = checkpointers(t2.d);
-    assert.ok(p2);
+    const p2 = await checkpointerOf(t2.d);
     process.kill(t2.d.pid, 'SIGKILL');	// the daemon alone, not its group
     killed = true;
     await t2.d.waitForExit();
