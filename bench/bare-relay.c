@@ -5,9 +5,14 @@
  * to one upstream (method, URI, headers but the hop-by-hop ones, body) over
  * a pool of keep-alive connections, and the answer (status, headers, body)
  * comes back. No authentication, no signing, no logging, no metrics.
+ * A path with "-response-stream" in it (for bench/streams.sh) is relayed
+ * as the daemon relays a stream: the head as soon as it comes, then each
+ * piece of the body as it is read, chunked. A stream's client is assumed
+ * to stay until its end (no close callback: a benchmark's tool).
  *
  * Usage: bare-relay LISTEN_PORT UPSTREAM_PORT   (both on 127.0.0.1)
  * Prints "listening PORT" once it accepts; LISTEN_PORT 0 picks one.
+ * Listens with a backlog of 4096, as the daemon does.
  */
 
 #include <sys/queue.h>
@@ -26,6 +31,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #define POOL_MAX	64
 
@@ -37,6 +43,7 @@ static ev_uint16_t			 up_port;
 struct call {
 	struct evhttp_request		*in;
 	struct evhttp_connection	*evcon;
+	int				 started;	/* a stream's head sent */
 };
 
 static int
@@ -61,11 +68,44 @@ copy_headers(struct evkeyvalq *from, struct evkeyvalq *to)
 }
 
 static void
+free_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	evhttp_connection_free(arg);
+}
+
+/* A stream's head: passed on at once. */
+static int
+header_cb(struct evhttp_request *out, void *arg)
+{
+	struct call	*c = arg;
+
+	copy_headers(evhttp_request_get_input_headers(out),
+	    evhttp_request_get_output_headers(c->in));
+	evhttp_send_reply_start(c->in, evhttp_request_get_response_code(out),
+	    evhttp_request_get_response_code_line(out));
+	c->started = 1;
+	return (0);
+}
+
+/* A stream's body, as it is read. */
+static void
+chunk_cb(struct evhttp_request *out, void *arg)
+{
+	struct call	*c = arg;
+
+	evhttp_send_reply_chunk(c->in, evhttp_request_get_input_buffer(out));
+}
+
+static void
 done_cb(struct evhttp_request *out, void *arg)
 {
 	struct call	*c = arg;
 
-	if (out == NULL || evhttp_request_get_response_code(out) == 0)
+	if (c->started)
+		evhttp_send_reply_end(c->in);
+	else if (out == NULL || evhttp_request_get_response_code(out) == 0)
 		evhttp_send_error(c->in, 502, NULL);
 	else {
 		copy_headers(evhttp_request_get_input_headers(out),
@@ -74,11 +114,15 @@ done_cb(struct evhttp_request *out, void *arg)
 		    evhttp_request_get_response_code_line(out),
 		    evhttp_request_get_input_buffer(out));
 	}
-	/* Back to the pool, or closed when the pool is full. */
+	/*
+	 * Back to the pool, or closed when the pool is full (after this
+	 * callback: evhttp still uses the connection when it returns, and
+	 * evhttp_connection_free_on_completion set now would not be seen).
+	 */
 	if (out != NULL && npool < POOL_MAX)
 		pool[npool++] = c->evcon;
 	else
-		evhttp_connection_free_on_completion(c->evcon);
+		event_base_once(base, -1, EV_TIMEOUT, free_cb, c->evcon, NULL);
 	free(c);
 }
 
@@ -103,6 +147,10 @@ request_cb(struct evhttp_request *in, void *arg)
 		return;
 	}
 	out = evhttp_request_new(done_cb, c);
+	if (strstr(evhttp_request_get_uri(in), "-response-stream") != NULL) {
+		evhttp_request_set_header_cb(out, header_cb);
+		evhttp_request_set_chunked_cb(out, chunk_cb);
+	}
 	copy_headers(evhttp_request_get_input_headers(in),
 	    evhttp_request_get_output_headers(out));
 	evhttp_add_header(evhttp_request_get_output_headers(out), "Host",
@@ -130,6 +178,8 @@ main(int argc, char *argv[])
 {
 	struct evhttp			*http;
 	struct evhttp_bound_socket	*bs;
+	struct evconnlistener		*lev;
+	struct sockaddr_in		 sin;
 	struct event			*sig;
 	struct event_config		*ec;
 	struct sockaddr_storage		 ss;
@@ -152,8 +202,14 @@ main(int argc, char *argv[])
 	http = evhttp_new(base);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
 	evhttp_set_gencb(http, request_cb, NULL);
-	if ((bs = evhttp_bind_socket_with_handle(http, "127.0.0.1",
-	    (ev_uint16_t)strtol(argv[1], NULL, 10))) == NULL) {
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((ev_uint16_t)strtol(argv[1], NULL, 10));
+	if ((lev = evconnlistener_new_bind(base, NULL, NULL,
+	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	    4096, (struct sockaddr *)&sin, sizeof sin)) == NULL ||
+	    (bs = evhttp_bind_listener(http, lev)) == NULL) {
 		fprintf(stderr, "bare-relay: cannot listen\n");
 		return (1);
 	}

@@ -58,30 +58,14 @@ for spec in "$@"; do
 	b=${line#*	}
 	printf 'bsp-%s\t%s\n' "$tag" "$b" >>"$WORK/builds"
 done
-echo "building bare-relay" >&2
-gcc -O2 -g -Wall -o "$WORK/bare-relay" "$TOP/bench/bare-relay.c" \
-    $(pkg-config --cflags --libs libevent)
-
 export RELAY_BODY
 RPATH=/model/$RELAY_MODEL/invoke
-mkdir -p "$WORK/up" "$WORK/np" "$WORK/bare"
+mkdir -p "$WORK/up" "$WORK/np"
 UP_PORT=$(free_port)
 upstream_start "$WORK/up" "$UP_PORT"
 NP_PORT=$(free_port)
 nginxproxy_start "$WORK/np" "$NP_PORT" "$UP_PORT"
-taskset -c "$SERVER_CPU" "$WORK/bare-relay" 0 "$UP_PORT" \
-    >"$WORK/bare/out" 2>"$WORK/bare/err" &
-BARE_PID=$!
-BENCH_PIDS="$BENCH_PIDS $BARE_PID"
-i=0
-until BARE_PORT=$(sed -n 's/^listening //p' "$WORK/bare/out") &&
-    [ -n "$BARE_PORT" ]; do
-	i=$((i + 1))
-	[ $i -lt 50 ] && kill -0 "$BARE_PID" 2>/dev/null ||
-	    { cat "$WORK/bare/err" >&2; echo "bare-relay did not start" >&2;
-	    exit 1; }
-	sleep 0.1
-done
+bare_start "$WORK/bare" "$UP_PORT"
 
 # Targets: name pid port, one line each.
 printf 'bare %s %s\nnginx %s %s\n' "$BARE_PID" "$BARE_PORT" "$NP_PID" \

@@ -142,6 +142,32 @@ nginxproxy_start()
 	nginx_wait "$NP_PID" "$2" "$1"
 }
 
+# bare_start dir upstream_port: build bench/bare-relay.c into $WORK (once,
+# -O2 -g, against the same libevent as the daemon) and start it on
+# SERVER_CPU, relaying to 127.0.0.1:upstream_port; sets BARE_PID, BARE_PORT.
+bare_start()
+{
+	[ -x "$WORK/bare-relay" ] || {
+		echo "building bare-relay" >&2
+		gcc -O2 -g -Wall -o "$WORK/bare-relay" \
+		    "$TOP/bench/bare-relay.c" $(pkg-config --cflags --libs libevent)
+	}
+	mkdir -p "$1"
+	taskset -c "$SERVER_CPU" "$WORK/bare-relay" 0 "$2" \
+	    >"$1/out" 2>"$1/err" &
+	BARE_PID=$!
+	BENCH_PIDS="$BENCH_PIDS $BARE_PID"
+	_i=0
+	until BARE_PORT=$(sed -n 's/^listening //p' "$1/out") &&
+	    [ -n "$BARE_PORT" ]; do
+		_i=$((_i + 1))
+		[ $_i -lt 50 ] && kill -0 "$BARE_PID" 2>/dev/null ||
+		    { cat "$1/err" >&2; echo "bare-relay did not start" >&2;
+		    exit 1; }
+		sleep 0.1
+	done
+}
+
 # fd_count pid
 fd_count()
 {

@@ -30,11 +30,13 @@
 # For each INTERVAL in INTERVALS ("5 50 0": 200 frames over ~1 s, i.e. the
 # upstream offers 200 000 frames/s for 1000 streams, more than the proxy
 # relays on one core; over ~10 s, 20 000 frames/s; then unpaced), a fresh
-# upstream and daemon; each round runs `direct`, `bsp`, then `anthropic`.  Per bsp
-# run: the daemon's CPU (utime+stime) and perf stat instructions for the
-# whole run, VmHWM (peak reset with clear_refs before each run) and VmRSS
-# sampled every 50 ms, fds and bsp_active_streams after.  At the end the
-# usage table must hold one row per stream with the metrics' token counts.
+# upstream; each round runs `direct`, `bare` (bench/bare-relay.c, the floor
+# of the daemon's shape, on SERVER_CPU too), `bsp`, then `anthropic`, each
+# relay a fresh process after one check stream.  Per relayed run: the
+# relay's CPU (utime+stime) and perf stat instructions for the whole run,
+# VmHWM (peak reset with clear_refs before the run) and VmRSS sampled every
+# 50 ms, fds and bsp_active_streams after.  At the end the usage table must
+# hold one row per stream with the metrics' token counts.
 #
 # With PERF=1, one more bsp run per interval under `perf record` (user and
 # kernel instructions, DWARF call graphs): k instructions per frame by
@@ -79,7 +81,7 @@ echo "interval	round	mode	wall_s	first_p50_us	first_p99_us	first_max_us	head_p50
 	bench_describe
 	echo "upstream and client: bench/streams.c on CPU $UPSTREAM_CPU and" \
 	    "$CLIENT_CPU; ulimit -n $(ulimit -n)"
-	echo "runs: $ROUNDS rounds x (direct, bsp, anthropic) per interval" \
+	echo "runs: $ROUNDS rounds x (direct, bare, bsp, anthropic) per interval" \
 	    "(INTERVALS=\"$INTERVALS\" ms between frames)"
 	echo
 } >"$OUT/summary.md"
@@ -112,32 +114,33 @@ active_streams()
 	    awk '$1 == "bsp_active_streams" { printf "%d", $2 }'
 }
 
-# one_run interval round mode port
+# one_run interval round mode port pid: pid is the relay measured (the
+# daemon, or the bare relay for `bare`; the daemon, idle, for `direct`).
 one_run()
 {
-	_iv=$1 _r=$2 _m=$3 _port=$4
+	_iv=$1 _r=$2 _m=$3 _port=$4 _pid=$5
 	_path=$SPATH
 	[ "$_m" = anthropic ] && _path=$APATH
 	_log=$OUT/client-i$_iv-$_m-r$_r.txt
-	_b0=$(proc_ticks "$BSP_PID")
+	_b0=$(proc_ticks "$_pid")
 	_u0=$(proc_ticks "$UP_PID")
-	_idle=$(proc_status "$BSP_PID" VmRSS)
-	_fd0=$(proc_fds "$BSP_PID")
+	_idle=$(proc_status "$_pid" VmRSS)
+	_fd0=$(proc_fds "$_pid")
 	_ld0=$(listen_drops)
-	echo 5 >"/proc/$BSP_PID/clear_refs"	# reset VmHWM
+	echo 5 >"/proc/$_pid/clear_refs"	# reset VmHWM
 	echo 0 >"$WORK/rssmax"
-	rss_sampler "$BSP_PID" "$WORK/rssmax" &
+	rss_sampler "$_pid" "$WORK/rssmax" &
 	_smp=$!
 	_perf=
 	if [ "$PERFSTAT" = 1 ] && [ "$_m" != direct ]; then
-		perf stat -x, -p "$BSP_PID" -e instructions:u,instructions:k \
+		perf stat -x, -p "$_pid" -e instructions:u,instructions:k \
 		    -o "$WORK/streams.perf" 2>/dev/null &
 		_perf=$!
 	fi
 	_rc=0
 	taskset -c "$CLIENT_CPU" "$STREAMS_BIN" client 127.0.0.1 "$_port" \
 	    "$_path" "$STREAMS" "$FRAMES" "$TOKEN" >"$_log" 2>&1 || _rc=$?
-	_b1=$(proc_ticks "$BSP_PID")
+	_b1=$(proc_ticks "$_pid")
 	_u1=$(proc_ticks "$UP_PID")
 	_ld1=$(listen_drops)
 	_iu=0 _ik=0
@@ -149,13 +152,14 @@ one_run()
 		_ik=$(sed -n 's/^\([0-9]*\),.*instructions:k.*/\1/p' \
 		    "$WORK/streams.perf")
 	fi
-	_hwm=$(proc_status "$BSP_PID" VmHWM)
+	_hwm=$(proc_status "$_pid" VmHWM)
 	sleep 1		# connections wind down
 	kill "$_smp" 2>/dev/null || true
 	wait "$_smp" 2>/dev/null || true
-	_after=$(proc_status "$BSP_PID" VmRSS)
-	_fd1=$(proc_fds "$BSP_PID")
-	_act=$(active_streams)
+	_after=$(proc_status "$_pid" VmRSS)
+	_fd1=$(proc_fds "$_pid")
+	_act=-
+	case $_m in bsp|anthropic) _act=$(active_streams) ;; esac
 	if [ "$_rc" != 0 ]; then
 		echo "streams.sh: client ($_m, interval $_iv, round $_r)" \
 		    "exited $_rc:" >&2
@@ -252,6 +256,56 @@ perf_run()
 	}' >"$WORK/perf-i$1.md"
 }
 
+# check_stream port path: one stream through, checked, before timing.
+check_stream()
+{
+	"$STREAMS_BIN" client 127.0.0.1 "$1" "$2" 1 "$FRAMES" "$TOKEN" \
+	    >"$d/check.txt" 2>&1 || {
+		echo "streams.sh: check stream on port $1 ($2) failed:" >&2
+		cat "$d/check.txt" >&2
+		exit 1
+	}
+}
+
+# relay_fresh mode: a new process for each run (the bare relay for `bare`,
+# the daemon, on the interval's database, for `bsp` and `anthropic`), so
+# that every run's peak RSS is a fresh heap's: glibc keeps the heap a peak
+# took, and a second run in the same process shows ~0.  One check stream
+# through it; sets RPID and RPORT.
+relay_fresh()
+{
+	if [ "$1" = bare ]; then
+		bare_start "$d/bare" "$UP_PORT"
+		RPID=$BARE_PID RPORT=$BARE_PORT
+	else
+		# bsp_wait_port reads the last "listening" line of the log.
+		[ ! -f "$d/daemon.log" ] ||
+		    cat "$d/daemon.log" >>"$d/daemon-all.log"
+		: >"$d/daemon.log"
+		bsp_start "$d"
+		RPID=$BSP_PID RPORT=$BSP_PORT
+	fi
+	_p=$SPATH
+	[ "$1" = anthropic ] && _p=$APATH
+	check_stream "$RPORT" "$_p"
+	_fdi=$(proc_fds "$RPID")
+}
+
+# relay_stop mode: the process of relay_fresh, stopped (the daemon by
+# SIGTERM: its exit status and fds are noted).
+relay_stop()
+{
+	if [ "$1" = bare ]; then
+		kill "$BARE_PID"
+		wait "$BARE_PID" 2>/dev/null || true
+	else
+		FDS="$FDS $_fdi->$(proc_fds "$BSP_PID")"
+		bsp_stop
+		BSP_RCS="$BSP_RCS $BSP_RC"
+		[ "$BSP_RC" = 0 ] || FAILED=1
+	fi
+}
+
 FAILED=0
 n=0
 for iv in $INTERVALS; do
@@ -265,47 +319,38 @@ for iv in $INTERVALS; do
 	BENCH_PIDS="$BENCH_PIDS $UP_PID"
 	relay_bsp_config "$d" "$UP_PORT"
 	TOKEN=$(relay_token "$d")
-	bsp_start "$d"
-	sleep 0.5
-	# A check stream each way before timing.
-	for pp in "$UP_PORT $SPATH" "$BSP_PORT $SPATH" "$BSP_PORT $APATH"; do
-		set -- $pp
-		"$STREAMS_BIN" client 127.0.0.1 "$1" "$2" 1 "$FRAMES" \
-		    "$TOKEN" >"$d/check.txt" 2>&1 || {
-			echo "streams.sh: check stream on port $1 ($2)" \
-			    "failed:" >&2
-			cat "$d/check.txt" >&2
-			exit 1
-		}
-	done
-	IDLE_RSS=$(proc_status "$BSP_PID" VmRSS)
-	IDLE_FDS=$(proc_fds "$BSP_PID")
+	check_stream "$UP_PORT" "$SPATH"
+	BSP_RCS= FDS=
 	r=1
 	while [ $r -le "$ROUNDS" ]; do
 		echo "interval $iv ms, round $r/$ROUNDS" >&2
-		one_run "$iv" $r direct "$UP_PORT"
-		one_run "$iv" $r bsp "$BSP_PORT"
-		one_run "$iv" $r anthropic "$BSP_PORT"
+		one_run "$iv" $r direct "$UP_PORT" "$UP_PID"
+		for m in bare bsp anthropic; do
+			relay_fresh "$m"
+			one_run "$iv" $r "$m" "$RPORT" "$RPID"
+			relay_stop "$m"
+		done
 		r=$((r + 1))
 	done
 	if [ "$PERF" = 1 ]; then
 		echo "interval $iv ms, perf record" >&2
+		relay_fresh bsp
 		perf_run "$iv"
+		relay_stop bsp
 	fi
-	sleep 2		# usage rows are written every second
 	rows=$(sqlite3 "$d/proxy.db" "SELECT count(*) || ' rows; ' ||
 	    sum(status = 200 AND outcome = 'ok' AND input_tokens = 17 AND
 	    output_tokens = $FRAMES) || ' with 200, ok, tokens 17/$FRAMES'
 	    FROM usage WHERE route IN ('InvokeModelWithResponseStream',
 	    'Messages')")
 	echo "interval $iv ms: usage table $rows (expected" \
-	    "$((2 * ROUNDS * STREAMS + 2 + (PERF == 1 ? STREAMS : 0)))" \
-	    "including the check and perf streams);" \
-	    "daemon fds idle $IDLE_FDS, at the end $(proc_fds "$BSP_PID");" \
-	    "bsp_active_streams $(active_streams)" >>"$WORK/notes.txt"
-	bsp_stop
-	echo "interval $iv ms: daemon exit status after SIGTERM $BSP_RC;" \
-	    "warnings and errors:" >>"$WORK/notes.txt"
+	    "$((2 * ROUNDS * (STREAMS + 1) + (PERF == 1 ? STREAMS + 1 : 0)))" \
+	    "including a check stream per daemon started);" \
+	    "the daemon's fds idle -> at the end of each run:$FDS;" \
+	    "exit status after SIGTERM:$BSP_RCS; warnings and errors:" \
+	    >>"$WORK/notes.txt"
+	cat "$d/daemon.log" >>"$d/daemon-all.log"
+	mv "$d/daemon-all.log" "$d/daemon.log"
 	bsp_log_problems "$d" >>"$WORK/notes.txt"
 	cp "$d/daemon.log" "$OUT/daemon-i$iv.log"
 	kill "$UP_PID"
@@ -348,7 +393,7 @@ done
 		NF_[$1, $2, $3] = $11
 	}
 	END {
-		print "| interval, target | total s | TTFB p50 ms | TTFB p99 ms | TTFB max ms | frames received / expected | lost, corrupt, out of order, errors | daemon CPU ms (whole run) | upstream CPU ms | listen queue drops per run |"
+		print "| interval, target | total s | TTFB p50 ms | TTFB p99 ms | TTFB max ms | frames received / expected | lost, corrupt, out of order, errors | relay CPU ms (whole run) | upstream CPU ms | listen queue drops per run |"
 		print "|---|---|---|---|---|---|---|---|---|---|"
 		for (i = 1; i <= nk; i++) {
 			split(ord[i], kk, SUBSEP)
@@ -362,7 +407,7 @@ done
 			    cell(upc[ord[i]], "%.0f"), ld[ord[i]]
 		}
 		print ""
-		print "the daemon during the bsp and anthropic runs (VmHWM reset before each run):"
+		print "the relay (the bare one, or the daemon) during its runs (VmHWM reset before each run):"
 		print ""
 		print "| interval, target | peak RSS VmHWM MiB | VmRSS sampled max MiB | RSS per stream kB ((VmHWM - idle) / streams) | VmRSS after MiB | fds before->after | k instr per frame (user+kernel) |"
 		print "|---|---|---|---|---|---|---|"
@@ -375,40 +420,42 @@ done
 			    fd[ord[i]], cell(ins[ord[i]], "%.2f")
 		}
 		print ""
-		print "added by the proxy, within each round (bsp - direct):"
+		print "added by the proxy (bsp - direct) and by the bare evhttp relay (bare - direct), within each round:"
 		print ""
-		print "| interval | TTFB p50 ms | TTFB p99 ms | total s |"
-		print "|---|---|---|---|"
+		print "| interval | TTFB p50 ms, bsp | TTFB p99 ms, bsp | total s, bsp | TTFB p50 ms, bare | TTFB p99 ms, bare | RSS per stream kB, bsp - bare |"
+		print "|---|---|---|---|---|---|---|"
 		for (k in rounds) {
 			split(k, kk, SUBSEP)
 			a50[kk[1]] = a50[kk[1]] " " (F50[kk[1], kk[2], "bsp"] - F50[kk[1], kk[2], "direct"]) / 1000
 			a99[kk[1]] = a99[kk[1]] " " (F99[kk[1], kk[2], "bsp"] - F99[kk[1], kk[2], "direct"]) / 1000
 			aw[kk[1]] = aw[kk[1]] " " (W[kk[1], kk[2], "bsp"] - W[kk[1], kk[2], "direct"])
+			b50[kk[1]] = b50[kk[1]] " " (F50[kk[1], kk[2], "bare"] - F50[kk[1], kk[2], "direct"]) / 1000
+			b99[kk[1]] = b99[kk[1]] " " (F99[kk[1], kk[2], "bare"] - F99[kk[1], kk[2], "direct"]) / 1000
+			dr[kk[1]] = dr[kk[1]] " " (PER[kk[1], kk[2], "bsp"] - PER[kk[1], kk[2], "bare"])
 			ivs[kk[1]] = 1
 		}
 		for (iv in ivs)
-			printf "| %s ms | %s | %s | %s |\n", iv,
+			printf "| %s ms | %s | %s | %s | %s | %s | %s |\n", iv,
 			    cell(a50[iv], "%.1f"), cell(a99[iv], "%.1f"),
-			    cell(aw[iv], "%.2f")
+			    cell(aw[iv], "%.2f"), cell(b50[iv], "%.1f"),
+			    cell(b99[iv], "%.1f"), cell(dr[iv], "%.1f")
 		# Issue 16: RSS per stream <= 10 KiB, added TTFB p50 <=
 		# 10 ms, no frame lost, reordered or corrupt (medians over
-		# the rounds).  RSS per stream from the bsp run of round 1
-		# only: the heap of the daemon is fresh then; later runs
-		# reuse the heap the first left (glibc keeps it), so they
-		# show ~0, and a median with them said half the figure.
+		# the rounds; every run is a fresh process, see relay_fresh).
 		print ""
-		print "issue 16 goals, bsp (RSS: round 1, the fresh daemon; the rest: medians over the rounds):"
+		print "issue 16 goals, bsp (medians over the rounds; each run a fresh process), and the bare evhttp relay measured the same way:"
 		print ""
-		print "| interval | RSS per stream kB (goal <= 10) | added TTFB p50 ms (goal <= 10) | lost, out of order, corrupt (goal 0) |"
-		print "|---|---|---|---|"
+		print "| interval | RSS per stream kB (goal <= 10) | added TTFB p50 ms (goal <= 10) | lost, out of order, corrupt (goal 0) | the bare relay: RSS per stream kB, added TTFB p50 ms |"
+		print "|---|---|---|---|---|"
 		for (iv in ivs) {
 			k = iv SUBSEP "bsp"
-			r = PER[iv, 1, "bsp"]; t = med(a50[iv])
+			r = med(per[k]); t = med(a50[iv])
 			gr = r <= 10 ? "(met)" : "(not met)"
 			gt = t <= 10 ? "(met)" : "(not met)"
 			gf = lost[k] + ooo[k] + bad[k] == 0 ? "(met)" : "(not met)"
-			printf "| %s ms | %.1f %s | %.1f %s | %d, %d, %d %s |\n",
-			    iv, r, gr, t, gt, lost[k], ooo[k], bad[k], gf
+			printf "| %s ms | %.1f %s | %.1f %s | %d, %d, %d %s | %.1f, %.1f |\n",
+			    iv, r, gr, t, gt, lost[k], ooo[k], bad[k], gf,
+			    med(per[iv SUBSEP "bare"]), med(b50[iv])
 		}
 		print ""
 		print "added by /v1/messages (event stream re-emitted as SSE) over the Bedrock-format relay, within each round (anthropic - bsp):"
