@@ -57,6 +57,10 @@ void		 freezero(void *, size_t);
 void		 freezero_str(char *);
 size_t		 bsp_strlcpy(char *, const char *, size_t);
 size_t		 bsp_strlcat(char *, const char *, size_t);
+void		 evmem_init(void);
+void		 evmem_release(void);
+void		*evmem_malloc(size_t);	/* libevent's, named for the tests */
+void		 evmem_free(void *);
 
 /* log.c */
 enum log_level {

@@ -665,6 +665,7 @@ main(int argc, char **argv)
 	char			*cause, *eq;
 	int			 ch, check = 0, trace = 0, rc;
 
+	evmem_init();
 	log_init(BSP_NAME);
 	if (crypto_init() == -1) {
 		fprintf(stderr, "%s: cannot initialise the crypto libraries\n",
@@ -730,6 +731,7 @@ main(int argc, char **argv)
 		log_set_trace(trace);
 		rc = command_exec(cmd, argc, argv);
 		libevent_global_shutdown();
+		evmem_release();
 		return (rc);
 	}
 
@@ -776,5 +778,6 @@ main(int argc, char **argv)
 	}
 	free(bsp_source.defines);
 	libevent_global_shutdown();
+	evmem_release();
 	return (rc);
 }

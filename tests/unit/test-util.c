@@ -1,11 +1,17 @@
-/* test-util.c: string lists, CIDRs, host:port, URLs, globbing, durations. */
+/*
+ * test-util.c: string lists, CIDRs, host:port, URLs, globbing, durations,
+ * and the blocks kept for libevent (xmalloc.c's evmem).
+ */
 
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
 
 #include "bsp.h"
 #include "tap.h"
@@ -32,6 +38,110 @@ group(const char *addr, char *buf, size_t len)
 	    sockaddr_group((struct sockaddr *)&ss, buf, len) == -1)
 		bsp_strlcpy(buf, "-", len);
 	return (buf);
+}
+
+/*
+ * evmem: every block holds what was asked; a freed block is handed out
+ * again for a request it holds and not for a larger one; the caps hold;
+ * libevent moves a megabyte through its buffers with it.
+ */
+static void
+test_evmem(void)
+{
+	static const size_t	 sizes[] = { 1, 24, 25, 100, 1000, 1016, 1017,
+	    1024, 1025, 4096, 5000, 16384, 16385, 40000 };
+	struct evbuffer		*a, *b;
+	void			*p, *q, *keep[40];
+	unsigned char		 chunk[3000], out[3000];
+	size_t			 i, n, u, bad = 0, moved = 0;
+
+	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		p = evmem_malloc(sizes[i]);
+		if (p == NULL || malloc_usable_size(p) < sizes[i])
+			bad++;
+		memset(p, 0xa5, sizes[i]);
+		evmem_free(p);
+		q = evmem_malloc(sizes[i]);
+		if (q == NULL || malloc_usable_size(q) < sizes[i])
+			bad++;
+		memset(q, 0x5a, sizes[i]);
+		evmem_free(q);
+	}
+	is_int((int)bad, 0, "evmem: every block holds at least what was asked");
+	evmem_release();
+
+	/* 104: what glibc's and AddressSanitizer's malloc say it holds. */
+	p = malloc(104);
+	evmem_free(p);
+	q = evmem_malloc(105);
+	ok(q != p, "evmem: a kept block is not handed out for more than it "
+	    "holds");
+	free(q);
+	ok(evmem_malloc(104) == p, "evmem: a kept block is handed out again "
+	    "for what it holds");
+	evmem_free(p);
+	evmem_release();
+
+	p = malloc(5000);	/* not a power of two: kept as 4 KiB */
+	evmem_free(p);
+	q = evmem_malloc(4097);
+	ok(q != p, "evmem: a 5000-byte block is not taken for a request over "
+	    "4 KiB");
+	free(q);
+	ok(evmem_malloc(4096) == p, "evmem: it serves a 4 KiB one");
+	free(p);	/* as evbuffer_readln's callers do: no error */
+	evmem_release();
+
+	/* Kept last in, first out: the caps show in the first out. */
+	for (i = 0; i < 40; i++)
+		keep[i] = evmem_malloc(200);
+	for (i = 0; i < 40; i++)
+		evmem_free(keep[i]);
+	for (i = 0, n = 0; i < 32; i++)
+		if (evmem_malloc(200) == keep[31 - i])
+			n++;
+	is_int((int)n, 32, "evmem: 32 blocks of a size kept, not 40");
+	for (i = 0; i < 32; i++)
+		free(keep[i]);
+	evmem_release();
+	for (i = 0; i < 8; i++)
+		keep[i] = evmem_malloc(16384);
+	for (i = 0; i < 8; i++)
+		evmem_free(keep[i]);
+	for (i = 0, n = 0; i < 4; i++)
+		if (evmem_malloc(16384) == keep[3 - i])
+			n++;
+	is_int((int)n, 4, "evmem: 64 KiB of a size kept (four 16 KiB blocks), "
+	    "not eight");
+	for (i = 0; i < 4; i++)
+		free(keep[i]);
+	evmem_release();
+
+	/* libevent on it: chains of every size through two buffers. */
+	evmem_init();
+	a = evbuffer_new();
+	b = evbuffer_new();
+	for (i = 0; i < sizeof chunk; i++)
+		chunk[i] = (unsigned char)(i * 7);
+	for (i = 0; i < 350; i++) {
+		evbuffer_add(a, chunk, 1 + i * 97 % sizeof chunk);
+		if (i % 3 == 2)
+			evbuffer_add_buffer(b, a);
+	}
+	evbuffer_add_buffer(b, a);
+	n = evbuffer_get_length(b);
+	for (i = 0; i < 350; i++) {
+		u = 1 + i * 97 % sizeof chunk;
+		if (evbuffer_remove(b, out, u) != (int)u ||
+		    memcmp(out, chunk, u) != 0)
+			break;
+		moved += u;
+	}
+	ok(i == 350 && moved == n && evbuffer_get_length(b) == 0,
+	    "evmem: libevent moves %zu bytes through its buffers intact", n);
+	evbuffer_free(a);
+	evbuffer_free(b);
+	evmem_release();
 }
 
 int
@@ -146,5 +256,6 @@ main(void)
 	is_str(s, "a,B", "strlist_join");
 	free(s);
 	strlist_free(&l);
+	test_evmem();
 	return (tap_done());
 }
