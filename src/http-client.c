@@ -2157,16 +2157,24 @@ hc_headers(const struct hc_req *req)
 void
 hc_headers_shed(struct evkeyvalq *h)
 {
-	struct evkeyval	*kv, *next;
+	struct evkeyvalq	 keep;
+	struct evkeyval		*kv, *next;
 
+	/*
+	 * Those kept are moved aside, the rest cleared at once (not found
+	 * and removed one by one), and the kept put back in their order.
+	 */
+	TAILQ_INIT(&keep);
 	for (kv = TAILQ_FIRST(h); kv != NULL; kv = next) {
 		next = TAILQ_NEXT(kv, next);
 		if (strcasecmp(kv->key, "Connection") == 0 ||
-		    strcasecmp(kv->key, "Proxy-Connection") == 0)
-			continue;
-		/* The first of its name: those before it are gone. */
-		evhttp_remove_header(h, kv->key);
+		    strcasecmp(kv->key, "Proxy-Connection") == 0) {
+			TAILQ_REMOVE(h, kv, next);
+			TAILQ_INSERT_TAIL(&keep, kv, next);
+		}
 	}
+	evhttp_clear_headers(h);
+	TAILQ_CONCAT(h, &keep, next);
 }
 
 size_t

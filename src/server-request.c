@@ -366,11 +366,20 @@ server_header(struct request *r, const char *name)
 void
 server_set_header(struct request *r, const char *name, const char *value)
 {
+	struct evkeyvalq	*h;
+	struct evkeyval		*kv;
+
 	if (r->http == NULL)
 		return;
-	evhttp_remove_header(evhttp_request_get_output_headers(r->http), name);
-	evhttp_add_header(evhttp_request_get_output_headers(r->http), name,
-	    value);
+	h = evhttp_request_get_output_headers(r->http);
+	/* Looked for first: libevent compares a byte at a time, by call. */
+	TAILQ_FOREACH(kv, h, next) {
+		if (strcasecmp(kv->key, name) == 0) {
+			evhttp_remove_header(h, name);
+			break;
+		}
+	}
+	evhttp_add_header(h, name, value);
 }
 
 /* The request body as one contiguous buffer. */

@@ -709,6 +709,41 @@ libevent_log(int severity, const char *msg)
 	diag("libevent: %s", msg);
 }
 
+/*
+ * hc_headers_shed: all but Connection and Proxy-Connection go, those stay
+ * in their order, whatever the case of their names.
+ */
+static void
+test_headers_shed(void)
+{
+	struct evkeyvalq	 h;
+	struct evkeyval		*kv;
+	char			 got[256];
+	size_t			 o = 0;
+
+	TAILQ_INIT(&h);
+	evhttp_add_header(&h, "Content-Type", "application/json");
+	evhttp_add_header(&h, "connection", "keep-alive");
+	evhttp_add_header(&h, "Authorization", "AWS4-HMAC-SHA256 secret");
+	evhttp_add_header(&h, "Proxy-Connection", "close");
+	evhttp_add_header(&h, "X-Amz-Date", "20261207T000000Z");
+	evhttp_add_header(&h, "Connection", "Upgrade");
+	hc_headers_shed(&h);
+	got[0] = '\0';
+	TAILQ_FOREACH(kv, &h, next)
+		o += (size_t)snprintf(got + o, sizeof got - o, "%s=%s;",
+		    kv->key, kv->value);
+	is_str(got, "connection=keep-alive;Proxy-Connection=close;"
+	    "Connection=Upgrade;", "headers shed: the connection headers "
+	    "kept in order, the rest gone");
+	ok(evhttp_find_header(&h, "Authorization") == NULL,
+	    "headers shed: the signature is gone");
+	evhttp_clear_headers(&h);
+	evhttp_add_header(&h, "Authorization", "x");
+	hc_headers_shed(&h);
+	ok(TAILQ_EMPTY(&h), "headers shed: a list without them is emptied");
+}
+
 int
 main(void)
 {
@@ -744,6 +779,7 @@ main(void)
 	big_env = getenv("HC_TEST_BIG_MB");
 	big = (size_t)(big_env != NULL ? strtoul(big_env, NULL, 10) : 50) * MB;
 	fds_before = count_fds();
+	test_headers_shed();
 
 	event_set_log_callback(libevent_log);
 	base = event_base_new();
