@@ -394,26 +394,6 @@ log_line_kv(char *line, size_t *off, const char *key, const char *val, int num)
 	}
 }
 
-/* A long long in decimal, into buf (at least 21 bytes). */
-static void
-log_lltoa(long long v, char *buf)
-{
-	char			 tmp[24];
-	unsigned long long	 u;
-	size_t			 n = 0, i = 0;
-
-	u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (v < 0)
-		buf[i++] = '-';
-	while (n > 0)
-		buf[i++] = tmp[--n];
-	buf[i] = '\0';
-}
-
 /*
  * The time of a line, "2026-12-07T10:12:44.360Z": the part up to the
  * seconds is formatted once per second.
@@ -480,11 +460,11 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 			log_line_kv(line, &off, f[i].key, f[i].str, 0);
 			break;
 		case LF_INT:
-			log_lltoa(f[i].num, num);
+			text_lld(num, f[i].num);
 			log_line_kv(line, &off, f[i].key, num, 1);
 			break;
 		case LF_DBL:
-			snprintf(num, sizeof num, "%.6f", f[i].dbl);
+			text_fixed6(num, sizeof num, f[i].dbl);
 			log_line_kv(line, &off, f[i].key, num, 1);
 			break;
 		}

@@ -1088,7 +1088,7 @@ relay_account(struct relay *rl, int status)
 	if (rl->attempts == 0)
 		return;		/* refused here: no upstream call to count */
 	if (rl->status > 0)
-		snprintf(code, sizeof code, "%d", rl->status);
+		text_lld(code, rl->status);
 	else
 		bsp_strlcpy(code, rl->outcome != NULL ? rl->outcome : "error",
 		    sizeof code);

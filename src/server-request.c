@@ -163,13 +163,23 @@ server_request_new(struct evhttp_request *req, int method)
 static void
 request_id_new(char *buf, size_t len)
 {
+	static const char	 hex[] = "0123456789abcdef";
 	static char		 prefix[17];
 	static uint64_t		 counter;
+	uint64_t		 c = ++counter;
+	size_t			 n;
+	int			 i;
 
 	if (prefix[0] == '\0')
 		random_id(prefix, sizeof prefix);
-	snprintf(buf, len, "%s%016llx", prefix,
-	    (unsigned long long)++counter);
+	/* The prefix and the counter in 16 hex digits, without printf. */
+	if ((n = bsp_strlcpy(buf, prefix, len)) + 17 > len) {
+		snprintf(buf, len, "%s%016llx", prefix, (unsigned long long)c);
+		return;
+	}
+	for (i = 15; i >= 0; i--, c >>= 4)
+		buf[n + (size_t)i] = hex[c & 15];
+	buf[n + 16] = '\0';
 }
 
 static int

@@ -8,6 +8,8 @@
 #include <arpa/inet.h>
 
 #include <malloc.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,6 +146,56 @@ test_evmem(void)
 	evmem_release();
 }
 
+/* text_lld and text_fixed6 write what printf writes. */
+static void
+test_numbers(void)
+{
+	static const long long	 ll[] = { 0, 1, -1, 9, 10, 200, 404, 4096,
+	    -123456789, 9223372036854775807LL, -9223372036854775807LL - 1 };
+	static const double	 d[] = { 0, 0.0000004, 0.0000006, 1.5,
+	    123.456789, 0.001234, -2.25, 0.25, 86400.000001, -0.0000001,
+	    999999999.999999, 1e9, 1e12 + 0.1, -1e13, 1e300 };
+	char			 a[64], b[64];
+	size_t			 i, n, bad = 0, near = 0;
+	double			 v, x;
+
+	for (i = 0; i < sizeof ll / sizeof ll[0]; i++) {
+		n = text_lld(a, ll[i]);
+		snprintf(b, sizeof b, "%lld", ll[i]);
+		if (strcmp(a, b) != 0 || n != strlen(b))
+			bad++;
+	}
+	is_int((int)bad, 0, "text_lld: as %%lld, LLONG_MIN included");
+	for (i = 0, bad = 0; i < sizeof d / sizeof d[0]; i++) {
+		n = text_fixed6(a, sizeof a, d[i]);
+		snprintf(b, sizeof b, "%.6f", d[i]);
+		if (strcmp(a, b) != 0 || n != strlen(b))
+			bad++;
+	}
+	is_int((int)bad, 0, "text_fixed6: as %%.6f, large values included");
+	srandom(7);
+	for (i = 0, bad = 0; i < 100000; i++) {
+		v = (double)random() / 1000.0 + (double)random() / 2147483648.0;
+		text_fixed6(a, sizeof a, v);
+		snprintf(b, sizeof b, "%.6f", v);
+		if (strcmp(a, b) == 0)
+			continue;
+		/* Only a value halfway between two may round otherwise. */
+		x = v * 1e6 - floor(v * 1e6);
+		if (x > 0.499 && x < 0.501 && strlen(a) == strlen(b) &&
+		    strncmp(a, b, strlen(a) - 1) == 0)
+			near++;
+		else
+			bad++;
+	}
+	ok(bad == 0 && near < 100, "text_fixed6: 100000 random durations as "
+	    "%%.6f (%zu halfway cases rounded otherwise)", near);
+	v = (double)NAN;
+	text_fixed6(a, sizeof a, v);
+	snprintf(b, sizeof b, "%.6f", v);
+	is_str(a, b, "text_fixed6: NaN as printf writes it");
+}
+
 int
 main(void)
 {
@@ -257,5 +309,6 @@ main(void)
 	free(s);
 	strlist_free(&l);
 	test_evmem();
+	test_numbers();
 	return (tap_done());
 }
