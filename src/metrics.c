@@ -39,6 +39,7 @@ struct metric {
 	enum metric_type	 type;
 	char			*help;
 	struct metric_series	*series;
+	struct metric_series	*last;		/* the last one used */
 	unsigned int		 nseries;
 	struct metric		*next;
 };
@@ -72,9 +73,16 @@ metric_series(struct metric *m, const char *labels)
 {
 	struct metric_series	*s;
 
+	/*
+	 * Consecutive calls mostly add to the series the last one did (the
+	 * same route, code, model): a compare, not a hash of the labels.
+	 * Series live as long as the process.
+	 */
+	if (m->last != NULL && strcmp(m->last->labels, labels) == 0)
+		return (m->last);
 	HASH_FIND_STR(m->series, labels, s);
 	if (s != NULL)
-		return (s);
+		return (m->last = s);
 	if (m->nseries >= METRIC_SERIES_MAX) {
 		labels = "overflow=\"true\"";
 		HASH_FIND_STR(m->series, labels, s);
@@ -88,7 +96,7 @@ metric_series(struct metric *m, const char *labels)
 		    sizeof *s->buckets);
 	HASH_ADD_KEYPTR(hh, m->series, s->labels, strlen(s->labels), s);
 	m->nseries++;
-	return (s);
+	return (m->last = s);
 }
 
 void

@@ -47,8 +47,9 @@ value(const char *name, const char *labels)
 int
 main(void)
 {
-	char	 route[32], labels[256], rname[64];
-	int	 i, code, bad = 0;
+	struct metric	*m;
+	char		 route[32], labels[256], rname[64];
+	int		 i, code, bad = 0;
 
 	metrics_init();
 
@@ -111,5 +112,20 @@ main(void)
 	    "values, escapes");
 	metric_label(labels, 12, "key", "value-too-long", NULL);
 	ok(strlen(labels) < 12, "metric_label: bounded by its buffer");
+	/*
+	 * A metric's series found by the labels' text, not their address:
+	 * the last one used is tried first, and the same buffer holds other
+	 * labels from one call to the next.
+	 */
+	m = metric_new("bsp_test_alternating_total", METRIC_COUNTER, "test");
+	for (i = 0; i < 10; i++) {
+		metric_label(labels, sizeof labels, "k", i % 3 == 0 ? "a" : "b",
+		    NULL);
+		metric_add(m, labels, 1);
+	}
+	is_int((int)value("bsp_test_alternating_total", "k=\"a\""), 4,
+	    "series: a, b, b, a, ... counted in their own (a)");
+	is_int((int)value("bsp_test_alternating_total", "k=\"b\""), 6,
+	    "series: ... and b");
 	return (tap_done());
 }
