@@ -199,8 +199,10 @@ int		 str_is_printable(const char *, size_t);
 char		*utf8_sanitize(const char *);
 int		 cookie_find(const char *, const char *, char *, size_t);
 char		*pct_decode_segment(const char *, size_t, size_t);
-size_t		 text_lld(char *, long long);
-size_t		 text_fixed6(char *, size_t, double);
+
+/* num.c */
+size_t		 num_lld(char *, long long);
+size_t		 num_fixed6(char *, size_t, double);
 
 /* crypto.c (the rest is in crypto.h) */
 void		 random_id(char *, size_t);

@@ -1821,7 +1821,7 @@ hc_req_send(struct hc_req *req, struct hc_conn *conn, int reused)
 		}
 	}
 	if (req->body != NULL) {
-		text_lld(len, (long long)req->body->len);
+		num_lld(len, (long long)req->body->len);
 		evhttp_add_header(out, "Content-Length", len);
 		if (req->body->len > 0) {
 			req->body->refcnt++;

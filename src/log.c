@@ -460,11 +460,11 @@ log_fields(int level, const char *msg, const struct log_field *f, size_t n)
 			log_line_kv(line, &off, f[i].key, f[i].str, 0);
 			break;
 		case LF_INT:
-			text_lld(num, f[i].num);
+			num_lld(num, f[i].num);
 			log_line_kv(line, &off, f[i].key, num, 1);
 			break;
 		case LF_DBL:
-			text_fixed6(num, sizeof num, f[i].dbl);
+			num_fixed6(num, sizeof num, f[i].dbl);
 			log_line_kv(line, &off, f[i].key, num, 1);
 			break;
 		}

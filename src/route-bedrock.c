@@ -1088,7 +1088,7 @@ relay_account(struct relay *rl, int status)
 	if (rl->attempts == 0)
 		return;		/* refused here: no upstream call to count */
 	if (rl->status > 0)
-		text_lld(code, rl->status);
+		num_lld(code, rl->status);
 	else
 		bsp_strlcpy(code, rl->outcome != NULL ? rl->outcome : "error",
 		    sizeof code);

@@ -146,7 +146,7 @@ test_evmem(void)
 	evmem_release();
 }
 
-/* text_lld and text_fixed6 write what printf writes. */
+/* num_lld and num_fixed6 write what printf writes. */
 static void
 test_numbers(void)
 {
@@ -160,23 +160,23 @@ test_numbers(void)
 	double			 v, x;
 
 	for (i = 0; i < sizeof ll / sizeof ll[0]; i++) {
-		n = text_lld(a, ll[i]);
+		n = num_lld(a, ll[i]);
 		snprintf(b, sizeof b, "%lld", ll[i]);
 		if (strcmp(a, b) != 0 || n != strlen(b))
 			bad++;
 	}
-	is_int((int)bad, 0, "text_lld: as %%lld, LLONG_MIN included");
+	is_int((int)bad, 0, "num_lld: as %%lld, LLONG_MIN included");
 	for (i = 0, bad = 0; i < sizeof d / sizeof d[0]; i++) {
-		n = text_fixed6(a, sizeof a, d[i]);
+		n = num_fixed6(a, sizeof a, d[i]);
 		snprintf(b, sizeof b, "%.6f", d[i]);
 		if (strcmp(a, b) != 0 || n != strlen(b))
 			bad++;
 	}
-	is_int((int)bad, 0, "text_fixed6: as %%.6f, large values included");
+	is_int((int)bad, 0, "num_fixed6: as %%.6f, large values included");
 	srandom(7);
 	for (i = 0, bad = 0; i < 100000; i++) {
 		v = (double)random() / 1000.0 + (double)random() / 2147483648.0;
-		text_fixed6(a, sizeof a, v);
+		num_fixed6(a, sizeof a, v);
 		snprintf(b, sizeof b, "%.6f", v);
 		if (strcmp(a, b) == 0)
 			continue;
@@ -188,12 +188,12 @@ test_numbers(void)
 		else
 			bad++;
 	}
-	ok(bad == 0 && near < 100, "text_fixed6: 100000 random durations as "
+	ok(bad == 0 && near < 100, "num_fixed6: 100000 random durations as "
 	    "%%.6f (%zu halfway cases rounded otherwise)", near);
 	v = (double)NAN;
-	text_fixed6(a, sizeof a, v);
+	num_fixed6(a, sizeof a, v);
 	snprintf(b, sizeof b, "%.6f", v);
-	is_str(a, b, "text_fixed6: NaN as printf writes it");
+	is_str(a, b, "num_fixed6: NaN as printf writes it");
 }
 
 int
