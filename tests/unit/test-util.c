@@ -43,6 +43,31 @@ group(const char *addr, char *buf, size_t len)
 }
 
 /*
+ * n blocks of size made and given back to evmem: how many of the first
+ * want taken again are the last want given, last in first out. Blocks
+ * kept are handed out in that order, so a cap shows in the first out: a
+ * list holding all n would begin with the n-th.
+ */
+static size_t
+evmem_kept(size_t size, size_t n, size_t want)
+{
+	void	*keep[64];
+	size_t	 i, got = 0;
+
+	for (i = 0; i < n; i++)
+		keep[i] = evmem_malloc(size);
+	for (i = 0; i < n; i++)
+		evmem_free(keep[i]);
+	for (i = 0; i < want; i++)
+		if (evmem_malloc(size) == keep[want - 1 - i])
+			got++;
+	for (i = 0; i < want; i++)
+		free(keep[i]);
+	evmem_release();
+	return (got);
+}
+
+/*
  * evmem: every block holds what was asked; a freed block is handed out
  * again for a request it holds and not for a larger one; the caps hold;
  * libevent moves a megabyte through its buffers with it.
@@ -53,7 +78,7 @@ test_evmem(void)
 	static const size_t	 sizes[] = { 1, 24, 25, 100, 1000, 1016, 1017,
 	    1024, 1025, 4096, 5000, 16384, 16385, 40000 };
 	struct evbuffer		*a, *b;
-	void			*p, *q, *keep[40];
+	void			*p, *q;
 	unsigned char		 chunk[3000], out[3000];
 	size_t			 i, n, u, bad = 0, moved = 0;
 
@@ -94,30 +119,10 @@ test_evmem(void)
 	free(p);	/* as evbuffer_readln's callers do: no error */
 	evmem_release();
 
-	/* Kept last in, first out: the caps show in the first out. */
-	for (i = 0; i < 40; i++)
-		keep[i] = evmem_malloc(200);
-	for (i = 0; i < 40; i++)
-		evmem_free(keep[i]);
-	for (i = 0, n = 0; i < 32; i++)
-		if (evmem_malloc(200) == keep[31 - i])
-			n++;
-	is_int((int)n, 32, "evmem: 32 blocks of a size kept, not 40");
-	for (i = 0; i < 32; i++)
-		free(keep[i]);
-	evmem_release();
-	for (i = 0; i < 8; i++)
-		keep[i] = evmem_malloc(16384);
-	for (i = 0; i < 8; i++)
-		evmem_free(keep[i]);
-	for (i = 0, n = 0; i < 4; i++)
-		if (evmem_malloc(16384) == keep[3 - i])
-			n++;
-	is_int((int)n, 4, "evmem: 64 KiB of a size kept (four 16 KiB blocks), "
-	    "not eight");
-	for (i = 0; i < 4; i++)
-		free(keep[i]);
-	evmem_release();
+	is_int((int)evmem_kept(200, 40, 32), 32,
+	    "evmem: 32 blocks of a size kept, not 40");
+	is_int((int)evmem_kept(16384, 8, 4), 4, "evmem: 64 KiB of a size "
+	    "kept (four 16 KiB blocks), not eight");
 
 	/* libevent on it: chains of every size through two buffers. */
 	evmem_init();
