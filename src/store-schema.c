@@ -356,5 +356,16 @@ const struct store_migration store_migrations[] = {
 	    "  PRIMARY KEY (user_id, cap)"
 	    ");"
 	},
+	/*
+	 * 6 -> 7: SQLite's usage.row_key loses its unique index. A commit
+	 * there is never in doubt, so no batch is ever written twice, and
+	 * the index cost every row a fourth B-tree insert. PostgreSQL keeps
+	 * it (ON CONFLICT (row_key) after a lost acknowledgement); the
+	 * column stays in both.
+	 */
+	{
+	    "DROP INDEX usage_row_key;",
+	    ""
+	},
 };
 const size_t store_nmigrations = nitems(store_migrations);

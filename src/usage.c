@@ -8,13 +8,16 @@
  * no request ever waits on the database for long. If the database
  * refuses (a full disk, a server down), rows stay queued and are
  * retried; the queue is bounded and the oldest rows are dropped, counted
- * (bsp_usage_rows_dropped_total) and logged, past the bound. Each row carries a key of its own, unique in the table: a
- * batch whose commit went unacknowledged (the connection to a PostgreSQL
- * server lost meanwhile) is written again without adding a row twice.
- * The key is the time in microseconds, then random bytes (as a UUIDv7
- * is), so that its index grows at one end: a random key put each row of
- * a batch in a page of its own, and a busy SQLite database wrote a page
- * per row to its WAL. Rows older than usage.retention_days are purged
+ * (bsp_usage_rows_dropped_total) and logged, past the bound. Each row
+ * carries a key of its own: with PostgreSQL, unique in the table, so that
+ * a batch whose commit went unacknowledged (the connection to the server
+ * lost meanwhile) is written again without adding a row twice. The key
+ * is the time in microseconds, then random bytes (as a UUIDv7 is), so
+ * that its index grows at one end: a random key put each row of a batch
+ * in a page of its own. SQLite's commit is never in doubt (a COMMIT that
+ * fails leaves nothing behind), so there the key has no index (schema 7)
+ * and the INSERT no ON CONFLICT: a fourth B-tree per row was a fifth of
+ * the cost of a row. Rows older than usage.retention_days are purged
  * every hour.
  */
 
@@ -75,10 +78,10 @@ static struct {
 	volatile int		 batch_over;
 } us;
 
-/* The multi-row INSERTs, for these numbers of rows. */
+/* The multi-row INSERTs, for these numbers of rows, by store_kind(). */
 static const size_t	 usage_sizes[] = { 64, 16, 4, 1 };
-static char		 usage_sql[nitems(usage_sizes)][USAGE_SQL_MAX];
-static struct store_stmt usage_stmts[nitems(usage_sizes)];
+static char		 usage_sql[2][nitems(usage_sizes)][USAGE_SQL_MAX];
+static struct store_stmt usage_stmts[2][nitems(usage_sizes)];
 
 static struct store_stmt st_purge = STORE_STMT("DELETE FROM usage WHERE ts "
     "< $1");
@@ -121,19 +124,21 @@ usage_start(void)
 }
 
 /*
- * The text of the INSERT of n rows: placeholders only, numbered in
- * order, made from constants once.
+ * The texts of the INSERTs of n rows for a kind of store: placeholders
+ * only, numbered in order, made from constants once; ON CONFLICT where
+ * the key is unique (PostgreSQL).
  */
-static void
-usage_stmts_init(void)
+static struct store_stmt *
+usage_stmts_init(enum store_kind kind)
 {
-	size_t	i, r, c, len;
-	char	*b;
+	struct store_stmt	*st = usage_stmts[kind == STORE_PG];
+	size_t			 i, r, c, len;
+	char			*b;
 
-	if (usage_stmts[0].sql != NULL)
-		return;
+	if (st[0].sql != NULL)
+		return (st);
 	for (i = 0; i < nitems(usage_sizes); i++) {
-		b = usage_sql[i];
+		b = usage_sql[kind == STORE_PG][i];
 		len = (size_t)snprintf(b, USAGE_SQL_MAX, "INSERT INTO usage "
 		    "(ts, user_id, api_key_id, model, route, status, "
 		    "input_tokens, output_tokens, cache_read_tokens, "
@@ -151,12 +156,14 @@ usage_stmts_init(void)
 					fatalx("%s: too long", __func__);
 			}
 		}
-		len += (size_t)snprintf(b + len, USAGE_SQL_MAX - len,
-		    " ON CONFLICT (row_key) DO NOTHING");
+		if (kind == STORE_PG)
+			len += (size_t)snprintf(b + len, USAGE_SQL_MAX - len,
+			    " ON CONFLICT (row_key) DO NOTHING");
 		if (len >= USAGE_SQL_MAX)
 			fatalx("%s: too long", __func__);
-		usage_stmts[i].sql = b;
+		st[i].sql = b;
 	}
+	return (st);
 }
 
 /* bsp_tokens_total{direction,model}; nothing for a zero count. */
@@ -339,8 +346,8 @@ usage_insert(struct store_txn *t, struct usage_batch *b)
 	b->left -= size;
 	/* The parameters are copied: p is ours to free. */
 	us.in_exec = 1;
-	store_exec(t, &usage_stmts[i], p, size * USAGE_COLS, NULL, usage_step,
-	    b);
+	store_exec(t, &usage_stmts_init(store_kind())[i], p, size * USAGE_COLS,
+	    NULL, usage_step, b);
 	us.in_exec = 0;
 	free(p);
 }
@@ -413,7 +420,6 @@ usage_write_batch(void)
 		}
 		return (0);
 	}
-	usage_stmts_init();
 	b = xcalloc(1, sizeof *b);
 	TAILQ_INIT(&b->rows);
 	while (b->n < USAGE_BATCH && (row = TAILQ_FIRST(&us.queue)) != NULL) {

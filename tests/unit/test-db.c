@@ -23,7 +23,7 @@
 #include "store.h"
 #include "tap.h"
 
-#define SCHEMA_VERSION	6	/* the migrations in store-schema.c */
+#define SCHEMA_VERSION	7	/* the migrations in store-schema.c */
 
 /* Read a whole (small) file; NULL if it cannot be read. */
 static char *

@@ -517,7 +517,7 @@ main(int argc, char **argv)
 	}
 	ok(store_ready(&detail), "ready (%s)", store_ready(&detail) ? "yes" :
 	    detail);
-	is_int(store_schema_version(), 6, "schema at this binary's version");
+	is_int(store_schema_version(), 7, "schema at this binary's version");
 	memset(&u, 0, sizeof u);
 	is_int(run(&st_create, NULL, 0, &u), STORE_OK, "a table of our own");
 	is_int(run(&st_clear, NULL, 0, &u), STORE_OK, "empty");

@@ -244,6 +244,16 @@ main(void)
 	    "a.id + 1 WHERE a.ts >= 1700001000 AND b.ts >= 1700001000 AND "
 	    "substr(b.row_key, 9, 8) = substr(a.row_key, 9, 8)"), 0,
 	    "and apart by their random half");
+	/* Unique where a batch may be written twice (PostgreSQL); no index
+	 * at all with SQLite, whose commits are never in doubt. */
+	if (tmpdb_pg())
+		ok(count("SELECT count(*) FROM pg_indexes WHERE indexname = "
+		    "'usage_row_key' AND indexdef LIKE 'CREATE UNIQUE INDEX "
+		    "%(row_key)'") >= 1, "PostgreSQL: the key is unique");
+	else
+		is_int(count("SELECT count(*) FROM sqlite_master WHERE "
+		    "tbl_name = 'usage' AND sql LIKE '%row_key%' AND type = "
+		    "'index'"), 0, "SQLite: the key has no index");
 
 	/* A database that refuses: the rows wait, none lost. */
 	ok(refuse(1) == 0, "the database refuses usage rows");
