@@ -2,10 +2,11 @@
  * usage.c: usage rows for every Bedrock call, written in batches.
  *
  * A finished call (complete, failed upstream, or abandoned by its client)
- * queues one row; a timer writes the queue every second, a batch of at
- * most 512 rows a unit of work, as multi-row INSERTs (statements made
- * once for 64, 16, 4 and 1 rows), one statement a turn of the loop, so
- * no request ever waits on the database for long. If the database
+ * queues one row; a timer writes the queue every second (and a full
+ * batch at once), a batch of at most 512 rows a unit of work, as
+ * multi-row INSERTs (statements made once for 64, 16, 4 and 1 rows),
+ * one statement a turn of the loop, so no request ever waits on the
+ * database for long. If the database
  * refuses (a full disk, a server down), rows stay queued and are
  * retried; the queue is bounded and the oldest rows are dropped, counted
  * (bsp_usage_rows_dropped_total) and logged, past the bound. Each row
@@ -73,6 +74,7 @@ static struct {
 	int			 failing;	/* retry on the 1 s tick only */
 	double			 last_warn;
 	struct usage_batch	*batch;		/* being written */
+	size_t			 tick_left;	/* of the rows of the last tick */
 	int			 starting;	/* within usage_write_batch */
 	int			 batch_rc;	/* of the last batch */
 	volatile int		 batch_over;
@@ -97,6 +99,27 @@ static struct metric	*m_usage_dropped;
 
 static void	usage_soon(void);
 static void	usage_step(struct store_txn *, int, void *);
+
+/* Rows queued and not in the batch being written. */
+static size_t
+usage_waiting(void)
+{
+	return (us.n - (us.batch != NULL ? us.batch->n : 0));
+}
+
+/*
+ * Whether the next batch is written as soon as this one is over: when
+ * rows queued before the last tick still wait, or a full batch does.
+ * Not for the few rows recorded while the last batch was written (its
+ * statements take a turn each): under load that made a busy daemon
+ * commit every few turns, a BEGIN, a COMMIT and the same index pages
+ * to the WAL again each time, for a handful of rows.
+ */
+static int
+usage_more(void)
+{
+	return (us.tick_left > 0 || usage_waiting() >= USAGE_BATCH);
+}
 
 static char *
 dup_or_null(const char *s)
@@ -245,7 +268,7 @@ usage_record(const struct usage *u)
 	row->u.outcome = row->s[6] = dup_or_null(u->outcome);
 	TAILQ_INSERT_TAIL(&us.queue, row, entry);
 	us.n++;
-	if (us.n >= USAGE_BATCH)
+	if (usage_more())
 		usage_soon();
 }
 
@@ -285,6 +308,7 @@ usage_batch_end(struct usage_batch *b, int ok)
 	us.batch = NULL;
 	if (ok) {
 		us.failing = 0;
+		us.tick_left -= b->n < us.tick_left ? b->n : us.tick_left;
 		while ((row = TAILQ_FIRST(&b->rows)) != NULL) {
 			TAILQ_REMOVE(&b->rows, row, entry);
 			usage_row_free(row);
@@ -318,7 +342,7 @@ usage_batch_end(struct usage_batch *b, int ok)
 	free(b);
 	us.batch_over = 1;
 	/* Over on a later turn (PostgreSQL): the next batch, soon. */
-	if (!us.starting && us.batch_rc == 1)
+	if (!us.starting && us.batch_rc == 1 && usage_more())
 		usage_soon();
 }
 
@@ -413,6 +437,7 @@ usage_write_batch(void)
 	if (us.batch != NULL)
 		return (2);
 	if (TAILQ_EMPTY(&us.queue)) {
+		us.tick_left = 0;
 		if (us.dropped > 0) {
 			log_warnx("usage: %llu rows were dropped while the "
 			    "database could not take them", us.dropped);
@@ -476,8 +501,16 @@ usage_soon(void)
 static void
 usage_flush_cb(int fd, short ev, void *arg)
 {
-	if (usage_write_batch() == 1)
+	if (usage_write_batch() == 1 && usage_more())
 		usage_soon();
+}
+
+/* Every second: all the rows queued now, batch after batch. */
+static void
+usage_tick_cb(int fd, short ev, void *arg)
+{
+	us.tick_left = usage_waiting();
+	usage_flush_cb(fd, ev, arg);
 }
 
 static void
@@ -518,7 +551,7 @@ usage_init(struct config *c, char **cause)
 		m_usage_dropped = metric_new("bsp_usage_rows_dropped_total",
 		    METRIC_COUNTER, "Usage rows dropped because the database "
 		    "could not take them before the queue was full.");
-	event_assign(&us.flush_ev, bsp_base, -1, EV_PERSIST, usage_flush_cb,
+	event_assign(&us.flush_ev, bsp_base, -1, EV_PERSIST, usage_tick_cb,
 	    NULL);
 	event_add(&us.flush_ev, &one);
 	evtimer_assign(&us.more_ev, bsp_base, usage_flush_cb, NULL);
