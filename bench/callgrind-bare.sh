@@ -14,10 +14,12 @@
 # daemon is configured as relay-cpu.sh's (an EdDSA token from `token
 # mint`, so an auth-cache hit; SigV4 with static keys; usage rows to
 # SQLite; the access log on).  A run: start under callgrind, WARMUP
-# calls, zero the counters (callgrind_control -z), N calls over CONNS
-# keep-alive connections (curl --parallel: an exact count), a 2 s pause
-# (the usage timer writes the rows), dump.  Per call = total / N; the 2 s
-# of idle timers cost a few hundred instructions in all.  Every answer
+# calls, a 2 s pause (the usage timer writes their rows, so SQLite's
+# statements are prepared), zero the counters (callgrind_control -z), N
+# calls over CONNS keep-alive connections (curl --parallel: an exact
+# count), a 2 s pause (the usage timer writes the rows), dump.  Per call
+# = total / N; the 4 s of idle timers cost a few hundred instructions in
+# all.  Every answer
 # must be 200.  Prints both totals, the ratio, and the daemon's own
 # functions with their inclusive instructions per call.
 #
@@ -83,6 +85,10 @@ send()
 measure()
 {
 	send "$WARMUP" "$3" "$4"
+	# The usage tick writes the warm-up's rows first: SQLite prepares
+	# each multi-row INSERT once, the 64-row one at ~2 million
+	# instructions, which counted as 1 k per call when it fell in N.
+	sleep 2
 	callgrind_control -z "$2" >/dev/null
 	send "$N" "$3" "$4"
 	sleep 2
