@@ -670,6 +670,7 @@ void		 config_free_table(struct config *);
 
 /* metrics.c */
 struct metric;
+struct metric_series;
 enum metric_type {
 	METRIC_COUNTER,
 	METRIC_GAUGE,
@@ -677,6 +678,8 @@ enum metric_type {
 };
 struct metric	*metric_new(const char *, enum metric_type, const char *);
 void		 metric_add(struct metric *, const char *, double);
+struct metric_series *metric_get(struct metric *, const char *);
+void		 metric_series_add(struct metric_series *, double);
 void		 metric_set(struct metric *, const char *, double);
 void		 metric_observe(struct metric *, const char *, double);
 void		 metric_label(char *, size_t, const char *, ...);

@@ -162,8 +162,10 @@ struct hc_req {
 	enum evhttp_cmd_type	 method;
 	const char		*method_name;
 	char			*path;
-	char			**hnames;
-	char			**hvalues;
+	char			**hnames;	/* into hblock */
+	char			**hvalues;	/* hnames + nheaders */
+	char			*hblock;	/* the names and values */
+	size_t			 hblock_len;
 	size_t			 nheaders;
 	struct hc_body		*body;
 	size_t			 max_body;
@@ -1617,7 +1619,8 @@ static struct hc_req *
 hc_req_new(struct hc_target *t, const struct hc_request *r, int m)
 {
 	struct hc_req	*req;
-	size_t		 i;
+	size_t		 i, len, n;
+	char		*p;
 
 	req = xcalloc(1, sizeof *req);
 	req->refcnt = 1;
@@ -1627,12 +1630,22 @@ hc_req_new(struct hc_target *t, const struct hc_request *r, int m)
 	req->method_name = hc_methods[m].name;
 	req->path = xstrdup(r->path);
 	req->nheaders = r->nheaders;
+	/* The headers in one block, not two strings each (~20 a call). */
 	if (r->nheaders > 0) {
-		req->hnames = xcalloc(r->nheaders, sizeof *req->hnames);
-		req->hvalues = xcalloc(r->nheaders, sizeof *req->hvalues);
+		for (len = 0, i = 0; i < r->nheaders; i++)
+			len += strlen(r->headers[i].name) +
+			    strlen(r->headers[i].value) + 2;
+		req->hnames = xcalloc(2 * r->nheaders, sizeof *req->hnames);
+		req->hvalues = req->hnames + r->nheaders;
+		req->hblock = p = xmalloc(len);
+		req->hblock_len = len;
 		for (i = 0; i < r->nheaders; i++) {
-			req->hnames[i] = xstrdup(r->headers[i].name);
-			req->hvalues[i] = xstrdup(r->headers[i].value);
+			n = strlen(r->headers[i].name) + 1;
+			req->hnames[i] = memcpy(p, r->headers[i].name, n);
+			p += n;
+			n = strlen(r->headers[i].value) + 1;
+			req->hvalues[i] = memcpy(p, r->headers[i].value, n);
+			p += n;
 		}
 	}
 	if (r->body_len > 0 || req->method == EVHTTP_REQ_POST ||
@@ -2191,15 +2204,13 @@ hc_buffered(const struct hc_req *req)
 static void
 hc_req_free_copies(struct hc_req *req)
 {
-	size_t	i;
-
-	for (i = 0; i < req->nheaders; i++) {
-		freezero_str(req->hvalues[i]);
-		free(req->hnames[i]);
-	}
+	/* Values may be secrets (SigV4's Authorization): wiped. */
+	if (req->hblock != NULL)
+		freezero(req->hblock, req->hblock_len);
 	free(req->hnames);
-	free(req->hvalues);
 	req->hnames = req->hvalues = NULL;
+	req->hblock = NULL;
+	req->hblock_len = 0;
 	req->nheaders = 0;
 	hc_body_unref(req->body);	/* the output buffer may still hold it */
 	req->body = NULL;

@@ -105,6 +105,22 @@ metric_add(struct metric *m, const char *labels, double v)
 	metric_series(m, labels != NULL ? labels : "")->value += v;
 }
 
+/*
+ * A series to add to again without finding it by its labels each time:
+ * it lives as long as the process (past the cap, the overflow series).
+ */
+struct metric_series *
+metric_get(struct metric *m, const char *labels)
+{
+	return (metric_series(m, labels != NULL ? labels : ""));
+}
+
+void
+metric_series_add(struct metric_series *s, double v)
+{
+	s->value += v;
+}
+
 void
 metric_set(struct metric *m, const char *labels, double v)
 {

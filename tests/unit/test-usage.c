@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "bsp.h"
@@ -67,6 +68,49 @@ record(int i)
 	u.request_id = rid;
 	u.outcome = "ok";
 	usage_record(&u);
+}
+
+/* A call of model m: its input, output and cache-read tokens. */
+static void
+record_model(const char *m, long long in, long long out, long long cr)
+{
+	struct usage	u;
+
+	memset(&u, 0, sizeof u);
+	u.ts = 1690000000;
+	u.user_id = "google:1";
+	u.model = m;
+	u.route = "bedrock_invoke";
+	u.status = 200;
+	u.input_tokens = in;
+	u.output_tokens = out;
+	u.cache_read_tokens = cr;
+	u.first_byte_ms = -1;
+	u.outcome = "ok";
+	usage_record(&u);
+}
+
+/* bsp_tokens_total{direction=d,model=m} (m as labelled), or -1. */
+static double
+tokens(const char *d, const char *m)
+{
+	static char	 text[1 << 20];
+	struct evbuffer	*b;
+	char		 want[1024];
+	const char	*p;
+	size_t		 n;
+
+	if ((b = evbuffer_new()) == NULL)
+		abort();
+	metrics_render(b);
+	n = evbuffer_remove(b, text, sizeof text - 1);
+	text[n] = '\0';
+	evbuffer_free(b);
+	snprintf(want, sizeof want, "\nbsp_tokens_total{direction=\"%s\","
+	    "model=\"%s\"} ", d, m);
+	if ((p = strstr(text, want)) == NULL)
+		return (-1);
+	return (strtod(p + strlen(want), NULL));
 }
 
 /* Run the loop n turns (SQLite: each writes at most one batch). */
@@ -168,7 +212,7 @@ test_by_day(void)
 int
 main(void)
 {
-	char		*cause = NULL;
+	char		*cause = NULL, longm[300];
 	int		 i;
 	long long	 written;
 
@@ -194,6 +238,34 @@ main(void)
 	usage_flush();
 	is_int(count("SELECT count(*) FROM usage WHERE request_id = 'req-3' "
 	    "AND first_byte_ms IS NULL"), 1, "no first byte: NULL");
+
+	/* Token counts by direction and model, the model switching. */
+	ok(tokens("input", "anthropic.claude-test") == 5 &&
+	    tokens("output", "anthropic.claude-test") == 10,
+	    "bsp_tokens_total counts each call's tokens");
+	ok(tokens("cache_read", "anthropic.claude-test") == -1,
+	    "no series for a direction never counted");
+	record_model("model-b", 7, 1, 3);
+	record_model("anthropic.claude-test", 1, 0, 0);
+	record_model("model-b", 2, 0, 0);
+	record_model("m\"q", 4, 0, 0);
+	memset(longm, 'x', sizeof longm - 1);
+	longm[sizeof longm - 1] = '\0';
+	record_model(longm, 1, 0, 0);
+	record_model(longm, 2, 0, 0);
+	ok(tokens("input", "model-b") == 9 && tokens("output", "model-b") ==
+	    1 && tokens("cache_read", "model-b") == 3, "another model's "
+	    "series, then it again after a third");
+	ok(tokens("input", "anthropic.claude-test") == 6 &&
+	    tokens("output", "anthropic.claude-test") == 10 &&
+	    tokens("cache_read", "anthropic.claude-test") == -1, "the first "
+	    "model's series, added to where they were");
+	ok(tokens("input", "m\\\"q") == 4, "a quote in a model's name "
+	    "escaped");
+	ok(tokens("input", longm) == 3, "a long model name counted too");
+	usage_flush();
+	is_int(count("SELECT count(*) FROM usage WHERE ts = 1690000000"), 6,
+	    "and the rows written");
 
 	/* 1,300 rows: one batch of 512 per turn of the loop. */
 	for (i = 0; i < 1300; i++)
