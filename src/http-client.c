@@ -207,6 +207,7 @@ struct hc_req {
 	double			 t_phase;	/* phase start or last progress */
 
 	struct event		 tmo_ev;
+	double			 tmo_at;	/* when tmo_ev fires, if pending */
 	struct event		*total_ev;	/* when to_total > 0 */
 	struct event		 kick_ev;
 
@@ -1900,13 +1901,16 @@ hc_req_phase_timeout(struct hc_req *req)
 
 /*
  * (Re)arm the phase timer for t_phase + the phase's timeout. Progress only
- * moves t_phase; the timer notices when it fires and waits the rest.
+ * moves t_phase; the timer notices when it fires and waits the rest. So
+ * does a new phase whose deadline is later than the one armed (a call
+ * moves through four or five): the timer is left as it is, no clock read
+ * and no reordering of libevent's timer heap.
  */
 static void
 hc_req_arm(struct hc_req *req)
 {
 	struct timeval	 tv;
-	double		 left;
+	double		 at, left;
 	long		 ms;
 
 	ms = hc_req_phase_timeout(req);
@@ -1914,12 +1918,16 @@ hc_req_arm(struct hc_req *req)
 		evtimer_del(&req->tmo_ev);
 		return;
 	}
-	left = req->t_phase + (double)ms / 1000.0 - now_mono();
+	at = req->t_phase + (double)ms / 1000.0;
+	if (at >= req->tmo_at && evtimer_pending(&req->tmo_ev, NULL))
+		return;
+	left = at - now_mono();
 	if (left < 0)
 		left = 0;
 	tv.tv_sec = (time_t)left;
 	tv.tv_usec = (suseconds_t)((left - (double)tv.tv_sec) * 1e6);
 	evtimer_add(&req->tmo_ev, &tv);
+	req->tmo_at = at;
 }
 
 static void

@@ -6,20 +6,19 @@
  * batch at once), a batch of at most 512 rows a unit of work, as
  * multi-row INSERTs (statements made once for 64, 16, 4 and 1 rows),
  * one statement a turn of the loop, so no request ever waits on the
- * database for long. If the database
- * refuses (a full disk, a server down), rows stay queued and are
- * retried; the queue is bounded and the oldest rows are dropped, counted
- * (bsp_usage_rows_dropped_total) and logged, past the bound. Each row
- * carries a key of its own: with PostgreSQL, unique in the table, so that
- * a batch whose commit went unacknowledged (the connection to the server
- * lost meanwhile) is written again without adding a row twice. The key
- * is the time in microseconds, then random bytes (as a UUIDv7 is), so
- * that its index grows at one end: a random key put each row of a batch
- * in a page of its own. SQLite's commit is never in doubt (a COMMIT that
- * fails leaves nothing behind), so there the key has no index (schema 7)
- * and the INSERT no ON CONFLICT: a fourth B-tree per row was a fifth of
- * the cost of a row. Rows older than usage.retention_days are purged
- * every hour.
+ * database for long. If the database refuses (a full disk, a server
+ * down), rows stay queued and are retried; the queue is bounded and the
+ * oldest rows are dropped, counted (bsp_usage_rows_dropped_total) and
+ * logged, past the bound. Each row carries a key of its own: with
+ * PostgreSQL, unique in the table, so that a batch whose commit went
+ * unacknowledged (the connection to the server lost meanwhile) is
+ * written again without adding a row twice. The key is the time in
+ * microseconds, then random bytes (as a UUIDv7 is), so that its index
+ * grows at one end: a random key put each row of a batch in a page of
+ * its own. SQLite's commit is never in doubt (a COMMIT that fails leaves
+ * nothing behind), so there the key has no index (schema 7) and the
+ * INSERT no ON CONFLICT: a fourth B-tree to insert each row into, for
+ * nothing. Rows older than usage.retention_days are purged every hour.
  */
 
 #include <stdio.h>

@@ -269,6 +269,18 @@ query_num(const char *uri, const char *key, size_t def)
 	return ((size_t)strtoull(p + strlen(k), NULL, 10));
 }
 
+/* /later's answer, when its time has come. */
+static void
+later_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct evhttp_request	*req = arg;
+	struct evbuffer		*b = evbuffer_new();
+
+	evbuffer_add_printf(b, "late");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
 static void
 gencb(struct evhttp_request *req, void *arg)
 {
@@ -280,6 +292,7 @@ gencb(struct evhttp_request *req, void *arg)
 	const char	*h;
 	size_t		 n, c, i;
 	char		*big;
+	struct timeval	 tv;
 
 	bsp_strlcpy(last_uri, uri, sizeof last_uri);
 	h = evhttp_find_header(in, "X-Test");
@@ -304,6 +317,11 @@ gencb(struct evhttp_request *req, void *arg)
 	} else if (strncmp(uri, "/never", 6) == 0) {
 		if (nheld < (int)nitems(held_reqs))
 			held_reqs[nheld++] = req;
+	} else if (strncmp(uri, "/later", 6) == 0) {
+		n = query_num(uri, "ms", 200);
+		tv.tv_sec = (time_t)(n / 1000);
+		tv.tv_usec = (suseconds_t)(n % 1000 * 1000);
+		event_base_once(bsp_base, -1, EV_TIMEOUT, later_cb, req, &tv);
 	} else if (strncmp(uri, "/stall", 6) == 0) {
 		evhttp_send_reply_start(req, 200, "OK");
 		sc->pending = req;
@@ -1110,6 +1128,29 @@ main(void)
 	fetch(t_plain, "GET", "/never", NULL, 0, NULL, 0, &to, 100, 0, &r);
 	is_int(r.err, HC_ERR_TIMEOUT_FIRST_BYTE, "first byte timeout (%s)",
 	    r.msg);
+	res_clear(&r);
+	/* Each phase's own deadline: a short one passed does not end a
+	 * later phase with a longer one, nor does the longer one, armed
+	 * after, outlast a shorter one that follows. */
+	memset(&to, 0, sizeof to);
+	to.connect_ms = 100;
+	to.first_byte_ms = 600;
+	t0 = now_mono();
+	fetch(t_plain, "GET", "/later?ms=300", NULL, 0, NULL, 0, &to, 100, 0,
+	    &r);
+	ok(r.err == HC_OK && r.status == 200 && now_mono() - t0 >= 0.29,
+	    "an answer after the connect timeout's time, within the first "
+	    "byte's (%s, %.3fs)", r.msg,
+	    now_mono() - t0);
+	res_clear(&r);
+	memset(&to, 0, sizeof to);
+	to.connect_ms = 5000;
+	to.first_byte_ms = 200;
+	t0 = now_mono();
+	fetch(t_plain, "GET", "/never", NULL, 0, NULL, 0, &to, 100, 0, &r);
+	ok(r.err == HC_ERR_TIMEOUT_FIRST_BYTE && now_mono() - t0 < 1,
+	    "first byte timeout after a longer connect timeout: %.3fs",
+	    now_mono() - t0);
 	res_clear(&r);
 	memset(&to, 0, sizeof to);
 	to.idle_ms = 200;
