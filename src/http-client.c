@@ -263,10 +263,17 @@ static const struct {
 };
 
 /* Headers the client writes itself; callers may not pass them. */
-static const char *const hc_owned_headers[] = {
-	"Host", "Content-Length", "Connection", "Expect", "Transfer-Encoding",
-	"TE", "Upgrade", "Keep-Alive", "Proxy-Connection", "Trailer",
+#define HC_OWNED(s)	{ s, sizeof(s) - 1 }
+static const struct {
+	const char	*name;
+	size_t		 len;
+} hc_owned_headers[] = {
+	HC_OWNED("Host"), HC_OWNED("Content-Length"), HC_OWNED("Connection"),
+	HC_OWNED("Expect"), HC_OWNED("Transfer-Encoding"), HC_OWNED("TE"),
+	HC_OWNED("Upgrade"), HC_OWNED("Keep-Alive"),
+	HC_OWNED("Proxy-Connection"), HC_OWNED("Trailer"),
 };
+#undef HC_OWNED
 
 static const char *const hc_error_names[HC_ERR__MAX] = {
 	[HC_OK] = "ok",
@@ -1523,19 +1530,25 @@ hc_req_fail_connect(struct hc_req *req, struct hc_conn *conn, int everr,
 /* -------------------------------------------------------------------- */
 /* Requests. */
 
-static int
-hc_token_ok(const char *s)
+/* A header name's length if it is an RFC 9110 token, else 0. */
+static size_t
+hc_token_len(const char *s)
 {
 	const char	*p;
 
-	if (*s == '\0')
-		return (0);
 	for (p = s; *p != '\0'; p++) {
-		if (!isalnum((unsigned char)*p) &&
-		    strchr("!#$%&'*+-.^_`|~", *p) == NULL)
-			return (0);
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9'))
+			continue;
+		switch (*p) {
+		case '!': case '#': case '$': case '%': case '&': case '\'':
+		case '*': case '+': case '-': case '.': case '^': case '_':
+		case '`': case '|': case '~':
+			continue;
+		}
+		return (0);
 	}
-	return (1);
+	return ((size_t)(p - s));
 }
 
 static long
@@ -1554,7 +1567,7 @@ static int
 hc_request_check(const struct hc_request *r, char **cause)
 {
 	const char	*p;
-	size_t		 i, j;
+	size_t		 i, j, len;
 	int		 m = -1;
 
 	for (i = 0; r->method != NULL && i < nitems(hc_methods); i++) {
@@ -1582,7 +1595,7 @@ hc_request_check(const struct hc_request *r, char **cause)
 	}
 	for (i = 0; i < r->nheaders; i++) {
 		if (r->headers[i].name == NULL || r->headers[i].value == NULL ||
-		    !hc_token_ok(r->headers[i].name)) {
+		    (len = hc_token_len(r->headers[i].name)) == 0) {
 			xasprintf(cause, "invalid request header name");
 			return (-1);
 		}
@@ -1592,10 +1605,11 @@ hc_request_check(const struct hc_request *r, char **cause)
 			return (-1);
 		}
 		for (j = 0; j < nitems(hc_owned_headers); j++) {
-			if (strcasecmp(r->headers[i].name,
-			    hc_owned_headers[j]) == 0) {
+			if (len == hc_owned_headers[j].len &&
+			    strcasecmp(r->headers[i].name,
+			    hc_owned_headers[j].name) == 0) {
 				xasprintf(cause, "request header %s is set by "
-				    "the client", hc_owned_headers[j]);
+				    "the client", hc_owned_headers[j].name);
 				return (-1);
 			}
 		}

@@ -789,6 +789,24 @@ main(void)
 	double			 t0;
 	const char		*big_env;
 	size_t			 big;
+	static const struct {
+		const char	*name, *why;	/* why: NULL if taken */
+	} names[] = {
+		{ "X-Ok!#$%&'*+-.^_`|~09az", NULL },
+		{ "Tex", NULL },		/* not "TE" */
+		{ "Hosts", NULL },
+		{ "X-Amz-Date", NULL },
+		{ "", "invalid request header name" },
+		{ "Bad Name", "invalid request header name" },
+		{ "X(Y)", "invalid request header name" },
+		{ "X:Y", "invalid request header name" },
+		{ "X\x80", "invalid request header name" },
+		{ "content-length", "is set by the client" },
+		{ "te", "is set by the client" },
+		{ "TRANSFER-ENCODING", "is set by the client" },
+		{ "Proxy-Connection", "is set by the client" },
+		{ "trailer", "is set by the client" },
+	};
 
 	signal(SIGPIPE, SIG_IGN);
 	log_init("test-http-client");
@@ -946,6 +964,25 @@ main(void)
 	ok(hc_start(t_plain, &rq, &cause) == NULL, "caller may not set Host");
 	free(cause);
 	cause = NULL;
+	for (i = 0; i < (int)nitems(names); i++) {
+		hdr[0].name = names[i].name;
+		hdr[0].value = "v";
+		hc_request_init(&rq, "GET", "/never", hdr, 1, NULL, 0, 100,
+		    NULL, on_done, NULL);
+		req = hc_start(t_plain, &rq, &cause);
+		if (names[i].why == NULL)
+			ok(req != NULL && cause == NULL, "header name \"%s\" "
+			    "taken", names[i].name);
+		else
+			ok(req == NULL && cause != NULL &&
+			    strstr(cause, names[i].why) != NULL, "header name "
+			    "\"%s\" refused (%s)", names[i].name,
+			    cause != NULL ? cause : "taken");
+		if (req != NULL)
+			hc_cancel(req);
+		free(cause);
+		cause = NULL;
+	}
 	hdr[0].name = "X-A";
 	hdr[0].value = "a\r\nInjected: 1";
 	ok(hc_start(t_plain, &rq, &cause) == NULL, "CRLF in a value refused");
