@@ -166,15 +166,49 @@ addr_parse(const char *s, struct sockaddr_storage *ss)
 	return (-1);
 }
 
+/*
+ * An IPv4 address in dotted decimal, as inet_ntop() writes it (which
+ * goes through sprintf: 1.7 k instructions, for every request's peer).
+ * -1 if it does not fit.
+ */
+static int
+sockaddr_str4(const struct in_addr *in, char *buf, size_t len)
+{
+	const uint8_t	*b = (const uint8_t *)&in->s_addr;
+	char		 t[16], *o = t;
+	size_t		 i;
+
+	for (i = 0; i < 4; i++) {
+		if (i > 0)
+			*o++ = '.';
+		if (b[i] >= 100)
+			*o++ = (char)('0' + b[i] / 100);
+		if (b[i] >= 10)
+			*o++ = (char)('0' + b[i] / 10 % 10);
+		*o++ = (char)('0' + b[i] % 10);
+	}
+	*o = '\0';
+	if ((size_t)(o - t) >= len)
+		return (-1);
+	memcpy(buf, t, (size_t)(o - t) + 1);
+	return (0);
+}
+
 /* Print the address part of a sockaddr. */
 int
 sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
 {
 	const void	*a;
 
-	if (sa->sa_family == AF_INET)
-		a = &((const struct sockaddr_in *)sa)->sin_addr;
-	else if (sa->sa_family == AF_INET6)
+	if (sa->sa_family == AF_INET) {
+		if (sockaddr_str4(&((const struct sockaddr_in *)sa)->sin_addr,
+		    buf, len) == -1) {
+			bsp_strlcpy(buf, "unknown", len);
+			return (-1);
+		}
+		return (0);
+	}
+	if (sa->sa_family == AF_INET6)
 		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
 	else {
 		bsp_strlcpy(buf, "unknown", len);

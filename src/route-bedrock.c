@@ -300,12 +300,22 @@ relay_header_forwarded(struct relay *rl, const char *name)
 static int
 relay_header_returned(const char *name)
 {
-	return (strcasecmp(name, "Content-Type") == 0 ||
-	    strncasecmp(name, "X-Amzn-Bedrock-", 15) == 0 ||
-	    strcasecmp(name, "x-amzn-RequestId") == 0 ||
-	    strcasecmp(name, "x-amzn-ErrorType") == 0 ||
-	    strcasecmp(name, "Retry-After") == 0 ||
-	    strcasecmp(name, "x-should-retry") == 0);
+	/* By the first letter: most of an answer's headers start no name. */
+	switch (name[0]) {
+	case 'C':
+	case 'c':
+		return (strcasecmp(name, "Content-Type") == 0);
+	case 'R':
+	case 'r':
+		return (strcasecmp(name, "Retry-After") == 0);
+	case 'X':
+	case 'x':
+		return (strncasecmp(name, "X-Amzn-Bedrock-", 15) == 0 ||
+		    strcasecmp(name, "x-amzn-RequestId") == 0 ||
+		    strcasecmp(name, "x-amzn-ErrorType") == 0 ||
+		    strcasecmp(name, "x-should-retry") == 0);
+	}
+	return (0);
 }
 
 /* Copy the allow-listed upstream response headers to our reply. */

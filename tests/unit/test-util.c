@@ -29,6 +29,34 @@ match(const char *cidr, const char *addr)
 	return (cidr_match(&c, (struct sockaddr *)&ss));
 }
 
+/* sockaddr_str() of IPv4 addresses against inet_ntop(); 1 if all agree. */
+static int
+ipv4_as_inet_ntop(void)
+{
+	struct sockaddr_in	sin;
+	char			want[INET_ADDRSTRLEN], got[INET_ADDRSTRLEN];
+	uint32_t		a;
+	long			i;
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	srandom(4);
+	for (i = 0; i < 256 * 4 + 100000; i++) {
+		if (i < 256 * 4)	/* each byte through all its values */
+			a = (uint32_t)(i % 256) << (8 * (i / 256));
+		else
+			a = (uint32_t)random() ^ ((uint32_t)random() << 16);
+		sin.sin_addr.s_addr = htonl(a);
+		if (inet_ntop(AF_INET, &sin.sin_addr, want, sizeof want) ==
+		    NULL || sockaddr_str((struct sockaddr *)&sin, got,
+		    sizeof got) == -1 || strcmp(want, got) != 0) {
+			diag("%s: \"%s\"", want, got);
+			return (0);
+		}
+	}
+	return (1);
+}
+
 /* sockaddr_group() of a parsed address, or "-" when it fails. */
 static const char *
 group(const char *addr, char *buf, size_t len)
@@ -209,6 +237,7 @@ main(void)
 	char		*h, *p, *cause = NULL, *s;
 	long long	 d;
 	char		 g[INET6_ADDRSTRLEN + 4];
+	struct sockaddr_in sin;
 
 	is_str(group("198.51.100.7", g, sizeof g), "198.51.100.7",
 	    "an IPv4 client is its address");
@@ -219,6 +248,15 @@ main(void)
 	is_str(group("::1", g, sizeof g), "::/64", "loopback: the first /64");
 	is_str(group("2001:db8::1", g, 12), "-",
 	    "a buffer too small fails rather than cutting the prefix");
+	ok(ipv4_as_inet_ntop(), "IPv4 peers written as inet_ntop() writes "
+	    "them (all 256 values of each byte, 100,000 at random)");
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(0xfffefdfc);
+	ok(sockaddr_str((struct sockaddr *)&sin, g, 15) == -1 &&
+	    strcmp(g, "unknown") == 0, "255.254.253.252 in 15 bytes: refused");
+	ok(sockaddr_str((struct sockaddr *)&sin, g, 16) == 0 &&
+	    strcmp(g, "255.254.253.252") == 0, "in 16: written");
 	ok(cidr_parse("10.0.0.0/8", &c) == 0 && c.bits == 8, "parse v4 cidr");
 	ok(cidr_parse("::1/128", &c) == 0 && c.family == AF_INET6, "parse v6");
 	ok(cidr_parse("192.168.1.1", &c) == 0 && c.bits == 32, "bare v4");
