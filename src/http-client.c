@@ -336,7 +336,6 @@ static void	 hc_req_unref(struct hc_req *);
 static void	 hc_req_free(struct hc_req *);
 static void	 hc_req_fail_connect(struct hc_req *, struct hc_conn *, int,
 		     int);
-static void	 hc_body_unref(struct hc_body *);
 static void	 hc_req_free_copies(struct hc_req *);
 static void	 hc_body_cleanup(const void *, size_t, void *);
 
@@ -1622,7 +1621,7 @@ hc_request_check(const struct hc_request *r, char **cause)
 		xasprintf(cause, "buffered request needs a body ceiling");
 		return (-1);
 	}
-	if (r->body_len > 0 && r->body == NULL) {
+	if (r->body_len > 0 && r->body == NULL && r->shared_body == NULL) {
 		xasprintf(cause, "request body is missing");
 		return (-1);
 	}
@@ -1663,14 +1662,12 @@ hc_req_new(struct hc_target *t, const struct hc_request *r, int m)
 			p += n;
 		}
 	}
-	if (r->body_len > 0 || req->method == EVHTTP_REQ_POST ||
-	    req->method == EVHTTP_REQ_PUT || req->method == EVHTTP_REQ_PATCH) {
-		req->body = xmalloc(sizeof *req->body + r->body_len + 1);
-		req->body->refcnt = 1;
-		req->body->len = r->body_len;
-		if (r->body_len > 0)
-			memcpy(req->body->data, r->body, r->body_len);
-	}
+	if (r->shared_body != NULL) {
+		req->body = r->shared_body;
+		req->body->refcnt++;
+	} else if (r->body_len > 0 || req->method == EVHTTP_REQ_POST ||
+	    req->method == EVHTTP_REQ_PUT || req->method == EVHTTP_REQ_PATCH)
+		req->body = hc_body_new(r->body, r->body_len);
 	req->max_body = r->max_body;
 	req->flags = r->flags;
 	req->to_connect = hc_timeout(r->timeouts.connect_ms,
@@ -1869,11 +1866,37 @@ hc_req_send(struct hc_req *req, struct hc_conn *conn, int reused)
 		    "%s", req->origin->key);
 }
 
-static void
+struct hc_body *
+hc_body_new(const void *data, size_t len)
+{
+	struct hc_body	*body;
+
+	body = xmalloc(sizeof *body + len + 1);
+	body->refcnt = 1;
+	body->len = len;
+	if (len > 0)
+		memcpy(body->data, data, len);
+	body->data[len] = '\0';
+	return (body);
+}
+
+void
 hc_body_unref(struct hc_body *body)
 {
 	if (body != NULL && --body->refcnt == 0)
 		free(body);
+}
+
+const void *
+hc_body_data(const struct hc_body *body)
+{
+	return (body->data);
+}
+
+size_t
+hc_body_len(const struct hc_body *body)
+{
+	return (body->len);
 }
 
 /* An evbuffer let go of the body bytes it referenced. */

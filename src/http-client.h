@@ -43,6 +43,7 @@ struct evbuffer;
 struct evkeyvalq;
 struct hc_target;
 struct hc_req;
+struct hc_body;
 
 /* Why a request failed. Stable: hc_error_name() gives metric labels. */
 enum hc_error {
@@ -143,6 +144,7 @@ struct hc_request {
 	size_t			 nheaders;
 	const void		*body;
 	size_t			 body_len;
+	struct hc_body		*shared_body;	/* or: a reference taken */
 	size_t			 max_body;
 	struct hc_timeouts	 timeouts;
 	int			 flags;
@@ -154,6 +156,17 @@ struct hc_request {
 				    const struct hc_result *, void *);
 	void			*arg;
 };
+
+/*
+ * A request body shared by its caller (which may send it again) and the
+ * requests that send it, instead of a copy each: hc_body_new() copies the
+ * bytes once; a request given it as shared_body holds a reference until
+ * its output has let go of them.
+ */
+struct hc_body	*hc_body_new(const void *, size_t);
+void		 hc_body_unref(struct hc_body *);
+const void	*hc_body_data(const struct hc_body *);
+size_t		 hc_body_len(const struct hc_body *);
 
 /* Counters for the metrics endpoint; gauges are current values. */
 struct hc_stats {

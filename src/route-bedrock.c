@@ -102,8 +102,8 @@ struct relay {
 	const char		*name;		/* the operation */
 	int			 flags;		/* RELAY_* */
 	const char		*service;	/* SigV4 signing name */
-	uint8_t			*body;		/* rewritten, or NULL */
-	size_t			 body_len;
+	struct hc_body		*body;		/* ours, shared with the */
+						/* client; or NULL */
 	const char *const	*fwd;		/* headers forwarded, or NULL */
 	enum relay_state	 state;
 	char			*model;		/* decoded, for policy, usage */
@@ -198,7 +198,7 @@ relay_free(void *arg)
 	if (rl->events != NULL)
 		evbuffer_free(rl->events);
 	budget_hold_free(rl->hold);
-	free(rl->body);
+	hc_body_unref(rl->body);
 	free(rl->model);
 	free(rl->path);
 	free(rl->exception);
@@ -1187,9 +1187,8 @@ relay_on_head(struct hc_req *up, int status, const struct evkeyvalq *h,
 	 * hold its body (a Claude Code turn's is tens of kB) or the merged
 	 * metadata header for the minutes it lasts.
 	 */
-	free(rl->body);
+	hc_body_unref(rl->body);
 	rl->body = NULL;
-	rl->body_len = 0;
 	free(rl->meta_header);
 	rl->meta_header = NULL;
 	relay_enter(rl, RS_STREAMING);
@@ -1762,6 +1761,9 @@ relay_start(struct relay *rl, const struct hc_header *hdr, size_t nh,
 	hc_request_init(&hreq, "POST", rl->path, hdr, nh, body, blen,
 	    (rl->flags & RELAY_STREAM) ? 0 : RELAY_MAX_BODY, &to,
 	    relay_on_done, rl);
+	/* Our body, not a copy of it: the client takes a reference. */
+	if (rl->body != NULL)
+		hreq.shared_body = rl->body;
 	if (rl->flags & RELAY_STREAM) {
 		hreq.flags = HC_STREAM;
 		hreq.on_head = relay_on_head;
@@ -1795,8 +1797,8 @@ relay_send(struct relay *rl)
 	char			*bearer = NULL;
 
 	if (rl->body != NULL) {
-		body = rl->body;
-		blen = rl->body_len;
+		body = hc_body_data(rl->body);
+		blen = hc_body_len(rl->body);
 	} else if (server_body(r, &body, &blen) == -1) {
 		rl->outcome = "bad_request";
 		server_error_bedrock(r, 400, "ValidationException",
@@ -1808,12 +1810,11 @@ relay_send(struct relay *rl)
 		 * The body as an allocation of its own (a send again after a
 		 * refusal reads it here): the input buffer's chunk, the size
 		 * of the read the body came in, is let go instead of being
-		 * held for the whole of a stream.
+		 * held for the whole of a stream. The HTTP client sends
+		 * this one, not a copy of its own.
 		 */
-		rl->body = xmalloc(blen);
-		memcpy(rl->body, body, blen);
-		rl->body_len = blen;
-		body = rl->body;
+		rl->body = hc_body_new(body, blen);
+		body = hc_body_data(rl->body);
 		server_body_release(r);
 	}
 	if (relay_forward_headers(rl, sh, &ns, hdr, &nh) == -1) {
@@ -1977,15 +1978,18 @@ relay_budget(struct relay *rl)
 	struct request		*r = rl->r;
 	struct budget_note	 note;
 	struct budget_refusal	 why;
-	const uint8_t		*body = rl->body;
-	size_t			 blen = rl->body_len;
+	const uint8_t		*body = NULL;
+	size_t			 blen = 0;
 	char			 buf[32];
 	long long		 retry;
 
 	if ((rl->flags & RELAY_COUNT) || (rl->op != NULL &&
 	    (!rl->op->has_model || strcmp(rl->op->name, "CountTokens") == 0)))
 		return (0);
-	if (body == NULL && server_body(r, &body, &blen) == -1) {
+	if (rl->body != NULL) {
+		body = hc_body_data(rl->body);
+		blen = hc_body_len(rl->body);
+	} else if (server_body(r, &body, &blen) == -1) {
 		body = NULL;
 		blen = 0;
 	}
@@ -2058,9 +2062,9 @@ relay_metadata(struct relay *rl)
 	    awsid_metadata_body(ours, body, blen, &nb, &nlen, &why) == -1)
 		rc = -1;
 	else {
-		free(rl->body);
-		rl->body = nb;
-		rl->body_len = nlen;
+		hc_body_unref(rl->body);
+		rl->body = hc_body_new(nb, nlen);
+		free(nb);
 	}
 	json_decref(ours);
 	if (rc == -1) {
@@ -2184,8 +2188,9 @@ relay_call(struct request *r, struct relay_call *call)
 	rl->flags = call->flags;
 	rl->service = call->service;
 	rl->fwd = call->headers;
-	rl->body = call->body;
-	rl->body_len = call->body_len;
+	if (call->body != NULL)
+		rl->body = hc_body_new(call->body, call->body_len);
+	free(call->body);
 	call->body = NULL;
 	rl->model = xstrdup(call->model);
 	if ((rl->path = relay_upstream_path(call->path, NULL, 0)) == NULL) {

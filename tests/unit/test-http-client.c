@@ -789,6 +789,8 @@ main(void)
 	double			 t0;
 	const char		*big_env;
 	size_t			 big;
+	struct hc_body		*sb;
+	char			*sbig;
 	static const struct {
 		const char	*name, *why;	/* why: NULL if taken */
 	} names[] = {
@@ -1024,6 +1026,38 @@ main(void)
 	ok(r.body_len == 21 && memcmp(r.body, "POST /echo|a\0b{\"x\":1}", 21)
 	    == 0, "POST: body round trip, NUL included");
 	res_clear(&r);
+
+	/* A shared body: sent from the caller's buffer, which the request
+	 * keeps while it needs it; two requests at once on one body. */
+	sbig = xmalloc(300000);
+	for (i = 0; i < 300000; i++)
+		sbig[i] = (char)('a' + i % 26);
+	sb = hc_body_new(sbig, 300000);
+	ok(hc_body_len(sb) == 300000 && memcmp(hc_body_data(sb), sbig,
+	    300000) == 0, "shared body: the bytes copied once");
+	for (i = 0; i < 2; i++) {
+		hc_request_init(&rq, "POST", "/echo", NULL, 0, NULL, 0, MB,
+		    NULL, on_done, &many[i]);
+		rq.shared_body = sb;
+		memset(&many[i], 0, sizeof many[i]);
+		ok((many[i].req = hc_start(t_plain, &rq, &cause)) != NULL,
+		    "shared body: request %d started (%s)", i,
+		    cause != NULL ? cause : "ok");
+		free(cause);
+		cause = NULL;
+	}
+	hc_body_unref(sb);	/* the requests hold it now */
+	for (i = 0; i < 2; i++) {
+		if (run_until(&many[i].done, 60) == -1)
+			diag("shared body: request %d did not finish", i);
+		ok(many[i].err == HC_OK && many[i].body_len == 300011 &&
+		    memcmp(many[i].body, "POST /echo|", 11) == 0 &&
+		    memcmp(many[i].body + 11, sbig, 300000) == 0,
+		    "shared body: request %d sent it whole, after the caller "
+		    "let go", i);
+		res_clear(&many[i]);
+	}
+	free(sbig);
 
 	/* Keep-alive reuse. */
 	drop_server_conns();
