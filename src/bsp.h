@@ -1202,6 +1202,7 @@ struct usage {
 };
 void		 usage_record(const struct usage *);
 void		 usage_flush(void);
+void		 usage_set_tick(int);
 void		 usage_purge(time_t, store_end_cb, void *);
 int		 usage_init(struct config *, char **);
 void		 usage_free(void);

@@ -529,12 +529,29 @@ usage_flush_cb(int fd, short ev, void *arg)
 		usage_soon();
 }
 
-/* Every second: all the rows queued now, batch after batch. */
+/*
+ * Every second: all the rows queued now, batch after batch. Those of a
+ * batch being written count too: its end takes its rows off.
+ */
 static void
 usage_tick_cb(int fd, short ev, void *arg)
 {
-	us.tick_left = usage_waiting();
+	us.tick_left = us.n;
 	usage_flush_cb(fd, ev, arg);
+}
+
+/* The 1 s tick stopped (0) or started again (1): for tests. */
+void
+usage_set_tick(int on)
+{
+	struct timeval	one = { 1, 0 };
+
+	if (!event_initialized(&us.flush_ev))
+		return;
+	if (on)
+		event_add(&us.flush_ev, &one);
+	else
+		event_del(&us.flush_ev);
 }
 
 static void

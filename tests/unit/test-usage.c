@@ -267,7 +267,9 @@ main(void)
 	is_int(count("SELECT count(*) FROM usage WHERE ts = 1690000000"), 6,
 	    "and the rows written");
 
-	/* 1,300 rows: one batch of 512 per turn of the loop. */
+	/* 1,300 rows: one batch of 512 per turn of the loop; the 1 s tick
+	 * held off until the rest is to wait for it. */
+	usage_set_tick(0);
 	for (i = 0; i < 1300; i++)
 		record(1000 + i);
 	is_int(usage_queued(), 1300, "1,300 queued");
@@ -291,11 +293,13 @@ main(void)
 		turns(40);
 		is_int(usage_queued(), 1300 - 1024, "the next full batch "
 		    "follows, turn by turn; the 276 rows left wait");
+		usage_set_tick(1);
 		for (i = 0; i < 200 && usage_queued() > 0; i++)
 			event_base_loop(bsp_base, EVLOOP_ONCE);
 		is_int(usage_queued(), 0, "for the tick, which writes them");
 	} else {
 		/* A batch over, the next starts; the 1 s tick drives them. */
+		usage_set_tick(1);
 		for (i = 0; i < 200 && usage_queued() > 0; i++)
 			event_base_loop(bsp_base, EVLOOP_ONCE);
 		is_int(usage_queued(), 0, "the batches follow one another");
@@ -330,6 +334,23 @@ main(void)
 		is_int(count("SELECT count(*) FROM sqlite_master WHERE "
 		    "tbl_name = 'usage' AND sql LIKE '%row_key%' AND type = "
 		    "'index'"), 0, "SQLite: the key has no index");
+
+	/* A tick while a batch is being written (SQLite: a statement a
+	 * turn): the rows waiting then follow that batch at once. */
+	if (!tmpdb_pg()) {
+		usage_set_tick(0);
+		for (i = 0; i < 812; i++)
+			record(3000 + i);
+		turns(1);
+		usage_set_tick(1);
+		usleep(1100 * 1000);
+		turns(1);		/* the tick, amid the batch of 512 */
+		usage_set_tick(0);
+		turns(30);
+		is_int(usage_queued(), 0, "a tick amid a batch: the 300 rows "
+		    "waiting then are written right after it");
+		usage_set_tick(1);
+	}
 
 	/* A database that refuses: the rows wait, none lost. */
 	ok(refuse(1) == 0, "the database refuses usage rows");
