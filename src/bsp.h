@@ -199,6 +199,7 @@ int		 str_is_printable(const char *, size_t);
 char		*utf8_sanitize(const char *);
 int		 cookie_find(const char *, const char *, char *, size_t);
 char		*pct_decode_segment(const char *, size_t, size_t);
+size_t		 http_token_len(const char *);
 
 /* num.c */
 size_t		 num_lld(char *, long long);

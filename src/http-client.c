@@ -1529,27 +1529,6 @@ hc_req_fail_connect(struct hc_req *req, struct hc_conn *conn, int everr,
 /* -------------------------------------------------------------------- */
 /* Requests. */
 
-/* A header name's length if it is an RFC 9110 token, else 0. */
-static size_t
-hc_token_len(const char *s)
-{
-	const char	*p;
-
-	for (p = s; *p != '\0'; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9'))
-			continue;
-		switch (*p) {
-		case '!': case '#': case '$': case '%': case '&': case '\'':
-		case '*': case '+': case '-': case '.': case '^': case '_':
-		case '`': case '|': case '~':
-			continue;
-		}
-		return (0);
-	}
-	return ((size_t)(p - s));
-}
-
 static long
 hc_timeout(long want, long def)
 {
@@ -1594,7 +1573,7 @@ hc_request_check(const struct hc_request *r, char **cause)
 	}
 	for (i = 0; i < r->nheaders; i++) {
 		if (r->headers[i].name == NULL || r->headers[i].value == NULL ||
-		    (len = hc_token_len(r->headers[i].name)) == 0) {
+		    (len = http_token_len(r->headers[i].name)) == 0) {
 			xasprintf(cause, "invalid request header name");
 			return (-1);
 		}

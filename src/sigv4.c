@@ -408,23 +408,7 @@ sigv4_add_query(struct sigv4_sbuf *sb, const char *query)
 static int
 sigv4_is_token(const char *s)
 {
-	const unsigned char	*p;
-
-	if (s == NULL || *s == '\0')
-		return (0);
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-		    (*p >= '0' && *p <= '9'))
-			continue;
-		switch (*p) {
-		case '!': case '#': case '$': case '%': case '&': case '\'':
-		case '*': case '+': case '-': case '.': case '^': case '_':
-		case '`': case '|': case '~':
-			continue;
-		}
-		return (0);
-	}
-	return (1);
+	return (s != NULL && http_token_len(s) > 0);
 }
 
 /* Access key id, region, service: printable, no '/', ',' or space. */

@@ -1,7 +1,7 @@
 /*
  * text.c: text from the network and the configuration: shell-style globs,
  * printable ASCII, UTF-8 made safe for JSON and pages, one cookie from a
- * Cookie header, and a percent-decoded path segment.
+ * Cookie header, a percent-decoded path segment, and HTTP tokens.
  */
 
 #include <ctype.h>
@@ -151,4 +151,28 @@ pct_decode_segment(const char *p, size_t len, size_t max)
 		return (NULL);
 	}
 	return (out);
+}
+
+/*
+ * The length of s if it is an RFC 9110 token (a method or a header name),
+ * else 0: letters, digits and !#$%&'*+-.^_`|~, at least one.
+ */
+size_t
+http_token_len(const char *s)
+{
+	const char	*p;
+
+	for (p = s; *p != '\0'; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9'))
+			continue;
+		switch (*p) {
+		case '!': case '#': case '$': case '%': case '&': case '\'':
+		case '*': case '+': case '-': case '.': case '^': case '_':
+		case '`': case '|': case '~':
+			continue;
+		}
+		return (0);
+	}
+	return ((size_t)(p - s));
 }

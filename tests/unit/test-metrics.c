@@ -13,29 +13,14 @@
 
 #include "bsp.h"
 #include "tap.h"
+#include "metrics-text.h"
 
-/* The exposition as one string (static; overwritten by the next call). */
-static const char *
-render(void)
-{
-	static char	 text[1 << 20];
-	struct evbuffer	*b;
-	size_t		 n;
-
-	if ((b = evbuffer_new()) == NULL)
-		abort();
-	metrics_render(b);
-	n = evbuffer_remove(b, text, sizeof text - 1);
-	text[n] = '\0';
-	evbuffer_free(b);
-	return (text);
-}
 
 /* The value of one line "name{labels} value", or -1. */
 static double
 value(const char *name, const char *labels)
 {
-	const char	*t = render(), *p;
+	const char	*t = metrics_text(), *p;
 	char		 want[512];
 
 	snprintf(want, sizeof want, "\n%s{%s} ", name, labels);

@@ -20,6 +20,7 @@
 
 #include "bsp.h"
 #include "tap.h"
+#include "metrics-text.h"
 #include "tmpdb.h"
 
 #define count(sql)	tmpdb_int("%s", (sql))
@@ -94,18 +95,9 @@ record_model(const char *m, long long in, long long out, long long cr)
 static double
 tokens(const char *d, const char *m)
 {
-	static char	 text[1 << 20];
-	struct evbuffer	*b;
+	const char	*text = metrics_text(), *p;
 	char		 want[1024];
-	const char	*p;
-	size_t		 n;
 
-	if ((b = evbuffer_new()) == NULL)
-		abort();
-	metrics_render(b);
-	n = evbuffer_remove(b, text, sizeof text - 1);
-	text[n] = '\0';
-	evbuffer_free(b);
 	snprintf(want, sizeof want, "\nbsp_tokens_total{direction=\"%s\","
 	    "model=\"%s\"} ", d, m);
 	if ((p = strstr(text, want)) == NULL)
