@@ -149,7 +149,8 @@ struct hc_conn {
 struct hc_body {
 	int		 refcnt;
 	size_t		 len;
-	unsigned char	 data[];
+	unsigned char	*data;		/* after the struct, or taken */
+	int		 taken;		/* data is an allocation of its own */
 };
 
 struct hc_req {
@@ -1850,20 +1851,37 @@ hc_body_new(const void *data, size_t len)
 {
 	struct hc_body	*body;
 
-	body = xmalloc(sizeof *body + len + 1);
+	body = xcalloc(1, sizeof *body + len + 1);
 	body->refcnt = 1;
 	body->len = len;
+	body->data = (unsigned char *)(body + 1);
 	if (len > 0)
 		memcpy(body->data, data, len);
-	body->data[len] = '\0';
+	return (body);
+}
+
+/* The same, of data (malloc'd), which it takes instead of copying. */
+struct hc_body *
+hc_body_take(void *data, size_t len)
+{
+	struct hc_body	*body;
+
+	body = xcalloc(1, sizeof *body);
+	body->refcnt = 1;
+	body->len = len;
+	body->data = data;
+	body->taken = 1;
 	return (body);
 }
 
 void
 hc_body_unref(struct hc_body *body)
 {
-	if (body != NULL && --body->refcnt == 0)
-		free(body);
+	if (body == NULL || --body->refcnt > 0)
+		return;
+	if (body->taken)
+		free(body->data);
+	free(body);
 }
 
 const void *

@@ -160,10 +160,12 @@ struct hc_request {
 /*
  * A request body shared by its caller (which may send it again) and the
  * requests that send it, instead of a copy each: hc_body_new() copies the
- * bytes once; a request given it as shared_body holds a reference until
- * its output has let go of them.
+ * bytes once, hc_body_take() takes a malloc'd buffer as it is; a request
+ * given it as shared_body holds a reference until its output has let go
+ * of them.
  */
 struct hc_body	*hc_body_new(const void *, size_t);
+struct hc_body	*hc_body_take(void *, size_t);
 void		 hc_body_unref(struct hc_body *);
 const void	*hc_body_data(const struct hc_body *);
 size_t		 hc_body_len(const struct hc_body *);

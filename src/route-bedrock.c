@@ -2063,8 +2063,7 @@ relay_metadata(struct relay *rl)
 		rc = -1;
 	else {
 		hc_body_unref(rl->body);
-		rl->body = hc_body_new(nb, nlen);
-		free(nb);
+		rl->body = hc_body_take(nb, nlen);
 	}
 	json_decref(ours);
 	if (rc == -1) {
@@ -2189,8 +2188,7 @@ relay_call(struct request *r, struct relay_call *call)
 	rl->service = call->service;
 	rl->fwd = call->headers;
 	if (call->body != NULL)
-		rl->body = hc_body_new(call->body, call->body_len);
-	free(call->body);
+		rl->body = hc_body_take(call->body, call->body_len);
 	call->body = NULL;
 	rl->model = xstrdup(call->model);
 	if ((rl->path = relay_upstream_path(call->path, NULL, 0)) == NULL) {

@@ -791,6 +791,8 @@ main(void)
 	size_t			 big;
 	struct hc_body		*sb;
 	char			*sbig;
+	const char		*what;
+	int			 k;
 	static const struct {
 		const char	*name, *why;	/* why: NULL if taken */
 	} names[] = {
@@ -1035,27 +1037,34 @@ main(void)
 	sb = hc_body_new(sbig, 300000);
 	ok(hc_body_len(sb) == 300000 && memcmp(hc_body_data(sb), sbig,
 	    300000) == 0, "shared body: the bytes copied once");
-	for (i = 0; i < 2; i++) {
-		hc_request_init(&rq, "POST", "/echo", NULL, 0, NULL, 0, MB,
-		    NULL, on_done, &many[i]);
-		rq.shared_body = sb;
-		memset(&many[i], 0, sizeof many[i]);
-		ok((many[i].req = hc_start(t_plain, &rq, &cause)) != NULL,
-		    "shared body: request %d started (%s)", i,
-		    cause != NULL ? cause : "ok");
-		free(cause);
-		cause = NULL;
-	}
-	hc_body_unref(sb);	/* the requests hold it now */
-	for (i = 0; i < 2; i++) {
-		if (run_until(&many[i].done, 60) == -1)
-			diag("shared body: request %d did not finish", i);
-		ok(many[i].err == HC_OK && many[i].body_len == 300011 &&
-		    memcmp(many[i].body, "POST /echo|", 11) == 0 &&
-		    memcmp(many[i].body + 11, sbig, 300000) == 0,
-		    "shared body: request %d sent it whole, after the caller "
-		    "let go", i);
-		res_clear(&many[i]);
+	/* Then the same with a buffer taken as it is (freed with it). */
+	for (k = 0; k < 2; k++) {
+		what = k == 0 ? "shared body" : "taken body";
+		if (k == 1)
+			sb = hc_body_take(memcpy(xmalloc(300000), sbig,
+			    300000), 300000);
+		for (i = 0; i < 2; i++) {
+			hc_request_init(&rq, "POST", "/echo", NULL, 0, NULL,
+			    0, MB, NULL, on_done, &many[i]);
+			rq.shared_body = sb;
+			memset(&many[i], 0, sizeof many[i]);
+			ok((many[i].req = hc_start(t_plain, &rq, &cause)) !=
+			    NULL, "%s: request %d started (%s)", what, i,
+			    cause != NULL ? cause : "ok");
+			free(cause);
+			cause = NULL;
+		}
+		hc_body_unref(sb);	/* the requests hold it now */
+		for (i = 0; i < 2; i++) {
+			if (run_until(&many[i].done, 60) == -1)
+				diag("%s: request %d did not finish", what, i);
+			ok(many[i].err == HC_OK && many[i].body_len ==
+			    300011 && memcmp(many[i].body, "POST /echo|",
+			    11) == 0 && memcmp(many[i].body + 11, sbig,
+			    300000) == 0, "%s: request %d sent it whole, "
+			    "after the caller let go", what, i);
+			res_clear(&many[i]);
+		}
 	}
 	free(sbig);
 
