@@ -24,6 +24,17 @@
  *	Prints one RESULT line and the percentiles.  Exits 1 on any
  *	error, lost, extra, corrupt or reordered frame.
  *
+ *   streams client --ramp MS HOST PORT PATH STREAMS FRAMES [TOKEN]
+ *	The same, but stream i is opened MS * i / STREAMS ms after the
+ *	first instead of all at once: every stream still overlaps every
+ *	other when the streams outlive MS (FRAMES x INTERVAL_MS > MS), and
+ *	each one's times are those of a request arriving at a relay that
+ *	carries up to STREAMS - 1 live streams, not the tail of a queue of
+ *	STREAMS requests that arrived in the same instant.  The RESULT line
+ *	adds live_max, the most streams open at once (opened, not yet
+ *	done), and live_p50 and live_min, the streams open as each one got
+ *	its first frame.
+ *
  *   streams client --duration SECS [--progress SECS] [--per-conn N]
  *	    [--vary] HOST PORT PATH STREAMS FRAMES [TOKEN]
  *	The soak: keeps STREAMS streams in flight for SECS seconds; each
@@ -433,6 +444,8 @@ struct cstream {
 	int			 nerr;		/* errors in this stream */
 	int			 uses;		/* streams on this evcon */
 	struct event		*restart;	/* soak: start the next one */
+	struct event		*start;		/* --ramp: when to open */
+	int			 live_first;	/* open at the first frame */
 };
 
 static struct cstream	*cs;
@@ -442,6 +455,10 @@ static const char	*c_host;
 static int		 c_port;
 static long		 c_total_frames, c_errors;
 static char		 c_err_first[256];
+static long		 c_ramp_ms;	/* --ramp */
+static int		 c_live, c_live_max;
+static const char	*c_path, *c_auth, *c_body;
+static size_t		 c_body_len;
 
 static void
 cerr(struct cstream *s, const char *what)
@@ -645,8 +662,10 @@ client_chunk_cb(struct evhttp_request *req, void *arg)
 	struct cstream	*s = arg;
 	struct evbuffer	*in = evhttp_request_get_input_buffer(req);
 
-	if (s->t_first == 0 && evbuffer_get_length(in) > 0)
+	if (s->t_first == 0 && evbuffer_get_length(in) > 0) {
 		s->t_first = now();
+		s->live_first = c_live;
+	}
 	evbuffer_add_buffer(s->acc, in);
 	client_feed(s);
 }
@@ -677,6 +696,7 @@ client_done_cb(struct evhttp_request *req, void *arg)
 		soak_done(s);
 		return;
 	}
+	c_live--;
 	if (--c_left == 0)
 		event_base_loopexit(base, NULL);
 }
@@ -701,16 +721,56 @@ pct(double *v, int n, double p)
 	return (v[i]);
 }
 
+/* Open stream s's connection and send its request. */
+static int
+client_open(struct cstream *s)
+{
+	struct evhttp_request	*req;
+	struct evkeyvalq	*oh;
+
+	s->evcon = evhttp_connection_base_new(base, NULL, c_host,
+	    (ev_uint16_t)c_port);
+	evhttp_connection_set_timeout(s->evcon, 300);
+	req = evhttp_request_new(client_done_cb, s);
+	evhttp_request_set_header_cb(req, client_head_cb);
+	evhttp_request_set_chunked_cb(req, client_chunk_cb);
+	oh = evhttp_request_get_output_headers(req);
+	evhttp_add_header(oh, "Host", c_host);
+	evhttp_add_header(oh, "Authorization", c_auth);
+	evhttp_add_header(oh, "Content-Type", "application/json");
+	evhttp_add_header(oh, "Accept", c_sse ? "text/event-stream" :
+	    "application/vnd.amazon.eventstream");
+	evbuffer_add(evhttp_request_get_output_buffer(req), c_body,
+	    c_body_len);
+	s->t0 = now();
+	if (evhttp_make_request(s->evcon, req, EVHTTP_REQ_POST,
+	    c_path) != 0) {
+		fprintf(stderr, "streams client: cannot send %ld\n", s->id);
+		return (-1);
+	}
+	if (++c_live > c_live_max)
+		c_live_max = c_live;
+	return (0);
+}
+
+static void
+client_start_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cstream	*s = arg;
+
+	(void)fd;
+	(void)what;
+	if (client_open(s) == -1)
+		exit(2);
+}
+
 static int
 client(const char *host, int port, const char *path, int n, int frames,
     const char *token)
 {
-	struct evhttp_request	*req;
-	struct evkeyvalq	*oh;
-	struct evbuffer		*ob;
 	struct rusage		 ru;
 	char			 auth[4096];
-	double			 t_start, t_end, *head, *first, *done;
+	double			 t_start, t_end, *head, *first, *done, *live;
 	int			 i, nok = 0;
 	long			 lost = 0, crc = 0, hdr = 0, payload = 0,
 				 reorder = 0, extra = 0, failed = 0;
@@ -736,42 +796,36 @@ client(const char *host, int port, const char *path, int n, int frames,
 	c_port = port;
 	cs = calloc((size_t)n, sizeof *cs);
 	snprintf(auth, sizeof auth, "Bearer %s", token != NULL ? token : "x");
+	c_path = path;
+	c_auth = auth;
+	c_body = c_sse ? mbody : body;
+	c_body_len = c_sse ? strlen(mbody) : sizeof body - 1;
 	t_start = now();
 	for (i = 0; i < n; i++) {
 		struct cstream *s = &cs[i];
+		struct timeval	tv;
+		long		us;
 
 		s->id = i;
 		s->nframes = frames;
 		s->acc = evbuffer_new();
-		s->evcon = evhttp_connection_base_new(base, NULL, host,
-		    (ev_uint16_t)port);
-		evhttp_connection_set_timeout(s->evcon, 300);
-		req = evhttp_request_new(client_done_cb, s);
-		evhttp_request_set_header_cb(req, client_head_cb);
-		evhttp_request_set_chunked_cb(req, client_chunk_cb);
-		oh = evhttp_request_get_output_headers(req);
-		evhttp_add_header(oh, "Host", host);
-		evhttp_add_header(oh, "Authorization", auth);
-		evhttp_add_header(oh, "Content-Type", "application/json");
-		evhttp_add_header(oh, "Accept", c_sse ? "text/event-stream" :
-		    "application/vnd.amazon.eventstream");
-		ob = evhttp_request_get_output_buffer(req);
-		if (c_sse)
-			evbuffer_add(ob, mbody, strlen(mbody));
-		else
-			evbuffer_add(ob, body, sizeof body - 1);
-		s->t0 = now();
-		if (evhttp_make_request(s->evcon, req, EVHTTP_REQ_POST,
-		    path) != 0) {
-			fprintf(stderr, "streams client: cannot send %d\n", i);
-			return (2);
+		if (c_ramp_ms <= 0) {
+			if (client_open(s) == -1)
+				return (2);
+			continue;
 		}
+		us = c_ramp_ms * 1000 * i / n;
+		tv.tv_sec = us / 1000000;
+		tv.tv_usec = us % 1000000;
+		s->start = evtimer_new(base, client_start_cb, s);
+		evtimer_add(s->start, &tv);
 	}
 	event_base_dispatch(base);
 	t_end = now();
 	head = calloc((size_t)n, sizeof *head);
 	first = calloc((size_t)n, sizeof *first);
 	done = calloc((size_t)n, sizeof *done);
+	live = calloc((size_t)n, sizeof *live);
 	for (i = 0; i < n; i++) {
 		struct cstream *s = &cs[i];
 
@@ -779,6 +833,7 @@ client(const char *host, int port, const char *path, int n, int frames,
 			head[nok] = (s->t_head - s->t0) * 1e6;
 			first[nok] = (s->t_first - s->t0) * 1e6;
 			done[nok] = (s->t_done - s->t0) * 1e6;
+			live[nok] = s->live_first;
 			nok++;
 		}
 		lost += (frames + 1) - (s->next < frames + 1 ? s->next :
@@ -793,6 +848,7 @@ client(const char *host, int port, const char *path, int n, int frames,
 	qsort(head, (size_t)nok, sizeof *head, dcmp);
 	qsort(first, (size_t)nok, sizeof *first, dcmp);
 	qsort(done, (size_t)nok, sizeof *done, dcmp);
+	qsort(live, (size_t)nok, sizeof *live, dcmp);
 	getrusage(RUSAGE_SELF, &ru);
 	printf("RESULT streams=%d ok=%d frames=%ld expected=%ld lost=%ld "
 	    "bad_crc=%ld bad_headers=%ld bad_payload=%ld out_of_order=%ld "
@@ -800,14 +856,16 @@ client(const char *host, int port, const char *path, int n, int frames,
 	    "head_p50_us=%.0f head_p99_us=%.0f head_max_us=%.0f "
 	    "first_p50_us=%.0f first_p90_us=%.0f first_p99_us=%.0f "
 	    "first_max_us=%.0f done_p50_us=%.0f done_max_us=%.0f "
-	    "client_cpu_s=%.2f\n", n, nok, c_total_frames,
+	    "client_cpu_s=%.2f ramp_ms=%ld live_max=%d live_p50=%.0f "
+	    "live_min=%.0f\n", n, nok, c_total_frames,
 	    (long)n * (frames + 1), lost, crc, hdr, payload, reorder, extra,
 	    failed, c_errors, t_end - t_start,
 	    pct(head, nok, 50), pct(head, nok, 99), pct(head, nok, 100),
 	    pct(first, nok, 50), pct(first, nok, 90), pct(first, nok, 99),
 	    pct(first, nok, 100), pct(done, nok, 50), pct(done, nok, 100),
 	    ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
-	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6, c_ramp_ms,
+	    c_live_max, pct(live, nok, 50), pct(live, nok, 0));
 	if (c_errors > 0)
 		printf("first error: %s\n", c_err_first);
 	return (c_errors > 0 || nok != n || c_total_frames !=
@@ -1075,6 +1133,8 @@ main(int argc, char **argv)
 				progress = atol(argv[++i]);
 			else if (strcmp(argv[i], "--per-conn") == 0)
 				k_per_conn = atoi(argv[++i]);
+			else if (strcmp(argv[i], "--ramp") == 0)
+				c_ramp_ms = atol(argv[++i]);
 			else
 				break;
 		}
@@ -1084,14 +1144,15 @@ main(int argc, char **argv)
 			    argv[i + 2], atoi(argv[i + 3]), atoi(argv[i + 4]),
 			    argc - i == 6 ? argv[i + 5] : NULL, duration,
 			    progress));
-		if (i == 2 && (argc == 7 || argc == 8))
-			return (client(argv[2], atoi(argv[3]), argv[4],
-			    atoi(argv[5]), atoi(argv[6]),
-			    argc == 8 ? argv[7] : NULL));
+		if (duration == 0 && (argc - i == 5 || argc - i == 6))
+			return (client(argv[i], atoi(argv[i + 1]), argv[i + 2],
+			    atoi(argv[i + 3]), atoi(argv[i + 4]),
+			    argc - i == 6 ? argv[i + 5] : NULL));
 	}
 	fprintf(stderr, "usage: streams serve [--frames-from-body] PORT FRAMES "
 	    "INTERVAL_MS\n"
-	    "       streams client HOST PORT PATH STREAMS FRAMES [TOKEN]\n"
+	    "       streams client [--ramp MS] HOST PORT PATH STREAMS FRAMES "
+	    "[TOKEN]\n"
 	    "       streams client --duration SECS [--progress SECS] "
 	    "[--per-conn N] [--vary]\n"
 	    "           HOST PORT PATH STREAMS FRAMES [TOKEN]\n");

@@ -38,13 +38,24 @@
 # 50 ms, fds and bsp_active_streams after.  At the end the usage table must
 # hold one row per stream with the metrics' token counts.
 #
+# RAMP=MS opens the streams over MS ms (stream i at MS * i / STREAMS)
+# instead of all in the same instant (RAMP=0, the default).  With
+# FRAMES x INTERVAL well over MS every stream still overlaps every other
+# (the summary shows how many were open at once), but a stream's TTFB is
+# then that of a request arriving at a relay that carries up to STREAMS
+# live streams, not its place in a queue of STREAMS requests that came
+# in the same instant: with RAMP=0 the p50 is about half the time the
+# relay takes to accept, authenticate and forward all of them (the bare
+# relay too, ~75 ms for 1000), which is the burst's cost, not the
+# streams'.  Peak RSS counts fewer requests in their setup at once.
+#
 # With PERF=1, one more bsp run per interval under `perf record` (user and
 # kernel instructions, DWARF call graphs): k instructions per frame by
 # function.
 #
 # Usage: bench/streams.sh     (ROUNDS=3: about 5 minutes)
 # Environment: ROUNDS (3), STREAMS (1000), FRAMES (200), INTERVALS
-# ("5 50 0"), PERF (1), PERF_PERIOD (1000000),
+# ("5 50 0"), RAMP (0), PERF (1), PERF_PERIOD (1000000),
 # PERFSTAT (1), SERVER_CPU, CLIENT_CPU, UPSTREAM_CPU, RESULTS, KEEP, and
 # build.sh's.
 
@@ -60,6 +71,9 @@ FRAMES=${FRAMES:-200}
 INTERVALS=${INTERVALS:-5 50 0}
 PERF=${PERF:-1}
 PERF_PERIOD=${PERF_PERIOD:-1000000}
+RAMP=${RAMP:-0}
+RAMPARG=
+[ "$RAMP" = 0 ] || RAMPARG="--ramp $RAMP"
 
 bench_setup streams
 # Two descriptors per stream in the daemon, and the client and upstream
@@ -72,7 +86,7 @@ SPATH=/model/$RELAY_MODEL/invoke-with-response-stream
 APATH=/v1/messages
 export RELAY_MODEL
 ROWS=$OUT/streams.tsv
-echo "interval	round	mode	wall_s	first_p50_us	first_p99_us	first_max_us	head_p50_us	head_p99_us	frames	expected	lost	bad	out_of_order	errors	srv_cpu_ms	up_cpu_ms	client_cpu_s	rss_idle_kb	hwm_kb	rss_max_kb	rss_after_kb	fds_before	fds_after	kinst_u	kinst_k	active_after	listen_drops" >"$ROWS"
+echo "interval	round	mode	wall_s	first_p50_us	first_p99_us	first_max_us	head_p50_us	head_p99_us	frames	expected	lost	bad	out_of_order	errors	srv_cpu_ms	up_cpu_ms	client_cpu_s	rss_idle_kb	hwm_kb	rss_max_kb	rss_after_kb	fds_before	fds_after	kinst_u	kinst_k	active_after	listen_drops	live_max	live_p50" >"$ROWS"
 
 {
 	echo "# streams.sh: $STREAMS concurrent streams of $FRAMES frames," \
@@ -83,6 +97,12 @@ echo "interval	round	mode	wall_s	first_p50_us	first_p99_us	first_max_us	head_p50
 	    "$CLIENT_CPU; ulimit -n $(ulimit -n)"
 	echo "runs: $ROUNDS rounds x (direct, bare, bsp, anthropic) per interval" \
 	    "(INTERVALS=\"$INTERVALS\" ms between frames)"
+	if [ "$RAMP" = 0 ]; then
+		echo "streams opened: all at once (RAMP=0)"
+	else
+		echo "streams opened: over $RAMP ms, stream i at $RAMP * i /" \
+		    "$STREAMS ms (RAMP=$RAMP)"
+	fi
 	echo
 } >"$OUT/summary.md"
 
@@ -138,8 +158,9 @@ one_run()
 		_perf=$!
 	fi
 	_rc=0
-	taskset -c "$CLIENT_CPU" "$STREAMS_BIN" client 127.0.0.1 "$_port" \
-	    "$_path" "$STREAMS" "$FRAMES" "$TOKEN" >"$_log" 2>&1 || _rc=$?
+	taskset -c "$CLIENT_CPU" "$STREAMS_BIN" client $RAMPARG 127.0.0.1 \
+	    "$_port" "$_path" "$STREAMS" "$FRAMES" "$TOKEN" >"$_log" 2>&1 ||
+	    _rc=$?
 	_b1=$(proc_ticks "$_pid")
 	_u1=$(proc_ticks "$UP_PID")
 	_ld1=$(listen_drops)
@@ -174,13 +195,14 @@ one_run()
 	/^RESULT/ {
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		bad = v["bad_crc"] + v["bad_headers"] + v["bad_payload"]
-		printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\n",
+		printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\n",
 		    iv, r, m, v["wall_s"], v["first_p50_us"], v["first_p99_us"],
 		    v["first_max_us"], v["head_p50_us"], v["head_p99_us"],
 		    v["frames"], v["expected"], v["lost"], bad,
 		    v["out_of_order"], v["errors"], b * 1000 / hz,
 		    u * 1000 / hz, v["client_cpu_s"], idle, hwm, rmax, after,
-		    fd0, fd1, iu / 1000, ik / 1000, act, ld
+		    fd0, fd1, iu / 1000, ik / 1000, act, ld, v["live_max"],
+		    v["live_p50"]
 	}' "$_log" >>"$ROWS"
 	tail -1 "$ROWS" | sed 's/^/    /' >&2
 }
@@ -223,8 +245,8 @@ perf_run()
 	    2>/dev/null &
 	_rec=$!
 	sleep 0.5
-	taskset -c "$CLIENT_CPU" "$STREAMS_BIN" client 127.0.0.1 "$BSP_PORT" \
-	    "$SPATH" "$STREAMS" "$FRAMES" "$TOKEN" \
+	taskset -c "$CLIENT_CPU" "$STREAMS_BIN" client $RAMPARG 127.0.0.1 \
+	    "$BSP_PORT" "$SPATH" "$STREAMS" "$FRAMES" "$TOKEN" \
 	    >"$OUT/client-i$1-perf.txt" 2>&1 || true
 	kill -INT "$_rec" "$_st"
 	wait "$_rec" || true
@@ -387,6 +409,7 @@ done
 		fd[k] = fd[k] " " $23 "->" $24
 		ld[k] = ld[k] (ld[k] == "" ? "" : ", ") $28
 		ins[k] = ins[k] " " ($25 + $26) / (n * ($11 / n))
+		lmax[k] = lmax[k] " " $29; lp50[k] = lp50[k] " " $30
 		F50[$1, $2, $3] = $5; F99[$1, $2, $3] = $6
 		W[$1, $2, $3] = $4; rounds[$1, $2] = 1
 		CPU[$1, $2, $3] = $16; PER[$1, $2, $3] = ($20 - $19) / n
@@ -409,15 +432,16 @@ done
 		print ""
 		print "the relay (the bare one, or the daemon) during its runs (VmHWM reset before each run):"
 		print ""
-		print "| interval, target | peak RSS VmHWM MiB | VmRSS sampled max MiB | RSS per stream kB ((VmHWM - idle) / streams) | VmRSS after MiB | fds before->after | k instr per frame (user+kernel) |"
-		print "|---|---|---|---|---|---|---|"
+		print "| interval, target | peak RSS VmHWM MiB | VmRSS sampled max MiB | RSS per stream kB ((VmHWM - idle) / streams) | VmRSS after MiB | fds before->after | k instr per frame (user+kernel) | streams open at once: most, at a first frame (p50) |"
+		print "|---|---|---|---|---|---|---|---|"
 		for (i = 1; i <= nk; i++) {
 			split(ord[i], kk, SUBSEP)
 			if (kk[2] == "direct") continue
-			printf "| %s ms, %s | %s | %s | %s | %s | %s | %s |\n", kk[1], kk[2],
+			printf "| %s ms, %s | %s | %s | %s | %s | %s | %s | %s, %s |\n", kk[1], kk[2],
 			    cell(hwm[ord[i]], "%.1f"), cell(rmax[ord[i]], "%.1f"),
 			    cell(per[ord[i]], "%.1f"), cell(after[ord[i]], "%.1f"),
-			    fd[ord[i]], cell(ins[ord[i]], "%.2f")
+			    fd[ord[i]], cell(ins[ord[i]], "%.2f"),
+			    cell(lmax[ord[i]], "%.0f"), cell(lp50[ord[i]], "%.0f")
 		}
 		print ""
 		print "added by the proxy (bsp - direct) and by the bare evhttp relay (bare - direct), within each round:"
