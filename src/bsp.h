@@ -13,6 +13,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -748,9 +750,13 @@ struct request {
 	const char		*method;
 	struct route_param	 params[REQUEST_MAX_PARAMS];
 	size_t			 nparams;
-	char			 peer[64];	/* socket peer */
-	char			 client[64];	/* after trusted proxies */
-	struct sockaddr_storage	 client_sa;
+	char			 peer[48];	/* socket peer */
+	char			 client[48];	/* after trusted proxies */
+	union {
+		struct sockaddr		sa;
+		struct sockaddr_in	sin;
+		struct sockaddr_in6	sin6;
+	}			 client_sa;	/* AF_INET or AF_INET6 */
 	int			 https;		/* as the client sees it */
 
 	double			 t_start;

@@ -1838,6 +1838,16 @@ hc_req_send(struct hc_req *req, struct hc_conn *conn, int reused)
 		}
 	}
 
+	/*
+	 * Only a request on a pooled connection, first time, is ever sent
+	 * again (a stale connection, hc_ev_error): any other has its copies
+	 * in the evhttp request now, and a burst of new connections (a
+	 * thousand streams starting) holds them once, not twice, until the
+	 * answers come.
+	 */
+	if (!reused || req->retried || (req->flags & HC_NO_RETRY))
+		hc_req_free_copies(req);
+
 	hc_req_enter(req, HC_PH_CONNECT);
 	/* A reused connection writes at once: hc_conn_output_cb moves on. */
 	if (evhttp_make_request(conn->evcon, ereq, req->method,

@@ -170,8 +170,8 @@ server_conn_release(struct server_conn *conn)
 		conn->req->conn = NULL;
 		conn->req = NULL;
 	}
-	event_del(&conn->adopt_ev);
-	event_del(&conn->gate_ev);
+	event_del(&conn->work_ev);
+	conn->work = 0;
 	server_conn_hangup_unwatch(conn);
 	server_conn_gate_clear(conn);
 	server_conn_client_del(conn);
@@ -222,17 +222,19 @@ server_conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 	server_conn_release(conn);
 }
 
-/* Learn the evhttp_connection behind our bufferevent, once evhttp made it. */
-static void
-server_conn_adopt_cb(int fd, short ev, void *arg)
+/*
+ * Learn the evhttp_connection behind our bufferevent, once evhttp made it;
+ * -1 if there is none (the connection is let go).
+ */
+static int
+server_conn_adopt(struct server_conn *conn)
 {
-	struct server_conn	*conn = arg;
 	bufferevent_event_cb	 ecb;
 
 	bufferevent_getcb(conn->bev, NULL, NULL, &ecb, NULL);
 	if (ecb == NULL || server_conn_evcon(conn) == NULL) {
 		server_conn_release(conn);
-		return;
+		return (-1);
 	}
 	if ((long long)conns.n > cfg->server_max_connections) {
 		log_warnx("connection limit (%lld) reached; closing a new "
@@ -245,6 +247,28 @@ server_conn_adopt_cb(int fd, short ev, void *arg)
 		server_conn_kill(conn, "connection limit per client");
 	} else if (server_draining)
 		server_conn_kill(conn, "shutting down");
+	return (0);
+}
+
+static void
+server_conn_work_cb(int fd, short ev, void *arg)
+{
+	struct server_conn	*conn = arg;
+	int			 what = conn->work;
+
+	conn->work = 0;
+	if ((what & CONN_WORK_ADOPT) && server_conn_adopt(conn) == -1)
+		return;
+	if (what & CONN_WORK_GATE)
+		server_gate_run(conn);
+}
+
+/* Have the connection do some work on a later pass of the loop. */
+void
+server_conn_work(struct server_conn *conn, int what)
+{
+	conn->work |= what;
+	event_active(&conn->work_ev, EV_TIMEOUT, 1);
 }
 
 /* A connection just accepted, on its bufferevent. */
@@ -262,9 +286,9 @@ server_conn_new(struct bufferevent *bev, int tls)
 	HASH_ADD_PTR(conns.hash, bev, conn);
 	TAILQ_INSERT_TAIL(&conns.list, conn, entry);
 	conns.n++;
-	evtimer_assign(&conn->adopt_ev, bufferevent_get_base(bev),
-	    server_conn_adopt_cb, conn);
-	event_active(&conn->adopt_ev, EV_TIMEOUT, 1);
+	evtimer_assign(&conn->work_ev, bufferevent_get_base(bev),
+	    server_conn_work_cb, conn);
+	server_conn_work(conn, CONN_WORK_ADOPT);
 	return (conn);
 }
 

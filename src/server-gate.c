@@ -146,7 +146,7 @@ gate_keys_cb(void *arg)
 {
 	struct server_conn	*conn = arg;
 
-	event_active(&conn->gate_ev, EV_TIMEOUT, 1);
+	server_conn_work(conn, CONN_WORK_GATE);
 }
 
 static int
@@ -260,11 +260,10 @@ out:
 		bufferevent_trigger(conn->bev, EV_READ, 0);
 }
 
-/* Run the head gate outside evhttp's callbacks. */
-static void
-gate_cb(int fd, short ev, void *arg)
+/* Run the head gate outside evhttp's callbacks (CONN_WORK_GATE). */
+void
+server_gate_run(struct server_conn *conn)
 {
-	struct server_conn	*conn = arg;
 	struct server_gate	*g;
 	struct http_head	 h;
 	const char		*p, *why;
@@ -339,8 +338,6 @@ server_gate_attach(struct server_conn *conn)
 {
 	if ((conn->head = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new");
-	evtimer_assign(&conn->gate_ev, bufferevent_get_base(conn->bev),
-	    gate_cb, conn);
 	conn->input_cb = evbuffer_add_cb(bufferevent_get_input(conn->bev),
 	    gate_input_cb, conn);
 }
@@ -418,7 +415,7 @@ server_gate_next(struct server_conn *conn)
 	else if (!discard && evbuffer_get_length(in) > 0) {
 		conn->t_first = now_mono();
 		gate_hold(conn);
-		event_active(&conn->gate_ev, EV_TIMEOUT, 1);
+		server_conn_work(conn, CONN_WORK_GATE);
 	}
 }
 

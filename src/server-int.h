@@ -67,6 +67,12 @@ struct server_client {
 	UT_hash_handle		 hh;
 };
 
+/*
+ * Work a connection has to do outside evhttp's callbacks, on one event
+ * (a stream holds its connection for minutes; an event is 128 bytes).
+ */
+#define CONN_WORK_ADOPT	0x1	/* just accepted: limits */
+#define CONN_WORK_GATE	0x2	/* a head to check, or its keys came */
 struct server_conn {
 	struct bufferevent		*bev;
 	struct evhttp_connection	*evcon;
@@ -83,9 +89,9 @@ struct server_conn {
 	int				 in_gate;	/* our own input edits */
 	int				 discard;	/* drop all input */
 	struct server_gate		*gate;		/* or NULL */
-	struct event			 gate_ev;
 	struct server_client		*client;
-	struct event			 adopt_ev;
+	struct event			 work_ev;	/* runs the work asked */
+	int				 work;		/* CONN_WORK_* */
 	struct event			 closed_ev;
 	int				 closed_ev_on;
 	UT_hash_handle			 hh;
@@ -104,6 +110,7 @@ void		 server_auth_refuse(struct request *,
 
 /* server-gate.c */
 void		 server_gate_attach(struct server_conn *);
+void		 server_gate_run(struct server_conn *);
 void		 server_gate_next(struct server_conn *);
 void		 server_gate_free(void);
 
@@ -120,6 +127,7 @@ void		 server_conn_enter(struct server_conn *, enum conn_state);
 struct evhttp_connection *server_conn_evcon(struct server_conn *);
 void		 server_conn_closed_cb(struct evhttp_connection *, void *);
 void		 server_conn_kill(struct server_conn *, const char *);
+void		 server_conn_work(struct server_conn *, int);
 void		 server_conn_watch_hangup(struct server_conn *);
 void		 server_conn_hangup_unwatch(struct server_conn *);
 void		 server_conn_gate_clear(struct server_conn *);

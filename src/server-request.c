@@ -264,7 +264,8 @@ request_client(struct request *r, int tls, const struct sockaddr *peer)
 		if (addr_parse(item, &ss) == -1)
 			break;
 		bsp_strlcpy(r->client, item, sizeof r->client);
-		memcpy(&r->client_sa, &ss, sizeof ss);
+		memcpy(&r->client_sa, &ss, ss.ss_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 		if (!cidrlist_match(&r->cfg->trusted_proxies,
 		    (struct sockaddr *)&ss) || comma == NULL)
 			break;
