@@ -210,7 +210,9 @@ struct hc_req {
 	struct event		 tmo_ev;
 	double			 tmo_at;	/* when tmo_ev fires, if pending */
 	struct event		*total_ev;	/* when to_total > 0 */
-	struct event		 kick_ev;
+	int			 kicked;	/* on hc.kicks */
+	unsigned long		 kick_gen;
+	TAILQ_ENTRY(hc_req)	 kick_entry;	/* hc.kicks */
 
 	TAILQ_ENTRY(hc_req)	 entry;		/* hc.reqs / hc.dead_reqs */
 	TAILQ_ENTRY(hc_req)	 wait_entry;	/* origin->dns_wait */
@@ -236,6 +238,14 @@ static struct {
 	TAILQ_HEAD(, hc_req)	 reqs;
 	TAILQ_HEAD(, hc_req)	 dead_reqs;
 	struct event		 reap_ev;
+	/*
+	 * Requests with deferred work (hc_req_kick), in order, run by one
+	 * event: a struct event in each request was 128 of its bytes, held
+	 * by every stream for its whole life.
+	 */
+	TAILQ_HEAD(, hc_req)	 kicks;
+	unsigned long		 kick_gen;
+	struct event		 kick_ev;
 	struct hc_stats		 st;
 } hc = {
 	.ssl_idx = -1,
@@ -248,6 +258,7 @@ static struct {
 	.dead_conns = TAILQ_HEAD_INITIALIZER(hc.dead_conns),
 	.reqs = TAILQ_HEAD_INITIALIZER(hc.reqs),
 	.dead_reqs = TAILQ_HEAD_INITIALIZER(hc.dead_reqs),
+	.kicks = TAILQ_HEAD_INITIALIZER(hc.kicks),
 };
 
 static const struct {
@@ -330,7 +341,8 @@ static void	 hc_req_arm(struct hc_req *);
 static void	 hc_req_tmo_cb(evutil_socket_t, short, void *);
 static void	 hc_req_total_cb(evutil_socket_t, short, void *);
 static void	 hc_req_kick(struct hc_req *);
-static void	 hc_req_kick_cb(evutil_socket_t, short, void *);
+static void	 hc_req_kicked(struct hc_req *);
+static void	 hc_kicks_cb(evutil_socket_t, short, void *);
 static void	 hc_req_deliver_data(struct hc_req *);
 static void	 hc_req_deliver_done(struct hc_req *);
 static void	 hc_req_unref(struct hc_req *);
@@ -358,6 +370,7 @@ hc_init(const char *ca_file, char **cause)
 		return (-1);
 	hc.st.trust_loaded = 0;
 	event_assign(&hc.reap_ev, bsp_base, -1, 0, hc_reap_cb, NULL);
+	event_assign(&hc.kick_ev, bsp_base, -1, 0, hc_kicks_cb, NULL);
 	hc.initialized = 1;
 	hc.shutting_down = 0;
 	return (0);
@@ -441,6 +454,7 @@ hc_shutdown(void)
 	}
 	hc_reap();
 	event_del(&hc.reap_ev);
+	event_del(&hc.kick_ev);
 	hc_reload_abort();
 	SSL_CTX_free(hc.ctx);
 	hc.ctx = NULL;
@@ -1663,7 +1677,6 @@ hc_req_new(struct hc_target *t, const struct hc_request *r, int m)
 	if ((req->data = evbuffer_new()) == NULL)
 		fatalx("%s: evbuffer_new", __func__);
 	evtimer_assign(&req->tmo_ev, bsp_base, hc_req_tmo_cb, req);
-	event_assign(&req->kick_ev, bsp_base, -1, 0, hc_req_kick_cb, req);
 	TAILQ_INSERT_TAIL(&hc.reqs, req, entry);
 	return (req);
 }
@@ -2082,15 +2095,46 @@ hc_req_succeed(struct hc_req *req)
 static void
 hc_req_kick(struct hc_req *req)
 {
-	if (!req->cancelled)
-		event_active(&req->kick_ev, EV_TIMEOUT, 0);
+	if (req->cancelled || req->kicked)
+		return;
+	req->kicked = 1;
+	req->kick_gen = hc.kick_gen;
+	TAILQ_INSERT_TAIL(&hc.kicks, req, kick_entry);
+	/* Activating an active event only merges the flags. */
+	event_active(&hc.kick_ev, EV_TIMEOUT, 0);
+}
+
+static void
+hc_req_unkick(struct hc_req *req)
+{
+	if (req->kicked) {
+		TAILQ_REMOVE(&hc.kicks, req, kick_entry);
+		req->kicked = 0;
+	}
+}
+
+/*
+ * The requests kicked before this pass, in order (those kicked while it
+ * runs wait for the next one: the event is active again by then). A
+ * request cancelled or freed meanwhile has left the list.
+ */
+static void
+hc_kicks_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct hc_req	*req;
+	unsigned long	 gen = hc.kick_gen++;
+
+	while ((req = TAILQ_FIRST(&hc.kicks)) != NULL &&
+	    req->kick_gen <= gen) {
+		hc_req_unkick(req);
+		hc_req_kicked(req);
+	}
 }
 
 /* Deferred work: a retry, held body bytes, on_done. */
 static void
-hc_req_kick_cb(evutil_socket_t fd, short events, void *arg)
+hc_req_kicked(struct hc_req *req)
 {
-	struct hc_req	*req = arg;
 
 	if (req->cancelled || req->done_delivered)
 		return;
@@ -2172,7 +2216,7 @@ hc_cancel(struct hc_req *req)
 			hc_conn_kill(req->conn);
 		hc_req_end(req);
 	}
-	event_del(&req->kick_ev);
+	hc_req_unkick(req);
 	hc_req_unref(req);
 }
 
@@ -2286,7 +2330,7 @@ hc_req_free(struct hc_req *req)
 	event_del(&req->tmo_ev);
 	if (req->total_ev != NULL)
 		event_free(req->total_ev);
-	event_del(&req->kick_ev);
+	hc_req_unkick(req);
 	free(req->msg);
 	evbuffer_free(req->data);
 	hc_req_free_copies(req);
