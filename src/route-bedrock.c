@@ -1185,12 +1185,15 @@ relay_on_head(struct hc_req *up, int status, const struct evkeyvalq *h,
 	/*
 	 * Only an error head sends the request again: a stream does not
 	 * hold its body (a Claude Code turn's is tens of kB) or the merged
-	 * metadata header for the minutes it lasts.
+	 * metadata header (or the path it was sent to) for the minutes it
+	 * lasts.
 	 */
 	hc_body_unref(rl->body);
 	rl->body = NULL;
 	free(rl->meta_header);
 	rl->meta_header = NULL;
+	free(rl->path);
+	rl->path = NULL;
 	relay_enter(rl, RS_STREAMING);
 	relay_copy_headers(rl, h);
 	if (rl->flags & RELAY_SSE) {

@@ -76,6 +76,8 @@ server_conn_enter(struct server_conn *conn, enum conn_state s)
 	case CONN_ACTIVE:
 		break;
 	}
+	if (conn->gated)
+		server_gate_watch(conn);
 }
 
 /* Forget the gate's verdict on the last head. */
@@ -175,7 +177,8 @@ server_conn_release(struct server_conn *conn)
 	server_conn_hangup_unwatch(conn);
 	server_conn_gate_clear(conn);
 	server_conn_client_del(conn);
-	evbuffer_free(conn->head);
+	if (conn->head != NULL)
+		evbuffer_free(conn->head);
 	if (conn->input_cb != NULL)
 		evbuffer_remove_cb_entry(bufferevent_get_input(conn->bev),
 		    conn->input_cb);

@@ -336,10 +336,51 @@ gate_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 void
 server_gate_attach(struct server_conn *conn)
 {
-	if ((conn->head = evbuffer_new()) == NULL)
-		fatalx("evbuffer_new");
-	conn->input_cb = evbuffer_add_cb(bufferevent_get_input(conn->bev),
-	    gate_input_cb, conn);
+	conn->gated = 1;
+	server_gate_watch(conn);
+}
+
+/*
+ * The gate watches a connection's input only while it has work there: a
+ * head to hold (NEW, WAITING, KEYS) or a refused request's bytes to drop.
+ * A buffer with a callback runs it at every change, and evhttp drains a
+ * line at a time: ~40 calls of gate_input_cb for nothing a relayed call.
+ * (A callback may remove itself: libevent takes the next one first.) The
+ * buffer that holds a head is there only then too: a stream's connection
+ * holds neither for its minutes.
+ */
+void
+server_gate_watch(struct server_conn *conn)
+{
+	struct evbuffer	*in = bufferevent_get_input(conn->bev);
+	int		 want;
+
+	switch (conn->state) {
+	case CONN_NEW:
+	case CONN_WAITING:
+	case CONN_KEYS:
+		want = 1;
+		break;
+	case CONN_ACTIVE:
+		want = conn->discard;
+		break;
+	default:
+		want = 0;
+		break;
+	}
+	if (want && conn->input_cb == NULL) {
+		if ((conn->head = evbuffer_new()) == NULL ||
+		    (conn->input_cb = evbuffer_add_cb(in, gate_input_cb,
+		    conn)) == NULL)
+			fatalx("%s: evbuffer", __func__);
+	} else if (!want && conn->input_cb != NULL &&
+	    evbuffer_get_length(conn->head) == 0) {
+		/* (Passed on by gate_pass, dropped by gate_refuse: empty.) */
+		evbuffer_remove_cb_entry(in, conn->input_cb);
+		conn->input_cb = NULL;
+		evbuffer_free(conn->head);
+		conn->head = NULL;
+	}
 }
 
 /*

@@ -83,8 +83,10 @@ struct server_conn {
 	double				 t_wait;	/* state entered */
 	double				 t_first;	/* first byte of head */
 	double				 t_head;	/* head complete */
-	struct evbuffer			*head;		/* held from evhttp */
-	struct evbuffer_cb_entry	*input_cb;	/* gate's */
+	int				 gated;		/* behind the gate */
+	struct evbuffer			*head;		/* held from evhttp, */
+	struct evbuffer_cb_entry	*input_cb;	/* gate's; both only */
+							/* while it watches */
 	size_t				 scanned;	/* no head end before */
 	int				 in_gate;	/* our own input edits */
 	int				 discard;	/* drop all input */
@@ -111,6 +113,7 @@ void		 server_auth_refuse(struct request *,
 /* server-gate.c */
 void		 server_gate_attach(struct server_conn *);
 void		 server_gate_run(struct server_conn *);
+void		 server_gate_watch(struct server_conn *);
 void		 server_gate_next(struct server_conn *);
 void		 server_gate_free(void);
 
