@@ -16,7 +16,8 @@
 # relay for a moment twice; nothing is timed.
 #
 # Usage: bench/stream-heap.sh [REV...]     (default HEAD; ~40 s a target)
-# Environment: STREAMS (1000), FRAMES (400), INTERVAL (50), AT (6),
+# Environment: STREAMS (1000), FRAMES (400), INTERVAL (50), AT (6), RAMP
+# (0: all at once; MS: opened over MS ms, as in streams.sh),
 # SERVER_CPU (0), CLIENT_CPU (1), RESULTS, KEEP; REV,configure-option as
 # in relay-cpu.sh (HEAD,--with-jemalloc: no malloc_stats, RSS only).
 
@@ -30,6 +31,9 @@ STREAMS=${STREAMS:-1000}
 FRAMES=${FRAMES:-400}
 INTERVAL=${INTERVAL:-50}
 AT=${AT:-6}
+RAMP=${RAMP:-0}
+RAMPARG=
+[ "$RAMP" = 0 ] || RAMPARG="--ramp $RAMP"
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 [ $# -gt 0 ] || set -- HEAD
@@ -94,8 +98,8 @@ run()
 	rss0=$(proc_status "$PID" VmRSS)
 	heap "$PID" "$LOG" >"$d/heap0"
 	read -r sys0 use0 <"$d/heap0"
-	taskset -c "$CLIENT_CPU" "$SB" client 127.0.0.1 "$PORT" "$SPATH" \
-	    "$STREAMS" "$FRAMES" "$TOKEN" >"$d/client.txt" 2>&1 &
+	taskset -c "$CLIENT_CPU" "$SB" client $RAMPARG 127.0.0.1 "$PORT" \
+	    "$SPATH" "$STREAMS" "$FRAMES" "$TOKEN" >"$d/client.txt" 2>&1 &
 	_cp=$!
 	sleep "$AT"
 	rss1=$(proc_status "$PID" VmRSS)
@@ -139,7 +143,8 @@ done <"$WORK/builds"
 	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "machine: $(uname -sr), $(nproc) CPUs"
 	echo "builds: $(tr '\t\n' '= ' <"$WORK/builds")(-O2 -g, build.sh)"
-	echo "streams: $STREAMS at once, $FRAMES frames $INTERVAL ms apart;" \
+	echo "streams: $STREAMS $([ "$RAMP" = 0 ] && echo "at once" ||
+	    echo "opened over $RAMP ms"), $FRAMES frames $INTERVAL ms apart;" \
 	    "measured $AT s in, against the same relay before them"
 	echo
 	echo "| relay | RSS kB | heap in use kB | free inside the heap kB | heap held kB |"
