@@ -721,27 +721,37 @@ pct(double *v, int n, double p)
 	return (v[i]);
 }
 
-/* Open stream s's connection and send its request. */
-static int
-client_open(struct cstream *s)
+/* Stream s's POST: its headers and body, its callbacks. */
+static struct evhttp_request *
+client_request(struct cstream *s, const char *auth, const char *accept,
+    const void *body, size_t len)
 {
 	struct evhttp_request	*req;
 	struct evkeyvalq	*oh;
 
-	s->evcon = evhttp_connection_base_new(base, NULL, c_host,
-	    (ev_uint16_t)c_port);
-	evhttp_connection_set_timeout(s->evcon, 300);
 	req = evhttp_request_new(client_done_cb, s);
 	evhttp_request_set_header_cb(req, client_head_cb);
 	evhttp_request_set_chunked_cb(req, client_chunk_cb);
 	oh = evhttp_request_get_output_headers(req);
 	evhttp_add_header(oh, "Host", c_host);
-	evhttp_add_header(oh, "Authorization", c_auth);
+	evhttp_add_header(oh, "Authorization", auth);
 	evhttp_add_header(oh, "Content-Type", "application/json");
-	evhttp_add_header(oh, "Accept", c_sse ? "text/event-stream" :
-	    "application/vnd.amazon.eventstream");
-	evbuffer_add(evhttp_request_get_output_buffer(req), c_body,
-	    c_body_len);
+	evhttp_add_header(oh, "Accept", accept);
+	evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+	return (req);
+}
+
+/* Open stream s's connection and send its request. */
+static int
+client_open(struct cstream *s)
+{
+	struct evhttp_request	*req;
+
+	s->evcon = evhttp_connection_base_new(base, NULL, c_host,
+	    (ev_uint16_t)c_port);
+	evhttp_connection_set_timeout(s->evcon, 300);
+	req = client_request(s, c_auth, c_sse ? "text/event-stream" :
+	    "application/vnd.amazon.eventstream", c_body, c_body_len);
 	s->t0 = now();
 	if (evhttp_make_request(s->evcon, req, EVHTTP_REQ_POST,
 	    c_path) != 0) {
@@ -914,7 +924,6 @@ static void
 soak_start(struct cstream *s)
 {
 	struct evhttp_request	*req;
-	struct evkeyvalq	*oh;
 	char			 body[512];
 	int			 bl;
 
@@ -946,15 +955,8 @@ soak_start(struct cstream *s)
 	    "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":"
 	    "\"Count to %ld, one number per line.\"}]}]}", s->nframes,
 	    s->nframes);
-	req = evhttp_request_new(client_done_cb, s);
-	evhttp_request_set_header_cb(req, client_head_cb);
-	evhttp_request_set_chunked_cb(req, client_chunk_cb);
-	oh = evhttp_request_get_output_headers(req);
-	evhttp_add_header(oh, "Host", c_host);
-	evhttp_add_header(oh, "Authorization", k_auth);
-	evhttp_add_header(oh, "Content-Type", "application/json");
-	evhttp_add_header(oh, "Accept", "application/vnd.amazon.eventstream");
-	evbuffer_add(evhttp_request_get_output_buffer(req), body, (size_t)bl);
+	req = client_request(s, k_auth, "application/vnd.amazon.eventstream",
+	    body, (size_t)bl);
 	s->t0 = now();
 	k_inflight_add(1);
 	if (evhttp_make_request(s->evcon, req, EVHTTP_REQ_POST, k_path) != 0) {
