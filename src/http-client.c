@@ -211,7 +211,7 @@ struct hc_req {
 	double			 tmo_at;	/* when tmo_ev fires, if pending */
 	struct event		*total_ev;	/* when to_total > 0 */
 	int			 kicked;	/* on hc.kicks */
-	unsigned long		 kick_gen;
+	uint64_t		 kick_gen;
 	TAILQ_ENTRY(hc_req)	 kick_entry;	/* hc.kicks */
 
 	TAILQ_ENTRY(hc_req)	 entry;		/* hc.reqs / hc.dead_reqs */
@@ -244,7 +244,7 @@ static struct {
 	 * by every stream for its whole life.
 	 */
 	TAILQ_HEAD(, hc_req)	 kicks;
-	unsigned long		 kick_gen;
+	uint64_t		 kick_gen;
 	struct event		 kick_ev;
 	struct hc_stats		 st;
 } hc = {
@@ -2122,7 +2122,7 @@ static void
 hc_kicks_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct hc_req	*req;
-	unsigned long	 gen = hc.kick_gen++;
+	uint64_t	 gen = hc.kick_gen++;
 
 	while ((req = TAILQ_FIRST(&hc.kicks)) != NULL &&
 	    req->kick_gen <= gen) {
