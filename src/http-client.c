@@ -2135,7 +2135,6 @@ hc_kicks_cb(evutil_socket_t fd, short events, void *arg)
 static void
 hc_req_kicked(struct hc_req *req)
 {
-
 	if (req->cancelled || req->done_delivered)
 		return;
 	if (req->retry_pending) {
