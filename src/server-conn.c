@@ -76,8 +76,8 @@ server_conn_enter(struct server_conn *conn, enum conn_state s)
 	case CONN_ACTIVE:
 		break;
 	}
-	if (conn->gated)
-		server_gate_watch(conn);
+	if (conn->gate_enter != NULL)
+		conn->gate_enter(conn);
 }
 
 /* Forget the gate's verdict on the last head. */
@@ -262,8 +262,8 @@ server_conn_work_cb(int fd, short ev, void *arg)
 	conn->work = 0;
 	if ((what & CONN_WORK_ADOPT) && server_conn_adopt(conn) == -1)
 		return;
-	if (what & CONN_WORK_GATE)
-		server_gate_run(conn);
+	if ((what & CONN_WORK_GATE) && conn->gate_run != NULL)
+		conn->gate_run(conn);
 }
 
 /* Have the connection do some work on a later pass of the loop. */

@@ -53,6 +53,7 @@ static struct {
 };
 
 static void	gate_head_check(struct server_conn *, int);
+static void	gate_watch(struct server_conn *);
 
 /* Take what evhttp has not read yet: it is (the start of) a head. */
 static void
@@ -261,8 +262,8 @@ out:
 }
 
 /* Run the head gate outside evhttp's callbacks (CONN_WORK_GATE). */
-void
-server_gate_run(struct server_conn *conn)
+static void
+gate_run(struct server_conn *conn)
 {
 	struct server_gate	*g;
 	struct http_head	 h;
@@ -336,8 +337,9 @@ gate_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 void
 server_gate_attach(struct server_conn *conn)
 {
-	conn->gated = 1;
-	server_gate_watch(conn);
+	conn->gate_enter = gate_watch;
+	conn->gate_run = gate_run;
+	gate_watch(conn);
 }
 
 /*
@@ -349,8 +351,8 @@ server_gate_attach(struct server_conn *conn)
  * buffer that holds a head is there only then too: a stream's connection
  * holds neither for its minutes.
  */
-void
-server_gate_watch(struct server_conn *conn)
+static void
+gate_watch(struct server_conn *conn)
 {
 	struct evbuffer	*in = bufferevent_get_input(conn->bev);
 	int		 want;

@@ -83,7 +83,9 @@ struct server_conn {
 	double				 t_wait;	/* state entered */
 	double				 t_first;	/* first byte of head */
 	double				 t_head;	/* head complete */
-	int				 gated;		/* behind the gate */
+	/* The head gate's (server_gate_attach): a state entered; work. */
+	void				(*gate_enter)(struct server_conn *);
+	void				(*gate_run)(struct server_conn *);
 	struct evbuffer			*head;		/* held from evhttp, */
 	struct evbuffer_cb_entry	*input_cb;	/* gate's; both only */
 							/* while it watches */
@@ -112,8 +114,6 @@ void		 server_auth_refuse(struct request *,
 
 /* server-gate.c */
 void		 server_gate_attach(struct server_conn *);
-void		 server_gate_run(struct server_conn *);
-void		 server_gate_watch(struct server_conn *);
 void		 server_gate_next(struct server_conn *);
 void		 server_gate_free(void);
 
