@@ -1764,9 +1764,9 @@ relay_start(struct relay *rl, const struct hc_header *hdr, size_t nh,
 	hc_request_init(&hreq, "POST", rl->path, hdr, nh, body, blen,
 	    (rl->flags & RELAY_STREAM) ? 0 : RELAY_MAX_BODY, &to,
 	    relay_on_done, rl);
-	/* Our body, not a copy of it: the client takes a reference. */
-	if (rl->body != NULL)
-		hreq.shared_body = rl->body;
+	/* Our body (or none), not a copy of it: the client takes a
+	 * reference. */
+	hreq.shared_body = rl->body;
 	if (rl->flags & RELAY_STREAM) {
 		hreq.flags = HC_STREAM;
 		hreq.on_head = relay_on_head;

@@ -15,7 +15,6 @@
 #include "tap.h"
 #include "metrics-text.h"
 
-
 /* The value of one line "name{labels} value", or -1. */
 static double
 value(const char *name, const char *labels)
